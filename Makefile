@@ -1,0 +1,27 @@
+# One cargo profile (release) for tests, examples and benches, so RocksDB's
+# C++ is compiled once (~15 minutes on 2 cores the first time).
+
+CARGO ?= cargo
+
+.PHONY: setup demo test bench corpus fuzz-build
+
+setup:
+	@sh scripts/setup.sh
+
+## The main job: store a generated 256 MiB checkpoint twice, print dedup and compression.
+demo: setup
+	$(CARGO) run --release --example demo
+
+## All tests (unit, integration, doc) plus a compile of every bench and example.
+test: setup
+	$(CARGO) test --release --all-targets
+	$(CARGO) test --release --doc
+
+## Criterion micro-benchmarks.
+bench: setup
+	$(CARGO) bench --bench core
+
+## The real-weights corpus: fetch it, then store, restore and re-ingest it.
+corpus: setup
+	sh ../shared/corpus/fetch.sh
+	$(CARGO) run --release --example corpus

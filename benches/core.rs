@@ -1,0 +1,110 @@
+//! Micro-benchmarks per stage: chunking, hashing, each codec, blob write and
+//! read through a store. `cargo bench --bench core`.
+
+use std::io::{Read, Write};
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use modelvault::chunking::{CdcParams, Chunker};
+use modelvault::codec::{self, Codec, EncodeOptions};
+use modelvault::Store;
+
+fn weights(n: usize) -> Vec<u8> {
+    let mut x = 0x1234_5678_9abc_def1u64;
+    let mut v = Vec::with_capacity(n);
+    while v.len() < n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let f = ((x >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.02;
+        v.extend_from_slice(&f.to_le_bytes());
+    }
+    v.truncate(n);
+    v
+}
+
+fn stages(c: &mut Criterion) {
+    let data = weights(16 << 20);
+    let mut g = c.benchmark_group("stage");
+    g.throughput(Throughput::Bytes(data.len() as u64));
+    g.sample_size(10);
+    let chunker = Chunker::new(CdcParams::default());
+    g.bench_function("cdc", |b| b.iter(|| chunker.cuts(&data).len()));
+    g.bench_function("blake3", |b| b.iter(|| blake3::hash(&data)));
+    g.finish();
+
+    let chunk = &data[..64 << 10];
+    let mut g = c.benchmark_group("codec");
+    g.throughput(Throughput::Bytes(chunk.len() as u64));
+    for codec in [
+        Codec::Zstd,
+        Codec::Planes { width: 4 },
+        Codec::Planes { width: 2 },
+    ] {
+        let mut out = Vec::new();
+        g.bench_function(format!("encode/{}", codec.name()), |b| {
+            b.iter(|| codec::encode_with(chunk, codec, 3, &mut out))
+        });
+        codec::encode_with(chunk, codec, 3, &mut out);
+        let mut back = Vec::new();
+        g.bench_function(format!("decode/{}", codec.name()), |b| {
+            b.iter(|| codec::decode(codec, &out, chunk.len(), &mut back).unwrap())
+        });
+    }
+    let mut out = Vec::new();
+    g.bench_function("encode/auto", |b| {
+        b.iter(|| codec::encode(chunk, &EncodeOptions::default(), &mut out))
+    });
+    g.finish();
+}
+
+fn store_io(c: &mut Criterion) {
+    let data = weights(64 << 20);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::create(dir.path().join("v")).unwrap();
+    let mut g = c.benchmark_group("blob");
+    g.throughput(Throughput::Bytes(data.len() as u64));
+    g.sample_size(10);
+    // New data each iteration: flip the first byte of every 64 KiB so nothing dedups.
+    let mut round = 0u8;
+    g.bench_function("write/new", |b| {
+        b.iter_batched(
+            || {
+                round = round.wrapping_add(1);
+                let mut d = data.clone();
+                for i in (0..d.len()).step_by(16 << 10) {
+                    d[i] = round;
+                }
+                d
+            },
+            |d| {
+                let mut w = store.blob_writer();
+                w.write_all(&d).unwrap();
+                w.finish().unwrap()
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    let id = {
+        let mut w = store.blob_writer();
+        w.write_all(&data).unwrap();
+        w.finish().unwrap()
+    };
+    g.bench_function("write/stored", |b| {
+        b.iter(|| {
+            let mut w = store.blob_writer();
+            w.write_all(&data).unwrap();
+            w.finish().unwrap()
+        })
+    });
+    let mut buf = vec![0u8; 1 << 20];
+    g.bench_function("read", |b| {
+        b.iter(|| {
+            let mut r = store.blob_reader(&id).unwrap();
+            while r.read(&mut buf).unwrap() > 0 {}
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, stages, store_io);
+criterion_main!(benches);

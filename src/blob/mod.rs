@@ -1,0 +1,11 @@
+//! Blobs: a file's content as an ordered list of chunks, streamed in through
+//! [`BlobWriter`] (`std::io::Write`) and out through [`BlobReader`]
+//! (`std::io::Read + Seek`).
+
+mod pipeline;
+mod reader;
+mod writer;
+
+pub(crate) use pipeline::Pool;
+pub use reader::BlobReader;
+pub use writer::BlobWriter;

@@ -1,0 +1,246 @@
+//! Per-chunk codecs: how a chunk's raw bytes become the bytes stored in a
+//! pack, and back.
+//!
+//! Three codecs exist: [`Codec::Raw`], plain [`Codec::Zstd`], and
+//! [`Codec::Planes`], which splits the chunk into byte planes (byte `i` goes
+//! to plane `i % width`) and compresses each plane on its own, so that the
+//! low-entropy exponent bytes of floats get their own entropy tables instead
+//! of being mixed with near-random mantissa bytes. The choice is made per
+//! chunk by a cheap predictor ([`estimate`]), not by trial compression.
+//!
+//! Decoding treats the stored bytes as hostile: the output can never exceed
+//! the recorded raw length, whatever the payload claims.
+
+mod estimate;
+mod planes;
+mod zstd_ctx;
+
+pub use estimate::{choose, Estimate};
+
+use crate::error::{Error, Result};
+
+/// How a chunk is encoded on disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Codec {
+    /// Stored as is.
+    Raw,
+    /// One zstd frame over the whole chunk.
+    Zstd,
+    /// Byte planes of `width` bytes (2 or 4), each a zstd frame or raw.
+    Planes {
+        /// Bytes per value: 2 (fp16/bf16) or 4 (fp32).
+        width: u8,
+    },
+}
+
+impl Codec {
+    /// The (kind, parameter) byte pair stored in chunk headers and index entries.
+    pub fn to_bytes(self) -> [u8; 2] {
+        match self {
+            Codec::Raw => [0, 0],
+            Codec::Zstd => [1, 0],
+            Codec::Planes { width } => [2, width],
+        }
+    }
+
+    /// Parses the byte pair written by [`Codec::to_bytes`].
+    pub fn from_bytes(b: [u8; 2]) -> Result<Self> {
+        match b {
+            [0, 0] => Ok(Codec::Raw),
+            [1, 0] => Ok(Codec::Zstd),
+            [2, w @ (2 | 4)] => Ok(Codec::Planes { width: w }),
+            _ => Err(Error::corrupt(
+                "codec id",
+                format!("unknown codec kind {} with parameter {}", b[0], b[1]),
+            )),
+        }
+    }
+
+    /// A short name for statistics and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Codec::Raw => "raw",
+            Codec::Zstd => "zstd",
+            Codec::Planes { width: 2 } => "planes2",
+            Codec::Planes { .. } => "planes4",
+        }
+    }
+}
+
+/// Tuning for the encoder.
+#[derive(Clone, Copy, Debug)]
+pub struct EncodeOptions {
+    /// zstd level for all frames (default 3).
+    pub level: i32,
+    /// Store raw when the encoding would save less than this fraction
+    /// (default 0.05).
+    pub min_saving: f64,
+}
+
+impl Default for EncodeOptions {
+    fn default() -> Self {
+        EncodeOptions {
+            level: 3,
+            min_saving: 0.05,
+        }
+    }
+}
+
+/// Encodes `raw` with the codec the predictor picks, appending the stored
+/// bytes to `out` (cleared first). Falls back to [`Codec::Raw`] when the
+/// result would not save `opts.min_saving`.
+pub fn encode(raw: &[u8], opts: &EncodeOptions, out: &mut Vec<u8>) -> Codec {
+    out.clear();
+    if raw.is_empty() {
+        return Codec::Raw;
+    }
+    let est = estimate::estimate(raw);
+    let codec = estimate::choose(&est, raw.len(), opts.min_saving);
+    let ok = match codec {
+        Codec::Raw => false,
+        Codec::Zstd => zstd_ctx::compress(raw, opts.level, out),
+        Codec::Planes { width } => planes::encode(raw, width as usize, &est, opts.level, out),
+    };
+    let limit = raw.len() as f64 * (1.0 - opts.min_saving);
+    if !ok || out.len() as f64 > limit {
+        out.clear();
+        out.extend_from_slice(raw);
+        return Codec::Raw;
+    }
+    codec
+}
+
+/// Encodes `raw` with a codec chosen by the caller (tests and benchmarks).
+/// Returns false if the codec could not represent it (output would grow).
+pub fn encode_with(raw: &[u8], codec: Codec, level: i32, out: &mut Vec<u8>) -> bool {
+    out.clear();
+    match codec {
+        Codec::Raw => {
+            out.extend_from_slice(raw);
+            true
+        }
+        Codec::Zstd => zstd_ctx::compress(raw, level, out),
+        Codec::Planes { width } => {
+            let est = estimate::estimate(raw);
+            planes::encode(raw, width as usize, &est, level, out)
+        }
+    }
+}
+
+/// Decodes `stored` into `out` (cleared first), which ends up exactly
+/// `raw_len` bytes long or the call fails. Never allocates more than
+/// `raw_len` bytes of output, whatever `stored` contains.
+pub fn decode(codec: Codec, stored: &[u8], raw_len: usize, out: &mut Vec<u8>) -> Result<()> {
+    out.clear();
+    match codec {
+        Codec::Raw => {
+            if stored.len() != raw_len {
+                return Err(Error::corrupt(
+                    "raw chunk",
+                    format!("{} stored bytes for {raw_len} raw bytes", stored.len()),
+                ));
+            }
+            out.extend_from_slice(stored);
+        }
+        Codec::Zstd => {
+            out.reserve_exact(raw_len);
+            zstd_ctx::decompress(stored, raw_len, out)?;
+        }
+        Codec::Planes { width } => planes::decode(stored, width as usize, raw_len, out)?,
+    }
+    if out.len() != raw_len {
+        return Err(Error::corrupt(
+            format!("{} chunk", codec.name()),
+            format!("decoded to {} bytes, expected {raw_len}", out.len()),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn floats(n: usize, seed: u32) -> Vec<u8> {
+        let mut x = seed | 1;
+        let mut v = Vec::with_capacity(n * 4);
+        for _ in 0..n {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            let f = ((x as f32) / (u32::MAX as f32) - 0.5) * 0.02;
+            v.extend_from_slice(&f.to_le_bytes());
+        }
+        v
+    }
+
+    fn round_trip(raw: &[u8]) -> Codec {
+        let mut enc = Vec::new();
+        let codec = encode(raw, &EncodeOptions::default(), &mut enc);
+        let mut dec = Vec::new();
+        decode(codec, &enc, raw.len(), &mut dec).unwrap();
+        assert_eq!(dec, raw, "codec {codec:?}");
+        codec
+    }
+
+    #[test]
+    fn floats_pick_planes_and_round_trip() {
+        let raw = floats(16 * 1024, 7);
+        assert_eq!(round_trip(&raw), Codec::Planes { width: 4 });
+        // An odd length and a mid-value start still round-trip.
+        round_trip(&raw[3..raw.len() - 1]);
+    }
+
+    #[test]
+    fn zeros_and_text_pick_zstd_random_picks_raw() {
+        assert_eq!(round_trip(&vec![0u8; 65536]), Codec::Zstd);
+        let text = "the quick brown fox jumps over the lazy dog. ".repeat(1000);
+        assert_eq!(round_trip(text.as_bytes()), Codec::Zstd);
+        let mut x = 1u64;
+        let rnd: Vec<u8> = (0..65536)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (x >> 33) as u8
+            })
+            .collect();
+        assert_eq!(round_trip(&rnd), Codec::Raw);
+        round_trip(&[]);
+        round_trip(&[1]);
+    }
+
+    #[test]
+    fn decoding_never_exceeds_raw_len() {
+        // A zstd frame of 1 MiB of zeros, presented as a 1 KiB chunk.
+        let bomb = zstd::bulk::compress(&vec![0u8; 1 << 20], 3).unwrap();
+        let mut out = Vec::new();
+        let err = decode(Codec::Zstd, &bomb, 1024, &mut out).unwrap_err();
+        assert!(err.is_integrity(), "{err}");
+        assert!(out.capacity() < 64 * 1024, "allocated {}", out.capacity());
+        // The same frame as plane 0 of a 2 KiB planes2 chunk (planes of 1 KiB).
+        let mut p = vec![1u8];
+        p.extend_from_slice(&(bomb.len() as u32).to_le_bytes());
+        p.extend_from_slice(&[0, 0, 4, 0, 0]);
+        p.extend_from_slice(&bomb);
+        p.extend_from_slice(&[0u8; 1024]);
+        let err = decode(Codec::Planes { width: 2 }, &p, 2048, &mut out).unwrap_err();
+        assert!(err.is_integrity(), "{err}");
+    }
+
+    #[test]
+    fn codec_bytes_round_trip_and_reject_unknown() {
+        for c in [
+            Codec::Raw,
+            Codec::Zstd,
+            Codec::Planes { width: 2 },
+            Codec::Planes { width: 4 },
+        ] {
+            assert_eq!(Codec::from_bytes(c.to_bytes()).unwrap(), c);
+        }
+        assert!(Codec::from_bytes([2, 3]).is_err());
+        assert!(Codec::from_bytes([9, 0]).is_err());
+        assert!(Codec::from_bytes([0, 1]).is_err());
+    }
+}

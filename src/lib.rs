@@ -1,0 +1,61 @@
+//! # modelvault
+//!
+//! An embedded storage engine for machine-learning model weights:
+//! content-addressed (blake3), deduplicated (content-defined chunking),
+//! compressed per chunk with codecs tuned to float data (zstd over byte
+//! planes), stored in append-only pack files with RocksDB for metadata.
+//!
+//! - Streaming in and out: [`BlobWriter`] is `std::io::Write`,
+//!   [`BlobReader`] is `std::io::Read + Seek`; memory stays bounded
+//!   whatever the size.
+//! - Every read is verified against the chunk's blake3 address.
+//! - `finish()` and `commit_version()` return only once data is durable.
+//! - One handle, `Send + Sync`, cheap to clone; one process at a time.
+//!
+//! ```
+//! use std::io::{Read, Write};
+//! use modelvault::{FileEntry, Store};
+//!
+//! # fn main() -> modelvault::Result<()> {
+//! let dir = tempfile::tempdir().unwrap();
+//! let store = Store::create(dir.path().join("vault"))?;
+//!
+//! let weights = vec![0.25f32; 100_000].iter().flat_map(|f| f.to_le_bytes()).collect::<Vec<u8>>();
+//! let mut w = store.blob_writer();
+//! w.write_all(&weights).unwrap();
+//! let blob = w.finish()?;
+//!
+//! let v = store.commit_version("tiny", vec![FileEntry {
+//!     path: "model.bin".into(), blob, size: weights.len() as u64,
+//! }])?;
+//! assert_eq!(v, 1);
+//!
+//! let mut back = Vec::new();
+//! store.blob_reader(&blob)?.read_to_end(&mut back).unwrap();
+//! assert_eq!(back, weights);
+//! # Ok(()) }
+//! ```
+//!
+//! Layers, bottom up: [`chunking`] → [`codec`] → `pack` → `meta` → `blob` →
+//! [`Store`] → `registry`. See `docs/ARCHITECTURE.md` and `docs/FORMAT.md`.
+
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+mod blob;
+pub mod chunking;
+pub mod codec;
+mod error;
+mod id;
+mod meta;
+mod pack;
+mod registry;
+mod store;
+
+pub use blob::{BlobReader, BlobWriter};
+pub use error::{Error, Result};
+pub use id::{BlobId, ChunkId, Hash32};
+pub use meta::records::{BlobRecord, FileEntry, StatsRecord};
+pub use pack::ChunkLoc;
+pub use registry::{check_name, check_path, ModelSummary, ModelVersion};
+pub use store::{Options, Stats, Store};

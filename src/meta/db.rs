@@ -1,0 +1,199 @@
+//! The RocksDB instance: column families, tuning, atomic batches.
+
+use std::path::Path;
+
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, Direction, IteratorMode,
+    Options, ReadOptions, WriteBatch, WriteOptions, DB,
+};
+
+use crate::error::{Error, Result};
+
+/// The column families, one per record kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Cf {
+    /// Store-wide singletons: format version, store id, counters.
+    Meta,
+    /// Chunk id → location.
+    Chunks,
+    /// Pack id → committed length.
+    Packs,
+    /// Blob id → size, chunk count, manifest id.
+    Blobs,
+    /// (manifest id, start offset) → chunk list segment.
+    Manifests,
+    /// Model name → latest version.
+    Models,
+    /// (model name, version) → files.
+    Versions,
+}
+
+impl Cf {
+    pub const ALL: [Cf; 7] = [
+        Cf::Meta,
+        Cf::Chunks,
+        Cf::Packs,
+        Cf::Blobs,
+        Cf::Manifests,
+        Cf::Models,
+        Cf::Versions,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Cf::Meta => "meta",
+            Cf::Chunks => "chunks",
+            Cf::Packs => "packs",
+            Cf::Blobs => "blobs",
+            Cf::Manifests => "manifests",
+            Cf::Models => "models",
+            Cf::Versions => "versions",
+        }
+    }
+}
+
+/// The metadata database.
+pub(crate) struct Meta {
+    db: DB,
+}
+
+/// A set of writes applied atomically by [`Meta::commit`].
+#[derive(Default)]
+pub(crate) struct Batch {
+    ops: Vec<(Cf, Vec<u8>, Option<Vec<u8>>)>,
+    ranges: Vec<(Cf, Vec<u8>, Vec<u8>)>,
+}
+
+impl Batch {
+    pub fn put(&mut self, cf: Cf, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+        self.ops.push((cf, key.into(), Some(value.into())));
+    }
+
+    /// Deletes keys in `[from, to)`.
+    pub fn delete_range(&mut self, cf: Cf, from: impl Into<Vec<u8>>, to: impl Into<Vec<u8>>) {
+        self.ranges.push((cf, from.into(), to.into()));
+    }
+}
+
+impl Meta {
+    /// Opens (creating if missing) the database in `dir`.
+    pub fn open(dir: &Path) -> Result<Self> {
+        let cache = Cache::new_lru_cache(64 << 20);
+        let mut db_opts = Options::default();
+        db_opts.create_if_missing(true);
+        db_opts.create_missing_column_families(true);
+        db_opts.set_max_background_jobs(2);
+        db_opts.set_keep_log_file_num(4);
+        db_opts.set_max_total_wal_size(64 << 20);
+        let cfs = Cf::ALL.iter().map(|&cf| {
+            let mut o = Options::default();
+            let mut t = BlockBasedOptions::default();
+            t.set_block_cache(&cache);
+            t.set_bloom_filter(10.0, false);
+            t.set_cache_index_and_filter_blocks(true);
+            t.set_pin_l0_filter_and_index_blocks_in_cache(true);
+            o.set_block_based_table_factory(&t);
+            // Chunk ids and locations are random bytes: compression cannot help.
+            o.set_compression_type(if cf == Cf::Chunks {
+                DBCompressionType::None
+            } else {
+                DBCompressionType::Lz4
+            });
+            o.set_write_buffer_size(32 << 20);
+            ColumnFamilyDescriptor::new(cf.name(), o)
+        });
+        let db = DB::open_cf_descriptors(&db_opts, dir, cfs)?;
+        Ok(Meta { db })
+    }
+
+    fn cf(&self, cf: Cf) -> &rocksdb::ColumnFamily {
+        self.db
+            .cf_handle(cf.name())
+            .expect("every column family is created at open")
+    }
+
+    pub fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.db.get_cf(self.cf(cf), key)?)
+    }
+
+    /// Calls `f` with the value under `key`, if any, without copying it.
+    pub fn with<T>(
+        &self,
+        cf: Cf,
+        key: &[u8],
+        f: impl FnOnce(&[u8]) -> Result<T>,
+    ) -> Result<Option<T>> {
+        match self.db.get_pinned_cf(self.cf(cf), key)? {
+            Some(v) => f(&v).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Applies `batch` atomically; with `sync`, the WAL is fsynced first.
+    pub fn commit(&self, batch: Batch, sync: bool) -> Result<()> {
+        let mut wb = WriteBatch::default();
+        for (cf, from, to) in &batch.ranges {
+            wb.delete_range_cf(self.cf(*cf), from, to);
+        }
+        for (cf, k, v) in &batch.ops {
+            match v {
+                Some(v) => wb.put_cf(self.cf(*cf), k, v),
+                None => wb.delete_cf(self.cf(*cf), k),
+            }
+        }
+        let mut wo = WriteOptions::default();
+        wo.set_sync(sync);
+        self.db.write_opt(wb, &wo)?;
+        Ok(())
+    }
+
+    /// Key-value pairs with `prefix`, in key order, from `start` (inclusive,
+    /// must itself start with `prefix`) on.
+    pub fn scan_prefix(
+        &self,
+        cf: Cf,
+        prefix: &[u8],
+        start: &[u8],
+    ) -> impl Iterator<Item = Result<(Box<[u8]>, Box<[u8]>)>> + '_ {
+        let prefix = prefix.to_vec();
+        self.db
+            .iterator_cf(self.cf(cf), IteratorMode::From(start, Direction::Forward))
+            .map(|r| r.map_err(Error::from))
+            .take_while(move |r| match r {
+                Ok((k, _)) => k.starts_with(&prefix),
+                Err(_) => true,
+            })
+    }
+
+    /// The last pair whose key is ≤ `key` and starts with `prefix`.
+    pub fn floor(
+        &self,
+        cf: Cf,
+        prefix: &[u8],
+        key: &[u8],
+    ) -> Result<Option<(Box<[u8]>, Box<[u8]>)>> {
+        let mut it = self
+            .db
+            .raw_iterator_cf_opt(self.cf(cf), ReadOptions::default());
+        it.seek_for_prev(key);
+        if !it.valid() {
+            it.status()?;
+            return Ok(None);
+        }
+        match (it.key(), it.value()) {
+            (Some(k), Some(v)) if k.starts_with(prefix) => Ok(Some((k.into(), v.into()))),
+            _ => Ok(None),
+        }
+    }
+
+    /// The last key of a column family.
+    pub fn last_key(&self, cf: Cf) -> Result<Option<Box<[u8]>>> {
+        let mut it = self.db.raw_iterator_cf(self.cf(cf));
+        it.seek_to_last();
+        if !it.valid() {
+            it.status()?;
+            return Ok(None);
+        }
+        Ok(it.key().map(Into::into))
+    }
+}

@@ -1,0 +1,11 @@
+//! The metadata layer: RocksDB behind one wall.
+//!
+//! Only this module talks to RocksDB. It owns the column families, the key
+//! layouts ([`keys`]) and the record encodings ([`records`]); layers above
+//! speak in typed records and atomic [`Batch`]es.
+
+mod db;
+pub(crate) mod keys;
+pub(crate) mod records;
+
+pub(crate) use db::{Batch, Cf, Meta};

@@ -1,0 +1,337 @@
+//! Record encodings. Every persisted record starts with a format version
+//! byte. Hot records (chunk locations, blob heads, manifest segments) use
+//! fixed little-endian layouts; the rest are postcard-encoded serde structs.
+//! Every decoder treats its input as hostile: lengths and counts are checked
+//! against the bytes actually present before anything is allocated.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::codec::Codec;
+use crate::error::{Error, Result};
+use crate::id::{BlobId, ChunkId, Hash32};
+use crate::pack::ChunkLoc;
+
+/// Version byte of every record kind this build writes.
+pub(crate) const RECORD_VERSION: u8 = 1;
+
+fn check_version(what: &'static str, b: &[u8]) -> Result<()> {
+    match b.first() {
+        None => Err(Error::corrupt(what, "empty record")),
+        Some(&RECORD_VERSION) => Ok(()),
+        Some(&v) => Err(Error::UnsupportedVersion {
+            what,
+            found: v as u32,
+            supported: RECORD_VERSION as u32,
+        }),
+    }
+}
+
+fn fixed<const N: usize>(what: &'static str, b: &[u8]) -> Result<[u8; N]> {
+    check_version(what, b)?;
+    b.try_into()
+        .map_err(|_| Error::corrupt(what, format!("{} bytes, expected {N}", b.len())))
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().expect("caller checked length"))
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().expect("caller checked length"))
+}
+
+/// `chunks` value: version, pack u32, offset u64, stored_len u32, raw_len u32, codec [u8; 2].
+pub(crate) const CHUNK_LOC_LEN: usize = 1 + 4 + 8 + 4 + 4 + 2;
+
+pub(crate) fn encode_chunk_loc(l: &ChunkLoc) -> [u8; CHUNK_LOC_LEN] {
+    let mut b = [0u8; CHUNK_LOC_LEN];
+    b[0] = RECORD_VERSION;
+    b[1..5].copy_from_slice(&l.pack.to_le_bytes());
+    b[5..13].copy_from_slice(&l.offset.to_le_bytes());
+    b[13..17].copy_from_slice(&l.stored_len.to_le_bytes());
+    b[17..21].copy_from_slice(&l.raw_len.to_le_bytes());
+    b[21..23].copy_from_slice(&l.codec.to_bytes());
+    b
+}
+
+pub(crate) fn decode_chunk_loc(b: &[u8]) -> Result<ChunkLoc> {
+    let b: [u8; CHUNK_LOC_LEN] = fixed("chunk index entry", b)?;
+    Ok(ChunkLoc {
+        pack: u32_at(&b, 1),
+        offset: u64_at(&b, 5),
+        stored_len: u32_at(&b, 13),
+        raw_len: u32_at(&b, 17),
+        codec: Codec::from_bytes([b[21], b[22]])?,
+    })
+}
+
+/// `packs` value: how much of a pack file is referenced by committed index
+/// entries. Bytes past `committed_len` are an interrupted append and are
+/// truncated at open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PackRecord {
+    pub committed_len: u64,
+}
+
+pub(crate) const PACK_RECORD_LEN: usize = 1 + 8;
+
+pub(crate) fn encode_pack(p: &PackRecord) -> [u8; PACK_RECORD_LEN] {
+    let mut b = [0u8; PACK_RECORD_LEN];
+    b[0] = RECORD_VERSION;
+    b[1..9].copy_from_slice(&p.committed_len.to_le_bytes());
+    b
+}
+
+pub(crate) fn decode_pack(b: &[u8]) -> Result<PackRecord> {
+    let b: [u8; PACK_RECORD_LEN] = fixed("pack record", b)?;
+    Ok(PackRecord {
+        committed_len: u64_at(&b, 1),
+    })
+}
+
+/// `blobs` value: a blob's size, chunk count and the manifest holding its
+/// chunk list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlobRecord {
+    /// Content length in bytes.
+    pub size: u64,
+    /// Number of chunks.
+    pub chunks: u64,
+    /// Manifest id whose segments list the chunks (0 for the empty blob).
+    pub manifest: u64,
+}
+
+pub(crate) const BLOB_RECORD_LEN: usize = 1 + 8 + 8 + 8;
+
+pub(crate) fn encode_blob(r: &BlobRecord) -> [u8; BLOB_RECORD_LEN] {
+    let mut b = [0u8; BLOB_RECORD_LEN];
+    b[0] = RECORD_VERSION;
+    b[1..9].copy_from_slice(&r.size.to_le_bytes());
+    b[9..17].copy_from_slice(&r.chunks.to_le_bytes());
+    b[17..25].copy_from_slice(&r.manifest.to_le_bytes());
+    b
+}
+
+pub(crate) fn decode_blob(b: &[u8]) -> Result<BlobRecord> {
+    let b: [u8; BLOB_RECORD_LEN] = fixed("blob record", b)?;
+    let r = BlobRecord {
+        size: u64_at(&b, 1),
+        chunks: u64_at(&b, 9),
+        manifest: u64_at(&b, 17),
+    };
+    if r.chunks > r.size || (r.size > 0) != (r.chunks > 0) {
+        return Err(Error::corrupt(
+            "blob record",
+            format!("{} chunks for {} bytes", r.chunks, r.size),
+        ));
+    }
+    Ok(r)
+}
+
+/// One entry of a manifest segment: a chunk and its raw length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SegmentEntry {
+    pub id: ChunkId,
+    pub len: u32,
+}
+
+/// Most entries a segment holds (about 64 MiB of content at 64 KiB chunks).
+pub(crate) const SEGMENT_MAX_ENTRIES: usize = 1024;
+const SEGMENT_ENTRY_LEN: usize = 32 + 4;
+
+/// `manifests` value: version, entry count u32, then per entry chunk id
+/// (32 bytes) and raw length u32.
+pub(crate) fn encode_segment(entries: &[SegmentEntry]) -> Vec<u8> {
+    let mut b = Vec::with_capacity(5 + entries.len() * SEGMENT_ENTRY_LEN);
+    b.push(RECORD_VERSION);
+    b.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+    for e in entries {
+        b.extend_from_slice(e.id.as_bytes());
+        b.extend_from_slice(&e.len.to_le_bytes());
+    }
+    b
+}
+
+pub(crate) fn decode_segment(b: &[u8]) -> Result<Vec<SegmentEntry>> {
+    const WHAT: &str = "manifest segment";
+    check_version(WHAT, b)?;
+    if b.len() < 5 {
+        return Err(Error::corrupt(WHAT, "truncated count"));
+    }
+    let n = u32_at(b, 1) as usize;
+    if n == 0 || n > SEGMENT_MAX_ENTRIES || b.len() != 5 + n * SEGMENT_ENTRY_LEN {
+        return Err(Error::corrupt(
+            WHAT,
+            format!("count {n} does not match {} bytes", b.len()),
+        ));
+    }
+    b[5..]
+        .chunks_exact(SEGMENT_ENTRY_LEN)
+        .map(|e| {
+            let len = u32_at(e, 32);
+            if len == 0 || len > crate::pack::MAX_RAW_CHUNK {
+                return Err(Error::corrupt(
+                    WHAT,
+                    format!("entry with chunk length {len}"),
+                ));
+            }
+            Ok(SegmentEntry {
+                id: Hash32::from_slice(&e[..32]).expect("32 bytes"),
+                len,
+            })
+        })
+        .collect()
+}
+
+/// Encodes a serde record behind a version byte.
+pub(crate) fn encode_postcard<T: Serialize>(v: &T) -> Vec<u8> {
+    let mut b = vec![RECORD_VERSION];
+    // Serialising plain structs of strings and integers into a Vec cannot fail.
+    b.extend(postcard::to_stdvec(v).expect("postcard encodes plain records"));
+    b
+}
+
+/// Decodes a record written by [`encode_postcard`], rejecting trailing bytes.
+pub(crate) fn decode_postcard<T: DeserializeOwned>(what: &'static str, b: &[u8]) -> Result<T> {
+    check_version(what, b)?;
+    let (v, rest) = postcard::take_from_bytes(&b[1..]).map_err(|e| Error::corrupt(what, e))?;
+    if !rest.is_empty() {
+        return Err(Error::corrupt(
+            what,
+            format!("{} trailing bytes", rest.len()),
+        ));
+    }
+    Ok(v)
+}
+
+/// `models` value for the minimal model registry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ModelRecord {
+    pub latest: u32,
+    pub created_ms: u64,
+}
+
+/// One file of a model version.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// Relative path, `/`-separated, validated by [`crate::registry::check_path`].
+    pub path: String,
+    /// The file's content.
+    pub blob: BlobId,
+    /// Content length in bytes.
+    pub size: u64,
+}
+
+impl Serialize for BlobId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.as_bytes().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for BlobId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        <[u8; 32]>::deserialize(d).map(|b| BlobId(Hash32(b)))
+    }
+}
+
+/// `versions` value.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct VersionRecord {
+    pub files: Vec<FileEntry>,
+    pub created_ms: u64,
+}
+
+/// Store-wide counters, kept in the `meta` column family under `stats`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatsRecord {
+    /// Bytes of all files of all committed versions, as the user sees them.
+    pub logical_bytes: u64,
+    /// Raw bytes of distinct chunks in the index.
+    pub unique_bytes: u64,
+    /// Distinct chunks in the index.
+    pub chunks: u64,
+    /// Distinct blobs.
+    pub blobs: u64,
+    /// Committed model versions.
+    pub versions: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixed_records_round_trip_and_reject_wrong_lengths() {
+        let l = ChunkLoc {
+            pack: 3,
+            offset: 1 << 33,
+            stored_len: 9,
+            raw_len: 100,
+            codec: Codec::Zstd,
+        };
+        let b = encode_chunk_loc(&l);
+        assert_eq!(decode_chunk_loc(&b).unwrap(), l);
+        assert!(decode_chunk_loc(&b[..22]).is_err());
+        let mut v2 = b;
+        v2[0] = 2;
+        assert!(matches!(
+            decode_chunk_loc(&v2),
+            Err(Error::UnsupportedVersion { .. })
+        ));
+
+        let r = BlobRecord {
+            size: 10,
+            chunks: 1,
+            manifest: 4,
+        };
+        assert_eq!(decode_blob(&encode_blob(&r)).unwrap(), r);
+        let bad = BlobRecord {
+            size: 0,
+            chunks: 1,
+            manifest: 4,
+        };
+        assert!(decode_blob(&encode_blob(&bad)).is_err());
+
+        let p = PackRecord { committed_len: 77 };
+        assert_eq!(decode_pack(&encode_pack(&p)).unwrap(), p);
+    }
+
+    #[test]
+    fn segments_round_trip_and_reject_lying_counts() {
+        let e: Vec<_> = (0..5u32)
+            .map(|i| SegmentEntry {
+                id: Hash32::of(&i.to_le_bytes()),
+                len: 100 + i,
+            })
+            .collect();
+        let b = encode_segment(&e);
+        assert_eq!(decode_segment(&b).unwrap(), e);
+        let mut lie = b.clone();
+        lie[1..5].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(decode_segment(&lie).is_err());
+        assert!(decode_segment(&b[..b.len() - 1]).is_err());
+        assert!(decode_segment(&[1, 0, 0, 0, 0]).is_err());
+    }
+
+    #[test]
+    fn postcard_records_reject_trailing_bytes() {
+        let v = VersionRecord {
+            files: vec![FileEntry {
+                path: "a/b".into(),
+                blob: BlobId::empty(),
+                size: 0,
+            }],
+            created_ms: 5,
+        };
+        let mut b = encode_postcard(&v);
+        assert_eq!(decode_postcard::<VersionRecord>("version", &b).unwrap(), v);
+        b.push(0);
+        assert!(decode_postcard::<VersionRecord>("version", &b).is_err());
+        // A huge declared vector length on a short input fails without allocating it.
+        assert!(
+            decode_postcard::<VersionRecord>("version", &[1, 0xff, 0xff, 0xff, 0xff, 0x0f])
+                .is_err()
+        );
+    }
+}

@@ -1,0 +1,216 @@
+//! Appending chunk records to the current pack file.
+//!
+//! One writer per store, shared by all upload threads behind a mutex. Records
+//! are staged in a 1 MiB buffer and written with positional writes; `sync`
+//! makes everything appended so far durable (buffer flushed, `fdatasync`).
+//! When a pack reaches its target size it is flushed, fsynced and closed,
+//! and the next record opens a new pack (file and directory fsynced before
+//! first use, so a pack that an index entry names always exists after a crash).
+//!
+//! Any I/O failure poisons the writer: the file position of a failed write is
+//! unknown, so every later append and sync fails until the store is reopened
+//! (which truncates the pack to its last committed length).
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use super::format::{
+    pack_file_name, ChunkLoc, PackHeader, RecordHeader, PACK_HEADER_LEN, RECORD_HEADER_LEN,
+};
+use crate::error::{Error, Result};
+
+const STAGE_BYTES: usize = 1 << 20;
+
+pub(crate) struct PackWriter {
+    dir: PathBuf,
+    store_id: [u8; 16],
+    target_size: u64,
+    state: Mutex<State>,
+}
+
+struct State {
+    cur: Option<Current>,
+    next_id: u32,
+    poisoned: Option<String>,
+}
+
+struct Current {
+    id: u32,
+    file: Arc<File>,
+    /// Logical length: everything appended, staged or written.
+    len: u64,
+    /// File offset of `stage[0]`.
+    stage_at: u64,
+    stage: Vec<u8>,
+}
+
+impl PackWriter {
+    /// A writer that appends to pack `resume.0` (already truncated to
+    /// `resume.1` bytes) if given, and otherwise starts pack `next_id`.
+    pub fn open(
+        dir: &Path,
+        store_id: [u8; 16],
+        target_size: u64,
+        next_id: u32,
+        resume: Option<(u32, u64)>,
+    ) -> Result<Self> {
+        let cur = match resume {
+            Some((id, len)) if len < target_size => {
+                let path = dir.join(pack_file_name(id));
+                let file = OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(|e| Error::io(&path, e))?;
+                Some(Current {
+                    id,
+                    file: Arc::new(file),
+                    len,
+                    stage_at: len,
+                    stage: Vec::with_capacity(STAGE_BYTES),
+                })
+            }
+            _ => None,
+        };
+        Ok(PackWriter {
+            dir: dir.to_path_buf(),
+            store_id,
+            target_size,
+            state: Mutex::new(State {
+                cur,
+                next_id,
+                poisoned: None,
+            }),
+        })
+    }
+
+    /// Appends one record. The returned location is valid for readers only
+    /// after [`PackWriter::sync`] and the index commit that follows it.
+    pub fn append(&self, header: &RecordHeader, payload: &[u8]) -> Result<ChunkLoc> {
+        debug_assert_eq!(header.stored_len as usize, payload.len());
+        let mut st = self.state.lock();
+        check_poison(&st)?;
+        let rec_len = (RECORD_HEADER_LEN + payload.len()) as u64;
+        let full = st
+            .cur
+            .as_ref()
+            .is_some_and(|c| c.len > PACK_HEADER_LEN as u64 && c.len + rec_len > self.target_size);
+        if st.cur.is_none() || full {
+            let r = self.roll(&mut st);
+            poison_on_err(&mut st, r)?;
+        }
+        let cur = st.cur.as_mut().expect("roll opened a pack");
+        let offset = cur.len;
+        cur.stage.extend_from_slice(&header.encode());
+        cur.stage.extend_from_slice(payload);
+        cur.len += rec_len;
+        let loc = ChunkLoc {
+            pack: cur.id,
+            offset,
+            stored_len: header.stored_len,
+            raw_len: header.raw_len,
+            codec: header.codec,
+        };
+        if cur.stage.len() >= STAGE_BYTES {
+            let r = self.flush_stage(cur);
+            poison_on_err(&mut st, r)?;
+        }
+        Ok(loc)
+    }
+
+    /// Makes every record appended so far durable.
+    pub fn sync(&self) -> Result<()> {
+        let mut st = self.state.lock();
+        check_poison(&st)?;
+        let Some(cur) = st.cur.as_mut() else {
+            return Ok(());
+        };
+        let r = self.flush_stage(cur);
+        poison_on_err(&mut st, r)?;
+        let (file, id) = {
+            let cur = st.cur.as_ref().expect("checked above");
+            (Arc::clone(&cur.file), cur.id)
+        };
+        // fdatasync outside the lock so other uploads keep appending.
+        drop(st);
+        if let Err(e) = file.sync_data() {
+            let err = Error::io(self.dir.join(pack_file_name(id)), e);
+            self.state.lock().poisoned = Some(err.to_string());
+            return Err(err);
+        }
+        Ok(())
+    }
+
+    fn flush_stage(&self, cur: &mut Current) -> Result<()> {
+        if cur.stage.is_empty() {
+            return Ok(());
+        }
+        cur.file
+            .write_all_at(&cur.stage, cur.stage_at)
+            .map_err(|e| Error::io(self.dir.join(pack_file_name(cur.id)), e))?;
+        cur.stage_at += cur.stage.len() as u64;
+        cur.stage.clear();
+        Ok(())
+    }
+
+    /// Seals the current pack (flush + fsync) and creates the next one.
+    fn roll(&self, st: &mut State) -> Result<()> {
+        if let Some(mut cur) = st.cur.take() {
+            self.flush_stage(&mut cur)?;
+            cur.file
+                .sync_data()
+                .map_err(|e| Error::io(self.dir.join(pack_file_name(cur.id)), e))?;
+        }
+        let id = st.next_id;
+        let path = self.dir.join(pack_file_name(id));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        let header = PackHeader {
+            id,
+            store_id: self.store_id,
+        };
+        file.write_all_at(&header.encode(), 0)
+            .and_then(|_| file.sync_all())
+            .map_err(|e| Error::io(&path, e))?;
+        sync_dir(&self.dir)?;
+        st.next_id = id
+            .checked_add(1)
+            .ok_or_else(|| Error::corrupt("pack ids", "exhausted the 32-bit pack id space"))?;
+        st.cur = Some(Current {
+            id,
+            file: Arc::new(file),
+            len: PACK_HEADER_LEN as u64,
+            stage_at: PACK_HEADER_LEN as u64,
+            stage: Vec::with_capacity(STAGE_BYTES),
+        });
+        Ok(())
+    }
+}
+
+fn check_poison(st: &State) -> Result<()> {
+    match &st.poisoned {
+        Some(why) => Err(Error::Poisoned(why.clone())),
+        None => Ok(()),
+    }
+}
+
+fn poison_on_err(st: &mut State, r: Result<()>) -> Result<()> {
+    if let Err(e) = &r {
+        st.poisoned = Some(e.to_string());
+    }
+    r
+}
+
+/// fsyncs a directory so that a file created or removed in it survives a crash.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(dir, e))
+}

@@ -1,0 +1,674 @@
+//! The store handle: opening, locking, recovery at open, and the commit
+//! protocol that every write goes through.
+//!
+//! Commit protocol (see docs/ARCHITECTURE.md): chunk records are appended to
+//! a pack; before any index entry naming them is written, the pack is
+//! fsynced; then one RocksDB write batch (WAL fsynced) adds the index
+//! entries, the pack's new committed length and whatever record the caller
+//! is committing. Only then does the call return.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::blob::{BlobReader, BlobWriter, Pool};
+use crate::chunking::CdcParams;
+use crate::codec::{self, EncodeOptions};
+use crate::error::{Error, Result};
+use crate::id::{BlobId, ChunkId, Hash32};
+use crate::meta::records::{self, BlobRecord, PackRecord, StatsRecord};
+use crate::meta::{keys, Batch, Cf, Meta};
+use crate::pack::{
+    pack_file_name, parse_pack_file_name, ChunkLoc, PackHeader, PackReader, PackWriter,
+    PACK_HEADER_LEN,
+};
+
+/// Name of the marker file that identifies a store directory.
+const MARKER: &str = "MODELVAULT";
+/// First line of the marker file.
+const MARKER_MAGIC: &str = "modelvault store";
+/// Store layout version, in the marker file and the `meta` column family.
+pub(crate) const STORE_FORMAT: u32 = 1;
+const LOCK: &str = "lock";
+const META_DIR: &str = "meta";
+const PACKS_DIR: &str = "packs";
+
+/// Tuning for [`Store`]; every setting has a default.
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct Options {
+    pub(crate) pack_size: u64,
+    pub(crate) cdc: CdcParams,
+    pub(crate) encode: EncodeOptions,
+    pub(crate) threads: usize,
+    pub(crate) create: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            pack_size: 64 << 20,
+            cdc: CdcParams::default(),
+            encode: EncodeOptions::default(),
+            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            create: true,
+        }
+    }
+}
+
+impl Options {
+    /// Target pack file size. Default 64 MiB; range 1 MiB ..= 4 GiB.
+    pub fn pack_size(mut self, bytes: u64) -> Self {
+        self.pack_size = bytes.clamp(1 << 20, 4 << 30);
+        self
+    }
+
+    /// Content-defined chunking bounds. Default 16 / 64 / 128 KiB.
+    pub fn chunking(mut self, params: CdcParams) -> Self {
+        self.cdc = params;
+        self
+    }
+
+    /// zstd level for chunk payloads. Default 3; range 1 ..= 19.
+    pub fn zstd_level(mut self, level: i32) -> Self {
+        self.encode.level = level.clamp(1, 19);
+        self
+    }
+
+    /// Worker threads for hashing and compression. Default: one per core.
+    pub fn threads(mut self, n: usize) -> Self {
+        self.threads = n.clamp(1, 256);
+        self
+    }
+
+    /// Whether [`Options::open`] may create a new store. Default true.
+    pub fn create(mut self, yes: bool) -> Self {
+        self.create = yes;
+        self
+    }
+
+    /// Opens (or, if allowed, creates) the store in `dir`.
+    pub fn open(self, dir: impl AsRef<Path>) -> Result<Store> {
+        Store::open_with(dir.as_ref(), self)
+    }
+}
+
+/// A modelvault store. Cheap to clone (`Arc` inside), `Send + Sync`: share
+/// one handle between threads. The store stays open and locked until the
+/// last clone (and every reader and writer made from it) is dropped.
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub dir: PathBuf,
+    pub store_id: [u8; 16],
+    pub meta: Meta,
+    pub packs: PackWriter,
+    pub reader: PackReader,
+    pub opts: Options,
+    /// Chunks appended to a pack but not yet in the committed index.
+    pub pending: Mutex<HashMap<ChunkId, ChunkLoc>>,
+    pub commit: Mutex<CommitState>,
+    pub next_manifest: AtomicU64,
+    pub pool: Pool,
+    _lock: File,
+}
+
+pub(crate) struct CommitState {
+    pub stats: StatsRecord,
+    pub pack_len: HashMap<u32, u64>,
+    pub poisoned: Option<String>,
+}
+
+/// Space and dedup figures for a store.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct Stats {
+    /// Bytes of all files of all committed versions, as the user sees them.
+    pub logical_bytes: u64,
+    /// Raw bytes of the distinct chunks kept.
+    pub unique_bytes: u64,
+    /// Bytes of pack files (what the chunk data costs on disk).
+    pub stored_bytes: u64,
+    /// Distinct chunks.
+    pub chunks: u64,
+    /// Distinct blobs.
+    pub blobs: u64,
+    /// Committed model versions.
+    pub versions: u64,
+    /// Pack files.
+    pub packs: u64,
+    /// logical / unique: what chunk dedup saves.
+    pub dedup_ratio: f64,
+    /// unique / stored: what the codecs save.
+    pub compression_ratio: f64,
+    /// stored / logical: the fraction of its input the store keeps.
+    pub stored_fraction: f64,
+}
+
+impl Store {
+    /// Opens the store in `dir`, creating it if `dir` does not exist or is
+    /// an empty directory.
+    ///
+    /// # Errors
+    /// [`Error::NotAStore`] if `dir` holds something else, [`Error::Locked`]
+    /// if another process (or handle) has the store open,
+    /// [`Error::UnsupportedVersion`] for a store from a newer build.
+    pub fn create(dir: impl AsRef<Path>) -> Result<Store> {
+        Options::default().open(dir)
+    }
+
+    /// Opens an existing store; never creates one.
+    ///
+    /// # Errors
+    /// As [`Store::create`], and [`Error::NotAStore`] if `dir` is missing.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Store> {
+        Options::default().create(false).open(dir)
+    }
+
+    /// Tuning knobs; finish with [`Options::open`].
+    pub fn options() -> Options {
+        Options::default()
+    }
+
+    fn open_with(dir: &Path, opts: Options) -> Result<Store> {
+        prepare_dir(dir, opts.create)?;
+        let lock = acquire_lock(dir)?;
+        let meta = Meta::open(&dir.join(META_DIR))?;
+        let store_id = load_or_init_meta(&meta, dir)?;
+        let packs_dir = dir.join(PACKS_DIR);
+        let (pack_len, next_pack, resume) =
+            recover_packs(&meta, &packs_dir, &store_id, opts.pack_size)?;
+        let stats = match meta.get(Cf::Meta, b"stats")? {
+            Some(b) => records::decode_postcard("stats record", &b)?,
+            None => StatsRecord::default(),
+        };
+        let next_manifest = match meta.last_key(Cf::Manifests)? {
+            Some(k) => keys::parse_segment(&k)
+                .ok_or_else(|| {
+                    Error::corrupt("manifests column family", "key of the wrong length")
+                })?
+                .0
+                .checked_add(1)
+                .ok_or_else(|| Error::corrupt("manifests column family", "manifest id overflow"))?,
+            None => 1,
+        };
+        let packs = PackWriter::open(&packs_dir, store_id, opts.pack_size, next_pack, resume)?;
+        let pool = Pool::new(opts.threads);
+        Ok(Store {
+            inner: Arc::new(Inner {
+                dir: dir.to_path_buf(),
+                store_id,
+                meta,
+                reader: PackReader::new(&packs_dir),
+                packs,
+                pending: Mutex::new(HashMap::new()),
+                commit: Mutex::new(CommitState {
+                    stats,
+                    pack_len,
+                    poisoned: None,
+                }),
+                next_manifest: AtomicU64::new(next_manifest.max(1)),
+                pool,
+                opts,
+                _lock: lock,
+            }),
+        })
+    }
+
+    /// The store directory.
+    pub fn path(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// The store's unique id (a UUID, fixed at creation).
+    pub fn id(&self) -> uuid::Uuid {
+        uuid::Uuid::from_bytes(self.inner.store_id)
+    }
+
+    /// Starts a streaming upload. Write the content, then call
+    /// [`BlobWriter::finish`] for its id.
+    pub fn blob_writer(&self) -> BlobWriter {
+        BlobWriter::new(self.clone())
+    }
+
+    /// Stores everything `src` yields and returns the blob id.
+    pub fn put_blob(&self, mut src: impl Read) -> Result<BlobId> {
+        let mut w = self.blob_writer();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = match src.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::io("<input stream>", e)),
+            };
+            w.write_all(&buf[..n])
+                .map_err(|e| Error::io("<blob writer>", e))?;
+        }
+        w.finish()
+    }
+
+    /// Opens a blob for reading (`Read + Seek`, every chunk verified).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] if no such blob is stored.
+    pub fn blob_reader(&self, id: &BlobId) -> Result<BlobReader> {
+        let rec = self
+            .blob_record(id)?
+            .ok_or_else(|| Error::not_found("blob", id))?;
+        Ok(BlobReader::new(self.clone(), *id, rec))
+    }
+
+    /// The record of a blob, if stored.
+    pub fn blob_record(&self, id: &BlobId) -> Result<Option<BlobRecord>> {
+        self.inner
+            .meta
+            .with(Cf::Blobs, id.as_bytes(), records::decode_blob)
+    }
+
+    /// True if a blob with this id is stored.
+    pub fn contains_blob(&self, id: &BlobId) -> Result<bool> {
+        Ok(self.blob_record(id)?.is_some())
+    }
+
+    /// Space and dedup figures.
+    pub fn stats(&self) -> Stats {
+        let c = self.inner.commit.lock();
+        let s = c.stats;
+        let stored: u64 = c.pack_len.values().sum();
+        let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+        Stats {
+            logical_bytes: s.logical_bytes,
+            unique_bytes: s.unique_bytes,
+            stored_bytes: stored,
+            chunks: s.chunks,
+            blobs: s.blobs,
+            versions: s.versions,
+            packs: c.pack_len.len() as u64,
+            dedup_ratio: ratio(s.logical_bytes, s.unique_bytes),
+            compression_ratio: ratio(s.unique_bytes, stored),
+            stored_fraction: ratio(stored, s.logical_bytes),
+        }
+    }
+}
+
+impl Inner {
+    /// Where a committed chunk lives, if it is in the index.
+    pub fn chunk_loc(&self, id: &ChunkId) -> Result<Option<ChunkLoc>> {
+        self.meta
+            .with(Cf::Chunks, id.as_bytes(), records::decode_chunk_loc)
+    }
+
+    /// Reads, decodes and verifies one chunk into `out`. `scratch` holds the
+    /// stored record. A verification failure is [`Error::ChecksumMismatch`]
+    /// with `object` and `offset` filled by the caller's context.
+    pub fn read_chunk(
+        &self,
+        id: &ChunkId,
+        object: &dyn Fn() -> String,
+        offset: u64,
+        scratch: &mut Vec<u8>,
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
+        let loc = self.chunk_loc(id)?.ok_or_else(|| Error::Corrupt {
+            what: format!("{} at byte offset {offset}", object()),
+            detail: format!("references chunk {id} which is not in the chunk index"),
+        })?;
+        // Name the object and offset on every integrity error, not just the pack.
+        let ctx = |e: Error| match e {
+            Error::Corrupt { what, detail } => Error::Corrupt {
+                what: format!("{} at byte offset {offset} ({what})", object()),
+                detail,
+            },
+            e => e,
+        };
+        let payload = self.reader.read(id, &loc, scratch).map_err(ctx)?;
+        codec::decode(loc.codec, payload, loc.raw_len as usize, out).map_err(|e| {
+            ctx(Error::Corrupt {
+                what: format!("pack {:08x} record at {}", loc.pack, loc.offset),
+                detail: e.to_string(),
+            })
+        })?;
+        let actual = Hash32::of(out);
+        if actual != *id {
+            return Err(Error::ChecksumMismatch {
+                object: object(),
+                offset,
+                expected: *id,
+                actual,
+                pack: loc.pack,
+                pack_offset: loc.offset,
+            });
+        }
+        Ok(())
+    }
+
+    /// Allocates a manifest id for a new upload.
+    pub fn new_manifest(&self) -> u64 {
+        self.next_manifest.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The commit protocol. `chunks` are the not-yet-indexed chunks that the
+    /// records in `batch` reference; `f` may add to the batch while the
+    /// commit lock is held (it sees the counters and may update them).
+    pub fn commit<T>(
+        &self,
+        chunks: &[(ChunkId, ChunkLoc)],
+        mut batch: Batch,
+        f: impl FnOnce(&Meta, &mut StatsRecord, &mut Batch) -> Result<T>,
+    ) -> Result<T> {
+        if !chunks.is_empty() {
+            // 1. Pack data durable before anything points at it.
+            self.packs.sync()?;
+        }
+        let mut c = self.commit.lock();
+        if let Some(why) = &c.poisoned {
+            return Err(Error::Poisoned(why.clone()));
+        }
+        let mut stats = c.stats;
+        let mut pack_len: HashMap<u32, u64> = HashMap::new();
+        let mut mine = HashSet::new();
+        {
+            let pending = self.pending.lock();
+            for (id, loc) in chunks {
+                // Absent from `pending` means another upload committed it
+                // already (removal happens under this lock, after its write).
+                // Absent or already taken: a chunk can repeat within one batch.
+                if pending.get(id) != Some(loc) || mine.contains(id) {
+                    continue;
+                }
+                mine.insert(*id);
+                // An upload that looked the chunk up just before another one
+                // committed it wrote a second copy: keep the indexed one. All
+                // index writes happen under this lock, so the check is exact.
+                if self
+                    .meta
+                    .with(Cf::Chunks, id.as_bytes(), |_| Ok(()))?
+                    .is_none()
+                {
+                    batch.put(
+                        Cf::Chunks,
+                        id.as_bytes().to_vec(),
+                        records::encode_chunk_loc(loc).to_vec(),
+                    );
+                    stats.unique_bytes += loc.raw_len as u64;
+                    stats.chunks += 1;
+                    let end = pack_len.entry(loc.pack).or_insert(0);
+                    *end = (*end).max(loc.end());
+                }
+            }
+        }
+        for (pack, end) in pack_len.iter_mut() {
+            let old = c
+                .pack_len
+                .get(pack)
+                .copied()
+                .unwrap_or(PACK_HEADER_LEN as u64);
+            *end = (*end).max(old);
+            batch.put(
+                Cf::Packs,
+                keys::pack(*pack).to_vec(),
+                records::encode_pack(&PackRecord {
+                    committed_len: *end,
+                })
+                .to_vec(),
+            );
+        }
+        let out = f(&self.meta, &mut stats, &mut batch)?;
+        batch.put(
+            Cf::Meta,
+            b"stats".to_vec(),
+            records::encode_postcard(&stats),
+        );
+        // 2. One atomic batch, WAL fsynced.
+        if let Err(e) = self.meta.commit(batch, true) {
+            c.poisoned = Some(e.to_string());
+            return Err(e);
+        }
+        c.stats = stats;
+        c.pack_len.extend(pack_len);
+        let mut pending = self.pending.lock();
+        for id in mine {
+            pending.remove(&id);
+        }
+        Ok(out)
+    }
+}
+
+/// Makes sure `dir` is a store directory, creating one if allowed.
+fn prepare_dir(dir: &Path, create: bool) -> Result<()> {
+    let marker = dir.join(MARKER);
+    match fs::read_to_string(&marker) {
+        Ok(text) => return check_marker(dir, &text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(&marker, e)),
+    }
+    let not_store = |reason: &str| Error::NotAStore {
+        path: dir.to_path_buf(),
+        reason: reason.to_string(),
+    };
+    match fs::read_dir(dir) {
+        Ok(mut entries) => {
+            if entries.next().is_some() {
+                return Err(not_store(
+                    "the directory is not empty and has no MODELVAULT marker",
+                ));
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
+            return Err(not_store("not a directory"))
+        }
+        Err(e) => return Err(Error::io(dir, e)),
+    }
+    if !create {
+        return Err(not_store(
+            "no store here (create one with `modelvault init` or Store::create)",
+        ));
+    }
+    fs::create_dir_all(dir.join(PACKS_DIR)).map_err(|e| Error::io(dir, e))?;
+    // The marker goes in last, atomically: a crash before it leaves a
+    // directory that the next create simply completes.
+    let tmp = dir.join(format!("{MARKER}.tmp"));
+    let mut f = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    writeln!(f, "{MARKER_MAGIC}\nformat {STORE_FORMAT}")
+        .and_then(|_| f.sync_all())
+        .map_err(|e| Error::io(&tmp, e))?;
+    fs::rename(&tmp, &marker).map_err(|e| Error::io(&marker, e))?;
+    crate::pack::sync_dir(dir)
+}
+
+fn check_marker(dir: &Path, text: &str) -> Result<()> {
+    let mut lines = text.lines();
+    if lines.next() != Some(MARKER_MAGIC) {
+        return Err(Error::NotAStore {
+            path: dir.to_path_buf(),
+            reason: "MODELVAULT marker file has the wrong contents".into(),
+        });
+    }
+    let version = lines
+        .next()
+        .and_then(|l| l.strip_prefix("format "))
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .ok_or_else(|| Error::NotAStore {
+            path: dir.to_path_buf(),
+            reason: "MODELVAULT marker file has no format line".into(),
+        })?;
+    if version != STORE_FORMAT {
+        return Err(Error::UnsupportedVersion {
+            what: "store",
+            found: version,
+            supported: STORE_FORMAT,
+        });
+    }
+    Ok(())
+}
+
+/// Takes the exclusive lock, writing who holds it into the lock file.
+fn acquire_lock(dir: &Path) -> Result<File> {
+    let path = dir.join(LOCK);
+    let mut f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| Error::io(&path, e))?;
+    match f.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = f.read_to_string(&mut holder);
+            let holder = holder.trim();
+            return Err(Error::Locked {
+                path: dir.to_path_buf(),
+                holder: if holder.is_empty() {
+                    "holder unknown".into()
+                } else {
+                    holder.to_string()
+                },
+            });
+        }
+        Err(fs::TryLockError::Error(e)) => return Err(Error::io(&path, e)),
+    }
+    let host = fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let me = format!("pid {} on host {}", std::process::id(), host.trim());
+    f.set_len(0)
+        .and_then(|_| f.write_all(me.as_bytes()))
+        .map_err(|e| Error::io(&path, e))?;
+    Ok(f)
+}
+
+/// Reads the store id and format from the `meta` column family, writing
+/// them on first open.
+fn load_or_init_meta(meta: &Meta, dir: &Path) -> Result<[u8; 16]> {
+    match meta.get(Cf::Meta, b"format")? {
+        Some(b) => {
+            let v = <[u8; 4]>::try_from(b.as_slice())
+                .map(u32::from_le_bytes)
+                .map_err(|_| Error::corrupt("meta/format", "not a u32"))?;
+            if v != STORE_FORMAT {
+                return Err(Error::UnsupportedVersion {
+                    what: "store",
+                    found: v,
+                    supported: STORE_FORMAT,
+                });
+            }
+            let id = meta
+                .get(Cf::Meta, b"store_id")?
+                .ok_or_else(|| Error::corrupt("meta/store_id", "missing"))?;
+            <[u8; 16]>::try_from(id.as_slice())
+                .map_err(|_| Error::corrupt("meta/store_id", "not 16 bytes"))
+        }
+        None => {
+            if meta.last_key(Cf::Chunks)?.is_some() {
+                return Err(Error::NotAStore {
+                    path: dir.to_path_buf(),
+                    reason: "metadata has chunks but no format record".into(),
+                });
+            }
+            let id = *uuid::Uuid::new_v4().as_bytes();
+            let mut b = Batch::default();
+            b.put(
+                Cf::Meta,
+                b"format".to_vec(),
+                STORE_FORMAT.to_le_bytes().to_vec(),
+            );
+            b.put(Cf::Meta, b"store_id".to_vec(), id.to_vec());
+            meta.commit(b, true)?;
+            Ok(id)
+        }
+    }
+}
+
+type Recovered = (HashMap<u32, u64>, u32, Option<(u32, u64)>);
+
+/// Brings pack files in line with the committed index: a tail past the
+/// committed length (an interrupted append) is truncated. Returns committed
+/// lengths, the next free pack id, and the pack to keep appending to.
+fn recover_packs(meta: &Meta, dir: &Path, store_id: &[u8; 16], target: u64) -> Result<Recovered> {
+    let mut committed = HashMap::new();
+    for kv in meta.scan_prefix(Cf::Packs, &[], &[]) {
+        let (k, v) = kv?;
+        let id = keys::parse_pack(&k)
+            .ok_or_else(|| Error::corrupt("packs column family", "key of the wrong length"))?;
+        committed.insert(id, records::decode_pack(&v)?.committed_len);
+    }
+    fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let mut max_id = committed.keys().copied().max();
+    let mut files = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        let Some(id) = entry.file_name().to_str().and_then(parse_pack_file_name) else {
+            continue;
+        };
+        max_id = Some(max_id.map_or(id, |m| m.max(id)));
+        files.push(id);
+    }
+    files.sort_unstable();
+    let mut last_ok = None;
+    for id in files {
+        let path = dir.join(pack_file_name(id));
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        let len = f.metadata().map_err(|e| Error::io(&path, e))?.len();
+        let keep = committed
+            .get(&id)
+            .copied()
+            .unwrap_or(PACK_HEADER_LEN as u64);
+        if len < PACK_HEADER_LEN as u64 {
+            // Created but its header never made it: nothing can reference it.
+            if !committed.contains_key(&id) {
+                drop(f);
+                fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+                continue;
+            }
+        } else {
+            let mut hb = [0u8; PACK_HEADER_LEN];
+            use std::os::unix::fs::FileExt;
+            f.read_exact_at(&mut hb, 0)
+                .map_err(|e| Error::io(&path, e))?;
+            let h = PackHeader::decode(&hb, &format!("pack {id:08x}"))?;
+            if h.id != id || h.store_id != *store_id {
+                return Err(Error::corrupt(
+                    format!("pack {id:08x}"),
+                    "header names another pack or another store",
+                ));
+            }
+        }
+        if len > keep {
+            f.set_len(keep)
+                .and_then(|_| f.sync_all())
+                .map_err(|e| Error::io(&path, e))?;
+            tracing_note(&format!(
+                "truncated uncommitted tail of pack {id:08x}: {len} -> {keep} bytes"
+            ));
+        }
+        if len >= keep {
+            last_ok = Some((id, keep));
+        }
+    }
+    let next = max_id.map_or(Ok(0), |m| {
+        m.checked_add(1)
+            .ok_or_else(|| Error::corrupt("pack ids", "exhausted the 32-bit pack id space"))
+    })?;
+    // Keep appending to the newest pack if it is the last one and has room.
+    let resume = last_ok.filter(|&(id, len)| Some(id) == max_id && len < target);
+    Ok((committed, next, resume))
+}
+
+fn tracing_note(msg: &str) {
+    if std::env::var_os("MODELVAULT_LOG").is_some() {
+        eprintln!("modelvault: {msg}");
+    }
+}

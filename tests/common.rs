@@ -1,0 +1,58 @@
+//! Shared helpers: temporary stores and deterministic test data.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+
+use modelvault::{BlobId, Store};
+
+/// A store in a fresh temporary directory (kept alive by the returned guard).
+pub fn temp_store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::create(dir.path().join("vault")).unwrap();
+    (dir, store)
+}
+
+/// xorshift64* bytes: incompressible, deterministic.
+pub fn noise(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut v = Vec::with_capacity(n + 8);
+    while v.len() < n {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        v.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+    }
+    v.truncate(n);
+    v
+}
+
+/// fp32 weights of a small normal-ish distribution, like a trained layer.
+pub fn weights(n_bytes: usize, seed: u64) -> Vec<u8> {
+    let raw = noise(n_bytes, seed);
+    raw.chunks(4)
+        .flat_map(|c| {
+            let mut b = [0u8; 4];
+            b[..c.len()].copy_from_slice(c);
+            let u = u32::from_le_bytes(b);
+            let f = ((u >> 8) as f32 / (1u32 << 24) as f32 - 0.5) * 0.1;
+            f.to_le_bytes()[..c.len()].to_vec()
+        })
+        .collect()
+}
+
+pub fn put(store: &Store, data: &[u8]) -> BlobId {
+    let mut w = store.blob_writer();
+    w.write_all(data).unwrap();
+    w.finish().unwrap()
+}
+
+pub fn get(store: &Store, id: &BlobId) -> Vec<u8> {
+    let mut out = Vec::new();
+    store
+        .blob_reader(id)
+        .unwrap()
+        .read_to_end(&mut out)
+        .unwrap();
+    out
+}

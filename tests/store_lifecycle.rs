@@ -1,0 +1,172 @@
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::process::Command;
+
+use modelvault::{Error, FileEntry, Store};
+
+use crate::common::{get, noise, put, weights};
+
+#[test]
+fn reopen_after_drop_keeps_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vault");
+    let data = weights(5 << 20, 1);
+    let (id, stats) = {
+        let store = Store::create(&path).unwrap();
+        let id = put(&store, &data);
+        store
+            .commit_version(
+                "m",
+                vec![FileEntry {
+                    path: "w.bin".into(),
+                    blob: id,
+                    size: data.len() as u64,
+                }],
+            )
+            .unwrap();
+        (id, store.stats())
+    };
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.stats(), stats);
+    assert_eq!(get(&store, &id), data);
+    assert_eq!(store.version("m", None).unwrap().files[0].blob, id);
+    // And it keeps accepting writes, appending to the same pack.
+    let id2 = put(&store, &noise(2 << 20, 2));
+    assert_eq!(get(&store, &id2), noise(2 << 20, 2));
+    assert_eq!(store.stats().packs, 1);
+}
+
+#[test]
+fn second_handle_in_process_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let _a = Store::create(dir.path()).unwrap();
+    match Store::open(dir.path()) {
+        Err(Error::Locked { holder, .. }) => {
+            assert!(holder.contains(&std::process::id().to_string()), "{holder}")
+        }
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("second open succeeded"),
+    }
+}
+
+#[test]
+fn second_process_is_refused_with_the_holder_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::create(dir.path()).unwrap();
+    put(&store, b"held");
+    let out = Command::new(env!("CARGO_BIN_EXE_modelvault"))
+        .arg("--repo")
+        .arg(dir.path())
+        .arg("stats")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("locked"), "{err}");
+    assert!(
+        err.contains(&format!("pid {}", std::process::id())),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
+
+#[test]
+fn a_directory_that_is_not_a_store_is_refused_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("notes.txt"), b"hello").unwrap();
+    assert!(matches!(
+        Store::create(dir.path()),
+        Err(Error::NotAStore { .. })
+    ));
+    assert!(matches!(
+        Store::open(dir.path().join("missing")),
+        Err(Error::NotAStore { .. })
+    ));
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, vec!["notes.txt"]);
+}
+
+#[test]
+fn newer_format_marker_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Store::create(dir.path()).unwrap());
+    std::fs::write(
+        dir.path().join("MODELVAULT"),
+        "modelvault store\nformat 99\n",
+    )
+    .unwrap();
+    assert!(matches!(
+        Store::open(dir.path()),
+        Err(Error::UnsupportedVersion { found: 99, .. })
+    ));
+}
+
+#[test]
+fn uncommitted_pack_tail_is_truncated_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = noise(3 << 20, 5);
+    let (id, pack, len) = {
+        let store = Store::create(dir.path()).unwrap();
+        let id = put(&store, &data);
+        let pack = dir.path().join("packs/00000000.pack");
+        let len = std::fs::metadata(&pack).unwrap().len();
+        (id, pack, len)
+    };
+    // A torn append: half a record after the committed end.
+    let mut f = OpenOptions::new().append(true).open(&pack).unwrap();
+    f.write_all(b"CHNK\x01\x00garbage that a crash left behind")
+        .unwrap();
+    drop(f);
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(std::fs::metadata(&pack).unwrap().len(), len);
+    assert_eq!(get(&store, &id), data);
+    let id2 = put(&store, &noise(1 << 20, 6));
+    assert_eq!(get(&store, &id2), noise(1 << 20, 6));
+}
+
+#[test]
+fn versions_are_numbered_and_validated() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::create(dir.path()).unwrap();
+    let id = put(&store, b"abc");
+    let f = |p: &str| FileEntry {
+        path: p.into(),
+        blob: id,
+        size: 3,
+    };
+    assert_eq!(store.commit_version("m", vec![f("a")]).unwrap(), 1);
+    assert_eq!(
+        store.commit_version("m", vec![f("a"), f("b/c")]).unwrap(),
+        2
+    );
+    assert_eq!(store.versions("m").unwrap(), vec![1, 2]);
+    assert_eq!(store.version("m", None).unwrap().version, 2);
+    assert!(store.version("m", Some(3)).unwrap_err().is_not_found());
+    assert!(store.version("nope", None).unwrap_err().is_not_found());
+    for bad in ["../x", "/abs", "a\\b", "a/../b", ""] {
+        assert!(
+            matches!(
+                store.commit_version("m", vec![f(bad)]),
+                Err(Error::InvalidInput { .. })
+            ),
+            "{bad}"
+        );
+    }
+    assert!(store.commit_version("m", vec![f("a"), f("a")]).is_err());
+    assert!(store.commit_version("bad/name", vec![f("a")]).is_err());
+    let missing = FileEntry {
+        path: "x".into(),
+        blob: modelvault::BlobId(modelvault::Hash32::of(b"zz")),
+        size: 2,
+    };
+    assert!(store
+        .commit_version("m", vec![missing])
+        .unwrap_err()
+        .is_not_found());
+    // None of the failures created a version.
+    assert_eq!(store.versions("m").unwrap(), vec![1, 2]);
+    assert_eq!(store.stats().versions, 2);
+}
