@@ -21,6 +21,8 @@ struct Checkpoint {
     variant: u32,
     pos: u64,
     rng: u64,
+    /// Bytes of the last value that did not fit in the caller's buffer.
+    carry: Vec<u8>,
 }
 
 const LAYER: u64 = 8 << 20;
@@ -32,6 +34,7 @@ impl Checkpoint {
             variant,
             pos: 0,
             rng: 0,
+            carry: Vec::new(),
         }
     }
     fn header(&self) -> Vec<u8> {
@@ -48,8 +51,10 @@ impl Read for Checkpoint {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let header = self.header();
         let total = self.size + header.len() as u64;
-        let mut n = 0;
-        while n + 4 <= buf.len() && self.pos < total {
+        let mut n = self.carry.len().min(buf.len());
+        buf[..n].copy_from_slice(&self.carry[..n]);
+        self.carry.drain(..n);
+        while n < buf.len() && self.pos < total {
             if self.pos < header.len() as u64 {
                 buf[n] = header[self.pos as usize];
                 n += 1;
@@ -70,8 +75,10 @@ impl Read for Checkpoint {
             let g = ((self.rng >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * scale;
             let b = g.to_le_bytes();
             let take = ((total - self.pos) as usize).min(4);
-            buf[n..n + take].copy_from_slice(&b[..take]);
-            n += take;
+            let fit = take.min(buf.len() - n);
+            buf[n..n + fit].copy_from_slice(&b[..fit]);
+            self.carry.extend_from_slice(&b[fit..take]);
+            n += fit;
             self.pos += take as u64;
         }
         Ok(n)
