@@ -57,5 +57,5 @@ pub use error::{Error, Result};
 pub use id::{BlobId, ChunkId, Hash32};
 pub use meta::records::{BlobRecord, FileEntry, StatsRecord};
 pub use pack::ChunkLoc;
-pub use registry::{check_name, check_path, ModelSummary, ModelVersion};
+pub use registry::{check_name, check_path, detect, query, ModelSummary, ModelVersion};
 pub use store::{Options, Stats, Store};
