@@ -162,6 +162,7 @@ impl Error {
     }
 }
 
+#[cfg(feature = "store")]
 impl From<rocksdb::Error> for Error {
     fn from(e: rocksdb::Error) -> Self {
         Error::Db(e.into_string())

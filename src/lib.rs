@@ -13,6 +13,7 @@
 //! - One handle, `Send + Sync`, cheap to clone; one process at a time.
 //!
 //! ```
+//! # #[cfg(feature = "store")] {
 //! use std::io::{Read, Write};
 //! use modelvault::{FileEntry, Store};
 //!
@@ -34,14 +35,19 @@
 //! store.blob_reader(&blob)?.read_to_end(&mut back).unwrap();
 //! assert_eq!(back, weights);
 //! # Ok(()) }
+//! # }
+//! # #[cfg(not(feature = "store"))] fn main() {}
 //! ```
 //!
 //! Layers, bottom up: [`chunking`] → [`codec`] → `pack` → `meta` → `blob` →
 //! [`Store`] → `registry`. See `docs/ARCHITECTURE.md` and `docs/FORMAT.md`.
 
 #![deny(unsafe_code)]
+// Without `store` only the pure layers build (for fuzzing); their store-side helpers go unused.
+#![cfg_attr(not(feature = "store"), allow(dead_code))]
 #![warn(missing_docs)]
 
+#[cfg(feature = "store")]
 mod blob;
 pub mod chunking;
 pub mod codec;
@@ -50,12 +56,21 @@ mod id;
 mod meta;
 mod pack;
 mod registry;
+#[cfg(feature = "store")]
 mod store;
 
+#[cfg(feature = "store")]
 pub use blob::{BlobReader, BlobWriter};
 pub use error::{Error, Result};
 pub use id::{BlobId, ChunkId, Hash32};
 pub use meta::records::{BlobRecord, FileEntry, StatsRecord};
 pub use pack::ChunkLoc;
-pub use registry::{check_name, check_path, detect, query, ModelSummary, ModelVersion};
+pub use registry::{check_name, check_path, detect, query};
+#[cfg(feature = "store")]
+pub use registry::{ModelSummary, ModelVersion};
+#[cfg(feature = "store")]
 pub use store::{Options, Stats, Store};
+
+#[cfg(feature = "__fuzz")]
+#[doc(hidden)]
+pub mod fuzz_api;

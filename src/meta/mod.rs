@@ -4,8 +4,10 @@
 //! layouts ([`keys`]) and the record encodings ([`records`]); layers above
 //! speak in typed records and atomic [`Batch`]es.
 
+#[cfg(feature = "store")]
 mod db;
 pub(crate) mod keys;
 pub(crate) mod records;
 
+#[cfg(feature = "store")]
 pub(crate) use db::{Batch, Cf, Meta};

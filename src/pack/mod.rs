@@ -5,11 +5,19 @@
 //! committed; readers fetch one record by position with `pread`.
 
 mod format;
+#[cfg(feature = "store")]
 mod reader;
+#[cfg(feature = "store")]
 mod writer;
 
 pub(crate) use format::MAX_RAW_CHUNK;
-pub(crate) use format::{pack_file_name, parse_pack_file_name, PackHeader, RecordHeader};
-pub use format::{ChunkLoc, PACK_HEADER_LEN};
+#[cfg(feature = "store")]
+pub(crate) use format::{pack_file_name, parse_pack_file_name};
+pub use format::ChunkLoc;
+#[cfg(feature = "store")]
+pub use format::PACK_HEADER_LEN;
+pub(crate) use format::{PackHeader, RecordHeader};
+#[cfg(feature = "store")]
 pub(crate) use reader::PackReader;
+#[cfg(feature = "store")]
 pub(crate) use writer::{sync_dir, PackWriter};

@@ -4,7 +4,9 @@
 pub mod detect;
 mod names;
 pub mod query;
+#[cfg(feature = "store")]
 mod versions;
 
 pub use names::{check_name, check_path};
+#[cfg(feature = "store")]
 pub use versions::{ModelSummary, ModelVersion};
