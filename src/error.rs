@@ -110,6 +110,23 @@ pub enum Error {
         reason: String,
     },
 
+    /// The object is final (a finalized model, a finished experiment) and
+    /// refuses every change.
+    #[error("{what} is {state}: it can no longer be changed")]
+    Immutable {
+        /// The object, e.g. `experiment 0190…`.
+        what: String,
+        /// Its state, e.g. `completed` or `finalized`.
+        state: String,
+    },
+
+    /// The object already exists where a new one was asked for.
+    #[error("{what} already exists")]
+    Exists {
+        /// What, e.g. `alias champion of model 0190…`.
+        what: String,
+    },
+
     /// An earlier write failure left the store in a state where further
     /// writes could lose data; reopen the store to recover.
     #[error("store is poisoned by an earlier write failure ({0}); reopen it")]

@@ -65,11 +65,17 @@ pub use error::{Error, Result};
 pub use id::{BlobId, ChunkId, Hash32};
 pub use meta::records::{BlobRecord, FileEntry, StatsRecord};
 pub use pack::ChunkLoc;
+#[cfg(feature = "store")]
+pub use registry::experiment::{Experiment, ExperimentInfo, ExperimentQuery, NewExperiment};
+#[cfg(feature = "store")]
+pub use registry::model::{Model, ModelInfo, ModelSummary, ModelVersion, NewModel};
+pub use registry::records::{
+    Artifact, ArtifactBody, ConsoleLine, EntityId, Environment, External, RunInfo, Status, Stream,
+    VersionFile,
+};
 pub use registry::{check_name, check_path, detect, query};
 #[cfg(feature = "store")]
-pub use registry::{ModelSummary, ModelVersion};
-#[cfg(feature = "store")]
-pub use store::{Options, Stats, Store};
+pub use store::{Durability, Options, Stats, Store};
 
 #[cfg(feature = "__fuzz")]
 #[doc(hidden)]

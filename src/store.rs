@@ -47,6 +47,22 @@ pub struct Options {
     pub(crate) encode: EncodeOptions,
     pub(crate) threads: usize,
     pub(crate) create: bool,
+    pub(crate) durability: Durability,
+}
+
+/// When a commit's metadata reaches the disk.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Durability {
+    /// Every commit fsyncs the RocksDB WAL before returning (the default):
+    /// what a call acknowledged survives a crash.
+    #[default]
+    Immediate,
+    /// Commits write the WAL without fsyncing it; [`Store::sync`] or the next
+    /// `Immediate` commit makes them durable. A crash may lose the newest
+    /// commits, as a whole and in order, never corrupt the store: pack data
+    /// is still fsynced before any index entry that points at it is written.
+    Eventual,
 }
 
 impl Default for Options {
@@ -57,6 +73,7 @@ impl Default for Options {
             encode: EncodeOptions::default(),
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             create: true,
+            durability: Durability::Immediate,
         }
     }
 }
@@ -89,6 +106,12 @@ impl Options {
     /// Whether [`Options::open`] may create a new store. Default true.
     pub fn create(mut self, yes: bool) -> Self {
         self.create = yes;
+        self
+    }
+
+    /// Durability of commits. Default [`Durability::Immediate`].
+    pub fn durability(mut self, d: Durability) -> Self {
+        self.durability = d;
         self
     }
 
@@ -278,6 +301,13 @@ impl Store {
         Ok(self.blob_record(id)?.is_some())
     }
 
+    /// Makes every commit so far durable (pack data and the metadata WAL).
+    /// Needed only with [`Durability::Eventual`].
+    pub fn sync(&self) -> Result<()> {
+        self.inner.packs.sync()?;
+        self.inner.meta.sync_wal()
+    }
+
     /// Space and dedup figures.
     pub fn stats(&self) -> Stats {
         let c = self.inner.commit.lock();
@@ -428,7 +458,8 @@ impl Inner {
             records::encode_postcard(&stats),
         );
         // 2. One atomic batch, WAL fsynced.
-        if let Err(e) = self.meta.commit(batch, true) {
+        let sync = self.opts.durability == Durability::Immediate;
+        if let Err(e) = self.meta.commit(batch, sync) {
             c.poisoned = Some(e.to_string());
             return Err(e);
         }

@@ -98,7 +98,10 @@ fn put_get_cat_stats_round_trip() {
     let show: serde_json::Value =
         serde_json::from_str(&ok(&mv(&repo, &["show", "resnet@1", "--json"]))).unwrap();
     assert_eq!(show["files"].as_array().unwrap().len(), 4);
-    assert_eq!(ok(&mv(&repo, &["list"])).trim(), "resnet@2");
+    assert_eq!(
+        ok(&mv(&repo, &["list"])).split_whitespace().next(),
+        Some("resnet@2")
+    );
 }
 
 #[test]
@@ -160,7 +163,7 @@ fn bad_input_exits_non_zero_with_one_line_and_changes_nothing() {
         "m@7",
     );
     fails_with_one_line(&mv(&repo, &["cat", "m", "nothere"]), "nothere");
-    fails_with_one_line(&mv(&repo, &["cat", "m@x", "a.bin"]), "version");
+    fails_with_one_line(&mv(&repo, &["cat", "m@x", "a.bin"]), "alias not found: x");
     assert_eq!(ok(&mv(&repo, &["stats", "--json"])), before);
 
     // Not a store: a folder with other things in it, and a missing folder.

@@ -2,9 +2,10 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Args as ClapArgs, Parser, Subcommand};
 
-/// Content-addressed, deduplicated storage for model weights.
+/// Content-addressed, deduplicated storage for model weights and the
+/// experiments that made them.
 #[derive(Parser, Debug)]
 #[command(name = "modelvault", version, about)]
 pub struct Args {
@@ -22,16 +23,22 @@ pub enum Command {
     Init,
     /// Store files and folders as the next version of a model; prints NAME@VERSION last.
     Put {
-        /// Model name.
+        /// Model name (a new model is created if none has this name).
         #[arg(long)]
         name: String,
+        /// The experiment that created this model version.
+        #[arg(long, value_name = "ID")]
+        experiment: Option<String>,
+        /// Project of a newly created model.
+        #[arg(long, default_value = "default")]
+        project: String,
         /// Files (stored under their file name) and folders (their files under paths relative to the folder).
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
     /// Write a version's files into a directory, byte-identical.
     Get {
-        /// NAME or NAME@VERSION (latest when no version is given).
+        /// Model: id, name, NAME@VERSION, NAME@ALIAS or model URL (latest version when none is given).
         model: String,
         /// Output directory (created if missing).
         #[arg(long, value_name = "DIR")]
@@ -39,37 +46,238 @@ pub enum Command {
     },
     /// Stream one file of a version to stdout.
     Cat {
-        /// NAME or NAME@VERSION.
+        /// Model: id, name, NAME@VERSION, NAME@ALIAS or model URL.
         model: String,
         /// Path of the file within the version.
         path: String,
     },
-    /// List models.
-    List {
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// List the versions of a model.
+    /// List models (same as `model list`).
+    List(Json),
+    /// List the versions of a model (same as `model versions`).
     Versions {
-        /// Model name.
-        name: String,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
+        /// Model.
+        model: String,
+        #[command(flatten)]
+        json: Json,
     },
     /// Show the files of a version.
     Show {
-        /// NAME or NAME@VERSION.
+        /// Model.
         model: String,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        json: Json,
     },
     /// Space and dedup figures.
-    Stats {
-        /// Print JSON.
+    Stats(Json),
+    /// Experiments: code execution sessions.
+    #[command(subcommand)]
+    Experiment(ExperimentCmd),
+    /// Models: ids, versions, metadata, aliases, URLs.
+    #[command(subcommand)]
+    Model(ModelCmd),
+}
+
+#[derive(ClapArgs, Debug, Clone, Copy)]
+pub struct Json {
+    /// Print one JSON value instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ExperimentCmd {
+    /// Create an experiment; prints its id.
+    Create {
+        /// Project.
         #[arg(long)]
-        json: bool,
+        project: String,
+        /// Name.
+        #[arg(long)]
+        name: String,
+        /// Tag (repeatable).
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+        /// Type, e.g. training.
+        #[arg(long = "type")]
+        kind: Option<String>,
+        #[command(flatten)]
+        json: Json,
+    },
+    /// Show an experiment (with the ids of the models it created and used).
+    Show {
+        /// Experiment id, or PROJECT/NAME for the latest of that name.
+        id: String,
+        #[command(flatten)]
+        json: Json,
+    },
+    /// List experiments, oldest first, a page at a time.
+    List {
+        /// Only this project.
+        #[arg(long)]
+        project: Option<String>,
+        /// Only names starting with this.
+        #[arg(long)]
+        name_prefix: Option<String>,
+        /// Only this status (created, running, completed, failed, stopped).
+        #[arg(long)]
+        status: Option<String>,
+        /// Only this tag.
+        #[arg(long)]
+        tag: Option<String>,
+        /// Page size.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Start after this id (the last of the previous page).
+        #[arg(long)]
+        after: Option<String>,
+        #[command(flatten)]
+        json: Json,
+    },
+    /// Mark an experiment running.
+    Start {
+        /// Experiment id.
+        id: String,
+    },
+    /// Append console lines (the arguments, or stdin line by line).
+    Log {
+        /// Experiment id.
+        id: String,
+        /// Log to stderr's stream instead of stdout's.
+        #[arg(long)]
+        stderr: bool,
+        /// Lines; read from stdin when none are given.
+        text: Vec<String>,
+    },
+    /// Print console lines.
+    Console {
+        /// Experiment id.
+        id: String,
+        /// First line number.
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        /// Only the last N lines.
+        #[arg(long)]
+        tail: Option<usize>,
+        #[command(flatten)]
+        json: Json,
+    },
+    /// Show or set progress (0-100).
+    Progress {
+        /// Experiment id.
+        id: String,
+        /// New value; shows the current one when absent.
+        value: Option<u8>,
+    },
+    /// Set hyperparameters: Section/key=value (typed: 3, 0.5, true, text).
+    Param {
+        /// Experiment id.
+        id: String,
+        /// KEY=VALUE pairs.
+        #[arg(required = true)]
+        pairs: Vec<String>,
+    },
+    /// Record a model version the experiment used as input.
+    Use {
+        /// Experiment id.
+        id: String,
+        /// Model (latest version unless NAME@VERSION).
+        model: String,
+    },
+    /// Finish the experiment; it is immutable afterwards.
+    Finalize {
+        /// Experiment id.
+        id: String,
+        /// Final status.
+        #[arg(long, default_value = "completed")]
+        status: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ModelCmd {
+    /// Show a model (with its creating experiment's id).
+    Show {
+        /// Model: id, name, NAME@VERSION, NAME@ALIAS or model URL.
+        model: String,
+        #[command(flatten)]
+        json: Json,
+    },
+    /// List models, optionally filtered by a query.
+    List {
+        /// e.g. 'metadata.accuracy > 0.9 AND framework = pytorch' (grammar in the README).
+        #[arg(long)]
+        query: Option<String>,
+        #[command(flatten)]
+        json: Json,
+    },
+    /// List versions with their files.
+    Versions {
+        /// Model.
+        model: String,
+        #[command(flatten)]
+        json: Json,
+    },
+    /// Print the model URL of a version (latest when none is given).
+    Url {
+        /// Model.
+        model: String,
+    },
+    /// Add tags, or remove them with --remove.
+    Tag {
+        /// Model.
+        model: String,
+        /// Remove instead of add.
+        #[arg(long)]
+        remove: bool,
+        /// Tags.
+        #[arg(required = true)]
+        tags: Vec<String>,
+    },
+    /// Set typed metadata KEY=VALUE (3, 0.5, true, [1,2], text), or remove keys with --remove.
+    Meta {
+        /// Model.
+        model: String,
+        /// Remove the named keys.
+        #[arg(long)]
+        remove: bool,
+        /// KEY=VALUE pairs (KEY with --remove).
+        #[arg(required = true)]
+        pairs: Vec<String>,
+    },
+    /// Point an alias at a version (--move to move an existing one, --remove to delete it).
+    Alias {
+        /// Model.
+        model: String,
+        /// Alias name.
+        alias: String,
+        /// Version number.
+        version: Option<u32>,
+        /// Move an existing alias.
+        #[arg(long = "move")]
+        move_: bool,
+        /// Remove the alias.
+        #[arg(long)]
+        remove: bool,
+    },
+    /// Finalize (publish) a model: every later change is an error.
+    Finalize {
+        /// Model.
+        model: String,
+    },
+    /// Register a model by URL without storing bytes (the same URL again returns the same model).
+    Register {
+        /// Model name.
+        #[arg(long)]
+        name: String,
+        /// Project.
+        #[arg(long, default_value = "default")]
+        project: String,
+        /// Expected checksum, e.g. sha256:...
+        #[arg(long)]
+        checksum: Option<String>,
+        /// Where the bytes are.
+        url: String,
+        #[command(flatten)]
+        json: Json,
     },
 }

@@ -1,13 +1,18 @@
 //! One function per command.
 
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufRead, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
-use modelvault::{FileEntry, ModelVersion, Store};
+use modelvault::query::{self, Value};
+use modelvault::{
+    EntityId, Experiment, FileEntry, Model, ModelVersion, NewExperiment, NewModel, Status, Store,
+    Stream,
+};
+use serde_json::json;
 
-use super::args::{Args, Command};
+use super::args::{Args, Command, ExperimentCmd, ModelCmd};
 use super::files;
 
 /// Runs one parsed command line.
@@ -24,7 +29,12 @@ pub fn run(args: Args) -> Result<()> {
             let store = Store::create(&repo)?;
             println!("created store {} in {}", store.id(), repo.display());
         }
-        Command::Put { name, paths } => put(&repo, &name, &paths)?,
+        Command::Put {
+            name,
+            experiment,
+            project,
+            paths,
+        } => put(&repo, &name, experiment.as_deref(), &project, &paths)?,
         Command::Get { model, out } => get(&open(&repo)?, &model, &out)?,
         Command::Cat { model, path } => {
             let store = open(&repo)?;
@@ -37,46 +47,21 @@ pub fn run(args: Args) -> Result<()> {
             io::copy(&mut r, &mut out)?;
             out.flush()?;
         }
-        Command::List { json } => {
-            let models = open(&repo)?.models()?;
-            if json {
-                println!("{}", serde_json::to_string(&models)?);
-            } else {
-                for m in models {
-                    println!("{}@{}", m.name, m.latest);
-                }
-            }
-        }
-        Command::Versions { name, json } => {
-            let versions = open(&repo)?.versions(&name)?;
-            if json {
-                println!("{}", serde_json::to_string(&versions)?);
-            } else {
-                for v in versions {
-                    println!("{name}@{v}");
-                }
-            }
+        Command::List(json) => model_cmd(&open(&repo)?, ModelCmd::List { query: None, json })?,
+        Command::Versions { model, json } => {
+            model_cmd(&open(&repo)?, ModelCmd::Versions { model, json })?
         }
         Command::Show { model, json } => {
             let v = resolve(&open(&repo)?, &model)?;
-            if json {
-                println!("{}", serde_json::to_string(&version_json(&v))?);
+            if json.json {
+                println!("{}", serde_json::to_string(&v)?);
             } else {
-                println!(
-                    "{}@{}  {} files, {} bytes",
-                    v.name,
-                    v.version,
-                    v.files.len(),
-                    v.size()
-                );
-                for f in &v.files {
-                    println!("{:>14}  {}  {}", f.size, f.blob, f.path);
-                }
+                print_version(&v);
             }
         }
-        Command::Stats { json } => {
+        Command::Stats(json) => {
             let s = open(&repo)?.stats();
-            if json {
+            if json.json {
                 println!("{}", serde_json::to_string(&s)?);
             } else {
                 println!("logical bytes      {}", s.logical_bytes);
@@ -91,6 +76,8 @@ pub fn run(args: Args) -> Result<()> {
                 println!("stored / logical   {:.3}", s.stored_fraction);
             }
         }
+        Command::Experiment(cmd) => experiment_cmd(&open(&repo)?, cmd)?,
+        Command::Model(cmd) => model_cmd(&open(&repo)?, cmd)?,
     }
     Ok(())
 }
@@ -99,38 +86,411 @@ fn open(repo: &Path) -> Result<Store> {
     Ok(Store::open(repo)?)
 }
 
-/// `NAME` or `NAME@VERSION`.
+/// A model spec → the version it names (latest when none).
 fn resolve(store: &Store, spec: &str) -> Result<ModelVersion> {
-    let (name, version) = match spec.rsplit_once('@') {
-        Some((n, v)) => {
-            let v: u32 =
-                v.parse().ok().filter(|&v| v > 0).ok_or_else(|| {
-                    anyhow!("invalid version in {spec:?}: expected a number from 1")
-                })?;
-            (n, Some(v))
+    let (model, version) = store.resolve_model(spec)?;
+    Ok(model.version(version)?)
+}
+
+fn experiment(store: &Store, spec: &str) -> Result<Experiment> {
+    if let Ok(id) = spec.parse::<EntityId>() {
+        return Ok(store.experiment(id)?);
+    }
+    match spec.split_once('/') {
+        Some((project, name)) => Ok(store.experiment_by_name(project, name)?),
+        None => bail!("{spec:?} is neither an experiment id nor PROJECT/NAME"),
+    }
+}
+
+/// `3` → Int, `0.5` → Float, `true` → Bool, `[1, "a"]` → List, else a string.
+fn parse_value(s: &str) -> Value {
+    fn from_json(v: serde_json::Value) -> Option<Value> {
+        Some(match v {
+            serde_json::Value::Bool(b) => Value::Bool(b),
+            serde_json::Value::Number(n) => match n.as_i64() {
+                Some(i) => Value::Int(i),
+                None => Value::Float(n.as_f64()?),
+            },
+            serde_json::Value::String(s) => Value::Str(s),
+            serde_json::Value::Array(a) => {
+                Value::List(a.into_iter().map(from_json).collect::<Option<_>>()?)
+            }
+            _ => return None,
+        })
+    }
+    serde_json::from_str(s)
+        .ok()
+        .and_then(from_json)
+        .unwrap_or_else(|| Value::Str(s.to_string()))
+}
+
+fn pair(s: &str) -> Result<(String, Value)> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| anyhow!("{s:?} is not KEY=VALUE"))?;
+    Ok((k.to_string(), parse_value(v)))
+}
+
+fn print_version(v: &ModelVersion) {
+    println!(
+        "{}@{}  model {}  {} files, {} bytes",
+        v.name,
+        v.version,
+        v.model,
+        v.files.len(),
+        v.size()
+    );
+    for f in &v.files {
+        println!(
+            "{:>14}  {:<16} {}  {}",
+            f.size,
+            f.format.name(),
+            f.blob,
+            f.path
+        );
+    }
+}
+
+fn experiment_json(e: &Experiment) -> Result<serde_json::Value> {
+    Ok(serde_json::to_value(e.info()?)?)
+}
+
+fn experiment_cmd(store: &Store, cmd: ExperimentCmd) -> Result<()> {
+    match cmd {
+        ExperimentCmd::Create {
+            project,
+            name,
+            tags,
+            kind,
+            json,
+        } => {
+            let mut spec = NewExperiment::new(project, name).tags(tags);
+            if let Some(k) = kind {
+                spec = spec.kind(k);
+            }
+            let e = store.create_experiment(spec)?;
+            if json.json {
+                println!("{}", experiment_json(&e)?);
+            } else {
+                println!("{}", e.id());
+            }
         }
-        None => (spec, None),
-    };
-    Ok(store.version(name, version)?)
+        ExperimentCmd::Show { id, json } => {
+            let e = experiment(store, &id)?;
+            let info = e.info()?;
+            if json.json {
+                println!("{}", serde_json::to_string(&info)?);
+            } else {
+                println!(
+                    "experiment {}  {}/{}  {}  progress {}%",
+                    info.id,
+                    info.project,
+                    info.name,
+                    info.status.name(),
+                    info.progress
+                );
+                if !info.tags.is_empty() {
+                    println!("tags: {}", info.tags.join(", "));
+                }
+                for (k, v) in &info.params {
+                    println!("param {k} = {v}");
+                }
+                for m in &info.created_models {
+                    println!("created model {m}");
+                }
+                for (m, v) in &info.input_models {
+                    println!("used model {m}@{v}");
+                }
+                println!("console lines: {}", info.console_lines);
+            }
+        }
+        ExperimentCmd::List {
+            project,
+            name_prefix,
+            status,
+            tag,
+            limit,
+            after,
+            json,
+        } => {
+            let mut q = store.experiments().limit(limit);
+            if let Some(p) = project {
+                q = q.project(p);
+            }
+            if let Some(p) = name_prefix {
+                q = q.name_prefix(p);
+            }
+            if let Some(s) = status {
+                q = q.status(s.parse::<Status>()?);
+            }
+            if let Some(t) = tag {
+                q = q.tag(t);
+            }
+            if let Some(a) = after {
+                q = q.after(a.parse()?);
+            }
+            let list = q.run()?;
+            if json.json {
+                println!("{}", serde_json::to_string(&list)?);
+            } else {
+                for e in list {
+                    println!(
+                        "{}  {:<10} {:>3}%  {}/{}",
+                        e.id,
+                        e.status.name(),
+                        e.progress,
+                        e.project,
+                        e.name
+                    );
+                }
+            }
+        }
+        ExperimentCmd::Start { id } => experiment(store, &id)?.start()?,
+        ExperimentCmd::Log { id, stderr, text } => {
+            let e = experiment(store, &id)?;
+            let stream = if stderr {
+                Stream::Stderr
+            } else {
+                Stream::Stdout
+            };
+            if text.is_empty() {
+                let stdin = io::stdin().lock();
+                let mut batch = Vec::new();
+                for line in stdin.lines() {
+                    batch.push(line.context("reading stdin")?);
+                    if batch.len() == 1000 {
+                        e.log_lines(batch.iter().map(|l| (stream, l.as_str())))?;
+                        batch.clear();
+                    }
+                }
+                if !batch.is_empty() {
+                    e.log_lines(batch.iter().map(|l| (stream, l.as_str())))?;
+                }
+            } else {
+                e.log_lines(text.iter().map(|l| (stream, l.as_str())))?;
+            }
+        }
+        ExperimentCmd::Console {
+            id,
+            from,
+            tail,
+            json,
+        } => {
+            let e = experiment(store, &id)?;
+            let lines = match tail {
+                Some(n) => e.console_tail(n)?,
+                None => e.console(from, usize::MAX)?,
+            };
+            if json.json {
+                println!("{}", serde_json::to_string(&lines)?);
+            } else {
+                let mut out = io::stdout().lock();
+                for l in lines {
+                    writeln!(out, "{}", l.text)?;
+                }
+            }
+        }
+        ExperimentCmd::Progress { id, value } => {
+            let e = experiment(store, &id)?;
+            match value {
+                Some(v) => e.set_progress(v)?,
+                None => println!("{}", e.progress()?),
+            }
+        }
+        ExperimentCmd::Param { id, pairs } => {
+            let e = experiment(store, &id)?;
+            e.set_params(pairs.iter().map(|p| pair(p)).collect::<Result<Vec<_>>>()?)?;
+        }
+        ExperimentCmd::Use { id, model } => {
+            let e = experiment(store, &id)?;
+            let v = resolve(store, &model)?;
+            e.use_model(v.model, v.version)?;
+        }
+        ExperimentCmd::Finalize { id, status } => {
+            experiment(store, &id)?.finish(status.parse()?)?
+        }
+    }
+    Ok(())
 }
 
-fn version_json(v: &ModelVersion) -> serde_json::Value {
-    serde_json::json!({
-        "name": v.name,
-        "version": v.version,
-        "created_ms": v.created_ms,
-        "size": v.size(),
-        "files": v.files.iter().map(|f| serde_json::json!({
-            "path": f.path, "blob": f.blob.to_string(), "size": f.size,
-        })).collect::<Vec<_>>(),
-    })
+fn model(store: &Store, spec: &str) -> Result<Model> {
+    Ok(store.resolve_model(spec)?.0)
 }
 
-fn put(repo: &Path, name: &str, paths: &[PathBuf]) -> Result<()> {
+fn model_cmd(store: &Store, cmd: ModelCmd) -> Result<()> {
+    match cmd {
+        ModelCmd::Show { model: spec, json } => {
+            let m = model(store, &spec)?;
+            let info = m.info()?;
+            if json.json {
+                let mut v = serde_json::to_value(&info)?;
+                v["url"] = json!(m.url(None));
+                v["versions"] = json!(m.versions()?);
+                println!("{v}");
+            } else {
+                println!(
+                    "model {}  {} ({})  framework {}",
+                    info.id,
+                    info.name,
+                    info.project,
+                    info.framework.name()
+                );
+                println!("url {}", m.url(None));
+                println!(
+                    "latest version {}{}",
+                    info.latest,
+                    if info.finalized_ms.is_some() {
+                        "  [finalized]"
+                    } else {
+                        ""
+                    }
+                );
+                if let Some(e) = info.experiment {
+                    println!("created by experiment {e}");
+                }
+                if !info.tags.is_empty() {
+                    println!("tags: {}", info.tags.join(", "));
+                }
+                for (k, v) in &info.metadata {
+                    println!("metadata {k} = {v}");
+                }
+                for (a, v) in &info.aliases {
+                    println!("alias {a} -> {v}");
+                }
+                if let Some(x) = &info.external {
+                    println!("external {}", x.url);
+                }
+            }
+        }
+        ModelCmd::List { query: q, json } => {
+            let list: Vec<serde_json::Value> = match q {
+                Some(q) => {
+                    let q = query::parse(&q)?;
+                    store.find_models(&q)?.into_iter().map(|m| json!({"id": m.id, "name": m.name, "latest": m.latest, "framework": m.framework})).collect()
+                }
+                None => store
+                    .models()?
+                    .into_iter()
+                    .map(|m| serde_json::to_value(m).unwrap_or_default())
+                    .collect(),
+            };
+            if json.json {
+                println!("{}", serde_json::Value::Array(list));
+            } else {
+                for m in list {
+                    println!(
+                        "{}@{}  {}",
+                        m["name"].as_str().unwrap_or(""),
+                        m["latest"],
+                        m["id"].as_str().unwrap_or("")
+                    );
+                }
+            }
+        }
+        ModelCmd::Versions { model: spec, json } => {
+            let m = model(store, &spec)?;
+            let versions = m
+                .versions()?
+                .into_iter()
+                .map(|v| m.version(Some(v)))
+                .collect::<Result<Vec<_>, _>>()?;
+            if json.json {
+                println!("{}", serde_json::to_string(&versions)?);
+            } else {
+                for v in &versions {
+                    print_version(v);
+                }
+            }
+        }
+        ModelCmd::Url { model: spec } => {
+            let (m, v) = store.resolve_model(&spec)?;
+            let v = match v {
+                Some(v) => v,
+                None => m.info()?.latest,
+            };
+            println!("{}", m.url(Some(v).filter(|&v| v > 0)));
+        }
+        ModelCmd::Tag {
+            model: spec,
+            remove,
+            tags,
+        } => {
+            let m = model(store, &spec)?;
+            if remove {
+                for t in &tags {
+                    m.remove_tag(t)?;
+                }
+            } else {
+                m.add_tags(tags)?;
+            }
+        }
+        ModelCmd::Meta {
+            model: spec,
+            remove,
+            pairs,
+        } => {
+            let m = model(store, &spec)?;
+            for p in &pairs {
+                if remove {
+                    m.remove_metadata(p)?;
+                } else {
+                    let (k, v) = pair(p)?;
+                    m.set_metadata(&k, v)?;
+                }
+            }
+        }
+        ModelCmd::Alias {
+            model: spec,
+            alias,
+            version,
+            move_,
+            remove,
+        } => {
+            let m = model(store, &spec)?;
+            match (remove, version) {
+                (true, _) => m.remove_alias(&alias)?,
+                (false, Some(v)) if move_ => m.move_alias(&alias, v)?,
+                (false, Some(v)) => m.set_alias(&alias, v)?,
+                (false, None) => bail!("give a VERSION for alias {alias:?}, or --remove"),
+            }
+        }
+        ModelCmd::Finalize { model: spec } => model(store, &spec)?.finalize()?,
+        ModelCmd::Register {
+            name,
+            project,
+            checksum,
+            url,
+            json,
+        } => {
+            let m = store.register_external_model(
+                NewModel::new(name).project(project),
+                &url,
+                checksum.as_deref(),
+            )?;
+            if json.json {
+                println!("{}", serde_json::to_string(&m.info()?)?);
+            } else {
+                println!("{}", m.id());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn put(
+    repo: &Path,
+    name: &str,
+    experiment: Option<&str>,
+    project: &str,
+    paths: &[PathBuf],
+) -> Result<()> {
     modelvault::check_name(name)?;
     // Everything is checked before anything is written.
     let inputs = files::collect(paths)?;
     let store = Store::create(repo)?;
+    let exp = experiment
+        .map(|e| self::experiment(&store, e))
+        .transpose()?;
     let mut entries = Vec::with_capacity(inputs.len());
     for (rel, src) in &inputs {
         let f = File::open(src).with_context(|| format!("cannot open {}", src.display()))?;
@@ -144,7 +504,18 @@ fn put(repo: &Path, name: &str, paths: &[PathBuf]) -> Result<()> {
             size,
         });
     }
-    let v = store.commit_version(name, entries)?;
+    let m = match store.model_by_name(name) {
+        Ok(m) => m,
+        Err(e) if e.is_not_found() => {
+            let mut spec = NewModel::new(name).project(project);
+            if let Some(e) = &exp {
+                spec = spec.experiment(e.id());
+            }
+            store.create_model(spec)?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let v = m.add_version_by(entries, exp.map(|e| e.id()))?;
     println!("{name}@{v}");
     Ok(())
 }

@@ -22,14 +22,24 @@ pub(crate) enum Cf {
     Blobs,
     /// (manifest id, start offset) → chunk list segment.
     Manifests,
-    /// Model name → latest version.
+    /// Model id → model record.
     Models,
-    /// (model name, version) → files.
+    /// (model id, version) → files.
     Versions,
+    /// Experiment id → experiment record.
+    Experiments,
+    /// (experiment id, sequence) → console line.
+    Console,
+    /// (experiment id, metric, variant, iteration) → value.
+    Scalars,
+    /// (experiment id, name, revision) → artifact.
+    Artifacts,
+    /// Secondary indexes, one tag byte per index (see `registry::index`).
+    Index,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 7] = [
+    pub const ALL: [Cf; 12] = [
         Cf::Meta,
         Cf::Chunks,
         Cf::Packs,
@@ -37,6 +47,11 @@ impl Cf {
         Cf::Manifests,
         Cf::Models,
         Cf::Versions,
+        Cf::Experiments,
+        Cf::Console,
+        Cf::Scalars,
+        Cf::Artifacts,
+        Cf::Index,
     ];
 
     pub fn name(self) -> &'static str {
@@ -48,6 +63,11 @@ impl Cf {
             Cf::Manifests => "manifests",
             Cf::Models => "models",
             Cf::Versions => "versions",
+            Cf::Experiments => "experiments",
+            Cf::Console => "console",
+            Cf::Scalars => "scalars",
+            Cf::Artifacts => "artifacts",
+            Cf::Index => "index",
         }
     }
 }
@@ -67,6 +87,10 @@ pub(crate) struct Batch {
 impl Batch {
     pub fn put(&mut self, cf: Cf, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
         self.ops.push((cf, key.into(), Some(value.into())));
+    }
+
+    pub fn delete(&mut self, cf: Cf, key: impl Into<Vec<u8>>) {
+        self.ops.push((cf, key.into(), None));
     }
 
     /// Deletes keys in `[from, to)`.
@@ -184,6 +208,11 @@ impl Meta {
             (Some(k), Some(v)) if k.starts_with(prefix) => Ok(Some((k.into(), v.into()))),
             _ => Ok(None),
         }
+    }
+
+    /// Forces the WAL to disk (makes earlier unsynced commits durable).
+    pub fn sync_wal(&self) -> Result<()> {
+        Ok(self.db.flush_wal(true)?)
     }
 
     /// The last key of a column family.

@@ -30,37 +30,6 @@ pub(crate) fn parse_pack(k: &[u8]) -> Option<u32> {
     Some(u32::from_be_bytes(k.try_into().ok()?))
 }
 
-/// `versions` key: model name, a zero byte (names never contain one), then
-/// the version number.
-pub(crate) fn version(name: &str, version: u32) -> Vec<u8> {
-    let mut k = Vec::with_capacity(name.len() + 5);
-    k.extend_from_slice(name.as_bytes());
-    k.push(0);
-    k.extend_from_slice(&version.to_be_bytes());
-    k
-}
-
-/// The prefix shared by all `versions` keys of one model.
-pub(crate) fn version_prefix(name: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(name.len() + 1);
-    k.extend_from_slice(name.as_bytes());
-    k.push(0);
-    k
-}
-
-/// Parses a `versions` key.
-pub(crate) fn parse_version(k: &[u8]) -> Option<(&str, u32)> {
-    if k.len() < 6 {
-        return None;
-    }
-    let (name, rest) = k.split_at(k.len() - 5);
-    if rest[0] != 0 || name.contains(&0) {
-        return None;
-    }
-    let v = u32::from_be_bytes(rest[1..].try_into().ok()?);
-    Some((std::str::from_utf8(name).ok()?, v))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,15 +40,6 @@ mod tests {
         assert!(segment(1, 2) < segment(1, 256));
         assert!(segment(1, u64::MAX) < segment(2, 0));
         assert_eq!(parse_pack(&pack(9)), Some(9));
-        assert_eq!(parse_version(&version("resnet", 12)), Some(("resnet", 12)));
-        assert!(version("a", 2) < version("a", 10));
-        assert!(
-            version("a", u32::MAX) < version("a0", 0)
-                || version("a", u32::MAX)[..2] != version("a0", 0)[..2]
-        );
-        assert!(version("resnet", 1).starts_with(&version_prefix("resnet")));
-        assert!(!version("resnet2", 1).starts_with(&version_prefix("resnet")));
-        assert_eq!(parse_version(b"ab"), None);
         assert_eq!(parse_segment(b"short"), None);
     }
 }

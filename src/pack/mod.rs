@@ -10,12 +10,12 @@ mod reader;
 #[cfg(feature = "store")]
 mod writer;
 
+pub use format::ChunkLoc;
 pub(crate) use format::MAX_RAW_CHUNK;
 #[cfg(feature = "store")]
-pub(crate) use format::{pack_file_name, parse_pack_file_name};
-pub use format::ChunkLoc;
-#[cfg(feature = "store")]
 pub use format::PACK_HEADER_LEN;
+#[cfg(feature = "store")]
+pub(crate) use format::{pack_file_name, parse_pack_file_name};
 pub(crate) use format::{PackHeader, RecordHeader};
 #[cfg(feature = "store")]
 pub(crate) use reader::PackReader;

@@ -1,12 +1,24 @@
-//! The registry: named things on top of blobs. For now, models with numbered
-//! versions, each version a set of (relative path → blob).
+//! The registry: experiments and models on top of blobs, with the secondary
+//! indexes that link them.
+//!
+//! - [`experiment`]: code execution sessions and their captures.
+//! - [`model`]: models with ids, versions, metadata, aliases, URLs.
+//! - `index`: the index key layouts; `search`: answering queries from them.
+//! - [`detect`]: file format detection; [`query`]: the query language.
 
+#[cfg(feature = "store")]
+mod common;
 pub mod detect;
+#[cfg(feature = "store")]
+pub mod experiment;
+#[cfg(feature = "store")]
+mod index;
+#[cfg(feature = "store")]
+pub mod model;
 mod names;
 pub mod query;
+pub(crate) mod records;
 #[cfg(feature = "store")]
-mod versions;
+mod search;
 
 pub use names::{check_name, check_path};
-#[cfg(feature = "store")]
-pub use versions::{ModelSummary, ModelVersion};

@@ -79,7 +79,10 @@ pub const MAX_QUERY_LEN: usize = 4096;
 pub const MAX_DEPTH: usize = 64;
 
 /// A typed value: a literal in a query, or a field's value in a record.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+///
+/// Serialized as a tagged enum in binary formats (postcard records) and as a
+/// plain JSON value (`3`, `0.5`, `true`, `"s"`, `[…]`) in human-readable ones.
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
 pub enum Value {
     /// A 64-bit signed integer.
     Int(i64),
@@ -91,6 +94,29 @@ pub enum Value {
     Str(String),
     /// A list, e.g. a record's tags; never produced by the parser.
     List(Vec<Value>),
+}
+
+impl serde::Serialize for Value {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            return match self {
+                Value::Int(i) => s.serialize_i64(*i),
+                Value::Float(f) => s.serialize_f64(*f),
+                Value::Bool(b) => s.serialize_bool(*b),
+                Value::Str(t) => s.serialize_str(t),
+                Value::List(l) => s.collect_seq(l),
+            };
+        }
+        // The same shape `#[derive(Serialize)]` gives, which the derived
+        // `Deserialize` reads back.
+        match self {
+            Value::Int(i) => s.serialize_newtype_variant("Value", 0, "Int", i),
+            Value::Float(f) => s.serialize_newtype_variant("Value", 1, "Float", f),
+            Value::Bool(b) => s.serialize_newtype_variant("Value", 2, "Bool", b),
+            Value::Str(t) => s.serialize_newtype_variant("Value", 3, "Str", t),
+            Value::List(l) => s.serialize_newtype_variant("Value", 4, "List", l),
+        }
+    }
 }
 
 /// A comparison operator.

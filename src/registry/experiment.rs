@@ -1,0 +1,745 @@
+//! Experiments: one code execution session and everything it captured.
+//!
+//! Every change is a read-modify-write of the experiment record under the
+//! store's commit lock, with its index keys updated in the same batch.
+//! A final status (completed, failed, stopped) makes the experiment
+//! immutable: later writes fail with [`Error::Immutable`].
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::common::{apply_index, check_key, check_label, load, now_ms, save};
+use super::index::{self, tag, Key};
+use super::query::Value;
+use super::records::{
+    Artifact, ArtifactBody, ArtifactRecord, ConsoleLine, ConsoleRecord, EntityId, Environment,
+    ExperimentRecord, RunInfo, Status, Stream,
+};
+use crate::error::{Error, Result};
+use crate::meta::{Batch, Cf, Meta};
+use crate::store::Store;
+
+/// What to create: [`Store::create_experiment`].
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct NewExperiment {
+    project: String,
+    name: String,
+    tags: Vec<String>,
+    kind: Option<String>,
+}
+
+impl NewExperiment {
+    /// An experiment `name` in `project`.
+    pub fn new(project: impl Into<String>, name: impl Into<String>) -> Self {
+        NewExperiment {
+            project: project.into(),
+            name: name.into(),
+            tags: Vec::new(),
+            kind: None,
+        }
+    }
+
+    /// Tags (deduplicated).
+    pub fn tags<I: IntoIterator<Item = S>, S: Into<String>>(mut self, tags: I) -> Self {
+        self.tags.extend(tags.into_iter().map(Into::into));
+        self
+    }
+
+    /// The experiment's type, e.g. `training` or `testing`.
+    pub fn kind(mut self, kind: impl Into<String>) -> Self {
+        self.kind = Some(kind.into());
+        self
+    }
+}
+
+/// A snapshot of an experiment.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ExperimentInfo {
+    /// Unique id (UUID v7).
+    pub id: EntityId,
+    /// Project.
+    pub project: String,
+    /// Name (not unique).
+    pub name: String,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Type.
+    pub kind: Option<String>,
+    /// Lifecycle state.
+    pub status: Status,
+    /// 0..=100.
+    pub progress: u8,
+    /// Creation time, Unix ms.
+    pub created_ms: u64,
+    /// When it started running.
+    pub started_ms: Option<u64>,
+    /// When it reached a final status.
+    pub ended_ms: Option<u64>,
+    /// Last change.
+    pub updated_ms: u64,
+    /// Environment capture.
+    pub environment: Option<Environment>,
+    /// Run information.
+    pub run: Option<RunInfo>,
+    /// Hyperparameters, `Section/key` → value.
+    pub params: BTreeMap<String, Value>,
+    /// Models it used: (model id, version).
+    pub input_models: Vec<(EntityId, u32)>,
+    /// Models it created.
+    pub created_models: Vec<EntityId>,
+    /// Console lines logged.
+    pub console_lines: u64,
+}
+
+/// A handle on one experiment. Cheap; holds a store clone and the id.
+#[derive(Clone)]
+pub struct Experiment {
+    store: Store,
+    id: EntityId,
+}
+
+fn what(id: &EntityId) -> String {
+    format!("experiment {id}")
+}
+
+pub(crate) fn load_experiment(meta: &Meta, id: &EntityId) -> Result<ExperimentRecord> {
+    load(meta, Cf::Experiments, &id.0, "experiment record")?
+        .ok_or_else(|| Error::not_found("experiment", id))
+}
+
+/// Ids found under an index prefix, where the id is the last 16 bytes.
+pub(crate) fn ids_under(meta: &Meta, prefix: &[u8]) -> Result<Vec<EntityId>> {
+    let mut out = Vec::new();
+    for kv in meta.scan_prefix(Cf::Index, prefix, prefix) {
+        let (k, _) = kv?;
+        out.push(index::trailing_id(&k).ok_or_else(|| Error::corrupt("index", "key too short"))?);
+    }
+    Ok(out)
+}
+
+impl Store {
+    /// Creates an experiment in state `created`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for an empty or over-long project, name or tag.
+    pub fn create_experiment(&self, spec: NewExperiment) -> Result<Experiment> {
+        check_label("project", &spec.project, 256)?;
+        check_label("experiment name", &spec.name, 256)?;
+        let mut tags = spec.tags;
+        tags.sort();
+        tags.dedup();
+        for t in &tags {
+            check_label("tag", t, 128)?;
+        }
+        if let Some(k) = &spec.kind {
+            check_label("experiment type", k, 64)?;
+        }
+        let id = EntityId::new_v7();
+        let now = now_ms();
+        let rec = ExperimentRecord {
+            project: spec.project,
+            name: spec.name,
+            tags,
+            kind: spec.kind,
+            status: Status::Created,
+            progress: 0,
+            created_ms: now,
+            started_ms: None,
+            ended_ms: None,
+            updated_ms: now,
+            environment: None,
+            run: None,
+            params: BTreeMap::new(),
+            inputs: Vec::new(),
+            console_lines: 0,
+        };
+        self.inner.commit(&[], Batch::default(), |_, _, batch| {
+            apply_index(
+                batch,
+                &Default::default(),
+                &index::experiment_keys(&id, &rec),
+            );
+            save(batch, Cf::Experiments, id.0.to_vec(), &rec);
+            Ok(())
+        })?;
+        Ok(Experiment {
+            store: self.clone(),
+            id,
+        })
+    }
+
+    /// The experiment with this id.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] if there is none.
+    pub fn experiment(&self, id: EntityId) -> Result<Experiment> {
+        load_experiment(&self.inner.meta, &id)?;
+        Ok(Experiment {
+            store: self.clone(),
+            id,
+        })
+    }
+
+    /// The most recently created experiment called `name` in `project`.
+    pub fn experiment_by_name(&self, project: &str, name: &str) -> Result<Experiment> {
+        check_label("project", project, 256)?;
+        check_label("experiment name", name, 256)?;
+        let prefix = Key::new(tag::EXP_NAME).str(project).str(name).done();
+        let id = ids_under(&self.inner.meta, &prefix)?
+            .into_iter()
+            .max()
+            .ok_or_else(|| Error::not_found("experiment", format!("{project}/{name}")))?;
+        Ok(Experiment {
+            store: self.clone(),
+            id,
+        })
+    }
+
+    /// A query over experiments; add filters, then [`ExperimentQuery::run`].
+    pub fn experiments(&self) -> ExperimentQuery {
+        ExperimentQuery {
+            store: self.clone(),
+            project: None,
+            name_prefix: None,
+            status: None,
+            tag: None,
+            from_ms: None,
+            to_ms: None,
+            after: None,
+            limit: 100,
+        }
+    }
+}
+
+impl Experiment {
+    /// The experiment's id.
+    pub fn id(&self) -> EntityId {
+        self.id
+    }
+
+    /// A snapshot of the record and its links.
+    pub fn info(&self) -> Result<ExperimentInfo> {
+        let meta = &self.store.inner.meta;
+        let r = load_experiment(meta, &self.id)?;
+        let created_models = ids_under(meta, &Key::new(tag::EXP_CREATED).id(&self.id).done())?;
+        Ok(ExperimentInfo {
+            id: self.id,
+            project: r.project,
+            name: r.name,
+            tags: r.tags,
+            kind: r.kind,
+            status: r.status,
+            progress: r.progress,
+            created_ms: r.created_ms,
+            started_ms: r.started_ms,
+            ended_ms: r.ended_ms,
+            updated_ms: r.updated_ms,
+            environment: r.environment,
+            run: r.run,
+            params: r.params,
+            input_models: r.inputs,
+            created_models,
+            console_lines: r.console_lines,
+        })
+    }
+
+    /// Read-modify-write of the record, refused once the status is final.
+    fn update<T>(
+        &self,
+        f: impl FnOnce(&Meta, &mut ExperimentRecord, &mut Batch) -> Result<T>,
+    ) -> Result<T> {
+        let id = self.id;
+        self.store
+            .inner
+            .commit(&[], Batch::default(), |meta, _, batch| {
+                let mut rec = load_experiment(meta, &id)?;
+                if rec.status.is_final() {
+                    return Err(Error::Immutable {
+                        what: what(&id),
+                        state: rec.status.name().into(),
+                    });
+                }
+                let old = index::experiment_keys(&id, &rec);
+                let out = f(meta, &mut rec, batch)?;
+                rec.updated_ms = now_ms();
+                apply_index(batch, &old, &index::experiment_keys(&id, &rec));
+                save(batch, Cf::Experiments, id.0.to_vec(), &rec);
+                Ok(out)
+            })
+    }
+
+    /// `created` → `running`.
+    pub fn start(&self) -> Result<()> {
+        self.update(|_, r, _| {
+            if r.status != Status::Created {
+                return Err(Error::invalid(
+                    "status change",
+                    "running",
+                    format!("experiment is {}", r.status.name()),
+                ));
+            }
+            r.status = Status::Running;
+            r.started_ms = Some(now_ms());
+            Ok(())
+        })
+    }
+
+    /// Ends the experiment with a final status; it is immutable afterwards.
+    pub fn finish(&self, status: Status) -> Result<()> {
+        if !status.is_final() {
+            return Err(Error::invalid(
+                "final status",
+                status.name(),
+                "expected completed, failed or stopped",
+            ));
+        }
+        self.update(|_, r, _| {
+            r.status = status;
+            r.ended_ms = Some(now_ms());
+            if status == Status::Completed {
+                r.progress = 100;
+            }
+            Ok(())
+        })
+    }
+
+    /// Sets progress, 0..=100. Readable at once by any other reader.
+    pub fn set_progress(&self, percent: u8) -> Result<()> {
+        if percent > 100 {
+            return Err(Error::invalid("progress", percent, "must be 0 to 100"));
+        }
+        self.update(|_, r, _| {
+            r.progress = percent;
+            Ok(())
+        })
+    }
+
+    /// Current progress.
+    pub fn progress(&self) -> Result<u8> {
+        Ok(load_experiment(&self.store.inner.meta, &self.id)?.progress)
+    }
+
+    /// Records the environment.
+    pub fn set_environment(&self, env: Environment) -> Result<()> {
+        self.update(|_, r, _| {
+            r.environment = Some(env);
+            Ok(())
+        })
+    }
+
+    /// Records run information.
+    pub fn set_run_info(&self, run: RunInfo) -> Result<()> {
+        self.update(|_, r, _| {
+            r.run = Some(run);
+            Ok(())
+        })
+    }
+
+    /// Sets hyperparameters (`Section/key` → value), replacing earlier values.
+    pub fn set_params<I: IntoIterator<Item = (String, Value)>>(&self, params: I) -> Result<()> {
+        let params: Vec<_> = params.into_iter().collect();
+        for (k, _) in &params {
+            check_key("hyperparameter", k)?;
+        }
+        self.update(|_, r, _| {
+            r.params.extend(params);
+            Ok(())
+        })
+    }
+
+    /// Sets one hyperparameter.
+    pub fn set_param(&self, key: &str, value: Value) -> Result<()> {
+        self.set_params([(key.to_string(), value)])
+    }
+
+    /// Appends console lines (timestamps taken now); returns the first
+    /// line's sequence number.
+    pub fn log_lines<'a, I: IntoIterator<Item = (Stream, &'a str)>>(
+        &self,
+        lines: I,
+    ) -> Result<u64> {
+        let lines: Vec<_> = lines.into_iter().collect();
+        let id = self.id;
+        self.update(|_, r, batch| {
+            let first = r.console_lines;
+            let ts_ms = now_ms();
+            for (stream, text) in lines {
+                let key = Key::plain()
+                    .id(&id)
+                    .bytes(&r.console_lines.to_be_bytes())
+                    .done();
+                save(
+                    batch,
+                    Cf::Console,
+                    key,
+                    &ConsoleRecord {
+                        ts_ms,
+                        stream,
+                        text: text.trim_end_matches('\n').to_string(),
+                    },
+                );
+                r.console_lines += 1;
+            }
+            Ok(first)
+        })
+    }
+
+    /// Appends one console line.
+    pub fn log(&self, stream: Stream, text: &str) -> Result<u64> {
+        self.log_lines([(stream, text)])
+    }
+
+    /// Console lines from `from` on, at most `limit`.
+    pub fn console(&self, from: u64, limit: usize) -> Result<Vec<ConsoleLine>> {
+        let meta = &self.store.inner.meta;
+        let mut start = self.id.0.to_vec();
+        start.extend_from_slice(&from.to_be_bytes());
+        let mut out = Vec::new();
+        for kv in meta
+            .scan_prefix(Cf::Console, &self.id.0, &start)
+            .take(limit)
+        {
+            let (k, v) = kv?;
+            let seq = k
+                .get(16..24)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_be_bytes)
+                .ok_or_else(|| Error::corrupt("console key", "wrong length"))?;
+            let rec: ConsoleRecord = crate::meta::records::decode_postcard("console line", &v)?;
+            out.push(ConsoleLine {
+                seq,
+                ts_ms: rec.ts_ms,
+                stream: rec.stream,
+                text: rec.text,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The last `n` console lines.
+    pub fn console_tail(&self, n: usize) -> Result<Vec<ConsoleLine>> {
+        let total = load_experiment(&self.store.inner.meta, &self.id)?.console_lines;
+        self.console(total.saturating_sub(n as u64), n)
+    }
+
+    /// Stores an artifact revision under `name` (the next revision if the
+    /// name exists: nothing is overwritten). Returns the revision.
+    pub fn add_artifact(
+        &self,
+        name: &str,
+        body: ArtifactBody,
+        metadata: BTreeMap<String, Value>,
+    ) -> Result<u32> {
+        check_label("artifact name", name, 256)?;
+        for k in metadata.keys() {
+            check_key("artifact metadata key", k)?;
+        }
+        let id = self.id;
+        self.update(|meta, _, batch| {
+            if let ArtifactBody::Blob { blob, size } = &body {
+                let rec = meta
+                    .with(
+                        Cf::Blobs,
+                        blob.as_bytes(),
+                        crate::meta::records::decode_blob,
+                    )?
+                    .ok_or_else(|| Error::not_found("blob", blob))?;
+                if rec.size != *size {
+                    return Err(Error::invalid(
+                        "artifact size",
+                        size,
+                        format!("blob {blob} holds {} bytes", rec.size),
+                    ));
+                }
+            }
+            let prefix = artifact_prefix(&id, name);
+            let last = meta.floor(
+                Cf::Artifacts,
+                &prefix,
+                &[prefix.as_slice(), &u32::MAX.to_be_bytes()].concat(),
+            )?;
+            let revision = match last {
+                Some((k, _)) => revision_of(&k)? + 1,
+                None => 1,
+            };
+            let mut key = prefix;
+            key.extend_from_slice(&revision.to_be_bytes());
+            save(
+                batch,
+                Cf::Artifacts,
+                key,
+                &ArtifactRecord {
+                    body,
+                    metadata,
+                    created_ms: now_ms(),
+                },
+            );
+            Ok(revision)
+        })
+    }
+
+    /// An artifact: the given revision, or the latest.
+    pub fn artifact(&self, name: &str, revision: Option<u32>) -> Result<Artifact> {
+        let prefix = artifact_prefix(&self.id, name);
+        let key = [
+            prefix.as_slice(),
+            &revision.unwrap_or(u32::MAX).to_be_bytes(),
+        ]
+        .concat();
+        let (k, v) = self
+            .store
+            .inner
+            .meta
+            .floor(Cf::Artifacts, &prefix, &key)?
+            .filter(|(k, _)| revision.is_none() || k[..] == key[..])
+            .ok_or_else(|| Error::not_found("artifact", format!("{name} of {}", what(&self.id))))?;
+        let rec: ArtifactRecord = crate::meta::records::decode_postcard("artifact", &v)?;
+        Ok(Artifact {
+            name: name.to_string(),
+            revision: revision_of(&k)?,
+            body: rec.body,
+            metadata: rec.metadata,
+            created_ms: rec.created_ms,
+        })
+    }
+
+    /// All artifact revisions, by name then revision.
+    pub fn artifacts(&self) -> Result<Vec<Artifact>> {
+        let mut out = Vec::new();
+        for kv in self
+            .store
+            .inner
+            .meta
+            .scan_prefix(Cf::Artifacts, &self.id.0, &self.id.0)
+        {
+            let (k, v) = kv?;
+            let name = k
+                .get(16..k.len().saturating_sub(5))
+                .and_then(|n| std::str::from_utf8(n).ok())
+                .ok_or_else(|| Error::corrupt("artifact key", "malformed"))?;
+            let rec: ArtifactRecord = crate::meta::records::decode_postcard("artifact", &v)?;
+            out.push(Artifact {
+                name: name.to_string(),
+                revision: revision_of(&k)?,
+                body: rec.body,
+                metadata: rec.metadata,
+                created_ms: rec.created_ms,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Reports one scalar: `metric`/`variant` at `iteration`.
+    pub fn report_scalar(
+        &self,
+        metric: &str,
+        variant: &str,
+        iteration: u64,
+        value: f64,
+    ) -> Result<()> {
+        check_label("metric", metric, 128)?;
+        check_label("variant", variant, 128)?;
+        let id = self.id;
+        self.update(|_, _, batch| {
+            let key = Key::plain()
+                .id(&id)
+                .str(metric)
+                .str(variant)
+                .bytes(&iteration.to_be_bytes())
+                .done();
+            batch.put(Cf::Scalars, key, value.to_le_bytes().to_vec());
+            Ok(())
+        })
+    }
+
+    /// The series of one metric: (variant, iteration, value), by variant then iteration.
+    pub fn scalars(&self, metric: &str) -> Result<Vec<(String, u64, f64)>> {
+        check_label("metric", metric, 128)?;
+        let prefix = Key::plain().id(&self.id).str(metric).done();
+        let mut out = Vec::new();
+        for kv in self
+            .store
+            .inner
+            .meta
+            .scan_prefix(Cf::Scalars, &prefix, &prefix)
+        {
+            let (k, v) = kv?;
+            let rest = &k[prefix.len()..];
+            let bad = || Error::corrupt("scalar record", "malformed");
+            let nul = rest.iter().position(|&b| b == 0).ok_or_else(bad)?;
+            let variant = std::str::from_utf8(&rest[..nul]).map_err(|_| bad())?;
+            let it = rest
+                .get(nul + 1..)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .ok_or_else(bad)?;
+            let val = <[u8; 8]>::try_from(&v[..]).map_err(|_| bad())?;
+            out.push((
+                variant.to_string(),
+                u64::from_be_bytes(it),
+                f64::from_le_bytes(val),
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Records that this experiment used `version` of `model` as an input.
+    pub fn use_model(&self, model: EntityId, version: u32) -> Result<()> {
+        self.update(|meta, r, _| {
+            super::model::load_version(meta, &model, version)?;
+            if !r.inputs.contains(&(model, version)) {
+                r.inputs.push((model, version));
+            }
+            Ok(())
+        })
+    }
+}
+
+fn artifact_prefix(id: &EntityId, name: &str) -> Vec<u8> {
+    Key::plain().id(id).str(name).done()
+}
+
+fn revision_of(k: &[u8]) -> Result<u32> {
+    k.len()
+        .checked_sub(4)
+        .and_then(|s| k[s..].try_into().ok())
+        .map(u32::from_be_bytes)
+        .ok_or_else(|| Error::corrupt("artifact key", "too short"))
+}
+
+/// Filters over experiments. Results come in creation order (ids are UUID
+/// v7), a page at a time: pass the last id of a page to
+/// [`ExperimentQuery::after`] for the next.
+#[must_use]
+pub struct ExperimentQuery {
+    store: Store,
+    project: Option<String>,
+    name_prefix: Option<String>,
+    status: Option<Status>,
+    tag: Option<String>,
+    from_ms: Option<u64>,
+    to_ms: Option<u64>,
+    after: Option<EntityId>,
+    limit: usize,
+}
+
+impl ExperimentQuery {
+    /// Only this project.
+    pub fn project(mut self, p: impl Into<String>) -> Self {
+        self.project = Some(p.into());
+        self
+    }
+    /// Only names starting with this.
+    pub fn name_prefix(mut self, p: impl Into<String>) -> Self {
+        self.name_prefix = Some(p.into());
+        self
+    }
+    /// Only this status.
+    pub fn status(mut self, s: Status) -> Self {
+        self.status = Some(s);
+        self
+    }
+    /// Only experiments with this tag.
+    pub fn tag(mut self, t: impl Into<String>) -> Self {
+        self.tag = Some(t.into());
+        self
+    }
+    /// Only experiments created in `[from_ms, to_ms)`.
+    pub fn created_between(mut self, from_ms: u64, to_ms: u64) -> Self {
+        self.from_ms = Some(from_ms);
+        self.to_ms = Some(to_ms);
+        self
+    }
+    /// Start after this id (the last of the previous page).
+    pub fn after(mut self, id: EntityId) -> Self {
+        self.after = Some(id);
+        self
+    }
+    /// Page size (default 100).
+    pub fn limit(mut self, n: usize) -> Self {
+        self.limit = n;
+        self
+    }
+
+    /// Runs the query. One index drives the scan (tag, status, project, or
+    /// the records themselves, in that order of preference), in id order
+    /// from the cursor; the other filters are checked on each record.
+    pub fn run(self) -> Result<Vec<ExperimentInfo>> {
+        let meta = &self.store.inner.meta;
+        let prefix = if let Some(t) = &self.tag {
+            Some(Key::new(tag::EXP_TAG).str(t).done())
+        } else if let Some(s) = self.status {
+            Some(Key::new(tag::EXP_STATUS).bytes(&[s.code()]).done())
+        } else {
+            self.project
+                .as_ref()
+                .map(|p| Key::new(tag::EXP_PROJECT).str(p).done())
+        };
+        let mut lower = self
+            .from_ms
+            .map(EntityId::lower_bound_at)
+            .unwrap_or(EntityId([0; 16]));
+        if let Some(a) = self.after {
+            // The smallest id greater than `a`.
+            let mut next = a.0;
+            for b in next.iter_mut().rev() {
+                *b = b.wrapping_add(1);
+                if *b != 0 {
+                    break;
+                }
+            }
+            lower = lower.max(EntityId(next));
+        }
+        let upper = self.to_ms.map(EntityId::lower_bound_at);
+        let mut out = Vec::new();
+        let mut consider = |id: EntityId| -> Result<bool> {
+            if upper.is_some_and(|u| id >= u) {
+                return Ok(false);
+            }
+            let exp = Experiment {
+                store: self.store.clone(),
+                id,
+            };
+            let r = load_experiment(meta, &id)?;
+            let keep = self.project.as_ref().is_none_or(|p| &r.project == p)
+                && self
+                    .name_prefix
+                    .as_ref()
+                    .is_none_or(|p| r.name.starts_with(p.as_str()))
+                && self.status.is_none_or(|s| r.status == s)
+                && self.tag.as_ref().is_none_or(|t| r.tags.contains(t));
+            if keep {
+                out.push(exp.info()?);
+            }
+            Ok(out.len() < self.limit)
+        };
+        match prefix {
+            Some(prefix) => {
+                let start = [prefix.as_slice(), &lower.0].concat();
+                for kv in meta.scan_prefix(Cf::Index, &prefix, &start) {
+                    let (k, _) = kv?;
+                    let id = index::trailing_id(&k)
+                        .ok_or_else(|| Error::corrupt("index", "key too short"))?;
+                    if !consider(id)? {
+                        break;
+                    }
+                }
+            }
+            None => {
+                for kv in meta.scan_prefix(Cf::Experiments, &[], &lower.0) {
+                    let (k, _) = kv?;
+                    let id = EntityId(
+                        k[..]
+                            .try_into()
+                            .map_err(|_| Error::corrupt("experiments key", "not 16 bytes"))?,
+                    );
+                    if !consider(id)? {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}

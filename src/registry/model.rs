@@ -1,0 +1,844 @@
+//! Models: independent entities with their own ids, numbered immutable
+//! versions (each a set of path → blob), typed metadata, aliases and URLs.
+//!
+//! A model may be created by an experiment (its `experiment` link) and
+//! used by others (their inputs). Finalizing a model makes every later
+//! change an error. File formats are detected from content when a version is
+//! added, and the framework is guessed from them unless the caller set it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+
+use serde::Serialize;
+
+use super::common::{apply_index, check_key, check_label, load, now_ms, save};
+use super::detect::{self, FileFormat, Framework};
+use super::experiment::{ids_under, load_experiment};
+use super::index::{self, tag, Key};
+use super::names::{check_name, check_path};
+use super::query::{Query, Value};
+use super::records::{EntityId, External, ModelRecord, VersionFile, VersionRecord};
+use crate::error::{Error, Result};
+use crate::meta::records::{decode_blob, FileEntry, StatsRecord};
+use crate::meta::{Batch, Cf, Meta};
+use crate::store::Store;
+
+/// URL scheme of model URLs: `modelvault://<store id>/models/<model id>@<version>`.
+pub const URL_SCHEME: &str = "modelvault://";
+
+/// What to create: [`Store::create_model`].
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct NewModel {
+    name: String,
+    project: String,
+    framework: Option<Framework>,
+    tags: Vec<String>,
+    labels: BTreeMap<String, i64>,
+    design: Option<String>,
+    metadata: BTreeMap<String, Value>,
+    comment: Option<String>,
+    experiment: Option<EntityId>,
+    parent: Option<EntityId>,
+}
+
+impl NewModel {
+    /// A model called `name` (see [`check_name`]) in the default project.
+    pub fn new(name: impl Into<String>) -> Self {
+        NewModel {
+            name: name.into(),
+            project: "default".into(),
+            framework: None,
+            tags: Vec::new(),
+            labels: BTreeMap::new(),
+            design: None,
+            metadata: BTreeMap::new(),
+            comment: None,
+            experiment: None,
+            parent: None,
+        }
+    }
+    /// Project (default `default`).
+    pub fn project(mut self, p: impl Into<String>) -> Self {
+        self.project = p.into();
+        self
+    }
+    /// Framework; when not set, it is guessed from the files of each version.
+    pub fn framework(mut self, f: Framework) -> Self {
+        self.framework = Some(f);
+        self
+    }
+    /// Tags.
+    pub fn tags<I: IntoIterator<Item = S>, S: Into<String>>(mut self, tags: I) -> Self {
+        self.tags.extend(tags.into_iter().map(Into::into));
+        self
+    }
+    /// Class labels: name → index.
+    pub fn labels(mut self, labels: BTreeMap<String, i64>) -> Self {
+        self.labels = labels;
+        self
+    }
+    /// Design / configuration text.
+    pub fn design(mut self, d: impl Into<String>) -> Self {
+        self.design = Some(d.into());
+        self
+    }
+    /// One typed metadata entry.
+    pub fn metadata(mut self, key: impl Into<String>, v: Value) -> Self {
+        self.metadata.insert(key.into(), v);
+        self
+    }
+    /// Comment.
+    pub fn comment(mut self, c: impl Into<String>) -> Self {
+        self.comment = Some(c.into());
+        self
+    }
+    /// The experiment that creates this model.
+    pub fn experiment(mut self, id: EntityId) -> Self {
+        self.experiment = Some(id);
+        self
+    }
+    /// The model this one derives from (a base model, a previous checkpoint).
+    pub fn parent(mut self, id: EntityId) -> Self {
+        self.parent = Some(id);
+        self
+    }
+}
+
+/// A snapshot of a model.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ModelInfo {
+    /// Unique id (UUID v7).
+    pub id: EntityId,
+    /// Name.
+    pub name: String,
+    /// Project.
+    pub project: String,
+    /// Framework (set or guessed).
+    pub framework: Framework,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Class labels.
+    pub labels: BTreeMap<String, i64>,
+    /// Design text.
+    pub design: Option<String>,
+    /// Typed metadata.
+    pub metadata: BTreeMap<String, Value>,
+    /// Comment.
+    pub comment: Option<String>,
+    /// The experiment that created it.
+    pub experiment: Option<EntityId>,
+    /// Parent model.
+    pub parent: Option<EntityId>,
+    /// Created, Unix ms.
+    pub created_ms: u64,
+    /// Last change, Unix ms.
+    pub updated_ms: u64,
+    /// When it was finalized (published), if it was.
+    pub finalized_ms: Option<u64>,
+    /// Latest version number (0: none yet).
+    pub latest: u32,
+    /// Aliases → versions.
+    pub aliases: BTreeMap<String, u32>,
+    /// Where the bytes live, for a model registered by URL.
+    pub external: Option<External>,
+}
+
+/// One version of a model.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ModelVersion {
+    /// The model's id.
+    pub model: EntityId,
+    /// The model's name.
+    pub name: String,
+    /// Version number, from 1.
+    pub version: u32,
+    /// Files, sorted by path.
+    pub files: Vec<VersionFile>,
+    /// Commit time, Unix ms.
+    pub created_ms: u64,
+    /// The experiment that logged this version, if any.
+    pub experiment: Option<EntityId>,
+}
+
+impl ModelVersion {
+    /// Total bytes of all files.
+    pub fn size(&self) -> u64 {
+        self.files.iter().map(|f| f.size).sum()
+    }
+
+    /// The file at `path`.
+    pub fn file(&self, path: &str) -> Option<&VersionFile> {
+        self.files.iter().find(|f| f.path == path)
+    }
+}
+
+/// A model and its latest version (for listings).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ModelSummary {
+    /// Id.
+    pub id: EntityId,
+    /// Name.
+    pub name: String,
+    /// Latest version.
+    pub latest: u32,
+}
+
+/// A handle on one model.
+#[derive(Clone)]
+pub struct Model {
+    store: Store,
+    id: EntityId,
+}
+
+pub(crate) fn load_model(meta: &Meta, id: &EntityId) -> Result<ModelRecord> {
+    load(meta, Cf::Models, &id.0, "model record")?.ok_or_else(|| Error::not_found("model", id))
+}
+
+fn version_key(id: &EntityId, v: u32) -> Vec<u8> {
+    Key::plain().id(id).u32(v).done()
+}
+
+pub(crate) fn load_version(meta: &Meta, id: &EntityId, v: u32) -> Result<VersionRecord> {
+    load(meta, Cf::Versions, &version_key(id, v), "version record")?
+        .ok_or_else(|| Error::not_found("version", format!("{v} of model {id}")))
+}
+
+fn check_tags(tags: &mut Vec<String>) -> Result<()> {
+    tags.sort();
+    tags.dedup();
+    tags.iter().try_for_each(|t| check_label("tag", t, 128))
+}
+
+fn check_metadata(m: &BTreeMap<String, Value>) -> Result<()> {
+    m.keys().try_for_each(|k| check_key("metadata key", k))
+}
+
+impl Store {
+    /// Creates a model with no versions yet.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a bad name, project, tag or metadata key;
+    /// [`Error::NotFound`] for an unknown creating experiment or parent;
+    /// [`Error::Immutable`] if the creating experiment is finished.
+    pub fn create_model(&self, spec: NewModel) -> Result<Model> {
+        let id = EntityId::new_v7();
+        self.insert_model(id, spec, None)?;
+        Ok(Model {
+            store: self.clone(),
+            id,
+        })
+    }
+
+    /// Registers a model whose bytes live at `url`, without storing them.
+    /// Registering the same URL again returns the existing model.
+    pub fn register_external_model(
+        &self,
+        spec: NewModel,
+        url: &str,
+        checksum: Option<&str>,
+    ) -> Result<Model> {
+        check_label("model URL", url, 4096)?;
+        let ext = External {
+            url: url.to_string(),
+            checksum: checksum.map(str::to_string),
+        };
+        let id = EntityId::new_v7();
+        let id = self.insert_model(id, spec, Some(ext))?;
+        Ok(Model {
+            store: self.clone(),
+            id,
+        })
+    }
+
+    fn insert_model(
+        &self,
+        id: EntityId,
+        mut spec: NewModel,
+        external: Option<External>,
+    ) -> Result<EntityId> {
+        check_name(&spec.name)?;
+        check_label("project", &spec.project, 256)?;
+        check_tags(&mut spec.tags)?;
+        check_metadata(&spec.metadata)?;
+        for k in spec.labels.keys() {
+            check_label("label", k, 256)?;
+        }
+        let now = now_ms();
+        let rec = ModelRecord {
+            name: spec.name,
+            project: spec.project,
+            framework: spec.framework.unwrap_or(Framework::Unknown),
+            framework_set: spec.framework.is_some(),
+            tags: spec.tags,
+            labels: spec.labels,
+            design: spec.design,
+            metadata: spec.metadata,
+            comment: spec.comment,
+            experiment: spec.experiment,
+            parent: spec.parent,
+            created_ms: now,
+            updated_ms: now,
+            finalized_ms: None,
+            latest: 0,
+            aliases: BTreeMap::new(),
+            external,
+        };
+        self.inner.commit(&[], Batch::default(), |meta, _, batch| {
+            if let Some(ext) = &rec.external {
+                let uk = index::url_key(&ext.url);
+                if let Some(existing) = meta.get(Cf::Index, &uk)? {
+                    return EntityId::try_from_slice(&existing);
+                }
+                batch.put(Cf::Index, uk, id.0.to_vec());
+            }
+            if let Some(e) = &rec.experiment {
+                let exp = load_experiment(meta, e)?;
+                if exp.status.is_final() {
+                    return Err(Error::Immutable {
+                        what: format!("experiment {e}"),
+                        state: exp.status.name().into(),
+                    });
+                }
+            }
+            if let Some(p) = &rec.parent {
+                load_model(meta, p)?;
+            }
+            apply_index(batch, &BTreeSet::new(), &index::model_keys(&id, &rec));
+            save(batch, Cf::Models, id.0.to_vec(), &rec);
+            Ok(id)
+        })
+    }
+
+    /// The model with this id.
+    pub fn model(&self, id: EntityId) -> Result<Model> {
+        load_model(&self.inner.meta, &id)?;
+        Ok(Model {
+            store: self.clone(),
+            id,
+        })
+    }
+
+    /// The most recently created model called `name`.
+    pub fn model_by_name(&self, name: &str) -> Result<Model> {
+        check_name(name)?;
+        let id = ids_under(
+            &self.inner.meta,
+            &Key::new(tag::MODEL_NAME).str(name).done(),
+        )?
+        .into_iter()
+        .max()
+        .ok_or_else(|| Error::not_found("model", name))?;
+        Ok(Model {
+            store: self.clone(),
+            id,
+        })
+    }
+
+    /// Resolves what a user typed: a model id, a name, `NAME@VERSION`,
+    /// `NAME@ALIAS`, `ID@VERSION` or a model URL. Returns the model and the
+    /// version meant (`None`: the latest).
+    pub fn resolve_model(&self, spec: &str) -> Result<(Model, Option<u32>)> {
+        if let Some(rest) = spec.strip_prefix(URL_SCHEME) {
+            let (store, path) = rest.split_once('/').ok_or_else(|| {
+                Error::invalid(
+                    "model URL",
+                    spec,
+                    "expected modelvault://STORE/models/ID[@VERSION]",
+                )
+            })?;
+            if store != self.id().to_string() {
+                return Err(Error::invalid(
+                    "model URL",
+                    spec,
+                    format!("names store {store}, this is {}", self.id()),
+                ));
+            }
+            let target = path
+                .strip_prefix("models/")
+                .ok_or_else(|| Error::invalid("model URL", spec, "expected a models/ path"))?;
+            return self.resolve_model(target);
+        }
+        let (head, sel) = match spec.rsplit_once('@') {
+            Some((h, s)) => (h, Some(s)),
+            None => (spec, None),
+        };
+        let model = match head.parse::<EntityId>() {
+            Ok(id) => self.model(id)?,
+            Err(_) => self.model_by_name(head)?,
+        };
+        let version = match sel {
+            None => None,
+            Some(s) => match s.parse::<u32>() {
+                Ok(0) => return Err(Error::invalid("version", s, "versions are numbered from 1")),
+                Ok(v) => Some(v),
+                Err(_) => {
+                    let info = model.info()?;
+                    Some(
+                        *info.aliases.get(s).ok_or_else(|| {
+                            Error::not_found("alias", format!("{s} of model {head}"))
+                        })?,
+                    )
+                }
+            },
+        };
+        Ok((model, version))
+    }
+
+    /// Models matching a query (see [`super::query`]). Indexed conjuncts
+    /// (`framework`, `project`, `name`, `tag`, `status`, `metadata.*`) are
+    /// answered from the index and intersected; the full query is then
+    /// checked on each candidate. A query with no indexed conjunct scans.
+    pub fn find_models(&self, q: &Query) -> Result<Vec<ModelInfo>> {
+        let ids = super::search::candidates(&self.inner.meta, q)?;
+        let mut out = Vec::new();
+        let mut check = |id: EntityId| -> Result<()> {
+            let m = Model {
+                store: self.clone(),
+                id,
+            };
+            let info = m.info()?;
+            if q.matches(&super::search::ModelFields(&info)) {
+                out.push(info);
+            }
+            Ok(())
+        };
+        match ids {
+            Some(ids) => ids.into_iter().try_for_each(&mut check)?,
+            None => {
+                for kv in self.inner.meta.scan_prefix(Cf::Models, &[], &[]) {
+                    let (k, _) = kv?;
+                    check(EntityId::try_from_slice(&k)?)?;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// All models (id, name, latest version), in creation order.
+    pub fn models(&self) -> Result<Vec<ModelSummary>> {
+        self.inner
+            .meta
+            .scan_prefix(Cf::Models, &[], &[])
+            .map(|kv| {
+                let (k, v) = kv?;
+                let rec: ModelRecord = crate::meta::records::decode_postcard("model record", &v)?;
+                Ok(ModelSummary {
+                    id: EntityId::try_from_slice(&k)?,
+                    name: rec.name,
+                    latest: rec.latest,
+                })
+            })
+            .collect()
+    }
+
+    /// The model versions that contain `blob`: (model, version).
+    pub fn versions_with_blob(&self, blob: &crate::id::BlobId) -> Result<Vec<(EntityId, u32)>> {
+        let prefix = Key::new(tag::BLOB_MODEL).bytes(blob.as_bytes()).done();
+        let mut out = Vec::new();
+        for kv in self.inner.meta.scan_prefix(Cf::Index, &prefix, &prefix) {
+            let (k, _) = kv?;
+            let rest = &k[prefix.len()..];
+            let bad = || Error::corrupt("blob index key", "malformed");
+            let id = EntityId::try_from_slice(rest.get(..16).ok_or_else(bad)?)?;
+            let v = u32::from_be_bytes(
+                rest.get(16..20)
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or_else(bad)?,
+            );
+            out.push((id, v));
+        }
+        Ok(out)
+    }
+
+    /// Commits `files` as the next version of the model called `name`,
+    /// creating the model if there is none. Returns the version number.
+    pub fn commit_version(&self, name: &str, files: Vec<FileEntry>) -> Result<u32> {
+        let model = match self.model_by_name(name) {
+            Ok(m) => m,
+            Err(e) if e.is_not_found() => self.create_model(NewModel::new(name))?,
+            Err(e) => return Err(e),
+        };
+        model.add_version(files)
+    }
+
+    /// A version of the model called `name`: the given one, or the latest.
+    pub fn version(&self, name: &str, version: Option<u32>) -> Result<ModelVersion> {
+        self.model_by_name(name)?.version(version)
+    }
+
+    /// Version numbers of the model called `name`.
+    pub fn versions(&self, name: &str) -> Result<Vec<u32>> {
+        self.model_by_name(name)?.versions()
+    }
+}
+
+impl EntityId {
+    pub(crate) fn try_from_slice(b: &[u8]) -> Result<Self> {
+        <[u8; 16]>::try_from(b)
+            .map(EntityId)
+            .map_err(|_| Error::corrupt("entity id", format!("{} bytes, expected 16", b.len())))
+    }
+}
+
+impl Model {
+    /// The model's id.
+    pub fn id(&self) -> EntityId {
+        self.id
+    }
+
+    /// A snapshot of the record.
+    pub fn info(&self) -> Result<ModelInfo> {
+        let r = load_model(&self.store.inner.meta, &self.id)?;
+        Ok(ModelInfo {
+            id: self.id,
+            name: r.name,
+            project: r.project,
+            framework: r.framework,
+            tags: r.tags,
+            labels: r.labels,
+            design: r.design,
+            metadata: r.metadata,
+            comment: r.comment,
+            experiment: r.experiment,
+            parent: r.parent,
+            created_ms: r.created_ms,
+            updated_ms: r.updated_ms,
+            finalized_ms: r.finalized_ms,
+            latest: r.latest,
+            aliases: r.aliases,
+            external: r.external,
+        })
+    }
+
+    /// The stable URL of a version (`None`: latest at resolution time).
+    pub fn url(&self, version: Option<u32>) -> String {
+        let base = format!("{URL_SCHEME}{}/models/{}", self.store.id(), self.id);
+        match version {
+            Some(v) => format!("{base}@{v}"),
+            None => base,
+        }
+    }
+
+    fn update<T>(
+        &self,
+        f: impl FnOnce(&Meta, &mut ModelRecord, &mut Batch, &mut StatsRecord) -> Result<T>,
+    ) -> Result<T> {
+        let id = self.id;
+        self.store
+            .inner
+            .commit(&[], Batch::default(), |meta, stats, batch| {
+                let mut rec = load_model(meta, &id)?;
+                if rec.finalized_ms.is_some() {
+                    return Err(Error::Immutable {
+                        what: format!("model {id}"),
+                        state: "finalized".into(),
+                    });
+                }
+                let old = index::model_keys(&id, &rec);
+                let out = f(meta, &mut rec, batch, stats)?;
+                rec.updated_ms = now_ms();
+                apply_index(batch, &old, &index::model_keys(&id, &rec));
+                save(batch, Cf::Models, id.0.to_vec(), &rec);
+                Ok(out)
+            })
+    }
+
+    /// Adds a version made of `files` (blobs already stored). Formats are
+    /// detected from each file's first bytes; the framework is guessed from
+    /// them unless it was set. Returns the new version number.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a bad or duplicate path, [`Error::NotFound`]
+    /// for a blob not stored, [`Error::Immutable`] once finalized.
+    pub fn add_version(&self, files: Vec<FileEntry>) -> Result<u32> {
+        self.add_version_by(files, None)
+    }
+
+    /// [`Model::add_version`], recording the experiment that logged it.
+    pub fn add_version_by(
+        &self,
+        mut files: Vec<FileEntry>,
+        experiment: Option<EntityId>,
+    ) -> Result<u32> {
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        for w in files.windows(2) {
+            if w[0].path == w[1].path {
+                return Err(Error::invalid(
+                    "path",
+                    &w[0].path,
+                    "two files claim this path",
+                ));
+            }
+        }
+        let mut detected = Vec::with_capacity(files.len());
+        for f in &files {
+            check_path(&f.path)?;
+            detected.push((f.path.clone(), self.detect_format(f)?));
+        }
+        detect::refine_with_siblings(&mut detected);
+        let guess = detect::guess_framework(&detected);
+        let vfiles: Vec<VersionFile> = files
+            .iter()
+            .zip(&detected)
+            .map(|(f, (_, fmt))| VersionFile {
+                path: f.path.clone(),
+                blob: f.blob,
+                size: f.size,
+                format: *fmt,
+            })
+            .collect();
+        let logical: u64 = files.iter().map(|f| f.size).sum();
+        let id = self.id;
+        self.update(|meta, rec, batch, stats| {
+            if let Some(e) = &experiment {
+                let exp = load_experiment(meta, e)?;
+                if exp.status.is_final() {
+                    return Err(Error::Immutable {
+                        what: format!("experiment {e}"),
+                        state: exp.status.name().into(),
+                    });
+                }
+            }
+            let v = rec
+                .latest
+                .checked_add(1)
+                .ok_or_else(|| Error::invalid("model", id, "has 2^32 versions"))?;
+            let vrec = VersionRecord {
+                files: vfiles,
+                created_ms: now_ms(),
+                experiment,
+            };
+            apply_index(batch, &BTreeSet::new(), &index::version_keys(&id, v, &vrec));
+            save(batch, Cf::Versions, version_key(&id, v), &vrec);
+            rec.latest = v;
+            if !rec.framework_set && guess != Framework::Unknown {
+                rec.framework = guess;
+            }
+            stats.logical_bytes += logical;
+            stats.versions += 1;
+            Ok(v)
+        })
+    }
+
+    /// Reads a file's first bytes (verified) to detect its format; checks
+    /// the blob exists with the stated size.
+    fn detect_format(&self, f: &FileEntry) -> Result<FileFormat> {
+        let rec = self
+            .store
+            .inner
+            .meta
+            .with(Cf::Blobs, f.blob.as_bytes(), decode_blob)?
+            .ok_or_else(|| Error::not_found("blob", f.blob))?;
+        if rec.size != f.size {
+            return Err(Error::invalid(
+                "file size",
+                f.size,
+                format!("blob {} holds {} bytes", f.blob, rec.size),
+            ));
+        }
+        let mut head = vec![0u8; detect::HEAD_LEN.min(f.size as usize)];
+        let mut r = self.store.blob_reader(&f.blob)?;
+        r.read_exact(&mut head)
+            .map_err(|e| Error::io(format!("blob {}", f.blob), e))?;
+        Ok(detect::detect(&f.path, &head, f.size))
+    }
+
+    /// A version (`None`: the latest).
+    pub fn version(&self, version: Option<u32>) -> Result<ModelVersion> {
+        let meta = &self.store.inner.meta;
+        let rec = load_model(meta, &self.id)?;
+        let v = match version {
+            Some(v) => v,
+            None if rec.latest == 0 => {
+                return Err(Error::not_found(
+                    "version",
+                    format!("any version of model {} ({})", rec.name, self.id),
+                ))
+            }
+            None => rec.latest,
+        };
+        let vr = load_version(meta, &self.id, v)
+            .map_err(|_| Error::not_found("version", format!("{}@{v}", rec.name)))?;
+        for f in &vr.files {
+            check_path(&f.path)
+                .map_err(|e| Error::corrupt(format!("version record {}@{v}", rec.name), e))?;
+        }
+        Ok(ModelVersion {
+            model: self.id,
+            name: rec.name,
+            version: v,
+            files: vr.files,
+            created_ms: vr.created_ms,
+            experiment: vr.experiment,
+        })
+    }
+
+    /// All version numbers, ascending.
+    pub fn versions(&self) -> Result<Vec<u32>> {
+        let mut out = Vec::new();
+        for kv in self
+            .store
+            .inner
+            .meta
+            .scan_prefix(Cf::Versions, &self.id.0, &self.id.0)
+        {
+            let (k, _) = kv?;
+            let v = k
+                .get(16..20)
+                .and_then(|b| b.try_into().ok())
+                .map(u32::from_be_bytes)
+                .ok_or_else(|| Error::corrupt("versions key", "malformed"))?;
+            out.push(v);
+        }
+        Ok(out)
+    }
+
+    /// Sets (or replaces) one metadata entry.
+    pub fn set_metadata(&self, key: &str, value: Value) -> Result<()> {
+        check_key("metadata key", key)?;
+        self.update(|_, r, _, _| {
+            r.metadata.insert(key.to_string(), value);
+            Ok(())
+        })
+    }
+
+    /// Removes a metadata entry (no error if absent).
+    pub fn remove_metadata(&self, key: &str) -> Result<()> {
+        self.update(|_, r, _, _| {
+            r.metadata.remove(key);
+            Ok(())
+        })
+    }
+
+    /// Adds tags.
+    pub fn add_tags<I: IntoIterator<Item = S>, S: Into<String>>(&self, tags: I) -> Result<()> {
+        let mut tags: Vec<String> = tags.into_iter().map(Into::into).collect();
+        check_tags(&mut tags)?;
+        self.update(|_, r, _, _| {
+            r.tags.extend(tags);
+            r.tags.sort();
+            r.tags.dedup();
+            Ok(())
+        })
+    }
+
+    /// Removes a tag.
+    pub fn remove_tag(&self, tag: &str) -> Result<()> {
+        self.update(|_, r, _, _| {
+            r.tags.retain(|t| t != tag);
+            Ok(())
+        })
+    }
+
+    /// Replaces the class labels.
+    pub fn set_labels(&self, labels: BTreeMap<String, i64>) -> Result<()> {
+        labels
+            .keys()
+            .try_for_each(|k| check_label("label", k, 256))?;
+        self.update(|_, r, _, _| {
+            r.labels = labels;
+            Ok(())
+        })
+    }
+
+    /// Sets design text, comment and framework in one change; `None` keeps a field.
+    pub fn describe(
+        &self,
+        design: Option<String>,
+        comment: Option<String>,
+        framework: Option<Framework>,
+    ) -> Result<()> {
+        self.update(|_, r, _, _| {
+            if design.is_some() {
+                r.design = design;
+            }
+            if comment.is_some() {
+                r.comment = comment;
+            }
+            if let Some(f) = framework {
+                r.framework = f;
+                r.framework_set = true;
+            }
+            Ok(())
+        })
+    }
+
+    /// Creates alias `name` → `version`.
+    ///
+    /// # Errors
+    /// [`Error::Exists`] if the alias exists (use [`Model::move_alias`]).
+    pub fn set_alias(&self, name: &str, version: u32) -> Result<()> {
+        self.alias(name, version, false)
+    }
+
+    /// Points an existing or new alias at `version`.
+    pub fn move_alias(&self, name: &str, version: u32) -> Result<()> {
+        self.alias(name, version, true)
+    }
+
+    fn alias(&self, name: &str, version: u32, may_move: bool) -> Result<()> {
+        check_key("alias", name)?;
+        if name.parse::<u32>().is_ok() || name == "latest" {
+            return Err(Error::invalid(
+                "alias",
+                name,
+                "must not be a number or 'latest'",
+            ));
+        }
+        let id = self.id;
+        self.update(|meta, r, _, _| {
+            load_version(meta, &id, version)?;
+            if !may_move && r.aliases.contains_key(name) {
+                return Err(Error::Exists {
+                    what: format!("alias {name} of model {id}"),
+                });
+            }
+            r.aliases.insert(name.to_string(), version);
+            Ok(())
+        })
+    }
+
+    /// Removes an alias.
+    pub fn remove_alias(&self, name: &str) -> Result<()> {
+        let id = self.id;
+        self.update(|_, r, _, _| {
+            r.aliases
+                .remove(name)
+                .map(|_| ())
+                .ok_or_else(|| Error::not_found("alias", format!("{name} of model {id}")))
+        })
+    }
+
+    /// Finalizes (publishes) the model: every later change is an error.
+    pub fn finalize(&self) -> Result<()> {
+        self.update(|_, r, _, _| {
+            r.finalized_ms = Some(now_ms());
+            Ok(())
+        })
+    }
+
+    /// Experiments that used this model: (experiment, version).
+    pub fn used_by(&self) -> Result<Vec<(EntityId, u32)>> {
+        let prefix = Key::new(tag::MODEL_USED_BY).id(&self.id).done();
+        let mut out = Vec::new();
+        for kv in self
+            .store
+            .inner
+            .meta
+            .scan_prefix(Cf::Index, &prefix, &prefix)
+        {
+            let (k, _) = kv?;
+            let rest = &k[prefix.len()..];
+            let bad = || Error::corrupt("index key", "malformed");
+            let e = EntityId::try_from_slice(rest.get(..16).ok_or_else(bad)?)?;
+            let v = u32::from_be_bytes(
+                rest.get(16..20)
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or_else(bad)?,
+            );
+            out.push((e, v));
+        }
+        Ok(out)
+    }
+}
