@@ -36,6 +36,10 @@ if ! cargo fuzz build >target-build.log 2>&1; then
 fi
 rm -f target-build.log
 
+# Run the built binaries directly (what `cargo fuzz run` does after building),
+# so every target runs the same build and the time is all fuzzing.
+bindir="target/$(rustc -vV | sed -n 's/^host: //p')/release"
+
 if [ "$#" -gt 0 ]; then
     targets=("$@")
 else
@@ -52,8 +56,8 @@ for t in "${targets[@]}"; do
     log="$logs/$t.log"
     start=$(date +%s)
     # -timeout: a single input running 30 s is a hang (reported as a failure).
-    cargo fuzz run "$t" "corpus/$t" "${seeds[@]}" -- \
-        -max_total_time="$DURATION" -timeout=30 -print_final_stats=1 >"$log" 2>&1
+    "$bindir/$t" -artifact_prefix="artifacts/$t/" -max_total_time="$DURATION" \
+        -timeout=30 -print_final_stats=1 "corpus/$t" "${seeds[@]}" >"$log" 2>&1
     rc=$?
     elapsed=$(( $(date +%s) - start ))
     execs=$(sed -n 's/^stat::number_of_executed_units: *\([0-9]*\).*/\1/p' "$log" | tail -1)

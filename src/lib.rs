@@ -69,6 +69,8 @@ pub use pack::ChunkLoc;
 pub use registry::experiment::{Experiment, ExperimentInfo, ExperimentQuery, NewExperiment};
 #[cfg(feature = "store")]
 pub use registry::model::{Model, ModelInfo, ModelSummary, ModelVersion, NewModel};
+#[cfg(feature = "store")]
+pub use registry::repair::IndexReport;
 pub use registry::records::{
     Artifact, ArtifactBody, ConsoleLine, EntityId, Environment, External, RunInfo, Status, Stream,
     VersionFile,

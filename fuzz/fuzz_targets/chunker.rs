@@ -5,7 +5,8 @@
 //! cuts.
 //!
 //! Input: `[min, avg, max, piece]` bytes choosing bounds within FastCDC's
-//! limits (kept small so that fuzz-sized inputs get many cuts), then data.
+//! limits (kept small so that fuzz-sized inputs get many cuts) and a piece
+//! size of 16..=4096 bytes for the streaming check, then data.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -19,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
     let min = 64 + (data[0] as usize) * 4;
     let avg = min.max(256) + (data[1] as usize) * 16;
     let max = avg.max(1024) + (data[2] as usize) * 32;
-    let piece = 1 + data[3] as usize * 3;
+    let piece = 16 + data[3] as usize * 16;
     let data = &data[4..];
     let p = CdcParams { min, avg, max };
     let c = Chunker::new(p);

@@ -93,6 +93,12 @@ impl Batch {
         self.ops.push((cf, key.into(), None));
     }
 
+    /// Appends all of `other`'s writes.
+    pub fn extend(&mut self, other: Batch) {
+        self.ops.extend(other.ops);
+        self.ranges.extend(other.ranges);
+    }
+
     /// Deletes keys in `[from, to)`.
     pub fn delete_range(&mut self, cf: Cf, from: impl Into<Vec<u8>>, to: impl Into<Vec<u8>>) {
         self.ranges.push((cf, from.into(), to.into()));

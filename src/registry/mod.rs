@@ -19,6 +19,8 @@ mod names;
 pub mod query;
 pub(crate) mod records;
 #[cfg(feature = "store")]
+pub mod repair;
+#[cfg(feature = "store")]
 mod search;
 
 pub use names::{check_name, check_path};
