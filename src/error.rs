@@ -110,6 +110,10 @@ pub enum Error {
         reason: String,
     },
 
+    /// A query did not parse.
+    #[error(transparent)]
+    Query(#[from] crate::registry::query::QueryError),
+
     /// The object is final (a finalized model, a finished experiment) and
     /// refuses every change.
     #[error("{what} is {state}: it can no longer be changed")]

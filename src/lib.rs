@@ -69,12 +69,12 @@ pub use pack::ChunkLoc;
 pub use registry::experiment::{Experiment, ExperimentInfo, ExperimentQuery, NewExperiment};
 #[cfg(feature = "store")]
 pub use registry::model::{Model, ModelInfo, ModelSummary, ModelVersion, NewModel};
-#[cfg(feature = "store")]
-pub use registry::repair::IndexReport;
 pub use registry::records::{
     Artifact, ArtifactBody, ConsoleLine, EntityId, Environment, External, RunInfo, Status, Stream,
     VersionFile,
 };
+#[cfg(feature = "store")]
+pub use registry::repair::IndexReport;
 pub use registry::{check_name, check_path, detect, query};
 #[cfg(feature = "store")]
 pub use store::{Durability, Options, Stats, Store};

@@ -39,25 +39,42 @@ fn expected(meta: &Meta) -> Result<BTreeMap<Vec<u8>, Vec<u8>>> {
         let (k, v) = kv?;
         let id = EntityId::try_from_slice(&k)?;
         let r: ExperimentRecord = decode_postcard("experiment record", &v)?;
-        out.extend(index::experiment_keys(&id, &r).into_iter().map(|k| (k, Vec::new())));
+        out.extend(
+            index::experiment_keys(&id, &r)
+                .into_iter()
+                .map(|k| (k, Vec::new())),
+        );
     }
     for kv in meta.scan_prefix(Cf::Models, &[], &[]) {
         let (k, v) = kv?;
         let id = EntityId::try_from_slice(&k)?;
         let r: ModelRecord = decode_postcard("model record", &v)?;
-        out.extend(index::model_keys(&id, &r).into_iter().map(|k| (k, Vec::new())));
+        out.extend(
+            index::model_keys(&id, &r)
+                .into_iter()
+                .map(|k| (k, Vec::new())),
+        );
         if let Some(x) = &r.external {
             // The first model registered for a URL owns its entry.
-            out.entry(index::url_key(&x.url)).or_insert_with(|| id.0.to_vec());
+            out.entry(index::url_key(&x.url))
+                .or_insert_with(|| id.0.to_vec());
         }
     }
     for kv in meta.scan_prefix(Cf::Versions, &[], &[]) {
         let (k, v) = kv?;
         let bad = || Error::corrupt("versions key", "malformed");
         let id = EntityId::try_from_slice(k.get(..16).ok_or_else(bad)?)?;
-        let ver = u32::from_be_bytes(k.get(16..20).and_then(|b| b.try_into().ok()).ok_or_else(bad)?);
+        let ver = u32::from_be_bytes(
+            k.get(16..20)
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(bad)?,
+        );
         let r: VersionRecord = decode_postcard("version record", &v)?;
-        out.extend(index::version_keys(&id, ver, &r).into_iter().map(|k| (k, Vec::new())));
+        out.extend(
+            index::version_keys(&id, ver, &r)
+                .into_iter()
+                .map(|k| (k, Vec::new())),
+        );
     }
     Ok(out)
 }
