@@ -195,6 +195,36 @@ impl Meta {
             })
     }
 
+    /// Calls `f` with each key under `prefix` from `start` on, without
+    /// copying, until `f` returns false.
+    pub fn scan_keys(
+        &self,
+        cf: Cf,
+        prefix: &[u8],
+        start: &[u8],
+        mut f: impl FnMut(&[u8]) -> Result<bool>,
+    ) -> Result<()> {
+        let mut it = self.db.raw_iterator_cf(self.cf(cf));
+        it.seek(start);
+        while let Some(k) = it.key() {
+            if !k.starts_with(prefix) || !f(k)? {
+                return Ok(());
+            }
+            it.next();
+        }
+        it.status()?;
+        Ok(())
+    }
+
+    /// Which of `keys` (sorted ascending) exist.
+    pub fn exist_sorted(&self, cf: Cf, keys: &[Vec<u8>]) -> Result<Vec<bool>> {
+        self.db
+            .batched_multi_get_cf(self.cf(cf), keys, true)
+            .into_iter()
+            .map(|r| Ok(r?.is_some()))
+            .collect()
+    }
+
     /// The last pair whose key is ≤ `key` and starts with `prefix`.
     pub fn floor(
         &self,
