@@ -58,6 +58,8 @@ mod pack;
 mod registry;
 #[cfg(feature = "store")]
 mod store;
+#[cfg(feature = "store")]
+mod verify;
 
 #[cfg(feature = "store")]
 pub use blob::{BlobReader, BlobWriter};
@@ -78,6 +80,8 @@ pub use registry::repair::IndexReport;
 pub use registry::{check_name, check_path, detect, query};
 #[cfg(feature = "store")]
 pub use store::{Durability, Options, Stats, Store};
+#[cfg(feature = "store")]
+pub use verify::{Problem, VerifyOptions, VerifyReport};
 
 #[cfg(feature = "__fuzz")]
 #[doc(hidden)]

@@ -114,3 +114,82 @@ fn ranged_read_of_a_healthy_region_still_works_after_damage_elsewhere() {
     w.write_all(b"fresh").unwrap();
     w.finish().unwrap();
 }
+
+#[test]
+fn verify_is_clean_then_names_the_damaged_chunk_blob_and_version() {
+    let (_d, store) = temp_store();
+    let data = weights(3 << 20, 5);
+    let id = put(&store, &data);
+    let other = put(&store, &crate::common::noise(1 << 20, 6));
+    store
+        .commit_version(
+            "m",
+            vec![modelvault::FileEntry {
+                path: "w.bin".into(),
+                blob: id,
+                size: data.len() as u64,
+            }],
+        )
+        .unwrap();
+    let full = modelvault::VerifyOptions::new().read_data(true);
+    let clean = store.verify(full).unwrap();
+    assert!(clean.is_clean(), "{:?}", clean.problems);
+    assert_eq!(clean.bytes_read, store.stats().unique_bytes);
+
+    // Parts 1..=3 of a subset run read every chunk exactly once.
+    let parts: u64 = (1..=3)
+        .map(|n| {
+            store
+                .verify(full.subset(n, 3).unwrap())
+                .unwrap()
+                .chunks_read
+        })
+        .sum();
+    assert_eq!(parts, clean.chunks_read);
+    assert!(full.subset(0, 3).is_err() && full.subset(4, 3).is_err());
+
+    let pack = packs(&store)[0].clone();
+    flip(&pack, 32 + 52 + 1000); // inside the first record's payload
+    assert!(
+        store
+            .verify(modelvault::VerifyOptions::new())
+            .unwrap()
+            .is_clean(),
+        "fast verify reads no chunk data"
+    );
+    let r = store.verify(full).unwrap();
+    assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
+    let p = &r.problems[0];
+    assert_eq!(p.kind, "chunk-damaged");
+    // The first record written belongs to one of the two blobs; it names it,
+    // and the model version if it is the versioned one.
+    let names_blob = p
+        .affected
+        .iter()
+        .any(|a| a == &format!("blob {id}") || a == &format!("blob {other}"));
+    assert!(names_blob, "{:?}", p.affected);
+    if p.affected.contains(&format!("blob {id}")) {
+        assert!(
+            p.affected
+                .iter()
+                .any(|a| a.starts_with("model ") && a.ends_with("@1")),
+            "{:?}",
+            p.affected
+        );
+    }
+}
+
+#[test]
+fn verify_reports_a_truncated_pack() {
+    let (_d, store) = temp_store();
+    put(&store, &weights(1 << 20, 7));
+    let pack = packs(&store)[0].clone();
+    let f = OpenOptions::new().write(true).open(&pack).unwrap();
+    f.set_len(f.metadata().unwrap().len() - 1).unwrap();
+    let r = store.verify(modelvault::VerifyOptions::new()).unwrap();
+    assert!(
+        r.problems.iter().any(|p| p.kind == "pack-truncated"),
+        "{:?}",
+        r.problems
+    );
+}

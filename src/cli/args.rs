@@ -69,6 +69,17 @@ pub enum Command {
     },
     /// Space and dedup figures.
     Stats(Json),
+    /// Check the store: every record (fast), and with --read-data every chunk's bytes.
+    Verify {
+        /// Re-read, decode and re-hash every chunk.
+        #[arg(long)]
+        read_data: bool,
+        /// With --read-data, only part N of M (e.g. 1/4); parts 1..=M cover everything once.
+        #[arg(long, value_name = "N/M")]
+        subset: Option<String>,
+        #[command(flatten)]
+        json: Json,
+    },
     /// Experiments: code execution sessions.
     #[command(subcommand)]
     Experiment(ExperimentCmd),

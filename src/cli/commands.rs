@@ -76,6 +76,46 @@ pub fn run(args: Args) -> Result<()> {
                 println!("stored / logical   {:.3}", s.stored_fraction);
             }
         }
+        Command::Verify {
+            read_data,
+            subset,
+            json,
+        } => {
+            let store = open(&repo)?;
+            let mut opts = modelvault::VerifyOptions::new().read_data(read_data);
+            if let Some(s) = subset {
+                let (n, m) = s
+                    .split_once('/')
+                    .ok_or_else(|| anyhow!("--subset takes N/M, got {s:?}"))?;
+                opts = opts.subset(
+                    n.parse().context("--subset N")?,
+                    m.parse().context("--subset M")?,
+                )?;
+            }
+            let r = store.verify(opts)?;
+            if json.json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                for p in &r.problems {
+                    println!("{}: {}: {}", p.kind, p.object, p.detail);
+                    for a in &p.affected {
+                        println!("    affects {a}");
+                    }
+                }
+                println!(
+                    "checked {} chunks ({} read, {} bytes), {} blobs, {} versions: {} problems",
+                    r.chunks,
+                    r.chunks_read,
+                    r.bytes_read,
+                    r.blobs,
+                    r.versions,
+                    r.problems.len()
+                );
+            }
+            if !r.is_clean() {
+                bail!("verify found {} problems", r.problems.len());
+            }
+        }
         Command::Experiment(cmd) => experiment_cmd(&open(&repo)?, cmd)?,
         Command::Model(cmd) => model_cmd(&open(&repo)?, cmd)?,
     }
