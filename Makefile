@@ -25,3 +25,9 @@ bench: setup
 corpus: setup
 	sh ../shared/corpus/fetch.sh
 	$(CARGO) run --release --example corpus
+
+## Peer comparison on the corpus: modelvault vs borg, restic and cp -r (installs borg/restic with apt-get).
+## CORPUS_DIR=... to use another corpus (default: $MODELVAULT_CORPUS or ~/.cache/modelvault-corpus).
+.PHONY: bench-peers
+bench-peers:
+	bash scripts/bench-peers.sh "$(CORPUS_DIR)"
