@@ -189,20 +189,55 @@ fn experiment_and_model_commands_link_and_freeze() {
     let tmp = tempfile::tempdir().unwrap();
     let repo = tmp.path().join("repo");
     ok(&mv(&repo, &["init"]));
-    let id = ok(&mv(&repo, &["experiment", "create", "--project", "vision", "--name", "sweep", "--tag", "a"]));
+    let id = ok(&mv(
+        &repo,
+        &[
+            "experiment",
+            "create",
+            "--project",
+            "vision",
+            "--name",
+            "sweep",
+            "--tag",
+            "a",
+        ],
+    ));
     let id = id.trim();
     assert_eq!(id.len(), 36, "{id}");
     ok(&mv(&repo, &["experiment", "start", id]));
-    ok(&mv(&repo, &["experiment", "param", id, "General/lr=0.001", "General/epochs=3", "General/opt=adam"]));
+    ok(&mv(
+        &repo,
+        &[
+            "experiment",
+            "param",
+            id,
+            "General/lr=0.001",
+            "General/epochs=3",
+            "General/opt=adam",
+        ],
+    ));
     ok(&mv(&repo, &["experiment", "log", id, "epoch 1", "epoch 2"]));
     ok(&mv(&repo, &["experiment", "progress", id, "50"]));
     assert_eq!(ok(&mv(&repo, &["experiment", "progress", id])).trim(), "50");
-    assert_eq!(ok(&mv(&repo, &["experiment", "console", id, "--tail", "1"])).trim(), "epoch 2");
+    assert_eq!(
+        ok(&mv(&repo, &["experiment", "console", id, "--tail", "1"])).trim(),
+        "epoch 2"
+    );
 
     // Log a model created by the experiment.
     let f = tmp.path().join("model.bin");
     std::fs::write(&f, crate::common::weights(100_000, 3)).unwrap();
-    let out = ok(&mv(&repo, &["put", "--name", "resnet", "--experiment", id, f.to_str().unwrap()]));
+    let out = ok(&mv(
+        &repo,
+        &[
+            "put",
+            "--name",
+            "resnet",
+            "--experiment",
+            id,
+            f.to_str().unwrap(),
+        ],
+    ));
     assert_eq!(out.lines().last(), Some("resnet@1"));
     let model = json(&mv(&repo, &["model", "show", "resnet", "--json"]));
     let model_id = model["id"].as_str().unwrap().to_string();
@@ -213,7 +248,10 @@ fn experiment_and_model_commands_link_and_freeze() {
     std::fs::write(&g, b"base weights").unwrap();
     ok(&mv(&repo, &["put", "--name", "base", g.to_str().unwrap()]));
     ok(&mv(&repo, &["experiment", "use", id, "base@1"]));
-    let base_id = json(&mv(&repo, &["model", "show", "base", "--json"]))["id"].as_str().unwrap().to_string();
+    let base_id = json(&mv(&repo, &["model", "show", "base", "--json"]))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     let exp = json(&mv(&repo, &["experiment", "show", id, "--json"]));
     assert_eq!(exp["id"], id);
@@ -224,20 +262,58 @@ fn experiment_and_model_commands_link_and_freeze() {
     assert_eq!(exp["progress"], 50);
 
     // Metadata, query, URL, alias.
-    ok(&mv(&repo, &["model", "meta", "resnet", "accuracy=0.93", "framework_hint=torch"]));
+    ok(&mv(
+        &repo,
+        &[
+            "model",
+            "meta",
+            "resnet",
+            "accuracy=0.93",
+            "framework_hint=torch",
+        ],
+    ));
     ok(&mv(&repo, &["model", "tag", "resnet", "prod"]));
-    let hits = json(&mv(&repo, &["model", "list", "--query", "metadata.accuracy > 0.9 AND tag = prod", "--json"]));
+    let hits = json(&mv(
+        &repo,
+        &[
+            "model",
+            "list",
+            "--query",
+            "metadata.accuracy > 0.9 AND tag = prod",
+            "--json",
+        ],
+    ));
     assert_eq!(hits.as_array().unwrap().len(), 1);
     assert_eq!(hits[0]["id"], model_id.as_str());
-    let none = json(&mv(&repo, &["model", "list", "--query", "metadata.accuracy > 0.95", "--json"]));
+    let none = json(&mv(
+        &repo,
+        &[
+            "model",
+            "list",
+            "--query",
+            "metadata.accuracy > 0.95",
+            "--json",
+        ],
+    ));
     assert_eq!(none, serde_json::json!([]));
-    fails_with_one_line(&mv(&repo, &["model", "list", "--query", "metadata.accuracy >"]), "bad query at byte");
-    let url = ok(&mv(&repo, &["model", "url", "resnet"])).trim().to_string();
-    assert!(url.starts_with("modelvault://") && url.ends_with(&format!("{model_id}@1")), "{url}");
+    fails_with_one_line(
+        &mv(&repo, &["model", "list", "--query", "metadata.accuracy >"]),
+        "bad query at byte",
+    );
+    let url = ok(&mv(&repo, &["model", "url", "resnet"]))
+        .trim()
+        .to_string();
+    assert!(
+        url.starts_with("modelvault://") && url.ends_with(&format!("{model_id}@1")),
+        "{url}"
+    );
     let o = mv(&repo, &["cat", &url, "model.bin"]);
     assert_eq!(o.stdout, std::fs::read(&f).unwrap());
     ok(&mv(&repo, &["model", "alias", "resnet", "champion", "1"]));
-    fails_with_one_line(&mv(&repo, &["model", "alias", "resnet", "champion", "1"]), "already exists");
+    fails_with_one_line(
+        &mv(&repo, &["model", "alias", "resnet", "champion", "1"]),
+        "already exists",
+    );
     let o = mv(&repo, &["cat", "resnet@champion", "model.bin"]);
     assert_eq!(o.stdout, std::fs::read(&f).unwrap());
     let o = mv(&repo, &["cat", &model_id, "model.bin"]);
@@ -247,10 +323,30 @@ fn experiment_and_model_commands_link_and_freeze() {
     ok(&mv(&repo, &["experiment", "finalize", id]));
     ok(&mv(&repo, &["model", "finalize", "resnet"]));
     fails_with_one_line(&mv(&repo, &["experiment", "log", id, "late"]), "completed");
-    fails_with_one_line(&mv(&repo, &["experiment", "progress", id, "60"]), "completed");
-    fails_with_one_line(&mv(&repo, &["model", "meta", "resnet", "accuracy=0.99"]), "finalized");
-    fails_with_one_line(&mv(&repo, &["put", "--name", "resnet", f.to_str().unwrap()]), "finalized");
-    let listed = json(&mv(&repo, &["experiment", "list", "--project", "vision", "--status", "completed", "--json"]));
+    fails_with_one_line(
+        &mv(&repo, &["experiment", "progress", id, "60"]),
+        "completed",
+    );
+    fails_with_one_line(
+        &mv(&repo, &["model", "meta", "resnet", "accuracy=0.99"]),
+        "finalized",
+    );
+    fails_with_one_line(
+        &mv(&repo, &["put", "--name", "resnet", f.to_str().unwrap()]),
+        "finalized",
+    );
+    let listed = json(&mv(
+        &repo,
+        &[
+            "experiment",
+            "list",
+            "--project",
+            "vision",
+            "--status",
+            "completed",
+            "--json",
+        ],
+    ));
     assert_eq!(listed.as_array().unwrap().len(), 1);
     assert_eq!(listed[0]["id"], id);
 }
