@@ -62,7 +62,7 @@ mod store;
 mod verify;
 
 #[cfg(feature = "store")]
-pub use blob::{BlobReader, BlobWriter};
+pub use blob::{BlobReader, BlobWriter, StagedBlob};
 pub use error::{Error, Result};
 pub use id::{BlobId, ChunkId, Hash32};
 pub use meta::records::{BlobRecord, FileEntry, StatsRecord};

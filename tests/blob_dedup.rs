@@ -63,3 +63,57 @@ fn float_weights_compress_below_raw() {
         data.len()
     );
 }
+
+#[test]
+fn staged_blobs_are_invisible_until_the_version_commit_takes_them() {
+    let (_d, store) = temp_store();
+    let a = weights(2 << 20, 8);
+    let stage = |data: &[u8]| {
+        let mut w = store.blob_writer();
+        std::io::Write::write_all(&mut w, data).unwrap();
+        w.stage().unwrap()
+    };
+    let (sa, sa_again, sb) = (stage(&a), stage(&a), stage(b"tiny"));
+    assert!(
+        !store.contains_blob(&sa.id()).unwrap(),
+        "staged blob visible before commit"
+    );
+    // A dropped staged blob never becomes visible.
+    let dropped = stage(&noise(1 << 20, 9));
+    let dropped_id = dropped.id();
+    drop(dropped);
+    let m = store.create_model(modelvault::NewModel::new("m")).unwrap();
+    let v = m
+        .add_version_staged(
+            vec![
+                ("a.bin".into(), sa),
+                ("copy/a.bin".into(), sa_again),
+                ("b".into(), sb),
+            ],
+            None,
+        )
+        .unwrap();
+    assert_eq!(v, 1);
+    let ver = m.version(None).unwrap();
+    assert_eq!(get(&store, &ver.file("a.bin").unwrap().blob), a);
+    assert_eq!(
+        ver.file("a.bin").unwrap().blob,
+        ver.file("copy/a.bin").unwrap().blob
+    );
+    assert_eq!(get(&store, &ver.file("b").unwrap().blob), b"tiny");
+    assert!(!store.contains_blob(&dropped_id).unwrap());
+    // Two staged copies of one content count as one blob.
+    assert_eq!(store.stats().blobs, 2);
+    assert!(store
+        .verify(modelvault::VerifyOptions::new().read_data(true))
+        .unwrap()
+        .is_clean());
+    // A failing version commit (duplicate path) leaves the staged blobs invisible.
+    let c = stage(&noise(100_000, 10));
+    let c_id = c.id();
+    let c2 = stage(b"x");
+    assert!(m
+        .add_version_staged(vec![("p".into(), c), ("p".into(), c2)], None)
+        .is_err());
+    assert!(!store.contains_blob(&c_id).unwrap());
+}

@@ -8,4 +8,4 @@ mod writer;
 
 pub(crate) use pipeline::Pool;
 pub use reader::BlobReader;
-pub use writer::BlobWriter;
+pub use writer::{BlobWriter, StagedBlob};

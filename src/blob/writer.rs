@@ -14,7 +14,7 @@
 //! buffer (≤ `MAX_IN_FLIGHT` entries). About 40 MiB worst case, 12 MiB
 //! typical, whatever the file size.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::io;
 use std::sync::Arc;
 
@@ -24,8 +24,8 @@ use super::pipeline::{Done, Job};
 use crate::chunking::Chunker;
 use crate::error::{to_io, Error, Result};
 use crate::id::{BlobId, ChunkId, Hash32};
-use crate::meta::records::{self, BlobRecord, SegmentEntry, SEGMENT_MAX_ENTRIES};
-use crate::meta::{keys, Batch, Cf};
+use crate::meta::records::{self, BlobRecord, SegmentEntry, StatsRecord, SEGMENT_MAX_ENTRIES};
+use crate::meta::{keys, Batch, Cf, Meta};
 use crate::pack::ChunkLoc;
 use crate::store::Store;
 
@@ -55,7 +55,80 @@ pub struct BlobWriter {
     seg_new: Vec<(ChunkId, ChunkLoc)>,
     emitted: u64,
     chunks: u64,
+    /// The first [`HEAD_LEN`] bytes, for format detection without a re-read.
+    head: Vec<u8>,
     failed: Option<String>,
+}
+
+/// Bytes of a blob's start kept by the writer for format detection.
+pub(crate) const HEAD_LEN: usize = crate::registry::detect::HEAD_LEN;
+
+/// A blob whose bytes are written (and whose large-file segments may be
+/// committed) but which is not visible until a commit takes it. See
+/// [`BlobWriter::stage`].
+#[must_use = "a staged blob is visible only once a commit takes it"]
+pub struct StagedBlob {
+    store: Store,
+    id: BlobId,
+    rec: BlobRecord,
+    last_segment: Option<(u64, Vec<SegmentEntry>)>,
+    pub(crate) chunks: Vec<(ChunkId, ChunkLoc)>,
+    pub(crate) head: Vec<u8>,
+}
+
+impl StagedBlob {
+    /// The blob's id.
+    pub fn id(&self) -> BlobId {
+        self.id
+    }
+
+    /// Its length in bytes.
+    pub fn len(&self) -> u64 {
+        self.rec.size
+    }
+
+    /// True for empty content.
+    pub fn is_empty(&self) -> bool {
+        self.rec.size == 0
+    }
+
+    /// Adds this blob's records to a commit batch (under the commit lock).
+    /// `seen` holds the blob ids already added to this batch, so the same
+    /// content staged twice is recorded once.
+    pub(crate) fn apply(
+        &self,
+        meta: &Meta,
+        stats: &mut StatsRecord,
+        batch: &mut Batch,
+        seen: &mut HashSet<BlobId>,
+    ) -> Result<()> {
+        let m = self.rec.manifest;
+        if let Some((start, seg)) = &self.last_segment {
+            batch.put(
+                Cf::Manifests,
+                keys::segment(m, *start).to_vec(),
+                records::encode_segment(seg),
+            );
+        }
+        if !seen.insert(self.id) || meta.get(Cf::Blobs, self.id.as_bytes())?.is_some() {
+            // Same content stored before: drop our copy of the chunk list.
+            if m != 0 {
+                batch.delete_range(
+                    Cf::Manifests,
+                    keys::segment(m, 0).to_vec(),
+                    keys::segment(m + 1, 0).to_vec(),
+                );
+            }
+        } else {
+            batch.put(
+                Cf::Blobs,
+                self.id.as_bytes().to_vec(),
+                records::encode_blob(&self.rec).to_vec(),
+            );
+            stats.blobs += 1;
+        }
+        Ok(())
+    }
 }
 
 impl BlobWriter {
@@ -79,6 +152,7 @@ impl BlobWriter {
             seg_new: Vec::new(),
             emitted: 0,
             chunks: 0,
+            head: Vec::new(),
             failed: None,
         }
     }
@@ -99,57 +173,49 @@ impl BlobWriter {
     ///
     /// # Errors
     /// Any I/O or metadata failure; nothing is visible then.
-    pub fn finish(mut self) -> Result<BlobId> {
+    pub fn finish(self) -> Result<BlobId> {
+        let staged = self.stage()?;
+        let store = staged.store.clone();
+        store
+            .inner
+            .commit(&staged.chunks, Batch::default(), |meta, stats, batch| {
+                staged.apply(meta, stats, batch, &mut HashSet::new())
+            })?;
+        Ok(staged.id)
+    }
+
+    /// Writes the rest of the content like [`BlobWriter::finish`] but commits
+    /// nothing: the blob becomes visible (and durable) with the commit that
+    /// takes the returned [`StagedBlob`], e.g. [`crate::Model::add_version_staged`],
+    /// so a version of many files costs one fsync pair instead of one per
+    /// file. Dropping the staged blob leaves nothing visible.
+    pub fn stage(mut self) -> Result<StagedBlob> {
         self.check()?;
-        let r = self.finish_inner();
+        let r = self.stage_inner();
         if let Err(e) = &r {
             self.failed = Some(e.to_string());
         }
         r
     }
 
-    fn finish_inner(&mut self) -> Result<BlobId> {
+    fn stage_inner(&mut self) -> Result<StagedBlob> {
         self.cut(true)?;
         while self.next_emit < self.next_seq {
             self.drain(true)?;
         }
-        let id = BlobId(Hash32(*self.hasher.finalize().as_bytes()));
-        let rec = BlobRecord {
-            size: self.size,
-            chunks: self.chunks,
-            manifest: self.manifest,
-        };
-        let mut batch = Batch::default();
-        if !self.seg.is_empty() {
-            batch.put(
-                Cf::Manifests,
-                keys::segment(self.manifest, self.seg_start).to_vec(),
-                records::encode_segment(&self.seg),
-            );
-        }
-        let manifest = self.manifest;
-        let new = std::mem::take(&mut self.seg_new);
-        self.store.inner.commit(&new, batch, |meta, stats, batch| {
-            if meta.get(Cf::Blobs, id.as_bytes())?.is_some() {
-                // Same content stored before: drop our copy of the chunk list.
-                if manifest != 0 {
-                    batch.delete_range(
-                        Cf::Manifests,
-                        keys::segment(manifest, 0).to_vec(),
-                        keys::segment(manifest + 1, 0).to_vec(),
-                    );
-                }
-            } else {
-                batch.put(
-                    Cf::Blobs,
-                    id.as_bytes().to_vec(),
-                    records::encode_blob(&rec).to_vec(),
-                );
-                stats.blobs += 1;
-            }
-            Ok(())
-        })?;
-        Ok(id)
+        Ok(StagedBlob {
+            store: self.store.clone(),
+            id: BlobId(Hash32(*self.hasher.finalize().as_bytes())),
+            rec: BlobRecord {
+                size: self.size,
+                chunks: self.chunks,
+                manifest: self.manifest,
+            },
+            last_segment: (!self.seg.is_empty())
+                .then(|| (self.seg_start, std::mem::take(&mut self.seg))),
+            chunks: std::mem::take(&mut self.seg_new),
+            head: std::mem::take(&mut self.head),
+        })
     }
 
     fn check(&self) -> Result<()> {
@@ -241,6 +307,10 @@ impl BlobWriter {
     }
 
     fn write_inner(&mut self, mut data: &[u8]) -> Result<()> {
+        if self.head.len() < HEAD_LEN {
+            let take = (HEAD_LEN - self.head.len()).min(data.len());
+            self.head.extend_from_slice(&data[..take]);
+        }
         while !data.is_empty() {
             let room = BLOCK - self.block.len();
             let take = room.min(data.len());

@@ -7,8 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context, Result};
 use modelvault::query::{self, Value};
 use modelvault::{
-    EntityId, Experiment, FileEntry, Model, ModelVersion, NewExperiment, NewModel, Status, Store,
-    Stream,
+    EntityId, Experiment, Model, ModelVersion, NewExperiment, NewModel, Status, Store, Stream,
 };
 use serde_json::json;
 
@@ -531,18 +530,18 @@ fn put(
     let exp = experiment
         .map(|e| self::experiment(&store, e))
         .transpose()?;
-    let mut entries = Vec::with_capacity(inputs.len());
+    // Each file is written and staged; the version commit makes them all
+    // visible and durable at once (one fsync pair, not one per file).
+    let mut staged = Vec::with_capacity(inputs.len());
     for (rel, src) in &inputs {
-        let f = File::open(src).with_context(|| format!("cannot open {}", src.display()))?;
-        let blob = store
-            .put_blob(io::BufReader::with_capacity(1 << 20, f))
-            .with_context(|| format!("storing {}", src.display()))?;
-        let size = store.blob_record(&blob)?.map_or(0, |r| r.size);
-        entries.push(FileEntry {
-            path: rel.clone(),
-            blob,
-            size,
-        });
+        let mut f = File::open(src).with_context(|| format!("cannot open {}", src.display()))?;
+        let mut w = store.blob_writer();
+        io::copy(&mut f, &mut w).with_context(|| format!("storing {}", src.display()))?;
+        staged.push((
+            rel.clone(),
+            w.stage()
+                .with_context(|| format!("storing {}", src.display()))?,
+        ));
     }
     let m = match store.model_by_name(name) {
         Ok(m) => m,
@@ -555,7 +554,7 @@ fn put(
         }
         Err(e) => return Err(e.into()),
     };
-    let v = m.add_version_by(entries, exp.map(|e| e.id()))?;
+    let v = m.add_version_staged(staged, exp.map(|e| e.id()))?;
     println!("{name}@{v}");
     Ok(())
 }

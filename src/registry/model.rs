@@ -6,7 +6,7 @@
 //! change an error. File formats are detected from content when a version is
 //! added, and the framework is guessed from them unless the caller set it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io::Read;
 
 use serde::Serialize;
@@ -18,9 +18,12 @@ use super::index::{self, tag, Key};
 use super::names::{check_name, check_path};
 use super::query::{Query, Value};
 use super::records::{EntityId, External, ModelRecord, VersionFile, VersionRecord};
+use crate::blob::StagedBlob;
 use crate::error::{Error, Result};
+use crate::id::ChunkId;
 use crate::meta::records::{decode_blob, FileEntry, StatsRecord};
 use crate::meta::{Batch, Cf, Meta};
+use crate::pack::ChunkLoc;
 use crate::store::Store;
 
 /// URL scheme of model URLs: `modelvault://<store id>/models/<model id>@<version>`.
@@ -524,10 +527,19 @@ impl Model {
         &self,
         f: impl FnOnce(&Meta, &mut ModelRecord, &mut Batch, &mut StatsRecord) -> Result<T>,
     ) -> Result<T> {
+        self.update_with(&[], f)
+    }
+
+    /// [`Model::update`] in a commit that also indexes `chunks`.
+    fn update_with<T>(
+        &self,
+        chunks: &[(ChunkId, ChunkLoc)],
+        f: impl FnOnce(&Meta, &mut ModelRecord, &mut Batch, &mut StatsRecord) -> Result<T>,
+    ) -> Result<T> {
         let id = self.id;
         self.store
             .inner
-            .commit(&[], Batch::default(), |meta, stats, batch| {
+            .commit(chunks, Batch::default(), |meta, stats, batch| {
                 let mut rec = load_model(meta, &id)?;
                 if rec.finalized_ms.is_some() {
                     return Err(Error::Immutable {
@@ -558,24 +570,72 @@ impl Model {
     /// [`Model::add_version`], recording the experiment that logged it.
     pub fn add_version_by(
         &self,
-        mut files: Vec<FileEntry>,
+        files: Vec<FileEntry>,
         experiment: Option<EntityId>,
     ) -> Result<u32> {
-        files.sort_by(|a, b| a.path.cmp(&b.path));
-        for w in files.windows(2) {
-            if w[0].path == w[1].path {
+        let mut detected = Vec::with_capacity(files.len());
+        for f in files {
+            check_path(&f.path)?;
+            let fmt = self.detect_format(&f)?;
+            detected.push((f, fmt));
+        }
+        self.commit_files(detected, Vec::new(), experiment)
+    }
+
+    /// Adds a version made of staged blobs ([`crate::BlobWriter::stage`]):
+    /// the blobs and the version are committed together, with one pack fsync
+    /// and one WAL fsync however many files there are. Formats are detected
+    /// from the bytes the writers kept, without reading anything back.
+    ///
+    /// # Errors
+    /// As [`Model::add_version`]; on error none of the staged blobs is visible.
+    pub fn add_version_staged(
+        &self,
+        files: Vec<(String, StagedBlob)>,
+        experiment: Option<EntityId>,
+    ) -> Result<u32> {
+        let mut detected = Vec::with_capacity(files.len());
+        let mut staged = Vec::with_capacity(files.len());
+        for (path, blob) in files {
+            check_path(&path)?;
+            let fmt = detect::detect(&path, &blob.head, blob.len());
+            detected.push((
+                FileEntry {
+                    path,
+                    blob: blob.id(),
+                    size: blob.len(),
+                },
+                fmt,
+            ));
+            staged.push(blob);
+        }
+        self.commit_files(detected, staged, experiment)
+    }
+
+    /// The version commit shared by the add_version variants.
+    fn commit_files(
+        &self,
+        mut detected: Vec<(FileEntry, FileFormat)>,
+        staged: Vec<StagedBlob>,
+        experiment: Option<EntityId>,
+    ) -> Result<u32> {
+        detected.sort_by(|a, b| a.0.path.cmp(&b.0.path));
+        for w in detected.windows(2) {
+            if w[0].0.path == w[1].0.path {
                 return Err(Error::invalid(
                     "path",
-                    &w[0].path,
+                    &w[0].0.path,
                     "two files claim this path",
                 ));
             }
         }
-        let mut detected = Vec::with_capacity(files.len());
-        for f in &files {
-            check_path(&f.path)?;
-            detected.push((f.path.clone(), self.detect_format(f)?));
-        }
+        let files: Vec<FileEntry> = detected.iter().map(|(f, _)| f.clone()).collect();
+        let mut detected: Vec<(String, FileFormat)> =
+            detected.into_iter().map(|(f, fmt)| (f.path, fmt)).collect();
+        let chunks: Vec<(ChunkId, ChunkLoc)> = staged
+            .iter()
+            .flat_map(|b| b.chunks.iter().copied())
+            .collect();
         detect::refine_with_siblings(&mut detected);
         let guess = detect::guess_framework(&detected);
         let vfiles: Vec<VersionFile> = files
@@ -590,7 +650,11 @@ impl Model {
             .collect();
         let logical: u64 = files.iter().map(|f| f.size).sum();
         let id = self.id;
-        self.update(|meta, rec, batch, stats| {
+        self.update_with(&chunks, |meta, rec, batch, stats| {
+            let mut seen = HashSet::new();
+            for b in &staged {
+                b.apply(meta, stats, batch, &mut seen)?;
+            }
             if let Some(e) = &experiment {
                 let exp = load_experiment(meta, e)?;
                 if exp.status.is_final() {
