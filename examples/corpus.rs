@@ -90,7 +90,23 @@ fn main() {
         "no corpus at {} (run ../shared/corpus/fetch.sh)",
         corpus.display()
     );
-    let store = Store::create(&store_dir).unwrap();
+    // MODELVAULT_CDC=min,avg,max (bytes) and MODELVAULT_ZSTD=level try other settings.
+    let mut opts = Store::options();
+    if let Ok(v) = std::env::var("MODELVAULT_CDC") {
+        let n: Vec<usize> = v
+            .split(',')
+            .map(|x| x.trim().parse().expect("MODELVAULT_CDC=min,avg,max"))
+            .collect();
+        opts = opts.chunking(modelvault::chunking::CdcParams {
+            min: n[0],
+            avg: n[1],
+            max: n[2],
+        });
+    }
+    if let Ok(v) = std::env::var("MODELVAULT_ZSTD") {
+        opts = opts.zstd_level(v.parse().expect("MODELVAULT_ZSTD=level"));
+    }
+    let store = opts.open(&store_dir).unwrap();
 
     let mut sets: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
     for e in std::fs::read_dir(&corpus).unwrap() {

@@ -85,7 +85,8 @@ impl Options {
         self
     }
 
-    /// Content-defined chunking bounds. Default 16 / 64 / 128 KiB.
+    /// Content-defined chunking bounds for a new store. Default 16 / 64 /
+    /// 128 KiB. An existing store keeps the bounds it was created with.
     pub fn chunking(mut self, params: CdcParams) -> Self {
         self.cdc = params;
         self
@@ -201,10 +202,16 @@ impl Store {
     }
 
     fn open_with(dir: &Path, opts: Options) -> Result<Store> {
+        crate::chunking::Chunker::check(&opts.cdc)
+            .map_err(|e| Error::invalid("chunking bounds", format!("{:?}", opts.cdc), e))?;
         prepare_dir(dir, opts.create)?;
         let lock = acquire_lock(dir)?;
         let meta = Meta::open(&dir.join(META_DIR))?;
-        let store_id = load_or_init_meta(&meta, dir)?;
+        let (store_id, cdc) = load_or_init_meta(&meta, dir, opts.cdc)?;
+        // Chunking is fixed when a store is created: cutting the same content
+        // differently later would defeat dedup.
+        let mut opts = opts;
+        opts.cdc = cdc;
         let packs_dir = dir.join(PACKS_DIR);
         let (pack_len, next_pack, resume) =
             recover_packs(&meta, &packs_dir, &store_id, opts.pack_size)?;
@@ -579,7 +586,7 @@ fn acquire_lock(dir: &Path) -> Result<File> {
 
 /// Reads the store id and format from the `meta` column family, writing
 /// them on first open.
-fn load_or_init_meta(meta: &Meta, dir: &Path) -> Result<[u8; 16]> {
+fn load_or_init_meta(meta: &Meta, dir: &Path, cdc: CdcParams) -> Result<([u8; 16], CdcParams)> {
     match meta.get(Cf::Meta, b"format")? {
         Some(b) => {
             let v = <[u8; 4]>::try_from(b.as_slice())
@@ -595,8 +602,13 @@ fn load_or_init_meta(meta: &Meta, dir: &Path) -> Result<[u8; 16]> {
             let id = meta
                 .get(Cf::Meta, b"store_id")?
                 .ok_or_else(|| Error::corrupt("meta/store_id", "missing"))?;
-            <[u8; 16]>::try_from(id.as_slice())
-                .map_err(|_| Error::corrupt("meta/store_id", "not 16 bytes"))
+            let id = <[u8; 16]>::try_from(id.as_slice())
+                .map_err(|_| Error::corrupt("meta/store_id", "not 16 bytes"))?;
+            let cdc = match meta.get(Cf::Meta, b"cdc")? {
+                Some(b) => decode_cdc(&b)?,
+                None => return Err(Error::corrupt("meta/cdc", "missing chunking parameters")),
+            };
+            Ok((id, cdc))
         }
         None => {
             if meta.last_key(Cf::Chunks)?.is_some() {
@@ -613,10 +625,37 @@ fn load_or_init_meta(meta: &Meta, dir: &Path) -> Result<[u8; 16]> {
                 STORE_FORMAT.to_le_bytes().to_vec(),
             );
             b.put(Cf::Meta, b"store_id".to_vec(), id.to_vec());
+            b.put(Cf::Meta, b"cdc".to_vec(), encode_cdc(&cdc));
             meta.commit(b, true)?;
-            Ok(id)
+            Ok((id, cdc))
         }
     }
+}
+
+/// `meta/cdc`: min, avg, max as u32 LE.
+fn encode_cdc(p: &CdcParams) -> Vec<u8> {
+    [p.min, p.avg, p.max]
+        .iter()
+        .flat_map(|&v| (v as u32).to_le_bytes())
+        .collect()
+}
+
+fn decode_cdc(b: &[u8]) -> Result<CdcParams> {
+    let bad = || Error::corrupt("meta/cdc", format!("{} bytes, expected three u32", b.len()));
+    if b.len() != 12 {
+        return Err(bad());
+    }
+    let v: Vec<usize> = b
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes")) as usize)
+        .collect();
+    let p = CdcParams {
+        min: v[0],
+        avg: v[1],
+        max: v[2],
+    };
+    crate::chunking::Chunker::check(&p).map_err(|e| Error::corrupt("meta/cdc", e))?;
+    Ok(p)
 }
 
 type Recovered = (HashMap<u32, u64>, u32, Option<(u32, u64)>);

@@ -117,3 +117,24 @@ fn staged_blobs_are_invisible_until_the_version_commit_takes_them() {
         .is_err());
     assert!(!store.contains_blob(&c_id).unwrap());
 }
+
+#[test]
+fn same_content_twice_adds_nothing_with_large_chunk_bounds() {
+    let dir = tempfile::tempdir().unwrap();
+    let params = modelvault::chunking::CdcParams {
+        min: 64 << 10,
+        avg: 256 << 10,
+        max: 512 << 10,
+    };
+    let store = modelvault::Store::options()
+        .chunking(params)
+        .open(dir.path())
+        .unwrap();
+    let data = weights(20 << 20, 11);
+    let a = put(&store, &data);
+    let s1 = store.stats();
+    let b = put(&store, &data);
+    let s2 = store.stats();
+    assert_eq!(a, b);
+    assert_eq!((s1.chunks, s1.stored_bytes), (s2.chunks, s2.stored_bytes));
+}

@@ -170,3 +170,44 @@ fn versions_are_numbered_and_validated() {
     assert_eq!(store.versions("m").unwrap(), vec![1, 2]);
     assert_eq!(store.stats().versions, 2);
 }
+
+#[test]
+fn chunking_bounds_are_fixed_at_creation() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = modelvault::chunking::CdcParams {
+        min: 64 << 10,
+        avg: 256 << 10,
+        max: 512 << 10,
+    };
+    let data = weights(8 << 20, 12);
+    {
+        let store = Store::options().chunking(big).open(dir.path()).unwrap();
+        put(&store, &data);
+    }
+    // Reopened with the default options: the store's own bounds still apply,
+    // so the same content dedups completely.
+    let store = Store::open(dir.path()).unwrap();
+    let before = store.stats();
+    put(&store, &data);
+    let after = store.stats();
+    assert_eq!(
+        (before.chunks, before.stored_bytes),
+        (after.chunks, after.stored_bytes)
+    );
+    // Bounds FastCDC cannot use are refused at creation, not by a panic later.
+    let bad = modelvault::chunking::CdcParams {
+        min: 10,
+        avg: 5,
+        max: 1,
+    };
+    let err = Store::options()
+        .chunking(bad)
+        .open(dir.path().join("new"))
+        .err()
+        .unwrap();
+    assert!(matches!(err, Error::InvalidInput { .. }), "{err}");
+    assert!(
+        !dir.path().join("new").exists(),
+        "a refused create left a directory behind"
+    );
+}

@@ -40,19 +40,32 @@ impl Chunker {
     /// If the bounds are outside what FastCDC supports (min 64 B..=1 MiB,
     /// avg 256 B..=4 MiB, max 1 KiB..=16 MiB, min ≤ avg ≤ max).
     pub fn new(params: CdcParams) -> Self {
-        assert!(
-            (64..=1 << 20).contains(&params.min)
-                && (256..=4 << 20).contains(&params.avg)
-                && (1024..=16 << 20).contains(&params.max)
-                && params.min <= params.avg
-                && params.avg <= params.max,
-            "chunk size bounds out of range: {params:?}"
-        );
+        if let Err(e) = Self::check(&params) {
+            panic!("{e}");
+        }
         let (mask_s, mask_l) = v2020::select_masks(params.avg, Normalization::Level1);
         Chunker {
             params,
             mask_s,
             mask_l,
+        }
+    }
+
+    /// Checks bounds against what FastCDC supports (even sizes; min 64 B..=1
+    /// MiB, avg 256 B..=4 MiB, max 1 KiB..=16 MiB, min ≤ avg ≤ max).
+    pub fn check(params: &CdcParams) -> Result<(), String> {
+        let ok = (64..=1 << 20).contains(&params.min)
+            && (256..=4 << 20).contains(&params.avg)
+            && (1024..=16 << 20).contains(&params.max)
+            && params.min <= params.avg
+            && params.avg <= params.max
+            && params.min % 2 == 0
+            && params.avg % 2 == 0
+            && params.max % 2 == 0;
+        if ok {
+            Ok(())
+        } else {
+            Err(format!("chunk size bounds out of range: {params:?}"))
         }
     }
 
