@@ -83,6 +83,8 @@ pub use store::{Durability, Options, Stats, Store};
 #[cfg(feature = "store")]
 pub use verify::{Problem, VerifyOptions, VerifyReport};
 
+#[cfg(all(test, feature = "store"))]
+mod fault_tests;
 #[cfg(feature = "__fuzz")]
 #[doc(hidden)]
 pub mod fuzz_api;

@@ -48,6 +48,14 @@ pub struct Options {
     pub(crate) threads: usize,
     pub(crate) create: bool,
     pub(crate) durability: Durability,
+    /// File operations of the pack writer (a fault-injecting layer in tests).
+    pub(crate) pack_io: Arc<dyn crate::pack::io::PackIo>,
+}
+
+impl std::fmt::Debug for dyn crate::pack::io::PackIo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PackIo")
+    }
 }
 
 /// When a commit's metadata reaches the disk.
@@ -74,6 +82,7 @@ impl Default for Options {
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             create: true,
             durability: Durability::Immediate,
+            pack_io: Arc::new(crate::pack::io::OsIo),
         }
     }
 }
@@ -229,7 +238,14 @@ impl Store {
                 .ok_or_else(|| Error::corrupt("manifests column family", "manifest id overflow"))?,
             None => 1,
         };
-        let packs = PackWriter::open(&packs_dir, store_id, opts.pack_size, next_pack, resume)?;
+        let packs = PackWriter::open(
+            Arc::clone(&opts.pack_io),
+            &packs_dir,
+            store_id,
+            opts.pack_size,
+            next_pack,
+            resume,
+        )?;
         let pool = Pool::new(opts.threads);
         Ok(Store {
             inner: Arc::new(Inner {

@@ -327,6 +327,21 @@ impl BlobWriter {
     }
 }
 
+impl Drop for BlobWriter {
+    /// Waits for this upload's chunks still in the worker pool, so that when
+    /// the last handle on a store is dropped the store is closed (and its
+    /// lock released) by then, not later on a worker thread.
+    fn drop(&mut self) {
+        let mut received = self.next_emit + self.reorder.len() as u64;
+        while received < self.next_seq {
+            if self.rx.recv().is_err() {
+                break;
+            }
+            received += 1;
+        }
+    }
+}
+
 impl io::Write for BlobWriter {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         self.check().map_err(to_io)?;

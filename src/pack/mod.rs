@@ -6,6 +6,8 @@
 
 mod format;
 #[cfg(feature = "store")]
+pub(crate) mod io;
+#[cfg(feature = "store")]
 mod reader;
 #[cfg(feature = "store")]
 mod writer;

@@ -11,8 +11,6 @@
 //! unknown, so every later append and sync fails until the store is reopened
 //! (which truncates the pack to its last committed length).
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -21,11 +19,13 @@ use parking_lot::Mutex;
 use super::format::{
     pack_file_name, ChunkLoc, PackHeader, RecordHeader, PACK_HEADER_LEN, RECORD_HEADER_LEN,
 };
+use super::io::{OsIo, PackFile, PackIo};
 use crate::error::{Error, Result};
 
 const STAGE_BYTES: usize = 1 << 20;
 
 pub(crate) struct PackWriter {
+    io: Arc<dyn PackIo>,
     dir: PathBuf,
     store_id: [u8; 16],
     target_size: u64,
@@ -40,7 +40,7 @@ struct State {
 
 struct Current {
     id: u32,
-    file: Arc<File>,
+    file: Arc<dyn PackFile>,
     /// Logical length: everything appended, staged or written.
     len: u64,
     /// File offset of `stage[0]`.
@@ -52,6 +52,7 @@ impl PackWriter {
     /// A writer that appends to pack `resume.0` (already truncated to
     /// `resume.1` bytes) if given, and otherwise starts pack `next_id`.
     pub fn open(
+        io: Arc<dyn PackIo>,
         dir: &Path,
         store_id: [u8; 16],
         target_size: u64,
@@ -61,13 +62,10 @@ impl PackWriter {
         let cur = match resume {
             Some((id, len)) if len < target_size => {
                 let path = dir.join(pack_file_name(id));
-                let file = OpenOptions::new()
-                    .write(true)
-                    .open(&path)
-                    .map_err(|e| Error::io(&path, e))?;
+                let file = io.open(&path).map_err(|e| Error::io(&path, e))?;
                 Some(Current {
                     id,
-                    file: Arc::new(file),
+                    file,
                     len,
                     stage_at: len,
                     stage: Vec::with_capacity(STAGE_BYTES),
@@ -76,6 +74,7 @@ impl PackWriter {
             _ => None,
         };
         Ok(PackWriter {
+            io,
             dir: dir.to_path_buf(),
             store_id,
             target_size,
@@ -166,12 +165,7 @@ impl PackWriter {
         }
         let id = st.next_id;
         let path = self.dir.join(pack_file_name(id));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|e| Error::io(&path, e))?;
+        let file = self.io.create(&path).map_err(|e| Error::io(&path, e))?;
         let header = PackHeader {
             id,
             store_id: self.store_id,
@@ -179,13 +173,15 @@ impl PackWriter {
         file.write_all_at(&header.encode(), 0)
             .and_then(|_| file.sync_all())
             .map_err(|e| Error::io(&path, e))?;
-        sync_dir(&self.dir)?;
+        self.io
+            .sync_dir(&self.dir)
+            .map_err(|e| Error::io(&self.dir, e))?;
         st.next_id = id
             .checked_add(1)
             .ok_or_else(|| Error::corrupt("pack ids", "exhausted the 32-bit pack id space"))?;
         st.cur = Some(Current {
             id,
-            file: Arc::new(file),
+            file,
             len: PACK_HEADER_LEN as u64,
             stage_at: PACK_HEADER_LEN as u64,
             stage: Vec::with_capacity(STAGE_BYTES),
@@ -210,7 +206,5 @@ fn poison_on_err(st: &mut State, r: Result<()>) -> Result<()> {
 
 /// fsyncs a directory so that a file created or removed in it survives a crash.
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io(dir, e))
+    OsIo.sync_dir(dir).map_err(|e| Error::io(dir, e))
 }
