@@ -42,9 +42,9 @@ fn stages(c: &mut Criterion) {
     ] {
         let mut out = Vec::new();
         g.bench_function(format!("encode/{}", codec.name()), |b| {
-            b.iter(|| codec::encode_with(chunk, codec, 3, &mut out))
+            b.iter(|| codec::encode_with(chunk, codec, &EncodeOptions::default(), &mut out))
         });
-        codec::encode_with(chunk, codec, 3, &mut out);
+        codec::encode_with(chunk, codec, &EncodeOptions::default(), &mut out);
         let mut back = Vec::new();
         g.bench_function(format!("decode/{}", codec.name()), |b| {
             b.iter(|| codec::decode(codec, &out, chunk.len(), &mut back).unwrap())

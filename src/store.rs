@@ -101,7 +101,8 @@ impl Options {
         self
     }
 
-    /// zstd level for chunk payloads. Default 3; range 1 ..= 19.
+    /// zstd level for whole-chunk payloads (byte-plane payloads have their
+    /// own tuning, see [`EncodeOptions`]). Default 3; range 1 ..= 19.
     pub fn zstd_level(mut self, level: i32) -> Self {
         self.encode.level = level.clamp(1, 19);
         self

@@ -102,7 +102,7 @@ pub(crate) fn encode(
     raw: &[u8],
     width: usize,
     est: &Estimate,
-    level: i32,
+    tuning: zstd_ctx::Tuning,
     out: &mut Vec<u8>,
 ) -> bool {
     let dir_start = out.len();
@@ -114,7 +114,7 @@ pub(crate) fn encode(
         let plane = &planar[s[p]..s[p + 1]];
         let before = out.len();
         let mode = if !plane_incompressible(est.plane_bytes(width, p), plane.len())
-            && zstd_ctx::compress(plane, level, out)
+            && zstd_ctx::compress(plane, tuning, out)
         {
             MODE_ZSTD
         } else {
@@ -190,6 +190,11 @@ mod tests {
     use super::*;
     use crate::codec::estimate::estimate;
 
+    const TUNING: zstd_ctx::Tuning = zstd_ctx::Tuning {
+        level: 1,
+        min_match: Some(7),
+    };
+
     #[test]
     fn plane_lengths_partition_the_chunk() {
         for n in 0..20 {
@@ -205,7 +210,7 @@ mod tests {
             let raw: Vec<u8> = (0..n).map(|i| (i * 7 % 5) as u8).collect();
             for w in [2, 4] {
                 let mut enc = Vec::new();
-                encode(&raw, w, &estimate(&raw), 3, &mut enc);
+                encode(&raw, w, &estimate(&raw), TUNING, &mut enc);
                 let mut dec = Vec::new();
                 decode(&enc, w, n, &mut dec).unwrap();
                 assert_eq!(dec, raw);
@@ -219,7 +224,7 @@ mod tests {
             .flat_map(|i| (i as f32).to_le_bytes())
             .collect();
         let mut enc = Vec::new();
-        encode(&raw, 4, &estimate(&raw), 3, &mut enc);
+        encode(&raw, 4, &estimate(&raw), TUNING, &mut enc);
         let mut dec = Vec::new();
         assert!(decode(&enc[..enc.len() - 1], 4, raw.len(), &mut dec).is_err());
         let mut padded = enc.clone();

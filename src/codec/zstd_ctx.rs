@@ -4,8 +4,16 @@ use std::cell::RefCell;
 
 use crate::error::{Error, Result};
 
+/// zstd settings of one frame kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Tuning {
+    pub level: i32,
+    /// Shortest match zstd looks for (3..=7); `None` keeps the level's own.
+    pub min_match: Option<u32>,
+}
+
 struct Ctx {
-    level: i32,
+    tuning: Option<Tuning>,
     cctx: Option<zstd::bulk::Compressor<'static>>,
     dctx: Option<zstd::bulk::Decompressor<'static>>,
     scratch: Vec<u8>,
@@ -13,18 +21,25 @@ struct Ctx {
 
 thread_local! {
     static CTX: RefCell<Ctx> = const {
-        RefCell::new(Ctx { level: i32::MIN, cctx: None, dctx: None, scratch: Vec::new() })
+        RefCell::new(Ctx { tuning: None, cctx: None, dctx: None, scratch: Vec::new() })
     };
 }
 
 /// Appends one zstd frame of `src` to `out`. Returns false, leaving `out` as
 /// it was, if the frame would not be smaller than `src`.
-pub(crate) fn compress(src: &[u8], level: i32, out: &mut Vec<u8>) -> bool {
+pub(crate) fn compress(src: &[u8], tuning: Tuning, out: &mut Vec<u8>) -> bool {
     CTX.with(|c| {
         let c = &mut *c.borrow_mut();
-        if c.cctx.is_none() || c.level != level {
-            c.cctx = zstd::bulk::Compressor::new(level).ok();
-            c.level = level;
+        if c.cctx.is_none() || c.tuning != Some(tuning) {
+            c.cctx = zstd::bulk::Compressor::new(tuning.level).ok();
+            if let (Some(z), Some(m)) = (c.cctx.as_mut(), tuning.min_match) {
+                if z.set_parameter(zstd::zstd_safe::CParameter::MinMatch(m))
+                    .is_err()
+                {
+                    c.cctx = None;
+                }
+            }
+            c.tuning = Some(tuning);
         }
         let Some(z) = c.cctx.as_mut() else {
             return false;
