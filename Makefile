@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: setup demo test bench corpus fuzz-build
+.PHONY: setup demo test bench corpus fuzz
 
 setup:
 	@sh scripts/setup.sh
@@ -31,3 +31,8 @@ corpus: setup
 .PHONY: bench-peers
 bench-peers:
 	bash scripts/bench-peers.sh "$(CORPUS_DIR)"
+
+## Build every fuzz target (without RocksDB) and run each for FUZZ_SECONDS (default 10).
+FUZZ_SECONDS ?= 10
+fuzz:
+	bash fuzz/run.sh $(FUZZ_SECONDS)
