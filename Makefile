@@ -17,9 +17,10 @@ test: setup
 	$(CARGO) test --release --all-targets
 	$(CARGO) test --release --doc
 
-## Criterion micro-benchmarks.
+## Criterion micro-benchmarks, built in the release profile like everything
+## else (so RocksDB is not compiled again for a bench profile).
 bench: setup
-	$(CARGO) bench --bench core
+	$(CARGO) test --release --bench core -- --bench
 
 ## The real-weights corpus: fetch it, then store, restore and re-ingest it.
 corpus: setup
