@@ -63,7 +63,7 @@ impl Read for Checkpoint {
             }
             let off = self.pos - header.len() as u64;
             let layer = off / LAYER;
-            if off % LAYER == 0 {
+            if off.is_multiple_of(LAYER) {
                 let retrained = self.variant == 1 && layer == 3;
                 self.rng = (layer + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
                     ^ if retrained { 0xABCD } else { 0 };

@@ -59,9 +59,9 @@ impl Chunker {
             && (1024..=16 << 20).contains(&params.max)
             && params.min <= params.avg
             && params.avg <= params.max
-            && params.min % 2 == 0
-            && params.avg % 2 == 0
-            && params.max % 2 == 0;
+            && params.min.is_multiple_of(2)
+            && params.avg.is_multiple_of(2)
+            && params.max.is_multiple_of(2);
         if ok {
             Ok(())
         } else {

@@ -105,6 +105,9 @@ impl Batch {
     }
 }
 
+/// A key and its value, as read from RocksDB.
+pub(crate) type Pair = (Box<[u8]>, Box<[u8]>);
+
 impl Meta {
     /// Opens (creating if missing) the database in `dir`.
     pub fn open(dir: &Path) -> Result<Self> {
@@ -184,7 +187,7 @@ impl Meta {
         cf: Cf,
         prefix: &[u8],
         start: &[u8],
-    ) -> impl Iterator<Item = Result<(Box<[u8]>, Box<[u8]>)>> + '_ {
+    ) -> impl Iterator<Item = Result<Pair>> + '_ {
         let prefix = prefix.to_vec();
         self.db
             .iterator_cf(self.cf(cf), IteratorMode::From(start, Direction::Forward))
@@ -226,12 +229,7 @@ impl Meta {
     }
 
     /// The last pair whose key is ≤ `key` and starts with `prefix`.
-    pub fn floor(
-        &self,
-        cf: Cf,
-        prefix: &[u8],
-        key: &[u8],
-    ) -> Result<Option<(Box<[u8]>, Box<[u8]>)>> {
+    pub fn floor(&self, cf: Cf, prefix: &[u8], key: &[u8]) -> Result<Option<Pair>> {
         let mut it = self
             .db
             .raw_iterator_cf_opt(self.cf(cf), ReadOptions::default());
