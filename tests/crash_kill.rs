@@ -20,7 +20,10 @@ fn kill_child_workload() {
     let Some(dir) = std::env::var_os("MODELVAULT_KILL_CHILD") else {
         return;
     };
-    let seed: u64 = std::env::var("MODELVAULT_KILL_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
+    let seed: u64 = std::env::var("MODELVAULT_KILL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
     let store = Store::create(&dir).unwrap();
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let mut rnd = move || {
@@ -53,11 +56,19 @@ fn kill_child_workload() {
         if round % 2 == 0 {
             let name = format!("m{}", rnd() % 4);
             let v = store
-                .commit_version(&name, vec![FileEntry { path: "w.bin".into(), blob: id, size: data.len() as u64 }])
+                .commit_version(
+                    &name,
+                    vec![FileEntry {
+                        path: "w.bin".into(),
+                        blob: id,
+                        size: data.len() as u64,
+                    }],
+                )
                 .unwrap();
             writeln!(out.lock(), "VERSION {name} {v} {id}").unwrap();
             let m = store.model_by_name(&name).unwrap();
-            m.set_metadata("round", modelvault::query::Value::Int(round as i64)).unwrap();
+            m.set_metadata("round", modelvault::query::Value::Int(round as i64))
+                .unwrap();
             writeln!(out.lock(), "META {name} {round}").unwrap();
         }
     }
@@ -72,7 +83,12 @@ struct Acked {
 
 fn run_once(dir: &std::path::Path, seed: u64, kill_after: Duration, acked: &mut Acked) {
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "crash_kill::kill_child_workload", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "crash_kill::kill_child_workload",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env("MODELVAULT_KILL_CHILD", dir)
         .env("MODELVAULT_KILL_SEED", seed.to_string())
         .stdout(Stdio::piped())
@@ -106,7 +122,11 @@ fn run_once(dir: &std::path::Path, seed: u64, kill_after: Duration, acked: &mut 
         let f: Vec<&str> = l.split(' ').collect();
         match f.as_slice() {
             ["BLOB", id, h] => acked.blobs.push((id.parse().unwrap(), h.to_string())),
-            ["VERSION", name, v, id] => acked.versions.push((name.to_string(), v.parse().unwrap(), id.parse().unwrap())),
+            ["VERSION", name, v, id] => {
+                acked
+                    .versions
+                    .push((name.to_string(), v.parse().unwrap(), id.parse().unwrap()))
+            }
             ["META", name, round] => {
                 acked.meta.insert(name.to_string(), round.parse().unwrap());
             }
@@ -117,35 +137,50 @@ fn run_once(dir: &std::path::Path, seed: u64, kill_after: Duration, acked: &mut 
 
 #[test]
 fn acknowledged_commits_survive_sigkill() {
-    let points: u64 = std::env::var("MODELVAULT_KILL_POINTS").ok().and_then(|s| s.parse().ok()).unwrap_or(200);
+    let points: u64 = std::env::var("MODELVAULT_KILL_POINTS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(200);
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("vault");
     let mut acked = Acked::default();
     let mut x = 0x1234_5678u64;
     for i in 0..points {
-        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         // Kill anywhere from right after start-up to well into the workload.
         let kill_after = Duration::from_millis(5 + (x >> 33) % 250);
         run_once(&dir, i + 1, kill_after, &mut acked);
         let store = Store::open(&dir).unwrap_or_else(|e| panic!("kill {i}: reopen failed: {e}"));
         // Every acknowledged blob reads back with the acknowledged hash
         // (check the newest few each time, and everything at the end).
-        let check_from = if i + 1 == points { 0 } else { acked.blobs.len().saturating_sub(3) };
+        let check_from = if i + 1 == points {
+            0
+        } else {
+            acked.blobs.len().saturating_sub(3)
+        };
         for (id, h) in &acked.blobs[check_from..] {
-            let mut r = store.blob_reader(id).unwrap_or_else(|e| panic!("kill {i}: acked blob {id} lost: {e}"));
+            let mut r = store
+                .blob_reader(id)
+                .unwrap_or_else(|e| panic!("kill {i}: acked blob {id} lost: {e}"));
             let mut data = Vec::new();
             r.read_to_end(&mut data).unwrap();
             assert_eq!(&blake3::hash(&data).to_string(), h, "kill {i}: blob {id}");
         }
         for (name, v, id) in &acked.versions {
-            let got = store.version(name, Some(*v)).unwrap_or_else(|e| panic!("kill {i}: acked {name}@{v} lost: {e}"));
+            let got = store
+                .version(name, Some(*v))
+                .unwrap_or_else(|e| panic!("kill {i}: acked {name}@{v} lost: {e}"));
             assert_eq!(got.files[0].blob, *id, "kill {i}: {name}@{v}");
         }
         for (name, round) in &acked.meta {
             let m = store.model_by_name(name).unwrap().info().unwrap();
             // A later, unacknowledged update may have landed too; never an older one.
             match m.metadata.get("round") {
-                Some(modelvault::query::Value::Int(r)) => assert!(r >= round, "kill {i}: {name} round {r} < acked {round}"),
+                Some(modelvault::query::Value::Int(r)) => {
+                    assert!(r >= round, "kill {i}: {name} round {r} < acked {round}")
+                }
                 other => panic!("kill {i}: {name} metadata lost: {other:?}"),
             }
         }
@@ -153,6 +188,14 @@ fn acknowledged_commits_survive_sigkill() {
         let report = store.verify(VerifyOptions::new().read_data(full)).unwrap();
         assert!(report.is_clean(), "kill {i}: verify: {:?}", report.problems);
     }
-    assert!(acked.blobs.len() as u64 > points / 2, "the workload barely ran: {} blobs acknowledged", acked.blobs.len());
-    eprintln!("{points} kill points, {} blobs and {} versions acknowledged, all intact", acked.blobs.len(), acked.versions.len());
+    assert!(
+        acked.blobs.len() as u64 > points / 2,
+        "the workload barely ran: {} blobs acknowledged",
+        acked.blobs.len()
+    );
+    eprintln!(
+        "{points} kill points, {} blobs and {} versions acknowledged, all intact",
+        acked.blobs.len(),
+        acked.versions.len()
+    );
 }

@@ -5,6 +5,9 @@
 //! - `blob_concurrency`: many threads writing and reading one store.
 //! - `store_lifecycle`: create, reopen, locking, crash leftovers.
 //! - `cli`: the `modelvault` binary's contract.
+//! - `registry_entities`: experiments, models, links, queries, listings, reopen.
+//! - `registry_model_based`: random operation sequences against an in-memory model.
+//! - `registry_concurrency`: many threads on experiments and models at once.
 
 mod common;
 
@@ -13,4 +16,8 @@ mod blob_corruption;
 mod blob_dedup;
 mod blob_roundtrip;
 mod cli;
+mod crash_kill;
+mod registry_concurrency;
+mod registry_entities;
+mod registry_model_based;
 mod store_lifecycle;

@@ -31,8 +31,8 @@ pub(crate) fn check_label(what: &'static str, s: &str, max: usize) -> Result<()>
     Ok(())
 }
 
-/// Keys of metadata, parameters and aliases: `[A-Za-z_][A-Za-z0-9_./-]*`,
-/// at most 128 bytes, so that `metadata.<key>` is a query field.
+/// Keys of hyperparameters, artifact metadata and aliases:
+/// `[A-Za-z_][A-Za-z0-9_./-]*`, at most 128 bytes (`General/lr`).
 pub(crate) fn check_key(what: &'static str, s: &str) -> Result<()> {
     let ok_first = s
         .bytes()
@@ -46,6 +46,27 @@ pub(crate) fn check_key(what: &'static str, s: &str) -> Result<()> {
             what,
             s,
             "must start with a letter or '_' and use only letters, digits, '_', '.', '/' and '-' (at most 128 bytes)",
+        ));
+    }
+    Ok(())
+}
+
+/// Model metadata keys: dot-separated identifiers (`[A-Za-z_][A-Za-z0-9_-]*`
+/// each, e.g. `eval.top1`), at most 128 bytes, so that `metadata.<key>` is
+/// always a field the query language can name.
+pub(crate) fn check_metadata_key(s: &str) -> Result<()> {
+    let ident = |p: &str| {
+        p.bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+            && p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    };
+    if s.len() > 128 || !s.split('.').all(ident) {
+        return Err(Error::invalid(
+            "metadata key",
+            s,
+            "must be dot-separated names, each a letter or '_' followed by letters, digits, '_' or '-' (at most 128 bytes)",
         ));
     }
     Ok(())

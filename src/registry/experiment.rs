@@ -666,6 +666,9 @@ impl ExperimentQuery {
     /// the records themselves, in that order of preference), in id order
     /// from the cursor; the other filters are checked on each record.
     pub fn run(self) -> Result<Vec<ExperimentInfo>> {
+        if self.limit == 0 {
+            return Ok(Vec::new());
+        }
         let meta = &self.store.inner.meta;
         let prefix = if let Some(t) = &self.tag {
             Some(Key::new(tag::EXP_TAG).str(t).done())

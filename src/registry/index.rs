@@ -12,7 +12,7 @@
 
 use std::collections::BTreeSet;
 
-use super::query::index_key;
+use super::query::{index_key, Value};
 use super::records::{EntityId, ExperimentRecord, ModelRecord, VersionRecord};
 
 /// Index tags (first key byte).
@@ -39,7 +39,7 @@ pub(crate) mod tag {
     pub const MODEL_TAG: u8 = 0x0A;
     /// framework name ‖ 0 ‖ model id
     pub const MODEL_FRAMEWORK: u8 = 0x0B;
-    /// metadata key ‖ 0 ‖ index_key(value) ‖ model id
+    /// metadata key ‖ 0 ‖ index_key(value) ‖ model id (one per element of a list)
     pub const MODEL_META: u8 = 0x0C;
     /// blob id ‖ model id ‖ version: which versions hold a blob
     pub const BLOB_MODEL: u8 = 0x0D;
@@ -128,13 +128,21 @@ pub(crate) fn model_keys(id: &EntityId, r: &ModelRecord) -> BTreeSet<Vec<u8>> {
         k.insert(Key::new(tag::MODEL_TAG).str(t).id(id).done());
     }
     for (key, v) in &r.metadata {
-        k.insert(
-            Key::new(tag::MODEL_META)
-                .str(key)
-                .bytes(&index_key(v))
-                .id(id)
-                .done(),
-        );
+        // A list is indexed once per element: on a list, `=` means
+        // "contains" and `<`/`>` mean "some element compares so".
+        let items = match v {
+            Value::List(items) => items.as_slice(),
+            v => std::slice::from_ref(v),
+        };
+        for item in items {
+            k.insert(
+                Key::new(tag::MODEL_META)
+                    .str(key)
+                    .bytes(&index_key(item))
+                    .id(id)
+                    .done(),
+            );
+        }
     }
     if let Some(e) = &r.experiment {
         k.insert(Key::new(tag::EXP_CREATED).id(e).id(id).done());

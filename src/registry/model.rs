@@ -11,7 +11,7 @@ use std::io::Read;
 
 use serde::Serialize;
 
-use super::common::{apply_index, check_key, check_label, load, now_ms, save};
+use super::common::{apply_index, check_key, check_label, check_metadata_key, load, now_ms, save};
 use super::detect::{self, FileFormat, Framework};
 use super::experiment::{ids_under, load_experiment};
 use super::index::{self, tag, Key};
@@ -214,7 +214,7 @@ fn check_tags(tags: &mut Vec<String>) -> Result<()> {
 }
 
 fn check_metadata(m: &BTreeMap<String, Value>) -> Result<()> {
-    m.keys().try_for_each(|k| check_key("metadata key", k))
+    m.keys().try_for_each(|k| check_metadata_key(k))
 }
 
 impl Store {
@@ -760,7 +760,7 @@ impl Model {
 
     /// Sets (or replaces) one metadata entry.
     pub fn set_metadata(&self, key: &str, value: Value) -> Result<()> {
-        check_key("metadata key", key)?;
+        check_metadata_key(key)?;
         self.update(|_, r, _, _| {
             r.metadata.insert(key.to_string(), value);
             Ok(())

@@ -256,6 +256,9 @@ fn metadata_range(
     }
     // Equal numbers (Int 3, Float 3.0) share the first 17 bytes (type tag,
     // f64 order bits, i64 tiebreak); other kinds are prefix-free already.
+    // That bucket can also hold unequal numbers at the edges of i64
+    // (Int(i64::MAX) and Float(2^63) round alike), so strict comparisons
+    // include it too: the index returns a superset, `matches` decides.
     let eq_prefix = match v {
         Value::Int(_) | Value::Float(_) => &ik[..17.min(ik.len())],
         _ => &ik[..],
@@ -267,9 +270,8 @@ fn metadata_range(
     let past_eq = with(&[eq_prefix, &[0xFF; 18]].concat());
     let (lo, hi) = match op {
         Op::Eq => (with(eq_prefix), past_eq),
-        Op::Lt => (type_lo, with(eq_prefix)),
-        Op::Le => (type_lo, past_eq),
-        Op::Gt => (past_eq, type_hi),
+        Op::Lt | Op::Le => (type_lo, past_eq),
+        Op::Gt => (with(eq_prefix), type_hi),
         Op::Ge => (with(eq_prefix), type_hi),
         _ => return Ok(None),
     };
