@@ -247,7 +247,7 @@ impl Store {
             next_pack,
             resume,
         )?;
-        let pool = Pool::new(opts.threads);
+        let pool = Pool::new(opts.threads)?;
         Ok(Store {
             inner: Arc::new(Inner {
                 dir: dir.to_path_buf(),

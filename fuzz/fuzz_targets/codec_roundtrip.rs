@@ -24,7 +24,12 @@ fuzz_target!(|data: &[u8]| {
     let level = (data[0] % 8) as i32 - 2;
     let min_saving = data[1] as f64 / 255.0 * 0.5;
     let raw = &data[2..];
-    let opts = EncodeOptions { level, min_saving };
+    let opts = EncodeOptions {
+        level,
+        plane_level: level,
+        plane_min_match: 3 + (data[0] >> 3) as u32 % 5,
+        min_saving,
+    };
 
     let mut stored = Vec::new();
     let codec = encode(raw, &opts, &mut stored);
@@ -47,7 +52,7 @@ fuzz_target!(|data: &[u8]| {
         Codec::Planes { width: 2 },
         Codec::Planes { width: 4 },
     ] {
-        if encode_with(raw, codec, level, &mut stored) {
+        if encode_with(raw, codec, &opts, &mut stored) {
             round_trip(codec, &stored, raw);
         }
     }

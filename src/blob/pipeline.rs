@@ -40,16 +40,16 @@ pub(crate) struct Pool {
 }
 
 impl Pool {
-    pub fn new(threads: usize) -> Self {
+    pub fn new(threads: usize) -> crate::error::Result<Self> {
         let (tx, rx) = bounded::<Job>(threads * 4);
         for i in 0..threads {
             let rx: Receiver<Job> = rx.clone();
             thread::Builder::new()
                 .name(format!("modelvault-ingest-{i}"))
                 .spawn(move || worker(rx))
-                .expect("spawning an ingest thread");
+                .map_err(|e| crate::error::Error::io("<ingest thread>", e))?;
         }
-        Pool { tx }
+        Ok(Pool { tx })
     }
 
     pub fn submit(&self, job: Job) {
