@@ -67,9 +67,11 @@ fn kill_child_workload() {
                 .unwrap();
             writeln!(out.lock(), "VERSION {name} {v} {id}").unwrap();
             let m = store.model_by_name(&name).unwrap();
-            m.set_metadata("round", modelvault::query::Value::Int(round as i64))
+            // Increasing across child runs too: each run has a larger seed.
+            let stamp = (seed * 1_000_000 + round) as i64;
+            m.set_metadata("round", modelvault::query::Value::Int(stamp))
                 .unwrap();
-            writeln!(out.lock(), "META {name} {round}").unwrap();
+            writeln!(out.lock(), "META {name} {stamp}").unwrap();
         }
     }
 }
@@ -81,7 +83,13 @@ struct Acked {
     meta: std::collections::HashMap<String, i64>,
 }
 
-fn run_once(dir: &std::path::Path, seed: u64, kill_after: Duration, acked: &mut Acked) {
+fn run_once(
+    dir: &std::path::Path,
+    seed: u64,
+    kill_after: Duration,
+    from_first_ack: bool,
+    acked: &mut Acked,
+) {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -105,8 +113,22 @@ fn run_once(dir: &std::path::Path, seed: u64, kill_after: Duration, acked: &mut 
             }
         }
     });
-    let start = Instant::now();
-    let mut lines = Vec::new();
+    // The clock starts at spawn (so some kills land while the child is still
+    // opening and recovering the store) or, when `from_first_ack`, at the
+    // child's first acknowledged commit (so a slow start-up on a loaded
+    // machine cannot starve the workload).
+    let mut start = Instant::now();
+    let mut lines: Vec<String> = Vec::new();
+    if from_first_ack {
+        while lines.is_empty() && start.elapsed() < Duration::from_secs(20) {
+            match rx.recv_timeout(Duration::from_millis(2)) {
+                Ok(l) if l.starts_with("BLOB ") => lines.push(l),
+                Ok(_) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        start = Instant::now();
+    }
     while start.elapsed() < kill_after {
         match rx.recv_timeout(Duration::from_millis(2)) {
             Ok(l) => lines.push(l),
@@ -149,9 +171,11 @@ fn acknowledged_commits_survive_sigkill() {
         x = x
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
-        // Kill anywhere from right after start-up to well into the workload.
+        // Kill anywhere from right after start-up to well into the workload;
+        // one kill in four is timed from the spawn, the others from the
+        // first acknowledged commit.
         let kill_after = Duration::from_millis(5 + (x >> 33) % 250);
-        run_once(&dir, i + 1, kill_after, &mut acked);
+        run_once(&dir, i + 1, kill_after, i % 4 != 0, &mut acked);
         let store = Store::open(&dir).unwrap_or_else(|e| panic!("kill {i}: reopen failed: {e}"));
         // Every acknowledged blob reads back with the acknowledged hash
         // (check the newest few each time, and everything at the end).
