@@ -5,9 +5,16 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::de::DeserializeOwned;
 
+use std::collections::BTreeSet;
+
+use super::records::EntityId;
 use crate::error::{Error, Result};
+use crate::id::ChunkId;
+use crate::meta::records::StatsRecord;
 use crate::meta::records::{decode_postcard, encode_postcard};
 use crate::meta::{Batch, Cf, Meta};
+use crate::pack::ChunkLoc;
+use crate::store::Store;
 
 pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
@@ -100,4 +107,48 @@ pub(crate) fn apply_index(
     for k in dels {
         batch.delete(Cf::Index, k);
     }
+}
+
+/// A registry record that is changed by read-modify-write: it knows its
+/// column family, the index keys it implies, and when it is frozen.
+pub(crate) trait Entity: serde::Serialize + serde::de::DeserializeOwned {
+    /// Column family of the record, keyed by the entity id.
+    const CF: Cf;
+    /// Name used in errors (`experiment`, `model`).
+    const KIND: &'static str;
+    /// Its secondary index keys.
+    fn index_keys(&self, id: &EntityId) -> BTreeSet<Vec<u8>>;
+    /// `Some(state)` once it refuses every change.
+    fn frozen(&self) -> Option<String>;
+    /// Records the time of a change.
+    fn touch(&mut self, now_ms: u64);
+}
+
+/// The read-modify-write every registry change goes through, under the
+/// commit lock: load, refuse if frozen, apply `f`, and commit the record with
+/// its index difference (and the index entries of `chunks`) in one batch.
+pub(crate) fn update_entity<E: Entity, T>(
+    store: &Store,
+    id: &EntityId,
+    chunks: &[(ChunkId, ChunkLoc)],
+    f: impl FnOnce(&Meta, &mut E, &mut Batch, &mut StatsRecord) -> Result<T>,
+) -> Result<T> {
+    store
+        .inner
+        .commit(chunks, Batch::default(), |meta, stats, batch| {
+            let mut rec: E =
+                load(meta, E::CF, &id.0, E::KIND)?.ok_or_else(|| Error::not_found(E::KIND, id))?;
+            if let Some(state) = rec.frozen() {
+                return Err(Error::Immutable {
+                    what: format!("{} {id}", E::KIND),
+                    state,
+                });
+            }
+            let old = rec.index_keys(id);
+            let out = f(meta, &mut rec, batch, stats)?;
+            rec.touch(now_ms());
+            apply_index(batch, &old, &rec.index_keys(id));
+            save(batch, E::CF, id.0.to_vec(), &rec);
+            Ok(out)
+        })
 }

@@ -5,11 +5,13 @@
 //! A final status (completed, failed, stopped) makes the experiment
 //! immutable: later writes fail with [`Error::Immutable`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use super::common::{apply_index, check_key, check_label, load, now_ms, save};
+use super::common::{
+    apply_index, check_key, check_label, load, now_ms, save, update_entity, Entity,
+};
 use super::index::{self, tag, Key};
 use super::query::Value;
 use super::records::{
@@ -98,6 +100,22 @@ pub struct ExperimentInfo {
 pub struct Experiment {
     store: Store,
     id: EntityId,
+}
+
+impl Entity for ExperimentRecord {
+    const CF: Cf = Cf::Experiments;
+    const KIND: &'static str = "experiment";
+    fn index_keys(&self, id: &EntityId) -> BTreeSet<Vec<u8>> {
+        index::experiment_keys(id, self)
+    }
+    fn frozen(&self) -> Option<String> {
+        self.status
+            .is_final()
+            .then(|| self.status.name().to_string())
+    }
+    fn touch(&mut self, now_ms: u64) {
+        self.updated_ms = now_ms;
+    }
 }
 
 fn what(id: &EntityId) -> String {
@@ -250,24 +268,9 @@ impl Experiment {
         &self,
         f: impl FnOnce(&Meta, &mut ExperimentRecord, &mut Batch) -> Result<T>,
     ) -> Result<T> {
-        let id = self.id;
-        self.store
-            .inner
-            .commit(&[], Batch::default(), |meta, _, batch| {
-                let mut rec = load_experiment(meta, &id)?;
-                if rec.status.is_final() {
-                    return Err(Error::Immutable {
-                        what: what(&id),
-                        state: rec.status.name().into(),
-                    });
-                }
-                let old = index::experiment_keys(&id, &rec);
-                let out = f(meta, &mut rec, batch)?;
-                rec.updated_ms = now_ms();
-                apply_index(batch, &old, &index::experiment_keys(&id, &rec));
-                save(batch, Cf::Experiments, id.0.to_vec(), &rec);
-                Ok(out)
-            })
+        update_entity(&self.store, &self.id, &[], |meta, rec, batch, _| {
+            f(meta, rec, batch)
+        })
     }
 
     /// `created` → `running`.

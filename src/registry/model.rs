@@ -11,7 +11,10 @@ use std::io::Read;
 
 use serde::Serialize;
 
-use super::common::{apply_index, check_key, check_label, check_metadata_key, load, now_ms, save};
+use super::common::{
+    apply_index, check_key, check_label, check_metadata_key, load, now_ms, save, update_entity,
+    Entity,
+};
 use super::detect::{self, FileFormat, Framework};
 use super::experiment::{ids_under, load_experiment};
 use super::index::{self, tag, Key};
@@ -192,6 +195,20 @@ pub struct ModelSummary {
 pub struct Model {
     store: Store,
     id: EntityId,
+}
+
+impl Entity for ModelRecord {
+    const CF: Cf = Cf::Models;
+    const KIND: &'static str = "model";
+    fn index_keys(&self, id: &EntityId) -> BTreeSet<Vec<u8>> {
+        index::model_keys(id, self)
+    }
+    fn frozen(&self) -> Option<String> {
+        self.finalized_ms.map(|_| "finalized".to_string())
+    }
+    fn touch(&mut self, now_ms: u64) {
+        self.updated_ms = now_ms;
+    }
 }
 
 pub(crate) fn load_model(meta: &Meta, id: &EntityId) -> Result<ModelRecord> {
@@ -536,24 +553,7 @@ impl Model {
         chunks: &[(ChunkId, ChunkLoc)],
         f: impl FnOnce(&Meta, &mut ModelRecord, &mut Batch, &mut StatsRecord) -> Result<T>,
     ) -> Result<T> {
-        let id = self.id;
-        self.store
-            .inner
-            .commit(chunks, Batch::default(), |meta, stats, batch| {
-                let mut rec = load_model(meta, &id)?;
-                if rec.finalized_ms.is_some() {
-                    return Err(Error::Immutable {
-                        what: format!("model {id}"),
-                        state: "finalized".into(),
-                    });
-                }
-                let old = index::model_keys(&id, &rec);
-                let out = f(meta, &mut rec, batch, stats)?;
-                rec.updated_ms = now_ms();
-                apply_index(batch, &old, &index::model_keys(&id, &rec));
-                save(batch, Cf::Models, id.0.to_vec(), &rec);
-                Ok(out)
-            })
+        update_entity(&self.store, &self.id, chunks, f)
     }
 
     /// Adds a version made of `files` (blobs already stored). Formats are
