@@ -15,6 +15,7 @@ mod blob_concurrency;
 mod blob_corruption;
 mod blob_dedup;
 mod blob_roundtrip;
+mod blob_tensors;
 mod cli;
 mod crash_kill;
 mod registry_concurrency;

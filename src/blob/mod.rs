@@ -4,6 +4,7 @@
 
 mod pipeline;
 mod reader;
+mod tensor;
 mod writer;
 
 pub(crate) use pipeline::Pool;
