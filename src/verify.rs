@@ -285,12 +285,17 @@ impl Store {
             let (k, v) = kv?;
             r.versions += 1;
             versions += 1;
-            let name = format!(
-                "model {}@{}",
-                hex::encode(&k[..16.min(k.len())]),
-                k.get(16..20)
-                    .map_or(0, |b| u32::from_be_bytes(b.try_into().expect("4 bytes")))
-            );
+            let name = match crate::registry::index::id_version(&k, "versions key") {
+                Ok((id, v)) => format!("model {id}@{v}"),
+                Err(e) => {
+                    r.problems.push(problem(
+                        "version-key-corrupt",
+                        hex::encode(&k),
+                        e.to_string(),
+                    ));
+                    continue;
+                }
+            };
             let vr: crate::registry::records::VersionRecord =
                 match records::decode_postcard("version record", &v) {
                     Ok(vr) => vr,

@@ -182,6 +182,31 @@ pub(crate) fn diff(
     )
 }
 
+/// Parses `entity id (16) ‖ version u32 BE`, the tail of `versions` keys and
+/// of the version-carrying index keys. `what` names the key in errors.
+pub(crate) fn id_version(
+    b: &[u8],
+    what: &'static str,
+) -> Result<(EntityId, u32), crate::error::Error> {
+    let bad = || {
+        crate::error::Error::corrupt(
+            what,
+            format!("{} bytes, expected a 16-byte id and a u32", b.len()),
+        )
+    };
+    let id = EntityId(
+        b.get(..16)
+            .and_then(|s| s.try_into().ok())
+            .ok_or_else(bad)?,
+    );
+    let v = b
+        .get(16..20)
+        .and_then(|s| s.try_into().ok())
+        .map(u32::from_be_bytes)
+        .ok_or_else(bad)?;
+    Ok((id, v))
+}
+
 /// The last 16 bytes of an index key: the entity id it points at.
 pub(crate) fn trailing_id(k: &[u8]) -> Option<EntityId> {
     let start = k.len().checked_sub(16)?;

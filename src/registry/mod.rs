@@ -12,7 +12,7 @@ pub mod detect;
 #[cfg(feature = "store")]
 pub mod experiment;
 #[cfg(feature = "store")]
-mod index;
+pub(crate) mod index;
 #[cfg(feature = "store")]
 pub mod model;
 mod names;

@@ -458,15 +458,7 @@ impl Store {
         let mut out = Vec::new();
         for kv in self.inner.meta.scan_prefix(Cf::Index, &prefix, &prefix) {
             let (k, _) = kv?;
-            let rest = &k[prefix.len()..];
-            let bad = || Error::corrupt("blob index key", "malformed");
-            let id = EntityId::try_from_slice(rest.get(..16).ok_or_else(bad)?)?;
-            let v = u32::from_be_bytes(
-                rest.get(16..20)
-                    .and_then(|b| b.try_into().ok())
-                    .ok_or_else(bad)?,
-            );
-            out.push((id, v));
+            out.push(index::id_version(&k[prefix.len()..], "blob index key")?);
         }
         Ok(out)
     }
@@ -748,11 +740,7 @@ impl Model {
             .scan_prefix(Cf::Versions, &self.id.0, &self.id.0)
         {
             let (k, _) = kv?;
-            let v = k
-                .get(16..20)
-                .and_then(|b| b.try_into().ok())
-                .map(u32::from_be_bytes)
-                .ok_or_else(|| Error::corrupt("versions key", "malformed"))?;
+            let (_, v) = index::id_version(&k, "versions key")?;
             out.push(v);
         }
         Ok(out)
@@ -893,15 +881,10 @@ impl Model {
             .scan_prefix(Cf::Index, &prefix, &prefix)
         {
             let (k, _) = kv?;
-            let rest = &k[prefix.len()..];
-            let bad = || Error::corrupt("index key", "malformed");
-            let e = EntityId::try_from_slice(rest.get(..16).ok_or_else(bad)?)?;
-            let v = u32::from_be_bytes(
-                rest.get(16..20)
-                    .and_then(|b| b.try_into().ok())
-                    .ok_or_else(bad)?,
-            );
-            out.push((e, v));
+            out.push(index::id_version(
+                &k[prefix.len()..],
+                "model-used-by index key",
+            )?);
         }
         Ok(out)
     }

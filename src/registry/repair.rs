@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::index;
 use super::records::{EntityId, ExperimentRecord, ModelRecord, VersionRecord};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::meta::records::decode_postcard;
 use crate::meta::{Batch, Cf, Meta};
 use crate::store::Store;
@@ -62,13 +62,7 @@ fn expected(meta: &Meta) -> Result<BTreeMap<Vec<u8>, Vec<u8>>> {
     }
     for kv in meta.scan_prefix(Cf::Versions, &[], &[]) {
         let (k, v) = kv?;
-        let bad = || Error::corrupt("versions key", "malformed");
-        let id = EntityId::try_from_slice(k.get(..16).ok_or_else(bad)?)?;
-        let ver = u32::from_be_bytes(
-            k.get(16..20)
-                .and_then(|b| b.try_into().ok())
-                .ok_or_else(bad)?,
-        );
+        let (id, ver) = index::id_version(&k, "versions key")?;
         let r: VersionRecord = decode_postcard("version record", &v)?;
         out.extend(
             index::version_keys(&id, ver, &r)
