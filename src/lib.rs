@@ -52,6 +52,8 @@ mod blob;
 pub mod chunking;
 pub mod codec;
 mod error;
+#[cfg(feature = "store")]
+mod gc;
 mod id;
 mod meta;
 mod pack;
@@ -62,8 +64,10 @@ mod store;
 mod verify;
 
 #[cfg(feature = "store")]
-pub use blob::{BlobReader, BlobWriter, StagedBlob};
+pub use blob::{BlobReader, BlobWriter, StagedBlob, UploadId};
 pub use error::{Error, Result};
+#[cfg(feature = "store")]
+pub use gc::{GcOptions, GcReport, UploadInfo};
 pub use id::{BlobId, ChunkId, Hash32};
 pub use meta::records::{BlobRecord, FileEntry, StatsRecord};
 pub use pack::ChunkLoc;

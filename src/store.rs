@@ -147,18 +147,65 @@ pub(crate) struct Inner {
     pub packs: PackWriter,
     pub reader: PackReader,
     pub opts: Options,
-    /// Chunks appended to a pack but not yet in the committed index.
-    pub pending: Mutex<HashMap<ChunkId, ChunkLoc>>,
+    /// Chunks appended to a pack but not yet in the committed index, and
+    /// the holds uploads in flight keep on chunks (see [`Pending`]).
+    pub pending: Mutex<Pending>,
+    /// Manifest ids of the uploads open in this process (never expired).
+    pub active_uploads: Mutex<HashSet<u64>>,
     pub commit: Mutex<CommitState>,
     pub next_manifest: AtomicU64,
     pub pool: Pool,
+    /// Serialises collections (one at a time per store).
+    pub gc: Mutex<()>,
     _lock: File,
+}
+
+/// What uploads in flight have claimed, behind one mutex.
+///
+/// A worker takes a hold on every chunk it ingests *before* looking it up in
+/// the index, and the upload releases the hold only after the commit that
+/// makes a manifest segment reference the chunk (or when it gives up).
+/// Collection deletes a chunk's index entry only while holding this mutex,
+/// only if nobody holds the chunk, and commits that deletion before letting
+/// go: so a lookup that found the chunk indexed is always followed by a
+/// commit that still finds it there. See docs/ARCHITECTURE.md, "GC".
+#[derive(Default)]
+pub(crate) struct Pending {
+    /// Chunks appended to a pack and not yet indexed: where they are.
+    pub locs: HashMap<ChunkId, ChunkLoc>,
+    /// Uploads in flight that hold each chunk.
+    pub holds: HashMap<ChunkId, u32>,
+}
+
+impl Pending {
+    /// Takes a hold on `id`.
+    pub fn hold(&mut self, id: &ChunkId) {
+        *self.holds.entry(*id).or_insert(0) += 1;
+    }
+
+    /// Releases one hold on each of `ids`. A chunk nobody holds any more
+    /// that is still only pending was never committed: its bytes are dead.
+    pub fn release<'a>(&mut self, ids: impl IntoIterator<Item = &'a ChunkId>) {
+        for id in ids {
+            match self.holds.get_mut(id) {
+                Some(n) if *n > 1 => *n -= 1,
+                Some(_) => {
+                    self.holds.remove(id);
+                    self.locs.remove(id);
+                }
+                None => debug_assert!(false, "released a chunk that was not held"),
+            }
+        }
+    }
 }
 
 pub(crate) struct CommitState {
     pub stats: StatsRecord,
     pub pack_len: HashMap<u32, u64>,
     pub poisoned: Option<String>,
+    /// Index entries committed into each pack by this process: compaction
+    /// checks that none appeared in a pack while it was copying it.
+    pub indexed: HashMap<u32, u64>,
 }
 
 /// Space and dedup figures for a store.
@@ -229,16 +276,7 @@ impl Store {
             Some(b) => records::decode_postcard("stats record", &b)?,
             None => StatsRecord::default(),
         };
-        let next_manifest = match meta.last_key(Cf::Manifests)? {
-            Some(k) => keys::parse_segment(&k)
-                .ok_or_else(|| {
-                    Error::corrupt("manifests column family", "key of the wrong length")
-                })?
-                .0
-                .checked_add(1)
-                .ok_or_else(|| Error::corrupt("manifests column family", "manifest id overflow"))?,
-            None => 1,
-        };
+        let next_manifest = next_manifest_id(&meta)?;
         let packs = PackWriter::open(
             Arc::clone(&opts.pack_io),
             &packs_dir,
@@ -255,14 +293,17 @@ impl Store {
                 meta,
                 reader: PackReader::new(&packs_dir),
                 packs,
-                pending: Mutex::new(HashMap::new()),
+                pending: Mutex::new(Pending::default()),
+                active_uploads: Mutex::new(HashSet::new()),
                 commit: Mutex::new(CommitState {
                     stats,
                     pack_len,
                     poisoned: None,
+                    indexed: HashMap::new(),
                 }),
                 next_manifest: AtomicU64::new(next_manifest.max(1)),
                 pool,
+                gc: Mutex::new(()),
                 opts,
                 _lock: lock,
             }),
@@ -371,10 +412,13 @@ impl Inner {
         scratch: &mut Vec<u8>,
         out: &mut Vec<u8>,
     ) -> Result<()> {
-        let loc = self.chunk_loc(id)?.ok_or_else(|| Error::Corrupt {
-            what: format!("{} at byte offset {offset}", object()),
-            detail: format!("references chunk {id} which is not in the chunk index"),
-        })?;
+        let lookup = || {
+            self.chunk_loc(id)?.ok_or_else(|| Error::Corrupt {
+                what: format!("{} at byte offset {offset}", object()),
+                detail: format!("references chunk {id} which is not in the chunk index"),
+            })
+        };
+        let mut loc = lookup()?;
         // Name the object and offset on every integrity error, not just the pack.
         let ctx = |e: Error| match e {
             Error::Corrupt { what, detail } => Error::Corrupt {
@@ -383,7 +427,16 @@ impl Inner {
             },
             e => e,
         };
-        let payload = self.reader.read(id, &loc, scratch).map_err(ctx)?;
+        let payload = match self.reader.read(id, &loc, scratch) {
+            // Compaction moved the chunk and deleted its old pack between our
+            // lookup and the read: the index has its new place.
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                loc = lookup()?;
+                self.reader.read(id, &loc, scratch)
+            }
+            r => r,
+        }
+        .map_err(ctx)?;
         codec::decode(loc.codec, payload, loc.raw_len as usize, out).map_err(|e| {
             ctx(Error::Corrupt {
                 what: format!("pack {:08x} record at {}", loc.pack, loc.offset),
@@ -423,9 +476,7 @@ impl Inner {
             self.packs.sync()?;
         }
         let mut c = self.commit.lock();
-        if let Some(why) = &c.poisoned {
-            return Err(Error::Poisoned(why.clone()));
-        }
+        c.check()?;
         let mut stats = c.stats;
         let mut pack_len: HashMap<u32, u64> = HashMap::new();
         let mut mine = HashSet::new();
@@ -435,18 +486,14 @@ impl Inner {
                 // Absent from `pending` means another upload committed it
                 // already (removal happens under this lock, after its write).
                 // Absent or already taken: a chunk can repeat within one batch.
-                if pending.get(id) != Some(loc) || mine.contains(id) {
+                if pending.locs.get(id) != Some(loc) || mine.contains(id) {
                     continue;
                 }
                 mine.insert(*id);
                 // An upload that looked the chunk up just before another one
                 // committed it wrote a second copy: keep the indexed one. All
                 // index writes happen under this lock, so the check is exact.
-                if self
-                    .meta
-                    .with(Cf::Chunks, id.as_bytes(), |_| Ok(()))?
-                    .is_none()
-                {
+                if self.chunk_loc(id)?.is_none() {
                     batch.put(
                         Cf::Chunks,
                         id.as_bytes().to_vec(),
@@ -456,9 +503,30 @@ impl Inner {
                     stats.chunks += 1;
                     let end = pack_len.entry(loc.pack).or_insert(0);
                     *end = (*end).max(loc.end());
+                    *c.indexed.entry(loc.pack).or_insert(0) += 1;
                 }
             }
         }
+        let out = f(&self.meta, &mut stats, &mut batch)?;
+        self.write_locked(&mut c, batch, stats, pack_len)?;
+        let mut pending = self.pending.lock();
+        for id in mine {
+            pending.locs.remove(&id);
+        }
+        Ok(out)
+    }
+
+    /// Step 2 of every commit, with the commit lock held: records the new
+    /// committed ends of `pack_len`'s packs, resolves reference counts,
+    /// writes the counters and commits the batch (WAL fsynced when
+    /// durability is immediate). A metadata write failure poisons the store.
+    pub fn write_locked(
+        &self,
+        c: &mut CommitState,
+        mut batch: Batch,
+        mut stats: StatsRecord,
+        mut pack_len: HashMap<u32, u64>,
+    ) -> Result<()> {
         for (pack, end) in pack_len.iter_mut() {
             let old = c
                 .pack_len
@@ -475,13 +543,12 @@ impl Inner {
                 .to_vec(),
             );
         }
-        let out = f(&self.meta, &mut stats, &mut batch)?;
+        crate::gc::refs::resolve(&self.meta, &mut batch, &mut stats)?;
         batch.put(
             Cf::Meta,
             b"stats".to_vec(),
             records::encode_postcard(&stats),
         );
-        // 2. One atomic batch, WAL fsynced.
         let sync = self.opts.durability == Durability::Immediate;
         if let Err(e) = self.meta.commit(batch, sync) {
             c.poisoned = Some(e.to_string());
@@ -489,11 +556,17 @@ impl Inner {
         }
         c.stats = stats;
         c.pack_len.extend(pack_len);
-        let mut pending = self.pending.lock();
-        for id in mine {
-            pending.remove(&id);
+        Ok(())
+    }
+}
+
+impl CommitState {
+    /// Fails once a metadata write has failed: the store must be reopened.
+    pub fn check(&self) -> Result<()> {
+        match &self.poisoned {
+            Some(why) => Err(Error::Poisoned(why.clone())),
+            None => Ok(()),
         }
-        Ok(out)
     }
 }
 
@@ -713,6 +786,15 @@ fn recover_packs(meta: &Meta, dir: &Path, store_id: &[u8; 16], target: u64) -> R
             .get(&id)
             .copied()
             .unwrap_or(PACK_HEADER_LEN as u64);
+        if !committed.contains_key(&id) && Some(id) != max_id {
+            // No record and not the newest: nothing committed ever named it
+            // (appends that never committed before the writer moved on, or a
+            // pack that compaction emptied and a crash kept from deleting).
+            drop(f);
+            fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+            tracing_note(&format!("deleted pack {id:08x}: no committed record"));
+            continue;
+        }
         if len < PACK_HEADER_LEN as u64 {
             // Created but its header never made it: nothing can reference it.
             if !committed.contains_key(&id) {
@@ -752,6 +834,26 @@ fn recover_packs(meta: &Meta, dir: &Path, store_id: &[u8; 16], target: u64) -> R
     // Keep appending to the newest pack if it is the last one and has room.
     let resume = last_ok.filter(|&(id, len)| Some(id) == max_id && len < target);
     Ok((committed, next, resume))
+}
+
+/// One past the highest manifest id that any record names: segments, upload
+/// sessions and dead-manifest markers.
+fn next_manifest_id(meta: &Meta) -> Result<u64> {
+    let bad =
+        |what: &str| Error::corrupt(format!("{what} column family"), "key of the wrong length");
+    let mut max = 0;
+    if let Some(k) = meta.last_key(Cf::Manifests)? {
+        max = max.max(keys::parse_segment(&k).ok_or_else(|| bad("manifests"))?.0);
+    }
+    if let Some(k) = meta.last_key(Cf::Uploads)? {
+        max = max.max(keys::parse_u64(&k).ok_or_else(|| bad("uploads"))?);
+    }
+    let gm = keys::gc_manifest(u64::MAX);
+    if let Some((k, _)) = meta.floor(Cf::Gc, &gm[..1], &gm)? {
+        max = max.max(keys::parse_u64(&k[1..]).ok_or_else(|| bad("gc"))?);
+    }
+    max.checked_add(1)
+        .ok_or_else(|| Error::corrupt("manifests column family", "manifest id overflow"))
 }
 
 fn tracing_note(msg: &str) {

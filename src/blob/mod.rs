@@ -9,4 +9,4 @@ mod writer;
 
 pub(crate) use pipeline::Pool;
 pub use reader::BlobReader;
-pub use writer::{BlobWriter, StagedBlob};
+pub use writer::{BlobWriter, StagedBlob, UploadId};

@@ -22,7 +22,8 @@ pub(crate) struct Job {
     pub reply: Sender<Done>,
 }
 
-/// The result of ingesting one chunk.
+/// The result of ingesting one chunk. Whatever `loc` says, the chunk is
+/// held for the upload until it releases it.
 pub(crate) struct Done {
     pub seq: u64,
     pub id: ChunkId,
@@ -79,10 +80,16 @@ fn worker(rx: Receiver<Job>) {
 }
 
 /// Dedup lookup first (pending uploads, then the index); only a new chunk
-/// is compressed and appended.
+/// is compressed and appended. The chunk is held (see `store::Pending`)
+/// before the lookup, whatever the outcome: the upload releases the hold
+/// once a committed segment references the chunk, or when it gives up.
 fn ingest(inner: &Inner, id: &ChunkId, data: &[u8], out: &mut Vec<u8>) -> Result<Option<ChunkLoc>> {
-    if let Some(loc) = inner.pending.lock().get(id) {
-        return Ok(Some(*loc));
+    {
+        let mut p = inner.pending.lock();
+        p.hold(id);
+        if let Some(loc) = p.locs.get(id) {
+            return Ok(Some(*loc));
+        }
     }
     if inner.chunk_loc(id)?.is_some() {
         return Ok(None);
@@ -94,8 +101,12 @@ fn ingest(inner: &Inner, id: &ChunkId, data: &[u8], out: &mut Vec<u8>) -> Result
         stored_len: out.len() as u32,
         id: *id,
     };
-    let loc = inner.packs.append(&header, out)?;
-    // Another upload may have raced us to the same chunk: keep the first
-    // copy; ours becomes unreferenced bytes that compaction reclaims.
-    Ok(Some(*inner.pending.lock().entry(*id).or_insert(loc)))
+    // Published while the pack writer's lock is held, so compaction never
+    // sees a sealed pack with a record still unpublished. Another upload may
+    // have raced us to the same chunk: keep the first copy; ours becomes
+    // unreferenced bytes that compaction reclaims.
+    let loc = inner.packs.append_with(&header, out, |loc| {
+        *inner.pending.lock().locs.entry(*id).or_insert(loc)
+    })?;
+    Ok(Some(loc))
 }

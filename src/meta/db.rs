@@ -36,10 +36,18 @@ pub(crate) enum Cf {
     Artifacts,
     /// Secondary indexes, one tag byte per index (see `registry::index`).
     Index,
+    /// Reference counts: chunk ← manifest segment entries, blob ← registry
+    /// records, blob ← caller holds (see `gc`).
+    Refs,
+    /// Garbage-collection work: dead manifests, chunks whose count fell to 0.
+    Gc,
+    /// Upload sessions: manifest id → session record, until the upload's
+    /// blob is committed or the session expires.
+    Uploads,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 12] = [
+    pub const ALL: [Cf; 15] = [
         Cf::Meta,
         Cf::Chunks,
         Cf::Packs,
@@ -52,6 +60,9 @@ impl Cf {
         Cf::Scalars,
         Cf::Artifacts,
         Cf::Index,
+        Cf::Refs,
+        Cf::Gc,
+        Cf::Uploads,
     ];
 
     pub fn name(self) -> &'static str {
@@ -68,6 +79,9 @@ impl Cf {
             Cf::Scalars => "scalars",
             Cf::Artifacts => "artifacts",
             Cf::Index => "index",
+            Cf::Refs => "refs",
+            Cf::Gc => "gc",
+            Cf::Uploads => "uploads",
         }
     }
 }
@@ -82,6 +96,9 @@ pub(crate) struct Meta {
 pub(crate) struct Batch {
     ops: Vec<(Cf, Vec<u8>, Option<Vec<u8>>)>,
     ranges: Vec<(Cf, Vec<u8>, Vec<u8>)>,
+    /// Reference-count changes (`refs` keys), resolved into puts by the
+    /// store's commit under its lock: see `gc::refs`.
+    deltas: Vec<(Vec<u8>, i64)>,
 }
 
 impl Batch {
@@ -97,6 +114,17 @@ impl Batch {
     pub fn extend(&mut self, other: Batch) {
         self.ops.extend(other.ops);
         self.ranges.extend(other.ranges);
+        self.deltas.extend(other.deltas);
+    }
+
+    /// Adds `delta` to the reference count under `key` (a `refs` key).
+    pub fn count(&mut self, key: impl Into<Vec<u8>>, delta: i64) {
+        self.deltas.push((key.into(), delta));
+    }
+
+    /// Takes the reference-count changes out, for resolution.
+    pub fn take_deltas(&mut self) -> Vec<(Vec<u8>, i64)> {
+        std::mem::take(&mut self.deltas)
     }
 
     /// Deletes keys in `[from, to)`.
@@ -164,6 +192,12 @@ impl Meta {
 
     /// Applies `batch` atomically; with `sync`, the WAL is fsynced first.
     pub fn commit(&self, batch: Batch, sync: bool) -> Result<()> {
+        if !batch.deltas.is_empty() {
+            return Err(Error::corrupt(
+                "commit",
+                "reference-count changes were not resolved (internal error)",
+            ));
+        }
         let mut wb = WriteBatch::default();
         for (cf, from, to) in &batch.ranges {
             wb.delete_range_cf(self.cf(*cf), from, to);

@@ -30,6 +30,52 @@ pub(crate) fn parse_pack(k: &[u8]) -> Option<u32> {
     Some(u32::from_be_bytes(k.try_into().ok()?))
 }
 
+/// `refs` key tags.
+pub(crate) mod refs {
+    /// Chunk id → number of manifest segment entries naming it.
+    pub const CHUNK: u8 = b'c';
+    /// Blob id → number of registry records (version files, artifacts) naming it.
+    pub const BLOB: u8 = b'b';
+    /// Blob id → number of holds taken by callers (`BlobWriter::finish`).
+    pub const HOLD: u8 = b'h';
+}
+
+/// A `refs` key: tag, then the 32-byte id.
+pub(crate) fn count(tag: u8, id: &[u8; 32]) -> [u8; 33] {
+    let mut k = [0u8; 33];
+    k[0] = tag;
+    k[1..].copy_from_slice(id);
+    k
+}
+
+/// `gc` key tags.
+pub(crate) mod gc {
+    /// Manifest id (u64 BE) → empty: a manifest no blob or upload owns; its
+    /// segments are released and deleted by the next collection.
+    pub const MANIFEST: u8 = b'm';
+    /// Chunk id → empty: its count fell to 0; the next collection deletes its
+    /// index entry unless it is referenced or held again by then.
+    pub const CHUNK: u8 = b'c';
+}
+
+/// A `gc` key for a dead manifest.
+pub(crate) fn gc_manifest(m: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = gc::MANIFEST;
+    k[1..].copy_from_slice(&m.to_be_bytes());
+    k
+}
+
+/// `uploads` key: the upload's manifest id.
+pub(crate) fn upload(m: u64) -> [u8; 8] {
+    m.to_be_bytes()
+}
+
+/// Parses a u64 BE id (an `uploads` key, or a `gc` manifest key after its tag).
+pub(crate) fn parse_u64(k: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(k.try_into().ok()?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

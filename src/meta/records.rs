@@ -12,6 +12,14 @@ use crate::error::{Error, Result};
 use crate::id::{BlobId, ChunkId, Hash32};
 use crate::pack::ChunkLoc;
 
+/// Milliseconds since the Unix epoch, as records keep times (0 if the clock
+/// is before 1970).
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// Version byte of every record kind this build writes.
 pub(crate) const RECORD_VERSION: u8 = 1;
 
@@ -127,6 +135,35 @@ pub(crate) fn decode_blob(b: &[u8]) -> Result<BlobRecord> {
         ));
     }
     Ok(r)
+}
+
+/// `refs` value: version, count u64.
+pub(crate) const COUNT_LEN: usize = 1 + 8;
+
+pub(crate) fn encode_count(n: u64) -> [u8; COUNT_LEN] {
+    let mut b = [0u8; COUNT_LEN];
+    b[0] = RECORD_VERSION;
+    b[1..].copy_from_slice(&n.to_le_bytes());
+    b
+}
+
+pub(crate) fn decode_count(b: &[u8]) -> Result<u64> {
+    let b: [u8; COUNT_LEN] = fixed("reference count", b)?;
+    Ok(u64_at(&b, 1))
+}
+
+/// `uploads` value: an upload session whose segments are durable but whose
+/// blob is not committed yet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct UploadRecord {
+    /// When the session's first segment was committed (ms since the epoch).
+    pub created_ms: u64,
+    /// When its last segment was committed.
+    pub updated_ms: u64,
+    /// Bytes covered by its committed segments (where a resume continues).
+    pub durable_bytes: u64,
+    /// Chunks in those segments.
+    pub durable_chunks: u64,
 }
 
 /// One entry of a manifest segment: a chunk and its raw length.

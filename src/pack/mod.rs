@@ -18,7 +18,7 @@ pub(crate) use format::MAX_RAW_CHUNK;
 pub use format::PACK_HEADER_LEN;
 #[cfg(feature = "store")]
 pub(crate) use format::{pack_file_name, parse_pack_file_name};
-pub(crate) use format::{PackHeader, RecordHeader};
+pub(crate) use format::{PackHeader, RecordHeader, RECORD_HEADER_LEN};
 #[cfg(feature = "store")]
 pub(crate) use reader::PackReader;
 #[cfg(feature = "store")]

@@ -36,6 +36,11 @@ impl PackReader {
         Ok(f)
     }
 
+    /// Closes the cached handle of a pack about to be deleted.
+    pub fn forget(&self, pack: u32) {
+        self.files.write().remove(&pack);
+    }
+
     /// Reads the record at `loc` into `buf` and returns its payload, after
     /// checking that the record header agrees with `loc` and `id`.
     pub fn read<'b>(&self, id: &ChunkId, loc: &ChunkLoc, buf: &'b mut Vec<u8>) -> Result<&'b [u8]> {

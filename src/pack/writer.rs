@@ -89,6 +89,19 @@ impl PackWriter {
     /// Appends one record. The returned location is valid for readers only
     /// after [`PackWriter::sync`] and the index commit that follows it.
     pub fn append(&self, header: &RecordHeader, payload: &[u8]) -> Result<ChunkLoc> {
+        self.append_with(header, payload, |loc| loc)
+    }
+
+    /// [`PackWriter::append`], calling `publish` with the new location before
+    /// the writer's lock is released: whatever `publish` records about the
+    /// record is in place before its pack can be sealed, so whoever sees a
+    /// pack sealed ([`PackWriter::current`]) sees every record of it published.
+    pub fn append_with<T>(
+        &self,
+        header: &RecordHeader,
+        payload: &[u8],
+        publish: impl FnOnce(ChunkLoc) -> T,
+    ) -> Result<T> {
         debug_assert_eq!(header.stored_len as usize, payload.len());
         let mut st = self.state.lock();
         check_poison(&st)?;
@@ -117,7 +130,13 @@ impl PackWriter {
             let r = self.flush_stage(cur);
             poison_on_err(&mut st, r)?;
         }
-        Ok(loc)
+        Ok(publish(loc))
+    }
+
+    /// The pack appends go to now, if one is open. Every other pack is
+    /// sealed: nothing is ever appended to it again.
+    pub fn current(&self) -> Option<u32> {
+        self.state.lock().cur.as_ref().map(|c| c.id)
     }
 
     /// Makes every record appended so far durable.

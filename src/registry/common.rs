@@ -1,8 +1,6 @@
 //! Helpers shared by the registry's entity modules: time, validation, and
 //! typed access to records.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use serde::de::DeserializeOwned;
 
 use std::collections::BTreeSet;
@@ -16,11 +14,7 @@ use crate::meta::{Batch, Cf, Meta};
 use crate::pack::ChunkLoc;
 use crate::store::Store;
 
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
+pub(crate) use crate::meta::records::now_ms;
 
 /// Free text used in keys (projects, experiment names, tags): 1..=`max`
 /// bytes, no control characters (so never the 0x00 key separator).

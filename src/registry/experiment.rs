@@ -456,6 +456,10 @@ impl Experiment {
                         format!("blob {blob} holds {} bytes", rec.size),
                     ));
                 }
+                batch.count(
+                    crate::meta::keys::count(crate::meta::keys::refs::BLOB, blob.as_bytes()),
+                    1,
+                );
             }
             let prefix = artifact_prefix(&id, name);
             let last = meta.floor(

@@ -642,10 +642,22 @@ impl Model {
             .collect();
         let logical: u64 = files.iter().map(|f| f.size).sum();
         let id = self.id;
-        self.update_with(&chunks, |meta, rec, batch, stats| {
+        let v = self.update_with(&chunks, |meta, rec, batch, stats| {
             let mut seen = HashSet::new();
             for b in &staged {
                 b.apply(meta, stats, batch, &mut seen)?;
+            }
+            // Each file references its blob. Blobs not staged here must still
+            // exist now, under the commit lock (a deletion may have raced
+            // the check made while detecting formats).
+            for f in &vfiles {
+                if !seen.contains(&f.blob) && meta.get(Cf::Blobs, f.blob.as_bytes())?.is_none() {
+                    return Err(Error::not_found("blob", f.blob));
+                }
+                batch.count(
+                    crate::meta::keys::count(crate::meta::keys::refs::BLOB, f.blob.as_bytes()),
+                    1,
+                );
             }
             if let Some(e) = &experiment {
                 let exp = load_experiment(meta, e)?;
@@ -674,7 +686,11 @@ impl Model {
             stats.logical_bytes += logical;
             stats.versions += 1;
             Ok(v)
-        })
+        })?;
+        for b in &staged {
+            b.committed();
+        }
+        Ok(v)
     }
 
     /// Reads a file's first bytes (verified) to detect its format; checks

@@ -1,0 +1,474 @@
+//! Collection: expiring abandoned upload sessions, releasing dead
+//! manifests, deleting the index entries of unreferenced chunks, and
+//! compacting packs whose live fraction fell below a threshold.
+//!
+//! Every step is a sequence of ordinary commits, each atomic, so a crash
+//! anywhere leaves a store that is consistent and where the next collection
+//! simply carries on. The steps that delete (chunk index entries, packs) do
+//! so under the commit lock *and* the pending mutex, after checking the
+//! holds of uploads in flight: see docs/ARCHITECTURE.md, "GC".
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::id::{ChunkId, Hash32};
+use crate::meta::keys::{self, refs};
+use crate::meta::records::{self, now_ms, UploadRecord};
+use crate::meta::{Batch, Cf};
+use crate::pack::{pack_file_name, ChunkLoc, RecordHeader, PACK_HEADER_LEN};
+use crate::store::{Inner, Store};
+
+/// Segments released per commit while dropping a dead manifest.
+const SEGMENTS_PER_COMMIT: usize = 8;
+/// Candidate chunks examined per commit.
+const CANDIDATES_PER_COMMIT: usize = 8192;
+/// Bytes of a pack record besides its payload.
+const RECORD_OVERHEAD: u64 = crate::pack::RECORD_HEADER_LEN as u64;
+
+/// What a collection does. `GcOptions::default()` is what `modelvault gc`
+/// runs.
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct GcOptions {
+    pub(crate) expire_uploads_after: Duration,
+    pub(crate) compact_below: f64,
+    /// Test-only: skip the holds check, to show the GC-beside-writers test
+    /// catches a collector that ignores uploads in flight.
+    pub(crate) ignore_holds: bool,
+}
+
+impl Default for GcOptions {
+    fn default() -> Self {
+        GcOptions {
+            expire_uploads_after: Duration::from_secs(24 * 3600),
+            compact_below: 0.5,
+            ignore_holds: false,
+        }
+    }
+}
+
+impl GcOptions {
+    /// Defaults: sessions expire after 24 hours, packs under half live are
+    /// compacted.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Upload sessions with no progress for this long, and not open in this
+    /// process, are given up and their chunks become collectable.
+    pub fn expire_uploads_after(mut self, d: Duration) -> Self {
+        self.expire_uploads_after = d;
+        self
+    }
+
+    /// Packs whose live bytes are below this fraction of their size are
+    /// rewritten (their live records copied, the file deleted). 0 turns
+    /// compaction off (wholly dead packs are still deleted); clamped to
+    /// 0 ..= 1.
+    pub fn compact_below(mut self, fraction: f64) -> Self {
+        self.compact_below = if fraction.is_nan() {
+            0.0
+        } else {
+            fraction.clamp(0.0, 1.0)
+        };
+        self
+    }
+}
+
+/// What a collection did.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct GcReport {
+    /// Upload sessions given up for lack of progress.
+    pub uploads_expired: u64,
+    /// Manifests (of deleted blobs, abandoned uploads) released.
+    pub manifests_released: u64,
+    /// Chunk index entries deleted.
+    pub chunks_deleted: u64,
+    /// Raw bytes of those chunks.
+    pub chunk_bytes_deleted: u64,
+    /// Unreferenced chunks left alone because an upload in flight held them.
+    pub chunks_held: u64,
+    /// Packs rewritten (live records copied forward) and deleted.
+    pub packs_compacted: u64,
+    /// Packs deleted without copying anything (no live record left).
+    pub packs_deleted: u64,
+    /// Packs skipped because an upload in flight still had records in them.
+    pub packs_busy: u64,
+    /// Bytes of live records copied by compaction.
+    pub bytes_copied: u64,
+    /// Pack bytes given back to the file system (net of what was copied).
+    pub bytes_reclaimed: u64,
+}
+
+/// An upload session, as [`Store::uploads`] lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct UploadInfo {
+    /// The session id, for [`Store::resume_upload`].
+    pub id: u64,
+    /// Bytes durable so far (a resumed writer continues from here).
+    pub durable_bytes: u64,
+    /// When the session started and last made progress (ms since the epoch).
+    pub created_ms: u64,
+    /// When it last made progress.
+    pub updated_ms: u64,
+    /// Whether a writer in this process has it open.
+    pub open: bool,
+}
+
+impl Store {
+    /// Collects garbage: gives up expired upload sessions, releases the
+    /// chunk references of deleted blobs, deletes the index entries of
+    /// chunks nothing references or holds, and compacts packs (see
+    /// [`GcOptions`]). Safe to run while other threads upload, read and
+    /// delete; one collection runs at a time.
+    ///
+    /// # Errors
+    /// I/O and metadata errors. A collection interrupted by an error or a
+    /// crash leaves a consistent store; the next one finishes the work.
+    pub fn gc(&self, opts: &GcOptions) -> Result<GcReport> {
+        let inner = &*self.inner;
+        let _one = inner.gc.lock();
+        let mut report = GcReport::default();
+        expire_uploads(inner, opts, &mut report)?;
+        release_manifests(inner, &mut report)?;
+        sweep_chunks(inner, opts, &mut report)?;
+        compact(inner, opts, &mut report)?;
+        Ok(report)
+    }
+
+    /// Drops one hold on a blob (taken by [`crate::BlobWriter::finish`] or
+    /// [`Store::put_blob`]). A blob with no hold left and no registry record
+    /// referring to it is deleted; its chunks are freed by the next
+    /// [`Store::gc`].
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] if the blob is not stored, [`Error::InvalidInput`]
+    /// if it has no hold to release.
+    pub fn release_blob(&self, id: &crate::BlobId) -> Result<()> {
+        let key = keys::count(refs::HOLD, id.as_bytes());
+        let mut batch = Batch::default();
+        batch.count(key, -1);
+        self.inner.commit(&[], batch, |meta, _, _| {
+            if meta.get(Cf::Blobs, id.as_bytes())?.is_none() {
+                return Err(Error::not_found("blob", id));
+            }
+            if super::refs::get(meta, &key)? == 0 {
+                return Err(Error::invalid(
+                    "blob",
+                    id,
+                    "has no hold to release (registry records keep it)",
+                ));
+            }
+            Ok(())
+        })
+    }
+
+    /// Continues an upload session after a crash or a
+    /// [`crate::BlobWriter::suspend`]: the returned writer has the durable
+    /// prefix (its [`crate::BlobWriter::len`]) already; write the rest of
+    /// the content from that offset and finish or stage it as usual.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown or expired session;
+    /// [`Error::InvalidInput`] if a writer in this process has it open;
+    /// [`Error::Corrupt`] if its durable prefix cannot be read back.
+    pub fn resume_upload(&self, id: crate::UploadId) -> Result<crate::BlobWriter> {
+        crate::BlobWriter::resume(self.clone(), id)
+    }
+
+    /// The upload sessions with durable progress and no blob yet.
+    pub fn uploads(&self) -> Result<Vec<UploadInfo>> {
+        let open = self.inner.active_uploads.lock().clone();
+        let mut out = Vec::new();
+        for kv in self.inner.meta.scan_prefix(Cf::Uploads, &[], &[]) {
+            let (k, v) = kv?;
+            let id = keys::parse_u64(&k).ok_or_else(|| {
+                Error::corrupt("uploads column family", "key of the wrong length")
+            })?;
+            let r: UploadRecord = records::decode_postcard("upload session", &v)?;
+            out.push(UploadInfo {
+                id,
+                durable_bytes: r.durable_bytes,
+                created_ms: r.created_ms,
+                updated_ms: r.updated_ms,
+                open: open.contains(&id),
+            });
+        }
+        Ok(out)
+    }
+}
+
+fn expire_uploads(inner: &Inner, opts: &GcOptions, report: &mut GcReport) -> Result<()> {
+    let cutoff = now_ms().saturating_sub(opts.expire_uploads_after.as_millis() as u64);
+    let mut stale = Vec::new();
+    for kv in inner.meta.scan_prefix(Cf::Uploads, &[], &[]) {
+        let (k, v) = kv?;
+        let id = keys::parse_u64(&k)
+            .ok_or_else(|| Error::corrupt("uploads column family", "key of the wrong length"))?;
+        let r: UploadRecord = records::decode_postcard("upload session", &v)?;
+        if r.updated_ms <= cutoff {
+            stale.push(id);
+        }
+    }
+    for id in stale {
+        // Holding the set of open uploads while committing: a resume either
+        // registered first (and the session is kept) or finds it gone.
+        let active = inner.active_uploads.lock();
+        if active.contains(&id) {
+            continue;
+        }
+        let mut batch = Batch::default();
+        batch.delete(Cf::Uploads, keys::upload(id).to_vec());
+        batch.put(Cf::Gc, keys::gc_manifest(id).to_vec(), Vec::new());
+        inner.commit(&[], batch, |_, _, _| Ok(()))?;
+        drop(active);
+        report.uploads_expired += 1;
+    }
+    Ok(())
+}
+
+/// Drops the segments of every dead manifest, releasing one chunk reference
+/// per entry, a few segments per commit; the marker goes with the last.
+fn release_manifests(inner: &Inner, report: &mut GcReport) -> Result<()> {
+    let mut dead = Vec::new();
+    for kv in inner
+        .meta
+        .scan_prefix(Cf::Gc, &[keys::gc::MANIFEST], &[keys::gc::MANIFEST])
+    {
+        let (k, _) = kv?;
+        dead.push(
+            keys::parse_u64(&k[1..])
+                .ok_or_else(|| Error::corrupt("gc column family", "key of the wrong length"))?,
+        );
+    }
+    for m in dead {
+        let prefix = m.to_be_bytes();
+        let mut segs = Vec::new();
+        for kv in inner.meta.scan_prefix(Cf::Manifests, &prefix, &prefix) {
+            segs.push(kv?);
+        }
+        let mut groups = segs.chunks(SEGMENTS_PER_COMMIT).peekable();
+        if groups.peek().is_none() {
+            let mut batch = Batch::default();
+            batch.delete(Cf::Gc, keys::gc_manifest(m).to_vec());
+            inner.commit(&[], batch, |_, _, _| Ok(()))?;
+        }
+        while let Some(group) = groups.next() {
+            let mut batch = Batch::default();
+            for (k, v) in group {
+                for e in records::decode_segment(v)? {
+                    batch.count(keys::count(refs::CHUNK, e.id.as_bytes()), -1);
+                }
+                batch.delete(Cf::Manifests, k.to_vec());
+            }
+            if groups.peek().is_none() {
+                batch.delete(Cf::Gc, keys::gc_manifest(m).to_vec());
+            }
+            inner.commit(&[], batch, |_, _, _| Ok(()))?;
+        }
+        report.manifests_released += 1;
+    }
+    Ok(())
+}
+
+/// Deletes the index entries of candidate chunks that are still at zero
+/// references and held by no upload: checked and committed with the commit
+/// lock and the pending mutex held, so no upload can find the entry in
+/// between.
+fn sweep_chunks(inner: &Inner, opts: &GcOptions, report: &mut GcReport) -> Result<()> {
+    let prefix = [keys::gc::CHUNK];
+    let mut from = prefix.to_vec();
+    loop {
+        let mut ids = Vec::with_capacity(CANDIDATES_PER_COMMIT);
+        for kv in inner.meta.scan_prefix(Cf::Gc, &prefix, &from) {
+            let (k, _) = kv?;
+            let id = Hash32::from_slice(&k[1..])
+                .ok_or_else(|| Error::corrupt("gc column family", "key of the wrong length"))?;
+            ids.push(id);
+            if ids.len() == CANDIDATES_PER_COMMIT {
+                break;
+            }
+        }
+        let Some(last) = ids.last() else {
+            return Ok(());
+        };
+        // Continue just past the last key examined (held ones stay).
+        from = [&prefix[..], last.as_bytes(), &[0]].concat();
+        let full = ids.len() == CANDIDATES_PER_COMMIT;
+        sweep_some(inner, opts, &ids, report)?;
+        if !full {
+            return Ok(());
+        }
+    }
+}
+
+fn sweep_some(
+    inner: &Inner,
+    opts: &GcOptions,
+    ids: &[ChunkId],
+    report: &mut GcReport,
+) -> Result<()> {
+    let mut c = inner.commit.lock();
+    c.check()?;
+    let pending = inner.pending.lock();
+    let mut stats = c.stats;
+    let mut batch = Batch::default();
+    let (mut deleted, mut bytes, mut held) = (0, 0, 0);
+    for id in ids {
+        let gk = [&[keys::gc::CHUNK][..], id.as_bytes()].concat();
+        if super::refs::get(&inner.meta, &keys::count(refs::CHUNK, id.as_bytes()))? > 0 {
+            batch.delete(Cf::Gc, gk);
+            continue;
+        }
+        if !opts.ignore_holds && pending.holds.contains_key(id) {
+            // An upload looked it up and will reference it, or give it up;
+            // the next collection decides.
+            held += 1;
+            continue;
+        }
+        batch.delete(Cf::Gc, gk);
+        if let Some(loc) = inner.chunk_loc(id)? {
+            batch.delete(Cf::Chunks, id.as_bytes().to_vec());
+            stats.unique_bytes = stats.unique_bytes.saturating_sub(loc.raw_len as u64);
+            stats.chunks = stats.chunks.saturating_sub(1);
+            deleted += 1;
+            bytes += loc.raw_len as u64;
+        }
+    }
+    // Committed before the pending mutex is released: see the module docs.
+    inner.write_locked(&mut c, batch, stats, HashMap::new())?;
+    drop(pending);
+    report.chunks_deleted += deleted;
+    report.chunk_bytes_deleted += bytes;
+    report.chunks_held += held;
+    Ok(())
+}
+
+/// Rewrites or deletes packs whose live fraction is below the threshold.
+fn compact(inner: &Inner, opts: &GcOptions, report: &mut GcReport) -> Result<()> {
+    // Packs sealed before the scan: nothing is appended to them any more.
+    let current = inner.packs.current();
+    let (sizes, generation) = {
+        let c = inner.commit.lock();
+        (c.pack_len.clone(), c.indexed.clone())
+    };
+    let mut live: HashMap<u32, u64> = HashMap::new();
+    for kv in inner.meta.scan_prefix(Cf::Chunks, &[], &[]) {
+        let (_, v) = kv?;
+        let loc = records::decode_chunk_loc(&v)?;
+        *live.entry(loc.pack).or_insert(0) += RECORD_OVERHEAD + loc.stored_len as u64;
+    }
+    let mut chosen: Vec<u32> = sizes
+        .iter()
+        .filter(|(p, _)| Some(**p) != current)
+        .filter(|(p, &len)| {
+            let data = len.saturating_sub(PACK_HEADER_LEN as u64);
+            let l = live.get(p).copied().unwrap_or(0);
+            l == 0 || (l as f64) < opts.compact_below * data as f64
+        })
+        .map(|(p, _)| *p)
+        .collect();
+    chosen.sort_unstable();
+    for pack in chosen {
+        compact_pack(inner, pack, &generation, report)?;
+    }
+    Ok(())
+}
+
+fn compact_pack(
+    inner: &Inner,
+    pack: u32,
+    generation: &HashMap<u32, u64>,
+    report: &mut GcReport,
+) -> Result<()> {
+    let mut entries: Vec<(ChunkId, ChunkLoc)> = Vec::new();
+    for kv in inner.meta.scan_prefix(Cf::Chunks, &[], &[]) {
+        let (k, v) = kv?;
+        let loc = records::decode_chunk_loc(&v)?;
+        if loc.pack == pack {
+            let id = Hash32::from_slice(&k)
+                .ok_or_else(|| Error::corrupt("chunks column family", "key of the wrong length"))?;
+            entries.push((id, loc));
+        }
+    }
+    entries.sort_by_key(|(_, l)| l.offset);
+    // Copy each live record forward, verified, without recompressing.
+    let mut moves = Vec::with_capacity(entries.len());
+    let (mut scratch, mut raw) = (Vec::new(), Vec::new());
+    let mut copied = 0u64;
+    for (id, old) in &entries {
+        let payload = inner.reader.read(id, old, &mut scratch)?;
+        crate::codec::decode(old.codec, payload, old.raw_len as usize, &mut raw).map_err(|e| {
+            Error::corrupt(
+                format!("pack {pack:08x} record at {}", old.offset),
+                e.to_string(),
+            )
+        })?;
+        if Hash32::of(&raw) != *id {
+            return Err(Error::corrupt(
+                format!("pack {pack:08x} record at {}", old.offset),
+                format!("content does not hash to chunk {id}; run verify"),
+            ));
+        }
+        let header = RecordHeader {
+            codec: old.codec,
+            raw_len: old.raw_len,
+            stored_len: old.stored_len,
+            id: *id,
+        };
+        let new = inner.packs.append(&header, payload)?;
+        copied += RECORD_OVERHEAD + old.stored_len as u64;
+        moves.push((*id, *old, new));
+    }
+    if !moves.is_empty() {
+        inner.packs.sync()?;
+    }
+    let mut c = inner.commit.lock();
+    c.check()?;
+    let pending = inner.pending.lock();
+    let busy = pending.locs.values().any(|l| l.pack == pack)
+        || c.indexed.get(&pack) != generation.get(&pack);
+    if busy {
+        // An upload still has (or just committed) records there: next time.
+        report.packs_busy += 1;
+        return Ok(());
+    }
+    let mut batch = Batch::default();
+    let mut ends: HashMap<u32, u64> = HashMap::new();
+    for (id, old, new) in &moves {
+        if inner.chunk_loc(id)? == Some(*old) {
+            batch.put(
+                Cf::Chunks,
+                id.as_bytes().to_vec(),
+                records::encode_chunk_loc(new).to_vec(),
+            );
+            let e = ends.entry(new.pack).or_insert(0);
+            *e = (*e).max(new.end());
+            *c.indexed.entry(new.pack).or_insert(0) += 1;
+        }
+    }
+    batch.delete(Cf::Packs, keys::pack(pack).to_vec());
+    let stats = c.stats;
+    let size = c.pack_len.get(&pack).copied().unwrap_or(0);
+    inner.write_locked(&mut c, batch, stats, ends)?;
+    c.pack_len.remove(&pack);
+    drop(pending);
+    drop(c);
+    // The index no longer names the pack: delete it. A crash before the
+    // unlink leaves a pack without a record, which the next open deletes.
+    inner.reader.forget(pack);
+    let path = inner.dir.join("packs").join(pack_file_name(pack));
+    std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+    crate::pack::sync_dir(&inner.dir.join("packs"))?;
+    if moves.is_empty() {
+        report.packs_deleted += 1;
+    } else {
+        report.packs_compacted += 1;
+    }
+    report.bytes_copied += copied;
+    report.bytes_reclaimed += size.saturating_sub(copied);
+    Ok(())
+}

@@ -1,0 +1,15 @@
+//! Reference counting, garbage collection and pack compaction.
+//!
+//! What keeps what (docs/ARCHITECTURE.md, "GC", has the whole protocol):
+//! registry records and caller holds keep blobs; a blob, or an upload
+//! session, keeps its manifest; every manifest segment entry keeps a chunk;
+//! an upload in flight holds the chunks it has looked up until a committed
+//! segment references them. Counts change only inside commits
+//! ([`refs::resolve`]); collection ([`collect`]) turns what fell to zero into
+//! deleted index entries, and compaction rewrites packs that became mostly
+//! dead.
+
+mod collect;
+pub(crate) mod refs;
+
+pub use collect::{GcOptions, GcReport, UploadInfo};
