@@ -150,9 +150,14 @@ impl StagedBlob {
         }
         if !seen.insert(self.id) || meta.get(Cf::Blobs, self.id.as_bytes())?.is_some() {
             // Same content stored before: our segments already committed are
-            // released by the next collection; the last one is never written.
+            // released by the next collection; the last one is never written,
+            // so the chunks only it would have referenced (indexed by this
+            // commit) are candidates straight away.
             if self.durable {
                 batch.put(Cf::Gc, keys::gc_manifest(m).to_vec(), Vec::new());
+            }
+            for (id, _) in &self.chunks {
+                batch.put(Cf::Gc, keys::gc_chunk(id.as_bytes()).to_vec(), Vec::new());
             }
         } else {
             if let Some((start, seg)) = &self.last_segment {
@@ -511,6 +516,8 @@ impl BlobWriter {
     }
 
     fn suspend_inner(&mut self) -> Result<UploadId> {
+        // Every complete chunk of the partial block too, not just full blocks.
+        self.cut(false)?;
         while self.next_emit < self.next_seq {
             self.drain(true)?;
         }

@@ -318,7 +318,7 @@ fn sweep_some(
     let mut batch = Batch::default();
     let (mut deleted, mut bytes, mut held) = (0, 0, 0);
     for id in ids {
-        let gk = [&[keys::gc::CHUNK][..], id.as_bytes()].concat();
+        let gk = keys::gc_chunk(id.as_bytes()).to_vec();
         if super::refs::get(&inner.meta, &keys::count(refs::CHUNK, id.as_bytes()))? > 0 {
             batch.delete(Cf::Gc, gk);
             continue;
@@ -349,12 +349,14 @@ fn sweep_some(
 
 /// Rewrites or deletes packs whose live fraction is below the threshold.
 fn compact(inner: &Inner, opts: &GcOptions, report: &mut GcReport) -> Result<()> {
-    // Packs sealed before the scan: nothing is appended to them any more.
-    let current = inner.packs.current();
     let (sizes, generation) = {
         let c = inner.commit.lock();
         (c.pack_len.clone(), c.indexed.clone())
     };
+    // Asked after the sizes were taken: the pack being appended to then, or
+    // any later one, may be among them. Pack ids only grow, so every pack
+    // below it is sealed for good.
+    let current = inner.packs.current();
     let mut live: HashMap<u32, u64> = HashMap::new();
     for kv in inner.meta.scan_prefix(Cf::Chunks, &[], &[]) {
         let (_, v) = kv?;
@@ -363,7 +365,7 @@ fn compact(inner: &Inner, opts: &GcOptions, report: &mut GcReport) -> Result<()>
     }
     let mut chosen: Vec<u32> = sizes
         .iter()
-        .filter(|(p, _)| Some(**p) != current)
+        .filter(|(p, _)| current.is_none_or(|cur| **p < cur))
         .filter(|(p, &len)| {
             let data = len.saturating_sub(PACK_HEADER_LEN as u64);
             let l = live.get(p).copied().unwrap_or(0);

@@ -13,3 +13,6 @@ mod collect;
 pub(crate) mod refs;
 
 pub use collect::{GcOptions, GcReport, UploadInfo};
+
+#[cfg(test)]
+mod tests;

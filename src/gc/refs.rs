@@ -89,9 +89,8 @@ pub(crate) fn resolve(meta: &Meta, batch: &mut Batch, stats: &mut StatsRecord) -
         if new == 0 {
             match k[0] {
                 refs::CHUNK => {
-                    let mut g = k.clone();
-                    g[0] = keys::gc::CHUNK;
-                    batch.put(Cf::Gc, g, Vec::new());
+                    let id = <[u8; 32]>::try_from(&k[1..]).expect("33-byte key");
+                    batch.put(Cf::Gc, keys::gc_chunk(&id).to_vec(), Vec::new());
                 }
                 _ => blobs_at_zero.push(<[u8; 32]>::try_from(&k[1..]).expect("33-byte key")),
             }

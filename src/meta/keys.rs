@@ -66,6 +66,11 @@ pub(crate) fn gc_manifest(m: u64) -> [u8; 9] {
     k
 }
 
+/// A `gc` key for a chunk whose count fell to 0.
+pub(crate) fn gc_chunk(id: &[u8; 32]) -> [u8; 33] {
+    count(gc::CHUNK, id)
+}
+
 /// `uploads` key: the upload's manifest id.
 pub(crate) fn upload(m: u64) -> [u8; 8] {
     m.to_be_bytes()
