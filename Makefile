@@ -33,6 +33,18 @@ corpus: setup
 bench-peers:
 	bash scripts/bench-peers.sh "$(CORPUS_DIR)"
 
+## Deterministic synthetic checkpoints into SYNTH_DIR (examples/synth.rs): a 10-step
+## bf16 + Adam training run (~110 MB per step), an fp32 base with 3 fine-tunes, and
+## bf16 copies of the corpus's fp32 safetensors files when a corpus is present.
+SYNTH_DIR ?= /tmp/modelvault-synth
+.PHONY: synth bench-synth
+synth: setup
+	$(CARGO) run --release --example synth -- "$(SYNTH_DIR)"
+
+## bench-peers (modelvault vs borg, restic, cp -r) on freshly generated synthetic checkpoints.
+bench-synth: synth
+	bash scripts/bench-peers.sh "$(SYNTH_DIR)"
+
 ## Build every fuzz target (without RocksDB) and run each for FUZZ_SECONDS (default 10).
 FUZZ_SECONDS ?= 10
 fuzz:
