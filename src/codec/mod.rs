@@ -17,6 +17,7 @@ mod zstd_ctx;
 
 pub use estimate::{choose, Estimate};
 
+use crate::chunking::PlaneHint;
 use crate::error::{Error, Result};
 
 /// How a chunk is encoded on disk.
@@ -113,6 +114,47 @@ pub fn encode(raw: &[u8], opts: &EncodeOptions, out: &mut Vec<u8>) -> Codec {
         Codec::Zstd => zstd_ctx::compress(raw, opts.whole(), out),
         Codec::Planes { width } => planes::encode(raw, width as usize, &est, opts.planes(), out),
     };
+    let limit = raw.len() as f64 * (1.0 - opts.min_saving);
+    if !ok || out.len() as f64 > limit {
+        out.clear();
+        out.extend_from_slice(raw);
+        return Codec::Raw;
+    }
+    codec
+}
+
+/// Encodes `raw` guided by what the chunker knows of its element type,
+/// appending the stored bytes to `out` (cleared first), without running the
+/// codec predictor:
+///
+/// * [`PlaneHint::Width`] of 2 or 4: byte planes of that width (the plane
+///   estimate still decides which planes are stored raw);
+/// * [`PlaneHint::Flat`]: plain zstd;
+/// * [`PlaneHint::Estimate`] (or any other width): exactly [`encode`].
+///
+/// Falls back to [`Codec::Raw`] when the result would not save
+/// `opts.min_saving`, like [`encode`]. The hint only changes how well and
+/// how fast a chunk is compressed, never what it decodes to.
+///
+/// Trying plain zstd as well for width hints (keeping the smaller) was
+/// measured with `examples/cutter_eval.rs`: it won 14 of 16,819 float chunks
+/// by a few bytes each and cost about a third of the encoding speed.
+pub fn encode_hinted(
+    raw: &[u8],
+    hint: PlaneHint,
+    opts: &EncodeOptions,
+    out: &mut Vec<u8>,
+) -> Codec {
+    let codec = match hint {
+        PlaneHint::Width(w @ (2 | 4)) => Codec::Planes { width: w },
+        PlaneHint::Flat => Codec::Zstd,
+        _ => return encode(raw, opts, out),
+    };
+    out.clear();
+    if raw.is_empty() {
+        return Codec::Raw;
+    }
+    let ok = encode_with(raw, codec, opts, out);
     let limit = raw.len() as f64 * (1.0 - opts.min_saving);
     if !ok || out.len() as f64 > limit {
         out.clear();
@@ -254,6 +296,74 @@ mod tests {
         p.extend_from_slice(&[0u8; 1024]);
         let err = decode(Codec::Planes { width: 2 }, &p, 2048, &mut out).unwrap_err();
         assert!(err.is_integrity(), "{err}");
+    }
+
+    fn hinted_round_trip(raw: &[u8], hint: PlaneHint) -> (Codec, usize) {
+        let mut enc = Vec::new();
+        let codec = encode_hinted(raw, hint, &EncodeOptions::default(), &mut enc);
+        let mut dec = Vec::new();
+        decode(codec, &enc, raw.len(), &mut dec).unwrap();
+        assert_eq!(dec, raw, "codec {codec:?} for {hint:?}");
+        if codec != Codec::Raw {
+            assert!(enc.len() as f64 <= raw.len() as f64 * 0.95, "{codec:?}");
+        }
+        (codec, enc.len())
+    }
+
+    #[test]
+    fn hinted_encoding_follows_the_hint() {
+        let f32s = floats(16 * 1024, 3);
+        let (c, n4) = hinted_round_trip(&f32s, PlaneHint::Width(4));
+        assert_eq!(c, Codec::Planes { width: 4 });
+        // Not worse than what the predictor picks.
+        let mut enc = Vec::new();
+        encode(&f32s, &EncodeOptions::default(), &mut enc);
+        assert!(n4 <= enc.len());
+        // bf16: the high halves of the floats.
+        let bf16: Vec<u8> = f32s.chunks_exact(4).flat_map(|q| [q[2], q[3]]).collect();
+        assert_eq!(
+            hinted_round_trip(&bf16, PlaneHint::Width(2)).0,
+            Codec::Planes { width: 2 }
+        );
+        // Zeros still compress as planes; flat data never gets planes.
+        let (c, n) = hinted_round_trip(&[0u8; 65536], PlaneHint::Width(4));
+        assert_eq!((c, n < 200), (Codec::Planes { width: 4 }, true));
+        assert!(!matches!(
+            hinted_round_trip(&f32s, PlaneHint::Flat).0,
+            Codec::Planes { .. }
+        ));
+        let text = "weights and biases ".repeat(2000);
+        assert_eq!(
+            hinted_round_trip(text.as_bytes(), PlaneHint::Flat).0,
+            Codec::Zstd
+        );
+        // Noise, odd lengths and empty input round-trip under every hint;
+        // an unsupported width means "estimate".
+        let rnd: Vec<u8> = (0..65536u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8 ^ (i as u8).rotate_left(3))
+            .collect();
+        for hint in [
+            PlaneHint::Width(2),
+            PlaneHint::Width(4),
+            PlaneHint::Flat,
+            PlaneHint::Estimate,
+            PlaneHint::Width(3),
+        ] {
+            hinted_round_trip(&rnd, hint);
+            hinted_round_trip(&f32s[1..f32s.len() - 2], hint);
+            hinted_round_trip(&[], hint);
+            hinted_round_trip(&[7], hint);
+        }
+        let mut a = Vec::new();
+        let mut b = Vec::new();
+        let ca = encode_hinted(
+            &f32s,
+            PlaneHint::Width(3),
+            &EncodeOptions::default(),
+            &mut a,
+        );
+        let cb = encode(&f32s, &EncodeOptions::default(), &mut b);
+        assert_eq!((ca, a), (cb, b));
     }
 
     #[test]
