@@ -72,6 +72,8 @@ pub use id::{BlobId, ChunkId, Hash32};
 pub use meta::records::{BlobRecord, FileEntry, StatsRecord};
 pub use pack::ChunkLoc;
 #[cfg(feature = "store")]
+pub use registry::delete::{DeleteOptions, DeleteReport, Retention};
+#[cfg(feature = "store")]
 pub use registry::experiment::{Experiment, ExperimentInfo, ExperimentQuery, NewExperiment};
 #[cfg(feature = "store")]
 pub use registry::model::{Model, ModelInfo, ModelSummary, ModelVersion, NewModel};

@@ -7,6 +7,7 @@
 //! - `cli`: the `modelvault` binary's contract.
 //! - `registry_entities`: experiments, models, links, queries, listings, reopen.
 //! - `registry_model_based`: random operation sequences against an in-memory model.
+//! - `registry_delete`: deleting versions, models, experiments; retention; dry runs; gc.
 //! - `registry_concurrency`: many threads on experiments and models at once.
 
 mod common;
@@ -19,6 +20,7 @@ mod blob_tensors;
 mod cli;
 mod crash_kill;
 mod registry_concurrency;
+mod registry_delete;
 mod registry_entities;
 mod registry_model_based;
 mod store_lifecycle;

@@ -80,6 +80,19 @@ pub enum Command {
         #[command(flatten)]
         json: Json,
     },
+    /// Collect garbage: expire stale uploads, free unreferenced chunks, compact packs.
+    Gc {
+        /// Give up upload sessions with no progress for this long (e.g. 30m, 24h, 7d).
+        #[arg(long, default_value = "24h")]
+        expire_uploads_after: String,
+        /// Rewrite packs whose live fraction is below this (0 = only delete empty packs).
+        #[arg(long, default_value_t = 0.5)]
+        compact_below: f64,
+        #[command(flatten)]
+        json: Json,
+    },
+    /// List upload sessions that can be resumed (durable progress, no blob yet).
+    Uploads(Json),
     /// Experiments: code execution sessions.
     #[command(subcommand)]
     Experiment(ExperimentCmd),
@@ -202,6 +215,29 @@ pub enum ExperimentCmd {
         #[arg(long, default_value = "completed")]
         status: String,
     },
+    /// Delete an experiment with its console, scalars and artifacts.
+    Delete {
+        /// Experiment id.
+        id: String,
+        /// Also delete the models it created.
+        #[arg(long)]
+        with_models: bool,
+        #[command(flatten)]
+        del: DeleteFlags,
+    },
+}
+
+#[derive(ClapArgs, Debug, Clone, Copy)]
+pub struct DeleteFlags {
+    /// Delete finalized models too.
+    #[arg(long)]
+    pub force: bool,
+    /// Only report what would be deleted and how many bytes it frees.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print one JSON value instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -274,6 +310,32 @@ pub enum ModelCmd {
     Finalize {
         /// Model.
         model: String,
+    },
+    /// Delete a model (NAME) or one version (NAME@VERSION).
+    Delete {
+        /// Model, or NAME@VERSION for one version.
+        model: String,
+        #[command(flatten)]
+        del: DeleteFlags,
+    },
+    /// Delete the versions a retention rule does not keep (aliased versions and finalized models are kept).
+    Prune {
+        /// Model; all models with --all.
+        model: Option<String>,
+        /// Every model.
+        #[arg(long, conflicts_with = "model")]
+        all: bool,
+        /// Keep the newest N versions.
+        #[arg(long)]
+        keep_last: Option<u32>,
+        /// Keep versions younger than this (e.g. 12h, 30d).
+        #[arg(long)]
+        keep_within: Option<String>,
+        /// Only report what would be deleted and how many bytes it frees.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        json: Json,
     },
     /// Register a model by URL without storing bytes (the same URL again returns the same model).
     Register {

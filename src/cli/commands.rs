@@ -7,11 +7,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context, Result};
 use modelvault::query::{self, Value};
 use modelvault::{
-    EntityId, Experiment, Model, ModelVersion, NewExperiment, NewModel, Status, Store, Stream,
+    DeleteOptions, DeleteReport, EntityId, Experiment, GcOptions, Model, ModelVersion,
+    NewExperiment, NewModel, Retention, Status, Store, Stream,
 };
 use serde_json::json;
 
-use super::args::{Args, Command, ExperimentCmd, ModelCmd};
+use super::args::{Args, Command, DeleteFlags, ExperimentCmd, ModelCmd};
 use super::files;
 
 /// Runs one parsed command line.
@@ -115,9 +116,105 @@ pub fn run(args: Args) -> Result<()> {
                 bail!("verify found {} problems", r.problems.len());
             }
         }
+        Command::Gc {
+            expire_uploads_after,
+            compact_below,
+            json,
+        } => {
+            let opts = GcOptions::new()
+                .expire_uploads_after(parse_duration(&expire_uploads_after)?)
+                .compact_below(compact_below);
+            let r = open(&repo)?.gc(&opts)?;
+            if json.json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                println!(
+                    "expired {} uploads, released {} manifests, deleted {} chunks ({} bytes; {} held by uploads in flight), compacted {} packs and deleted {} ({} bytes copied, {} bytes reclaimed{})",
+                    r.uploads_expired,
+                    r.manifests_released,
+                    r.chunks_deleted,
+                    r.chunk_bytes_deleted,
+                    r.chunks_held,
+                    r.packs_compacted,
+                    r.packs_deleted,
+                    r.bytes_copied,
+                    r.bytes_reclaimed,
+                    if r.packs_busy > 0 { format!("; {} packs busy, next time", r.packs_busy) } else { String::new() }
+                );
+            }
+        }
+        Command::Uploads(json) => {
+            let list = open(&repo)?.uploads()?;
+            if json.json {
+                println!("{}", serde_json::to_string(&list)?);
+            } else {
+                for u in list {
+                    println!(
+                        "{}  {} bytes durable{}",
+                        u.id,
+                        u.durable_bytes,
+                        if u.open { "  (open)" } else { "" }
+                    );
+                }
+            }
+        }
         Command::Experiment(cmd) => experiment_cmd(&open(&repo)?, cmd)?,
         Command::Model(cmd) => model_cmd(&open(&repo)?, cmd)?,
     }
+    Ok(())
+}
+
+/// `30s`, `15m`, `24h`, `7d`, `2w` (a bare number is seconds).
+fn parse_duration(s: &str) -> Result<std::time::Duration> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| anyhow!("duration {s:?}: expected a number and a unit (s, m, h, d, w)"))?;
+    let secs = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => bail!("duration {s:?}: unknown unit {unit:?} (use s, m, h, d or w)"),
+    };
+    let total = n
+        .checked_mul(secs)
+        .ok_or_else(|| anyhow!("duration {s:?} is too long"))?;
+    Ok(std::time::Duration::from_secs(total))
+}
+
+fn delete_options(d: DeleteFlags) -> DeleteOptions {
+    DeleteOptions::new().force(d.force).dry_run(d.dry_run)
+}
+
+fn print_delete(r: &DeleteReport, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(r)?);
+        return Ok(());
+    }
+    let verb = if r.dry_run { "would delete" } else { "deleted" };
+    for e in &r.experiments {
+        println!("{verb} experiment {e}");
+    }
+    for m in &r.models {
+        println!("{verb} model {m}");
+    }
+    for (m, v) in &r.versions {
+        println!("{verb} version {m}@{v}");
+    }
+    println!(
+        "{} {} experiments, {} models, {} versions; frees {} blobs and {} stored bytes{}",
+        verb,
+        r.experiments.len(),
+        r.models.len(),
+        r.versions.len(),
+        r.blobs_freed,
+        r.bytes_freed,
+        if r.dry_run { "" } else { " at the next gc" }
+    );
     Ok(())
 }
 
@@ -345,6 +442,14 @@ fn experiment_cmd(store: &Store, cmd: ExperimentCmd) -> Result<()> {
             let v = resolve(store, &model)?;
             e.use_model(v.model, v.version)?;
         }
+        ExperimentCmd::Delete {
+            id,
+            with_models,
+            del,
+        } => {
+            let r = experiment(store, &id)?.delete(delete_options(del).with_models(with_models))?;
+            print_delete(&r, del.json)?;
+        }
         ExperimentCmd::Finalize { id, status } => {
             experiment(store, &id)?.finish(status.parse()?)?
         }
@@ -494,6 +599,50 @@ fn model_cmd(store: &Store, cmd: ModelCmd) -> Result<()> {
             }
         }
         ModelCmd::Finalize { model: spec } => model(store, &spec)?.finalize()?,
+        ModelCmd::Delete { model: spec, del } => {
+            let (m, version) = store.resolve_model(&spec)?;
+            let r = match version {
+                Some(v) => m.delete_version(v, delete_options(del))?,
+                None => m.delete(delete_options(del))?,
+            };
+            print_delete(&r, del.json)?;
+        }
+        ModelCmd::Prune {
+            model: spec,
+            all,
+            keep_last,
+            keep_within,
+            dry_run,
+            json,
+        } => {
+            let mut rule = Retention::new();
+            if let Some(n) = keep_last {
+                rule = rule.keep_last(n);
+            }
+            if let Some(d) = keep_within {
+                rule = rule.keep_within(parse_duration(&d)?);
+            }
+            let models: Vec<Model> = match (spec, all) {
+                (Some(spec), _) => vec![model(store, &spec)?],
+                (None, true) => store
+                    .models()?
+                    .into_iter()
+                    .map(|m| store.model(m.id))
+                    .collect::<modelvault::Result<_>>()?,
+                (None, false) => bail!("name a model, or pass --all"),
+            };
+            let mut total = DeleteReport {
+                dry_run,
+                ..DeleteReport::default()
+            };
+            for m in models {
+                let r = m.prune(&rule, dry_run)?;
+                total.versions.extend(r.versions);
+                total.blobs_freed += r.blobs_freed;
+                total.bytes_freed += r.bytes_freed;
+            }
+            print_delete(&total, json.json)?;
+        }
         ModelCmd::Register {
             name,
             project,

@@ -10,6 +10,7 @@
 //! dead.
 
 mod collect;
+pub(crate) mod estimate;
 pub(crate) mod refs;
 
 pub use collect::{GcOptions, GcReport, UploadInfo};

@@ -98,8 +98,8 @@ pub struct ExperimentInfo {
 /// A handle on one experiment. Cheap; holds a store clone and the id.
 #[derive(Clone)]
 pub struct Experiment {
-    store: Store,
-    id: EntityId,
+    pub(crate) store: Store,
+    pub(crate) id: EntityId,
 }
 
 impl Entity for ExperimentRecord {

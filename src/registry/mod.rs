@@ -8,6 +8,8 @@
 
 #[cfg(feature = "store")]
 mod common;
+#[cfg(feature = "store")]
+pub mod delete;
 pub mod detect;
 #[cfg(feature = "store")]
 pub mod experiment;

@@ -193,8 +193,8 @@ pub struct ModelSummary {
 /// A handle on one model.
 #[derive(Clone)]
 pub struct Model {
-    store: Store,
-    id: EntityId,
+    pub(crate) store: Store,
+    pub(crate) id: EntityId,
 }
 
 impl Entity for ModelRecord {
@@ -215,7 +215,7 @@ pub(crate) fn load_model(meta: &Meta, id: &EntityId) -> Result<ModelRecord> {
     load(meta, Cf::Models, &id.0, "model record")?.ok_or_else(|| Error::not_found("model", id))
 }
 
-fn version_key(id: &EntityId, v: u32) -> Vec<u8> {
+pub(crate) fn version_key(id: &EntityId, v: u32) -> Vec<u8> {
     Key::plain().id(id).u32(v).done()
 }
 
@@ -722,13 +722,16 @@ impl Model {
         let rec = load_model(meta, &self.id)?;
         let v = match version {
             Some(v) => v,
-            None if rec.latest == 0 => {
-                return Err(Error::not_found(
-                    "version",
-                    format!("any version of model {} ({})", rec.name, self.id),
-                ))
-            }
-            None => rec.latest,
+            // The newest version still there (the latest may be deleted).
+            None => match meta.floor(Cf::Versions, &self.id.0, &version_key(&self.id, u32::MAX))? {
+                Some((k, _)) => index::id_version(&k, "versions key")?.1,
+                None => {
+                    return Err(Error::not_found(
+                        "version",
+                        format!("any version of model {} ({})", rec.name, self.id),
+                    ))
+                }
+            },
         };
         let vr = load_version(meta, &self.id, v)
             .map_err(|_| Error::not_found("version", format!("{}@{v}", rec.name)))?;

@@ -1,0 +1,50 @@
+//! What releasing blob references would free, computed from the committed
+//! counts without changing anything (for dry runs and deletion reports).
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::refs::get;
+use crate::error::Result;
+use crate::id::{BlobId, ChunkId};
+use crate::meta::keys::{self, refs};
+use crate::meta::records;
+use crate::meta::{Cf, Meta};
+use crate::pack::RECORD_HEADER_LEN;
+
+/// Blobs that `drops` (blob → references released) would delete, and the
+/// pack bytes of the chunks that would then be unreferenced (reclaimed by
+/// the next collection with compaction).
+pub(crate) fn freed_by(meta: &Meta, drops: &BTreeMap<BlobId, u64>) -> Result<(u64, u64)> {
+    let mut chunk_drops: HashMap<ChunkId, u64> = HashMap::new();
+    let mut blobs = 0;
+    for (blob, n) in drops {
+        let refs_now = get(meta, &keys::count(refs::BLOB, blob.as_bytes()))?;
+        let holds = get(meta, &keys::count(refs::HOLD, blob.as_bytes()))?;
+        if refs_now > *n || holds > 0 {
+            continue;
+        }
+        let Some(rec) = meta.with(Cf::Blobs, blob.as_bytes(), records::decode_blob)? else {
+            continue;
+        };
+        blobs += 1;
+        let prefix = rec.manifest.to_be_bytes();
+        if rec.manifest == 0 {
+            continue;
+        }
+        for kv in meta.scan_prefix(Cf::Manifests, &prefix, &prefix) {
+            let (_, v) = kv?;
+            for e in records::decode_segment(&v)? {
+                *chunk_drops.entry(e.id).or_insert(0) += 1;
+            }
+        }
+    }
+    let mut bytes = 0;
+    for (id, n) in chunk_drops {
+        if get(meta, &keys::count(refs::CHUNK, id.as_bytes()))? <= n {
+            if let Some(loc) = meta.with(Cf::Chunks, id.as_bytes(), records::decode_chunk_loc)? {
+                bytes += RECORD_HEADER_LEN as u64 + loc.stored_len as u64;
+            }
+        }
+    }
+    Ok((blobs, bytes))
+}
