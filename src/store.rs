@@ -263,7 +263,9 @@ impl Store {
             .map_err(|e| Error::invalid("chunking bounds", format!("{:?}", opts.cdc), e))?;
         prepare_dir(dir, opts.create)?;
         let lock = acquire_lock(dir)?;
-        let meta = Meta::open(&dir.join(META_DIR))?;
+        // Metadata is created only where there is none at all.
+        let meta_dir = dir.join(META_DIR);
+        let meta = Meta::open(&meta_dir, !meta_dir.exists())?;
         let (store_id, cdc) = load_or_init_meta(&meta, dir, opts.cdc)?;
         // Chunking is fixed when a store is created: cutting the same content
         // differently later would defeat dedup.

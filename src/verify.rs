@@ -344,6 +344,9 @@ impl Store {
             }
         }
 
+        // Reference counts and ownership.
+        self.verify_refs(&mut r)?;
+
         // Secondary indexes.
         let idx = self.verify_index()?;
         for k in idx.missing {
@@ -365,5 +368,164 @@ impl Store {
             r.problems[*at].affected = affected;
         }
         Ok(r)
+    }
+
+    /// Recounts every reference from the primary records and compares with
+    /// the `refs` column family; checks that each manifest has exactly one
+    /// owner and that every unreferenced chunk is a collection candidate.
+    /// Holds the commit lock (counts change only in commits), so writers
+    /// wait for this part.
+    fn verify_refs(&self, r: &mut VerifyReport) -> Result<()> {
+        use crate::meta::keys::refs as tag;
+        use crate::registry::records::{ArtifactBody, ArtifactRecord, VersionRecord};
+        let inner = &self.inner;
+        let meta = &inner.meta;
+        let _commits = inner.commit.lock();
+        let mut want: HashMap<Vec<u8>, u64> = HashMap::new();
+        let bad = |what: &'static str| Error::corrupt(what, "key of the wrong length");
+        // Chunks ← segment entries of every manifest still there.
+        let mut seg_manifests = BTreeSet::new();
+        for kv in meta.scan_prefix(Cf::Manifests, &[], &[]) {
+            let (k, v) = kv?;
+            seg_manifests.insert(keys::parse_segment(&k).ok_or_else(|| bad("manifests"))?.0);
+            let Ok(seg) = records::decode_segment(&v) else {
+                continue; // reported by the blob checks
+            };
+            for e in seg {
+                *want
+                    .entry(keys::count(tag::CHUNK, e.id.as_bytes()).to_vec())
+                    .or_insert(0) += 1;
+            }
+        }
+        // Blobs ← version files and artifacts.
+        for kv in meta.scan_prefix(Cf::Versions, &[], &[]) {
+            let (_, v) = kv?;
+            let vr: VersionRecord = records::decode_postcard("version record", &v)?;
+            for f in vr.files {
+                *want
+                    .entry(keys::count(tag::BLOB, f.blob.as_bytes()).to_vec())
+                    .or_insert(0) += 1;
+            }
+        }
+        for kv in meta.scan_prefix(Cf::Artifacts, &[], &[]) {
+            let (_, v) = kv?;
+            let a: ArtifactRecord = records::decode_postcard("artifact", &v)?;
+            if let ArtifactBody::Blob { blob, .. } = a.body {
+                *want
+                    .entry(keys::count(tag::BLOB, blob.as_bytes()).to_vec())
+                    .or_insert(0) += 1;
+            }
+        }
+        let mut have: HashMap<Vec<u8>, u64> = HashMap::new();
+        for kv in meta.scan_prefix(Cf::Refs, &[], &[]) {
+            let (k, v) = kv?;
+            if k.len() != 33 {
+                return Err(bad("refs"));
+            }
+            have.insert(k.to_vec(), records::decode_count(&v)?);
+        }
+        let describe = |k: &[u8]| {
+            let id = Hash32::from_slice(&k[1..]).map_or_else(String::new, |h| h.to_string());
+            match k[0] {
+                tag::CHUNK => format!("chunk {id}"),
+                _ => format!("blob {id}"),
+            }
+        };
+        let mut keys_all: BTreeSet<&Vec<u8>> = want.keys().collect();
+        keys_all.extend(have.keys().filter(|k| k[0] != tag::HOLD));
+        for k in keys_all {
+            let (w, h) = (
+                want.get(k).copied().unwrap_or(0),
+                have.get(k).copied().unwrap_or(0),
+            );
+            if w != h {
+                r.problems.push(problem(
+                    "refcount",
+                    describe(k),
+                    format!("count is {h}, the records reference it {w} times"),
+                ));
+            }
+        }
+        // Every blob is kept by a reference or a hold; every manifest has
+        // exactly one owner: a blob, an upload session or a dead marker.
+        let mut owners: HashMap<u64, u32> = HashMap::new();
+        for kv in meta.scan_prefix(Cf::Blobs, &[], &[]) {
+            let (k, v) = kv?;
+            let Ok(rec) = records::decode_blob(&v) else {
+                continue; // reported by the blob checks
+            };
+            let id = <[u8; 32]>::try_from(k.as_ref()).map_err(|_| bad("blobs"))?;
+            let kept = have
+                .get(keys::count(tag::BLOB, &id).as_slice())
+                .copied()
+                .unwrap_or(0)
+                + have
+                    .get(keys::count(tag::HOLD, &id).as_slice())
+                    .copied()
+                    .unwrap_or(0);
+            if kept == 0 {
+                r.problems.push(problem(
+                    "refcount",
+                    format!("blob {}", Hash32(id)),
+                    "stored, but nothing references or holds it",
+                ));
+            }
+            if rec.manifest != 0 {
+                *owners.entry(rec.manifest).or_insert(0) += 1;
+            }
+        }
+        for kv in meta.scan_prefix(Cf::Uploads, &[], &[]) {
+            let (k, _) = kv?;
+            *owners
+                .entry(keys::parse_u64(&k).ok_or_else(|| bad("uploads"))?)
+                .or_insert(0) += 1;
+        }
+        let mut candidates = BTreeSet::new();
+        for kv in meta.scan_prefix(Cf::Gc, &[], &[]) {
+            let (k, _) = kv?;
+            match (k.first(), k.len()) {
+                (Some(&keys::gc::MANIFEST), 9) => {
+                    *owners
+                        .entry(keys::parse_u64(&k[1..]).ok_or_else(|| bad("gc"))?)
+                        .or_insert(0) += 1;
+                }
+                (Some(&keys::gc::CHUNK), 33) => {
+                    candidates.insert(k[1..].to_vec());
+                }
+                _ => return Err(bad("gc")),
+            }
+        }
+        for (m, n) in &owners {
+            if *n > 1 {
+                r.problems.push(problem(
+                    "manifest-owners",
+                    format!("manifest {m}"),
+                    format!("{n} owners (blobs, upload sessions, dead markers)"),
+                ));
+            }
+        }
+        for m in seg_manifests.iter().filter(|m| !owners.contains_key(m)) {
+            r.problems.push(problem(
+                "manifest-orphan",
+                format!("manifest {m}"),
+                "has segments but no blob, upload session or dead marker owns it",
+            ));
+        }
+        // An indexed chunk nothing references must be queued for collection.
+        for kv in meta.scan_prefix(Cf::Chunks, &[], &[]) {
+            let (k, _) = kv?;
+            let ck = [&[tag::CHUNK][..], &k].concat();
+            if !have.contains_key(&ck) && !candidates.contains(k.as_ref()) {
+                r.problems.push(problem(
+                    "chunk-leaked",
+                    format!(
+                        "chunk {}",
+                        Hash32::from_slice(&k).map_or_else(String::new, |h| h.to_string())
+                    ),
+                    "indexed, unreferenced, and not a collection candidate",
+                ));
+            }
+        }
+        Ok(())
     }
 }

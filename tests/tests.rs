@@ -5,6 +5,8 @@
 //! - `blob_concurrency`: many threads writing and reading one store.
 //! - `store_lifecycle`: create, reopen, locking, crash leftovers.
 //! - `cli`: the `modelvault` binary's contract.
+//! - `hostile_input`: traversal and look-alike names and paths, through the API and the CLI.
+//! - `meta_corruption`: damaged RocksDB files (SST, MANIFEST, CURRENT, WAL) fail loudly, never return wrong bytes.
 //! - `registry_entities`: experiments, models, links, queries, listings, reopen.
 //! - `registry_model_based`: random operation sequences against an in-memory model.
 //! - `registry_delete`: deleting versions, models, experiments; retention; dry runs; gc.
@@ -19,6 +21,8 @@ mod blob_roundtrip;
 mod blob_tensors;
 mod cli;
 mod crash_kill;
+mod hostile_input;
+mod meta_corruption;
 mod registry_concurrency;
 mod registry_delete;
 mod registry_entities;

@@ -708,19 +708,29 @@ fn put(
     Ok(())
 }
 
+/// Numbers the temporary files of `get`.
+static TMP_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 fn get(store: &Store, spec: &str, out: &Path) -> Result<()> {
     let v = resolve(store, spec)?;
     fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     for f in &v.files {
         let dst = files::destination(out, &f.path)?;
+        // A short, fresh name created exclusively: never follows a planted
+        // symlink, never replaces a file of the version, fits any name length.
         let tmp = dst.with_file_name(format!(
-            ".{}.modelvault-tmp",
-            dst.file_name().and_then(|n| n.to_str()).unwrap_or("file")
+            ".mv-{}-{}.tmp",
+            std::process::id(),
+            TMP_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         ));
         let mut r = store.blob_reader(&f.blob)?;
         let mut w = BufWriter::with_capacity(
             1 << 20,
-            File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?,
+            fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)
+                .with_context(|| format!("cannot create {}", tmp.display()))?,
         );
         let copied = io::copy(&mut r, &mut w).and_then(|n| w.flush().map(|_| n));
         match copied {

@@ -137,11 +137,19 @@ impl Batch {
 pub(crate) type Pair = (Box<[u8]>, Box<[u8]>);
 
 impl Meta {
-    /// Opens (creating if missing) the database in `dir`.
-    pub fn open(dir: &Path) -> Result<Self> {
+    /// Opens the database in `dir`, creating it only if `create` (a store
+    /// whose metadata exists must never be silently replaced by an empty
+    /// database, e.g. when its `CURRENT` file is lost).
+    pub fn open(dir: &Path, create: bool) -> Result<Self> {
         let cache = Cache::new_lru_cache(64 << 20);
         let mut db_opts = Options::default();
-        db_opts.create_if_missing(true);
+        db_opts.create_if_missing(create);
+        // A torn last record (a crash mid-write of an unsynced commit) is
+        // dropped; damage anywhere else in the WAL, or a WAL the MANIFEST
+        // knows of that is missing, fails the open instead of silently
+        // losing acknowledged commits.
+        db_opts.set_wal_recovery_mode(rocksdb::DBRecoveryMode::TolerateCorruptedTailRecords);
+        db_opts.set_track_and_verify_wals_in_manifest(true);
         db_opts.create_missing_column_families(true);
         db_opts.set_max_background_jobs(2);
         db_opts.set_keep_log_file_num(4);
