@@ -307,6 +307,10 @@ impl Store {
                 };
             for f in &vr.files {
                 logical += f.size;
+                if let Err(e) = crate::registry::check_path(&f.path) {
+                    r.problems
+                        .push(problem("file-path", name.clone(), e.to_string()));
+                }
                 match self.blob_record(&f.blob)? {
                     Some(b) if b.size == f.size => {}
                     Some(b) => r.problems.push(problem(
@@ -400,7 +404,9 @@ impl Store {
         // Blobs ← version files and artifacts.
         for kv in meta.scan_prefix(Cf::Versions, &[], &[]) {
             let (_, v) = kv?;
-            let vr: VersionRecord = records::decode_postcard("version record", &v)?;
+            let Ok(vr) = records::decode_postcard::<VersionRecord>("version record", &v) else {
+                continue; // reported by the version checks
+            };
             for f in vr.files {
                 *want
                     .entry(keys::count(tag::BLOB, f.blob.as_bytes()).to_vec())
@@ -408,8 +414,15 @@ impl Store {
             }
         }
         for kv in meta.scan_prefix(Cf::Artifacts, &[], &[]) {
-            let (_, v) = kv?;
-            let a: ArtifactRecord = records::decode_postcard("artifact", &v)?;
+            let (_k, v) = kv?;
+            let Ok(a) = records::decode_postcard::<ArtifactRecord>("artifact", &v) else {
+                r.problems.push(problem(
+                    "artifact-corrupt",
+                    hex::encode(&_k),
+                    "undecodable record",
+                ));
+                continue;
+            };
             if let ArtifactBody::Blob { blob, .. } = a.body {
                 *want
                     .entry(keys::count(tag::BLOB, blob.as_bytes()).to_vec())

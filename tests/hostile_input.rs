@@ -955,7 +955,6 @@ fn get_restores_long_file_names() {
 }
 
 #[test]
-#[ignore = "BUG (src/registry/model.rs commit_files): a version may hold both `a` and `a/b`, which no folder can restore"]
 fn add_version_rejects_a_file_that_is_also_a_folder() {
     let tmp = tempfile::tempdir().unwrap();
     let store = Store::create(tmp.path().join("store")).unwrap();
@@ -970,7 +969,6 @@ fn add_version_rejects_a_file_that_is_also_a_folder() {
 }
 
 #[test]
-#[ignore = "BUG (src/verify.rs): verify does not check the file paths of version records; get refuses them as corrupt"]
 fn verify_reports_a_version_record_with_a_traversal_path() {
     let tmp = tempfile::tempdir().unwrap();
     let (repo, paths) = forged_store(tmp.path());
@@ -985,7 +983,6 @@ fn verify_reports_a_version_record_with_a_traversal_path() {
 }
 
 #[test]
-#[ignore = "BUG (src/registry/experiment.rs artifact): lookups skip check_label, so a name with NUL bytes can match another artifact's key"]
 fn artifact_lookup_by_a_name_with_nul_finds_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let store = Store::options()

@@ -489,6 +489,7 @@ impl Experiment {
 
     /// An artifact: the given revision, or the latest.
     pub fn artifact(&self, name: &str, revision: Option<u32>) -> Result<Artifact> {
+        check_label("artifact name", name, 256)?;
         let prefix = artifact_prefix(&self.id, name);
         let key = [
             prefix.as_slice(),

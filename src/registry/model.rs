@@ -621,6 +621,24 @@ impl Model {
                 ));
             }
         }
+        // No file may also be a folder of another (`a` and `a/b`): no
+        // directory could hold such a version.
+        let paths: HashSet<&str> = detected.iter().map(|(f, _)| f.path.as_str()).collect();
+        for (f, _) in &detected {
+            let p = f.path.as_str();
+            for (i, _) in p.match_indices('/') {
+                if paths.contains(&p[..i]) {
+                    return Err(Error::invalid(
+                        "path",
+                        p,
+                        format!(
+                            "{:?} is a file of this version, so it cannot be a folder",
+                            &p[..i]
+                        ),
+                    ));
+                }
+            }
+        }
         let files: Vec<FileEntry> = detected.iter().map(|(f, _)| f.clone()).collect();
         let mut detected: Vec<(String, FileFormat)> =
             detected.into_iter().map(|(f, fmt)| (f.path, fmt)).collect();
