@@ -271,6 +271,7 @@ impl Store {
         // differently later would defeat dedup.
         let mut opts = opts;
         opts.cdc = cdc;
+        crate::gc::recount::migrate_if_needed(&meta)?;
         let packs_dir = dir.join(PACKS_DIR);
         let (pack_len, next_pack, resume) =
             recover_packs(&meta, &packs_dir, &store_id, opts.pack_size)?;

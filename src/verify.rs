@@ -381,52 +381,22 @@ impl Store {
     /// wait for this part.
     fn verify_refs(&self, r: &mut VerifyReport) -> Result<()> {
         use crate::meta::keys::refs as tag;
-        use crate::registry::records::{ArtifactBody, ArtifactRecord, VersionRecord};
         let inner = &self.inner;
         let meta = &inner.meta;
         let _commits = inner.commit.lock();
-        let mut want: HashMap<Vec<u8>, u64> = HashMap::new();
         let bad = |what: &'static str| Error::corrupt(what, "key of the wrong length");
-        // Chunks ← segment entries of every manifest still there.
-        let mut seg_manifests = BTreeSet::new();
-        for kv in meta.scan_prefix(Cf::Manifests, &[], &[]) {
-            let (k, v) = kv?;
-            seg_manifests.insert(keys::parse_segment(&k).ok_or_else(|| bad("manifests"))?.0);
-            let Ok(seg) = records::decode_segment(&v) else {
-                continue; // reported by the blob checks
-            };
-            for e in seg {
-                *want
-                    .entry(keys::count(tag::CHUNK, e.id.as_bytes()).to_vec())
-                    .or_insert(0) += 1;
-            }
-        }
-        // Blobs ← version files and artifacts.
-        for kv in meta.scan_prefix(Cf::Versions, &[], &[]) {
-            let (_, v) = kv?;
-            let Ok(vr) = records::decode_postcard::<VersionRecord>("version record", &v) else {
-                continue; // reported by the version checks
-            };
-            for f in vr.files {
-                *want
-                    .entry(keys::count(tag::BLOB, f.blob.as_bytes()).to_vec())
-                    .or_insert(0) += 1;
-            }
-        }
-        for kv in meta.scan_prefix(Cf::Artifacts, &[], &[]) {
-            let (_k, v) = kv?;
-            let Ok(a) = records::decode_postcard::<ArtifactRecord>("artifact", &v) else {
+        let crate::gc::recount::Expected {
+            counts: want,
+            manifests: seg_manifests,
+            undecodable,
+        } = crate::gc::recount::expected(meta)?;
+        for (cf, k) in undecodable {
+            if cf == Cf::Artifacts {
                 r.problems.push(problem(
                     "artifact-corrupt",
-                    hex::encode(&_k),
+                    hex::encode(&k),
                     "undecodable record",
                 ));
-                continue;
-            };
-            if let ArtifactBody::Blob { blob, .. } = a.body {
-                *want
-                    .entry(keys::count(tag::BLOB, blob.as_bytes()).to_vec())
-                    .or_insert(0) += 1;
             }
         }
         let mut have: HashMap<Vec<u8>, u64> = HashMap::new();

@@ -883,8 +883,8 @@ fn get_refuses_to_write_through_symlinks_in_the_target() {
 }
 
 // ---------------------------------------------------------------------------
-// Known bugs, outside the files this suite may change. Each test states the
-// rule it checks; run them with `--ignored`.
+// Regressions: bugs this suite found (all fixed). Each test states the
+// rule it checks.
 
 #[test]
 fn get_does_not_write_through_a_planted_temp_file_symlink() {

@@ -11,6 +11,7 @@
 
 mod collect;
 pub(crate) mod estimate;
+pub(crate) mod recount;
 pub(crate) mod refs;
 
 pub use collect::{GcOptions, GcReport, UploadInfo};

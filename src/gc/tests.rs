@@ -313,3 +313,42 @@ fn a_collector_that_ignores_upload_holds_is_caught() {
         "the test did not notice a collector that deletes chunks uploads just found"
     );
 }
+
+#[test]
+fn a_store_written_before_reference_counts_gets_them_at_open() {
+    use crate::meta::{Batch, Cf, Meta};
+    let dir = tempfile::tempdir().unwrap();
+    let kept = noise(50, 600 << 10);
+    let held = noise(51, 300 << 10);
+    let (held_id, m_id) = {
+        let store = open(dir.path());
+        let m = store.create_model(crate::NewModel::new("old")).unwrap();
+        let mut w = store.blob_writer();
+        w.write_all(&kept).unwrap();
+        m.add_version_staged(vec![("w.bin".into(), w.stage().unwrap())], None)
+            .unwrap();
+        (put(&store, &held), m.id())
+    };
+    // Make it look like a store from before: no counts, no gc work, no marker.
+    {
+        let meta = Meta::open(&dir.path().join("meta"), false).unwrap();
+        let mut b = Batch::default();
+        for cf in [Cf::Refs, Cf::Gc] {
+            for kv in meta.scan_prefix(cf, &[], &[]) {
+                b.delete(cf, kv.unwrap().0.to_vec());
+            }
+        }
+        b.delete(Cf::Meta, b"refcounts".to_vec());
+        meta.commit(b, true).unwrap();
+    }
+    let store = open(dir.path());
+    let v = store.verify(VerifyOptions::new().read_data(true)).unwrap();
+    assert!(v.is_clean(), "{:?}", v.problems);
+    // The standalone blob got a hold; the version's blob is kept by the version.
+    store.release_blob(&held_id).unwrap();
+    let m = store.model(m_id).unwrap();
+    m.delete_version(1, crate::DeleteOptions::new()).unwrap();
+    store.gc(&GcOptions::new()).unwrap();
+    let s = store.stats();
+    assert_eq!((s.chunks, s.blobs, s.versions), (0, 0, 0), "{s:?}");
+}
