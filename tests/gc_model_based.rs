@@ -1,8 +1,9 @@
 //! GC model-based test (issue #4): random sequences of put, get, release,
 //! gc (with and without compaction, with and without expiring upload
 //! sessions), suspend/resume of uploads (across a reopen too), abandoned
-//! sessions resumed or given up later, and reopens, against an in-memory
-//! model of holds and sessions. Contents are drawn from a small pool of
+//! sessions resumed or given up later, a collection in the middle of a
+//! 5 MiB upload whose chunks it has already looked up (and may hold), and
+//! reopens, against an in-memory model of holds and sessions. Contents are drawn from a small pool of
 //! shared pieces, so chunks repeat across blobs and releasing one blob must
 //! not free chunks another still uses; the store has 1 MiB packs so
 //! compaction has work.
@@ -15,9 +16,11 @@
 //! every hold is released and gc has run the store holds no chunk at all,
 //! across a reopen too.
 //!
-//! `gc_matches_in_memory_model` runs 24 cases of 20–50 operations (about
-//! 10–20 s in release); `PROPTEST_CASES` overrides the count and
-//! `PROPTEST_RNG_SEED` the (otherwise fixed) seed.
+//! `gc_matches_in_memory_model` runs 24 cases of 20–50 operations, about
+//! 1,000 operations (15–25 s in release on a busy 2-core machine);
+//! `PROPTEST_CASES` overrides the count and `PROPTEST_RNG_SEED` the
+//! (otherwise fixed) seed. The store uses `Durability::Eventual` (reopens
+//! close it cleanly; crash durability is the kill test's business).
 //!
 //! `gc_model_repro_empty_resumed_blob_shares_manifest_after_reopen` is the
 //! bug this test first found (fixed in src/blob/writer.rs): an empty upload
@@ -106,8 +109,10 @@ fn pieces() -> &'static [Vec<u8>] {
     })
 }
 
-/// At most this much per blob.
+/// At most this much per blob, but for [`Op::GcDuringUpload`]'s.
 const MAX_BLOB: usize = 1 << 20;
+/// The size of [`Op::GcDuringUpload`]'s blobs.
+const UPLOAD_ACROSS_GC: usize = 5 << 20;
 
 /// A blob's content: pieces of the pool in order (cut at 1 MiB), or with no
 /// pieces a tiny blob of 0–47 bytes.
@@ -180,6 +185,13 @@ enum Op {
         finish: bool,
     },
     Reopen,
+    /// A 5 MiB upload made of pieces (so its chunks are found in the index,
+    /// some of them unreferenced gc candidates): a collection runs after its
+    /// first 4 MiB are written (cut and looked up) and before it finishes.
+    GcDuringUpload {
+        parts: Vec<u8>,
+        compact: u8,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -196,6 +208,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (any::<usize>(), prop::bool::weighted(0.7))
             .prop_map(|(pick, finish)| Op::ResumeLeft { pick, finish }),
         1 => Just(Op::Reopen),
+        1 => (prop::collection::vec(any::<u8>(), 1..=6), 0u8..3)
+            .prop_map(|(parts, compact)| Op::GcDuringUpload { parts, compact }),
     ]
 }
 
@@ -416,6 +430,37 @@ impl World {
                     "session {sid} resumed after it ended: {:?}",
                     r.map(|w| w.len())
                 );
+            }
+            Op::GcDuringUpload { parts, compact } => {
+                let p = pieces();
+                let mut data = Vec::with_capacity(UPLOAD_ACROSS_GC + (300 << 10));
+                for j in 0.. {
+                    if data.len() >= UPLOAD_ACROSS_GC {
+                        break;
+                    }
+                    data.extend_from_slice(&p[parts[j % parts.len()] as usize % p.len()]);
+                }
+                data.truncate(UPLOAD_ACROSS_GC);
+                let mut w = self.store().blob_writer();
+                // A full 4 MiB block and a bit: the block is cut and its
+                // chunks go to the workers, which hold them and look them up.
+                w.write_all(&data[..(4 << 20) + 4096]).unwrap();
+                let o = GcOptions::new().compact_below([0.0, 0.5, 0.9][*compact as usize % 3]);
+                let r = self.store().gc(&o).unwrap();
+                w.write_all(&data[(4 << 20) + 4096..]).unwrap();
+                let id = w.finish().unwrap();
+                let back = read(self.store(), &id).unwrap();
+                assert!(
+                    back == data,
+                    "blob {id} uploaded across a gc reads back wrong"
+                );
+                self.held(id, data);
+                self.count(if r.chunks_held > 0 {
+                    "gc during upload, chunks held"
+                } else {
+                    "gc during upload"
+                });
+                self.check(true);
             }
             Op::Reopen => {
                 self.reopen();
@@ -649,6 +694,7 @@ fn gc_matches_in_memory_model() {
         "resume left, finish",
         "resume left, drop",
         "reopen",
+        "gc during upload",
     ] {
         assert!(
             c.get(label).copied().unwrap_or(0) > 0,
