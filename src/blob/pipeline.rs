@@ -7,17 +7,20 @@ use std::thread;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 
+use crate::chunking::PlaneHint;
 use crate::codec::{self, Codec};
 use crate::error::Result;
 use crate::id::{ChunkId, Hash32};
 use crate::pack::{ChunkLoc, RecordHeader};
 use crate::store::Inner;
 
-/// One chunk to ingest: a range of a shared input block.
+/// One chunk to ingest: a range of a shared input block, with the cutter's
+/// hint on how to compress it.
 pub(crate) struct Job {
     pub inner: Arc<Inner>,
     pub block: Arc<Vec<u8>>,
     pub range: Range<usize>,
+    pub hint: PlaneHint,
     pub seq: u64,
     pub reply: Sender<Done>,
 }
@@ -64,7 +67,7 @@ fn worker(rx: Receiver<Job>) {
     while let Ok(job) = rx.recv() {
         let data = &job.block[job.range.clone()];
         let id = Hash32::of(data);
-        let loc = ingest(&job.inner, &id, data, &mut out);
+        let loc = ingest(&job.inner, &id, data, job.hint, &mut out);
         let done = Done {
             seq: job.seq,
             id,
@@ -80,10 +83,17 @@ fn worker(rx: Receiver<Job>) {
 }
 
 /// Dedup lookup first (pending uploads, then the index); only a new chunk
-/// is compressed and appended. The chunk is held (see `store::Pending`)
-/// before the lookup, whatever the outcome: the upload releases the hold
-/// once a committed segment references the chunk, or when it gives up.
-fn ingest(inner: &Inner, id: &ChunkId, data: &[u8], out: &mut Vec<u8>) -> Result<Option<ChunkLoc>> {
+/// is compressed (as `hint` suggests, see [`codec::encode_hinted`]) and
+/// appended. The chunk is held (see `store::Pending`) before the lookup,
+/// whatever the outcome: the upload releases the hold once a committed
+/// segment references the chunk, or when it gives up.
+fn ingest(
+    inner: &Inner,
+    id: &ChunkId,
+    data: &[u8],
+    hint: PlaneHint,
+    out: &mut Vec<u8>,
+) -> Result<Option<ChunkLoc>> {
     {
         let mut p = inner.pending.lock();
         p.hold(id);
@@ -94,7 +104,7 @@ fn ingest(inner: &Inner, id: &ChunkId, data: &[u8], out: &mut Vec<u8>) -> Result
     if inner.chunk_loc(id)?.is_some() {
         return Ok(None);
     }
-    let codec: Codec = codec::encode(data, &inner.opts.encode, out);
+    let codec: Codec = codec::encode_hinted(data, hint, &inner.opts.encode, out);
     let header = RecordHeader {
         codec,
         raw_len: data.len() as u32,

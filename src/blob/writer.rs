@@ -1,18 +1,32 @@
 //! Streaming upload: `std::io::Write` in, a [`BlobId`] out of `finish`.
 //!
 //! The caller's thread hashes the whole stream (that hash is the blob id)
-//! and finds content-defined cut points; chunks go to the store's worker
-//! pool as ranges of shared 4 MiB input blocks. Results come back out of
-//! order and are put back in order before they join the manifest. Every
-//! 1024 chunks (about 64 MiB) a manifest segment is committed together with
-//! the index entries of the new chunks it references, so neither the chunk
-//! list nor the pending index entries grow with the file.
+//! and finds cut points with the weight-aware [`Cutter`] (tensor boundaries
+//! of safetensors and GGUF files, content-defined cuts inside tensors and in
+//! other streams); chunks go to the store's worker pool as ranges of shared
+//! 4 MiB input blocks, each with the cutter's
+//! [`PlaneHint`](crate::chunking::PlaneHint) for the codec. Results come
+//! back out of order and are put back in order before they join the
+//! manifest. Every 1024 chunks (about 64 MiB) a manifest segment is
+//! committed together with the index entries of the new chunks it
+//! references, so neither the chunk list nor the pending index entries grow
+//! with the file.
+//!
+//! Cuts are made on full blocks only (and at the end or a suspend), and the
+//! cutter decides from the bytes alone, so they do not depend on how the
+//! caller split its writes. A resumed upload shows the cutter the stream's
+//! first bytes again before cutting, so it continues with the cuts (and
+//! hints) of an uninterrupted upload.
 //!
 //! Memory bound per writer: the input block being filled (4 MiB), at most
 //! [`MAX_IN_FLIGHT`] chunks in the pool (each pinning at most one 4 MiB
 //! block: ≤ 8 blocks in practice), one segment (≤ 40 KiB) and the reorder
 //! buffer (≤ `MAX_IN_FLIGHT` entries). About 40 MiB worst case, 12 MiB
-//! typical, whatever the file size.
+//! typical, whatever the file size. (Blocks are larger only for a store
+//! whose chunk maximum exceeds 4 MiB: a block always holds
+//! [`Cutter::lookahead`] bytes, so a full block always yields a cut. A
+//! resumed upload also keeps up to 4 MiB of the stream's start until the
+//! cutter has seen it.)
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, HashSet};
@@ -22,7 +36,9 @@ use std::sync::Arc;
 use crossbeam_channel::{unbounded, Receiver, Sender};
 
 use super::pipeline::{Done, Job};
-use crate::chunking::Chunker;
+use crate::chunking::aware::DEFAULT_PROBE_WINDOW;
+use crate::chunking::tensors::{probe, Probe};
+use crate::chunking::Cutter;
 use crate::error::{to_io, Error, Result};
 use crate::gc::refs::put_segment;
 use crate::id::{BlobId, ChunkId, Hash32};
@@ -33,7 +49,8 @@ use crate::meta::{keys, Batch, Cf, Meta};
 use crate::pack::ChunkLoc;
 use crate::store::Store;
 
-/// Size of the input blocks chunks are cut from.
+/// Size of the input blocks chunks are cut from (at least; see
+/// [`BlobWriter::block_cap`]).
 const BLOCK: usize = 4 << 20;
 /// Chunks submitted to the pool and not yet returned, per writer.
 pub const MAX_IN_FLIGHT: usize = 32;
@@ -44,9 +61,17 @@ pub const MAX_IN_FLIGHT: usize = 32;
 #[must_use = "a blob exists only once finish() returns its id"]
 pub struct BlobWriter {
     store: Store,
-    chunker: Chunker,
+    cutter: Cutter,
     hasher: blake3::Hasher,
+    /// Input bytes from stream offset `size - block.len()` on, not yet cut.
     block: Vec<u8>,
+    /// Bytes a block is filled to before it is cut: [`BLOCK`], or the
+    /// cutter's lookahead if larger, so a full block always yields a cut.
+    block_cap: usize,
+    /// After a resume whose durable prefix is shorter than the cutter's
+    /// probe window: that prefix, until the cutter has seen the stream's
+    /// first window bytes (see [`BlobWriter::show_start`]). Empty otherwise.
+    probe_head: Vec<u8>,
     size: u64,
     next_seq: u64,
     next_emit: u64,
@@ -210,12 +235,15 @@ fn abandon(store: &Store, manifest: u64) {
 impl BlobWriter {
     pub(crate) fn new(store: Store) -> Self {
         let (tx, rx) = unbounded();
-        let chunker = Chunker::new(store.inner.opts.cdc);
+        let cutter = Cutter::new(store.inner.opts.cdc);
+        let block_cap = BLOCK.max(cutter.lookahead());
         BlobWriter {
             store,
-            chunker,
+            cutter,
             hasher: blake3::Hasher::new(),
-            block: Vec::with_capacity(BLOCK),
+            block: Vec::with_capacity(block_cap),
+            block_cap,
+            probe_head: Vec::new(),
             size: 0,
             next_seq: 0,
             next_emit: 0,
@@ -256,7 +284,8 @@ impl BlobWriter {
             .ok_or_else(|| Error::not_found("upload session", m))?;
         w.session_ms = Some(rec.created_ms);
         // Replay the durable prefix: its hash and first bytes, every chunk
-        // verified, in bounded memory.
+        // verified, in bounded memory. The stream's first probe window is
+        // kept for the cutter (see `show_start`).
         let prefix = BlobRecord {
             size: rec.durable_bytes,
             chunks: rec.durable_chunks,
@@ -281,9 +310,17 @@ impl BlobWriter {
                 let take = (HEAD_LEN - w.head.len()).min(n);
                 w.head.extend_from_slice(&buf[..take]);
             }
+            if w.probe_head.len() < DEFAULT_PROBE_WINDOW {
+                let take = (DEFAULT_PROBE_WINDOW - w.probe_head.len()).min(n);
+                if w.probe_head.capacity() == 0 {
+                    w.probe_head.reserve_exact(DEFAULT_PROBE_WINDOW);
+                }
+                w.probe_head.extend_from_slice(&buf[..take]);
+            }
             w.hasher.update(&buf[..n]);
             w.size += n as u64;
         }
+        drop(buf);
         if w.size != rec.durable_bytes {
             w.manifest = 0;
             store.inner.active_uploads.lock().remove(&m);
@@ -298,6 +335,9 @@ impl BlobWriter {
         w.emitted = w.size;
         w.seg_start = w.size;
         w.chunks = rec.durable_chunks;
+        // With the whole probe window in the prefix the cutter sees it now;
+        // otherwise at the first cut, once the window is complete.
+        w.show_start(false);
         Ok(w)
     }
 
@@ -389,21 +429,101 @@ impl BlobWriter {
         }
     }
 
+    /// After a resume: lets the cutter decide the stream's layout from its
+    /// first bytes, exactly as it did at offset 0 of the original upload
+    /// (the first probe window, or the whole stream if shorter), so that it
+    /// goes on with the same cuts and hints instead of falling back to plain
+    /// content-defined cuts. Those bytes are the kept durable prefix
+    /// followed by the block (which starts where the prefix ends, since
+    /// nothing is cut before this succeeds). Returns false while fewer than
+    /// the window's bytes are known and `eof` is not set: nothing may be cut
+    /// yet then, as the original upload cut nothing before the window was
+    /// complete either.
+    fn show_start(&mut self, eof: bool) -> bool {
+        if self.probe_head.is_empty() {
+            return true;
+        }
+        debug_assert!(self.cutter.is_probing());
+        let need = DEFAULT_PROBE_WINDOW.saturating_sub(self.probe_head.len());
+        if self.block.len() < need && !eof {
+            return false;
+        }
+        let take = need.min(self.block.len());
+        self.probe_head.extend_from_slice(&self.block[..take]);
+        // Only the layout decision matters; the cut is the prefix's first
+        // chunk, already stored.
+        let _ = self.cutter.next_cut(0, &self.probe_head, eof);
+        self.probe_head = Vec::new();
+        true
+    }
+
+    /// At a suspend before the cutter has seen its whole probe window:
+    /// decides the layout from the stream's first bytes known so far (the
+    /// kept prefix of a resumed upload, if any, then the block) when they
+    /// already settle it, i.e. hold a whole container header or are no
+    /// container. That is the verdict the probe of the complete window gives
+    /// (with no file length, an answer other than "need more bytes" does not
+    /// change as the prefix grows), so the complete chunks of this start can
+    /// be made durable with the cuts of an uninterrupted upload. Otherwise
+    /// nothing is cut: the resumed upload starts from byte 0.
+    fn decide_early(&mut self) {
+        if !self.cutter.is_probing()
+            || self.probe_head.len() + self.block.len() >= DEFAULT_PROBE_WINDOW
+        {
+            return;
+        }
+        debug_assert_eq!(
+            self.size - self.block.len() as u64,
+            self.probe_head.len() as u64
+        );
+        let verdict = if self.probe_head.is_empty() {
+            probe(&self.block, None)
+        } else {
+            let n = self.probe_head.len();
+            self.probe_head.extend_from_slice(&self.block);
+            let v = probe(&self.probe_head, None);
+            self.probe_head.truncate(n);
+            v
+        };
+        match verdict {
+            Probe::Layout(l) => self.cutter.set_layout(&l),
+            Probe::NotContainer => self.cutter.set_plain(),
+            Probe::NeedBytes(_) => return,
+        }
+        self.probe_head = Vec::new();
+    }
+
     /// Cuts complete chunks off the current block and submits them.
     fn cut(&mut self, eof: bool) -> Result<()> {
-        let mut ranges = Vec::new();
-        let mut pos = 0;
-        while let Some(n) = self.chunker.next_cut(&self.block[pos..], eof) {
-            ranges.push(pos..pos + n);
-            pos += n;
-        }
-        if ranges.is_empty() {
+        if !self.show_start(eof) {
             return Ok(());
         }
-        let mut next = Vec::with_capacity(BLOCK);
+        // The stream offset of the block's first byte (a chunk boundary).
+        let base = self.size - self.block.len() as u64;
+        let mut cuts = Vec::new();
+        let mut pos = 0;
+        while let Some(c) = self
+            .cutter
+            .next_cut(base + pos as u64, &self.block[pos..], eof)
+        {
+            cuts.push((pos..pos + c.len, c.hint));
+            pos += c.len;
+        }
+        if cuts.is_empty() {
+            if self.block.len() >= self.block_cap {
+                // Never happens (a block holds the cutter's lookahead), but
+                // a writer that cannot cut a full block would spin forever.
+                return Err(Error::Poisoned(format!(
+                    "no chunk cut in a full {}-byte input block",
+                    self.block.len()
+                )));
+            }
+            return Ok(());
+        }
+        let mut next = Vec::with_capacity(self.block_cap);
         next.extend_from_slice(&self.block[pos..]);
         let block = Arc::new(std::mem::replace(&mut self.block, next));
-        for range in ranges {
+        for (range, hint) in cuts {
             while self.next_seq - self.next_emit >= MAX_IN_FLIGHT as u64 {
                 self.drain(true)?;
             }
@@ -415,6 +535,7 @@ impl BlobWriter {
                 inner: Arc::clone(&self.store.inner),
                 block: Arc::clone(&block),
                 range,
+                hint,
                 seq: self.next_seq,
                 reply: self.tx.clone(),
             });
@@ -517,6 +638,7 @@ impl BlobWriter {
 
     fn suspend_inner(&mut self) -> Result<UploadId> {
         // Every complete chunk of the partial block too, not just full blocks.
+        self.decide_early();
         self.cut(false)?;
         while self.next_emit < self.next_seq {
             self.drain(true)?;
@@ -545,13 +667,13 @@ impl BlobWriter {
             self.head.extend_from_slice(&data[..take]);
         }
         while !data.is_empty() {
-            let room = BLOCK - self.block.len();
+            let room = self.block_cap - self.block.len();
             let take = room.min(data.len());
             self.block.extend_from_slice(&data[..take]);
             self.hasher.update(&data[..take]);
             self.size += take as u64;
             data = &data[take..];
-            if self.block.len() == BLOCK {
+            if self.block.len() == self.block_cap {
                 self.cut(false)?;
                 self.drain(false)?;
             }
@@ -610,5 +732,165 @@ impl io::Write for BlobWriter {
     /// an earlier failure.
     fn flush(&mut self) -> io::Result<()> {
         self.check().map_err(to_io)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::io::Write;
+
+    use crate::chunking::{Cutter, PlaneHint};
+    use crate::codec::Codec;
+    use crate::id::Hash32;
+    use crate::{BlobId, Store};
+
+    /// Float-like bytes (small values: the exponent bytes compress).
+    fn floats(n: usize, seed: u32) -> Vec<u8> {
+        let mut x = seed | 1;
+        let mut v = Vec::with_capacity(n * 4);
+        for _ in 0..n {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            let f = ((x as f32) / (u32::MAX as f32) - 0.5) * 0.02;
+            v.extend_from_slice(&f.to_le_bytes());
+        }
+        v
+    }
+
+    /// A safetensors file of about 11 MiB: bf16, fp32 and int8 tensors of
+    /// 5 KiB to 1.5 MiB, so boundaries fall all over the 4 MiB blocks.
+    fn st_file() -> Vec<u8> {
+        let sizes = [
+            1_500_000, 5_000, 900_000, 1_200_000, 7_000, 1_100_000, 600_000, 1_300_000, 800_000,
+            1_000_000, 12_000, 1_400_000, 700_000,
+        ];
+        let dtypes = ["BF16", "F32", "I8"];
+        let mut entries = vec![r#""__metadata__":{"format":"pt"}"#.to_string()];
+        let mut data = Vec::new();
+        for (i, &n) in sizes.iter().enumerate() {
+            let dt = dtypes[i % 3];
+            let (elems, bytes) = match dt {
+                "BF16" => {
+                    let f = floats(n / 2, 2 * i as u32 + 1);
+                    (
+                        n / 2,
+                        f.chunks_exact(4).flat_map(|q| [q[2], q[3]]).collect(),
+                    )
+                }
+                "F32" => (n / 4, floats(n / 4, 2 * i as u32 + 1)),
+                _ => (n, floats(n / 4 + 1, 2 * i as u32 + 1)[..n].to_vec()),
+            };
+            let start = data.len();
+            data.extend_from_slice(&bytes);
+            entries.push(format!(
+                r#""t{i}":{{"dtype":"{dt}","shape":[{elems}],"data_offsets":[{start},{}]}}"#,
+                data.len()
+            ));
+        }
+        let header = format!("{{{}}}", entries.join(","));
+        let mut f = (header.len() as u64).to_le_bytes().to_vec();
+        f.extend_from_slice(header.as_bytes());
+        f.extend_from_slice(&data);
+        f
+    }
+
+    /// The chunks the cutter makes of the whole file at once.
+    fn reference(store: &Store, f: &[u8]) -> Vec<(Hash32, PlaneHint)> {
+        let cuts = Cutter::new(store.inner.opts.cdc).cuts(f);
+        let mut at = 0;
+        cuts.iter()
+            .map(|c| {
+                let id = Hash32::of(&f[at..at + c.len]);
+                at += c.len;
+                (id, c.hint)
+            })
+            .collect()
+    }
+
+    /// Every chunk the store has is one of the reference chunks, and every
+    /// reference chunk is there, encoded as its hint says.
+    fn check_chunks(store: &Store, want: &[(Hash32, PlaneHint)]) {
+        let distinct: HashSet<_> = want.iter().map(|(id, _)| *id).collect();
+        assert_eq!(store.stats().chunks, distinct.len() as u64);
+        for (id, hint) in want {
+            let loc = store.inner.chunk_loc(id).unwrap().expect("chunk stored");
+            match hint {
+                PlaneHint::Width(2) => assert_eq!(loc.codec, Codec::Planes { width: 2 }),
+                PlaneHint::Width(4) => assert_eq!(loc.codec, Codec::Planes { width: 4 }),
+                PlaneHint::Flat => assert!(
+                    !matches!(loc.codec, Codec::Planes { .. }),
+                    "{loc:?} for chunk {} of {}",
+                    want.iter().position(|w| w.0 == *id).unwrap(),
+                    want.len()
+                ),
+                _ => {}
+            }
+        }
+    }
+
+    #[test]
+    fn cuts_and_hints_are_the_cutters_whatever_the_write_sizes() {
+        let f = st_file();
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::create(dir.path()).unwrap();
+        let want = reference(&store, &f);
+        assert!(want.iter().any(|w| w.1 == PlaneHint::Width(2)));
+        assert!(want.iter().any(|w| w.1 == PlaneHint::Width(4)));
+        assert!(want.iter().any(|w| w.1 == PlaneHint::Flat));
+        let blob = BlobId(Hash32::of(&f));
+        for sizes in [
+            vec![f.len()],
+            vec![1_000_003],
+            vec![1, 7, 65_536, (4 << 20) + 3, 100_000],
+        ] {
+            let mut w = store.blob_writer();
+            let (mut at, mut i) = (0, 0);
+            while at < f.len() {
+                let n = sizes[i % sizes.len()].min(f.len() - at);
+                w.write_all(&f[at..at + n]).unwrap();
+                at += n;
+                i += 1;
+            }
+            assert_eq!(w.finish().unwrap(), blob);
+            check_chunks(&store, &want);
+        }
+    }
+
+    #[test]
+    fn a_resumed_upload_keeps_the_cuts_of_an_uninterrupted_one() {
+        let f = st_file();
+        let blob = BlobId(Hash32::of(&f));
+        // Suspended: before the header is complete (nothing is cut), with
+        // the header but not the probe window, just past the first block
+        // (durable prefix shorter than the window), and well past it.
+        for (at, durable_max) in [
+            (10, Some(0)),
+            (1 << 20, None),
+            ((4 << 20) + 10, None),
+            (7 << 20, None),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::create(dir.path()).unwrap();
+            let want = reference(&store, &f);
+            let mut w = store.blob_writer();
+            w.write_all(&f[..at]).unwrap();
+            let id = w.suspend().unwrap();
+            drop(store);
+            let store = Store::open(dir.path()).unwrap();
+            let mut w = store.resume_upload(id).unwrap();
+            let from = w.len() as usize;
+            match durable_max {
+                Some(m) => assert_eq!(from, m, "suspended at {at}"),
+                None => assert!(
+                    from > 0 && from <= at && at - from < 128 << 10,
+                    "{at}: {from}"
+                ),
+            }
+            w.write_all(&f[from..]).unwrap();
+            assert_eq!(w.finish().unwrap(), blob);
+            check_chunks(&store, &want);
+        }
     }
 }
