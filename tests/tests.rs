@@ -7,6 +7,7 @@
 //! - `cli`: the `modelvault` binary's contract.
 //! - `hostile_input`: traversal and look-alike names and paths, through the API and the CLI.
 //! - `meta_corruption`: damaged RocksDB files (SST, MANIFEST, CURRENT, WAL) fail loudly, never return wrong bytes.
+//! - `gc_model_based`: random put/release/gc/suspend/resume/reopen sequences against an in-memory model of holds and chunks.
 //! - `registry_entities`: experiments, models, links, queries, listings, reopen.
 //! - `registry_model_based`: random operation sequences against an in-memory model.
 //! - `registry_delete`: deleting versions, models, experiments; retention; dry runs; gc.
@@ -21,6 +22,7 @@ mod blob_roundtrip;
 mod blob_tensors;
 mod cli;
 mod crash_kill;
+mod gc_model_based;
 mod hostile_input;
 mod meta_corruption;
 mod registry_concurrency;

@@ -134,6 +134,9 @@ pub struct StagedBlob {
     last_segment: Option<(u64, Vec<SegmentEntry>)>,
     pub(crate) chunks: Vec<(ChunkId, ChunkLoc)>,
     pub(crate) head: Vec<u8>,
+    /// The upload's manifest id (0 if it never allocated one), which its
+    /// session record, if any, is keyed by.
+    session: u64,
     /// Whether earlier segments of the manifest are committed (an upload
     /// session exists).
     durable: bool,
@@ -169,7 +172,7 @@ impl StagedBlob {
         batch: &mut Batch,
         seen: &mut HashSet<BlobId>,
     ) -> Result<()> {
-        let m = self.rec.manifest;
+        let m = self.session;
         if self.durable {
             batch.delete(Cf::Uploads, keys::upload(m).to_vec());
         }
@@ -208,7 +211,7 @@ impl Drop for StagedBlob {
     /// Releases the holds on the last segment's chunks; an uncommitted blob
     /// whose earlier segments are durable gives its upload session up.
     fn drop(&mut self) {
-        let m = self.rec.manifest;
+        let m = self.session;
         if let Some((_, seg)) = &self.last_segment {
             self.store
                 .inner
@@ -401,15 +404,20 @@ impl BlobWriter {
         while self.next_emit < self.next_seq {
             self.drain(true)?;
         }
-        let manifest = std::mem::take(&mut self.manifest);
+        let session = std::mem::take(&mut self.manifest);
         Ok(StagedBlob {
             store: self.store.clone(),
             id: BlobId(Hash32(*self.hasher.finalize().as_bytes())),
             rec: BlobRecord {
                 size: self.size,
                 chunks: self.chunks,
-                manifest,
+                // Only a blob with chunks owns a manifest: an empty one (even
+                // from a session that allocated an id) names none, so no id
+                // without segments is ever referenced by a blob record (ids
+                // are re-derived from the keys that exist at open).
+                manifest: if self.chunks == 0 { 0 } else { session },
             },
+            session,
             // The staged blob takes over the holds on these entries.
             last_segment: (!self.seg.is_empty())
                 .then(|| (self.seg_start, std::mem::take(&mut self.seg))),
