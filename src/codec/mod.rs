@@ -11,6 +11,7 @@
 //! Decoding treats the stored bytes as hostile: the output can never exceed
 //! the recorded raw length, whatever the payload claims.
 
+pub mod delta;
 mod estimate;
 mod planes;
 mod zstd_ctx;

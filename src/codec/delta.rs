@@ -1,0 +1,341 @@
+//! Delta against a base: a chunk stored as the XOR of its bytes with the same
+//! byte range of another version of the file (issue #5, item 3), then
+//! compressed like any chunk (byte planes or zstd).
+//!
+//! Successive checkpoints of one model keep most of each value's sign,
+//! exponent and upper mantissa bits, and a bf16 weight often does not change
+//! at all: the XOR image is mostly zero bytes in the high planes and costs far
+//! less than the chunk itself. The base is supplied by the caller (the store
+//! decides which version and offsets; this module only transforms bytes), and
+//! the chunk's blake3 id verifies the result, so a wrong base is caught the
+//! same way as a damaged record.
+//!
+//! # The transform, precisely
+//!
+//! For a chunk `raw` of `n` bytes and a base `base` of any length, the
+//! *XOR image* `d` has `n` bytes:
+//!
+//! ```text
+//! d[i] = raw[i] ^ base[i]   for i < min(n, base.len())
+//! d[i] = raw[i]             for base.len() <= i < n   (base padded with zeros)
+//! ```
+//!
+//! Base bytes past `n` are ignored. The transform is its own inverse:
+//! [`xor_base`] applied to `d` with the same base gives `raw` back.
+//!
+//! # Stored layout
+//!
+//! ```text
+//! transform: u8 (1 = XOR)
+//! inner codec: [u8; 2] (Codec::to_bytes of the XOR image's codec: zstd or planes)
+//! payload: the XOR image encoded with the inner codec
+//! ```
+//!
+//! An inner [`Codec::Raw`] is never written ([`encode_delta`] gives up
+//! instead: a delta that does not compress is worth nothing) and is refused
+//! when read. Decoding treats the stored bytes as hostile, like
+//! [`super::decode`]: the output never exceeds `raw_len` bytes.
+
+use super::{decode, encode_hinted, Codec, EncodeOptions};
+use crate::chunking::PlaneHint;
+use crate::error::{Error, Result};
+
+/// The transform byte of an XOR delta.
+const XOR: u8 = 1;
+/// Transform byte + inner codec pair.
+pub const DELTA_HEADER_LEN: usize = 1 + 2;
+
+/// XORs `base` into `data` in place over their common prefix (the base is
+/// treated as padded with zeros past its end; base bytes past `data`'s end are
+/// ignored). Applying it twice with the same base restores `data`.
+pub fn xor_base(data: &mut [u8], base: &[u8]) {
+    // `zip` stops at the shorter slice; the loop vectorises.
+    for (x, y) in data.iter_mut().zip(base) {
+        *x ^= *y;
+    }
+}
+
+/// Encodes `raw` as its XOR against `base` (see the
+/// [module documentation](self)), compressed by [`encode_hinted`] with
+/// `hint`, into `out` (cleared first). Returns the codec of the XOR image, or
+/// `None` — `out` left empty — when a delta is pointless: `raw` or `base` is
+/// empty, or the XOR image would not save `opts.min_saving` of `raw`'s size.
+///
+/// The caller compares the result with the plain encoding of `raw` and keeps
+/// the smaller: a delta against an unrelated base is usually larger.
+pub fn encode_delta(
+    raw: &[u8],
+    base: &[u8],
+    hint: PlaneHint,
+    opts: &EncodeOptions,
+    out: &mut Vec<u8>,
+) -> Option<Codec> {
+    out.clear();
+    if raw.is_empty() || base.is_empty() {
+        return None;
+    }
+    let mut image = raw.to_vec();
+    xor_base(&mut image, base);
+    let mut payload = Vec::new();
+    let inner = encode_hinted(&image, hint, opts, &mut payload);
+    if inner == Codec::Raw {
+        return None;
+    }
+    out.reserve_exact(DELTA_HEADER_LEN + payload.len());
+    out.push(XOR);
+    out.extend_from_slice(&inner.to_bytes());
+    out.extend_from_slice(&payload);
+    Some(inner)
+}
+
+/// Decodes a delta written by [`encode_delta`] against `base` into `out`
+/// (cleared first), which ends up exactly `raw_len` bytes long or the call
+/// fails. Never allocates more than `raw_len` bytes of output, whatever
+/// `stored` contains. Returns the inner codec.
+///
+/// # Errors
+///
+/// [`Error::Corrupt`] for a payload shorter than its header, an unknown
+/// transform, an unknown or raw inner codec, or a payload that does not
+/// decode to exactly `raw_len` bytes. A wrong `base` is not detected here
+/// (the output is simply different): callers check the chunk's digest.
+pub fn decode_delta(
+    stored: &[u8],
+    base: &[u8],
+    raw_len: usize,
+    out: &mut Vec<u8>,
+) -> Result<Codec> {
+    out.clear();
+    let Some((header, payload)) = stored.split_first_chunk::<DELTA_HEADER_LEN>() else {
+        return Err(Error::corrupt(
+            "delta chunk",
+            format!("{} bytes, shorter than its header", stored.len()),
+        ));
+    };
+    if header[0] != XOR {
+        return Err(Error::corrupt(
+            "delta chunk",
+            format!("unknown transform {}", header[0]),
+        ));
+    }
+    let inner = Codec::from_bytes([header[1], header[2]])?;
+    if inner == Codec::Raw {
+        return Err(Error::corrupt("delta chunk", "raw inner codec"));
+    }
+    decode(inner, payload, raw_len, out)?;
+    xor_base(out, base);
+    Ok(inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// `n` bf16 values and a "next step" of them where about one in `every`
+    /// values moved by one unit in the last place.
+    fn bf16_pair(n: usize, every: u32) -> (Vec<u8>, Vec<u8>) {
+        let f32s = crate::codec::tests::floats(n, 11);
+        let old: Vec<u8> = f32s.chunks_exact(4).flat_map(|q| [q[2], q[3]]).collect();
+        let mut new = old.clone();
+        let mut x = 0x9e37_79b9u32;
+        for v in new.chunks_exact_mut(2) {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            if x.is_multiple_of(every) {
+                let b = u16::from_le_bytes([v[0], v[1]]).wrapping_add(1);
+                v.copy_from_slice(&b.to_le_bytes());
+            }
+        }
+        (old, new)
+    }
+
+    fn round_trip(raw: &[u8], base: &[u8], hint: PlaneHint) -> Option<usize> {
+        let mut enc = Vec::new();
+        let codec = encode_delta(raw, base, hint, &EncodeOptions::default(), &mut enc)?;
+        let mut dec = Vec::new();
+        assert_eq!(
+            decode_delta(&enc, base, raw.len(), &mut dec).unwrap(),
+            codec
+        );
+        assert_eq!(dec, raw, "{codec:?} {hint:?}");
+        Some(enc.len())
+    }
+
+    #[test]
+    fn xor_is_its_own_inverse_and_pads_the_base_with_zeros() {
+        let mut d = vec![1u8, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
+        let orig = d.clone();
+        xor_base(&mut d, &[0xff; 4]);
+        assert_eq!(d[..4], [0xfe, 0xfd, 0xfc, 0xfb]);
+        assert_eq!(d[4..], orig[4..]);
+        xor_base(&mut d, &[0xff; 4]);
+        assert_eq!(d, orig);
+        let long: Vec<u8> = (0..64).collect();
+        xor_base(&mut d, &long);
+        let want: Vec<u8> = orig.iter().zip(&long).map(|(a, b)| a ^ b).collect();
+        assert_eq!(d, want);
+    }
+
+    #[test]
+    fn a_small_step_costs_far_less_than_the_chunk() {
+        let (old, new) = bf16_pair(32 * 1024, 8);
+        let mut plain = Vec::new();
+        encode_hinted(
+            &new,
+            PlaneHint::Width(2),
+            &EncodeOptions::default(),
+            &mut plain,
+        );
+        for hint in [PlaneHint::Width(2), PlaneHint::Estimate, PlaneHint::Flat] {
+            let d = round_trip(&new, &old, hint).unwrap();
+            assert!(
+                d * 4 < plain.len(),
+                "{hint:?}: delta {d}, plain {}",
+                plain.len()
+            );
+        }
+        // Identical chunks: a few dozen bytes.
+        assert!(round_trip(&new, &new, PlaneHint::Width(2)).unwrap() < 100);
+    }
+
+    #[test]
+    fn bases_shorter_longer_and_unrelated() {
+        let (old, new) = bf16_pair(8 * 1024, 4);
+        let n = new.len();
+        round_trip(&new, &old[..n / 3], PlaneHint::Width(2)).unwrap();
+        round_trip(&new[..n - 3], &old, PlaneHint::Width(2)).unwrap();
+        round_trip(&new[1..], &old[1..], PlaneHint::Estimate).unwrap();
+        // Empty raw or base: nothing to gain.
+        let mut enc = vec![9];
+        let opts = EncodeOptions::default();
+        assert_eq!(
+            encode_delta(&new, &[], PlaneHint::Width(2), &opts, &mut enc),
+            None
+        );
+        assert!(enc.is_empty());
+        assert_eq!(
+            encode_delta(&[], &old, PlaneHint::Width(2), &opts, &mut enc),
+            None
+        );
+        // Noise against noise does not compress: no delta.
+        let noise = |seed: u64| -> Vec<u8> {
+            let mut x = seed;
+            (0..65536)
+                .map(|_| {
+                    x = x
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    (x >> 33) as u8
+                })
+                .collect()
+        };
+        assert_eq!(round_trip(&noise(1), &noise(2), PlaneHint::Estimate), None);
+    }
+
+    #[test]
+    fn hostile_payloads_fail_cleanly() {
+        let (old, new) = bf16_pair(8 * 1024, 4);
+        let mut enc = Vec::new();
+        encode_delta(
+            &new,
+            &old,
+            PlaneHint::Width(2),
+            &EncodeOptions::default(),
+            &mut enc,
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        let err = |r: Result<Codec>| assert!(r.unwrap_err().is_integrity());
+        err(decode_delta(&[], &old, new.len(), &mut out));
+        err(decode_delta(&enc[..2], &old, new.len(), &mut out));
+        err(decode_delta(
+            &enc[..enc.len() - 1],
+            &old,
+            new.len(),
+            &mut out,
+        ));
+        err(decode_delta(&enc, &old, new.len() + 1, &mut out));
+        err(decode_delta(&enc, &old, new.len() - 1, &mut out));
+        let mut bad = enc.clone();
+        bad[0] = 2;
+        err(decode_delta(&bad, &old, new.len(), &mut out));
+        let mut bad = enc.clone();
+        bad[1..3].copy_from_slice(&[7, 0]);
+        err(decode_delta(&bad, &old, new.len(), &mut out));
+        // A raw inner codec is never written, so never accepted.
+        let mut raw = vec![XOR, 0, 0];
+        raw.extend_from_slice(&new);
+        err(decode_delta(&raw, &old, new.len(), &mut out));
+        // A zstd bomb inside a delta is bounded by raw_len.
+        let mut bomb = vec![XOR, 1, 0];
+        bomb.extend(zstd::bulk::compress(&vec![0u8; 1 << 20], 3).unwrap());
+        err(decode_delta(&bomb, &old, 1024, &mut out));
+        assert!(out.capacity() < 64 * 1024, "allocated {}", out.capacity());
+        // A wrong base decodes to different bytes (the chunk digest catches it).
+        decode_delta(&enc, &new, new.len(), &mut out).unwrap();
+        assert_ne!(out, new);
+    }
+
+    fn hint() -> impl Strategy<Value = PlaneHint> {
+        prop_oneof![
+            Just(PlaneHint::Estimate),
+            Just(PlaneHint::Flat),
+            Just(PlaneHint::Width(2)),
+            Just(PlaneHint::Width(4)),
+            Just(PlaneHint::Width(3)),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Whatever the lengths and contents, a delta that is written decodes
+        /// back to the chunk; a base made from the chunk by sparse edits
+        /// always gives one.
+        #[test]
+        fn delta_round_trips(
+            raw in proptest::collection::vec(any::<u8>(), 0..3000),
+            edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..20),
+            cut in any::<usize>(),
+            tail in proptest::collection::vec(any::<u8>(), 0..50),
+            hint in hint(),
+        ) {
+            let mut base = raw.clone();
+            for (i, b) in &edits {
+                if !base.is_empty() {
+                    let n = base.len();
+                    base[i % n] ^= b;
+                }
+            }
+            base.truncate(cut % (raw.len() + 1));
+            base.extend_from_slice(&tail);
+            let got = round_trip(&raw, &base, hint);
+            if raw.len() >= 512 && base.len() == raw.len() {
+                prop_assert!(got.is_some());
+            }
+        }
+
+        /// Arbitrary stored bytes never panic and never produce more than
+        /// `raw_len` bytes.
+        #[test]
+        fn arbitrary_payloads_are_bounded(
+            stored in proptest::collection::vec(any::<u8>(), 0..200),
+            kind in 0u8..4,
+            width in 0u8..6,
+            base in proptest::collection::vec(any::<u8>(), 0..100),
+            raw_len in 0usize..5000,
+        ) {
+            let mut s = vec![XOR, kind, width];
+            s.extend_from_slice(&stored);
+            let mut out = Vec::new();
+            for p in [&s[..], &stored[..]] {
+                match decode_delta(p, &base, raw_len, &mut out) {
+                    Ok(_) => prop_assert_eq!(out.len(), raw_len),
+                    Err(e) => prop_assert!(e.is_integrity()),
+                }
+            }
+        }
+    }
+}
