@@ -1,7 +1,7 @@
 //! Deterministic synthetic checkpoints for benchmarks (issue #5, item 4).
 //!
 //! ```text
-//! cargo run --release --example synth -- OUT_DIR [--steps 10] [--mb 110] [--ft-mb 50] [--corpus DIR]
+//! cargo run --release --example synth -- OUT_DIR [--steps 10] [--mb 110] [--ft-mb 50] [--corpus DIR] [--adam]
 //! ```
 //!
 //! Writes safetensors files as `OUT_DIR/<set>/<version>/<file>`, with an empty
@@ -19,8 +19,11 @@
 //!   `optimizer.step`, flattened into one file (`--mb`, default 110 MB per file).
 //!   Weights start at N(0, 0.02) (layernorm weights at 1 + N(0, 0.02)) and are
 //!   kept as fp32 master weights in memory; each step nudges every value by
-//!   `w += w * 1e-3 * N(0, 1)` and draws a fresh gradient `g ~ 1e-3 * N(0, 1)`
-//!   for `exp_avg = 0.9 m + 0.1 g`, `exp_avg_sq = 0.999 v + 0.001 g²`. The file
+//!   `x += x * 1e-3 * N(0, 1)`, weights and (warm) moments alike, as the issue
+//!   specifies. With `--adam` the moments follow Adam instead: a fresh gradient
+//!   `g ~ 1e-3 * N(0, 1)` each step for `exp_avg = 0.9 m + 0.1 g`,
+//!   `exp_avg_sq = 0.999 v + 0.001 g²` (then `exp_avg` is new noise every step
+//!   and no delta can shrink it: see the README). The file
 //!   holds the master weights rounded to bf16 (round to nearest, ties to even), so
 //!   most bf16 values do not change from one step to the next (the summary says
 //!   how many do), while every fp32 moment does.
@@ -463,7 +466,7 @@ struct Param {
 
 impl Param {
     /// One optimizer step (`step` numbers the random stream).
-    fn step(&mut self, idx: usize, step: usize) {
+    fn step(&mut self, idx: usize, step: usize, adam: bool) {
         let mut rng = Rng::new(&[1, idx as u64, step as u64]);
         let mut changed = 0u64;
         for (((w, m), v), b) in self
@@ -474,10 +477,20 @@ impl Param {
             .zip(self.bits.iter_mut())
         {
             let (noise, g) = rng.normal2();
-            let g = g * GRAD_SCALE;
             *w += *w * STEP_REL * noise;
-            *m = 0.9 * *m + 0.1 * g;
-            *v = 0.999 * *v + 0.001 * g * g;
+            if adam {
+                // A fresh gradient every step: what Adam really does between
+                // consecutive optimizer steps.
+                let g = g * GRAD_SCALE;
+                *m = 0.9 * *m + 0.1 * g;
+                *v = 0.999 * *v + 0.001 * g * g;
+            } else {
+                // The issue's model: every value nudged by a relative ~1e-3.
+                let (a, b) = rng.normal2();
+                let _ = g;
+                *m += *m * STEP_REL * a;
+                *v += *v * STEP_REL * b;
+            }
             let nb = bf16_rne(*w);
             changed += u64::from(nb != *b);
             *b = nb;
@@ -507,6 +520,7 @@ fn train_run(
     out: &Path,
     steps: usize,
     target: u64,
+    adam: bool,
     written: &mut Vec<Written>,
 ) -> io::Result<SetReport> {
     let dims = Dims::for_size(target, 10);
@@ -525,6 +539,15 @@ fn train_run(
     parallel_each(&mut params, |i, p| {
         p.w = p.spec.init(&mut Rng::new(&[1, i as u64, u64::MAX]));
         p.bits = p.w.iter().map(|&x| bf16_rne(x)).collect();
+        if !adam {
+            // Warm moments (as after some training), then nudged per step.
+            let mut rng = Rng::new(&[1, i as u64, u64::MAX - 1]);
+            for (m, v) in p.m.iter_mut().zip(p.v.iter_mut()) {
+                let (a, b) = rng.normal2();
+                *m = a * GRAD_SCALE;
+                *v = (b * GRAD_SCALE) * (b * GRAD_SCALE);
+            }
+        }
     });
 
     let mut items: Vec<(Entry, TrainSrc)> = Vec::new();
@@ -553,7 +576,7 @@ fn train_run(
     let (mut bytes, mut changed) = (0u64, 0u64);
     let mut buf = Vec::with_capacity(BLOCK * 4);
     for step in 0..steps {
-        parallel_each(&mut params, |i, p| p.step(i, step));
+        parallel_each(&mut params, |i, p| p.step(i, step, adam));
         if step > 0 {
             changed += params.iter().map(|p| p.changed).sum::<u64>();
         }
@@ -972,14 +995,16 @@ struct Args {
     mb: f64,
     ft_mb: f64,
     corpus: Option<PathBuf>,
+    /// Adam moments from fresh gradients instead of the issue's relative nudge.
+    adam: bool,
 }
 
-const USAGE: &str = "usage: cargo run --release --example synth -- OUT_DIR [--steps 10] [--mb 110] [--ft-mb 50] [--corpus DIR]";
+const USAGE: &str = "usage: cargo run --release --example synth -- OUT_DIR [--steps 10] [--mb 110] [--ft-mb 50] [--corpus DIR] [--adam]";
 
 fn parse_args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
-    let (mut out, mut steps, mut mb, mut ft_mb, mut corpus) =
-        (None, 10usize, 110.0f64, 50.0f64, None);
+    let (mut out, mut steps, mut mb, mut ft_mb, mut corpus, mut adam) =
+        (None, 10usize, 110.0f64, 50.0f64, None, false);
     while let Some(a) = it.next() {
         let mut val = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
         match a.as_str() {
@@ -996,6 +1021,7 @@ fn parse_args() -> Result<Args, String> {
                     .map_err(|e| format!("--ft-mb: {e}"))?
             }
             "--corpus" => corpus = Some(PathBuf::from(val("--corpus")?)),
+            "--adam" => adam = true,
             s if s.starts_with('-') => return Err(format!("unknown option {s}")),
             s if out.is_none() => out = Some(PathBuf::from(s)),
             s => return Err(format!("unexpected argument {s}")),
@@ -1011,6 +1037,7 @@ fn parse_args() -> Result<Args, String> {
         mb,
         ft_mb,
         corpus,
+        adam,
     })
 }
 
@@ -1080,7 +1107,13 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
 
     let t = Instant::now();
     reports.push((
-        train_run(out, args.steps, (args.mb * 1e6) as u64, &mut written)?,
+        train_run(
+            out,
+            args.steps,
+            (args.mb * 1e6) as u64,
+            args.adam,
+            &mut written,
+        )?,
         t.elapsed(),
     ));
     let t = Instant::now();
@@ -1205,7 +1238,7 @@ mod tests {
     fn written_files_parse_back() {
         let dir = tempfile::tempdir().unwrap();
         let mut written = Vec::new();
-        train_run(dir.path(), 2, 300_000, &mut written).unwrap();
+        train_run(dir.path(), 2, 300_000, false, &mut written).unwrap();
         finetune(dir.path(), 200_000, &mut written).unwrap();
         assert_eq!(written.len(), 2 + FINETUNES + 1);
         for w in &written {
