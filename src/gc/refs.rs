@@ -68,8 +68,14 @@ pub(crate) fn resolve(meta: &Meta, batch: &mut Batch, stats: &mut StatsRecord) -
     }
     let mut after: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
     let mut blobs_at_zero = Vec::new();
-    for (k, d) in &sum {
-        let old = get(meta, k)?;
+    // One batched lookup for the whole batch (a segment is 1024 keys).
+    let keys: Vec<Vec<u8>> = sum.keys().cloned().collect();
+    let olds = meta.get_sorted(Cf::Refs, &keys)?;
+    for ((k, d), old) in sum.iter().zip(olds) {
+        let old = match old {
+            Some(b) => records::decode_count(&b)?,
+            None => 0,
+        };
         let new = i128::from(old) + i128::from(*d);
         let new = u64::try_from(new).map_err(|_| {
             Error::corrupt(

@@ -261,6 +261,15 @@ impl Meta {
         Ok(())
     }
 
+    /// The values of `keys` (sorted ascending), in one batched lookup.
+    pub fn get_sorted(&self, cf: Cf, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
+        self.db
+            .batched_multi_get_cf(self.cf(cf), keys, true)
+            .into_iter()
+            .map(|r| Ok(r?.map(|v| v.to_vec())))
+            .collect()
+    }
+
     /// Which of `keys` (sorted ascending) exist.
     pub fn exist_sorted(&self, cf: Cf, keys: &[Vec<u8>]) -> Result<Vec<bool>> {
         self.db
