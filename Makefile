@@ -45,7 +45,10 @@ synth: setup
 bench-synth: synth
 	bash scripts/bench-peers.sh "$(SYNTH_DIR)"
 
-## Build every fuzz target (without RocksDB) and run each for FUZZ_SECONDS (default 10).
+## Build every fuzz target and run each for FUZZ_SECONDS (default 10): the 11
+## pure-layer targets in fuzz/ (without RocksDB) and api_sequence in fuzz/store/
+## (links the store: reuses the librocksdb.a of the release build when there is
+## one, else compiles RocksDB into fuzz/store/target; FUZZ_STORE=0 skips it).
 FUZZ_SECONDS ?= 10
-fuzz:
+fuzz: setup
 	bash fuzz/run.sh $(FUZZ_SECONDS)

@@ -4,15 +4,27 @@
 # Exits non-zero if any target crashes, hangs, leaks past the RSS limit, or
 # fails to build. Works from a fresh clone: installs cargo-fuzz if missing
 # and uses RUSTC_BOOTSTRAP=1 so the stable toolchain can build sanitizer
-# builds. RocksDB is never compiled (the fuzz crate uses `__fuzz` without
-# `store`).
+# builds.
+#
+# Two cargo-fuzz packages:
+#   fuzz/        the pure layers (`__fuzz` without `store`): RocksDB is never
+#                compiled; built with AddressSanitizer (cargo-fuzz's default).
+#   fuzz/store/  `api_sequence`, which links the whole store, built with
+#                `-s none` (see fuzz/README.md). It links the librocksdb.a
+#                the main release build made (target/release/build/, there
+#                after `make test`) when that is the same librocksdb-sys
+#                version; otherwise RocksDB's C++ is compiled into
+#                fuzz/store/target (17 minutes on 2 cores the first time).
+#                FUZZ_STORE_ROCKSDB=compile always compiles it; FUZZ_STORE=0
+#                leaves the target out.
 #
 #   fuzz/run.sh [DURATION] [TARGET...]
 #
-# Inputs: fuzz/corpus/<target>/ (working corpus, git-ignored) plus the
-# committed seeds in fuzz/seeds/<target>/ and, where present, the libFuzzer
-# dictionary fuzz/dicts/<target>.dict. Crashes land in
-# fuzz/artifacts/<target>/; full logs in fuzz/target/run-logs/<target>.log.
+# Inputs: <pkg>/corpus/<target>/ (working corpus, git-ignored) plus the
+# committed seeds in <pkg>/seeds/<target>/ and, where present, the libFuzzer
+# dictionary <pkg>/dicts/<target>.dict, <pkg> being fuzz or fuzz/store.
+# Crashes land in <pkg>/artifacts/<target>/; full logs in
+# <pkg>/target/run-logs/<target>.log.
 set -uo pipefail
 
 cd "$(dirname "$0")"
@@ -28,40 +40,107 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked || exit 1
 fi
 
-echo "building fuzz targets..." >&2
-build_log=$(mktemp)
-if ! cargo fuzz build >"$build_log" 2>&1; then
-    cat "$build_log" >&2
+# The store package's sanitizer (`cargo fuzz build -s`); see fuzz/README.md.
+STORE_SANITIZER="${STORE_SANITIZER:-none}"
+FUZZ_STORE="${FUZZ_STORE:-1}"
+FUZZ_STORE_ROCKSDB="${FUZZ_STORE_ROCKSDB:-reuse}"
+
+# Prints the out/ directory of the main release build's librocksdb-sys if it
+# holds a finished librocksdb.a of the version store/Cargo.lock uses. Its C++
+# is what the store package would compile (same cc flags: cargo-fuzz's flags
+# only reach rustc), so linking it saves compiling RocksDB a second time.
+main_rocksdb() {
+    local want out
+    want=$(sed -n '/^name = "librocksdb-sys"$/{n;s/^version = "\(.*\)"$/\1/p;}' store/Cargo.lock)
+    [ -n "$want" ] || return 1
+    for out in $(ls -td ../target/release/build/librocksdb-sys-*/out 2>/dev/null); do
+        # `output` ends with this line once the build script has finished.
+        if [ -f "$out/librocksdb.a" ] &&
+            grep -q "^cargo:cargo_manifest_dir=.*/librocksdb-sys-$want\$" "$out/../output" 2>/dev/null; then
+            (cd "$out" && pwd)
+            return 0
+        fi
+    done
+    return 1
+}
+
+build_store() {
+    local lib
+    if [ -z "${ROCKSDB_LIB_DIR:-}" ] && [ "$FUZZ_STORE_ROCKSDB" = reuse ] && lib=$(main_rocksdb); then
+        echo "fuzz/store: linking the main build's RocksDB ($lib)" >&2
+        if ROCKSDB_LIB_DIR="$lib" ROCKSDB_STATIC=1 build store -s "$STORE_SANITIZER"; then
+            return 0
+        fi
+        echo "fuzz/store: that failed; compiling RocksDB instead" >&2
+    fi
+    build store -s "$STORE_SANITIZER"
+}
+
+# build DIR [cargo fuzz build options...]
+build() {
+    local dir=$1
+    shift
+    local build_log start
+    build_log=$(mktemp)
+    start=$(date +%s)
+    echo "building fuzz targets in fuzz/${dir#.}..." >&2
+    if ! cargo fuzz build --fuzz-dir "$dir" "$@" >"$build_log" 2>&1; then
+        cat "$build_log" >&2
+        rm -f "$build_log"
+        echo "FAILED: cargo fuzz build --fuzz-dir $dir $*" >&2
+        return 1
+    fi
     rm -f "$build_log"
-    echo "FAILED: cargo fuzz build" >&2
-    exit 1
+    echo "built fuzz/${dir#.} in $(( $(date +%s) - start ))s" >&2
+}
+
+main_targets=()
+store_targets=()
+mapfile -t all_main < <(cargo fuzz list --fuzz-dir .)
+all_store=()
+[ "$FUZZ_STORE" = 0 ] || mapfile -t all_store < <(cargo fuzz list --fuzz-dir store)
+if [ "$#" -gt 0 ]; then
+    for t in "$@"; do
+        if printf '%s\n' "${all_main[@]}" | grep -qx -- "$t"; then
+            main_targets+=("$t")
+        elif printf '%s\n' "${all_store[@]}" | grep -qx -- "$t"; then
+            store_targets+=("$t")
+        else
+            echo "unknown fuzz target: $t" >&2
+            exit 2
+        fi
+    done
+else
+    main_targets=("${all_main[@]}")
+    store_targets=("${all_store[@]}")
 fi
-rm -f "$build_log"
+
+if [ "${#main_targets[@]}" -gt 0 ]; then
+    build . || exit 1
+fi
+if [ "${#store_targets[@]}" -gt 0 ]; then
+    build_store || exit 1
+fi
 
 # Run the built binaries directly (what `cargo fuzz run` does after building),
 # so every target runs the same build and the time is all fuzzing.
-bindir="target/$(rustc -vV | sed -n 's/^host: //p')/release"
+triple="$(rustc -vV | sed -n 's/^host: //p')"
 
-if [ "$#" -gt 0 ]; then
-    targets=("$@")
-else
-    mapfile -t targets < <(cargo fuzz list)
-fi
-
-logs=target/run-logs
-mkdir -p "$logs"
 failed=0
-for t in "${targets[@]}"; do
-    mkdir -p "corpus/$t" "artifacts/$t"
-    seeds=()
-    [ -d "seeds/$t" ] && seeds=("seeds/$t")
-    dict=()
-    [ -f "dicts/$t.dict" ] && dict=("-dict=dicts/$t.dict")
+# run DIR TARGET [extra libFuzzer flags...]
+run() {
+    local dir=$1 t=$2
+    shift 2
+    local bindir="$dir/target/$triple/release" logs="$dir/target/run-logs"
+    local seeds=() dict=() log start rc elapsed execs artifact
+    mkdir -p "$logs" "$dir/corpus/$t" "$dir/artifacts/$t"
+    [ -d "$dir/seeds/$t" ] && seeds=("$dir/seeds/$t")
+    [ -f "$dir/dicts/$t.dict" ] && dict=("-dict=$dir/dicts/$t.dict")
     log="$logs/$t.log"
     start=$(date +%s)
     # -timeout: a single input running 30 s is a hang (reported as a failure).
-    "$bindir/$t" -artifact_prefix="artifacts/$t/" -max_total_time="$DURATION" \
-        -timeout=30 -print_final_stats=1 "${dict[@]}" "corpus/$t" "${seeds[@]}" >"$log" 2>&1
+    "$bindir/$t" -artifact_prefix="$dir/artifacts/$t/" -max_total_time="$DURATION" \
+        -timeout=30 -print_final_stats=1 "$@" "${dict[@]}" "$dir/corpus/$t" "${seeds[@]}" >"$log" 2>&1
     rc=$?
     elapsed=$(( $(date +%s) - start ))
     execs=$(sed -n 's/^stat::number_of_executed_units: *\([0-9]*\).*/\1/p' "$log" | tail -1)
@@ -77,5 +156,15 @@ for t in "${targets[@]}"; do
         printf '%-16s FAILED %12s execs  %5ss  (exit %s) %s\n' "$t" "$execs" "$elapsed" "$rc" "${artifact:-see $log}"
         grep -m1 -A1 -E "panicked at|ERROR: libFuzzer|ERROR: AddressSanitizer" "$log" | sed 's/^/    /'
     fi
+}
+
+for t in "${main_targets[@]}"; do
+    run . "$t"
+done
+for t in "${store_targets[@]}"; do
+    # Each input is an op sequence on a fresh store (a few per second):
+    # -max_len is room for 64 ops; -len_control=0 lets mutations reach long
+    # sequences at once instead of growing the length limit slowly.
+    run store "$t" -max_len=8192 -len_control=0
 done
 exit "$failed"
