@@ -60,6 +60,9 @@ use modelvault::chunking::{CdcParams, Cutter, PlaneHint};
 use modelvault::codec::delta::{decode_delta, encode_delta};
 use modelvault::codec::{self, Codec, EncodeOptions};
 
+/// The base id a delta record names (its value does not change the sizes).
+const NO_ID: modelvault::Hash32 = modelvault::Hash32([0; 32]);
+
 /// Pack record header per stored chunk (docs/FORMAT.md).
 const RECORD_HEADER: u64 = 52;
 /// A delta record also names its base: blob id + offset.
@@ -298,7 +301,7 @@ fn try_delta(
 ) -> Option<Vec<u8>> {
     let mut out = Vec::new();
     let t = Instant::now();
-    let r = encode_delta(raw, base, hint, opts, &mut out);
+    let r = encode_delta(raw, base, &NO_ID, hint, opts, &mut out);
     timer.add(raw.len(), t);
     r?;
     (out.len() as u64 + DELTA_REF < plain_len as u64).then_some(out)
@@ -1041,12 +1044,12 @@ fn compare_tensors(old: &[u8], new: &[u8], opts: &EncodeOptions, sizes: &mut Rol
             }
             codec::encode_hinted(r, hint, opts, &mut out);
             let plain = out.len() as u64;
-            let xor = encode_delta(r, b, hint, opts, &mut out)
+            let xor = encode_delta(r, b, &NO_ID, hint, opts, &mut out)
                 .map_or(plain, |_| plain.min(out.len() as u64));
             codec::encode_hinted(&sub_image(r, b, width), hint, opts, &mut out);
             let sub = plain.min(out.len() as u64);
             let pr = match &pred {
-                Some(p) => encode_delta(r, &p[start..end], hint, opts, &mut out)
+                Some(p) => encode_delta(r, &p[start..end], &NO_ID, hint, opts, &mut out)
                     .map_or(plain, |_| plain.min(out.len() as u64)),
                 None => xor,
             };

@@ -18,7 +18,8 @@ use parking_lot::Mutex;
 
 use crate::blob::{BlobReader, BlobWriter, Pool};
 use crate::chunking::CdcParams;
-use crate::codec::{self, EncodeOptions};
+use crate::codec::delta::{self, MAX_DELTA_DEPTH};
+use crate::codec::{self, Codec, EncodeOptions};
 use crate::error::{Error, Result};
 use crate::id::{BlobId, ChunkId, Hash32};
 use crate::meta::records::{self, BlobRecord, PackRecord, StatsRecord};
@@ -48,6 +49,8 @@ pub struct Options {
     pub(crate) threads: usize,
     pub(crate) create: bool,
     pub(crate) durability: Durability,
+    pub(crate) max_delta_depth: u8,
+    pub(crate) delta_min_saving: f64,
     /// File operations of the pack writer (a fault-injecting layer in tests).
     pub(crate) pack_io: Arc<dyn crate::pack::io::PackIo>,
 }
@@ -82,6 +85,8 @@ impl Default for Options {
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             create: true,
             durability: Durability::Immediate,
+            max_delta_depth: 3,
+            delta_min_saving: 0.1,
             pack_io: Arc::new(crate::pack::io::OsIo),
         }
     }
@@ -123,6 +128,30 @@ impl Options {
     /// Durability of commits. Default [`Durability::Immediate`].
     pub fn durability(mut self, d: Durability) -> Self {
         self.durability = d;
+        self
+    }
+
+    /// The longest delta chain an upload with a base
+    /// ([`BlobWriter::delta_base`]) may create: a chunk is stored as a delta
+    /// against its base chunk only while the base is fewer than `depth`
+    /// deltas deep, else whole, so a read decodes at most `depth + 1`
+    /// records. Default 3 (a whole chunk at least every 4 versions of a
+    /// tensor); 0 turns deltas off; at most
+    /// [`crate::codec::delta::MAX_DELTA_DEPTH`].
+    pub fn max_delta_depth(mut self, depth: u8) -> Self {
+        self.max_delta_depth = depth.min(MAX_DELTA_DEPTH);
+        self
+    }
+
+    /// A chunk is stored as a delta only if that is at least this fraction
+    /// smaller than storing it alone (default 0.1): a delta costs a second
+    /// record read on every restore. Range 0 ..= 1.
+    pub fn delta_min_saving(mut self, fraction: f64) -> Self {
+        self.delta_min_saving = if fraction.is_nan() {
+            0.1
+        } else {
+            fraction.clamp(0.0, 1.0)
+        };
         self
     }
 
@@ -406,7 +435,9 @@ impl Inner {
 
     /// Reads, decodes and verifies one chunk into `out`. `scratch` holds the
     /// stored record. A verification failure is [`Error::ChecksumMismatch`]
-    /// with `object` and `offset` filled by the caller's context.
+    /// with `object` and `offset` filled by the caller's context. A delta
+    /// record is decoded after its base, itself read and verified the same
+    /// way (see [`Inner::decode_record`]).
     pub fn read_chunk(
         &self,
         id: &ChunkId,
@@ -414,6 +445,21 @@ impl Inner {
         offset: u64,
         scratch: &mut Vec<u8>,
         out: &mut Vec<u8>,
+    ) -> Result<()> {
+        self.read_chunk_within(id, object, offset, scratch, out, MAX_DELTA_DEPTH)
+    }
+
+    /// [`Inner::read_chunk`] of a chunk whose delta depth must not exceed
+    /// `max_depth`: each base must be shallower than its delta, so even a
+    /// hostile index cannot make a read loop.
+    fn read_chunk_within(
+        &self,
+        id: &ChunkId,
+        object: &dyn Fn() -> String,
+        offset: u64,
+        scratch: &mut Vec<u8>,
+        out: &mut Vec<u8>,
+        max_depth: u8,
     ) -> Result<()> {
         let lookup = || {
             self.chunk_loc(id)?.ok_or_else(|| Error::Corrupt {
@@ -440,12 +486,18 @@ impl Inner {
             r => r,
         }
         .map_err(ctx)?;
-        codec::decode(loc.codec, payload, loc.raw_len as usize, out).map_err(|e| {
-            ctx(Error::Corrupt {
-                what: format!("pack {:08x} record at {}", loc.pack, loc.offset),
-                detail: e.to_string(),
-            })
-        })?;
+        if loc.codec.depth() > max_depth {
+            return Err(ctx(Error::corrupt(
+                format!("pack {:08x} record at {}", loc.pack, loc.offset),
+                format!(
+                    "delta depth {} where at most {max_depth} is possible",
+                    loc.codec.depth()
+                ),
+            )));
+        }
+        let base_object = || format!("{} (a base of chunk {id})", object());
+        self.decode_record(id, &loc, payload, out, &base_object, offset)
+            .map_err(ctx)?;
         let actual = Hash32::of(out);
         if actual != *id {
             return Err(Error::ChecksumMismatch {
@@ -458,6 +510,48 @@ impl Inner {
             });
         }
         Ok(())
+    }
+
+    /// Decodes the stored record `payload` of chunk `id` at `loc` into `out`
+    /// (not verified: the caller hashes `out`). A delta record must name the
+    /// base its index entry names; the base is read (verified) first, as a
+    /// part of `object` at `offset`.
+    pub fn decode_record(
+        &self,
+        id: &ChunkId,
+        loc: &ChunkLoc,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+        object: &dyn Fn() -> String,
+        offset: u64,
+    ) -> Result<()> {
+        let corrupt = |detail: String| Error::Corrupt {
+            what: format!("pack {:08x} record at {}", loc.pack, loc.offset),
+            detail,
+        };
+        let Codec::Delta { depth } = loc.codec else {
+            return codec::decode(loc.codec, payload, loc.raw_len as usize, out)
+                .map_err(|e| corrupt(e.to_string()));
+        };
+        let base = delta::delta_base(payload).map_err(|e| corrupt(e.to_string()))?;
+        if loc.base != Some(base) || base == *id {
+            return Err(corrupt(format!(
+                "delta record of chunk {id} is encoded against chunk {base}, its index entry names {}",
+                loc.base.map_or_else(|| "none".into(), |b| b.to_string())
+            )));
+        }
+        let (mut base_scratch, mut base_raw) = (Vec::new(), Vec::new());
+        self.read_chunk_within(
+            &base,
+            object,
+            offset,
+            &mut base_scratch,
+            &mut base_raw,
+            depth - 1,
+        )?;
+        delta::decode_delta(payload, &base_raw, loc.raw_len as usize, out)
+            .map(|_| ())
+            .map_err(|e| corrupt(e.to_string()))
     }
 
     /// Allocates a manifest id for a new upload.
@@ -500,8 +594,12 @@ impl Inner {
                     batch.put(
                         Cf::Chunks,
                         id.as_bytes().to_vec(),
-                        records::encode_chunk_loc(loc).to_vec(),
+                        records::encode_chunk_loc(loc),
                     );
+                    // A delta keeps its base: one reference per delta entry.
+                    if let Some(base) = &loc.base {
+                        batch.count(keys::count(keys::refs::CHUNK, base.as_bytes()), 1);
+                    }
                     stats.unique_bytes += loc.raw_len as u64;
                     stats.chunks += 1;
                     let end = pack_len.entry(loc.pack).or_insert(0);
@@ -859,7 +957,7 @@ fn next_manifest_id(meta: &Meta) -> Result<u64> {
         .ok_or_else(|| Error::corrupt("manifests column family", "manifest id overflow"))
 }
 
-fn tracing_note(msg: &str) {
+pub(crate) fn tracing_note(msg: &str) {
     if std::env::var_os("MODELVAULT_LOG").is_some() {
         eprintln!("modelvault: {msg}");
     }

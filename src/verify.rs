@@ -154,6 +154,17 @@ impl Store {
                 }
             };
             unique += loc.raw_len as u64;
+            if let Some(base) = &loc.base {
+                if meta.get(Cf::Chunks, base.as_bytes())?.is_none() {
+                    bad_chunks.insert(id, r.problems.len());
+                    r.problems.push(problem(
+                        "chunk-base-missing",
+                        format!("chunk {id}"),
+                        format!("a delta against chunk {base}, which is not in the chunk index"),
+                    ));
+                    continue;
+                }
+            }
             match pack_len.get(&loc.pack) {
                 Some(&end) if loc.end() <= end => {}
                 Some(&end) => {

@@ -2,6 +2,7 @@
 //! [`BlobWriter`] (`std::io::Write`) and out through [`BlobReader`]
 //! (`std::io::Read + Seek`).
 
+mod base;
 mod pipeline;
 mod reader;
 mod tensor;

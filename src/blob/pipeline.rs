@@ -8,7 +8,7 @@ use std::thread;
 use crossbeam_channel::{bounded, Receiver, Sender};
 
 use crate::chunking::PlaneHint;
-use crate::codec::{self, Codec};
+use crate::codec::{self, delta, Codec};
 use crate::error::Result;
 use crate::id::{ChunkId, Hash32};
 use crate::pack::{ChunkLoc, RecordHeader};
@@ -21,6 +21,9 @@ pub(crate) struct Job {
     pub block: Arc<Vec<u8>>,
     pub range: Range<usize>,
     pub hint: PlaneHint,
+    /// A chunk of the upload's base (the same elements of the previous
+    /// version) to try a delta against, if any.
+    pub base: Option<ChunkId>,
     pub seq: u64,
     pub reply: Sender<Done>,
 }
@@ -62,12 +65,21 @@ impl Pool {
     }
 }
 
+/// A worker's reusable buffers.
+#[derive(Default)]
+struct Buffers {
+    out: Vec<u8>,
+    delta: Vec<u8>,
+    base: Vec<u8>,
+    scratch: Vec<u8>,
+}
+
 fn worker(rx: Receiver<Job>) {
-    let mut out = Vec::new();
+    let mut bufs = Buffers::default();
     while let Ok(job) = rx.recv() {
         let data = &job.block[job.range.clone()];
         let id = Hash32::of(data);
-        let loc = ingest(&job.inner, &id, data, job.hint, &mut out);
+        let loc = ingest(&job.inner, &id, data, job.hint, job.base, &mut bufs);
         let done = Done {
             seq: job.seq,
             id,
@@ -83,16 +95,18 @@ fn worker(rx: Receiver<Job>) {
 }
 
 /// Dedup lookup first (pending uploads, then the index); only a new chunk
-/// is compressed (as `hint` suggests, see [`codec::encode_hinted`]) and
-/// appended. The chunk is held (see `store::Pending`) before the lookup,
-/// whatever the outcome: the upload releases the hold once a committed
-/// segment references the chunk, or when it gives up.
+/// is compressed (as `hint` suggests, see [`codec::encode_hinted`], or as a
+/// delta against `base`, see [`encode`]) and appended. The chunk is held
+/// (see `store::Pending`) before the lookup, whatever the outcome: the
+/// upload releases the hold once a committed segment references the chunk,
+/// or when it gives up.
 fn ingest(
     inner: &Inner,
     id: &ChunkId,
     data: &[u8],
     hint: PlaneHint,
-    out: &mut Vec<u8>,
+    base: Option<ChunkId>,
+    bufs: &mut Buffers,
 ) -> Result<Option<ChunkLoc>> {
     {
         let mut p = inner.pending.lock();
@@ -104,19 +118,97 @@ fn ingest(
     if inner.chunk_loc(id)?.is_some() {
         return Ok(None);
     }
-    let codec: Codec = codec::encode_hinted(data, hint, &inner.opts.encode, out);
+    let base = base.filter(|b| b != id && inner.opts.max_delta_depth > 0);
+    if let Some(b) = &base {
+        // Held until the delta's location is published (the base then
+        // counts as held through it, until the commit that references it).
+        inner.pending.lock().hold(b);
+    }
+    let (codec, base) = encode(inner, data, hint, base, bufs);
+    let payload = if base.is_some() {
+        &bufs.delta
+    } else {
+        &bufs.out
+    };
     let header = RecordHeader {
         codec,
         raw_len: data.len() as u32,
-        stored_len: out.len() as u32,
+        stored_len: payload.len() as u32,
         id: *id,
     };
     // Published while the pack writer's lock is held, so compaction never
     // sees a sealed pack with a record still unpublished. Another upload may
     // have raced us to the same chunk: keep the first copy; ours becomes
     // unreferenced bytes that compaction reclaims.
-    let loc = inner.packs.append_with(&header, out, |loc| {
-        *inner.pending.lock().locs.entry(*id).or_insert(loc)
-    })?;
-    Ok(Some(loc))
+    let appended = inner.packs.append_with(&header, payload, |loc| {
+        let mut p = inner.pending.lock();
+        let loc = *p.locs.entry(*id).or_insert(ChunkLoc { base, ..loc });
+        if let Some(b) = &base {
+            p.release([b]);
+        }
+        loc
+    });
+    if appended.is_err() {
+        if let Some(b) = &base {
+            inner.pending.lock().release([b]);
+        }
+    }
+    Ok(Some(appended?))
+}
+
+/// Encodes a new chunk: as a delta against `base` into `bufs.delta` when
+/// that is possible and saves `delta_min_saving` over the chunk alone, else
+/// alone into `bufs.out`. Returns the codec and the base actually used. A
+/// base that cannot be used (gone from the index, too deep, unreadable) is
+/// not an error: the chunk is stored whole. Releases the hold on a base it
+/// does not use.
+fn encode(
+    inner: &Inner,
+    data: &[u8],
+    hint: PlaneHint,
+    base: Option<ChunkId>,
+    bufs: &mut Buffers,
+) -> (Codec, Option<ChunkId>) {
+    if let Some(b) = base {
+        match try_delta(inner, data, hint, &b, bufs) {
+            Some(codec) => return (codec, Some(b)),
+            None => inner.pending.lock().release([&b]),
+        }
+    }
+    let codec = codec::encode_hinted(data, hint, &inner.opts.encode, &mut bufs.out);
+    (codec, None)
+}
+
+fn try_delta(
+    inner: &Inner,
+    data: &[u8],
+    hint: PlaneHint,
+    base: &ChunkId,
+    bufs: &mut Buffers,
+) -> Option<Codec> {
+    // Looked up after the hold was taken: found now, it stays (see GC).
+    let loc = inner.chunk_loc(base).ok()??;
+    let depth = loc.codec.depth().checked_add(1)?;
+    if depth > inner.opts.max_delta_depth {
+        return None;
+    }
+    let object = || format!("base chunk {base}");
+    if let Err(e) = inner.read_chunk(base, &object, 0, &mut bufs.scratch, &mut bufs.base) {
+        crate::store::tracing_note(&format!(
+            "storing a chunk whole: its delta base is unreadable: {e}"
+        ));
+        return None;
+    }
+    let opts = &inner.opts.encode;
+    delta::encode_delta(data, &bufs.base, base, hint, opts, &mut bufs.delta)?;
+    // A delta under half the raw size beats any plain encoding of floats
+    // by far; above that, compare with the chunk stored alone.
+    if bufs.delta.len() * 2 > data.len() {
+        codec::encode_hinted(data, hint, opts, &mut bufs.out);
+        let limit = bufs.out.len() as f64 * (1.0 - inner.opts.delta_min_saving);
+        if bufs.delta.len() as f64 > limit {
+            return None;
+        }
+    }
+    Some(Codec::Delta { depth })
 }

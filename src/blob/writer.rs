@@ -35,6 +35,7 @@ use std::sync::Arc;
 
 use crossbeam_channel::{unbounded, Receiver, Sender};
 
+use super::base::DeltaBase;
 use super::pipeline::{Done, Job};
 use crate::chunking::aware::DEFAULT_PROBE_WINDOW;
 use crate::chunking::tensors::{probe, Probe};
@@ -89,6 +90,8 @@ pub struct BlobWriter {
     failed: Option<String>,
     /// When the upload session was first made durable, once it has been.
     session_ms: Option<u64>,
+    /// The previous version this upload is stored as a delta against.
+    delta: Option<DeltaBase>,
 }
 
 /// The id of an upload session: durable progress of a [`BlobWriter`] that
@@ -262,7 +265,37 @@ impl BlobWriter {
             head: Vec::new(),
             failed: None,
             session_ms: None,
+            delta: None,
         }
+    }
+
+    /// Stores this upload's chunks as deltas against the matching chunks of
+    /// `base`, the previous version of the same file (the last checkpoint of
+    /// a training run, or the model a fine-tune started from), wherever that
+    /// is smaller by the store's `delta_min_saving`. Only float tensors of a
+    /// safetensors or GGUF file present in `base` with the same name, dtype
+    /// and shape are matched (see [`crate::Options::max_delta_depth`] for the
+    /// chain bound); everything else is stored as without a base. What the
+    /// blob reads back is the same either way, and deleting `base` later is
+    /// safe: chunks keep the chunks they are deltas of.
+    ///
+    /// Call before writing. A base that is empty, not a tensor container or
+    /// unreadable is ignored. A resumed upload ([`crate::Store::resume_upload`])
+    /// has no base.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] if `base` is not stored; [`Error::InvalidInput`]
+    /// if bytes were written already.
+    pub fn delta_base(mut self, base: &BlobId) -> Result<Self> {
+        if self.size > 0 {
+            return Err(Error::invalid(
+                "delta base",
+                base,
+                "must be set before the first byte is written",
+            ));
+        }
+        self.delta = DeltaBase::open(&self.store, base)?;
+        Ok(self)
     }
 
     /// Continues the upload session `id` (see [`crate::Store::resume_upload`]).
@@ -507,12 +540,12 @@ impl BlobWriter {
             return Ok(());
         }
         // The stream offset of the block's first byte (a chunk boundary).
-        let base = self.size - self.block.len() as u64;
+        let block_at = self.size - self.block.len() as u64;
         let mut cuts = Vec::new();
         let mut pos = 0;
         while let Some(c) = self
             .cutter
-            .next_cut(base + pos as u64, &self.block[pos..], eof)
+            .next_cut(block_at + pos as u64, &self.block[pos..], eof)
         {
             cuts.push((pos..pos + c.len, c.hint));
             pos += c.len;
@@ -532,6 +565,12 @@ impl BlobWriter {
         next.extend_from_slice(&self.block[pos..]);
         let block = Arc::new(std::mem::replace(&mut self.block, next));
         for (range, hint) in cuts {
+            let base = match (&mut self.delta, self.cutter.layout()) {
+                (Some(d), Some(mine)) => {
+                    d.chunk_for(mine, block_at + range.start as u64, range.len())
+                }
+                _ => None,
+            };
             while self.next_seq - self.next_emit >= MAX_IN_FLIGHT as u64 {
                 self.drain(true)?;
             }
@@ -544,6 +583,7 @@ impl BlobWriter {
                 block: Arc::clone(&block),
                 range,
                 hint,
+                base,
                 seq: self.next_seq,
                 reply: self.tx.clone(),
             });

@@ -3,13 +3,19 @@
 //!
 //! A [`Cutter`] wraps the content-defined [`Chunker`]. Given the
 //! [`TensorLayout`] of a safetensors or GGUF stream it cuts at the end of the
-//! header and at every tensor's start and end (absolute stream offsets), and
-//! inside each region it cuts with CDC restarted at the region's start, so an
-//! insert or a shift inside a tensor still resynchronises and an unchanged
-//! tensor gives the same chunks wherever it sits in the file. Chunks are never
-//! longer than the CDC maximum. Each chunk gets a [`PlaneHint`] from its
-//! region: the tensor's [`DType::plane_width`], or "let the codec estimate"
-//! for the header, gaps and streams that are not containers.
+//! header and at every tensor's start and end (absolute stream offsets).
+//! Inside a region of floating-point elements (a [`PlaneHint::Width`]
+//! region) it cuts on a fixed grid of the CDC maximum from the region's
+//! start: values never move inside a tensor, and a grid makes chunk `k` of a
+//! tensor cover the same elements in every version of the file, which is
+//! what a delta against the previous checkpoint needs (one base chunk per
+//! chunk). Inside any other region it cuts with CDC restarted at the
+//! region's start, so an insert or a shift still resynchronises. Either way
+//! an unchanged tensor gives the same chunks wherever it sits in the file,
+//! and chunks are never longer than the CDC maximum. Each chunk gets a
+//! [`PlaneHint`] from its region: the tensor's [`DType::plane_width`], or
+//! "let the codec estimate" for the header, gaps and streams that are not
+//! containers.
 //!
 //! # Streaming and determinism
 //!
@@ -110,7 +116,7 @@ enum Mode {
     /// A container: regions sorted by start, the first at offset 0, starts
     /// strictly increasing.
     Aware {
-        format: &'static str,
+        layout: TensorLayout,
         regions: Vec<Region>,
     },
 }
@@ -183,7 +189,7 @@ impl Cutter {
     /// different cuts, than the built-in probe gives it.
     pub fn set_layout(&mut self, layout: &TensorLayout) {
         self.mode = Mode::Aware {
-            format: layout.format,
+            layout: layout.clone(),
             regions: build_regions(layout, self.min_region),
         };
     }
@@ -201,8 +207,14 @@ impl Cutter {
     /// The container format once a layout is in use (`"safetensors"` or
     /// `"gguf"`), `None` while probing or for plain CDC.
     pub fn format(&self) -> Option<&'static str> {
+        self.layout().map(|l| l.format)
+    }
+
+    /// The layout in use, once decided (`None` while probing or for plain
+    /// CDC).
+    pub fn layout(&self) -> Option<&TensorLayout> {
         match &self.mode {
-            Mode::Aware { format, .. } => Some(format),
+            Mode::Aware { layout, .. } => Some(layout),
             _ => None,
         }
     }
@@ -267,12 +279,22 @@ impl Cutter {
                 (hint, room)
             }
         };
-        let len = match room {
+        let len = match (hint, room) {
+            // Floats: a fixed grid from the region's start (every earlier
+            // cut of the region was a whole grid step).
+            (PlaneHint::Width(_), Some(n)) => n.min(self.cdc.params().max),
+            (PlaneHint::Width(_), None) => {
+                let grid = self.cdc.params().max;
+                if data.len() < grid && !eof {
+                    return None;
+                }
+                data.len().min(grid)
+            }
             // A boundary in the buffer ends the region: everything up to it
             // is known, so CDC decides as at the end of a stream.
-            Some(n) => self.cdc.next_cut(&data[..n], true),
-            None => self.cdc.next_cut(data, eof),
-        }?;
+            (_, Some(n)) => self.cdc.next_cut(&data[..n], true)?,
+            (_, None) => self.cdc.next_cut(data, eof)?,
+        };
         Some(Cut { len, hint })
     }
 
@@ -533,31 +555,51 @@ mod tests {
         assert_eq!(cuts[0].hint, PlaneHint::Estimate, "header");
     }
 
-    #[test]
-    fn long_tensors_use_cdc_inside_and_resynchronise() {
-        // One big fp32 tensor, then the same file with a longer header: the
-        // tensor's chunks are identical, shifted.
-        let t = &[("w", "F32", 20_000)];
+    /// The chunks from the data section on.
+    fn after_data_start(f: &[u8], cuts: &[Cut]) -> Vec<usize> {
+        let ds = layout_of(f).data_start;
+        let ends = offsets(cuts);
+        let i = ends
+            .iter()
+            .position(|&e| e == ds)
+            .expect("a cut at the data start");
+        cuts[i + 1..].iter().map(|c| c.len).collect()
+    }
+
+    /// The data-section cuts of a file holding `t`, which must be the same
+    /// in the same file with a longer header; and the file.
+    fn shifted_alike(t: &[(&str, &str, usize)]) -> (Vec<usize>, Vec<u8>) {
         let a = st_file(t, 0, 7);
         let b = st_file(t, 13, 7);
         let ca = Cutter::new(P).cuts(&a);
         let cb = Cutter::new(P).cuts(&b);
         check_cover(&ca, a.len(), P.max);
-        let ds = |f: &[u8]| layout_of(f).data_start as usize;
-        // The chunks from the data section on.
-        let after = |cuts: &[Cut], ds: usize| -> Vec<usize> {
-            let ends = offsets(cuts);
-            assert!(ends.contains(&(ds as u64)), "no cut at the data start");
-            let i = ends.iter().position(|&e| e == ds as u64).unwrap();
-            cuts[i + 1..].iter().map(|c| c.len).collect()
-        };
-        let data_a = after(&ca, ds(&a));
-        let data_b = after(&cb, ds(&b));
-        assert_eq!(data_a, data_b);
+        let data_a = after_data_start(&a, &ca);
+        assert_eq!(data_a, after_data_start(&b, &cb));
+        (data_a, a)
+    }
+
+    #[test]
+    fn float_tensors_are_cut_on_a_grid_wherever_they_sit() {
+        // One big fp32 tensor, then the same file with a longer header: the
+        // tensor's chunks are identical, shifted, and on a grid of the CDC
+        // maximum from the tensor's start.
+        let (data_a, _) = shifted_alike(&[("w", "F32", 20_000)]);
+        let n = 20_000 * 4;
+        let mut want = vec![P.max; n / P.max];
+        if n % P.max != 0 {
+            want.push(n % P.max);
+        }
+        assert_eq!(data_a, want);
+    }
+
+    #[test]
+    fn other_tensors_use_cdc_inside_and_resynchronise() {
+        let (data_a, a) = shifted_alike(&[("q", "I8", 80_000)]);
         assert!(data_a.len() > 20, "CDC inside the tensor");
         // Inside the tensor the cuts are CDC's own, restarted at its start.
-        let plain = Chunker::new(P).cuts(&a[ds(&a)..]);
-        assert_eq!(data_a, plain);
+        let ds = layout_of(&a).data_start as usize;
+        assert_eq!(data_a, Chunker::new(P).cuts(&a[ds..]));
     }
 
     #[test]

@@ -32,6 +32,14 @@ pub enum Command {
         /// Project of a newly created model.
         #[arg(long, default_value = "default")]
         project: String,
+        /// Store float tensors as deltas against the files of this version
+        /// (same path), e.g. the model a fine-tune started from. Default: the
+        /// latest version of NAME, if any.
+        #[arg(long, value_name = "MODEL[@VERSION]", conflicts_with = "no_delta")]
+        base: Option<String>,
+        /// Store every file whole, without a delta base.
+        #[arg(long)]
+        no_delta: bool,
         /// Files (stored under their file name) and folders (their files under paths relative to the folder).
         #[arg(required = true)]
         paths: Vec<PathBuf>,

@@ -33,8 +33,17 @@ pub fn run(args: Args) -> Result<()> {
             name,
             experiment,
             project,
+            base,
+            no_delta,
             paths,
-        } => put(&repo, &name, experiment.as_deref(), &project, &paths)?,
+        } => {
+            let base = match (no_delta, base) {
+                (true, _) => Base::None,
+                (false, Some(b)) => Base::Named(b),
+                (false, None) => Base::Latest,
+            };
+            put(&repo, &name, experiment.as_deref(), &project, base, &paths)?
+        }
         Command::Get { model, out } => get(&open(&repo)?, &model, &out)?,
         Command::Cat { model, path } => {
             let store = open(&repo)?;
@@ -665,11 +674,22 @@ fn model_cmd(store: &Store, cmd: ModelCmd) -> Result<()> {
     Ok(())
 }
 
+/// Which version `put` stores its files as deltas against.
+enum Base {
+    /// None: every file whole.
+    None,
+    /// The latest version of the model being added to, if it exists.
+    Latest,
+    /// A version named on the command line.
+    Named(String),
+}
+
 fn put(
     repo: &Path,
     name: &str,
     experiment: Option<&str>,
     project: &str,
+    base: Base,
     paths: &[PathBuf],
 ) -> Result<()> {
     modelvault::check_name(name)?;
@@ -679,12 +699,29 @@ fn put(
     let exp = experiment
         .map(|e| self::experiment(&store, e))
         .transpose()?;
+    let base = match base {
+        Base::None => None,
+        Base::Named(spec) => Some(resolve(&store, &spec)?),
+        Base::Latest => match resolve(&store, name) {
+            Ok(v) => Some(v),
+            Err(e)
+                if e.downcast_ref::<modelvault::Error>()
+                    .is_some_and(|e| e.is_not_found()) =>
+            {
+                None
+            }
+            Err(e) => return Err(e),
+        },
+    };
     // Each file is written and staged; the version commit makes them all
     // visible and durable at once (one fsync pair, not one per file).
     let mut staged = Vec::with_capacity(inputs.len());
     for (rel, src) in &inputs {
         let mut f = File::open(src).with_context(|| format!("cannot open {}", src.display()))?;
         let mut w = store.blob_writer();
+        if let Some(b) = base.as_ref().and_then(|v| v.file(rel)) {
+            w = w.delta_base(&b.blob)?;
+        }
         io::copy(&mut f, &mut w).with_context(|| format!("storing {}", src.display()))?;
         staged.push((
             rel.clone(),

@@ -28,8 +28,13 @@
 //! ```text
 //! transform: u8 (1 = XOR)
 //! inner codec: [u8; 2] (Codec::to_bytes of the XOR image's codec: zstd or planes)
+//! base: [u8; 32] (the base chunk's id: blake3 of its raw bytes)
 //! payload: the XOR image encoded with the inner codec
 //! ```
+//!
+//! The record naming its base makes a pack self-describing; the store keeps
+//! the same id in the chunk's index entry (for reference counting without
+//! reading packs) and checks that the two agree on every read.
 //!
 //! An inner [`Codec::Raw`] is never written ([`encode_delta`] gives up
 //! instead: a delta that does not compress is worth nothing) and is refused
@@ -39,11 +44,16 @@
 use super::{decode, encode_hinted, Codec, EncodeOptions};
 use crate::chunking::PlaneHint;
 use crate::error::{Error, Result};
+use crate::id::{ChunkId, Hash32};
 
 /// The transform byte of an XOR delta.
 const XOR: u8 = 1;
-/// Transform byte + inner codec pair.
-pub const DELTA_HEADER_LEN: usize = 1 + 2;
+/// Transform byte + inner codec pair + base id.
+pub const DELTA_HEADER_LEN: usize = 1 + 2 + 32;
+/// The longest delta chain a reader follows (the depth in
+/// [`Codec::Delta`]). Writers bound their chains far below this (see
+/// `Options::delta_chain` of the store); a record claiming more is refused.
+pub const MAX_DELTA_DEPTH: u8 = 16;
 
 /// XORs `base` into `data` in place over their common prefix (the base is
 /// treated as padded with zeros past its end; base bytes past `data`'s end are
@@ -66,6 +76,7 @@ pub fn xor_base(data: &mut [u8], base: &[u8]) {
 pub fn encode_delta(
     raw: &[u8],
     base: &[u8],
+    base_id: &ChunkId,
     hint: PlaneHint,
     opts: &EncodeOptions,
     out: &mut Vec<u8>,
@@ -84,14 +95,51 @@ pub fn encode_delta(
     out.reserve_exact(DELTA_HEADER_LEN + payload.len());
     out.push(XOR);
     out.extend_from_slice(&inner.to_bytes());
+    out.extend_from_slice(base_id.as_bytes());
     out.extend_from_slice(&payload);
     Some(inner)
 }
 
-/// Decodes a delta written by [`encode_delta`] against `base` into `out`
-/// (cleared first), which ends up exactly `raw_len` bytes long or the call
-/// fails. Never allocates more than `raw_len` bytes of output, whatever
-/// `stored` contains. Returns the inner codec.
+/// The header of a stored delta: its inner codec and base, and the
+/// compressed XOR image after it.
+fn parse(stored: &[u8]) -> Result<(Codec, ChunkId, &[u8])> {
+    let Some((header, payload)) = stored.split_first_chunk::<DELTA_HEADER_LEN>() else {
+        return Err(Error::corrupt(
+            "delta chunk",
+            format!("{} bytes, shorter than its header", stored.len()),
+        ));
+    };
+    if header[0] != XOR {
+        return Err(Error::corrupt(
+            "delta chunk",
+            format!("unknown transform {}", header[0]),
+        ));
+    }
+    let inner = Codec::from_bytes([header[1], header[2]])?;
+    if !matches!(inner, Codec::Zstd | Codec::Planes { .. }) {
+        return Err(Error::corrupt(
+            "delta chunk",
+            format!("inner codec {} is not zstd or planes", inner.name()),
+        ));
+    }
+    let base = Hash32::from_slice(&header[3..]).expect("32 bytes");
+    Ok((inner, base, payload))
+}
+
+/// The id of the chunk a stored delta was encoded against.
+///
+/// # Errors
+///
+/// [`Error::Corrupt`] when `stored` does not start with a valid delta header.
+pub fn delta_base(stored: &[u8]) -> Result<ChunkId> {
+    parse(stored).map(|(_, base, _)| base)
+}
+
+/// Decodes a delta written by [`encode_delta`] against `base` (the bytes of
+/// the chunk [`delta_base`] names) into `out` (cleared first), which ends up
+/// exactly `raw_len` bytes long or the call fails. Never allocates more than
+/// `raw_len` bytes of output, whatever `stored` contains. Returns the inner
+/// codec.
 ///
 /// # Errors
 ///
@@ -106,22 +154,7 @@ pub fn decode_delta(
     out: &mut Vec<u8>,
 ) -> Result<Codec> {
     out.clear();
-    let Some((header, payload)) = stored.split_first_chunk::<DELTA_HEADER_LEN>() else {
-        return Err(Error::corrupt(
-            "delta chunk",
-            format!("{} bytes, shorter than its header", stored.len()),
-        ));
-    };
-    if header[0] != XOR {
-        return Err(Error::corrupt(
-            "delta chunk",
-            format!("unknown transform {}", header[0]),
-        ));
-    }
-    let inner = Codec::from_bytes([header[1], header[2]])?;
-    if inner == Codec::Raw {
-        return Err(Error::corrupt("delta chunk", "raw inner codec"));
-    }
+    let (inner, _, payload) = parse(stored)?;
     decode(inner, payload, raw_len, out)?;
     xor_base(out, base);
     Ok(inner)
@@ -131,6 +164,8 @@ pub fn decode_delta(
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    const ID: ChunkId = Hash32([7; 32]);
 
     /// `n` bf16 values and a "next step" of them where about one in `every`
     /// values moved by one unit in the last place.
@@ -153,7 +188,16 @@ mod tests {
 
     fn round_trip(raw: &[u8], base: &[u8], hint: PlaneHint) -> Option<usize> {
         let mut enc = Vec::new();
-        let codec = encode_delta(raw, base, hint, &EncodeOptions::default(), &mut enc)?;
+        let base_id = Hash32::of(base);
+        let codec = encode_delta(
+            raw,
+            base,
+            &base_id,
+            hint,
+            &EncodeOptions::default(),
+            &mut enc,
+        )?;
+        assert_eq!(delta_base(&enc).unwrap(), base_id);
         let mut dec = Vec::new();
         assert_eq!(
             decode_delta(&enc, base, raw.len(), &mut dec).unwrap(),
@@ -211,12 +255,12 @@ mod tests {
         let mut enc = vec![9];
         let opts = EncodeOptions::default();
         assert_eq!(
-            encode_delta(&new, &[], PlaneHint::Width(2), &opts, &mut enc),
+            encode_delta(&new, &[], &ID, PlaneHint::Width(2), &opts, &mut enc),
             None
         );
         assert!(enc.is_empty());
         assert_eq!(
-            encode_delta(&[], &old, PlaneHint::Width(2), &opts, &mut enc),
+            encode_delta(&[], &old, &ID, PlaneHint::Width(2), &opts, &mut enc),
             None
         );
         // Noise against noise does not compress: no delta.
@@ -241,6 +285,7 @@ mod tests {
         encode_delta(
             &new,
             &old,
+            &ID,
             PlaneHint::Width(2),
             &EncodeOptions::default(),
             &mut enc,
@@ -264,12 +309,17 @@ mod tests {
         let mut bad = enc.clone();
         bad[1..3].copy_from_slice(&[7, 0]);
         err(decode_delta(&bad, &old, new.len(), &mut out));
-        // A raw inner codec is never written, so never accepted.
-        let mut raw = vec![XOR, 0, 0];
-        raw.extend_from_slice(&new);
-        err(decode_delta(&raw, &old, new.len(), &mut out));
+        // A raw (or delta) inner codec is never written, so never accepted.
+        for inner in [[0u8, 0], [3, 1]] {
+            let mut raw = vec![XOR, inner[0], inner[1]];
+            raw.extend_from_slice(&[0; 32]);
+            raw.extend_from_slice(&new);
+            err(decode_delta(&raw, &old, new.len(), &mut out));
+            assert!(delta_base(&raw).unwrap_err().is_integrity());
+        }
         // A zstd bomb inside a delta is bounded by raw_len.
         let mut bomb = vec![XOR, 1, 0];
+        bomb.extend_from_slice(&[0; 32]);
         bomb.extend(zstd::bulk::compress(&vec![0u8; 1 << 20], 3).unwrap());
         err(decode_delta(&bomb, &old, 1024, &mut out));
         assert!(out.capacity() < 64 * 1024, "allocated {}", out.capacity());
@@ -328,6 +378,7 @@ mod tests {
             raw_len in 0usize..5000,
         ) {
             let mut s = vec![XOR, kind, width];
+            s.extend_from_slice(&[0; 32]);
             s.extend_from_slice(&stored);
             let mut out = Vec::new();
             for p in [&s[..], &stored[..]] {

@@ -34,6 +34,15 @@ pub enum Codec {
         /// Bytes per value: 2 (fp16/bf16) or 4 (fp32).
         width: u8,
     },
+    /// The XOR against another chunk (its *base*, named in the payload),
+    /// compressed like a chunk: see [`delta`]. Never chosen by [`encode`];
+    /// the store writes it, and decodes it after decoding the base.
+    Delta {
+        /// Length of the chain of deltas ending here: 1 when the base is
+        /// stored whole, else one more than the base's depth. At most
+        /// [`delta::MAX_DELTA_DEPTH`].
+        depth: u8,
+    },
 }
 
 impl Codec {
@@ -43,6 +52,7 @@ impl Codec {
             Codec::Raw => [0, 0],
             Codec::Zstd => [1, 0],
             Codec::Planes { width } => [2, width],
+            Codec::Delta { depth } => [3, depth],
         }
     }
 
@@ -52,6 +62,7 @@ impl Codec {
             [0, 0] => Ok(Codec::Raw),
             [1, 0] => Ok(Codec::Zstd),
             [2, w @ (2 | 4)] => Ok(Codec::Planes { width: w }),
+            [3, d @ 1..=delta::MAX_DELTA_DEPTH] => Ok(Codec::Delta { depth: d }),
             _ => Err(Error::corrupt(
                 "codec id",
                 format!("unknown codec kind {} with parameter {}", b[0], b[1]),
@@ -66,6 +77,15 @@ impl Codec {
             Codec::Zstd => "zstd",
             Codec::Planes { width: 2 } => "planes2",
             Codec::Planes { .. } => "planes4",
+            Codec::Delta { .. } => "delta",
+        }
+    }
+
+    /// The delta depth: 0 for a chunk stored whole.
+    pub fn depth(self) -> u8 {
+        match self {
+            Codec::Delta { depth } => depth,
+            _ => 0,
         }
     }
 }
@@ -111,9 +131,10 @@ pub fn encode(raw: &[u8], opts: &EncodeOptions, out: &mut Vec<u8>) -> Codec {
     let est = estimate::estimate(raw);
     let codec = estimate::choose(&est, raw.len(), opts.min_saving);
     let ok = match codec {
-        Codec::Raw => false,
         Codec::Zstd => zstd_ctx::compress(raw, opts.whole(), out),
         Codec::Planes { width } => planes::encode(raw, width as usize, &est, opts.planes(), out),
+        // The predictor never picks a delta.
+        Codec::Raw | Codec::Delta { .. } => false,
     };
     let limit = raw.len() as f64 * (1.0 - opts.min_saving);
     if !ok || out.len() as f64 > limit {
@@ -195,6 +216,8 @@ pub fn encode_with(raw: &[u8], codec: Codec, opts: &EncodeOptions, out: &mut Vec
             let est = estimate::estimate(raw);
             planes::encode(raw, width as usize, &est, opts.planes(), out)
         }
+        // A delta needs its base: see `delta::encode_delta`.
+        Codec::Delta { .. } => false,
     }
 }
 
@@ -218,6 +241,12 @@ pub fn decode(codec: Codec, stored: &[u8], raw_len: usize, out: &mut Vec<u8>) ->
             zstd_ctx::decompress(stored, raw_len, out)?;
         }
         Codec::Planes { width } => planes::decode(stored, width as usize, raw_len, out)?,
+        Codec::Delta { .. } => {
+            return Err(Error::corrupt(
+                "delta chunk",
+                "a delta is decoded against its base (delta::decode_delta)",
+            ))
+        }
     }
     if out.len() != raw_len {
         return Err(Error::corrupt(

@@ -8,7 +8,7 @@
 //! so under the commit lock *and* the pending mutex, after checking the
 //! holds of uploads in flight: see docs/ARCHITECTURE.md, "GC".
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -134,7 +134,10 @@ impl Store {
         let mut report = GcReport::default();
         expire_uploads(inner, opts, &mut report)?;
         release_manifests(inner, &mut report)?;
-        sweep_chunks(inner, opts, &mut report)?;
+        // Deleting a delta releases its base, which may fall to zero and
+        // become a candidate behind the scan: sweep until a pass frees no
+        // base (chains are short, so this is a few passes at most).
+        while sweep_chunks(inner, opts, &mut report)? {}
         compact(inner, opts, &mut report)?;
         Ok(report)
     }
@@ -278,9 +281,12 @@ fn release_manifests(inner: &Inner, report: &mut GcReport) -> Result<()> {
 /// references and held by no upload: checked and committed with the commit
 /// lock and the pending mutex held, so no upload can find the entry in
 /// between.
-fn sweep_chunks(inner: &Inner, opts: &GcOptions, report: &mut GcReport) -> Result<()> {
+/// One pass over the chunk candidates. Returns true if it deleted a delta
+/// (whose base may now be a candidate the pass did not see).
+fn sweep_chunks(inner: &Inner, opts: &GcOptions, report: &mut GcReport) -> Result<bool> {
     let prefix = [keys::gc::CHUNK];
     let mut from = prefix.to_vec();
+    let mut freed_base = false;
     loop {
         let mut ids = Vec::with_capacity(CANDIDATES_PER_COMMIT);
         for kv in inner.meta.scan_prefix(Cf::Gc, &prefix, &from) {
@@ -293,37 +299,44 @@ fn sweep_chunks(inner: &Inner, opts: &GcOptions, report: &mut GcReport) -> Resul
             }
         }
         let Some(last) = ids.last() else {
-            return Ok(());
+            return Ok(freed_base);
         };
         // Continue just past the last key examined (held ones stay).
         from = [&prefix[..], last.as_bytes(), &[0]].concat();
         let full = ids.len() == CANDIDATES_PER_COMMIT;
-        sweep_some(inner, opts, &ids, report)?;
+        freed_base |= sweep_some(inner, opts, &ids, report)?;
         if !full {
-            return Ok(());
+            return Ok(freed_base);
         }
     }
 }
 
+/// Deletes the index entries of the candidates `ids` that are still
+/// unreferenced and unheld, in one commit. Returns true if one of them was
+/// a delta (its base lost a reference).
 fn sweep_some(
     inner: &Inner,
     opts: &GcOptions,
     ids: &[ChunkId],
     report: &mut GcReport,
-) -> Result<()> {
+) -> Result<bool> {
     let mut c = inner.commit.lock();
     c.check()?;
     let pending = inner.pending.lock();
+    // A delta appended by an upload in flight will reference its base when
+    // it is committed: the base counts as held until then.
+    let pending_bases: HashSet<ChunkId> = pending.locs.values().filter_map(|l| l.base).collect();
     let mut stats = c.stats;
     let mut batch = Batch::default();
     let (mut deleted, mut bytes, mut held) = (0, 0, 0);
+    let mut freed_base = false;
     for id in ids {
         let gk = keys::gc_chunk(id.as_bytes()).to_vec();
         if super::refs::get(&inner.meta, &keys::count(refs::CHUNK, id.as_bytes()))? > 0 {
             batch.delete(Cf::Gc, gk);
             continue;
         }
-        if !opts.ignore_holds && pending.holds.contains_key(id) {
+        if !opts.ignore_holds && (pending.holds.contains_key(id) || pending_bases.contains(id)) {
             // An upload looked it up and will reference it, or give it up;
             // the next collection decides.
             held += 1;
@@ -332,6 +345,10 @@ fn sweep_some(
         batch.delete(Cf::Gc, gk);
         if let Some(loc) = inner.chunk_loc(id)? {
             batch.delete(Cf::Chunks, id.as_bytes().to_vec());
+            if let Some(base) = &loc.base {
+                batch.count(keys::count(refs::CHUNK, base.as_bytes()), -1);
+                freed_base = true;
+            }
             stats.unique_bytes = stats.unique_bytes.saturating_sub(loc.raw_len as u64);
             stats.chunks = stats.chunks.saturating_sub(1);
             deleted += 1;
@@ -344,7 +361,7 @@ fn sweep_some(
     report.chunks_deleted += deleted;
     report.chunk_bytes_deleted += bytes;
     report.chunks_held += held;
-    Ok(())
+    Ok(freed_base)
 }
 
 /// Rewrites or deletes packs whose live fraction is below the threshold.
@@ -403,15 +420,11 @@ fn compact_pack(
     let mut copied = 0u64;
     for (id, old) in &entries {
         let payload = inner.reader.read(id, old, &mut scratch)?;
-        crate::codec::decode(old.codec, payload, old.raw_len as usize, &mut raw).map_err(|e| {
-            Error::corrupt(
-                format!("pack {pack:08x} record at {}", old.offset),
-                e.to_string(),
-            )
-        })?;
+        let object = || format!("pack {pack:08x} record at {}", old.offset);
+        inner.decode_record(id, old, payload, &mut raw, &object, 0)?;
         if Hash32::of(&raw) != *id {
             return Err(Error::corrupt(
-                format!("pack {pack:08x} record at {}", old.offset),
+                object(),
                 format!("content does not hash to chunk {id}; run verify"),
             ));
         }
@@ -421,7 +434,10 @@ fn compact_pack(
             stored_len: old.stored_len,
             id: *id,
         };
-        let new = inner.packs.append(&header, payload)?;
+        let new = ChunkLoc {
+            base: old.base,
+            ..inner.packs.append(&header, payload)?
+        };
         copied += RECORD_OVERHEAD + old.stored_len as u64;
         moves.push((*id, *old, new));
     }
@@ -445,7 +461,7 @@ fn compact_pack(
             batch.put(
                 Cf::Chunks,
                 id.as_bytes().to_vec(),
-                records::encode_chunk_loc(new).to_vec(),
+                records::encode_chunk_loc(new),
             );
             let e = ends.entry(new.pack).or_insert(0);
             *e = (*e).max(new.end());

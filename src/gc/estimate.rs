@@ -1,7 +1,7 @@
 //! What releasing blob references would free, computed from the committed
 //! counts without changing anything (for dry runs and deletion reports).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::refs::get;
 use crate::error::Result;
@@ -38,11 +38,21 @@ pub(crate) fn freed_by(meta: &Meta, drops: &BTreeMap<BlobId, u64>) -> Result<(u6
             }
         }
     }
+    // A freed delta releases its base: follow the chains.
     let mut bytes = 0;
-    for (id, n) in chunk_drops {
-        if get(meta, &keys::count(refs::CHUNK, id.as_bytes()))? <= n {
-            if let Some(loc) = meta.with(Cf::Chunks, id.as_bytes(), records::decode_chunk_loc)? {
-                bytes += RECORD_HEADER_LEN as u64 + loc.stored_len as u64;
+    let mut work: Vec<ChunkId> = chunk_drops.keys().copied().collect();
+    let mut freed: HashSet<ChunkId> = HashSet::new();
+    while let Some(id) = work.pop() {
+        let n = chunk_drops[&id];
+        if freed.contains(&id) || get(meta, &keys::count(refs::CHUNK, id.as_bytes()))? > n {
+            continue;
+        }
+        freed.insert(id);
+        if let Some(loc) = meta.with(Cf::Chunks, id.as_bytes(), records::decode_chunk_loc)? {
+            bytes += RECORD_HEADER_LEN as u64 + loc.stored_len as u64;
+            if let Some(base) = loc.base {
+                *chunk_drops.entry(base).or_insert(0) += 1;
+                work.push(base);
             }
         }
     }

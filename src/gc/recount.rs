@@ -16,7 +16,8 @@ use crate::registry::records::{ArtifactBody, ArtifactRecord, VersionRecord};
 /// `meta` key present once a store's reference counts are maintained.
 const REFS_MARKER: &[u8] = b"refcounts";
 
-/// Expected counts, by `refs` key (chunk and blob references; holds are
+/// Expected counts, by `refs` key (chunk references from manifest segments
+/// and delta records, blob references; holds are
 /// primary data and not derivable), plus the ids of manifests that have
 /// segments and the keys of records that could not be decoded.
 pub(crate) struct Expected {
@@ -41,6 +42,18 @@ pub(crate) fn expected(meta: &Meta) -> Result<Expected> {
         match records::decode_segment(&v) {
             Ok(seg) => seg.iter().for_each(|s| add(refs::CHUNK, s.id.as_bytes())),
             Err(_) => e.undecodable.push((Cf::Manifests, k.to_vec())),
+        }
+    }
+    // A delta record references its base chunk.
+    for kv in meta.scan_prefix(Cf::Chunks, &[], &[]) {
+        let (k, v) = kv?;
+        match records::decode_chunk_loc(&v) {
+            Ok(loc) => {
+                if let Some(base) = loc.base {
+                    add(refs::CHUNK, base.as_bytes());
+                }
+            }
+            Err(_) => e.undecodable.push((Cf::Chunks, k.to_vec())),
         }
     }
     for kv in meta.scan_prefix(Cf::Versions, &[], &[]) {

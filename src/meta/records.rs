@@ -49,28 +49,58 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(b[at..at + 8].try_into().expect("caller checked length"))
 }
 
-/// `chunks` value: version, pack u32, offset u64, stored_len u32, raw_len u32, codec [u8; 2].
+/// `chunks` value: version, pack u32, offset u64, stored_len u32, raw_len
+/// u32, codec [u8; 2], then for a delta record (codec kind 3) only, its
+/// base chunk id [u8; 32].
 pub(crate) const CHUNK_LOC_LEN: usize = 1 + 4 + 8 + 4 + 4 + 2;
+/// Length of a delta record's index entry.
+pub(crate) const DELTA_LOC_LEN: usize = CHUNK_LOC_LEN + 32;
 
-pub(crate) fn encode_chunk_loc(l: &ChunkLoc) -> [u8; CHUNK_LOC_LEN] {
-    let mut b = [0u8; CHUNK_LOC_LEN];
-    b[0] = RECORD_VERSION;
-    b[1..5].copy_from_slice(&l.pack.to_le_bytes());
-    b[5..13].copy_from_slice(&l.offset.to_le_bytes());
-    b[13..17].copy_from_slice(&l.stored_len.to_le_bytes());
-    b[17..21].copy_from_slice(&l.raw_len.to_le_bytes());
-    b[21..23].copy_from_slice(&l.codec.to_bytes());
+pub(crate) fn encode_chunk_loc(l: &ChunkLoc) -> Vec<u8> {
+    let mut b = Vec::with_capacity(DELTA_LOC_LEN);
+    b.push(RECORD_VERSION);
+    b.extend_from_slice(&l.pack.to_le_bytes());
+    b.extend_from_slice(&l.offset.to_le_bytes());
+    b.extend_from_slice(&l.stored_len.to_le_bytes());
+    b.extend_from_slice(&l.raw_len.to_le_bytes());
+    b.extend_from_slice(&l.codec.to_bytes());
+    if let Some(base) = &l.base {
+        b.extend_from_slice(base.as_bytes());
+    }
     b
 }
 
 pub(crate) fn decode_chunk_loc(b: &[u8]) -> Result<ChunkLoc> {
-    let b: [u8; CHUNK_LOC_LEN] = fixed("chunk index entry", b)?;
+    const WHAT: &str = "chunk index entry";
+    check_version(WHAT, b)?;
+    if b.len() != CHUNK_LOC_LEN && b.len() != DELTA_LOC_LEN {
+        return Err(Error::corrupt(
+            WHAT,
+            format!(
+                "{} bytes, expected {CHUNK_LOC_LEN} or {DELTA_LOC_LEN}",
+                b.len()
+            ),
+        ));
+    }
+    let codec = Codec::from_bytes([b[21], b[22]])?;
+    let base = Hash32::from_slice(&b[CHUNK_LOC_LEN..]);
+    if matches!(codec, Codec::Delta { .. }) != base.is_some() {
+        return Err(Error::corrupt(
+            WHAT,
+            format!(
+                "{} bytes for a {} record: a base id comes with exactly the delta codec",
+                b.len(),
+                codec.name()
+            ),
+        ));
+    }
     Ok(ChunkLoc {
-        pack: u32_at(&b, 1),
-        offset: u64_at(&b, 5),
-        stored_len: u32_at(&b, 13),
-        raw_len: u32_at(&b, 17),
-        codec: Codec::from_bytes([b[21], b[22]])?,
+        pack: u32_at(b, 1),
+        offset: u64_at(b, 5),
+        stored_len: u32_at(b, 13),
+        raw_len: u32_at(b, 17),
+        codec,
+        base,
     })
 }
 
@@ -302,10 +332,28 @@ mod tests {
             stored_len: 9,
             raw_len: 100,
             codec: Codec::Zstd,
+            base: None,
         };
         let b = encode_chunk_loc(&l);
         assert_eq!(decode_chunk_loc(&b).unwrap(), l);
         assert!(decode_chunk_loc(&b[..22]).is_err());
+        let d = ChunkLoc {
+            codec: Codec::Delta { depth: 2 },
+            base: Some(Hash32([5; 32])),
+            ..l
+        };
+        let db = encode_chunk_loc(&d);
+        assert_eq!(db.len(), DELTA_LOC_LEN);
+        assert_eq!(decode_chunk_loc(&db).unwrap(), d);
+        // A base without the delta codec, or the delta codec without a base.
+        let mut plain_with_base = b.clone();
+        plain_with_base.extend_from_slice(&[5; 32]);
+        assert!(decode_chunk_loc(&plain_with_base)
+            .unwrap_err()
+            .is_integrity());
+        assert!(decode_chunk_loc(&db[..CHUNK_LOC_LEN])
+            .unwrap_err()
+            .is_integrity());
         let mut v2 = b;
         v2[0] = 2;
         assert!(matches!(

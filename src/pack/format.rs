@@ -54,6 +54,9 @@ pub struct ChunkLoc {
     pub raw_len: u32,
     /// How the payload is encoded.
     pub codec: Codec,
+    /// For a [`Codec::Delta`] record, the chunk it was encoded against
+    /// (also named in the payload); `None` for every other codec.
+    pub base: Option<ChunkId>,
 }
 
 impl ChunkLoc {

@@ -125,6 +125,8 @@ impl PackWriter {
             stored_len: header.stored_len,
             raw_len: header.raw_len,
             codec: header.codec,
+            // The caller's `publish` names the base of a delta record.
+            base: None,
         };
         if cur.stage.len() >= STAGE_BYTES {
             let r = self.flush_stage(cur);

@@ -1,0 +1,142 @@
+//! The base of a delta upload: which chunk of the previous version of a
+//! file holds the same elements as a chunk being written.
+//!
+//! A new checkpoint of a tensor container (safetensors, GGUF) names its
+//! tensors like the previous one. For a chunk at offset `pos` of the new
+//! file, inside float tensor `t`, the base chunk is the chunk of the base
+//! blob that starts at the same offset *relative to `t`* in the base's copy
+//! of `t`, with the same length, when `t` has the same dtype, shape and
+//! size there. Float tensors are cut on a fixed grid from their start
+//! (`chunking::aware`), so in two versions of a file chunk `k` of a tensor
+//! covers the same elements and this match is exact. Any other chunk (a
+//! header, a tensor new or reshaped in this version, a non-float tensor, a
+//! file that is not a container) has no base and is stored whole.
+//!
+//! The match only chooses what to try: a delta decodes to the chunk whatever
+//! the base holds, and it is kept only when it is smaller.
+//!
+//! Memory: the base's tensor table (bounded by the probe window, like the
+//! cutter's) and one manifest segment (at most 1024 entries) at a time.
+
+use std::collections::HashMap;
+use std::io::Read;
+
+use crate::chunking::aware::DEFAULT_PROBE_WINDOW;
+use crate::chunking::tensors::{probe, Probe, TensorLayout};
+use crate::error::{Error, Result};
+use crate::id::{BlobId, ChunkId};
+use crate::meta::records::{self, SegmentEntry};
+use crate::meta::{keys, Cf};
+use crate::store::Store;
+
+pub(crate) struct DeltaBase {
+    store: Store,
+    manifest: u64,
+    size: u64,
+    layout: TensorLayout,
+    by_name: HashMap<String, usize>,
+    /// The cached segment: its entries and the offset each starts at.
+    seg: Vec<SegmentEntry>,
+    seg_offsets: Vec<u64>,
+}
+
+impl DeltaBase {
+    /// The base `blob`, or `None` when it cannot serve as one (empty, not a
+    /// tensor container this build can parse, or its first bytes
+    /// unreadable: a damaged base must not stop new uploads).
+    ///
+    /// # Errors
+    /// [`crate::Error::NotFound`] if `blob` is not stored.
+    pub fn open(store: &Store, blob: &BlobId) -> Result<Option<Self>> {
+        let rec = store
+            .blob_record(blob)?
+            .ok_or_else(|| Error::not_found("blob", blob))?;
+        if rec.size == 0 || rec.manifest == 0 {
+            return Ok(None);
+        }
+        // The cutter decides a layout from exactly this prefix, without a
+        // file length: do the same, so both versions parse alike.
+        let mut prefix = Vec::new();
+        let read = store.blob_reader(blob).and_then(|r| {
+            r.take(DEFAULT_PROBE_WINDOW as u64)
+                .read_to_end(&mut prefix)
+                .map_err(|e| Error::io(format!("base blob {blob}"), e))
+        });
+        if let Err(e) = read {
+            crate::store::tracing_note(&format!("not using blob {blob} as a delta base: {e}"));
+            return Ok(None);
+        }
+        let size = rec.size;
+        let Probe::Layout(layout) = probe(&prefix, None) else {
+            return Ok(None);
+        };
+        let by_name = layout
+            .tensors
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.name.clone(), i))
+            .collect();
+        Ok(Some(DeltaBase {
+            store: store.clone(),
+            manifest: rec.manifest,
+            size,
+            layout,
+            by_name,
+            seg: Vec::new(),
+            seg_offsets: Vec::new(),
+        }))
+    }
+
+    /// The base chunk for the chunk of `len` bytes at offset `pos` of a file
+    /// whose layout is `mine` (see the module documentation), if any. A
+    /// damaged or vanished base manifest just means no base.
+    pub fn chunk_for(&mut self, mine: &TensorLayout, pos: u64, len: usize) -> Option<ChunkId> {
+        let t = mine.span_at(pos)?;
+        t.dtype.plane_width()?;
+        let b = &self.layout.tensors[*self.by_name.get(&t.name)?];
+        if b.dtype != t.dtype || b.shape != t.shape || b.end - b.start != t.end - t.start {
+            return None;
+        }
+        let at = b.start + (pos - t.start);
+        let i = self.entry_at(at)?;
+        (self.seg_offsets[i] == at && self.seg[i].len as usize == len).then(|| self.seg[i].id)
+    }
+
+    /// Index in the cached segment of the entry covering `pos`, loading the
+    /// segment that covers it if needed.
+    fn entry_at(&mut self, pos: u64) -> Option<usize> {
+        if pos >= self.size {
+            return None;
+        }
+        if let Some(i) = self.cached(pos) {
+            return Some(i);
+        }
+        let m = self.manifest;
+        let (k, v) = self
+            .store
+            .inner
+            .meta
+            .floor(Cf::Manifests, &m.to_be_bytes(), &keys::segment(m, pos))
+            .ok()??;
+        let (_, start) = keys::parse_segment(&k)?;
+        let entries = records::decode_segment(&v).ok()?;
+        let mut offsets = Vec::with_capacity(entries.len());
+        let mut off = start;
+        for e in &entries {
+            offsets.push(off);
+            off = off.checked_add(u64::from(e.len))?;
+        }
+        self.seg = entries;
+        self.seg_offsets = offsets;
+        self.cached(pos)
+    }
+
+    fn cached(&self, pos: u64) -> Option<usize> {
+        let first = *self.seg_offsets.first()?;
+        let last = self.seg.len() - 1;
+        if pos < first || pos >= self.seg_offsets[last] + u64::from(self.seg[last].len) {
+            return None;
+        }
+        Some(self.seg_offsets.partition_point(|&o| o <= pos) - 1)
+    }
+}
