@@ -70,6 +70,8 @@ pub struct Problem {
 pub struct VerifyReport {
     /// Chunk index entries checked.
     pub chunks: u64,
+    /// Of `chunks`, those stored as deltas against another chunk.
+    pub delta_chunks: u64,
     /// Chunks read back and re-hashed.
     pub chunks_read: u64,
     /// Raw bytes re-hashed.
@@ -155,6 +157,7 @@ impl Store {
             };
             unique += loc.raw_len as u64;
             if let Some(base) = &loc.base {
+                r.delta_chunks += 1;
                 if meta.get(Cf::Chunks, base.as_bytes())?.is_none() {
                     bad_chunks.insert(id, r.problems.len());
                     r.problems.push(problem(

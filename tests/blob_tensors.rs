@@ -1,31 +1,6 @@
 use std::io::Read;
 
-use crate::common::{put, temp_store, weights};
-
-/// A safetensors file: 8-byte header length, JSON header, then the data.
-fn safetensors(tensors: &[(&str, &str, usize, &[u8])]) -> Vec<u8> {
-    let mut header = String::from("{");
-    let mut off = 0;
-    for (i, (name, dtype, n, data)) in tensors.iter().enumerate() {
-        if i > 0 {
-            header.push(',');
-        }
-        header.push_str(&format!(
-            "\"{name}\":{{\"dtype\":\"{dtype}\",\"shape\":[{n}],\"data_offsets\":[{off},{}]}}",
-            off + data.len()
-        ));
-        off += data.len();
-    }
-    header.push('}');
-    let mut h = header.into_bytes();
-    h.resize(h.len().next_multiple_of(8), b' ');
-    let mut out = (h.len() as u64).to_le_bytes().to_vec();
-    out.extend_from_slice(&h);
-    for (_, _, _, data) in tensors {
-        out.extend_from_slice(data);
-    }
-    out
-}
+use crate::common::{put, safetensors, temp_store, weights};
 
 #[test]
 fn one_tensor_reads_back_by_name() {

@@ -112,8 +112,9 @@ pub fn run(args: Args) -> Result<()> {
                     }
                 }
                 println!(
-                    "checked {} chunks ({} read, {} bytes), {} blobs, {} versions: {} problems",
+                    "checked {} chunks ({} deltas, {} read, {} bytes), {} blobs, {} versions: {} problems",
                     r.chunks,
+                    r.delta_chunks,
                     r.chunks_read,
                     r.bytes_read,
                     r.blobs,
