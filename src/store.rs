@@ -86,7 +86,7 @@ impl Default for Options {
             create: true,
             durability: Durability::Immediate,
             max_delta_depth: 3,
-            delta_min_saving: 0.1,
+            delta_min_saving: 0.03,
             pack_io: Arc::new(crate::pack::io::OsIo),
         }
     }
@@ -144,11 +144,13 @@ impl Options {
     }
 
     /// A chunk is stored as a delta only if that is at least this fraction
-    /// smaller than storing it alone (default 0.1): a delta costs a second
-    /// record read on every restore. Range 0 ..= 1.
+    /// smaller than storing it alone: a delta costs a second record read on
+    /// every restore. Default 0.03 (on the corpus's HDF5 and TensorFlow.js
+    /// version pairs, 0.1 kept a third of the deltas and 2.0 of the 5.7 MB
+    /// they save; 0.03 keeps 5.5 MB). Range 0 ..= 1.
     pub fn delta_min_saving(mut self, fraction: f64) -> Self {
         self.delta_min_saving = if fraction.is_nan() {
-            0.1
+            0.03
         } else {
             fraction.clamp(0.0, 1.0)
         };

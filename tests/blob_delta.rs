@@ -258,3 +258,36 @@ fn a_damaged_base_fails_its_deltas_and_verify_names_them() {
         );
     }
 }
+
+#[test]
+fn files_that_are_not_containers_follow_the_base_cuts() {
+    // Raw fp32 arrays (an HDF5 or TensorFlow.js shard looks like this to
+    // the store): the second version is cut where the first was cut.
+    let v1 = weights(4 * 400_000, 11);
+    let v2 = nudge_f32(&v1, 12);
+    let (_d, store) = temp_store();
+    let b1 = put_on(&store, &v1, None);
+    let b2 = put_on(&store, &v2, Some(&b1));
+    assert_eq!(get(&store, &b2), v2);
+    let deltas = verify_clean(&store).delta_chunks;
+    assert!(deltas >= 5, "{deltas} deltas");
+    // Longer than the base, shifted by an insert, or identical: correct,
+    // and the unchanged ranges are deduplicated against the base.
+    let mut longer = v2.clone();
+    longer.extend_from_slice(&noise(300_000, 13));
+    let mut shifted = b"inserted".to_vec();
+    shifted.extend_from_slice(&v2);
+    for data in [&longer, &shifted, &v1] {
+        let before = store.stats().unique_bytes;
+        let id = put_on(&store, data, Some(&b1));
+        assert_eq!(&get(&store, &id), data);
+        if std::ptr::eq(data, &v1) {
+            assert_eq!(
+                store.stats().unique_bytes,
+                before,
+                "v1 again stored new chunks"
+            );
+        }
+    }
+    verify_clean(&store);
+}

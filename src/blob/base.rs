@@ -1,16 +1,26 @@
 //! The base of a delta upload: which chunk of the previous version of a
 //! file holds the same elements as a chunk being written.
 //!
-//! A new checkpoint of a tensor container (safetensors, GGUF) names its
-//! tensors like the previous one. For a chunk at offset `pos` of the new
-//! file, inside float tensor `t`, the base chunk is the chunk of the base
-//! blob that starts at the same offset *relative to `t`* in the base's copy
-//! of `t`, with the same length, when `t` has the same dtype, shape and
-//! size there. Float tensors are cut on a fixed grid from their start
-//! (`chunking::aware`), so in two versions of a file chunk `k` of a tensor
-//! covers the same elements and this match is exact. Any other chunk (a
-//! header, a tensor new or reshaped in this version, a non-float tensor, a
-//! file that is not a container) has no base and is stored whole.
+//! Two cases:
+//!
+//! * **Tensor containers** (safetensors, GGUF). A new checkpoint names its
+//!   tensors like the previous one. For a chunk at offset `pos` of the new
+//!   file, inside float tensor `t`, the base chunk is the chunk of the base
+//!   blob that starts at the same offset *relative to `t`* in the base's copy
+//!   of `t`, with the same length, when `t` has the same dtype, shape and
+//!   size there. Float tensors are cut on a fixed grid from their start
+//!   (`chunking::aware`), so in two versions of a file chunk `k` of a tensor
+//!   covers the same elements and this match is exact. Other chunks (the
+//!   header, a tensor new or reshaped in this version, a non-float tensor)
+//!   have no base.
+//! * **Any other file** (HDF5, TensorFlow.js shards, raw arrays: formats
+//!   whose layout this build does not parse, but which a new version of the
+//!   same model usually keeps at the same offsets). The upload is cut where
+//!   the base was cut ([`DeltaBase::guided_cut`]), so each chunk covers the
+//!   same byte range as one base chunk, which is its base. Past the base's
+//!   end, or from a position that is not a base chunk start, cuts are
+//!   content-defined again. An unchanged range gives the base's own chunk
+//!   (deduplicated); a changed one a delta when that is smaller.
 //!
 //! The match only chooses what to try: a delta decodes to the chunk whatever
 //! the base holds, and it is kept only when it is smaller.
@@ -33,6 +43,7 @@ pub(crate) struct DeltaBase {
     store: Store,
     manifest: u64,
     size: u64,
+    /// The base's tensor table when it is a container (else empty).
     layout: TensorLayout,
     by_name: HashMap<String, usize>,
     /// The cached segment: its entries and the offset each starts at.
@@ -41,9 +52,8 @@ pub(crate) struct DeltaBase {
 }
 
 impl DeltaBase {
-    /// The base `blob`, or `None` when it cannot serve as one (empty, not a
-    /// tensor container this build can parse, or its first bytes
-    /// unreadable: a damaged base must not stop new uploads).
+    /// The base `blob`, or `None` when it cannot serve as one (empty, or its
+    /// first bytes unreadable: a damaged base must not stop new uploads).
     ///
     /// # Errors
     /// [`crate::Error::NotFound`] if `blob` is not stored.
@@ -67,8 +77,13 @@ impl DeltaBase {
             return Ok(None);
         }
         let size = rec.size;
-        let Probe::Layout(layout) = probe(&prefix, None) else {
-            return Ok(None);
+        let layout = match probe(&prefix, None) {
+            Probe::Layout(l) => l,
+            _ => TensorLayout {
+                format: "none",
+                data_start: 0,
+                tensors: Vec::new(),
+            },
         };
         let by_name = layout
             .tensors
@@ -88,18 +103,37 @@ impl DeltaBase {
     }
 
     /// The base chunk for the chunk of `len` bytes at offset `pos` of a file
-    /// whose layout is `mine` (see the module documentation), if any. A
-    /// damaged or vanished base manifest just means no base.
-    pub fn chunk_for(&mut self, mine: &TensorLayout, pos: u64, len: usize) -> Option<ChunkId> {
-        let t = mine.span_at(pos)?;
-        t.dtype.plane_width()?;
-        let b = &self.layout.tensors[*self.by_name.get(&t.name)?];
-        if b.dtype != t.dtype || b.shape != t.shape || b.end - b.start != t.end - t.start {
-            return None;
-        }
-        let at = b.start + (pos - t.start);
+    /// whose layout is `mine` (`None`: not a container), if any (see the
+    /// module documentation). A damaged or vanished base manifest just means
+    /// no base.
+    pub fn chunk_for(
+        &mut self,
+        mine: Option<&TensorLayout>,
+        pos: u64,
+        len: usize,
+    ) -> Option<ChunkId> {
+        let at = match mine {
+            Some(mine) => {
+                let t = mine.span_at(pos)?;
+                t.dtype.plane_width()?;
+                let b = &self.layout.tensors[*self.by_name.get(&t.name)?];
+                if b.dtype != t.dtype || b.shape != t.shape || b.end - b.start != t.end - t.start {
+                    return None;
+                }
+                b.start + (pos - t.start)
+            }
+            None => pos,
+        };
         let i = self.entry_at(at)?;
         (self.seg_offsets[i] == at && self.seg[i].len as usize == len).then(|| self.seg[i].id)
+    }
+
+    /// For a file that is not a container: the length of the base chunk
+    /// that starts exactly at `pos`, if one does, so that the upload cuts
+    /// where the base was cut.
+    pub fn guided_cut(&mut self, pos: u64) -> Option<usize> {
+        let i = self.entry_at(pos)?;
+        (self.seg_offsets[i] == pos).then(|| self.seg[i].len as usize)
     }
 
     /// Index in the cached segment of the entry covering `pos`, loading the

@@ -39,7 +39,7 @@ use super::base::DeltaBase;
 use super::pipeline::{Done, Job};
 use crate::chunking::aware::DEFAULT_PROBE_WINDOW;
 use crate::chunking::tensors::{probe, Probe};
-use crate::chunking::Cutter;
+use crate::chunking::{Cut, Cutter};
 use crate::error::{to_io, Error, Result};
 use crate::gc::refs::put_segment;
 use crate::id::{BlobId, ChunkId, Hash32};
@@ -543,10 +543,7 @@ impl BlobWriter {
         let block_at = self.size - self.block.len() as u64;
         let mut cuts = Vec::new();
         let mut pos = 0;
-        while let Some(c) = self
-            .cutter
-            .next_cut(block_at + pos as u64, &self.block[pos..], eof)
-        {
+        while let Some(c) = self.next_cut(block_at + pos as u64, pos, eof) {
             cuts.push((pos..pos + c.len, c.hint));
             pos += c.len;
         }
@@ -565,12 +562,13 @@ impl BlobWriter {
         next.extend_from_slice(&self.block[pos..]);
         let block = Arc::new(std::mem::replace(&mut self.block, next));
         for (range, hint) in cuts {
-            let base = match (&mut self.delta, self.cutter.layout()) {
-                (Some(d), Some(mine)) => {
-                    d.chunk_for(mine, block_at + range.start as u64, range.len())
-                }
-                _ => None,
-            };
+            let base = self.delta.as_mut().and_then(|d| {
+                d.chunk_for(
+                    self.cutter.layout(),
+                    block_at + range.start as u64,
+                    range.len(),
+                )
+            });
             while self.next_seq - self.next_emit >= MAX_IN_FLIGHT as u64 {
                 self.drain(true)?;
             }
@@ -590,6 +588,39 @@ impl BlobWriter {
             self.next_seq += 1;
         }
         Ok(())
+    }
+
+    /// The next cut of the block from its byte `from` (stream offset `at`):
+    /// the cutter's, except in a file that is not a tensor container
+    /// uploaded with a delta base, which is cut where the base was cut
+    /// while its chunks line up (see `blob::base`).
+    fn next_cut(&mut self, at: u64, from: usize, eof: bool) -> Option<Cut> {
+        let data = &self.block[from..];
+        let cut = self.cutter.next_cut(at, data, eof)?;
+        if self.cutter.layout().is_some() {
+            return Some(cut);
+        }
+        let Some(len) = self.delta.as_mut().and_then(|d| d.guided_cut(at)) else {
+            return Some(cut);
+        };
+        // A base chunk longer than the cutter's lookahead could never be cut
+        // from a full block: such a (hostile) base is not followed.
+        if len == 0 || len > self.cutter.lookahead() {
+            return Some(cut);
+        }
+        if data.len() >= len {
+            Some(Cut {
+                len,
+                hint: cut.hint,
+            })
+        } else if eof {
+            Some(Cut {
+                len: data.len(),
+                hint: cut.hint,
+            })
+        } else {
+            None
+        }
     }
 
     /// Collects finished chunks (waiting for one if `block`) and appends

@@ -1,5 +1,6 @@
 //! One function per command.
 
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -7,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context, Result};
 use modelvault::query::{self, Value};
 use modelvault::{
-    DeleteOptions, DeleteReport, EntityId, Experiment, GcOptions, Model, ModelVersion,
+    BlobId, DeleteOptions, DeleteReport, EntityId, Experiment, GcOptions, Model, ModelVersion,
     NewExperiment, NewModel, Retention, Status, Store, Stream,
 };
 use serde_json::json;
@@ -716,12 +717,16 @@ fn put(
     };
     // Each file is written and staged; the version commit makes them all
     // visible and durable at once (one fsync pair, not one per file).
+    let bases = match &base {
+        Some(v) => delta_bases(v, &inputs)?,
+        None => vec![None; inputs.len()],
+    };
     let mut staged = Vec::with_capacity(inputs.len());
-    for (rel, src) in &inputs {
+    for ((rel, src), base) in inputs.iter().zip(bases) {
         let mut f = File::open(src).with_context(|| format!("cannot open {}", src.display()))?;
         let mut w = store.blob_writer();
-        if let Some(b) = base.as_ref().and_then(|v| v.file(rel)) {
-            w = w.delta_base(&b.blob)?;
+        if let Some(b) = base {
+            w = w.delta_base(&b)?;
         }
         io::copy(&mut f, &mut w).with_context(|| format!("storing {}", src.display()))?;
         staged.push((
@@ -744,6 +749,35 @@ fn put(
     let v = m.add_version_staged(staged, exp.map(|e| e.id()))?;
     println!("{name}@{v}");
     Ok(())
+}
+
+/// The base of each input file in version `v`: its file with the same path,
+/// else the only one of `v`'s files left unmatched that has the same size
+/// (a file renamed between versions).
+fn delta_bases(
+    v: &ModelVersion,
+    inputs: &BTreeMap<String, PathBuf>,
+) -> Result<Vec<Option<BlobId>>> {
+    let mut out: Vec<Option<BlobId>> = inputs
+        .iter()
+        .map(|(rel, _)| v.file(rel).map(|f| f.blob))
+        .collect();
+    let taken: HashSet<&str> = inputs.iter().map(|(rel, _)| rel.as_str()).collect();
+    let mut by_size: HashMap<u64, Vec<BlobId>> = HashMap::new();
+    for f in v.files.iter().filter(|f| !taken.contains(f.path.as_str())) {
+        by_size.entry(f.size).or_default().push(f.blob);
+    }
+    for (slot, (_, src)) in out.iter_mut().zip(inputs) {
+        if slot.is_none() {
+            let len = fs::metadata(src)
+                .with_context(|| format!("cannot read {}", src.display()))?
+                .len();
+            if let Some([only]) = by_size.get(&len).map(Vec::as_slice) {
+                *slot = Some(*only);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Numbers the temporary files of `get`.
