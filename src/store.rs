@@ -185,6 +185,9 @@ pub(crate) struct Inner {
     pub active_uploads: Mutex<HashSet<u64>>,
     pub commit: Mutex<CommitState>,
     pub next_manifest: AtomicU64,
+    /// Manifest ids below this are reserved in `meta/manifest_ids`: no
+    /// later open allocates them again (see [`Inner::new_manifest`]).
+    pub manifest_reserved: Mutex<u64>,
     pub pool: Pool,
     /// Serialises collections (one at a time per store).
     pub gc: Mutex<()>,
@@ -310,7 +313,11 @@ impl Store {
             Some(b) => records::decode_postcard("stats record", &b)?,
             None => StatsRecord::default(),
         };
-        let next_manifest = next_manifest_id(&meta)?;
+        // Ids are never reused, even those whose every trace was collected:
+        // an upload id given out once must not name another upload later.
+        let next_manifest = next_manifest_id(&meta)?
+            .max(read_manifest_reservation(&meta)?)
+            .max(1);
         let packs = PackWriter::open(
             Arc::clone(&opts.pack_io),
             &packs_dir,
@@ -335,7 +342,8 @@ impl Store {
                     poisoned: None,
                     indexed: HashMap::new(),
                 }),
-                next_manifest: AtomicU64::new(next_manifest.max(1)),
+                next_manifest: AtomicU64::new(next_manifest),
+                manifest_reserved: Mutex::new(next_manifest),
                 pool,
                 gc: Mutex::new(()),
                 opts,
@@ -556,9 +564,27 @@ impl Inner {
             .map_err(|e| corrupt(e.to_string()))
     }
 
-    /// Allocates a manifest id for a new upload.
-    pub fn new_manifest(&self) -> u64 {
-        self.next_manifest.fetch_add(1, Ordering::Relaxed)
+    /// Allocates a manifest id (which is also the upload session id) for a
+    /// new upload. Ids are reserved durably in blocks of
+    /// [`MANIFEST_RESERVATION`] before they are handed out, so no id is ever
+    /// allocated twice, whatever the crashes and collections in between.
+    pub fn new_manifest(&self) -> Result<u64> {
+        let id = self.next_manifest.fetch_add(1, Ordering::Relaxed);
+        let mut reserved = self.manifest_reserved.lock();
+        if id >= *reserved {
+            let upto = id
+                .checked_add(MANIFEST_RESERVATION)
+                .ok_or_else(|| Error::corrupt("manifest ids", "manifest id overflow"))?;
+            let mut batch = Batch::default();
+            batch.put(
+                Cf::Meta,
+                MANIFEST_IDS_KEY.to_vec(),
+                records::encode_count(upto).to_vec(),
+            );
+            self.meta.commit(batch, true)?;
+            *reserved = upto;
+        }
+        Ok(id)
     }
 
     /// The commit protocol. `chunks` are the not-yet-indexed chunks that the
@@ -941,6 +967,17 @@ fn recover_packs(meta: &Meta, dir: &Path, store_id: &[u8; 16], target: u64) -> R
 
 /// One past the highest manifest id that any record names: segments, upload
 /// sessions and dead-manifest markers.
+/// `meta` key: manifest ids below its value may have been handed out.
+const MANIFEST_IDS_KEY: &[u8] = b"manifest_ids";
+/// Manifest ids reserved per durable write.
+const MANIFEST_RESERVATION: u64 = 1024;
+
+fn read_manifest_reservation(meta: &Meta) -> Result<u64> {
+    Ok(meta
+        .with(Cf::Meta, MANIFEST_IDS_KEY, records::decode_count)?
+        .unwrap_or(0))
+}
+
 fn next_manifest_id(meta: &Meta) -> Result<u64> {
     let bad =
         |what: &str| Error::corrupt(format!("{what} column family"), "key of the wrong length");

@@ -211,3 +211,28 @@ fn chunking_bounds_are_fixed_at_creation() {
         "a refused create left a directory behind"
     );
 }
+
+#[test]
+fn upload_ids_are_never_reused_across_reopens_and_collections() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vault");
+    let mut seen = std::collections::HashSet::new();
+    for round in 0..4u64 {
+        let store = Store::create(&path).unwrap();
+        // A session made durable, then given up and collected: no trace of
+        // its id is left in the store.
+        let mut w = store.blob_writer();
+        w.write_all(&noise(300_000, round)).unwrap();
+        let id = w.suspend().unwrap();
+        assert!(seen.insert(id), "upload id {id} handed out twice");
+        drop(store.resume_upload(id).unwrap());
+        store
+            .gc(&modelvault::GcOptions::new().expire_uploads_after(std::time::Duration::ZERO))
+            .unwrap();
+        assert!(store.uploads().unwrap().is_empty());
+        // A stale id from an earlier round names nothing now.
+        for old in &seen {
+            assert!(store.resume_upload(*old).is_err(), "stale id {old} resumed");
+        }
+    }
+}

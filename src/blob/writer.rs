@@ -573,7 +573,7 @@ impl BlobWriter {
                 self.drain(true)?;
             }
             if self.manifest == 0 {
-                self.manifest = self.store.inner.new_manifest();
+                self.manifest = self.store.inner.new_manifest()?;
                 self.store.inner.active_uploads.lock().insert(self.manifest);
             }
             self.store.inner.pool.submit(Job {
@@ -723,7 +723,7 @@ impl BlobWriter {
             self.drain(true)?;
         }
         if self.manifest == 0 {
-            self.manifest = self.store.inner.new_manifest();
+            self.manifest = self.store.inner.new_manifest()?;
             self.store.inner.active_uploads.lock().insert(self.manifest);
         }
         // An empty segment is not a valid record: record the session alone.
