@@ -105,7 +105,9 @@ pub struct EncodeOptions {
     /// short matches in noisy mantissa planes cost more than they save.
     pub plane_min_match: u32,
     /// Store raw when the encoding would save less than this fraction
-    /// (default 0.05).
+    /// (default 0.01: on the corpus's GGUF, CTranslate2 and safetensors
+    /// sets, 0.05 stored 2.5 MB more, as raw chunks that compress by a few
+    /// percent).
     pub min_saving: f64,
 }
 
@@ -115,7 +117,7 @@ impl Default for EncodeOptions {
             level: 3,
             plane_level: 1,
             plane_min_match: 7,
-            min_saving: 0.05,
+            min_saving: 0.01,
         }
     }
 }

@@ -153,6 +153,7 @@ impl Meta {
         db_opts.create_missing_column_families(true);
         db_opts.set_max_background_jobs(2);
         db_opts.set_keep_log_file_num(4);
+        db_opts.set_log_level(rocksdb::LogLevel::Warn);
         db_opts.set_max_total_wal_size(64 << 20);
         let cfs = Cf::ALL.iter().map(|&cf| {
             let mut o = Options::default();
