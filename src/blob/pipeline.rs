@@ -201,9 +201,17 @@ fn try_delta(
     }
     let opts = &inner.opts.encode;
     delta::encode_delta(data, &bufs.base, base, hint, opts, &mut bufs.delta)?;
-    // A delta under half the raw size beats any plain encoding of floats
-    // by far; above that, compare with the chunk stored alone.
-    if bufs.delta.len() * 2 > data.len() {
+    // Skip encoding the chunk alone when the delta clearly wins: under half
+    // the raw size (beats any plain encoding of floats by far), or well
+    // under the base's own record when the base is stored whole (the same
+    // elements one version earlier, which compress about alike). Otherwise
+    // compare with the chunk stored alone.
+    let d = bufs.delta.len() as f64;
+    let clear_margin = 1.0 - inner.opts.delta_min_saving - 0.1;
+    let beats_base = loc.base.is_none()
+        && loc.raw_len as usize == data.len()
+        && d <= clear_margin * loc.stored_len as f64;
+    if bufs.delta.len() * 2 > data.len() && !beats_base {
         codec::encode_hinted(data, hint, opts, &mut bufs.out);
         let limit = bufs.out.len() as f64 * (1.0 - inner.opts.delta_min_saving);
         if bufs.delta.len() as f64 > limit {
