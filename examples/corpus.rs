@@ -47,19 +47,36 @@ fn dir_size(p: &Path) -> u64 {
 
 /// Stores one version: every file streamed and staged, then one commit
 /// (one pack fsync and one WAL fsync for the whole version).
+///
+/// Like `modelvault put`, each file is stored as deltas against its
+/// counterpart in the model's previous version, if any
+/// (`ModelVersion::delta_bases`); `MODELVAULT_NO_DELTA=1` stores every file
+/// whole.
 fn store_version(store: &Store, name: &str, dir: &Path) -> (u64, f64) {
     let t = Instant::now();
-    let mut staged = Vec::new();
-    let mut bytes = 0;
-    for (rel, p) in files_of(dir) {
-        let mut w = store.blob_writer();
-        bytes += std::io::copy(&mut File::open(&p).unwrap(), &mut w).unwrap();
-        staged.push((rel, w.stage().unwrap()));
-    }
     let model = match store.model_by_name(name) {
         Ok(m) => m,
         Err(_) => store.create_model(NewModel::new(name)).unwrap(),
     };
+    let files = files_of(dir);
+    let sized: Vec<(&str, u64)> = files
+        .iter()
+        .map(|(rel, p)| (rel.as_str(), std::fs::metadata(p).unwrap().len()))
+        .collect();
+    let bases = match model.version(None) {
+        Ok(prev) if std::env::var_os("MODELVAULT_NO_DELTA").is_none() => prev.delta_bases(&sized),
+        _ => vec![None; files.len()],
+    };
+    let mut staged = Vec::new();
+    let mut bytes = 0;
+    for ((rel, p), base) in files.iter().zip(bases) {
+        let mut w = store.blob_writer();
+        if let Some(b) = base {
+            w = w.delta_base(&b).unwrap();
+        }
+        bytes += std::io::copy(&mut File::open(p).unwrap(), &mut w).unwrap();
+        staged.push((rel.clone(), w.stage().unwrap()));
+    }
     model.add_version_staged(staged, None).unwrap();
     (bytes, t.elapsed().as_secs_f64())
 }

@@ -291,3 +291,35 @@ fn files_that_are_not_containers_follow_the_base_cuts() {
     }
     verify_clean(&store);
 }
+
+#[test]
+fn delta_bases_match_by_path_then_by_a_unique_size() {
+    let (_d, store) = temp_store();
+    let blob = |n: usize, seed: u64| put(&store, &noise(n, seed));
+    let (a, b, c, d) = (blob(10, 1), blob(20, 2), blob(20, 3), blob(30, 4));
+    let file = |path: &str, blob: BlobId, size: u64| modelvault::FileEntry {
+        path: path.into(),
+        blob,
+        size,
+    };
+    store
+        .commit_version(
+            "m",
+            vec![
+                file("a.bin", a, 10),
+                file("b.bin", b, 20),
+                file("c.bin", c, 20),
+                file("old-name.bin", d, 30),
+            ],
+        )
+        .unwrap();
+    let (m, v) = store.resolve_model("m").unwrap();
+    let v = m.version(v).unwrap();
+    let got = v.delta_bases(&[
+        ("a.bin", 99),        // same path, whatever the size
+        ("x.bin", 10),        // a.bin is claimed by its own path
+        ("y.bin", 20),        // two candidates: none
+        ("new-name.bin", 30), // renamed: the only unclaimed file of that size
+    ]);
+    assert_eq!(got, vec![Some(a), None, None, Some(d)]);
+}

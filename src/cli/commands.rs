@@ -1,6 +1,6 @@
 //! One function per command.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -751,33 +751,19 @@ fn put(
     Ok(())
 }
 
-/// The base of each input file in version `v`: its file with the same path,
-/// else the only one of `v`'s files left unmatched that has the same size
-/// (a file renamed between versions).
+/// The delta base of each input in version `v` (see `ModelVersion::delta_bases`).
 fn delta_bases(
     v: &ModelVersion,
     inputs: &BTreeMap<String, PathBuf>,
 ) -> Result<Vec<Option<BlobId>>> {
-    let mut out: Vec<Option<BlobId>> = inputs
-        .iter()
-        .map(|(rel, _)| v.file(rel).map(|f| f.blob))
-        .collect();
-    let taken: HashSet<&str> = inputs.iter().map(|(rel, _)| rel.as_str()).collect();
-    let mut by_size: HashMap<u64, Vec<BlobId>> = HashMap::new();
-    for f in v.files.iter().filter(|f| !taken.contains(f.path.as_str())) {
-        by_size.entry(f.size).or_default().push(f.blob);
+    let mut sized = Vec::with_capacity(inputs.len());
+    for (rel, src) in inputs {
+        let len = fs::metadata(src)
+            .with_context(|| format!("cannot read {}", src.display()))?
+            .len();
+        sized.push((rel.as_str(), len));
     }
-    for (slot, (_, src)) in out.iter_mut().zip(inputs) {
-        if slot.is_none() {
-            let len = fs::metadata(src)
-                .with_context(|| format!("cannot read {}", src.display()))?
-                .len();
-            if let Some([only]) = by_size.get(&len).map(Vec::as_slice) {
-                *slot = Some(*only);
-            }
-        }
-    }
-    Ok(out)
+    Ok(v.delta_bases(&sized))
 }
 
 /// Numbers the temporary files of `get`.

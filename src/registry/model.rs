@@ -6,7 +6,7 @@
 //! change an error. File formats are detected from content when a version is
 //! added, and the framework is guessed from them unless the caller set it.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::Read;
 
 use serde::Serialize;
@@ -23,7 +23,7 @@ use super::query::{Query, Value};
 use super::records::{EntityId, External, ModelRecord, VersionFile, VersionRecord};
 use crate::blob::StagedBlob;
 use crate::error::{Error, Result};
-use crate::id::ChunkId;
+use crate::id::{BlobId, ChunkId};
 use crate::meta::records::{decode_blob, FileEntry, StatsRecord};
 use crate::meta::{Batch, Cf, Meta};
 use crate::pack::ChunkLoc;
@@ -176,6 +176,32 @@ impl ModelVersion {
     /// The file at `path`.
     pub fn file(&self, path: &str) -> Option<&VersionFile> {
         self.files.iter().find(|f| f.path == path)
+    }
+
+    /// The delta base in this version for each file `(path, size)` of a new
+    /// version (see [`crate::BlobWriter::delta_base`]): the file with the
+    /// same path, else the only file of this version that no new path
+    /// claims and that has the same size (a file renamed between versions).
+    pub fn delta_bases(&self, new: &[(&str, u64)]) -> Vec<Option<BlobId>> {
+        let claimed: HashSet<&str> = new.iter().map(|(p, _)| *p).collect();
+        let mut by_size: HashMap<u64, Vec<BlobId>> = HashMap::new();
+        for f in self
+            .files
+            .iter()
+            .filter(|f| !claimed.contains(f.path.as_str()))
+        {
+            by_size.entry(f.size).or_default().push(f.blob);
+        }
+        new.iter()
+            .map(|(path, size)| {
+                self.file(path)
+                    .map(|f| f.blob)
+                    .or_else(|| match by_size.get(size) {
+                        Some(only) if only.len() == 1 => Some(only[0]),
+                        _ => None,
+                    })
+            })
+            .collect()
     }
 }
 
