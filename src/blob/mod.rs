@@ -4,6 +4,7 @@
 
 mod base;
 mod pipeline;
+mod prefetch;
 mod reader;
 mod tensor;
 mod writer;
