@@ -1,7 +1,8 @@
 //! Micro-benchmarks per stage: chunking, hashing, each codec, blob write and
-//! read through a store. `cargo bench --bench core`.
+//! read through a store. `make bench`, or one group:
+//! `cargo test --release --bench core -- --bench blob_read`.
 
-use std::io::{Read, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use modelvault::chunking::{CdcParams, Chunker};
@@ -106,5 +107,50 @@ fn store_io(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, stages, store_io);
+/// Restore paths of `BlobReader`: one sequential pass with large and with
+/// small reads (where read-ahead works), and small reads at scattered
+/// offsets through `Seek` (ranged tensor reads, which must not read ahead).
+fn blob_read(c: &mut Criterion) {
+    let data = weights(64 << 20);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::create(dir.path().join("v")).unwrap();
+    let id = {
+        let mut w = store.blob_writer();
+        w.write_all(&data).unwrap();
+        w.finish().unwrap()
+    };
+    let mut g = c.benchmark_group("blob_read");
+    g.sample_size(10);
+    g.throughput(Throughput::Bytes(data.len() as u64));
+    for (name, size) in [("sequential/1MiB", 1 << 20), ("sequential/16KiB", 16 << 10)] {
+        let mut buf = vec![0u8; size];
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let mut r = store.blob_reader(&id).unwrap();
+                while r.read(&mut buf).unwrap() > 0 {}
+            })
+        });
+    }
+    // 256 reads of 4 KiB at scattered offsets: each touches one or two chunks.
+    const READS: u64 = 256;
+    g.throughput(Throughput::Bytes(READS * 4096));
+    let mut buf = vec![0u8; 4096];
+    g.bench_function("random/4KiB", |b| {
+        b.iter(|| {
+            let mut r = store.blob_reader(&id).unwrap();
+            let mut x = 0x9E37_79B9_7F4A_7C15u64;
+            for _ in 0..READS {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let at = x % (data.len() as u64 - 4096);
+                r.seek(SeekFrom::Start(at)).unwrap();
+                r.read_exact(&mut buf).unwrap();
+            }
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, stages, store_io, blob_read);
 criterion_main!(benches);
