@@ -36,6 +36,8 @@ const MARKER_MAGIC: &str = "modelvault store";
 /// Store layout version, in the marker file and the `meta` column family.
 pub(crate) const STORE_FORMAT: u32 = 1;
 const LOCK: &str = "lock";
+/// How long an open waits for a lock that another holder may be releasing.
+const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_millis(500);
 const META_DIR: &str = "meta";
 const PACKS_DIR: &str = "packs";
 
@@ -273,7 +275,8 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::NotAStore`] if `dir` holds something else, [`Error::Locked`]
-    /// if another process (or handle) has the store open,
+    /// if another process (or handle) has the store open (after waiting up
+    /// to half a second for a holder that is letting go),
     /// [`Error::UnsupportedVersion`] for a store from a newer build.
     pub fn create(dir: impl AsRef<Path>) -> Result<Store> {
         Options::default().open(dir)
@@ -297,9 +300,14 @@ impl Store {
             .map_err(|e| Error::invalid("chunking bounds", format!("{:?}", opts.cdc), e))?;
         prepare_dir(dir, opts.create)?;
         let lock = acquire_lock(dir)?;
-        // Metadata is created only where there is none at all.
+        // Metadata is created only where there is none at all, and appears
+        // complete or not at all (see `create_meta`); an existing `meta/`
+        // that RocksDB cannot open is an error, never replaced.
         let meta_dir = dir.join(META_DIR);
-        let meta = Meta::open(&meta_dir, !meta_dir.exists())?;
+        if !meta_dir.exists() {
+            create_meta(dir, opts.cdc)?;
+        }
+        let meta = Meta::open(&meta_dir, false)?;
         let (store_id, cdc) = load_or_init_meta(&meta, dir, opts.cdc)?;
         // Chunking is fixed when a store is created: cutting the same content
         // differently later would defeat dedup.
@@ -778,7 +786,20 @@ fn acquire_lock(dir: &Path) -> Result<File> {
         .truncate(false)
         .open(&path)
         .map_err(|e| Error::io(&path, e))?;
-    match f.try_lock() {
+    // A lock released a moment ago may still be held through a copy of its
+    // descriptor in a child process this process is spawning (between fork
+    // and exec): give such a copy a moment to go away.
+    let mut waited = std::time::Duration::ZERO;
+    let locked = loop {
+        match f.try_lock() {
+            Err(fs::TryLockError::WouldBlock) if waited < LOCK_PATIENCE => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                waited += std::time::Duration::from_millis(10);
+            }
+            r => break r,
+        }
+    };
+    match locked {
         Ok(()) => {}
         Err(fs::TryLockError::WouldBlock) => {
             let mut holder = String::new();
@@ -805,6 +826,40 @@ fn acquire_lock(dir: &Path) -> Result<File> {
 
 /// Reads the store id and format from the `meta` column family, writing
 /// them on first open.
+/// Creates the metadata database of a new store in `meta.init/`, writes its
+/// identity records, closes it and renames it to `meta/`: a crash part way
+/// leaves either no `meta/` (the next open starts over, removing the
+/// leftover) or a complete one, never a `meta/` without its `CURRENT` file.
+fn create_meta(dir: &Path, cdc: CdcParams) -> Result<()> {
+    // Packs are written only once metadata exists: packs without it mean the
+    // metadata was lost, and a fresh database would disown their chunks.
+    let packs = dir.join(PACKS_DIR);
+    if let Ok(entries) = fs::read_dir(&packs) {
+        let has_pack = entries
+            .filter_map(|e| e.ok())
+            .any(|e| e.file_name().to_string_lossy().ends_with(".pack"));
+        if has_pack {
+            return Err(Error::NotAStore {
+                path: dir.to_path_buf(),
+                reason: "pack files but no meta/ directory: the metadata is lost".into(),
+            });
+        }
+    }
+    let tmp = dir.join(format!("{META_DIR}.init"));
+    match fs::remove_dir_all(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(&tmp, e)),
+    }
+    {
+        let meta = Meta::open(&tmp, true)?;
+        load_or_init_meta(&meta, dir, cdc)?;
+    }
+    let meta_dir = dir.join(META_DIR);
+    fs::rename(&tmp, &meta_dir).map_err(|e| Error::io(&meta_dir, e))?;
+    crate::pack::sync_dir(dir)
+}
+
 fn load_or_init_meta(meta: &Meta, dir: &Path, cdc: CdcParams) -> Result<([u8; 16], CdcParams)> {
     match meta.get(Cf::Meta, b"format")? {
         Some(b) => {

@@ -236,3 +236,34 @@ fn upload_ids_are_never_reused_across_reopens_and_collections() {
         }
     }
 }
+
+#[test]
+fn a_creation_cut_short_is_completed_and_lost_metadata_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vault");
+    let data = noise(200_000, 5);
+    {
+        let store = Store::create(&path).unwrap();
+        put(&store, &data);
+    }
+    // A creation killed while RocksDB was writing its first files: the
+    // marker and packs/ exist, meta.init/ is half written, meta/ is absent.
+    let fresh = dir.path().join("fresh");
+    std::fs::create_dir_all(fresh.join("packs")).unwrap();
+    std::fs::copy(path.join("MODELVAULT"), fresh.join("MODELVAULT")).unwrap();
+    std::fs::create_dir_all(fresh.join("meta.init")).unwrap();
+    std::fs::write(fresh.join("meta.init/000001.log"), b"torn").unwrap();
+    let store = Store::open(&fresh).unwrap();
+    let id = put(&store, &data);
+    assert_eq!(get(&store, &id), data);
+    assert!(!fresh.join("meta.init").exists());
+    drop(store);
+    // Packs without their metadata: refused, the packs untouched.
+    std::fs::remove_dir_all(path.join("meta")).unwrap();
+    let before: Vec<_> = std::fs::read_dir(path.join("packs")).unwrap().collect();
+    let err = Store::open(&path).err().unwrap();
+    assert!(matches!(err, Error::NotAStore { .. }), "{err}");
+    let after: Vec<_> = std::fs::read_dir(path.join("packs")).unwrap().collect();
+    assert_eq!(before.len(), after.len());
+    assert!(!path.join("meta").exists());
+}
