@@ -180,23 +180,241 @@ fn a_suspended_upload_resumes_after_reopen_and_an_abandoned_one_is_collected() {
         .is_clean());
 }
 
-/// 8 writers store overlapping small blobs (one chunk each, drawn from a
-/// small pool) and release them again, 2 readers re-read live ones, and a
-/// collector loops. Returns the problems seen.
-fn writers_beside_gc(opts: GcOptions, run_for: Duration) -> Vec<String> {
+/// A safetensors file of fp32 tensors `t0`, `t1`, …, with `family` and
+/// `step` in its `__metadata__`, so that no two versions (and no two
+/// families) share a header chunk: the only chunks two uploads of
+/// [`delta_writer`] look up in common are then delta bases.
+fn st_file(family: u64, step: u64, tensors: &[Vec<f32>]) -> Vec<u8> {
+    let mut header = format!(r#"{{"__metadata__":{{"family":"{family}","step":"{step}"}}"#);
+    let mut off = 0;
+    for (i, t) in tensors.iter().enumerate() {
+        let len = t.len() * 4;
+        header.push_str(&format!(
+            r#","t{i}":{{"dtype":"F32","shape":[{}],"data_offsets":[{off},{}]}}"#,
+            t.len(),
+            off + len
+        ));
+        off += len;
+    }
+    header.push('}');
+    let mut h = header.into_bytes();
+    h.resize(h.len().next_multiple_of(8), b' ');
+    let mut out = Vec::with_capacity(8 + h.len() + off);
+    out.extend_from_slice(&(h.len() as u64).to_le_bytes());
+    out.extend_from_slice(&h);
+    for t in tensors {
+        out.extend(t.iter().flat_map(|x| x.to_le_bytes()));
+    }
+    out
+}
+
+/// Tensors and elements per tensor of a [`delta_writer`] checkpoint: 11 ×
+/// 400 kB of fp32 (three 128 KiB grid chunks and a short one each), 4.2 MiB
+/// in all, so its first 4 MiB block is cut and handed to the workers while
+/// the upload is still being written.
+const CKPT_TENSORS: usize = 11;
+const CKPT_FLOATS: usize = 100_000;
+
+/// The first checkpoint of `family`: small uniform weights, like a layer.
+fn checkpoint0(family: u64) -> Vec<Vec<f32>> {
+    (0..CKPT_TENSORS as u64)
+        .map(|t| {
+            noise(family * 97 + t + 7, CKPT_FLOATS * 4)
+                .chunks_exact(4)
+                .map(|b| {
+                    let u = u32::from_le_bytes(b.try_into().unwrap());
+                    ((u >> 8) as f32 / (1u32 << 24) as f32 - 0.5) * 0.1
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// One optimizer step: every value times (1 + e), |e| < 1e-3.
+fn nudge(tensors: &[Vec<f32>], seed: u64) -> Vec<Vec<f32>> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    tensors
+        .iter()
+        .map(|t| {
+            t.iter()
+                .map(|v| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let e = ((x >> 40) as f32 / (1u32 << 24) as f32 - 0.5) * 2e-3;
+                    v * (1.0 + e)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+type Live = Arc<Mutex<Vec<(BlobId, Arc<Vec<u8>>)>>>;
+
+/// Removes one entry of `id` from the shared list of live blobs.
+fn unlive(live: &Live, id: &BlobId) {
+    let mut l = live.lock();
+    if let Some(p) = l.iter().position(|(x, _)| x == id) {
+        l.swap_remove(p);
+    }
+}
+
+/// Reads `id` back right after it was stored; a problem if it differs.
+fn check_back(store: &Store, id: &BlobId, data: &[u8], problems: &Mutex<Vec<String>>) {
+    match read(store, id) {
+        Ok(back) if back == data => {}
+        Ok(_) => problems.lock().push(format!("blob {id} read back wrong")),
+        Err(e) => problems.lock().push(format!("blob {id} just stored: {e}")),
+    }
+}
+
+/// Who writes beside the collector.
+#[derive(Clone, Copy)]
+struct Mix {
+    /// Writers of small overlapping blobs from a shared pool of 24 (one
+    /// chunk each), releasing all but their last 3.
+    pool_writers: u64,
+    /// Writers of [`delta_writer`] checkpoint chains.
+    delta_writers: u64,
+    /// Delta writers 2k and 2k+1 write the same chain (the same blobs, so
+    /// their uploads race on the same new delta chunks).
+    paired: bool,
+}
+
+/// What [`writers_beside_gc`] saw.
+struct Outcome {
+    problems: Vec<String>,
+    /// Collections run while the writers ran.
+    rounds: u64,
+    /// Uploads with a delta base that finished.
+    delta_puts: u64,
+    /// Of those, uploads whose base (and every older version) was released
+    /// after the upload's first block had gone to the workers.
+    released_in_flight: u64,
+    /// Unreferenced chunks collections left alone because of holds.
+    chunks_held: u64,
+    /// Chunk index entries that are deltas, at the end, before the final
+    /// release.
+    delta_entries: u64,
+}
+
+/// The file of version `step` of a checkpoint of `family`: a safetensors
+/// file ([`st_file`]) for an even family, raw fp32 (not a container: a next
+/// version is cut where its base was cut) for an odd one.
+fn ckpt_file(family: u64, step: u64, tensors: &[Vec<f32>]) -> Vec<u8> {
+    if family % 2 == 0 {
+        st_file(family, step, tensors)
+    } else {
+        tensors
+            .iter()
+            .flatten()
+            .flat_map(|x| x.to_le_bytes())
+            .collect()
+    }
+}
+
+/// A chain of checkpoints ([`ckpt_file`]) of `family`: version 0 stored whole, then each
+/// version a [`nudge`] of the one before, uploaded with the previous version
+/// as its delta base. Every third version, all older versions (the base
+/// included) are released while the upload is in flight: after its first
+/// 4 MiB block has been cut and handed to the workers (which hold, look up
+/// and read the base's chunks and publish deltas against them), and the
+/// upload then waits for two more collections (`rounds`) before it goes
+/// on: so a collection releases the base's manifest and finds those base
+/// chunks unreferenced while the deltas against them are held, pending or
+/// being committed. Otherwise only the last 3 versions are kept. Returns
+/// the versions still held.
+#[allow(clippy::too_many_arguments)]
+fn delta_writer(
+    store: &Store,
+    family: u64,
+    live: &Live,
+    problems: &Mutex<Vec<String>>,
+    stop: &AtomicBool,
+    delta_puts: &AtomicU64,
+    released_in_flight: &AtomicU64,
+    rounds: &AtomicU64,
+) -> Vec<(BlobId, Arc<Vec<u8>>)> {
+    let mut tensors = checkpoint0(family);
+    let data = Arc::new(ckpt_file(family, 0, &tensors));
+    let id = put(store, &data);
+    check_back(store, &id, &data, problems);
+    live.lock().push((id, Arc::clone(&data)));
+    let mut mine = std::collections::VecDeque::from([(id, data)]);
+    let mut step = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        step += 1;
+        tensors = nudge(&tensors, family << 32 | step);
+        let data = Arc::new(ckpt_file(family, step, &tensors));
+        let base = mine.back().unwrap().0;
+        let early = step % 3 == 0;
+        let r = store.blob_writer().delta_base(&base).and_then(|mut w| {
+            let io = |e| crate::Error::io("<test write>", e);
+            let (head, tail) = data.split_at((4 << 20) + 4096);
+            w.write_all(head).map_err(io)?;
+            if early {
+                for (old, _) in mine.drain(..) {
+                    unlive(live, &old);
+                    store.release_blob(&old)?;
+                }
+                let r0 = rounds.load(Ordering::Relaxed);
+                while rounds.load(Ordering::Relaxed) < r0 + 2 && !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+            w.write_all(tail).map_err(io)?;
+            w.finish()
+        });
+        let id = match r {
+            Ok(id) => id,
+            Err(e) => {
+                problems
+                    .lock()
+                    .push(format!("family {family} step {step}: {e}"));
+                break;
+            }
+        };
+        delta_puts.fetch_add(1, Ordering::Relaxed);
+        if early {
+            released_in_flight.fetch_add(1, Ordering::Relaxed);
+        }
+        check_back(store, &id, &data, problems);
+        live.lock().push((id, Arc::clone(&data)));
+        mine.push_back((id, data));
+        while mine.len() > 3 {
+            let (old, _) = mine.pop_front().unwrap();
+            unlive(live, &old);
+            store.release_blob(&old).unwrap();
+        }
+    }
+    mine.into()
+}
+
+/// Writers as `mix` says, 2 readers re-reading live blobs, and a collector
+/// looping with `opts` for `run_for` (or until a problem is seen). At the
+/// end every blob still held must read back exactly, `verify` with
+/// read_data must be clean, and once everything is released a collection
+/// must leave no chunk at all.
+fn writers_beside_gc(opts: GcOptions, run_for: Duration, mix: Mix) -> Outcome {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::options()
         .pack_size(1 << 20)
         .durability(Durability::Eventual)
         .open(dir.path())
         .unwrap();
-    let pool: Arc<Vec<Vec<u8>>> = Arc::new((0..24).map(|i| noise(1000 + i, 12 << 10)).collect());
-    let live: Arc<Mutex<Vec<BlobId>>> = Arc::default();
+    let pool: Arc<Vec<Arc<Vec<u8>>>> = Arc::new(
+        (0..24)
+            .map(|i| Arc::new(noise(1000 + i, 12 << 10)))
+            .collect(),
+    );
+    let live: Live = Arc::default();
     let problems: Arc<Mutex<Vec<String>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
+    let delta_puts = Arc::new(AtomicU64::new(0));
+    let released_in_flight = Arc::new(AtomicU64::new(0));
     let rounds = Arc::new(AtomicU64::new(0));
     let mut threads = Vec::new();
-    for t in 0..8u64 {
+    for t in 0..mix.pool_writers {
         let (store, pool, live, problems, stop) = (
             store.clone(),
             Arc::clone(&pool),
@@ -205,7 +423,7 @@ fn writers_beside_gc(opts: GcOptions, run_for: Duration) -> Vec<String> {
             Arc::clone(&stop),
         );
         threads.push(std::thread::spawn(move || {
-            let mut mine: Vec<BlobId> = Vec::new();
+            let mut mine: Vec<(BlobId, Arc<Vec<u8>>)> = Vec::new();
             let mut i = t;
             while !stop.load(Ordering::Relaxed) {
                 i = i
@@ -213,51 +431,59 @@ fn writers_beside_gc(opts: GcOptions, run_for: Duration) -> Vec<String> {
                     .wrapping_add(1442695040888963407);
                 let data = &pool[(i >> 33) as usize % pool.len()];
                 let id = put(&store, data);
-                match read(&store, &id) {
-                    Ok(back) if &back == data => {}
-                    Ok(_) => problems.lock().push(format!("blob {id} read back wrong")),
-                    Err(e) => problems.lock().push(format!("blob {id} just stored: {e}")),
-                }
-                mine.push(id);
-                live.lock().push(id);
+                check_back(&store, &id, data, &problems);
+                mine.push((id, Arc::clone(data)));
+                live.lock().push((id, Arc::clone(data)));
                 if mine.len() > 3 {
-                    let old = mine.remove(0);
-                    let mut l = live.lock();
-                    if let Some(p) = l.iter().position(|x| *x == old) {
-                        l.swap_remove(p);
-                    }
-                    drop(l);
+                    let (old, _) = mine.remove(0);
+                    unlive(&live, &old);
                     store.release_blob(&old).unwrap();
                 }
             }
             mine
         }));
     }
-    for r in 0..2u64 {
-        let (store, live, problems, stop, pool) = (
+    for j in 0..mix.delta_writers {
+        let family = if mix.paired { j / 2 } else { j };
+        let (store, live, problems, stop, puts, early, rounds) = (
             store.clone(),
             Arc::clone(&live),
             Arc::clone(&problems),
             Arc::clone(&stop),
-            Arc::clone(&pool),
+            Arc::clone(&delta_puts),
+            Arc::clone(&released_in_flight),
+            Arc::clone(&rounds),
+        );
+        threads.push(std::thread::spawn(move || {
+            delta_writer(
+                &store, family, &live, &problems, &stop, &puts, &early, &rounds,
+            )
+        }));
+    }
+    for r in 0..2u64 {
+        let (store, live, problems, stop) = (
+            store.clone(),
+            Arc::clone(&live),
+            Arc::clone(&problems),
+            Arc::clone(&stop),
         );
         threads.push(std::thread::spawn(move || {
             let mut n = r;
             while !stop.load(Ordering::Relaxed) {
                 // A blob listed as live may be released between the pick and
-                // the read; only content that disagrees with the pool counts.
+                // the read; only content that disagrees with it counts.
                 let pick = {
                     let l = live.lock();
                     if l.is_empty() {
                         None
                     } else {
                         n += 1;
-                        Some(l[n as usize % l.len()])
+                        Some(l[n as usize % l.len()].clone())
                     }
                 };
-                if let Some(id) = pick {
+                if let Some((id, want)) = pick {
                     if let Ok(back) = read(&store, &id) {
-                        if !pool.contains(&back) {
+                        if back != *want {
                             problems
                                 .lock()
                                 .push(format!("reader: blob {id} has wrong bytes"));
@@ -269,37 +495,154 @@ fn writers_beside_gc(opts: GcOptions, run_for: Duration) -> Vec<String> {
         }));
     }
     let start = Instant::now();
+    let mut chunks_held = 0;
     while start.elapsed() < run_for && problems.lock().is_empty() {
-        store.gc(&opts).unwrap();
+        // A broken collector may leave deltas whose base is gone, which
+        // compaction then refuses to copy: a problem, not a panic.
+        match store.gc(&opts) {
+            Ok(r) => chunks_held += r.chunks_held,
+            Err(e) => problems.lock().push(format!("gc: {e}")),
+        }
         rounds.fetch_add(1, Ordering::Relaxed);
     }
     stop.store(true, Ordering::Relaxed);
-    let kept: Vec<BlobId> = threads
+    let kept: Vec<(BlobId, Arc<Vec<u8>>)> = threads
         .into_iter()
         .flat_map(|t| t.join().unwrap())
         .collect();
-    // Full reachability: every blob still held reads back, and verify is clean.
+    // Full reachability: every blob still held reads back exactly, and
+    // verify is clean.
     let mut problems = std::mem::take(&mut *problems.lock());
-    for id in &kept {
-        if let Err(e) = read(&store, id) {
-            problems.push(format!("held blob {id}: {e}"));
+    for (id, data) in &kept {
+        match read(&store, id) {
+            Ok(back) if back == **data => {}
+            Ok(_) => problems.push(format!("held blob {id} reads back wrong")),
+            Err(e) => problems.push(format!("held blob {id}: {e}")),
         }
     }
-    store.gc(&GcOptions::new()).unwrap();
+    if let Err(e) = store.gc(&GcOptions::new()) {
+        problems.push(format!("final gc: {e}"));
+    }
     let v = store.verify(VerifyOptions::new().read_data(true)).unwrap();
     problems.extend(v.problems.iter().map(|p| format!("verify: {p:?}")));
-    assert!(rounds.load(Ordering::Relaxed) > 10, "collector barely ran");
-    problems
+    let delta_entries = delta_entries(&store);
+    // Nothing leaks: with every hold released, one collection (cascading
+    // through the delta chains) leaves no chunk and no blob.
+    for (id, _) in &kept {
+        if let Err(e) = store.release_blob(id) {
+            problems.push(format!("release of held blob {id}: {e}"));
+        }
+    }
+    match store.gc(&GcOptions::new()) {
+        Ok(_) => {
+            let s = store.stats();
+            if (s.chunks, s.unique_bytes, s.blobs) != (0, 0, 0) {
+                problems.push(format!("left after releasing everything: {s:?}"));
+            }
+        }
+        Err(e) => problems.push(format!("gc after releasing everything: {e}")),
+    }
+    let v = store.verify(VerifyOptions::new().read_data(true)).unwrap();
+    problems.extend(
+        v.problems
+            .iter()
+            .map(|p| format!("verify at the end: {p:?}")),
+    );
+    Outcome {
+        problems,
+        rounds: rounds.load(Ordering::Relaxed),
+        delta_puts: delta_puts.load(Ordering::Relaxed),
+        released_in_flight: released_in_flight.load(Ordering::Relaxed),
+        chunks_held,
+        delta_entries,
+    }
+}
+
+/// Chunk index entries stored as deltas.
+fn delta_entries(store: &Store) -> u64 {
+    let mut n = 0;
+    for kv in store
+        .inner
+        .meta
+        .scan_prefix(crate::meta::Cf::Chunks, &[], &[])
+    {
+        let (_, v) = kv.unwrap();
+        if crate::meta::records::decode_chunk_loc(&v)
+            .unwrap()
+            .base
+            .is_some()
+        {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// 5 pool writers, and 3 delta writers (a pair writing one safetensors
+/// chain, one alone writing a raw one).
+const MIXED: Mix = Mix {
+    pool_writers: 5,
+    delta_writers: 3,
+    paired: true,
+};
+
+fn show(o: &Outcome) -> String {
+    format!(
+        "{} problems: {:?}; {} rounds, {} delta uploads ({} with the base released in flight), \
+         {} chunks held, {} delta entries",
+        o.problems.len(),
+        &o.problems[..o.problems.len().min(5)],
+        o.rounds,
+        o.delta_puts,
+        o.released_in_flight,
+        o.chunks_held,
+        o.delta_entries
+    )
 }
 
 #[test]
 fn gc_beside_eight_writers_and_two_readers_loses_nothing() {
-    let problems = writers_beside_gc(GcOptions::new().compact_below(0.9), Duration::from_secs(4));
+    let o = writers_beside_gc(
+        GcOptions::new().compact_below(0.9),
+        Duration::from_secs(5),
+        MIXED,
+    );
+    eprintln!("{}", show(&o));
+    assert!(o.problems.is_empty(), "{}", show(&o));
+    assert!(o.rounds > 10, "collector barely ran: {}", show(&o));
+    // Deltas happened, also against bases released in flight, and are
+    // still in the index (the live versions are deltas).
     assert!(
-        problems.is_empty(),
-        "{} problems: {:?}",
-        problems.len(),
-        &problems[..problems.len().min(5)]
+        o.delta_puts >= 3 && o.released_in_flight >= 1 && o.delta_entries > 0,
+        "{}",
+        show(&o)
+    );
+}
+
+/// Delta writers alone (two pairs, each pair writing one chain, safetensors
+/// or raw): every
+/// third upload has its base released in flight and waits for two
+/// collections, which must keep the base chunks it holds or has deltas
+/// pending against.
+#[test]
+fn gc_beside_delta_writers_keeps_every_base() {
+    let o = writers_beside_gc(
+        GcOptions::new().compact_below(0.9),
+        Duration::from_secs(5),
+        Mix {
+            pool_writers: 0,
+            delta_writers: 4,
+            paired: true,
+        },
+    );
+    eprintln!("{}", show(&o));
+    assert!(o.problems.is_empty(), "{}", show(&o));
+    assert!(o.rounds > 10, "collector barely ran: {}", show(&o));
+    // ... and collections met bases held or pending.
+    assert!(
+        o.delta_puts >= 3 && o.released_in_flight >= 1 && o.delta_entries > 0 && o.chunks_held > 0,
+        "{}",
+        show(&o)
     );
 }
 
@@ -307,10 +650,46 @@ fn gc_beside_eight_writers_and_two_readers_loses_nothing() {
 fn a_collector_that_ignores_upload_holds_is_caught() {
     let mut broken = GcOptions::new().compact_below(0.9);
     broken.ignore_holds = true;
-    let problems = writers_beside_gc(broken, Duration::from_secs(20));
+    let o = writers_beside_gc(broken, Duration::from_secs(20), MIXED);
+    eprintln!("{}", show(&o));
     assert!(
-        !problems.is_empty(),
-        "the test did not notice a collector that deletes chunks uploads just found"
+        !o.problems.is_empty(),
+        "the test did not notice a collector that deletes chunks uploads just found: {}",
+        show(&o)
+    );
+}
+
+/// Delta writers alone, each with its own chain (safetensors with headers
+/// unique per version, or raw): no two uploads look up the same chunk
+/// except as a delta base,
+/// so a collector that ignores holds (on bases being read, and on bases of
+/// deltas appended but not committed) can only be caught on that path.
+#[test]
+fn a_collector_that_ignores_delta_base_holds_is_caught() {
+    let mut broken = GcOptions::new().compact_below(0.9);
+    broken.ignore_holds = true;
+    let o = writers_beside_gc(
+        broken,
+        Duration::from_secs(20),
+        Mix {
+            pool_writers: 0,
+            delta_writers: 3,
+            paired: false,
+        },
+    );
+    eprintln!("{}", show(&o));
+    assert!(
+        !o.problems.is_empty(),
+        "the test did not notice a collector that deletes delta bases uploads hold: {}",
+        show(&o)
+    );
+    // Caught as a delta whose base is gone.
+    assert!(
+        o.problems
+            .iter()
+            .any(|p| p.contains("a base of chunk") || p.contains("chunk-base-missing")),
+        "{}",
+        show(&o)
     );
 }
 
