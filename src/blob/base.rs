@@ -64,27 +64,41 @@ impl DeltaBase {
         if rec.size == 0 || rec.manifest == 0 {
             return Ok(None);
         }
-        // The cutter decides a layout from exactly this prefix, without a
-        // file length: do the same, so both versions parse alike.
+        // The cutter decides a layout from the first probe window without a
+        // file length; with no file length, any answer but "need more bytes"
+        // stays the same as the prefix grows, so read only what the probe
+        // asks for (a few bytes for a file that is not a container), up to
+        // that window.
         let mut prefix = Vec::new();
-        let read = store.blob_reader(blob).and_then(|r| {
-            r.take(DEFAULT_PROBE_WINDOW as u64)
-                .read_to_end(&mut prefix)
-                .map_err(|e| Error::io(format!("base blob {blob}"), e))
-        });
-        if let Err(e) = read {
-            crate::store::tracing_note(&format!("not using blob {blob} as a delta base: {e}"));
-            return Ok(None);
-        }
-        let size = rec.size;
-        let layout = match probe(&prefix, None) {
-            Probe::Layout(l) => l,
-            _ => TensorLayout {
-                format: "none",
-                data_start: 0,
-                tensors: Vec::new(),
-            },
+        let mut want = 4096u64;
+        let layout = loop {
+            let read = store.blob_reader(blob).and_then(|r| {
+                prefix.clear();
+                r.take(want.min(DEFAULT_PROBE_WINDOW as u64))
+                    .read_to_end(&mut prefix)
+                    .map_err(|e| Error::io(format!("base blob {blob}"), e))
+            });
+            if let Err(e) = read {
+                crate::store::tracing_note(&format!("not using blob {blob} as a delta base: {e}"));
+                return Ok(None);
+            }
+            match probe(&prefix, None) {
+                Probe::Layout(l) => break l,
+                Probe::NeedBytes(n)
+                    if (prefix.len() as u64) < rec.size.min(DEFAULT_PROBE_WINDOW as u64) =>
+                {
+                    want = (n as u64).max(want * 2);
+                }
+                _ => {
+                    break TensorLayout {
+                        format: "none",
+                        data_start: 0,
+                        tensors: Vec::new(),
+                    }
+                }
+            }
         };
+        let size = rec.size;
         let by_name = layout
             .tensors
             .iter()
