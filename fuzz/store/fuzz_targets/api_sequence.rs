@@ -12,6 +12,10 @@
 //! back, `verify --read-data` must be clean, and once every hold, model and
 //! session is gone a collection must leave no chunk at all.
 //!
+//! Uploads with a delta base (`PutDelta`, contents made with `Nudge`) mix
+//! delta chains into the sequences, so releases, version deletes,
+//! collections and compaction meet deltas whose base blob is gone.
+//!
 //! Set `MV_FUZZ_TRACE=1` to print the decoded operations and their outcomes
 //! (e.g. when replaying a crash: `target/.../api_sequence crash-…`).
 
@@ -80,6 +84,10 @@ enum Part {
     Raw(Vec<u8>),
     /// A small well-formed safetensors file (header + one or two tensors).
     Safetensors { seed: u8, dtype: u8, a: u16, b: u16 },
+    /// An earlier content (as `Copy`'s `from`), whole, with the low byte of
+    /// every (`every % 8 + 1`)-th 4-byte word past a safetensors header (if
+    /// it starts with one) changed: a next version of it, for `PutDelta`.
+    Nudge { from: u8, seed: u8, every: u8 },
 }
 
 #[derive(Arbitrary, Debug, Clone)]
@@ -139,6 +147,10 @@ enum Op {
     Abandon { content: Content, prefix: u32 },
     /// Drop every handle and open the store again.
     Reopen,
+    /// A BlobWriter with `delta_base(base)` (NotFound unless the base is
+    /// stored), optionally releasing one hold of the base before writing
+    /// (as `Release`), then the content written and finished.
+    PutDelta { base: u8, content: Content, release_base: bool, split: u16 },
 }
 
 fn decode(data: &[u8]) -> Vec<Op> {
@@ -329,14 +341,7 @@ impl World {
                     }
                 }
                 Part::Copy { from, start, len } => {
-                    let sources = self.known.len() + self.sessions.len();
-                    if sources > 0 {
-                        let k = *from as usize % sources;
-                        let src: &[u8] = if k < self.known.len() {
-                            &self.blobs[&self.known[k]].content
-                        } else {
-                            &self.sessions.values().nth(k - self.known.len()).unwrap().content
-                        };
+                    if let Some(src) = self.source(*from) {
                         if !src.is_empty() {
                             let s = *start as usize % src.len();
                             let e = s + (*len as usize % (src.len() - s + 1));
@@ -348,9 +353,30 @@ impl World {
                 Part::Safetensors { seed, dtype, a, b } => {
                     push_capped(&mut out, safetensors(*seed, *dtype, *a, *b))
                 }
+                Part::Nudge { from, seed, every } => {
+                    if let Some(src) = self.source(*from) {
+                        let n = nudged(&src, *seed, *every);
+                        push_capped(&mut out, n);
+                    }
+                }
             }
         }
         out
+    }
+
+    /// The content `Copy` and `Nudge` take from: any blob the model knows,
+    /// or a session's.
+    fn source(&self, from: u8) -> Option<Arc<Vec<u8>>> {
+        let sources = self.known.len() + self.sessions.len();
+        if sources == 0 {
+            return None;
+        }
+        let k = from as usize % sources;
+        Some(if k < self.known.len() {
+            Arc::clone(&self.blobs[&self.known[k]].content)
+        } else {
+            Arc::clone(&self.sessions.values().nth(k - self.known.len()).unwrap().content)
+        })
     }
 
     fn pick_blob(&self, sel: u8) -> BlobId {
@@ -752,6 +778,39 @@ impl World {
                 self.reopens += 1;
                 self.trace(|| "reopen".to_string());
             }
+            Op::PutDelta { base, content, release_base, split } => {
+                let base = self.pick_blob(*base);
+                let c = Arc::new(self.build(content));
+                let want = if self.live(&base) { Ok(()) } else { Err(Kind::NotFound) };
+                let r = self.store().blob_writer().delta_base(&base);
+                self.trace(|| format!("delta_base {base} -> {:?} (want {want:?})", r.as_ref().map(|_| ())));
+                // (A BlobWriter is not Debug: check the outcome without it.)
+                let (r, w) = match r {
+                    Ok(w) => (Ok(()), Some(w)),
+                    Err(e) => (Err(e), None),
+                };
+                expect(&format!("op {i}: delta_base {base}"), r, want);
+                let Some(mut w) = w else {
+                    return;
+                };
+                if *release_base {
+                    let want = if self.blobs[&base].holds == 0 { Err(Kind::Invalid) } else { Ok(()) };
+                    let r = self.store().release_blob(&base);
+                    self.trace(|| format!("release base {base} -> {r:?} (want {want:?})"));
+                    if expect(&format!("op {i}: release_blob {base} (the base)"), r, want).is_some() {
+                        self.blobs.get_mut(&base).unwrap().holds -= 1;
+                    }
+                }
+                write_split(&mut w, &c, *split);
+                assert_eq!(w.len(), c.len() as u64, "writer len");
+                let id = w
+                    .finish()
+                    .unwrap_or_else(|e| panic!("op {i}: put of {} bytes on base {base}: {e} ({e:?})", c.len()));
+                let want = self.learn(&c);
+                assert_eq!(id, want, "op {i}: blob id of the content");
+                self.blobs.get_mut(&id).unwrap().holds += 1;
+                self.trace(|| format!("put {} bytes on base {base} -> {id}", c.len()));
+            }
         }
     }
 
@@ -965,6 +1024,7 @@ impl World {
             .verify(VerifyOptions::new().read_data(true))
             .unwrap_or_else(|e| panic!("verify: {e} ({e:?})"));
         assert!(rep.is_clean(), "verify --read-data: {:#?}", rep.problems);
+        self.trace(|| format!("verify: {} chunks, {} of them deltas", rep.chunks, rep.delta_chunks));
         // Let everything go: no chunk may be left after a collection.
         for id in self.known.clone() {
             for _ in 0..self.blobs[&id].holds {
@@ -997,6 +1057,25 @@ impl World {
 
 fn valid_path(p: &str) -> bool {
     !p.is_empty() && !p.starts_with('/') && p.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
+}
+
+/// `src` with the low byte of every `every % 8 + 1`-th 4-byte word changed
+/// (by a nonzero value from `seed`), past its safetensors header if it
+/// starts with one.
+fn nudged(src: &[u8], seed: u8, every: u8) -> Vec<u8> {
+    let mut out = src.to_vec();
+    let skip = match src.get(..8) {
+        Some(h) => match u64::from_le_bytes(h.try_into().unwrap()).checked_add(8) {
+            Some(end) if end <= src.len() as u64 => end as usize,
+            _ => 0,
+        },
+        None => 0,
+    };
+    let step = (every % 8 + 1) as usize * 4;
+    for (k, at) in (skip..out.len()).step_by(step).enumerate() {
+        out[at] ^= stream_word(seed, k as u64) as u8 | 1;
+    }
+    out
 }
 
 fn write_split(w: &mut modelvault::BlobWriter, data: &[u8], split: u16) {

@@ -15,8 +15,8 @@ import struct
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 OPS = ["Put", "AddStaged", "AddExisting", "Read", "Release", "DeleteVersion", "DeleteModel",
-       "Prune", "Finalize", "Gc", "Suspend", "Resume", "Abandon", "Reopen"]
-PARTS = ["Noise", "Floats", "Repeat", "Copy", "Raw", "Safetensors"]
+       "Prune", "Finalize", "Gc", "Suspend", "Resume", "Abandon", "Reopen", "PutDelta"]
+PARTS = ["Noise", "Floats", "Repeat", "Copy", "Raw", "Safetensors", "Nudge"]
 ENDS = ["Finish", "Stage", "Drop", "Suspend"]
 
 # Indices into PATHS in the target.
@@ -44,6 +44,7 @@ def repeat(pattern, times): return tag(PARTS, "Repeat") + vec([u8(x) for x in pa
 def copy(frm, start, n): return tag(PARTS, "Copy") + u8(frm) + u32(start) + u32(n)
 def raw(data): return tag(PARTS, "Raw") + vec([u8(x) for x in data])
 def st(seed, dtype, a, b_): return tag(PARTS, "Safetensors") + u8(seed) + u8(dtype) + u16(a) + u16(b_)
+def nudge(frm, seed, every=0): return tag(PARTS, "Nudge") + u8(frm) + u8(seed) + u8(every)
 def content(*parts): return vec(list(parts))
 
 
@@ -65,6 +66,8 @@ def suspend(c, prefix, split=0): return tag(OPS, "Suspend") + c + u32(prefix) + 
 def resume(session, end, twice=False): return tag(OPS, "Resume") + u8(session) + b(twice) + end
 def abandon(c, prefix): return tag(OPS, "Abandon") + c + u32(prefix)
 def reopen(): return tag(OPS, "Reopen")
+def put_delta(base, c, release_base=False, split=0):
+    return tag(OPS, "PutDelta") + u8(base) + c + b(release_base) + u16(split)
 
 def finish(): return tag(ENDS, "Finish")
 def stage(model, path): return tag(ENDS, "Stage") + u8(model) + u8(path)
@@ -161,6 +164,36 @@ SEEDS = {
         prune(0, 0),
         delete_version(0, 1, force=True),
         release(1), release(1),
+    ],
+    # Delta chains: a safetensors file (two 16 KiB fp32 tensors, the
+    # smallest that are chunks of their own) and raw floats, next versions with
+    # delta_base (a base released before the upload writes, bases released
+    # while their deltas live, a chain past max_delta_depth, a released and
+    # an unknown base refused), collections, a version, a reopen.
+    # Blob indices: A=0 (safetensors) B=1 (raw) C=2 D=3 E=4 F=5 G=6 H=7.
+    "delta_chains": [
+        put(content(st(1, 0, 4095, 4095))),
+        put(content(floats(2, 3, 60000))),
+        put_delta(0, content(nudge(0, 1))),
+        put_delta(1, content(nudge(1, 2, 3))),
+        put_delta(2, content(nudge(2, 3)), release_base=True),
+        put_delta(3, content(nudge(3, 4, 1)), split=5000),
+        release(0), release(1),
+        gc(255),
+        read(4), read(5, seeks=[(0, 100000, 5000)]),
+        put_delta(4, content(nudge(4, 5))),
+        put_delta(6, content(nudge(6, 6))),
+        put_delta(1, content(nudge(1, 7))),
+        add_existing(0, [(MODEL_ST, 7, False)]),
+        release(7), release(6), release(4),
+        gc(255),
+        reopen(),
+        read(7), read(5),
+        delete_model(0),
+        gc(255),
+        read(3), release(3), release(5),
+        gc(128),
+        put_delta(8, content(nudge(0, 8))),
     ],
     # A bit of everything, interleaved.
     "mixed": [
