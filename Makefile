@@ -45,7 +45,7 @@ synth: setup
 bench-synth: synth
 	bash scripts/bench-peers.sh "$(SYNTH_DIR)"
 
-## Build every fuzz target and run each for FUZZ_SECONDS (default 10): the 11
+## Build every fuzz target and run each for FUZZ_SECONDS (default 10): the 12
 ## pure-layer targets in fuzz/ (without RocksDB) and api_sequence in fuzz/store/
 ## (links the store: reuses the librocksdb.a of the release build when there is
 ## one, else compiles RocksDB into fuzz/store/target; FUZZ_STORE=0 skips it).
