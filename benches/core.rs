@@ -6,7 +6,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use modelvault::chunking::{CdcParams, Chunker};
-use modelvault::codec::{self, Codec, EncodeOptions};
+use modelvault::codec::{self, delta, Codec, EncodeOptions};
 use modelvault::Store;
 
 fn weights(n: usize) -> Vec<u8> {
@@ -54,6 +54,27 @@ fn stages(c: &mut Criterion) {
     let mut out = Vec::new();
     g.bench_function("encode/auto", |b| {
         b.iter(|| codec::encode(chunk, &EncodeOptions::default(), &mut out))
+    });
+    // A delta against the same chunk one optimizer step earlier: every
+    // value times (1 + e), |e| < 1e-3.
+    let base: Vec<u8> = chunk
+        .chunks_exact(4)
+        .enumerate()
+        .flat_map(|(i, v)| {
+            let x = f32::from_le_bytes(v.try_into().unwrap());
+            let e = ((i * 2654435761) % 2001) as f32 / 1000.0 - 1.0;
+            (x * (1.0 + 1e-3 * e)).to_le_bytes()
+        })
+        .collect();
+    let id = modelvault::Hash32::of(&base);
+    let hint = modelvault::chunking::PlaneHint::Width(4);
+    g.bench_function("encode/delta", |b| {
+        b.iter(|| delta::encode_delta(chunk, &base, &id, hint, &EncodeOptions::default(), &mut out))
+    });
+    delta::encode_delta(chunk, &base, &id, hint, &EncodeOptions::default(), &mut out).unwrap();
+    let mut back = Vec::new();
+    g.bench_function("decode/delta", |b| {
+        b.iter(|| delta::decode_delta(&out, &base, chunk.len(), &mut back).unwrap())
     });
     g.finish();
 }
