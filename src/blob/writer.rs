@@ -595,32 +595,46 @@ impl BlobWriter {
     /// uploaded with a delta base, which is cut where the base was cut
     /// while its chunks line up (see `blob::base`).
     fn next_cut(&mut self, at: u64, from: usize, eof: bool) -> Option<Cut> {
-        let data = &self.block[from..];
-        let cut = self.cutter.next_cut(at, data, eof)?;
+        // Once the stream is known not to be a container, a cut the base
+        // dictates needs no content-defined cut point computed first.
+        if !self.cutter.is_probing() && self.cutter.layout().is_none() {
+            if let Some(len) = self.guided(at) {
+                return self.take_guided(len, from, eof);
+            }
+        }
+        let cut = self.cutter.next_cut(at, &self.block[from..], eof)?;
         if self.cutter.layout().is_some() {
             return Some(cut);
         }
-        let Some(len) = self.delta.as_mut().and_then(|d| d.guided_cut(at)) else {
-            return Some(cut);
-        };
-        // A base chunk longer than the cutter's lookahead could never be cut
-        // from a full block: such a (hostile) base is not followed.
-        if len == 0 || len > self.cutter.lookahead() {
-            return Some(cut);
+        match self.guided(at) {
+            Some(len) => self.take_guided(len, from, eof),
+            None => Some(cut),
         }
-        if data.len() >= len {
-            Some(Cut {
-                len,
-                hint: cut.hint,
-            })
-        } else if eof {
-            Some(Cut {
-                len: data.len(),
-                hint: cut.hint,
-            })
+    }
+
+    /// The length of the base chunk starting at `at`, if the upload has a
+    /// base with a chunk starting exactly there that a block can hold (a
+    /// longer, hostile one is not followed).
+    fn guided(&mut self, at: u64) -> Option<usize> {
+        let len = self.delta.as_mut()?.guided_cut(at)?;
+        (len > 0 && len <= self.cutter.lookahead()).then_some(len)
+    }
+
+    /// A cut of `len` bytes from the block's byte `from`: the rest of the
+    /// stream if it ends sooner, `None` while more bytes are needed.
+    fn take_guided(&self, len: usize, from: usize, eof: bool) -> Option<Cut> {
+        let have = self.block.len() - from;
+        let len = if have >= len {
+            len
+        } else if eof && have > 0 {
+            have
         } else {
-            None
-        }
+            return None;
+        };
+        Some(Cut {
+            len,
+            hint: crate::chunking::PlaneHint::Estimate,
+        })
     }
 
     /// Collects finished chunks (waiting for one if `block`) and appends
