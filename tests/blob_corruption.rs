@@ -1,31 +1,7 @@
 use std::fs::OpenOptions;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
 
-use crate::common::{put, temp_store, weights};
-
-fn packs(store: &modelvault::Store) -> Vec<PathBuf> {
-    let mut v: Vec<_> = std::fs::read_dir(store.path().join("packs"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "pack"))
-        .collect();
-    v.sort();
-    v
-}
-
-fn flip(path: &PathBuf, at: u64) {
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .unwrap();
-    let mut b = [0u8];
-    f.read_exact_at(&mut b, at).unwrap();
-    b[0] ^= 0x40;
-    f.write_all_at(&b, at).unwrap();
-}
+use crate::common::{flip, packs, put, temp_store, weights};
 
 /// Reads the whole blob; returns the error if any read fails.
 fn read_all(store: &modelvault::Store, id: &modelvault::BlobId) -> Result<Vec<u8>, std::io::Error> {

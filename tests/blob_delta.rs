@@ -7,7 +7,7 @@ use std::io::Write;
 
 use modelvault::{BlobId, GcOptions, Store, VerifyOptions};
 
-use crate::common::{get, noise, put, safetensors, temp_store, weights};
+use crate::common::{flip, get, noise, packs, put, safetensors, temp_store, weights};
 
 /// A checkpoint: two fp32 tensors and a bf16 one (about 1.3 MB).
 fn checkpoint(w1: &[u8], w2: &[u8], h: &[u8]) -> Vec<u8> {
@@ -224,23 +224,7 @@ fn a_damaged_base_fails_its_deltas_and_verify_names_them() {
     assert!(verify_clean(&store).delta_chunks > 0);
     // Flip a byte in the middle of the first version's records: inside a
     // float chunk that the second version's deltas are encoded against.
-    let pack = std::fs::read_dir(store.path().join("packs"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|e| e == "pack"))
-        .unwrap();
-    {
-        use std::os::unix::fs::FileExt;
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&pack)
-            .unwrap();
-        let at = len_after_v1 / 2;
-        let mut b = [0u8];
-        f.read_exact_at(&mut b, at).unwrap();
-        f.write_all_at(&[b[0] ^ 0x10], at).unwrap();
-    }
+    flip(&packs(&store)[0], len_after_v1 / 2);
     for id in [&b1, &b2] {
         let mut out = Vec::new();
         let err =

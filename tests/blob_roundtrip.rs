@@ -3,7 +3,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::common::{get, noise, put, temp_store, weights};
+use crate::common::{flip, get, noise, packs, put, temp_store, weights};
 
 #[test]
 fn sizes_around_chunk_bounds_round_trip() {
@@ -207,21 +207,9 @@ fn damage_found_by_read_ahead_surfaces_where_it_is() {
         .unwrap();
     let data = weights(8 << 20, 12);
     let id = put(&store, &data);
-    let pack = std::fs::read_dir(store.path().join("packs"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|e| e == "pack"))
-        .unwrap();
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&pack)
-        .unwrap();
-    let at = f.metadata().unwrap().len() * 3 / 5;
-    let mut b = [0u8];
-    std::os::unix::fs::FileExt::read_exact_at(&f, &mut b, at).unwrap();
-    b[0] ^= 0x40;
-    std::os::unix::fs::FileExt::write_all_at(&f, &b, at).unwrap();
+    let pack = packs(&store).remove(0);
+    let at = std::fs::metadata(&pack).unwrap().len() * 3 / 5;
+    flip(&pack, at);
 
     let mut r = store.blob_reader(&id).unwrap();
     let mut good = Vec::new();

@@ -81,3 +81,28 @@ pub fn safetensors(tensors: &[(&str, &str, usize, &[u8])]) -> Vec<u8> {
     }
     out
 }
+
+/// The store's pack files, sorted by name (= id).
+pub fn packs(store: &Store) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(store.path().join("packs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "pack"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Flips one bit of the byte at `at` in the file at `path`.
+pub fn flip(path: &std::path::Path, at: u64) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let mut b = [0u8];
+    f.read_exact_at(&mut b, at).unwrap();
+    b[0] ^= 0x40;
+    f.write_all_at(&b, at).unwrap();
+}

@@ -69,15 +69,13 @@ impl DeltaBase {
         // stays the same as the prefix grows, so read only what the probe
         // asks for (a few bytes for a file that is not a container), up to
         // that window.
+        let mut reader = store.blob_reader(blob)?;
         let mut prefix = Vec::new();
         let mut want = 4096u64;
         let layout = loop {
-            let read = store.blob_reader(blob).and_then(|r| {
-                prefix.clear();
-                r.take(want.min(DEFAULT_PROBE_WINDOW as u64))
-                    .read_to_end(&mut prefix)
-                    .map_err(|e| Error::io(format!("base blob {blob}"), e))
-            });
+            // Continues where the last read stopped: the prefix only grows.
+            let more = want.min(DEFAULT_PROBE_WINDOW as u64) - prefix.len() as u64;
+            let read = (&mut reader).take(more).read_to_end(&mut prefix);
             if let Err(e) = read {
                 crate::store::tracing_note(&format!("not using blob {blob} as a delta base: {e}"));
                 return Ok(None);
