@@ -64,7 +64,7 @@ mod store;
 mod verify;
 
 #[cfg(feature = "store")]
-pub use blob::{BlobReader, BlobWriter, StagedBlob, UploadId};
+pub use blob::{BlobReader, BlobWriter, ReverseDeltaReport, StagedBlob, UploadId};
 pub use error::{Error, Result};
 #[cfg(feature = "store")]
 pub use gc::{GcOptions, GcReport, UploadInfo};

@@ -211,12 +211,35 @@ pub(crate) struct Pending {
     pub locs: HashMap<ChunkId, ChunkLoc>,
     /// Uploads in flight that hold each chunk.
     pub holds: HashMap<ChunkId, u32>,
+    /// Delta encodings in flight: from the hold on the base (taken before
+    /// the base's chain is measured) until the delta is published in `locs`
+    /// or given up. A reverse delta, which lengthens chains, waits for none
+    /// to be in flight or pending (see `blob::reverse`).
+    pub deltas_encoding: usize,
 }
 
 impl Pending {
     /// Takes a hold on `id`.
     pub fn hold(&mut self, id: &ChunkId) {
         *self.holds.entry(*id).or_insert(0) += 1;
+    }
+
+    /// Takes a hold on `base` for a delta about to be encoded against it.
+    pub fn begin_delta(&mut self, base: &ChunkId) {
+        self.hold(base);
+        self.deltas_encoding += 1;
+    }
+
+    /// Ends [`Pending::begin_delta`]: the delta was published, or given up.
+    pub fn end_delta(&mut self, base: &ChunkId) {
+        self.release([base]);
+        self.deltas_encoding -= 1;
+    }
+
+    /// Whether a delta that has not been committed yet exists or is being
+    /// encoded: its chain was measured against the index as it was.
+    pub fn deltas_in_flight(&self) -> bool {
+        self.deltas_encoding > 0 || self.locs.values().any(|l| l.base.is_some())
     }
 
     /// Releases one hold on each of `ids`. A chunk nobody holds any more
@@ -314,6 +337,7 @@ impl Store {
         let mut opts = opts;
         opts.cdc = cdc;
         crate::gc::recount::migrate_if_needed(&meta)?;
+        migrate_heights(&meta)?;
         let packs_dir = dir.join(PACKS_DIR);
         let (pack_len, next_pack, resume) =
             recover_packs(&meta, &packs_dir, &store_id, opts.pack_size)?;
@@ -451,6 +475,19 @@ impl Inner {
             .with(Cf::Chunks, id.as_bytes(), records::decode_chunk_loc)
     }
 
+    /// Follows `id`'s delta bases through the index to the chunk stored
+    /// whole at the end of its chain: `None` if `id` is not indexed, else
+    /// that root, its entry, and the number of bases followed (0 when `id`
+    /// is stored whole). The depth a delta record states is the one it had
+    /// when written; this is the current one.
+    ///
+    /// # Errors
+    /// An integrity error if a base is missing from the index or the chain
+    /// is longer than [`MAX_DELTA_DEPTH`].
+    pub fn chain_root(&self, id: &ChunkId) -> Result<Option<(ChunkId, ChunkLoc, u8)>> {
+        chain_root(&self.meta, id)
+    }
+
     /// Reads, decodes and verifies one chunk into `out`. `scratch` holds the
     /// stored record. A verification failure is [`Error::ChecksumMismatch`]
     /// with `object` and `offset` filled by the caller's context. A delta
@@ -467,9 +504,11 @@ impl Inner {
         self.read_chunk_within(id, object, offset, scratch, out, MAX_DELTA_DEPTH)
     }
 
-    /// [`Inner::read_chunk`] of a chunk whose delta depth must not exceed
-    /// `max_depth`: each base must be shallower than its delta, so even a
-    /// hostile index cannot make a read loop.
+    /// [`Inner::read_chunk`] of a chunk reached through at most `max_depth`
+    /// more bases: a chain longer than [`MAX_DELTA_DEPTH`] is refused, so
+    /// even a hostile index cannot make a read loop. (The depth a delta
+    /// record states is the one it had when written: a reverse delta can
+    /// lengthen the chain below it since, never beyond the bound.)
     fn read_chunk_within(
         &self,
         id: &ChunkId,
@@ -504,17 +543,8 @@ impl Inner {
             r => r,
         }
         .map_err(ctx)?;
-        if loc.codec.depth() > max_depth {
-            return Err(ctx(Error::corrupt(
-                format!("pack {:08x} record at {}", loc.pack, loc.offset),
-                format!(
-                    "delta depth {} where at most {max_depth} is possible",
-                    loc.codec.depth()
-                ),
-            )));
-        }
         let base_object = || format!("{} (a base of chunk {id})", object());
-        self.decode_record(id, &loc, payload, out, &base_object, offset)
+        self.decode_record(id, &loc, payload, out, &base_object, offset, max_depth)
             .map_err(ctx)?;
         let actual = Hash32::of(out);
         if actual != *id {
@@ -533,7 +563,9 @@ impl Inner {
     /// Decodes the stored record `payload` of chunk `id` at `loc` into `out`
     /// (not verified: the caller hashes `out`). A delta record must name the
     /// base its index entry names; the base is read (verified) first, as a
-    /// part of `object` at `offset`.
+    /// part of `object` at `offset`, through at most `max_depth - 1` further
+    /// bases.
+    #[allow(clippy::too_many_arguments)]
     pub fn decode_record(
         &self,
         id: &ChunkId,
@@ -542,15 +574,21 @@ impl Inner {
         out: &mut Vec<u8>,
         object: &dyn Fn() -> String,
         offset: u64,
+        max_depth: u8,
     ) -> Result<()> {
         let corrupt = |detail: String| Error::Corrupt {
             what: format!("pack {:08x} record at {}", loc.pack, loc.offset),
             detail,
         };
-        let Codec::Delta { depth } = loc.codec else {
+        let Codec::Delta { .. } = loc.codec else {
             return codec::decode(loc.codec, payload, loc.raw_len as usize, out)
                 .map_err(|e| corrupt(e.to_string()));
         };
+        if max_depth == 0 {
+            return Err(corrupt(format!(
+                "a delta chain longer than {MAX_DELTA_DEPTH} records"
+            )));
+        }
         let base = delta::delta_base(payload).map_err(|e| corrupt(e.to_string()))?;
         if loc.base != Some(base) || base == *id {
             return Err(corrupt(format!(
@@ -565,7 +603,7 @@ impl Inner {
             offset,
             &mut base_scratch,
             &mut base_raw,
-            depth - 1,
+            max_depth - 1,
         )?;
         delta::decode_delta(payload, &base_raw, loc.raw_len as usize, out)
             .map(|_| ())
@@ -613,6 +651,8 @@ impl Inner {
         let mut stats = c.stats;
         let mut pack_len: HashMap<u32, u64> = HashMap::new();
         let mut mine = HashSet::new();
+        // Roots whose height this commit raises: their entry, new height.
+        let mut roots: HashMap<ChunkId, ChunkLoc> = HashMap::new();
         {
             let pending = self.pending.lock();
             for (id, loc) in chunks {
@@ -635,6 +675,7 @@ impl Inner {
                     // A delta keeps its base: one reference per delta entry.
                     if let Some(base) = &loc.base {
                         batch.count(keys::count(keys::refs::CHUNK, base.as_bytes()), 1);
+                        self.raise_root(base, &mut roots)?;
                     }
                     stats.unique_bytes += loc.raw_len as u64;
                     stats.chunks += 1;
@@ -644,6 +685,13 @@ impl Inner {
                 }
             }
         }
+        for (root, loc) in &roots {
+            batch.put(
+                Cf::Chunks,
+                root.as_bytes().to_vec(),
+                records::encode_chunk_loc(loc),
+            );
+        }
         let out = f(&self.meta, &mut stats, &mut batch)?;
         self.write_locked(&mut c, batch, stats, pack_len)?;
         let mut pending = self.pending.lock();
@@ -651,6 +699,24 @@ impl Inner {
             pending.locs.remove(&id);
         }
         Ok(out)
+    }
+
+    /// Records, in `roots` (the entries a commit will rewrite), that a new
+    /// delta against `base` ends a chain at `base`'s root one longer than
+    /// `base`'s depth. With the commit lock held, so the chain is current.
+    pub fn raise_root(&self, base: &ChunkId, roots: &mut HashMap<ChunkId, ChunkLoc>) -> Result<()> {
+        let (root, loc, depth) = self.chain_root(base)?.ok_or_else(|| {
+            Error::corrupt(
+                format!("chunk {base}"),
+                "a delta base that is not in the chunk index",
+            )
+        })?;
+        let entry = roots.entry(root).or_insert(loc);
+        entry.height = entry.height.max(depth + 1);
+        if roots[&root].height == loc.height {
+            roots.remove(&root);
+        }
+        Ok(())
     }
 
     /// Step 2 of every commit, with the commit lock held: records the new
@@ -705,6 +771,68 @@ impl CommitState {
             None => Ok(()),
         }
     }
+}
+
+/// See [`Inner::chain_root`].
+fn chain_root(meta: &Meta, id: &ChunkId) -> Result<Option<(ChunkId, ChunkLoc, u8)>> {
+    let lookup = |id: &ChunkId| meta.with(Cf::Chunks, id.as_bytes(), records::decode_chunk_loc);
+    let Some(mut loc) = lookup(id)? else {
+        return Ok(None);
+    };
+    let (mut root, mut depth) = (*id, 0u8);
+    while let Some(base) = loc.base {
+        if depth == MAX_DELTA_DEPTH {
+            return Err(Error::corrupt(
+                format!("chunk {id}"),
+                format!("a delta chain longer than {MAX_DELTA_DEPTH} records"),
+            ));
+        }
+        loc = lookup(&base)?.ok_or_else(|| {
+            Error::corrupt(
+                format!("chunk {root}"),
+                format!("its delta base {base} is not in the chunk index"),
+            )
+        })?;
+        root = base;
+        depth += 1;
+    }
+    Ok(Some((root, loc, depth)))
+}
+
+/// `meta` key present once every whole chunk's index entry states the
+/// longest delta chain ending at it (`ChunkLoc::height`).
+pub(crate) const HEIGHTS_MARKER: &[u8] = b"delta_heights";
+
+/// Gives a store written before chunk heights were kept the heights of the
+/// delta chains it has: one scan of the chunk index at the first open.
+/// Runs before anything else can write; a new store just gets the marker.
+fn migrate_heights(meta: &Meta) -> Result<()> {
+    if meta.get(Cf::Meta, HEIGHTS_MARKER)?.is_some() {
+        return Ok(());
+    }
+    let mut roots: HashMap<ChunkId, ChunkLoc> = HashMap::new();
+    for kv in meta.scan_prefix(Cf::Chunks, &[], &[]) {
+        let (k, v) = kv?;
+        let id = Hash32::from_slice(&k)
+            .ok_or_else(|| Error::corrupt("chunks column family", "key of the wrong length"))?;
+        if records::decode_chunk_loc(&v)?.base.is_none() {
+            continue;
+        }
+        if let Some((root, loc, depth)) = chain_root(meta, &id)? {
+            let e = roots.entry(root).or_insert(loc);
+            e.height = e.height.max(depth);
+        }
+    }
+    let mut batch = Batch::default();
+    for (root, loc) in &roots {
+        batch.put(
+            Cf::Chunks,
+            root.as_bytes().to_vec(),
+            records::encode_chunk_loc(loc),
+        );
+    }
+    batch.put(Cf::Meta, HEIGHTS_MARKER.to_vec(), Vec::new());
+    meta.commit(batch, true)
 }
 
 /// Makes sure `dir` is a store directory, creating one if allowed.

@@ -19,7 +19,7 @@ fn checkpoint(w1: &[u8], w2: &[u8], h: &[u8]) -> Vec<u8> {
 }
 
 /// Every fp32 value times (1 + e), |e| < 1e-3: one optimizer step.
-fn nudge_f32(v: &[u8], seed: u64) -> Vec<u8> {
+pub fn nudge_f32(v: &[u8], seed: u64) -> Vec<u8> {
     let r = noise(v.len(), seed);
     v.chunks_exact(4)
         .zip(r.chunks_exact(4))
@@ -49,7 +49,7 @@ fn bf16_of(f32s: &[u8]) -> Vec<u8> {
 }
 
 /// Versions 1..=n of a training run: each a step from the one before.
-fn run(n: usize) -> Vec<Vec<u8>> {
+pub fn run(n: usize) -> Vec<Vec<u8>> {
     let (mut w1, mut w2) = (weights(4 * 200_000, 1), weights(4 * 60_000, 2));
     let mut h = bf16_of(&weights(4 * 50_000, 3));
     let mut out = vec![checkpoint(&w1, &w2, &h)];
@@ -72,11 +72,11 @@ fn put_on(store: &Store, data: &[u8], base: Option<&BlobId>) -> BlobId {
 }
 
 /// Pack bytes the store keeps.
-fn stored(store: &Store) -> u64 {
+pub fn stored(store: &Store) -> u64 {
     store.stats().stored_bytes
 }
 
-fn verify_clean(store: &Store) -> modelvault::VerifyReport {
+pub fn verify_clean(store: &Store) -> modelvault::VerifyReport {
     let r = store.verify(VerifyOptions::new().read_data(true)).unwrap();
     assert!(r.is_clean(), "{:#?}", r.problems);
     r

@@ -2,6 +2,7 @@
 //! - `blob_roundtrip`: byte-identical round trips, ranged reads and seeks.
 //! - `blob_dedup`: what is and is not stored again.
 //! - `blob_delta`: chunks stored as deltas against the previous version of a file.
+//! - `blob_reverse`: older versions re-encoded as deltas against the newest (reverse deltas).
 //! - `blob_corruption`: damaged packs and records fail loudly, never return wrong bytes.
 //! - `blob_concurrency`: many threads writing and reading one store.
 //! - `store_lifecycle`: create, reopen, locking, crash leftovers.
@@ -20,6 +21,7 @@ mod blob_concurrency;
 mod blob_corruption;
 mod blob_dedup;
 mod blob_delta;
+mod blob_reverse;
 mod blob_roundtrip;
 mod blob_tensors;
 mod cli;

@@ -140,6 +140,18 @@ impl DeltaBase {
         (self.seg_offsets[i] == at && self.seg[i].len as usize == len).then(|| self.seg[i].id)
     }
 
+    /// The base's tensor table, when it is a tensor container.
+    pub fn layout(&self) -> Option<&TensorLayout> {
+        (!self.layout.tensors.is_empty()).then_some(&self.layout)
+    }
+
+    /// The chunk of the base that starts exactly at `pos`, and its length:
+    /// walking from 0 by lengths visits every chunk of the base in order.
+    pub fn chunk_at(&mut self, pos: u64) -> Option<(ChunkId, usize)> {
+        let i = self.entry_at(pos)?;
+        (self.seg_offsets[i] == pos).then(|| (self.seg[i].id, self.seg[i].len as usize))
+    }
+
     /// For a file that is not a container: the length of the base chunk
     /// that starts exactly at `pos`, if one does, so that the upload cuts
     /// where the base was cut.

@@ -6,9 +6,11 @@ mod base;
 mod pipeline;
 mod prefetch;
 mod reader;
+mod reverse;
 mod tensor;
 mod writer;
 
 pub(crate) use pipeline::Pool;
 pub use reader::BlobReader;
+pub use reverse::ReverseDeltaReport;
 pub use writer::{BlobWriter, StagedBlob, UploadId};

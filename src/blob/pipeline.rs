@@ -122,7 +122,7 @@ fn ingest(
     if let Some(b) = &base {
         // Held until the delta's location is published (the base then
         // counts as held through it, until the commit that references it).
-        inner.pending.lock().hold(b);
+        inner.pending.lock().begin_delta(b);
     }
     let (codec, base) = encode(inner, data, hint, base, bufs);
     let payload = if base.is_some() {
@@ -144,13 +144,13 @@ fn ingest(
         let mut p = inner.pending.lock();
         let loc = *p.locs.entry(*id).or_insert(ChunkLoc { base, ..loc });
         if let Some(b) = &base {
-            p.release([b]);
+            p.end_delta(b);
         }
         loc
     });
     if appended.is_err() {
         if let Some(b) = &base {
-            inner.pending.lock().release([b]);
+            inner.pending.lock().end_delta(b);
         }
     }
     Ok(Some(appended?))
@@ -172,7 +172,7 @@ fn encode(
     if let Some(b) = base {
         match try_delta(inner, data, hint, &b, bufs) {
             Some(codec) => return (codec, Some(b)),
-            None => inner.pending.lock().release([&b]),
+            None => inner.pending.lock().end_delta(&b),
         }
     }
     let codec = codec::encode_hinted(data, hint, &inner.opts.encode, &mut bufs.out);
@@ -188,7 +188,13 @@ fn try_delta(
 ) -> Option<Codec> {
     // Looked up after the hold was taken: found now, it stays (see GC).
     let loc = inner.chunk_loc(base).ok()??;
-    let depth = loc.codec.depth().checked_add(1)?;
+    // The chain below the base as it is now (a reverse delta may have made
+    // it longer than the base's record says).
+    let below = match loc.base {
+        None => 0,
+        Some(_) => inner.chain_root(base).ok()??.2,
+    };
+    let depth = below + 1;
     if depth > inner.opts.max_delta_depth {
         return None;
     }

@@ -92,6 +92,9 @@ pub struct BlobWriter {
     session_ms: Option<u64>,
     /// The previous version this upload is stored as a delta against.
     delta: Option<DeltaBase>,
+    /// Whether chunks are encoded as deltas against `delta` (else it only
+    /// guides the cuts: see [`BlobWriter::cut_like`]).
+    delta_forward: bool,
 }
 
 /// The id of an upload session: durable progress of a [`BlobWriter`] that
@@ -266,6 +269,7 @@ impl BlobWriter {
             failed: None,
             session_ms: None,
             delta: None,
+            delta_forward: false,
         }
     }
 
@@ -295,7 +299,24 @@ impl BlobWriter {
             ));
         }
         self.delta = DeltaBase::open(&self.store, base)?;
+        self.delta_forward = true;
         Ok(self)
+    }
+
+    /// Cuts this upload like `base`, the previous version of the same file,
+    /// without encoding anything against it: each chunk of a float tensor
+    /// (or, in a file that is not a tensor container, each byte range) that
+    /// changed lines up with one chunk of `base`. This is the first half of
+    /// a reverse delta: once this blob is stored, [`crate::Store::reverse_delta`]
+    /// re-encodes `base`'s chunks against it, so the newest version reads
+    /// without a base. Same rules as [`BlobWriter::delta_base`].
+    ///
+    /// # Errors
+    /// As [`BlobWriter::delta_base`].
+    pub fn cut_like(self, base: &BlobId) -> Result<Self> {
+        let mut w = self.delta_base(base)?;
+        w.delta_forward = false;
+        Ok(w)
     }
 
     /// Continues the upload session `id` (see [`crate::Store::resume_upload`]).
@@ -562,7 +583,8 @@ impl BlobWriter {
         next.extend_from_slice(&self.block[pos..]);
         let block = Arc::new(std::mem::replace(&mut self.block, next));
         for (range, hint) in cuts {
-            let base = self.delta.as_mut().and_then(|d| {
+            let forward = self.delta_forward;
+            let base = self.delta.as_mut().filter(|_| forward).and_then(|d| {
                 d.chunk_for(
                     self.cutter.layout(),
                     block_at + range.start as u64,

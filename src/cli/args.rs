@@ -40,6 +40,12 @@ pub enum Command {
         /// Store every file whole, without a delta base.
         #[arg(long)]
         no_delta: bool,
+        /// Reverse delta: store the new files whole (cut like the base's),
+        /// then re-encode the base's files as deltas against them, so the
+        /// newest version restores fastest and older ones pay for the
+        /// chain. The replaced records stay in the packs until `gc`.
+        #[arg(long, conflicts_with = "no_delta")]
+        reverse_delta: bool,
         /// Files (stored under their file name) and folders (their files under paths relative to the folder).
         #[arg(required = true)]
         paths: Vec<PathBuf>,

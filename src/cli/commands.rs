@@ -36,6 +36,7 @@ pub fn run(args: Args) -> Result<()> {
             project,
             base,
             no_delta,
+            reverse_delta,
             paths,
         } => {
             let base = match (no_delta, base) {
@@ -43,7 +44,12 @@ pub fn run(args: Args) -> Result<()> {
                 (false, Some(b)) => Base::Named(b),
                 (false, None) => Base::Latest,
             };
-            put(&repo, &name, experiment.as_deref(), &project, base, &paths)?
+            let meta = PutMeta {
+                name: &name,
+                experiment: experiment.as_deref(),
+                project: &project,
+            };
+            put(&repo, &meta, base, reverse_delta, &paths)?
         }
         Command::Get { model, out } => get(&open(&repo)?, &model, &out)?,
         Command::Cat { model, path } => {
@@ -686,14 +692,19 @@ enum Base {
     Named(String),
 }
 
-fn put(
-    repo: &Path,
-    name: &str,
-    experiment: Option<&str>,
-    project: &str,
-    base: Base,
-    paths: &[PathBuf],
-) -> Result<()> {
+/// What `put` records about the new version.
+struct PutMeta<'a> {
+    name: &'a str,
+    experiment: Option<&'a str>,
+    project: &'a str,
+}
+
+fn put(repo: &Path, meta: &PutMeta, base: Base, reverse: bool, paths: &[PathBuf]) -> Result<()> {
+    let PutMeta {
+        name,
+        experiment,
+        project,
+    } = *meta;
     modelvault::check_name(name)?;
     // Everything is checked before anything is written.
     let inputs = files::collect(paths)?;
@@ -722,18 +733,24 @@ fn put(
         None => vec![None; inputs.len()],
     };
     let mut staged = Vec::with_capacity(inputs.len());
+    // (older, newer) blob pairs to rebase once the version is committed.
+    let mut rebase = Vec::new();
     for ((rel, src), base) in inputs.iter().zip(bases) {
         let mut f = File::open(src).with_context(|| format!("cannot open {}", src.display()))?;
         let mut w = store.blob_writer();
-        if let Some(b) = base {
-            w = w.delta_base(&b)?;
+        match base {
+            Some(b) if reverse => w = w.cut_like(&b)?,
+            Some(b) => w = w.delta_base(&b)?,
+            None => {}
         }
         io::copy(&mut f, &mut w).with_context(|| format!("storing {}", src.display()))?;
-        staged.push((
-            rel.clone(),
-            w.stage()
-                .with_context(|| format!("storing {}", src.display()))?,
-        ));
+        let blob = w
+            .stage()
+            .with_context(|| format!("storing {}", src.display()))?;
+        if let Some(b) = base.filter(|_| reverse) {
+            rebase.push((b, blob.id()));
+        }
+        staged.push((rel.clone(), blob));
     }
     let m = match store.model_by_name(name) {
         Ok(m) => m,
@@ -747,6 +764,26 @@ fn put(
         Err(e) => return Err(e.into()),
     };
     let v = m.add_version_staged(staged, exp.map(|e| e.id()))?;
+    if !rebase.is_empty() {
+        let (mut n, mut before, mut after) = (0, 0, 0);
+        for (older, newer) in &rebase {
+            let r = store
+                .reverse_delta(older, newer)
+                .with_context(|| format!("re-encoding blob {older} against {newer}"))?;
+            (n, before, after) = (
+                n + r.rebased,
+                before + r.bytes_before,
+                after + r.bytes_after,
+            );
+        }
+        let base = base
+            .as_ref()
+            .map_or(String::new(), |b| format!("{}@{}", b.name, b.version));
+        eprintln!(
+            "reverse delta: {n} chunks of {base} re-encoded against {name}@{v} \
+             ({before} -> {after} bytes; `gc` reclaims the replaced records)"
+        );
+    }
     println!("{name}@{v}");
     Ok(())
 }

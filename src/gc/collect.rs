@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::codec::delta::MAX_DELTA_DEPTH;
 use crate::error::{Error, Result};
 use crate::id::{ChunkId, Hash32};
 use crate::meta::keys::{self, refs};
@@ -421,7 +422,7 @@ fn compact_pack(
     for (id, old) in &entries {
         let payload = inner.reader.read(id, old, &mut scratch)?;
         let object = || format!("pack {pack:08x} record at {}", old.offset);
-        inner.decode_record(id, old, payload, &mut raw, &object, 0)?;
+        inner.decode_record(id, old, payload, &mut raw, &object, 0, MAX_DELTA_DEPTH)?;
         if Hash32::of(&raw) != *id {
             return Err(Error::corrupt(
                 object(),
@@ -436,6 +437,7 @@ fn compact_pack(
         };
         let new = ChunkLoc {
             base: old.base,
+            height: old.height,
             ..inner.packs.append(&header, payload)?
         };
         copied += RECORD_OVERHEAD + old.stored_len as u64;
@@ -457,11 +459,18 @@ fn compact_pack(
     let mut batch = Batch::default();
     let mut ends: HashMap<u32, u64> = HashMap::new();
     for (id, old, new) in &moves {
-        if inner.chunk_loc(id)? == Some(*old) {
+        // Still the record we copied? Its height may have grown meanwhile
+        // (a delta onto its chain was committed): keep the current one.
+        let cur = inner.chunk_loc(id)?;
+        if let Some(cur) = cur.filter(|c| (c.pack, c.offset) == (old.pack, old.offset)) {
+            let new = ChunkLoc {
+                height: cur.height,
+                ..*new
+            };
             batch.put(
                 Cf::Chunks,
                 id.as_bytes().to_vec(),
-                records::encode_chunk_loc(new),
+                records::encode_chunk_loc(&new),
             );
             let e = ends.entry(new.pack).or_insert(0);
             *e = (*e).max(new.end());

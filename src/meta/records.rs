@@ -51,8 +51,12 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 
 /// `chunks` value: version, pack u32, offset u64, stored_len u32, raw_len
 /// u32, codec [u8; 2], then for a delta record (codec kind 3) only, its
-/// base chunk id [u8; 32].
+/// base chunk id [u8; 32]; for a whole record that delta chains end at, one
+/// more byte, the longest such chain (`ChunkLoc::height`, 1..=255; absent
+/// means 0).
 pub(crate) const CHUNK_LOC_LEN: usize = 1 + 4 + 8 + 4 + 4 + 2;
+/// Length of the index entry of a whole record with a non-zero height.
+pub(crate) const ROOT_LOC_LEN: usize = CHUNK_LOC_LEN + 1;
 /// Length of a delta record's index entry.
 pub(crate) const DELTA_LOC_LEN: usize = CHUNK_LOC_LEN + 32;
 
@@ -66,6 +70,8 @@ pub(crate) fn encode_chunk_loc(l: &ChunkLoc) -> Vec<u8> {
     b.extend_from_slice(&l.codec.to_bytes());
     if let Some(base) = &l.base {
         b.extend_from_slice(base.as_bytes());
+    } else if l.height > 0 {
+        b.push(l.height);
     }
     b
 }
@@ -73,18 +79,19 @@ pub(crate) fn encode_chunk_loc(l: &ChunkLoc) -> Vec<u8> {
 pub(crate) fn decode_chunk_loc(b: &[u8]) -> Result<ChunkLoc> {
     const WHAT: &str = "chunk index entry";
     check_version(WHAT, b)?;
-    if b.len() != CHUNK_LOC_LEN && b.len() != DELTA_LOC_LEN {
+    if ![CHUNK_LOC_LEN, ROOT_LOC_LEN, DELTA_LOC_LEN].contains(&b.len()) {
         return Err(Error::corrupt(
             WHAT,
             format!(
-                "{} bytes, expected {CHUNK_LOC_LEN} or {DELTA_LOC_LEN}",
+                "{} bytes, expected {CHUNK_LOC_LEN}, {ROOT_LOC_LEN} or {DELTA_LOC_LEN}",
                 b.len()
             ),
         ));
     }
     let codec = Codec::from_bytes([b[21], b[22]])?;
     let base = Hash32::from_slice(&b[CHUNK_LOC_LEN..]);
-    if matches!(codec, Codec::Delta { .. }) != base.is_some() {
+    let delta = matches!(codec, Codec::Delta { .. });
+    if delta != base.is_some() {
         return Err(Error::corrupt(
             WHAT,
             format!(
@@ -94,6 +101,14 @@ pub(crate) fn decode_chunk_loc(b: &[u8]) -> Result<ChunkLoc> {
             ),
         ));
     }
+    let height = if b.len() == ROOT_LOC_LEN {
+        b[CHUNK_LOC_LEN]
+    } else {
+        0
+    };
+    if b.len() == ROOT_LOC_LEN && height == 0 {
+        return Err(Error::corrupt(WHAT, "an explicit delta chain height of 0"));
+    }
     Ok(ChunkLoc {
         pack: u32_at(b, 1),
         offset: u64_at(b, 5),
@@ -101,6 +116,7 @@ pub(crate) fn decode_chunk_loc(b: &[u8]) -> Result<ChunkLoc> {
         raw_len: u32_at(b, 17),
         codec,
         base,
+        height,
     })
 }
 
@@ -333,10 +349,19 @@ mod tests {
             raw_len: 100,
             codec: Codec::Zstd,
             base: None,
+            height: 0,
         };
         let b = encode_chunk_loc(&l);
+        assert_eq!(b.len(), CHUNK_LOC_LEN);
         assert_eq!(decode_chunk_loc(&b).unwrap(), l);
         assert!(decode_chunk_loc(&b[..22]).is_err());
+        let root = ChunkLoc { height: 3, ..l };
+        let rb = encode_chunk_loc(&root);
+        assert_eq!(rb.len(), ROOT_LOC_LEN);
+        assert_eq!(decode_chunk_loc(&rb).unwrap(), root);
+        let mut zero_height = rb.clone();
+        zero_height[CHUNK_LOC_LEN] = 0;
+        assert!(decode_chunk_loc(&zero_height).unwrap_err().is_integrity());
         let d = ChunkLoc {
             codec: Codec::Delta { depth: 2 },
             base: Some(Hash32([5; 32])),

@@ -57,6 +57,11 @@ pub struct ChunkLoc {
     /// For a [`Codec::Delta`] record, the chunk it was encoded against
     /// (also named in the payload); `None` for every other codec.
     pub base: Option<ChunkId>,
+    /// For a record stored whole: the length of the longest delta chain
+    /// that ends at this chunk (0 when no delta names it, directly or
+    /// through other deltas). It only grows, and bounds how much deeper a
+    /// reverse delta may make those chains. Always 0 for a delta record.
+    pub height: u8,
 }
 
 impl ChunkLoc {

@@ -127,6 +127,7 @@ impl PackWriter {
             codec: header.codec,
             // The caller's `publish` names the base of a delta record.
             base: None,
+            height: 0,
         };
         if cur.stage.len() >= STAGE_BYTES {
             let r = self.flush_stage(cur);
