@@ -6,6 +6,10 @@
 # Usage: scripts/bench-peers.sh [CORPUS_DIR]
 #        (default: $MODELVAULT_CORPUS or ~/.cache/modelvault-corpus)
 # Env:   MV=path/to/modelvault  (default: target/release/modelvault, built if missing)
+#        MV_PUT_FLAGS="..."     extra flags for every `modelvault put`, e.g.
+#                               --reverse-delta (default: none, forward deltas)
+#        MV_GC_FLAGS="..."      when set, `modelvault gc $MV_GC_FLAGS` ends the timed
+#                               ingest (e.g. "--compact-below 0.9" after reverse deltas)
 #
 # Per tool, in one run:
 #   ingest   every version of every set, in version order, each as its own
@@ -169,7 +173,7 @@ tool_init() { # TOOL REPO
 tool_put() { # TOOL REPO SET VERSION
     local src=$CORPUS/$3/$4
     case $1 in
-    modelvault) run "$WORK" "$MV" --repo "$2" put --name "$3" "$src/" ;;
+    modelvault) run "$WORK" "$MV" --repo "$2" put ${MV_PUT_FLAGS:-} --name "$3" "$src/" ;;
     borg)       run "$src" borg create --compression zstd,3 "$2::$3-$4" . ;;
     restic)     run "$src" restic "${RESTIC_GLOBAL[@]}" -r "$2" backup -q --compression auto \
                     --host bench-peers --tag "$3-$4" . ;;
@@ -199,6 +203,9 @@ bench_tool() {
     for p in "${PAIRS[@]}"; do
         tool_put "$t" "$repo" "${p%%/*}" "${p#*/}"
     done
+    if [ "$t" = modelvault ] && [ -n "${MV_GC_FLAGS+set}" ]; then
+        run "$WORK" "$MV" --repo "$repo" gc $MV_GC_FLAGS
+    fi
     t1=$(now); sync; t2=$(now)
     ING[$t]=$(elapsed "$t0" "$t2") ING_SYNC[$t]=$(elapsed "$t1" "$t2") RSS_I[$t]=$PEAK
 
@@ -241,6 +248,7 @@ echo "== bench-peers: modelvault vs peers =="
 echo "date:    $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
 echo "host:    nproc=$(nproc), CPU: $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo), RAM: $(awk '/^MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
 echo "corpus:  $CORPUS: ${#SETS[@]} sets, ${#PAIRS[@]} set-versions, $CORPUS_BYTES bytes ingested, $LATEST_BYTES bytes restored (latest versions)"
+echo "modelvault: put flags: ${MV_PUT_FLAGS:-(none)}; gc after ingest: ${MV_GC_FLAGS-(none)}"
 echo "order:   ${PAIRS[*]}"
 echo "flags:   borg create --compression zstd,3 (repo --encryption=none); restic backup --compression auto (repo v2, $RESTIC_PW_NOTE); cp -r"
 echo

@@ -350,3 +350,68 @@ fn experiment_and_model_commands_link_and_freeze() {
     assert_eq!(listed.as_array().unwrap().len(), 1);
     assert_eq!(listed[0]["id"], id);
 }
+
+/// `put --reverse-delta`: each new version is stored whole and the previous
+/// one re-encoded against it; every version reads back, and the newest has
+/// no delta below it (deleting the older versions leaves no delta at all).
+#[test]
+fn put_reverse_delta_keeps_the_newest_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    let versions: Vec<Vec<u8>> = {
+        let mut v = vec![crate::common::weights(4 * 300_000, 7)];
+        for step in 1..3 {
+            let next = crate::blob_delta::nudge_f32(&v[step - 1], 70 + step as u64);
+            v.push(next);
+        }
+        v
+    };
+    for (i, data) in versions.iter().enumerate() {
+        let dir = tmp.path().join(format!("step{i}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("w.bin"), data).unwrap();
+        let o = mv(
+            &repo,
+            &[
+                "put",
+                "--reverse-delta",
+                "--name",
+                "run",
+                dir.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(
+            ok(&o).lines().last(),
+            Some(format!("run@{}", i + 1).as_str())
+        );
+        let err = String::from_utf8_lossy(&o.stderr);
+        if i > 0 {
+            assert!(
+                err.contains(&format!("of run@{i} re-encoded against run@{}", i + 1)),
+                "{err}"
+            );
+        }
+    }
+    ok(&mv(&repo, &["gc", "--compact-below", "0.9"]));
+    let verify = ok(&mv(&repo, &["verify", "--read-data"]));
+    assert!(verify.contains(" 0 problems"), "{verify}");
+    assert!(!verify.contains("(0 deltas"), "no deltas: {verify}");
+    for (i, data) in versions.iter().enumerate() {
+        let dst = tmp.path().join(format!("out{i}"));
+        let spec = format!("run@{}", i + 1);
+        ok(&mv(&repo, &["get", &spec, "--out", dst.to_str().unwrap()]));
+        assert_eq!(&std::fs::read(dst.join("w.bin")).unwrap(), data, "{spec}");
+    }
+    for v in ["run@1", "run@2"] {
+        ok(&mv(&repo, &["model", "delete", v]));
+    }
+    ok(&mv(&repo, &["gc"]));
+    let verify = ok(&mv(&repo, &["verify", "--read-data"]));
+    assert!(verify.contains("(0 deltas"), "{verify}");
+    // Conflicting flags are refused before anything is written.
+    let o = mv(
+        &repo,
+        &["put", "--reverse-delta", "--no-delta", "--name", "run", "x"],
+    );
+    assert!(!o.status.success());
+}
