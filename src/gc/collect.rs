@@ -138,7 +138,11 @@ impl Store {
         // Deleting a delta releases its base, which may fall to zero and
         // become a candidate behind the scan: sweep until a pass frees no
         // base (chains are short, so this is a few passes at most).
-        while sweep_chunks(inner, opts, &mut report)? {}
+        // A held candidate stays a candidate: count it once, however many
+        // passes meet it.
+        let mut held = HashSet::new();
+        while sweep_chunks(inner, opts, &mut report, &mut held)? {}
+        report.chunks_held = held.len() as u64;
         compact(inner, opts, &mut report)?;
         Ok(report)
     }
@@ -284,7 +288,12 @@ fn release_manifests(inner: &Inner, report: &mut GcReport) -> Result<()> {
 /// between.
 /// One pass over the chunk candidates. Returns true if it deleted a delta
 /// (whose base may now be a candidate the pass did not see).
-fn sweep_chunks(inner: &Inner, opts: &GcOptions, report: &mut GcReport) -> Result<bool> {
+fn sweep_chunks(
+    inner: &Inner,
+    opts: &GcOptions,
+    report: &mut GcReport,
+    held: &mut HashSet<ChunkId>,
+) -> Result<bool> {
     let prefix = [keys::gc::CHUNK];
     let mut from = prefix.to_vec();
     let mut freed_base = false;
@@ -305,7 +314,7 @@ fn sweep_chunks(inner: &Inner, opts: &GcOptions, report: &mut GcReport) -> Resul
         // Continue just past the last key examined (held ones stay).
         from = [&prefix[..], last.as_bytes(), &[0]].concat();
         let full = ids.len() == CANDIDATES_PER_COMMIT;
-        freed_base |= sweep_some(inner, opts, &ids, report)?;
+        freed_base |= sweep_some(inner, opts, &ids, report, held)?;
         if !full {
             return Ok(freed_base);
         }
@@ -313,13 +322,14 @@ fn sweep_chunks(inner: &Inner, opts: &GcOptions, report: &mut GcReport) -> Resul
 }
 
 /// Deletes the index entries of the candidates `ids` that are still
-/// unreferenced and unheld, in one commit. Returns true if one of them was
-/// a delta (its base lost a reference).
+/// unreferenced and unheld, in one commit; adds the held ones to `held`.
+/// Returns true if one of them was a delta (its base lost a reference).
 fn sweep_some(
     inner: &Inner,
     opts: &GcOptions,
     ids: &[ChunkId],
     report: &mut GcReport,
+    held: &mut HashSet<ChunkId>,
 ) -> Result<bool> {
     let mut c = inner.commit.lock();
     c.check()?;
@@ -329,7 +339,7 @@ fn sweep_some(
     let pending_bases: HashSet<ChunkId> = pending.locs.values().filter_map(|l| l.base).collect();
     let mut stats = c.stats;
     let mut batch = Batch::default();
-    let (mut deleted, mut bytes, mut held) = (0, 0, 0);
+    let (mut deleted, mut bytes) = (0, 0);
     let mut freed_base = false;
     for id in ids {
         let gk = keys::gc_chunk(id.as_bytes()).to_vec();
@@ -340,7 +350,7 @@ fn sweep_some(
         if !opts.ignore_holds && (pending.holds.contains_key(id) || pending_bases.contains(id)) {
             // An upload looked it up and will reference it, or give it up;
             // the next collection decides.
-            held += 1;
+            held.insert(*id);
             continue;
         }
         batch.delete(Cf::Gc, gk);
@@ -361,7 +371,6 @@ fn sweep_some(
     drop(pending);
     report.chunks_deleted += deleted;
     report.chunk_bytes_deleted += bytes;
-    report.chunks_held += held;
     Ok(freed_base)
 }
 
