@@ -64,12 +64,22 @@ main_rocksdb() {
     return 1
 }
 
+# The log of the last failed build.
+BUILD_LOG=$(mktemp)
+trap 'rm -f "$BUILD_LOG"' EXIT
+
 build_store() {
     local lib
     if [ -z "${ROCKSDB_LIB_DIR:-}" ] && [ "$FUZZ_STORE_ROCKSDB" = reuse ] && lib=$(main_rocksdb); then
         echo "fuzz/store: linking the main build's RocksDB ($lib)" >&2
         if ROCKSDB_LIB_DIR="$lib" ROCKSDB_STATIC=1 build store -s "$STORE_SANITIZER"; then
             return 0
+        fi
+        # A Rust compile error would fail the same way after 15 minutes of
+        # compiling RocksDB: only a link or build-script failure falls back.
+        if grep -q '^error\[E[0-9]' "$BUILD_LOG"; then
+            echo "fuzz/store: Rust compile errors (above); not retrying with a compiled RocksDB" >&2
+            return 1
         fi
         echo "fuzz/store: that failed; compiling RocksDB instead" >&2
     fi
@@ -86,6 +96,8 @@ build() {
     echo "building fuzz targets in fuzz/${dir#.}..." >&2
     if ! cargo fuzz build --fuzz-dir "$dir" "$@" >"$build_log" 2>&1; then
         cat "$build_log" >&2
+        # Kept for the caller to inspect (see build_store).
+        cp "$build_log" "$BUILD_LOG"
         rm -f "$build_log"
         echo "FAILED: cargo fuzz build --fuzz-dir $dir $*" >&2
         return 1
