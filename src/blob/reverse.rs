@@ -96,7 +96,8 @@ impl Store {
         let layout = old.layout().cloned();
         let mut pairs = Vec::with_capacity(BATCH);
         let mut pos = 0u64;
-        while let Some((x, len)) = old.chunk_at(pos) {
+        // (A damaged manifest ends the walk: no chunk of length 0 is followed.)
+        while let Some((x, len)) = old.chunk_at(pos).filter(|&(_, len)| len > 0) {
             report.chunks += 1;
             if let Some(y) = new.chunk_for(layout.as_ref(), pos, len) {
                 if y != x {
