@@ -66,6 +66,10 @@ fn kill_child_workload() {
     // The harness may have printed a partial line ("test ... "): end it,
     // so the first acknowledgement is a line of its own.
     writeln!(out.lock(), "\nSTART").unwrap();
+    // The last versioned blob of this run and its content: the next
+    // version may be a training step from it, stored whole with the older
+    // one then re-encoded against it (reverse delta).
+    let mut prev: Option<(BlobId, Vec<u8>)> = None;
     for round in 0u64.. {
         // A blob: shared content, fresh content, or both, of varied size.
         let n = (rnd() % (3 << 20)) as usize;
@@ -80,13 +84,22 @@ fn kill_child_workload() {
             }
         };
         data.truncate(n.max(1));
-        let unique = match kind {
+        let mut unique = match kind {
             0 => false,
             1 => data.len() >= UNIQUE_MIN,
             _ => data.len() >= shared.len() + UNIQUE_MIN,
         };
         let versioned = round % 2 == 0;
+        let step_from = match versioned && rnd() % 2 == 0 {
+            true => prev.take().filter(|(_, d)| d.len() >= 4096),
+            false => None,
+        };
         let mut w = store.blob_writer();
+        if let Some((older, old_data)) = &step_from {
+            data = crate::blob_delta::nudge_f32(old_data, rnd());
+            unique = false;
+            w = w.cut_like(older).unwrap();
+        }
         for piece in data.chunks(1 + (rnd() % 300_000) as usize) {
             w.write_all(piece).unwrap();
         }
@@ -115,6 +128,11 @@ fn kill_child_workload() {
                 )
                 .unwrap();
             writeln!(out.lock(), "VERSION {name} {v} {id}").unwrap();
+            if let Some((older, _)) = &step_from {
+                let r = store.reverse_delta(older, &id).unwrap();
+                writeln!(out.lock(), "REVERSED {older} {id} {}", r.rebased).unwrap();
+            }
+            prev = Some((id, data.clone()));
             let m = store.model_by_name(&name).unwrap();
             // Increasing across child runs too: each run has a larger seed.
             let stamp = (seed * 1_000_000 + round) as i64;
@@ -164,6 +182,9 @@ struct Acked {
     gcs: u64,
     packs_compacted: u64,
     packs_deleted: u64,
+    /// Reverse deltas acknowledged, and the chunks they re-encoded.
+    reverses: u64,
+    rebased: u64,
 }
 
 impl Acked {
@@ -292,6 +313,10 @@ fn run_once(
                 acked.releasing.swap_remove(p);
                 acked.released.insert(id);
                 acked.releases_acked += 1;
+            }
+            ["REVERSED", _, _, rebased] => {
+                acked.reverses += 1;
+                acked.rebased += rebased.parse::<u64>().unwrap();
             }
             ["GC", compacted, deleted] => {
                 acked.gcs += 1;
@@ -423,15 +448,18 @@ fn acknowledged_commits_survive_sigkill() {
         "the workload barely ran: {blobs} blobs acknowledged"
     );
     assert!(
-        acked.releases_acked > 0 && acked.gcs > 0,
-        "no release or gc acknowledged: {} releases, {} collections",
+        acked.releases_acked > 0 && acked.gcs > 0 && acked.rebased > 0,
+        "no release, gc or reverse delta acknowledged: {} releases, {} collections, \
+         {} chunks re-encoded",
         acked.releases_acked,
-        acked.gcs
+        acked.gcs,
+        acked.rebased
     );
     eprintln!(
         "{points} kill points in {:.1?}: {blobs} blobs and {} versions acknowledged, all intact; \
          {} releases acknowledged and gone, {} cut by the kill ({} of those gone), \
-         {} collections acknowledged ({} packs compacted, {} deleted)",
+         {} collections acknowledged ({} packs compacted, {} deleted), \
+         {} reverse deltas ({} chunks re-encoded)",
         started.elapsed(),
         acked.versions.len(),
         acked.releases_acked,
@@ -439,6 +467,8 @@ fn acknowledged_commits_survive_sigkill() {
         acked.released.len() as u64 - acked.releases_acked,
         acked.gcs,
         acked.packs_compacted,
-        acked.packs_deleted
+        acked.packs_deleted,
+        acked.reverses,
+        acked.rebased
     );
 }
