@@ -11,6 +11,9 @@
 //! - Every read is verified against the chunk's blake3 address.
 //! - `finish()` and `commit_version()` return only once data is durable.
 //! - One handle, `Send + Sync`, cheap to clone; one process at a time.
+//! - Successive checkpoints are stored as deltas: against the previous one
+//!   ([`BlobWriter::delta_base`]), or the other way round, the newest whole
+//!   and the previous one re-encoded against it ([`Store::reverse_delta`]).
 //!
 //! ```
 //! # #[cfg(feature = "store")] {
