@@ -55,7 +55,10 @@
 //!
 //! `gc_matches_in_memory_model` runs 24 cases of 20–50 operations, about
 //! 1,000 operations (15–25 s in release on a busy 2-core machine);
-//! `PROPTEST_CASES` overrides the count and `PROPTEST_RNG_SEED` the
+//! `gc_model_versions_match` runs as many of checkpoint operations only
+//! (next versions forward and reverse, releases, reads, collections,
+//! reopens: 5–10 s), where chains reach the depth limit often enough to
+//! check it; `PROPTEST_CASES` overrides the count and `PROPTEST_RNG_SEED` the
 //! (otherwise fixed) seed. The store uses `Durability::Eventual` (reopens
 //! close it cleanly; crash durability is the kill test's business).
 //!
@@ -308,6 +311,10 @@ fn fchunks(id: BlobId, family: u8, tensors: &[Vec<u8>]) -> Vec<(FChunk, u32)> {
     v
 }
 
+/// A next version to store: the checkpoint it follows, the family, the
+/// tensors and the file.
+type NextVersion = (BlobId, u8, Vec<Vec<u8>>, Vec<u8>);
+
 /// Checkpoints and the model of their float chunks.
 #[derive(Default)]
 struct Family {
@@ -411,10 +418,10 @@ impl Family {
             let (kx, ky) = (self.stored[&x], self.stored[&y]);
             let what = if kx.base.is_some() {
                 "reverse: older chunk a delta"
-            } else if kx.height >= MAX_DEPTH {
-                "reverse: older chunk at the depth limit"
             } else if ky.base.is_some() {
                 "reverse: newer chunk a delta"
+            } else if kx.height >= MAX_DEPTH {
+                "reverse: older chunk at the depth limit"
             } else {
                 self.stored.insert(
                     x,
@@ -436,6 +443,20 @@ impl Family {
             *counts.entry(what).or_default() += 1;
         }
         (paired, rebased)
+    }
+
+    /// The float chunks of checkpoint `id` in the store.
+    fn chunks_of(&self, id: BlobId) -> impl Iterator<Item = &Kept> {
+        self.stored
+            .range((id, 0, 0)..=(id, u8::MAX, u16::MAX))
+            .map(|(_, k)| k)
+    }
+
+    /// Of `ids`, the one with the highest chunk (the last of those).
+    fn highest(&self, ids: &[BlobId]) -> Option<BlobId> {
+        ids.iter()
+            .copied()
+            .max_by_key(|c| self.chunks_of(*c).map(|k| k.height).max())
     }
 
     /// A collection: keeps the float chunks reachable from the live
@@ -539,7 +560,9 @@ enum Op {
         release: u8,
     },
     /// Stores a nudged next version of one of the 3 checkpoints first stored
-    /// last (as [`Op::PutNext`]) cut like it (`cut_like`, refused with
+    /// last (as [`Op::PutNext`]), or (`pick % 3 == 0`) of the held one with
+    /// the highest chunk in the model (so that chains reach the depth
+    /// limit), cut like it (`cut_like`, refused with
     /// NotFound if it is released), then rebases the older one onto it
     /// (`reverse_delta(older, new)`). `then % 4`: 2 releases one hold of the
     /// older one first (a last hold: `reverse_delta` fails with NotFound); 3
@@ -578,11 +601,45 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (prop::collection::vec(any::<u8>(), 1..=6), 0u8..3)
             .prop_map(|(parts, compact)| Op::GcDuringUpload { parts, compact }),
         2 => any::<u8>().prop_map(Op::PutCheckpoint),
-        10 => (any::<usize>(), any::<u8>(), any::<u8>())
-            .prop_map(|(pick, step, release)| Op::PutNext { pick, step, release }),
-        5 => (any::<usize>(), any::<u8>(), any::<u8>())
-            .prop_map(|(pick, step, then)| Op::PutReverse { pick, step, then }),
-        4 => (any::<usize>(), any::<usize>()).prop_map(|(a, b)| Op::ReverseExisting { a, b }),
+        10 => put_next(),
+        5 => put_reverse(),
+        4 => reverse_existing(),
+    ]
+}
+
+fn put_next() -> impl Strategy<Value = Op> {
+    (any::<usize>(), any::<u8>(), any::<u8>()).prop_map(|(pick, step, release)| Op::PutNext {
+        pick,
+        step,
+        release,
+    })
+}
+
+fn put_reverse() -> impl Strategy<Value = Op> {
+    (any::<usize>(), any::<u8>(), any::<u8>()).prop_map(|(pick, step, then)| Op::PutReverse {
+        pick,
+        step,
+        then,
+    })
+}
+
+fn reverse_existing() -> impl Strategy<Value = Op> {
+    (any::<usize>(), any::<usize>()).prop_map(|(a, b)| Op::ReverseExisting { a, b })
+}
+
+/// Checkpoints only: next versions forward and reverse, releases, reads,
+/// collections and reopens, so that chains and heights often reach the
+/// depth limit.
+fn version_op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        2 => any::<u8>().prop_map(Op::PutCheckpoint),
+        6 => put_next(),
+        6 => put_reverse(),
+        4 => reverse_existing(),
+        3 => any::<usize>().prop_map(Op::Release),
+        2 => any::<usize>().prop_map(Op::Get),
+        2 => (0u8..3, Just(false)).prop_map(|(compact, expire)| Op::Gc { compact, expire }),
+        1 => Just(Op::Reopen),
     ]
 }
 
@@ -887,7 +944,7 @@ impl World {
                 step,
                 release,
             } => {
-                let Some((base, f, tensors, data)) = self.next_version(*pick, *step) else {
+                let Some((base, f, tensors, data)) = self.next_version(*pick, *step, false) else {
                     return;
                 };
                 let w = self.store().blob_writer().delta_base(&base);
@@ -929,7 +986,9 @@ impl World {
                 self.held(id, data);
             }
             Op::PutReverse { pick, step, then } => {
-                let Some((older, f, tensors, data)) = self.next_version(*pick, *step) else {
+                let highest = pick % 3 == 0;
+                let Some((older, f, tensors, data)) = self.next_version(*pick / 3, *step, highest)
+                else {
                     return;
                 };
                 let w = self.store().blob_writer().cut_like(&older);
@@ -966,13 +1025,7 @@ impl World {
                     return;
                 }
                 // Mostly among the held ones.
-                let held: Vec<BlobId> = self
-                    .family
-                    .order
-                    .iter()
-                    .filter(|c| self.holds[*c] > 0)
-                    .copied()
-                    .collect();
+                let held = self.held_checkpoints();
                 let pool = if a % 4 == 0 || held.is_empty() {
                     &self.family.order
                 } else {
@@ -980,15 +1033,8 @@ impl World {
                 };
                 // Or the one with the highest chunk, so that chains reach
                 // the depth limit.
-                let highest = pool.iter().max_by_key(|c| {
-                    self.family
-                        .stored
-                        .range((**c, 0, 0)..=(**c, u8::MAX, u16::MAX))
-                        .map(|(_, k)| k.height)
-                        .max()
-                });
-                let a = match highest {
-                    Some(h) if a % 4 != 3 => *h,
+                let a = match self.family.highest(pool) {
+                    Some(h) if a % 4 != 3 => h,
                     _ => pool[a / 4 % pool.len()],
                 };
                 let f = self.family.ckpts[&a].0;
@@ -998,10 +1044,17 @@ impl World {
                     .filter(|c| self.family.ckpts[*c].0 == f && (**c != a || b % 8 == 0))
                     .copied()
                     .collect();
-                let b = if same.is_empty() {
-                    a
-                } else {
-                    same[b % same.len()]
+                // Half the time one stored whole, if any, so that the chunk
+                // pairs are decided by the heights.
+                let whole: Vec<BlobId> = same
+                    .iter()
+                    .filter(|c| self.family.chunks_of(**c).all(|k| k.base.is_none()))
+                    .copied()
+                    .collect();
+                let b = match (&whole[..], &same[..]) {
+                    (w @ [_, ..], _) if b % 2 == 0 => w[b / 2 % w.len()],
+                    (_, []) => a,
+                    (_, s) => s[b % s.len()],
                 };
                 self.count("reverse existing");
                 self.reverse(a, b);
@@ -1014,17 +1067,28 @@ impl World {
         }
     }
 
+    /// The checkpoints held, in the order first stored.
+    fn held_checkpoints(&self) -> Vec<BlobId> {
+        (self.family.order.iter())
+            .filter(|c| self.holds[*c] > 0)
+            .copied()
+            .collect()
+    }
+
     /// A nudged next version of one of the 3 checkpoints first stored last
     /// (`pick`, mostly the last one, so chains grow past the depth limit;
-    /// `step % 4` picks the nudge): that checkpoint, the family, the
-    /// tensors and the file. None before the first checkpoint.
-    fn next_version(&self, pick: usize, step: u8) -> Option<(BlobId, u8, Vec<Vec<u8>>, Vec<u8>)> {
+    /// `step % 4` picks the nudge), or with `highest` of the held one with
+    /// the highest chunk: that checkpoint, the family, the tensors and the
+    /// file. None before the first checkpoint.
+    fn next_version(&self, pick: usize, step: u8, highest: bool) -> Option<NextVersion> {
         let n = self.family.order.len();
         if n == 0 {
             return None;
         }
-        let back = [0, 0, 0, 1, 2][pick % 5].min(n - 1);
-        let prev = self.family.order[n - 1 - back];
+        let prev = match self.family.highest(&self.held_checkpoints()) {
+            Some(h) if highest => h,
+            _ => self.family.order[n - 1 - [0, 0, 0, 1, 2][pick % 5].min(n - 1)],
+        };
         let (f, tensors) = &self.family.ckpts[&prev];
         let tensors = nudge(tensors, (step % 4) as u64 + 1);
         let data = ckpt_file(*f, &tensors);
@@ -1331,12 +1395,13 @@ fn config() -> Config {
     c
 }
 
-#[test]
-fn gc_matches_in_memory_model() {
+/// Runs the cases of `ops` (with [`config`]), then requires every one of
+/// `labels` to have been counted.
+fn check_model(what: &str, ops: impl Strategy<Value = Vec<Op>>, labels: &[&str]) {
     let start = Instant::now();
     let mut runner = TestRunner::new(config());
     let counts = std::sync::Mutex::new(BTreeMap::<&'static str, usize>::new());
-    let result = runner.run(&prop::collection::vec(op(), 20..=50), |ops| {
+    let result = runner.run(&ops, |ops| {
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_case(&ops)));
         match r {
             Ok(c) => {
@@ -1358,56 +1423,92 @@ fn gc_matches_in_memory_model() {
         panic!("{e}");
     }
     let c = counts.into_inner().unwrap();
-    eprintln!("gc model: {c:?} in {:?}", start.elapsed());
-    for label in [
-        "put",
-        "put again held",
-        "put again released",
-        "get held",
-        "get released",
-        "release",
-        "release last",
-        "release unheld",
-        "gc",
-        "gc compacted",
-        "suspend resume",
-        "suspend reopen resume",
-        "abandon",
-        "resume left, finish",
-        "resume left, drop",
-        "reopen",
-        "gc during upload",
-        "put checkpoint",
-        "put next",
-        "put next raw",
-        "put next on a released base",
-        "put next, base released",
-        "put next, base released and collected",
-        "put again checkpoint",
-        "float chunk stored as a delta",
-        "raw chunk stored as a delta",
-        "float chunk whole at the depth limit",
-        "float chunk already stored",
-        "float chunk stored as a delta of a delta",
-        "put reverse",
-        "put reverse on a released blob",
-        "put reverse, older released",
-        "put reverse, newer released and collected",
-        "reverse existing",
-        "reverse delta",
-        "reverse delta, nothing rebased",
-        "reverse delta on a released blob",
-        "reverse delta onto itself",
-        "reverse: chunk rebased",
-        "reverse: chunk rebased with its chains",
-        "reverse: older chunk a delta",
-        "reverse: newer chunk a delta",
-        "reverse: older chunk at the depth limit",
-        "case ends with base chunks of released checkpoints",
-    ] {
+    eprintln!("{what}: {c:?} in {:?}", start.elapsed());
+    for label in labels {
         assert!(
             c.get(label).copied().unwrap_or(0) > 0,
             "{label} never happened: {c:?}"
         );
     }
+}
+
+#[test]
+fn gc_matches_in_memory_model() {
+    let ops = prop::collection::vec(op(), 20..=50);
+    check_model(
+        "gc model",
+        ops,
+        &[
+            "put",
+            "put again held",
+            "put again released",
+            "get held",
+            "get released",
+            "release",
+            "release last",
+            "release unheld",
+            "gc",
+            "gc compacted",
+            "suspend resume",
+            "suspend reopen resume",
+            "abandon",
+            "resume left, finish",
+            "resume left, drop",
+            "reopen",
+            "gc during upload",
+            "put checkpoint",
+            "put next",
+            "put next raw",
+            "put next on a released base",
+            "put next, base released",
+            "put next, base released and collected",
+            "put again checkpoint",
+            "float chunk stored as a delta",
+            "raw chunk stored as a delta",
+            "float chunk whole at the depth limit",
+            "float chunk already stored",
+            "float chunk stored as a delta of a delta",
+            "put reverse",
+            "put reverse on a released blob",
+            "put reverse, older released",
+            "put reverse, newer released and collected",
+            "reverse existing",
+            "reverse delta",
+            "reverse delta, nothing rebased",
+            "reverse delta on a released blob",
+            "reverse delta onto itself",
+            "reverse: chunk rebased",
+            "reverse: chunk rebased with its chains",
+            "reverse: older chunk a delta",
+            "reverse: newer chunk a delta",
+            "case ends with base chunks of released checkpoints",
+        ],
+    );
+}
+
+/// The same model with checkpoint operations only (see [`version_op`]).
+#[test]
+fn gc_model_versions_match() {
+    let ops = prop::collection::vec(version_op(), 20..=50);
+    check_model(
+        "gc model, versions",
+        ops,
+        &[
+            "put next",
+            "put next raw",
+            "put next, base released and collected",
+            "float chunk whole at the depth limit",
+            "put reverse",
+            "put reverse, older released",
+            "put reverse, newer released and collected",
+            "reverse delta",
+            "reverse delta on a released blob",
+            "reverse: chunk rebased",
+            "reverse: chunk rebased with its chains",
+            "reverse: older chunk a delta",
+            "reverse: newer chunk a delta",
+            "reverse: older chunk at the depth limit",
+            "case ends with base chunks of released checkpoints",
+        ],
+    );
 }
