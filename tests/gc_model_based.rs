@@ -5,7 +5,10 @@
 //! 5 MiB upload whose chunks it has already looked up (and may hold),
 //! delta chains (a checkpoint, safetensors or raw fp32, then nudged next
 //! versions of live checkpoints stored with `delta_base`, whose base is then
-//! released, and collected, or not), and reopens, against an in-memory model
+//! released, and collected, or not), reverse deltas (a next version stored
+//! `cut_like` the older one, which `reverse_delta` then rebases onto it, or
+//! `reverse_delta` between any two versions of one family, released ones
+//! included), and reopens, against an in-memory model
 //! of holds, sessions and delta chunks. Contents are drawn from a small pool
 //! of shared pieces, so chunks repeat across blobs and releasing one blob
 //! must not free chunks another still uses; the store has 1 MiB packs so
@@ -38,9 +41,24 @@
 //! and it must hold exactly those: a base chunk kept that no kept delta
 //! needs is a leak, one freed too early fails the reads.
 //!
+//! Reverse deltas in the model: `reverse_delta(older, newer)` pairs each
+//! float chunk X of `older` with the chunk Y at the same place in `newer`
+//! (same family: same tensors, or for raw files the same cuts), and X
+//! becomes a delta against Y when both are stored whole and the longest
+//! chain ever ending at X (its height, kept on whole chunks, raised by every
+//! delta committed onto a chain and never lowered) is below the depth limit;
+//! Y's height becomes at least X's + 1. A forward delta measures the chain
+//! below its base as it is then (a reverse delta may have lengthened it).
+//! The report's chunks, paired and rebased counts must be the model's, the
+//! counts of chunks, bytes and blobs do not change, and at the end of a case
+//! verify counts exactly the model's delta chunks.
+//!
 //! `gc_matches_in_memory_model` runs 24 cases of 20–50 operations, about
 //! 1,000 operations (15–25 s in release on a busy 2-core machine);
-//! `PROPTEST_CASES` overrides the count and `PROPTEST_RNG_SEED` the
+//! `gc_model_versions_match` runs as many of checkpoint operations only
+//! (next versions forward and reverse, releases, reads, collections,
+//! reopens: 5–10 s), where chains reach the depth limit often enough to
+//! check it; `PROPTEST_CASES` overrides the count and `PROPTEST_RNG_SEED` the
 //! (otherwise fixed) seed. The store uses `Durability::Eventual` (reopens
 //! close it cleanly; crash durability is the kill test's business).
 //!
@@ -57,7 +75,9 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use modelvault::{BlobId, Durability, Error, GcOptions, Store, UploadId, VerifyOptions};
+use modelvault::{
+    BlobId, BlobWriter, Durability, Error, GcOptions, Store, UploadId, VerifyOptions,
+};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed, TestCaseError, TestRunner};
 
@@ -264,9 +284,11 @@ type FChunk = (BlobId, u8, u16);
 /// How the store keeps a float chunk, in the model.
 #[derive(Clone, Copy, Debug)]
 struct Kept {
-    depth: u8,
     base: Option<FChunk>,
     len: u32,
+    /// Stored whole: the longest delta chain ever ending at it while it was
+    /// (the store's `ChunkLoc::height`, which a collection does not lower).
+    height: u8,
 }
 
 /// The float chunks of a checkpoint of `family` with these tensors, and
@@ -289,6 +311,10 @@ fn fchunks(id: BlobId, family: u8, tensors: &[Vec<u8>]) -> Vec<(FChunk, u32)> {
     v
 }
 
+/// A next version to store: the checkpoint it follows, the family, the
+/// tensors and the file.
+type NextVersion = (BlobId, u8, Vec<Vec<u8>>, Vec<u8>);
+
 /// Checkpoints and the model of their float chunks.
 #[derive(Default)]
 struct Family {
@@ -301,6 +327,20 @@ struct Family {
 }
 
 impl Family {
+    /// The chunk at the end of `c`'s delta chain, and the chain's length.
+    fn root(&self, c: FChunk) -> (FChunk, u8) {
+        let (mut at, mut depth) = (c, 0u8);
+        while let Some(b) = self.stored[&at].base {
+            at = b;
+            depth += 1;
+            assert!(
+                depth <= MAX_DEPTH,
+                "model: chain from {c:?} longer than {MAX_DEPTH}"
+            );
+        }
+        (at, depth)
+    }
+
     /// `id` (with `tensors`) was stored, with `base` as its delta base.
     fn stored_blob(
         &mut self,
@@ -315,37 +355,39 @@ impl Family {
                 *counts.entry("float chunk already stored").or_default() += 1;
                 continue;
             }
+            let whole = Kept {
+                base: None,
+                len,
+                height: 0,
+            };
             let from = base.map(|b| (b, c.1, c.2));
-            let kept = match from.map(|b| (b, self.stored.get(&b))) {
-                Some((b, Some(k))) if k.depth < MAX_DEPTH => {
-                    let what = if is_raw(family) {
-                        "raw chunk stored as a delta"
+            let kept = match from.map(|b| (b, self.stored.contains_key(&b))) {
+                Some((b, true)) => {
+                    // The chain below the base as it is now (reverse deltas
+                    // may have made it longer since the base was stored).
+                    let (root, below) = self.root(b);
+                    if below < MAX_DEPTH {
+                        let what = match (is_raw(family), below > 0) {
+                            (_, true) => "float chunk stored as a delta of a delta",
+                            (true, false) => "raw chunk stored as a delta",
+                            (false, false) => "float chunk stored as a delta",
+                        };
+                        *counts.entry(what).or_default() += 1;
+                        let r = self.stored.get_mut(&root).unwrap();
+                        r.height = r.height.max(below + 1);
+                        Kept {
+                            base: Some(b),
+                            ..whole
+                        }
                     } else {
-                        "float chunk stored as a delta"
-                    };
-                    *counts.entry(what).or_default() += 1;
-                    Kept {
-                        depth: k.depth + 1,
-                        base: Some(b),
-                        len,
+                        *counts
+                            .entry("float chunk whole at the depth limit")
+                            .or_default() += 1;
+                        whole
                     }
                 }
-                Some((_, Some(_))) => {
-                    *counts
-                        .entry("float chunk whole at the depth limit")
-                        .or_default() += 1;
-                    Kept {
-                        depth: 0,
-                        base: None,
-                        len,
-                    }
-                }
-                Some((b, None)) => panic!("model: base chunk {b:?} of a live base is not stored"),
-                None => Kept {
-                    depth: 0,
-                    base: None,
-                    len,
-                },
+                Some((b, false)) => panic!("model: base chunk {b:?} of a live base is not stored"),
+                None => whole,
             };
             self.stored.insert(c, kept);
         }
@@ -353,6 +395,68 @@ impl Family {
             self.ckpts.insert(id, (family, tensors));
             self.order.push(id);
         }
+    }
+
+    /// `reverse_delta(older, newer)` of two checkpoints of one family, both
+    /// live and distinct: each float chunk X of `older` stored whole becomes
+    /// a delta against the chunk Y at the same place in `newer` when Y is
+    /// stored whole and X's height is below the depth limit (a nudged fp32
+    /// chunk, some versions apart, always saves what `delta_min_saving`
+    /// asks). Returns the chunks paired and rebased.
+    fn reverse(
+        &mut self,
+        older: BlobId,
+        newer: BlobId,
+        counts: &mut BTreeMap<&'static str, usize>,
+    ) -> (u64, u64) {
+        let (f, tensors) = &self.ckpts[&older];
+        assert_eq!(*f, self.ckpts[&newer].0, "model: reverse across families");
+        let (mut paired, mut rebased) = (0, 0);
+        for (x, _) in fchunks(older, *f, tensors) {
+            let y = (newer, x.1, x.2);
+            paired += 1;
+            let (kx, ky) = (self.stored[&x], self.stored[&y]);
+            let what = if kx.base.is_some() {
+                "reverse: older chunk a delta"
+            } else if ky.base.is_some() {
+                "reverse: newer chunk a delta"
+            } else if kx.height >= MAX_DEPTH {
+                "reverse: older chunk at the depth limit"
+            } else {
+                self.stored.insert(
+                    x,
+                    Kept {
+                        base: Some(y),
+                        height: 0,
+                        ..kx
+                    },
+                );
+                let ky = self.stored.get_mut(&y).unwrap();
+                ky.height = ky.height.max(kx.height + 1);
+                rebased += 1;
+                if kx.height > 0 {
+                    "reverse: chunk rebased with its chains"
+                } else {
+                    "reverse: chunk rebased"
+                }
+            };
+            *counts.entry(what).or_default() += 1;
+        }
+        (paired, rebased)
+    }
+
+    /// The float chunks of checkpoint `id` in the store.
+    fn chunks_of(&self, id: BlobId) -> impl Iterator<Item = &Kept> {
+        self.stored
+            .range((id, 0, 0)..=(id, u8::MAX, u16::MAX))
+            .map(|(_, k)| k)
+    }
+
+    /// Of `ids`, the one with the highest chunk (the last of those).
+    fn highest(&self, ids: &[BlobId]) -> Option<BlobId> {
+        ids.iter()
+            .copied()
+            .max_by_key(|c| self.chunks_of(*c).map(|k| k.height).max())
     }
 
     /// A collection: keeps the float chunks reachable from the live
@@ -455,6 +559,29 @@ enum Op {
         step: u8,
         release: u8,
     },
+    /// Stores a nudged next version of one of the 3 checkpoints first stored
+    /// last (as [`Op::PutNext`]), or (`pick % 3 == 0`) of the held one with
+    /// the highest chunk in the model (so that chains reach the depth
+    /// limit), cut like it (`cut_like`, refused with
+    /// NotFound if it is released), then rebases the older one onto it
+    /// (`reverse_delta(older, new)`). `then % 4`: 2 releases one hold of the
+    /// older one first (a last hold: `reverse_delta` fails with NotFound); 3
+    /// releases the new one afterwards and collects (its chunks stay as the
+    /// bases of the older one's).
+    PutReverse {
+        pick: usize,
+        step: u8,
+        then: u8,
+    },
+    /// `reverse_delta(a, b)` of two checkpoints of one family (`b` among
+    /// `a`'s family, mostly not `a`), in either order of versions: both held
+    /// ones (3 times in 4; `a` then mostly the one with the highest chunk in
+    /// the model, so chains reach the depth limit) or both among all ever
+    /// stored (NotFound unless both are held); nothing for a blob and itself.
+    ReverseExisting {
+        a: usize,
+        b: usize,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -474,8 +601,45 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (prop::collection::vec(any::<u8>(), 1..=6), 0u8..3)
             .prop_map(|(parts, compact)| Op::GcDuringUpload { parts, compact }),
         2 => any::<u8>().prop_map(Op::PutCheckpoint),
-        10 => (any::<usize>(), any::<u8>(), any::<u8>())
-            .prop_map(|(pick, step, release)| Op::PutNext { pick, step, release }),
+        10 => put_next(),
+        5 => put_reverse(),
+        4 => reverse_existing(),
+    ]
+}
+
+fn put_next() -> impl Strategy<Value = Op> {
+    (any::<usize>(), any::<u8>(), any::<u8>()).prop_map(|(pick, step, release)| Op::PutNext {
+        pick,
+        step,
+        release,
+    })
+}
+
+fn put_reverse() -> impl Strategy<Value = Op> {
+    (any::<usize>(), any::<u8>(), any::<u8>()).prop_map(|(pick, step, then)| Op::PutReverse {
+        pick,
+        step,
+        then,
+    })
+}
+
+fn reverse_existing() -> impl Strategy<Value = Op> {
+    (any::<usize>(), any::<usize>()).prop_map(|(a, b)| Op::ReverseExisting { a, b })
+}
+
+/// Checkpoints only: next versions forward and reverse, releases, reads,
+/// collections and reopens, so that chains and heights often reach the
+/// depth limit.
+fn version_op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        2 => any::<u8>().prop_map(Op::PutCheckpoint),
+        6 => put_next(),
+        6 => put_reverse(),
+        4 => reverse_existing(),
+        3 => any::<usize>().prop_map(Op::Release),
+        2 => any::<usize>().prop_map(Op::Get),
+        2 => (0u8..3, Just(false)).prop_map(|(compact, expire)| Op::Gc { compact, expire }),
+        1 => Just(Op::Reopen),
     ]
 }
 
@@ -780,26 +944,13 @@ impl World {
                 step,
                 release,
             } => {
-                let n = self.family.order.len();
-                if n == 0 {
+                let Some((base, f, tensors, data)) = self.next_version(*pick, *step, false) else {
                     return;
-                }
-                // Mostly the last one, so chains grow past the depth limit.
-                let back = [0, 0, 0, 1, 2][pick % 5].min(n - 1);
-                let base = self.family.order[n - 1 - back];
-                let (f, prev) = self.family.ckpts[&base].clone();
-                let tensors = nudge(&prev, (*step % 4) as u64 + 1);
-                let data = ckpt_file(f, &tensors);
+                };
                 let w = self.store().blob_writer().delta_base(&base);
-                if self.holds[&base] == 0 {
-                    assert!(
-                        matches!(w, Err(Error::NotFound { .. })),
-                        "a released base {base} was accepted"
-                    );
-                    self.count("put next on a released base");
+                let Some(mut w) = self.writer_on(&base, w, "put next on a released base") else {
                     return;
-                }
-                let mut w = w.unwrap_or_else(|e| panic!("delta base {base}: {e}"));
+                };
                 let mut manifest_gone = false;
                 // A raw file whose base's manifest is gone is cut by content:
                 // not modelled, so its base is only released.
@@ -808,10 +959,7 @@ impl World {
                     m => m,
                 };
                 if mode == 1 || mode == 2 {
-                    self.store().release_blob(&base).unwrap();
-                    let h = self.holds.get_mut(&base).unwrap();
-                    *h -= 1;
-                    let last = *h == 0;
+                    let last = self.release_held(base);
                     if mode == 2 {
                         self.gc(&GcOptions::new().compact_below(0.5));
                         manifest_gone = last;
@@ -837,12 +985,201 @@ impl World {
                     .stored_blob(id, f, tensors, base, &mut self.counts);
                 self.held(id, data);
             }
+            Op::PutReverse { pick, step, then } => {
+                let highest = pick % 3 == 0;
+                let Some((older, f, tensors, data)) = self.next_version(*pick / 3, *step, highest)
+                else {
+                    return;
+                };
+                let w = self.store().blob_writer().cut_like(&older);
+                let Some(mut w) = self.writer_on(&older, w, "put reverse on a released blob")
+                else {
+                    return;
+                };
+                w.write_all(&data).unwrap();
+                let id = w.finish().unwrap();
+                self.check_raw_cuts(&id, f);
+                self.count(if self.data.contains_key(&id) {
+                    "put reverse again"
+                } else {
+                    "put reverse"
+                });
+                self.family
+                    .stored_blob(id, f, tensors, None, &mut self.counts);
+                self.held(id, data);
+                if then % 4 == 2 && self.release_held(older) {
+                    self.count("put reverse, older released");
+                }
+                self.reverse(older, id);
+                if then % 4 == 3 {
+                    if self.release_held(id) {
+                        self.count("put reverse, newer released and collected");
+                    }
+                    self.gc(&GcOptions::new().compact_below(0.5));
+                    self.check(true);
+                }
+            }
+            Op::ReverseExisting { a, b } => {
+                let n = self.family.order.len();
+                if n == 0 {
+                    return;
+                }
+                // Mostly among the held ones.
+                let held = self.held_checkpoints();
+                let pool = if a % 4 == 0 || held.is_empty() {
+                    &self.family.order
+                } else {
+                    &held
+                };
+                // Or the one with the highest chunk, so that chains reach
+                // the depth limit.
+                let a = match self.family.highest(pool) {
+                    Some(h) if a % 4 != 3 => h,
+                    _ => pool[a / 4 % pool.len()],
+                };
+                let f = self.family.ckpts[&a].0;
+                // Mostly another one.
+                let same: Vec<BlobId> = pool
+                    .iter()
+                    .filter(|c| self.family.ckpts[*c].0 == f && (**c != a || b % 8 == 0))
+                    .copied()
+                    .collect();
+                // Half the time one stored whole, if any, so that the chunk
+                // pairs are decided by the heights.
+                let whole: Vec<BlobId> = same
+                    .iter()
+                    .filter(|c| self.family.chunks_of(**c).all(|k| k.base.is_none()))
+                    .copied()
+                    .collect();
+                let b = match (&whole[..], &same[..]) {
+                    (w @ [_, ..], _) if b % 2 == 0 => w[b / 2 % w.len()],
+                    (_, []) => a,
+                    (_, s) => s[b % s.len()],
+                };
+                self.count("reverse existing");
+                self.reverse(a, b);
+            }
             Op::Reopen => {
                 self.reopen();
                 self.count("reopen");
                 self.check(true);
             }
         }
+    }
+
+    /// The checkpoints held, in the order first stored.
+    fn held_checkpoints(&self) -> Vec<BlobId> {
+        (self.family.order.iter())
+            .filter(|c| self.holds[*c] > 0)
+            .copied()
+            .collect()
+    }
+
+    /// A nudged next version of one of the 3 checkpoints first stored last
+    /// (`pick`, mostly the last one, so chains grow past the depth limit;
+    /// `step % 4` picks the nudge), or with `highest` of the held one with
+    /// the highest chunk: that checkpoint, the family, the tensors and the
+    /// file. None before the first checkpoint.
+    fn next_version(&self, pick: usize, step: u8, highest: bool) -> Option<NextVersion> {
+        let n = self.family.order.len();
+        if n == 0 {
+            return None;
+        }
+        let prev = match self.family.highest(&self.held_checkpoints()) {
+            Some(h) if highest => h,
+            _ => self.family.order[n - 1 - [0, 0, 0, 1, 2][pick % 5].min(n - 1)],
+        };
+        let (f, tensors) = &self.family.ckpts[&prev];
+        let tensors = nudge(tensors, (step % 4) as u64 + 1);
+        let data = ckpt_file(*f, &tensors);
+        Some((prev, *f, tensors, data))
+    }
+
+    /// `w`, a writer with `base` as its delta base or cut like it, if `base`
+    /// is held; else checks it was refused (NotFound) and counts `refused`.
+    fn writer_on(
+        &mut self,
+        base: &BlobId,
+        w: modelvault::Result<BlobWriter>,
+        refused: &'static str,
+    ) -> Option<BlobWriter> {
+        if self.holds[base] > 0 {
+            return Some(w.unwrap_or_else(|e| panic!("{refused}? {base} is held: {e}")));
+        }
+        assert!(
+            matches!(w, Err(Error::NotFound { .. })),
+            "{refused}: {base} was accepted"
+        );
+        self.count(refused);
+        None
+    }
+
+    /// Releases one hold of `id`, which must have one. True if it was the
+    /// last.
+    fn release_held(&mut self, id: BlobId) -> bool {
+        self.store().release_blob(&id).unwrap();
+        let h = self.holds.get_mut(&id).unwrap();
+        *h -= 1;
+        *h == 0
+    }
+
+    /// `reverse_delta(older, newer)` of two checkpoints of one family,
+    /// against the model: NotFound unless both are held; else every chunk of
+    /// `older` examined, its float chunks paired, the predicted ones rebased,
+    /// no bytes or chunks gained, and both still read back.
+    fn reverse(&mut self, older: BlobId, newer: BlobId) {
+        let before = self.store().stats();
+        let r = self.store().reverse_delta(&older, &newer);
+        if self.holds[&older] == 0 || self.holds[&newer] == 0 {
+            assert!(
+                matches!(r, Err(Error::NotFound { .. })),
+                "reverse delta with a released blob ({older} held {}, {newer} held {}): {r:?}",
+                self.holds[&older],
+                self.holds[&newer]
+            );
+            self.count("reverse delta on a released blob");
+            return;
+        }
+        let r = r.unwrap_or_else(|e| panic!("reverse delta {older} -> {newer}: {e}"));
+        if older == newer {
+            assert_eq!(
+                r,
+                Default::default(),
+                "reverse delta of {older} onto itself"
+            );
+            self.count("reverse delta onto itself");
+            return;
+        }
+        let chunks = self.store().blob_record(&older).unwrap().unwrap().chunks;
+        let (paired, rebased) = self.family.reverse(older, newer, &mut self.counts);
+        assert_eq!(
+            (r.chunks, r.paired, r.rebased, r.busy),
+            (chunks, paired, rebased, 0),
+            "reverse delta {older} -> {newer}: (chunks, paired, rebased, busy) vs the model: {r:?}"
+        );
+        assert_eq!(
+            r.bytes_before > r.bytes_after,
+            rebased > 0,
+            "reverse delta {older} -> {newer}: {r:?}"
+        );
+        let after = self.store().stats();
+        assert_eq!(
+            (after.chunks, after.unique_bytes, after.blobs),
+            (before.chunks, before.unique_bytes, before.blobs),
+            "reverse delta {older} -> {newer} changed the counts"
+        );
+        for id in [older, newer] {
+            let back = read(self.store(), &id).unwrap_or_else(|e| panic!("blob {id}: {e}"));
+            assert!(
+                back == self.data[&id],
+                "blob {id} reads back wrong after reverse delta {older} -> {newer}"
+            );
+        }
+        self.count(if rebased > 0 {
+            "reverse delta"
+        } else {
+            "reverse delta, nothing rebased"
+        });
     }
 
     /// Resumes session `sid` for `data`, of which `k` bytes were written
@@ -978,6 +1315,13 @@ impl World {
             .verify(VerifyOptions::new().read_data(true))
             .unwrap();
         assert!(v.is_clean(), "verify: {:?}", v.problems);
+        let deltas = self
+            .family
+            .stored
+            .values()
+            .filter(|k| k.base.is_some())
+            .count() as u64;
+        assert_eq!(v.delta_chunks, deltas, "delta chunks vs the model");
 
         // Release everything: nothing at all is left after gc.
         let held: Vec<(BlobId, u32)> = self
@@ -1051,12 +1395,13 @@ fn config() -> Config {
     c
 }
 
-#[test]
-fn gc_matches_in_memory_model() {
+/// Runs the cases of `ops` (with [`config`]), then requires every one of
+/// `labels` to have been counted.
+fn check_model(what: &str, ops: impl Strategy<Value = Vec<Op>>, labels: &[&str]) {
     let start = Instant::now();
     let mut runner = TestRunner::new(config());
     let counts = std::sync::Mutex::new(BTreeMap::<&'static str, usize>::new());
-    let result = runner.run(&prop::collection::vec(op(), 20..=50), |ops| {
+    let result = runner.run(&ops, |ops| {
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_case(&ops)));
         match r {
             Ok(c) => {
@@ -1078,41 +1423,92 @@ fn gc_matches_in_memory_model() {
         panic!("{e}");
     }
     let c = counts.into_inner().unwrap();
-    eprintln!("gc model: {c:?} in {:?}", start.elapsed());
-    for label in [
-        "put",
-        "put again held",
-        "put again released",
-        "get held",
-        "get released",
-        "release",
-        "release last",
-        "release unheld",
-        "gc",
-        "gc compacted",
-        "suspend resume",
-        "suspend reopen resume",
-        "abandon",
-        "resume left, finish",
-        "resume left, drop",
-        "reopen",
-        "gc during upload",
-        "put checkpoint",
-        "put next",
-        "put next raw",
-        "put next on a released base",
-        "put next, base released",
-        "put next, base released and collected",
-        "put again checkpoint",
-        "float chunk stored as a delta",
-        "raw chunk stored as a delta",
-        "float chunk whole at the depth limit",
-        "float chunk already stored",
-        "case ends with base chunks of released checkpoints",
-    ] {
+    eprintln!("{what}: {c:?} in {:?}", start.elapsed());
+    for label in labels {
         assert!(
             c.get(label).copied().unwrap_or(0) > 0,
             "{label} never happened: {c:?}"
         );
     }
+}
+
+#[test]
+fn gc_matches_in_memory_model() {
+    let ops = prop::collection::vec(op(), 20..=50);
+    check_model(
+        "gc model",
+        ops,
+        &[
+            "put",
+            "put again held",
+            "put again released",
+            "get held",
+            "get released",
+            "release",
+            "release last",
+            "release unheld",
+            "gc",
+            "gc compacted",
+            "suspend resume",
+            "suspend reopen resume",
+            "abandon",
+            "resume left, finish",
+            "resume left, drop",
+            "reopen",
+            "gc during upload",
+            "put checkpoint",
+            "put next",
+            "put next raw",
+            "put next on a released base",
+            "put next, base released",
+            "put next, base released and collected",
+            "put again checkpoint",
+            "float chunk stored as a delta",
+            "raw chunk stored as a delta",
+            "float chunk whole at the depth limit",
+            "float chunk already stored",
+            "float chunk stored as a delta of a delta",
+            "put reverse",
+            "put reverse on a released blob",
+            "put reverse, older released",
+            "put reverse, newer released and collected",
+            "reverse existing",
+            "reverse delta",
+            "reverse delta, nothing rebased",
+            "reverse delta on a released blob",
+            "reverse delta onto itself",
+            "reverse: chunk rebased",
+            "reverse: chunk rebased with its chains",
+            "reverse: older chunk a delta",
+            "reverse: newer chunk a delta",
+            "case ends with base chunks of released checkpoints",
+        ],
+    );
+}
+
+/// The same model with checkpoint operations only (see [`version_op`]).
+#[test]
+fn gc_model_versions_match() {
+    let ops = prop::collection::vec(version_op(), 20..=50);
+    check_model(
+        "gc model, versions",
+        ops,
+        &[
+            "put next",
+            "put next raw",
+            "put next, base released and collected",
+            "float chunk whole at the depth limit",
+            "put reverse",
+            "put reverse, older released",
+            "put reverse, newer released and collected",
+            "reverse delta",
+            "reverse delta on a released blob",
+            "reverse: chunk rebased",
+            "reverse: chunk rebased with its chains",
+            "reverse: older chunk a delta",
+            "reverse: newer chunk a delta",
+            "reverse: older chunk at the depth limit",
+            "case ends with base chunks of released checkpoints",
+        ],
+    );
 }

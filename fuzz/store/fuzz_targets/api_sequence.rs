@@ -14,7 +14,11 @@
 //!
 //! Uploads with a delta base (`PutDelta`, contents made with `Nudge`) mix
 //! delta chains into the sequences, so releases, version deletes,
-//! collections and compaction meet deltas whose base blob is gone.
+//! collections and compaction meet deltas whose base blob is gone. Reverse
+//! deltas (`PutReverse`: an upload `cut_like` an older blob, then
+//! `reverse_delta(older, new)`; `ReverseDelta` between any two blobs) turn
+//! older blobs' chunks into deltas against newer ones, in either direction
+//! and on top of forward chains.
 //!
 //! Set `MV_FUZZ_TRACE=1` to print the decoded operations and their outcomes
 //! (e.g. when replaying a crash: `target/.../api_sequence crash-…`).
@@ -151,6 +155,13 @@ enum Op {
     /// stored), optionally releasing one hold of the base before writing
     /// (as `Release`), then the content written and finished.
     PutDelta { base: u8, content: Content, release_base: bool, split: u16 },
+    /// A BlobWriter with `cut_like(older)` (NotFound unless it is stored),
+    /// the content written and finished, optionally one hold of `older`
+    /// released (as `Release`), then `reverse_delta(older, new)`.
+    PutReverse { older: u8, content: Content, release_older: bool, split: u16 },
+    /// `reverse_delta(older, newer)` of any two blobs (NotFound unless both
+    /// are stored).
+    ReverseDelta { older: u8, newer: u8 },
 }
 
 fn decode(data: &[u8]) -> Vec<Op> {
@@ -646,18 +657,7 @@ impl World {
             }
             Op::Release { blob } => {
                 let id = self.pick_blob(*blob);
-                let want = if !self.live(&id) {
-                    Err(Kind::NotFound)
-                } else if self.blobs[&id].holds == 0 {
-                    Err(Kind::Invalid)
-                } else {
-                    Ok(())
-                };
-                let r = self.store().release_blob(&id);
-                self.trace(|| format!("release {id} -> {r:?} (want {want:?})"));
-                if expect(&format!("op {i}: release_blob {id}"), r, want).is_some() {
-                    self.blobs.get_mut(&id).unwrap().holds -= 1;
-                }
+                self.release(i, id, "");
             }
             Op::DeleteVersion { model, version, force, dry } => {
                 let s = self.ensure_model(*model);
@@ -781,37 +781,150 @@ impl World {
             Op::PutDelta { base, content, release_base, split } => {
                 let base = self.pick_blob(*base);
                 let c = Arc::new(self.build(content));
-                let want = if self.live(&base) { Ok(()) } else { Err(Kind::NotFound) };
                 let r = self.store().blob_writer().delta_base(&base);
-                self.trace(|| format!("delta_base {base} -> {:?} (want {want:?})", r.as_ref().map(|_| ())));
-                // (A BlobWriter is not Debug: check the outcome without it.)
-                let (r, w) = match r {
-                    Ok(w) => (Ok(()), Some(w)),
-                    Err(e) => (Err(e), None),
-                };
-                expect(&format!("op {i}: delta_base {base}"), r, want);
-                let Some(mut w) = w else {
+                let Some(w) = self.writer_on(i, "delta_base", &base, r) else {
                     return;
                 };
                 if *release_base {
-                    let want = if self.blobs[&base].holds == 0 { Err(Kind::Invalid) } else { Ok(()) };
-                    let r = self.store().release_blob(&base);
-                    self.trace(|| format!("release base {base} -> {r:?} (want {want:?})"));
-                    if expect(&format!("op {i}: release_blob {base} (the base)"), r, want).is_some() {
-                        self.blobs.get_mut(&base).unwrap().holds -= 1;
-                    }
+                    self.release(i, base, " (the base)");
                 }
-                write_split(&mut w, &c, *split);
-                assert_eq!(w.len(), c.len() as u64, "writer len");
-                let id = w
-                    .finish()
-                    .unwrap_or_else(|e| panic!("op {i}: put of {} bytes on base {base}: {e} ({e:?})", c.len()));
-                let want = self.learn(&c);
-                assert_eq!(id, want, "op {i}: blob id of the content");
-                self.blobs.get_mut(&id).unwrap().holds += 1;
-                self.trace(|| format!("put {} bytes on base {base} -> {id}", c.len()));
+                self.finish_put(i, w, &c, *split, &format!("on base {base}"));
+            }
+            Op::PutReverse { older, content, release_older, split } => {
+                let older = self.pick_blob(*older);
+                let c = Arc::new(self.build(content));
+                let r = self.store().blob_writer().cut_like(&older);
+                let Some(w) = self.writer_on(i, "cut_like", &older, r) else {
+                    return;
+                };
+                let id = self.finish_put(i, w, &c, *split, &format!("cut like {older}"));
+                if *release_older {
+                    self.release(i, older, " (the older)");
+                }
+                self.reverse_delta(i, older, id);
+            }
+            Op::ReverseDelta { older, newer } => {
+                let (older, newer) = (self.pick_blob(*older), self.pick_blob(*newer));
+                self.reverse_delta(i, older, newer);
             }
         }
+    }
+
+    /// Releases one hold of `id` (`what` says which, for messages):
+    /// NotFound unless it is stored, InvalidInput if it is only referenced.
+    fn release(&mut self, i: usize, id: BlobId, what: &str) {
+        let want = if !self.live(&id) {
+            Err(Kind::NotFound)
+        } else if self.blobs[&id].holds == 0 {
+            Err(Kind::Invalid)
+        } else {
+            Ok(())
+        };
+        let r = self.store().release_blob(&id);
+        self.trace(|| format!("release{what} {id} -> {r:?} (want {want:?})"));
+        if expect(&format!("op {i}: release_blob {id}{what}"), r, want).is_some() {
+            self.blobs.get_mut(&id).unwrap().holds -= 1;
+        }
+    }
+
+    /// The outcome of `delta_base` / `cut_like` (`what`) of `base`: NotFound
+    /// unless it is stored. The writer when it was accepted.
+    fn writer_on(
+        &self,
+        i: usize,
+        what: &str,
+        base: &BlobId,
+        r: modelvault::Result<modelvault::BlobWriter>,
+    ) -> Option<modelvault::BlobWriter> {
+        let want = if self.live(base) { Ok(()) } else { Err(Kind::NotFound) };
+        self.trace(|| format!("{what} {base} -> {:?} (want {want:?})", r.as_ref().map(|_| ())));
+        // (A BlobWriter is not Debug: check the outcome without it.)
+        let (r, w) = match r {
+            Ok(w) => (Ok(()), Some(w)),
+            Err(e) => (Err(e), None),
+        };
+        expect(&format!("op {i}: {what} {base}"), r, want);
+        w
+    }
+
+    /// Writes `c` to `w` (pieces of `split` bytes) and finishes: a new hold
+    /// on the blob of that content. `how` is for messages.
+    fn finish_put(
+        &mut self,
+        i: usize,
+        mut w: modelvault::BlobWriter,
+        c: &Arc<Vec<u8>>,
+        split: u16,
+        how: &str,
+    ) -> BlobId {
+        write_split(&mut w, c, split);
+        assert_eq!(w.len(), c.len() as u64, "writer len");
+        let id = w
+            .finish()
+            .unwrap_or_else(|e| panic!("op {i}: put of {} bytes {how}: {e} ({e:?})", c.len()));
+        let want = self.learn(c);
+        assert_eq!(id, want, "op {i}: blob id of the content");
+        self.blobs.get_mut(&id).unwrap().holds += 1;
+        self.trace(|| format!("put {} bytes {how} -> {id}", c.len()));
+        id
+    }
+
+    /// `reverse_delta(older, newer)` against the model: NotFound unless both
+    /// are stored; nothing done for a blob and itself or an empty one; else
+    /// a consistent report (every chunk of `older` examined, each paired at
+    /// most once, rebased ones smaller by `delta_min_saving`, nothing busy),
+    /// no chunk, byte or blob count changed, both blobs read back the same,
+    /// and doing it again rebases nothing.
+    fn reverse_delta(&mut self, i: usize, older: BlobId, newer: BlobId) {
+        let before = self.store().stats();
+        let want = if self.live(&older) && self.live(&newer) { Ok(()) } else { Err(Kind::NotFound) };
+        let r = self.store().reverse_delta(&older, &newer);
+        self.trace(|| format!("reverse_delta {older} -> {newer}: {r:?} (want {want:?})"));
+        let what = format!("op {i}: reverse_delta {older} -> {newer}");
+        let Some(rep) = expect(&what, r, want) else {
+            return;
+        };
+        let (co, cn) = (self.content(&older), self.content(&newer));
+        if older == newer || co.is_empty() || cn.is_empty() {
+            assert_eq!(rep, Default::default(), "{what}: nothing to do");
+        } else {
+            let rec = self
+                .store()
+                .blob_record(&older)
+                .unwrap_or_else(|e| panic!("{what}: blob_record: {e}"))
+                .unwrap_or_else(|| panic!("{what}: older blob record gone"));
+            assert_eq!(rep.chunks, rec.chunks, "{what}: chunks examined: {rep:?}");
+            assert!(rep.rebased <= rep.paired && rep.paired <= rep.chunks, "{what}: {rep:?}");
+            assert_eq!(rep.busy, 0, "{what}: nothing else is in flight: {rep:?}");
+            assert_eq!(rep.rebased > 0, rep.bytes_before > 0, "{what}: {rep:?}");
+            assert!(
+                rep.bytes_after as f64 <= rep.bytes_before as f64 * 0.97,
+                "{what}: rebased chunks smaller by delta_min_saving: {rep:?}"
+            );
+        }
+        let after = self.store().stats();
+        assert_eq!(
+            (after.blobs, after.chunks, after.unique_bytes, after.logical_bytes),
+            (before.blobs, before.chunks, before.unique_bytes, before.logical_bytes),
+            "{what}: stats (blobs, chunks, unique bytes, logical bytes) changed"
+        );
+        for (id, c) in [(older, &co), (newer, &cn)] {
+            let mut got = Vec::new();
+            self.store()
+                .blob_reader(&id)
+                .and_then(|mut r| r.read_to_end(&mut got).map_err(|e| Error::io("<read>", e)))
+                .unwrap_or_else(|e| panic!("{what}: read of {id} after: {e} ({e:?})"));
+            assert!(got[..] == c[..], "{what}: {id} reads back wrong after");
+        }
+        let again = self
+            .store()
+            .reverse_delta(&older, &newer)
+            .unwrap_or_else(|e| panic!("{what}, again: {e} ({e:?})"));
+        assert_eq!(
+            (again.chunks, again.paired, again.rebased),
+            (rep.chunks, rep.paired, 0),
+            "{what}, again: {again:?} after {rep:?}"
+        );
     }
 
     /// What adding a version of `entries` (blobs present) to slot `s` must give.

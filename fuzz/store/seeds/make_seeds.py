@@ -15,7 +15,8 @@ import struct
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 OPS = ["Put", "AddStaged", "AddExisting", "Read", "Release", "DeleteVersion", "DeleteModel",
-       "Prune", "Finalize", "Gc", "Suspend", "Resume", "Abandon", "Reopen", "PutDelta"]
+       "Prune", "Finalize", "Gc", "Suspend", "Resume", "Abandon", "Reopen", "PutDelta",
+       "PutReverse", "ReverseDelta"]
 PARTS = ["Noise", "Floats", "Repeat", "Copy", "Raw", "Safetensors", "Nudge"]
 ENDS = ["Finish", "Stage", "Drop", "Suspend"]
 
@@ -68,6 +69,9 @@ def abandon(c, prefix): return tag(OPS, "Abandon") + c + u32(prefix)
 def reopen(): return tag(OPS, "Reopen")
 def put_delta(base, c, release_base=False, split=0):
     return tag(OPS, "PutDelta") + u8(base) + c + b(release_base) + u16(split)
+def put_reverse(older, c, release_older=False, split=0):
+    return tag(OPS, "PutReverse") + u8(older) + c + b(release_older) + u16(split)
+def reverse_delta(older, newer): return tag(OPS, "ReverseDelta") + u8(older) + u8(newer)
 
 def finish(): return tag(ENDS, "Finish")
 def stage(model, path): return tag(ENDS, "Stage") + u8(model) + u8(path)
@@ -195,6 +199,56 @@ SEEDS = {
         gc(128),
         put_delta(8, content(nudge(0, 8))),
     ],
+    # Reverse deltas: next versions cut like the older one (safetensors and
+    # raw floats) and the older one rebased onto them, a chain of them, one
+    # on top of a forward chain (up to the depth limit), one backwards, with
+    # released, referenced-only, unknown, identical and empty blobs; then
+    # releases of the newer versions, a collection, a reopen.
+    # Blob indices: 0 (safetensors) 1 (raw) 2..9 next versions, 10 empty.
+    "reverse_deltas": [
+        put(content(st(1, 0, 4095, 4095))),
+        put(content(floats(2, 3, 60000))),
+        # (Nudges of one chain with the same seed % 4 and `every` cancel out.)
+        put_reverse(0, content(nudge(0, 1))),
+        put_reverse(2, content(nudge(2, 2)), split=5000),
+        put_reverse(1, content(nudge(1, 3, 3))),
+        put_reverse(4, content(nudge(4, 0, 1)), release_older=True),
+        put_delta(3, content(nudge(3, 3))),
+        put_delta(6, content(nudge(6, 0))),
+        reverse_delta(3, 7),
+        put_reverse(3, content(nudge(3, 1, 1))),
+        put_reverse(8, content(nudge(8, 2, 2))),
+        reverse_delta(9, 8),
+        reverse_delta(5, 1),
+        read(0), read(1), read(2, seeks=[(0, 20000, 9000)]),
+        release(3), release(8),
+        gc(255),
+        read(0), read(6), read(7), read(9),
+        add_existing(0, [(MODEL_ST, 2, False)]),
+        release(2),
+        reverse_delta(2, 9),
+        reopen(),
+        reverse_delta(0, 10),
+        reverse_delta(4, 1),
+        put_reverse(4, content(nudge(0, 9))),
+        reverse_delta(9, 9),
+        put(content()),
+        reverse_delta(10, 9),
+        release(9),
+        gc(128),
+        read(0), read(2), read(5),
+        delete_model(0),
+        gc(255),
+        read(0), read(6),
+    ],
+    # A run of 18 versions, each cut like the one before, which is then
+    # rebased onto it: every max_delta_depth + 1 versions stays whole (the
+    # chains are not observable through the API, but one past the readers'
+    # bound of 16 records would fail the reads), then the oldest ones are
+    # released and collected with compaction.
+    "reverse_chain": [put(content(st(3, 0, 4095, 2000)))]
+    + [put_reverse(k, content(nudge(k, k % 4, k // 4))) for k in range(18)]
+    + [read(0), read(9), release(0), release(1), release(2), gc(255), read(3), reopen(), read(5)],
     # A bit of everything, interleaved.
     "mixed": [
         put(content(noise(0, 0, 120 * KIB), floats(0, 0, 10000))),
