@@ -65,6 +65,24 @@ impl Cf {
         Cf::Uploads,
     ];
 
+    /// Whether the column family's records are written per chunk or per
+    /// blob segment (or are store-wide singletons and upload bookkeeping), so
+    /// that its size grows with the bytes stored, rather than per registry
+    /// entity.
+    pub fn grows_with_blobs(self) -> bool {
+        matches!(
+            self,
+            Cf::Meta
+                | Cf::Chunks
+                | Cf::Packs
+                | Cf::Blobs
+                | Cf::Manifests
+                | Cf::Refs
+                | Cf::Gc
+                | Cf::Uploads
+        )
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Cf::Meta => "meta",
@@ -85,6 +103,36 @@ impl Cf {
         }
     }
 }
+
+/// The block cache of the column families whose size grows with the bytes
+/// stored ([`Cf::grows_with_blobs`]). Small, so that RocksDB's memory while
+/// storing or restoring does not grow with the blob: together with their
+/// memtables it is in use once about 1 GiB of blobs is indexed. A block that
+/// is not cached is read from the SST file, normally in the OS page cache
+/// (one `pread` per lookup, small next to reading and hashing a chunk). See
+/// docs/ARCHITECTURE.md, "Memory bound".
+const BLOB_CACHE_BYTES: usize = 2 << 20;
+
+/// The write buffer (memtable) of each of those column families: flushed at
+/// this size; at most two per column family (one being flushed, RocksDB's
+/// `max_write_buffer_number`), so at most 4 MiB for all eight.
+const BLOB_WRITE_BUFFER_BYTES: usize = 256 << 10;
+
+/// A memtable's allocation unit for those column families (RocksDB's default
+/// would be 1/8 of the write buffer): every column family written since its
+/// last flush holds at least one block.
+const BLOB_ARENA_BLOCK_BYTES: usize = 32 << 10;
+
+/// The block cache of the registry's column families, whose size depends on
+/// the number of experiments, models and versions, not on blob sizes.
+const REGISTRY_CACHE_BYTES: usize = 64 << 20;
+
+/// The write buffer of each registry column family. Large: registry queries
+/// scan and look up many small records, several times faster from a few
+/// large memtables and SST files than from many small ones (the metadata
+/// query of `examples/registry_bench`, p50: 0.4 ms, against 1.4 to 2.0 ms
+/// with one 2 MiB memtable budget for all column families).
+const REGISTRY_WRITE_BUFFER_BYTES: usize = 32 << 20;
 
 /// The metadata database.
 pub(crate) struct Meta {
@@ -141,7 +189,8 @@ impl Meta {
     /// whose metadata exists must never be silently replaced by an empty
     /// database, e.g. when its `CURRENT` file is lost).
     pub fn open(dir: &Path, create: bool) -> Result<Self> {
-        let cache = Cache::new_lru_cache(64 << 20);
+        let blob_cache = Cache::new_lru_cache(BLOB_CACHE_BYTES);
+        let registry_cache = Cache::new_lru_cache(REGISTRY_CACHE_BYTES);
         let mut db_opts = Options::default();
         db_opts.create_if_missing(create);
         // A torn last record (a crash mid-write of an unsynced commit) is
@@ -158,7 +207,8 @@ impl Meta {
         let cfs = Cf::ALL.iter().map(|&cf| {
             let mut o = Options::default();
             let mut t = BlockBasedOptions::default();
-            t.set_block_cache(&cache);
+            let blobs = cf.grows_with_blobs();
+            t.set_block_cache(if blobs { &blob_cache } else { &registry_cache });
             t.set_bloom_filter(10.0, false);
             t.set_cache_index_and_filter_blocks(true);
             t.set_pin_l0_filter_and_index_blocks_in_cache(true);
@@ -169,7 +219,12 @@ impl Meta {
             } else {
                 DBCompressionType::Lz4
             });
-            o.set_write_buffer_size(32 << 20);
+            if blobs {
+                o.set_write_buffer_size(BLOB_WRITE_BUFFER_BYTES);
+                o.set_arena_block_size(BLOB_ARENA_BLOCK_BYTES);
+            } else {
+                o.set_write_buffer_size(REGISTRY_WRITE_BUFFER_BYTES);
+            }
             ColumnFamilyDescriptor::new(cf.name(), o)
         });
         let db = DB::open_cf_descriptors(&db_opts, dir, cfs)?;
@@ -310,5 +365,71 @@ impl Meta {
             return Ok(None);
         }
         Ok(it.key().map(Into::into))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The sum of a per-column-family integer property.
+    fn total(meta: &Meta, property: &str) -> u64 {
+        Cf::ALL
+            .iter()
+            .map(|&cf| {
+                meta.db
+                    .property_int_value_cf(meta.cf(cf), property)
+                    .unwrap()
+                    .unwrap_or(0)
+            })
+            .sum()
+    }
+
+    /// The blob column families' block cache usage (one cache for all).
+    fn cache_usage(meta: &Meta) -> u64 {
+        meta.db
+            .property_int_value_cf(meta.cf(Cf::Chunks), "rocksdb.block-cache-usage")
+            .unwrap()
+            .unwrap_or(0)
+    }
+
+    /// Writing and reading back several times the memory budget of chunk
+    /// index entries keeps the memtables and the block cache within their
+    /// bounds instead of growing with the entries: at most two memtables per
+    /// column family written (two here), and the cache's capacity (blocks
+    /// pinned by an iterator or for level-0 files may exceed it a little).
+    #[test]
+    fn memtables_and_block_cache_stay_within_the_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = Meta::open(dir.path(), true).unwrap();
+        let key = |i: u64| blake3::hash(&i.to_le_bytes()).as_bytes().to_vec();
+        // About 38 MiB of keys and values, in commits of 1,024 entries per column family.
+        const N: u64 = 400_000;
+        let (mut mem_peak, mut cache_peak) = (0, 0);
+        for start in (0..N).step_by(1024) {
+            let mut b = Batch::default();
+            for i in start..(start + 1024).min(N) {
+                b.put(Cf::Chunks, key(i), [7u8; 28]);
+                b.put(Cf::Refs, key(i), [1u8; 8]);
+            }
+            meta.commit(b, false).unwrap();
+            mem_peak = mem_peak.max(total(&meta, "rocksdb.size-all-mem-tables"));
+            cache_peak = cache_peak.max(cache_usage(&meta));
+        }
+        for i in (0..N).step_by(97) {
+            assert!(meta.get(Cf::Chunks, &key(i)).unwrap().is_some());
+            cache_peak = cache_peak.max(cache_usage(&meta));
+        }
+        eprintln!(
+            "memtables peak {} KiB, block cache peak {} KiB",
+            mem_peak >> 10,
+            cache_peak >> 10
+        );
+        let memtables_max = 2 * 2 * BLOB_WRITE_BUFFER_BYTES as u64 + (1 << 20);
+        assert!(mem_peak <= memtables_max, "memtables {mem_peak} B");
+        assert!(
+            cache_peak <= BLOB_CACHE_BYTES as u64 + (1 << 20),
+            "block cache {cache_peak} B"
+        );
     }
 }
