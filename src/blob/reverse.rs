@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use super::base::DeltaBase;
 use crate::chunking::PlaneHint;
 use crate::codec::{delta, Codec};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::id::{BlobId, ChunkId};
 use crate::meta::{keys, records, Batch, Cf};
 use crate::pack::{ChunkLoc, RecordHeader};
@@ -213,7 +213,15 @@ fn rebase_batch(
             .collect();
         workers
             .into_iter()
-            .map(|w| w.join().expect("a reverse delta worker panicked"))
+            .map(|w| {
+                // A worker that panicked is a bug: reported, not propagated.
+                w.join().unwrap_or_else(|_| {
+                    Err(Error::io(
+                        "<reverse delta worker>",
+                        std::io::Error::other("the worker thread panicked"),
+                    ))
+                })
+            })
             .collect()
     });
     let mut done = Vec::new();
