@@ -29,12 +29,32 @@ def floats(n, seed=7):
     return bytes(out)
 
 
-def planes(raw, width, zstd_planes):
+def bit_image(plane):
+    """Bit planes of a byte plane (planes mode 2): bit k of byte 8i+j -> bit j of byte i of bit plane k."""
+    g = len(plane) // 8
+    out = bytearray(len(plane))
+    for i in range(g):
+        for k in range(8):
+            out[k * g + i] = sum(((plane[8 * i + j] >> k) & 1) << j for j in range(8))
+    out[8 * g:] = plane[8 * g:]
+    return bytes(out)
+
+
+def sparse_pairs(n):
+    """2-byte elements, low byte mostly 0 and sometimes 1 or 2, high byte 0."""
+    return bytes((1 + (i // 2) % 2) if i % 2 == 0 and (i * 2654435761) % 8 == 0 else 0 for i in range(n))
+
+
+def planes(raw, width, zstd_planes, bit_planes=()):
     n = len(raw)
     ps = [bytes(raw[p::width]) for p in range(width)]
     d, body = b"", b""
     for p, plane in enumerate(ps):
-        if p in zstd_planes:
+        if p in bit_planes:
+            z = zstd_frame(bit_image(plane))
+            d += bytes([2]) + struct.pack("<I", len(z))
+            body += z
+        elif p in zstd_planes:
             z = zstd_frame(plane)
             d += bytes([1]) + struct.pack("<I", len(z))
             body += z
@@ -79,12 +99,15 @@ def main():
     put("codec_decode", "planes4", bytes([2 | 1, 4]) + struct.pack("<I", len(f)) + planes(f, 4, {2, 3}))
     put("codec_decode", "planes2", bytes([2, 2]) + struct.pack("<I", 1001) + planes(f[:1001], 2, {1}))
     put("codec_decode", "planes2_raw", bytes([2, 2]) + struct.pack("<I", 9) + planes(f[:9], 2, set()))
+    sp = sparse_pairs(2054)
+    put("codec_decode", "planes2_bits", bytes([2, 2]) + struct.pack("<I", len(sp)) + planes(sp, 2, {1}, {0}))
     bomb = zstd_frame(bytes(1 << 20))
     put("codec_decode", "bomb", bytes([1, 0]) + struct.pack("<I", 1024) + bomb)
 
     # codec_roundtrip: [level, min_saving, raw...].
     put("codec_roundtrip", "floats", bytes([5, 25]) + f[:2048])
     put("codec_roundtrip", "zeros", bytes([5, 25]) + bytes(1024))
+    put("codec_roundtrip", "sparse_pairs", bytes([1, 0]) + sparse_pairs(4096))
     put("codec_roundtrip", "text", bytes([3, 0]) + b"the quick brown fox jumps over the lazy dog. " * 20)
     put("codec_roundtrip", "fp16", bytes([4, 12]) + b"".join(struct.pack("<e", (i % 97) / 97.0) for i in range(700)))
 

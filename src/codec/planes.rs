@@ -1,14 +1,36 @@
 //! Byte-plane transform: byte `i` of a chunk goes to plane `i % width`; each
-//! plane is stored as its own zstd frame, or raw when it would not shrink.
+//! plane is stored as its own zstd frame, or raw when it would not shrink, or
+//! as a zstd frame of its *bit planes*.
 //!
 //! Stored layout (all integers little-endian):
 //!
 //! ```text
-//! width × { mode: u8 (0 = raw, 1 = zstd), len: u32 }   plane directory
+//! width × { mode: u8 (0 = raw, 1 = zstd, 2 = bits), len: u32 }   plane directory
 //! plane 0 payload (len bytes) … plane width-1 payload
 //! ```
 //!
 //! Plane `p` of a chunk of `n` bytes holds `n / width + (p < n % width)` bytes.
+//!
+//! # Bit planes
+//!
+//! zstd codes each literal byte with at least one bit, so a plane that is
+//! nearly all one value (the low byte of a bf16 weight's difference between
+//! two training steps: mostly 0, sometimes 1 or 2) costs about a bit per
+//! byte, where its information is a fraction of that. Transposing the plane
+//! into bit planes turns those rare values into sparse bits that zstd packs
+//! eight to a literal. A plane of `m` bytes is cut into `g = m / 8` groups of
+//! 8 bytes and a tail of `m % 8` bytes; the *bit image* (also `m` bytes) is
+//!
+//! ```text
+//! 8 × g bytes: bit plane k (k = 0 … 7) is g bytes; bit j of its byte i is
+//!              bit k of plane byte 8i + j
+//! m % 8 bytes: the tail, as is
+//! ```
+//!
+//! and mode 2 stores one zstd frame of it. The encoder tries it only for
+//! planes whose order-0 entropy is under 2 bits per byte (anything denser
+//! gains nothing: zstd's Huffman literals are then near the entropy), and
+//! keeps it only when its frame is smaller than the byte plane's.
 
 use super::estimate::{plane_incompressible, Estimate};
 use super::zstd_ctx;
@@ -17,6 +39,55 @@ use crate::error::{Error, Result};
 const DIR_ENTRY: usize = 5;
 const MODE_RAW: u8 = 0;
 const MODE_ZSTD: u8 = 1;
+const MODE_BITS: u8 = 2;
+/// Bit planes are tried for planes estimated below this many bytes per byte
+/// (2 bits).
+const BITS_BELOW: f64 = 0.25;
+
+/// Transposes the 8×8 bit matrix held in `x`, byte `i` being row `i` and bit
+/// `j` of it column `j`: bit `j` of byte `i` moves to bit `i` of byte `j`.
+/// Its own inverse. (Three rounds of delta swaps: within 2×2, 4×4 and 8×8
+/// blocks.)
+fn transpose8(mut x: u64) -> u64 {
+    let t = (x ^ (x >> 7)) & 0x00AA_00AA_00AA_00AA;
+    x ^= t ^ (t << 7);
+    let t = (x ^ (x >> 14)) & 0x0000_CCCC_0000_CCCC;
+    x ^= t ^ (t << 14);
+    let t = (x ^ (x >> 28)) & 0x0000_0000_F0F0_F0F0;
+    x ^ t ^ (t << 28)
+}
+
+/// The bit image of `plane` (see the module documentation), `plane.len()`
+/// bytes, into `dst` (cleared first).
+fn to_bits(plane: &[u8], dst: &mut Vec<u8>) {
+    let g = plane.len() / 8;
+    dst.clear();
+    dst.resize(plane.len(), 0);
+    for (i, q) in plane.chunks_exact(8).enumerate() {
+        let t = transpose8(u64::from_le_bytes(q.try_into().expect("8 bytes"))).to_le_bytes();
+        for (k, b) in t.into_iter().enumerate() {
+            dst[k * g + i] = b;
+        }
+    }
+    dst[8 * g..].copy_from_slice(&plane[8 * g..]);
+}
+
+/// The inverse of [`to_bits`]: appends the plane whose bit image is `bits`
+/// to `out`.
+fn from_bits(bits: &[u8], out: &mut Vec<u8>) {
+    let g = bits.len() / 8;
+    let start = out.len();
+    out.resize(start + bits.len(), 0);
+    let dst = &mut out[start..];
+    for (i, q) in dst.chunks_exact_mut(8).enumerate() {
+        let mut t = [0u8; 8];
+        for (k, b) in t.iter_mut().enumerate() {
+            *b = bits[k * g + i];
+        }
+        q.copy_from_slice(&transpose8(u64::from_le_bytes(t)).to_le_bytes());
+    }
+    dst[8 * g..].copy_from_slice(&bits[8 * g..]);
+}
 
 /// Number of bytes in plane `p` of a chunk of `n` bytes.
 fn plane_len(n: usize, width: usize, p: usize) -> usize {
@@ -110,10 +181,12 @@ pub(crate) fn encode(
     let mut planar = vec![0u8; raw.len()];
     split(raw, width, &mut planar);
     let s = plane_starts(raw.len(), width);
+    let (mut bits, mut frame) = (Vec::new(), Vec::new());
     for p in 0..width {
         let plane = &planar[s[p]..s[p + 1]];
         let before = out.len();
-        let mode = if !plane_incompressible(est.plane_bytes(width, p), plane.len())
+        let est_p = est.plane_bytes(width, p);
+        let mut mode = if !plane_incompressible(est_p, plane.len())
             && zstd_ctx::compress(plane, tuning, out)
         {
             MODE_ZSTD
@@ -121,6 +194,15 @@ pub(crate) fn encode(
             out.extend_from_slice(plane);
             MODE_RAW
         };
+        if est_p < plane.len() as f64 * BITS_BELOW {
+            to_bits(plane, &mut bits);
+            frame.clear();
+            if zstd_ctx::compress(&bits, tuning, &mut frame) && frame.len() < out.len() - before {
+                out.truncate(before);
+                out.extend_from_slice(&frame);
+                mode = MODE_BITS;
+            }
+        }
         let len = (out.len() - before) as u32;
         let e = dir_start + p * DIR_ENTRY;
         out[e] = mode;
@@ -141,6 +223,9 @@ pub(crate) fn decode(stored: &[u8], width: usize, raw_len: usize, out: &mut Vec<
     }
     let (dir, mut body) = stored.split_at(dir_len);
     let mut planes = Vec::with_capacity(raw_len);
+    // `out` is the scratch of bit planes until the planes are merged into it.
+    out.clear();
+    out.reserve_exact(raw_len);
     for p in 0..width {
         let e = &dir[p * DIR_ENTRY..(p + 1) * DIR_ENTRY];
         let len = u32::from_le_bytes([e[1], e[2], e[3], e[4]]) as usize;
@@ -162,13 +247,26 @@ pub(crate) fn decode(stored: &[u8], width: usize, raw_len: usize, out: &mut Vec<
                 )))
             }
             MODE_ZSTD => {
-                zstd_ctx::decompress(payload, want, &mut planes)?;
+                zstd_ctx::decompress(payload, want, &mut planes)
+                    .map_err(|e| bad(format!("plane {p}: {e}")))?;
                 if planes.len() - start != want {
                     return Err(bad(format!(
                         "plane {p} decoded to {} bytes, expected {want}",
                         planes.len() - start
                     )));
                 }
+            }
+            MODE_BITS => {
+                out.clear();
+                zstd_ctx::decompress(payload, want, out)
+                    .map_err(|e| bad(format!("bit planes of plane {p}: {e}")))?;
+                if out.len() != want {
+                    return Err(bad(format!(
+                        "bit planes of plane {p} decoded to {} bytes, expected {want}",
+                        out.len()
+                    )));
+                }
+                from_bits(out, &mut planes);
             }
             m => return Err(bad(format!("plane {p} has unknown mode {m}"))),
         }
@@ -216,6 +314,115 @@ mod tests {
                 assert_eq!(dec, raw);
             }
         }
+    }
+
+    /// `n` bytes of 2-byte elements whose low bytes are mostly 0, one in
+    /// about `every` being 1 or 2 (a bf16 training step's difference), and
+    /// whose high bytes are 0.
+    fn sparse_pairs(n: usize, every: u32) -> Vec<u8> {
+        let mut x = 0x9e37_79b9u32;
+        (0..n)
+            .map(|i| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                if i % 2 == 0 && x.is_multiple_of(every) {
+                    1 + (x >> 16) as u8 % 2
+                } else {
+                    0
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn transpose8_moves_bit_j_of_byte_i_to_bit_i_of_byte_j() {
+        assert_eq!(transpose8(0xff), 0x0101_0101_0101_0101);
+        assert_eq!(transpose8(1 << (8 * 3 + 5)), 1 << (8 * 5 + 3));
+        let mut x = 0x0123_4567_89ab_cdefu64;
+        for _ in 0..1000 {
+            x = x.rotate_left(13).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            let t = transpose8(x);
+            assert_eq!(transpose8(t), x);
+            for (i, j) in [(0, 7), (2, 3), (6, 1), (4, 4)] {
+                assert_eq!(x >> (8 * i + j) & 1, t >> (8 * j + i) & 1);
+            }
+        }
+    }
+
+    #[test]
+    fn bit_images_round_trip_at_every_small_length() {
+        let mut bits = Vec::new();
+        // The documented layout: bit plane k, then group i; the tail as is.
+        let mut plane = [0u8; 17];
+        (plane[0], plane[9], plane[16]) = (1, 2, 5);
+        to_bits(&plane, &mut bits);
+        let mut want = [0u8; 17];
+        (want[0], want[3], want[16]) = (1, 2, 5);
+        assert_eq!(bits, want);
+        for n in 0..70usize {
+            let plane: Vec<u8> = (0..n).map(|i| (i * 37 % 251) as u8).collect();
+            to_bits(&plane, &mut bits);
+            assert_eq!(bits.len(), n);
+            if n >= 8 {
+                assert_ne!(bits, plane, "length {n}: nothing transposed");
+            }
+            let mut back = vec![9u8];
+            from_bits(&bits, &mut back);
+            assert_eq!(back[1..], plane[..], "length {n}");
+        }
+    }
+
+    #[test]
+    fn sparse_planes_are_stored_as_bits_and_shrink() {
+        let raw = sparse_pairs(64 * 1024, 8);
+        let mut enc = Vec::new();
+        encode(&raw, 2, &estimate(&raw), TUNING, &mut enc);
+        assert_eq!(enc[0], MODE_BITS, "the sparse low plane");
+        // The byte plane's own frame, which the bits must beat.
+        let plane: Vec<u8> = raw.iter().step_by(2).copied().collect();
+        let mut frame = Vec::new();
+        assert!(zstd_ctx::compress(&plane, TUNING, &mut frame));
+        let bits_len = u32::from_le_bytes(enc[1..5].try_into().unwrap()) as usize;
+        assert!(
+            bits_len * 10 < frame.len() * 8,
+            "bits {bits_len} B, byte plane {} B",
+            frame.len()
+        );
+        let mut dec = Vec::new();
+        decode(&enc, 2, raw.len(), &mut dec).unwrap();
+        assert_eq!(dec, raw);
+    }
+
+    #[test]
+    fn round_trip_every_small_length_of_sparse_data() {
+        for n in 0..200usize {
+            let raw = sparse_pairs(n, 3);
+            for w in [2, 4] {
+                let mut enc = Vec::new();
+                encode(&raw, w, &estimate(&raw), TUNING, &mut enc);
+                let mut dec = vec![1, 2, 3];
+                decode(&enc, w, n, &mut dec).unwrap();
+                assert_eq!(dec, raw, "length {n}, width {w}");
+            }
+        }
+    }
+
+    #[test]
+    fn rejects_bit_planes_of_the_wrong_length() {
+        let raw = sparse_pairs(4096, 8);
+        let mut enc = Vec::new();
+        encode(&raw, 2, &estimate(&raw), TUNING, &mut enc);
+        assert_eq!(enc[0], MODE_BITS);
+        let mut dec = Vec::new();
+        // A raw length two bytes shorter: plane 0 is one byte shorter than
+        // its bit image.
+        let err = decode(&enc, 2, raw.len() - 2, &mut dec).unwrap_err();
+        assert!(err.to_string().contains("plane 0"), "{err}");
+        // An unknown mode is named.
+        enc[0] = 3;
+        let err = decode(&enc, 2, raw.len(), &mut dec).unwrap_err();
+        assert!(err.to_string().contains("unknown mode 3"), "{err}");
     }
 
     #[test]
