@@ -46,6 +46,14 @@ pub enum Command {
         /// chain. The replaced records stay in the packs until `gc`.
         #[arg(long, conflicts_with = "no_delta")]
         reverse_delta: bool,
+        /// The longest delta chain this put may create or extend (1 to 16):
+        /// a chunk is stored whole once its base is this many deltas deep.
+        /// Longer chains store less and make the versions at their far end
+        /// slower to read (with --reverse-delta, the oldest).
+        #[arg(long, value_name = "N", default_value_t = 3,
+              value_parser = clap::value_parser!(u8).range(1..=16),
+              conflicts_with = "no_delta")]
+        max_delta_depth: u8,
         /// Files (stored under their file name) and folders (their files under paths relative to the folder).
         #[arg(required = true)]
         paths: Vec<PathBuf>,

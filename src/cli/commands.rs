@@ -37,6 +37,7 @@ pub fn run(args: Args) -> Result<()> {
             base,
             no_delta,
             reverse_delta,
+            max_delta_depth,
             paths,
         } => {
             let base = match (no_delta, base) {
@@ -49,7 +50,11 @@ pub fn run(args: Args) -> Result<()> {
                 experiment: experiment.as_deref(),
                 project: &project,
             };
-            put(&repo, &meta, base, reverse_delta, &paths)?
+            let store = Store::options()
+                .create(true)
+                .max_delta_depth(max_delta_depth)
+                .open(&repo)?;
+            put(&store, &meta, base, reverse_delta, &paths)?
         }
         Command::Get { model, out } => get(&open(&repo)?, &model, &out)?,
         Command::Cat { model, path } => {
@@ -699,7 +704,7 @@ struct PutMeta<'a> {
     project: &'a str,
 }
 
-fn put(repo: &Path, meta: &PutMeta, base: Base, reverse: bool, paths: &[PathBuf]) -> Result<()> {
+fn put(store: &Store, meta: &PutMeta, base: Base, reverse: bool, paths: &[PathBuf]) -> Result<()> {
     let PutMeta {
         name,
         experiment,
@@ -708,7 +713,6 @@ fn put(repo: &Path, meta: &PutMeta, base: Base, reverse: bool, paths: &[PathBuf]
     modelvault::check_name(name)?;
     // Everything is checked before anything is written.
     let inputs = files::collect(paths)?;
-    let store = Store::create(repo)?;
     let exp = experiment
         .map(|e| self::experiment(&store, e))
         .transpose()?;
