@@ -124,7 +124,9 @@ impl Store {
     /// chunk references of deleted blobs, deletes the index entries of
     /// chunks nothing references or holds, and compacts packs (see
     /// [`GcOptions`]). Safe to run while other threads upload, read and
-    /// delete; one collection runs at a time.
+    /// delete; one collection runs at a time. Last, the metadata database
+    /// is flushed and its blob-related column families compacted, so the
+    /// index entries it deleted stop taking space.
     ///
     /// # Errors
     /// I/O and metadata errors. A collection interrupted by an error or a
@@ -144,6 +146,7 @@ impl Store {
         while sweep_chunks(inner, opts, &mut report, &mut held)? {}
         report.chunks_held = held.len() as u64;
         compact(inner, opts, &mut report)?;
+        inner.meta.compact()?;
         Ok(report)
     }
 

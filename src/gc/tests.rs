@@ -95,6 +95,45 @@ fn released_blobs_are_collected_and_shared_chunks_kept() {
     assert!(store.verify(VerifyOptions::new()).unwrap().is_clean());
 }
 
+/// Bytes of the files in `dir` whose name ends with `suffix`.
+fn bytes_of(dir: &std::path::Path, suffix: &str) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(suffix))
+        .map(|e| e.metadata().unwrap().len())
+        .sum()
+}
+
+#[test]
+fn gc_leaves_the_metadata_flushed_and_compacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let ids: Vec<BlobId> = (0..6)
+        .map(|i| put(&store, &noise(40 + i, 1 << 20)))
+        .collect();
+    for id in &ids[..4] {
+        store.release_blob(id).unwrap();
+    }
+    let meta = dir.path().join("meta");
+    let wal = bytes_of(&meta, ".log");
+    assert!(
+        wal > 4096,
+        "the puts are in the write-ahead log: {wal} bytes"
+    );
+    let r = store.gc(&GcOptions::new()).unwrap();
+    assert!(r.chunks_deleted > 0, "{r:?}");
+    let wal = bytes_of(&meta, ".log");
+    assert!(wal < 4096, "write-ahead log after gc: {wal} bytes");
+    for id in &ids[4..] {
+        assert!(read(&store, id).is_ok());
+    }
+    drop(store);
+    let store = open(dir.path());
+    assert_eq!(read(&store, &ids[5]).unwrap(), noise(45, 1 << 20));
+    assert!(store.verify(VerifyOptions::new()).unwrap().is_clean());
+}
+
 #[test]
 fn compaction_rewrites_mostly_dead_packs_and_everything_live_reads_back() {
     let dir = tempfile::tempdir().unwrap();

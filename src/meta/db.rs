@@ -352,6 +352,21 @@ impl Meta {
     }
 
     /// Forces the WAL to disk (makes earlier unsynced commits durable).
+    /// Flushes every column family's memtable, so the write-ahead log they
+    /// share can be deleted, and compacts the column families that grow
+    /// with blob data, where `gc` leaves its deletions behind as tombstones:
+    /// afterwards the metadata holds what the live entries need.
+    pub fn compact(&self) -> Result<()> {
+        for cf in Cf::ALL {
+            self.db.flush_cf(self.cf(cf))?;
+        }
+        for &cf in Cf::ALL.iter().filter(|cf| cf.grows_with_blobs()) {
+            self.db
+                .compact_range_cf(self.cf(cf), None::<&[u8]>, None::<&[u8]>);
+        }
+        Ok(())
+    }
+
     pub fn sync_wal(&self) -> Result<()> {
         Ok(self.db.flush_wal(true)?)
     }
