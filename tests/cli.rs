@@ -415,3 +415,60 @@ fn put_reverse_delta_keeps_the_newest_whole() {
     );
     assert!(!o.status.success());
 }
+
+/// The number in verify's "(N deltas" line.
+fn deltas_verified(repo: &std::path::Path) -> u64 {
+    let out = ok(&mv(repo, &["verify", "--read-data"]));
+    let at = out.find(" deltas").unwrap_or_else(|| panic!("{out}"));
+    let n = out[..at].rsplit('(').next().unwrap();
+    n.trim().parse().unwrap_or_else(|_| panic!("{out}"))
+}
+
+#[test]
+fn put_max_delta_depth_bounds_the_chains_and_is_range_checked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut versions = vec![crate::common::weights(4 * 200_000, 9)];
+    for step in 1..4 {
+        let next = crate::blob_delta::nudge_f32(&versions[step - 1], 90 + step as u64);
+        versions.push(next);
+    }
+    let mut counts = Vec::new();
+    for depth in ["1", "3"] {
+        let repo = tmp.path().join(format!("repo{depth}"));
+        for (i, data) in versions.iter().enumerate() {
+            let dir = tmp.path().join(format!("d{depth}-{i}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("w.bin"), data).unwrap();
+            let args = ["put", "--max-delta-depth", depth, "--name", "run"];
+            ok(&mv(&repo, &[&args[..], &[dir.to_str().unwrap()]].concat()));
+        }
+        for (i, data) in versions.iter().enumerate() {
+            let dst = tmp.path().join(format!("o{depth}-{i}"));
+            let spec = format!("run@{}", i + 1);
+            ok(&mv(&repo, &["get", &spec, "--out", dst.to_str().unwrap()]));
+            assert_eq!(&std::fs::read(dst.join("w.bin")).unwrap(), data, "{spec}");
+        }
+        counts.push(deltas_verified(&repo));
+    }
+    // Depth 1: versions 2 and 4 are deltas, 3 is whole again; depth 3: 2, 3, 4.
+    assert!(counts[0] > 0 && counts[0] < counts[1], "{counts:?}");
+    for bad in ["0", "17", "x"] {
+        let repo = tmp.path().join(format!("bad{bad}"));
+        let dir = tmp.path().join("d1-0");
+        let o = mv(
+            &repo,
+            &[
+                "put",
+                "--max-delta-depth",
+                bad,
+                "--name",
+                "m",
+                dir.to_str().unwrap(),
+            ],
+        );
+        assert!(!o.status.success());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("--max-delta-depth"), "{err}");
+        assert!(!repo.exists(), "a refused put created {}", repo.display());
+    }
+}
