@@ -472,3 +472,61 @@ fn put_max_delta_depth_bounds_the_chains_and_is_range_checked() {
         assert!(!repo.exists(), "a refused put created {}", repo.display());
     }
 }
+
+#[test]
+fn get_of_many_files_restores_them_all_and_a_damaged_one_fails_cleanly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    let src = tmp.path().join("src");
+    let files: Vec<(String, Vec<u8>)> = (0..24u64)
+        .map(|i| {
+            let len = (i as usize * 37_000) % 300_000;
+            (
+                format!("d{}/f{i}.bin", i % 3),
+                crate::common::weights(len / 4 * 4, 200 + i),
+            )
+        })
+        .collect();
+    for (rel, data) in &files {
+        let p = src.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, data).unwrap();
+    }
+    ok(&mv(
+        &repo,
+        &["put", "--name", "many", src.to_str().unwrap()],
+    ));
+    let out = tmp.path().join("out");
+    ok(&mv(&repo, &["get", "many", "--out", out.to_str().unwrap()]));
+    for (rel, data) in &files {
+        assert_eq!(&std::fs::read(out.join(rel)).unwrap(), data, "{rel}");
+    }
+
+    // Damage every pack past its header: the restore fails, names the
+    // damage, and leaves no temporary file behind.
+    for e in std::fs::read_dir(repo.join("packs")).unwrap() {
+        let p = e.unwrap().path();
+        let mut b = std::fs::read(&p).unwrap();
+        for i in (100..b.len()).step_by(4096) {
+            b[i] ^= 0x5a;
+        }
+        std::fs::write(&p, b).unwrap();
+    }
+    let bad = tmp.path().join("bad");
+    let o = mv(&repo, &["get", "many", "--out", bad.to_str().unwrap()]);
+    fails_with_one_line(&o, "");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("corrupt") || err.contains("mismatch"), "{err}");
+    let mut left = Vec::new();
+    for d in ["", "d0", "d1", "d2"] {
+        if let Ok(rd) = std::fs::read_dir(bad.join(d)) {
+            for e in rd {
+                let name = e.unwrap().file_name().to_string_lossy().into_owned();
+                if name.ends_with(".tmp") {
+                    left.push(name);
+                }
+            }
+        }
+    }
+    assert!(left.is_empty(), "temporary files left: {left:?}");
+}

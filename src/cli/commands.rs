@@ -813,39 +813,35 @@ static TMP_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new
 fn get(store: &Store, spec: &str, out: &Path) -> Result<()> {
     let v = resolve(store, spec)?;
     fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    for f in &v.files {
-        let dst = files::destination(out, &f.path)?;
-        // A short, fresh name created exclusively: never follows a planted
-        // symlink, never replaces a file of the version, fits any name length.
-        let tmp = dst.with_file_name(format!(
-            ".mv-{}-{}.tmp",
-            std::process::id(),
-            TMP_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        ));
-        let mut r = store.blob_reader(&f.blob)?;
-        let mut w = BufWriter::with_capacity(
-            1 << 20,
-            fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&tmp)
-                .with_context(|| format!("cannot create {}", tmp.display()))?,
-        );
-        let copied = io::copy(&mut r, &mut w).and_then(|n| w.flush().map(|_| n));
-        match copied {
-            Ok(n) if n == f.size => {}
-            Ok(n) => {
-                let _ = fs::remove_file(&tmp);
-                bail!("{}: read {n} bytes, expected {}", f.path, f.size);
-            }
-            Err(e) => {
-                let _ = fs::remove_file(&tmp);
-                return Err(e).with_context(|| format!("restoring {}", f.path));
-            }
+    let jobs = v
+        .files
+        .iter()
+        .map(|f| Ok((f, files::destination(out, &f.path)?)))
+        .collect::<Result<Vec<_>>>()?;
+    // Files are restored two at a time (each reader decodes on its own
+    // threads): one file's writes overlap another's decoding, which pays
+    // for versions of many small files. The first error stops the rest.
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    let worker = || -> Result<()> {
+        use std::sync::atomic::Ordering::Relaxed;
+        while !failed.load(Relaxed) {
+            let Some((f, dst)) = jobs.get(next.fetch_add(1, Relaxed)) else {
+                break;
+            };
+            restore_file(store, f, dst).inspect_err(|_| failed.store(true, Relaxed))?;
         }
-        drop(w);
-        fs::rename(&tmp, &dst).with_context(|| format!("cannot write {}", dst.display()))?;
-    }
+        Ok(())
+    };
+    std::thread::scope(|s| {
+        let other = (jobs.len() > 1).then(|| s.spawn(worker));
+        let mine = worker();
+        let theirs = other.map_or(Ok(()), |h| {
+            h.join()
+                .unwrap_or_else(|_| Err(anyhow!("a restore thread panicked")))
+        });
+        mine.and(theirs)
+    })?;
     println!(
         "{}@{}: {} files, {} bytes -> {}",
         v.name,
@@ -855,4 +851,39 @@ fn get(store: &Store, spec: &str, out: &Path) -> Result<()> {
         out.display()
     );
     Ok(())
+}
+
+/// Restores one file of a version to `dst` through a fresh temporary file in
+/// the same directory, renamed over `dst` once complete.
+fn restore_file(store: &Store, f: &modelvault::VersionFile, dst: &Path) -> Result<()> {
+    // A short, fresh name created exclusively: never follows a planted
+    // symlink, never replaces a file of the version, fits any name length.
+    let tmp = dst.with_file_name(format!(
+        ".mv-{}-{}.tmp",
+        std::process::id(),
+        TMP_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    let mut r = store.blob_reader(&f.blob)?;
+    let mut w = BufWriter::with_capacity(
+        1 << 20,
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .with_context(|| format!("cannot create {}", tmp.display()))?,
+    );
+    let copied = io::copy(&mut r, &mut w).and_then(|n| w.flush().map(|_| n));
+    match copied {
+        Ok(n) if n == f.size => {}
+        Ok(n) => {
+            let _ = fs::remove_file(&tmp);
+            bail!("{}: read {n} bytes, expected {}", f.path, f.size);
+        }
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            return Err(e).with_context(|| format!("restoring {}", f.path));
+        }
+    }
+    drop(w);
+    fs::rename(&tmp, dst).with_context(|| format!("cannot write {}", dst.display()))
 }
