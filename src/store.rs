@@ -25,7 +25,7 @@ use crate::id::{BlobId, ChunkId, Hash32};
 use crate::meta::records::{self, BlobRecord, PackRecord, StatsRecord};
 use crate::meta::{keys, Batch, Cf, Meta};
 use crate::pack::{
-    pack_file_name, parse_pack_file_name, ChunkLoc, PackHeader, PackReader, PackWriter,
+    pack_file_name, parse_pack_file_name, ChunkLoc, Lane, PackHeader, PackReader, PackWriter,
     PACK_HEADER_LEN,
 };
 
@@ -350,6 +350,10 @@ impl Store {
         let next_manifest = next_manifest_id(&meta)?
             .max(read_manifest_reservation(&meta)?)
             .max(1);
+        let resume = match resume {
+            Some((id, len)) => Some((id, len, resume_lane(&meta, id)?)),
+            None => None,
+        };
         let packs = PackWriter::open(
             Arc::clone(&opts.pack_io),
             &packs_dir,
@@ -1152,6 +1156,34 @@ fn recover_packs(meta: &Meta, dir: &Path, store_id: &[u8; 16], target: u64) -> R
 /// sessions and dead-manifest markers.
 /// `meta` key: manifest ids below its value may have been handed out.
 const MANIFEST_IDS_KEY: &[u8] = b"manifest_ids";
+
+/// `meta` key: the pack that [`Lane::Old`] (reverse deltas, compaction's
+/// copies) appended to last, u32 LE; written in the commit of those records.
+/// At open, the newest pack resumes the lane that was writing it.
+const OLD_LANE_KEY: &[u8] = b"old_lane_pack";
+
+/// Adds to `batch` that [`Lane::Old`] appended the packs of `ends` (the
+/// records a reverse delta or a compaction commits).
+pub(crate) fn note_old_lane(batch: &mut Batch, ends: &HashMap<u32, u64>) {
+    if let Some(&pack) = ends.keys().max() {
+        batch.put(Cf::Meta, OLD_LANE_KEY.to_vec(), pack.to_le_bytes().to_vec());
+    }
+}
+
+/// The lane a resumed pack continues: [`Lane::Old`] if that lane wrote it
+/// last, else [`Lane::New`]. The key is only a placement hint: a value of the
+/// wrong length is ignored (noted), never a reason to refuse the store.
+fn resume_lane(meta: &Meta, pack: u32) -> Result<Lane> {
+    let old = meta.get(Cf::Meta, OLD_LANE_KEY)?;
+    Ok(match old.as_deref().map(<[u8; 4]>::try_from) {
+        Some(Ok(b)) if u32::from_le_bytes(b) == pack => Lane::Old,
+        Some(Err(_)) => {
+            tracing_note("ignored meta/old_lane_pack: not 4 bytes");
+            Lane::New
+        }
+        _ => Lane::New,
+    })
+}
 /// Manifest ids reserved per durable write.
 const MANIFEST_RESERVATION: u64 = 1024;
 

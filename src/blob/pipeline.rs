@@ -11,7 +11,7 @@ use crate::chunking::PlaneHint;
 use crate::codec::{self, delta, Codec};
 use crate::error::Result;
 use crate::id::{ChunkId, Hash32};
-use crate::pack::{ChunkLoc, RecordHeader};
+use crate::pack::{ChunkLoc, Lane, RecordHeader};
 use crate::store::Inner;
 
 /// One chunk to ingest: a range of a shared input block, with the cutter's
@@ -140,7 +140,7 @@ fn ingest(
     // sees a sealed pack with a record still unpublished. Another upload may
     // have raced us to the same chunk: keep the first copy; ours becomes
     // unreferenced bytes that compaction reclaims.
-    let appended = inner.packs.append_with(&header, payload, |loc| {
+    let appended = inner.packs.append_with(Lane::New, &header, payload, |loc| {
         let mut p = inner.pending.lock();
         let loc = *p.locs.entry(*id).or_insert(ChunkLoc { base, ..loc });
         if let Some(b) = &base {

@@ -35,7 +35,7 @@ use crate::codec::{delta, Codec};
 use crate::error::{Error, Result};
 use crate::id::{BlobId, ChunkId};
 use crate::meta::{keys, records, Batch, Cf};
-use crate::pack::{ChunkLoc, RecordHeader};
+use crate::pack::{ChunkLoc, Lane, RecordHeader};
 use crate::store::{Inner, Store};
 
 /// Chunk pairs per commit (and per hold of the collection mutex).
@@ -167,7 +167,7 @@ fn rebase_one(
     };
     let new = ChunkLoc {
         base: Some(*y),
-        ..inner.packs.append(&header, &b.out)?
+        ..inner.packs.append(Lane::Old, &header, &b.out)?
     };
     Ok(Some(Rebased {
         x: *x,
@@ -283,6 +283,7 @@ fn rebase_batch(
             records::encode_chunk_loc(loc),
         );
     }
+    crate::store::note_old_lane(&mut batch, &ends);
     let stats = c.stats;
     inner.write_locked(&mut c, batch, stats, ends)
 }

@@ -19,7 +19,7 @@ use crate::id::{ChunkId, Hash32};
 use crate::meta::keys::{self, refs};
 use crate::meta::records::{self, now_ms, UploadRecord};
 use crate::meta::{Batch, Cf};
-use crate::pack::{pack_file_name, ChunkLoc, RecordHeader, PACK_HEADER_LEN};
+use crate::pack::{pack_file_name, ChunkLoc, Lane, RecordHeader, PACK_HEADER_LEN};
 use crate::store::{Inner, Store};
 
 /// Segments released per commit while dropping a dead manifest.
@@ -383,10 +383,10 @@ fn compact(inner: &Inner, opts: &GcOptions, report: &mut GcReport) -> Result<()>
         let c = inner.commit.lock();
         (c.pack_len.clone(), c.indexed.clone())
     };
-    // Asked after the sizes were taken: the pack being appended to then, or
-    // any later one, may be among them. Pack ids only grow, so every pack
-    // below it is sealed for good.
-    let current = inner.packs.current();
+    // Asked after the sizes were taken: a pack among them that is not open
+    // now was sealed (a sealed pack is never appended to again), and an open
+    // one is left alone.
+    let open = inner.packs.open_packs();
     let mut live: HashMap<u32, u64> = HashMap::new();
     for kv in inner.meta.scan_prefix(Cf::Chunks, &[], &[]) {
         let (_, v) = kv?;
@@ -395,7 +395,7 @@ fn compact(inner: &Inner, opts: &GcOptions, report: &mut GcReport) -> Result<()>
     }
     let mut chosen: Vec<u32> = sizes
         .iter()
-        .filter(|(p, _)| current.is_none_or(|cur| **p < cur))
+        .filter(|(p, _)| !open.contains(p))
         .filter(|(p, &len)| {
             let data = len.saturating_sub(PACK_HEADER_LEN as u64);
             let l = live.get(p).copied().unwrap_or(0);
@@ -450,7 +450,7 @@ fn compact_pack(
         let new = ChunkLoc {
             base: old.base,
             height: old.height,
-            ..inner.packs.append(&header, payload)?
+            ..inner.packs.append(Lane::Old, &header, payload)?
         };
         copied += RECORD_OVERHEAD + old.stored_len as u64;
         moves.push((*id, *old, new));
@@ -490,6 +490,7 @@ fn compact_pack(
         }
     }
     batch.delete(Cf::Packs, keys::pack(pack).to_vec());
+    crate::store::note_old_lane(&mut batch, &ends);
     let stats = c.stats;
     let size = c.pack_len.get(&pack).copied().unwrap_or(0);
     inner.write_locked(&mut c, batch, stats, ends)?;

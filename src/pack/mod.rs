@@ -22,4 +22,4 @@ pub(crate) use format::{PackHeader, RecordHeader, RECORD_HEADER_LEN};
 #[cfg(feature = "store")]
 pub(crate) use reader::PackReader;
 #[cfg(feature = "store")]
-pub(crate) use writer::{sync_dir, PackWriter};
+pub(crate) use writer::{sync_dir, Lane, PackWriter};

@@ -1,11 +1,15 @@
-//! Appending chunk records to the current pack file.
+//! Appending chunk records to the current pack files.
 //!
-//! One writer per store, shared by all upload threads behind a mutex. Records
-//! are staged in a 1 MiB buffer and written with positional writes; `sync`
-//! makes everything appended so far durable (buffer flushed, `fdatasync`).
-//! When a pack reaches its target size it is flushed, fsynced and closed,
-//! and the next record opens a new pack (file and directory fsynced before
-//! first use, so a pack that an index entry names always exists after a crash).
+//! One writer per store, shared by all upload threads behind a mutex. It
+//! keeps one open pack per [`Lane`]: uploads go to one, records written a
+//! second time (reverse deltas, compaction's copies) to the other, so that
+//! data of different lifetimes does not share packs and a pack tends to die
+//! whole (see [`Lane`]). Records are staged in a 1 MiB buffer per open pack
+//! and written with positional writes; `sync` makes everything appended so
+//! far durable (buffers flushed, `fdatasync`). When a pack reaches its target
+//! size it is flushed, fsynced and closed, and the next record of its lane
+//! opens a new pack (file and directory fsynced before first use, so a pack
+//! that an index entry names always exists after a crash).
 //!
 //! Any I/O failure poisons the writer: the file position of a failed write is
 //! unknown, so every later append and sync fails until the store is reopened
@@ -24,6 +28,23 @@ use crate::error::{Error, Result};
 
 const STAGE_BYTES: usize = 1 << 20;
 
+/// Which open pack a record is appended to.
+///
+/// With reverse deltas, the newest version's whole records are replaced by
+/// the next version's reverse pass, while the deltas that pass writes live
+/// as long as their version. Mixed in one pack, every version's death left
+/// packs part live, and compaction copied (and, to verify, decoded through
+/// their chains) the deltas again and again; kept apart, the whole records'
+/// packs die whole and are deleted without copying anything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Lane {
+    /// Uploads: new data.
+    New = 0,
+    /// Records written again: reverse deltas and compaction's copies, data
+    /// that has already outlived a version.
+    Old = 1,
+}
+
 pub(crate) struct PackWriter {
     io: Arc<dyn PackIo>,
     dir: PathBuf,
@@ -33,7 +54,8 @@ pub(crate) struct PackWriter {
 }
 
 struct State {
-    cur: Option<Current>,
+    /// The open pack of each lane, indexed by `Lane as usize`.
+    cur: [Option<Current>; 2],
     next_id: u32,
     poisoned: Option<String>,
 }
@@ -49,30 +71,28 @@ struct Current {
 }
 
 impl PackWriter {
-    /// A writer that appends to pack `resume.0` (already truncated to
-    /// `resume.1` bytes) if given, and otherwise starts pack `next_id`.
+    /// A writer whose lane `resume.2` appends to pack `resume.0` (already
+    /// truncated to `resume.1` bytes) if given; new packs start at `next_id`.
     pub fn open(
         io: Arc<dyn PackIo>,
         dir: &Path,
         store_id: [u8; 16],
         target_size: u64,
         next_id: u32,
-        resume: Option<(u32, u64)>,
+        resume: Option<(u32, u64, Lane)>,
     ) -> Result<Self> {
-        let cur = match resume {
-            Some((id, len)) if len < target_size => {
-                let path = dir.join(pack_file_name(id));
-                let file = io.open(&path).map_err(|e| Error::io(&path, e))?;
-                Some(Current {
-                    id,
-                    file,
-                    len,
-                    stage_at: len,
-                    stage: Vec::with_capacity(STAGE_BYTES),
-                })
-            }
-            _ => None,
-        };
+        let mut cur = [None, None];
+        if let Some((id, len, lane)) = resume.filter(|r| r.1 < target_size) {
+            let path = dir.join(pack_file_name(id));
+            let file = io.open(&path).map_err(|e| Error::io(&path, e))?;
+            cur[lane as usize] = Some(Current {
+                id,
+                file,
+                len,
+                stage_at: len,
+                stage: Vec::with_capacity(STAGE_BYTES),
+            });
+        }
         Ok(PackWriter {
             io,
             dir: dir.to_path_buf(),
@@ -86,10 +106,11 @@ impl PackWriter {
         })
     }
 
-    /// Appends one record. The returned location is valid for readers only
-    /// after [`PackWriter::sync`] and the index commit that follows it.
-    pub fn append(&self, header: &RecordHeader, payload: &[u8]) -> Result<ChunkLoc> {
-        self.append_with(header, payload, |loc| loc)
+    /// Appends one record to `lane`'s pack. The returned location is valid
+    /// for readers only after [`PackWriter::sync`] and the index commit that
+    /// follows it.
+    pub fn append(&self, lane: Lane, header: &RecordHeader, payload: &[u8]) -> Result<ChunkLoc> {
+        self.append_with(lane, header, payload, |loc| loc)
     }
 
     /// [`PackWriter::append`], calling `publish` with the new location before
@@ -98,6 +119,7 @@ impl PackWriter {
     /// pack sealed ([`PackWriter::current`]) sees every record of it published.
     pub fn append_with<T>(
         &self,
+        lane: Lane,
         header: &RecordHeader,
         payload: &[u8],
         publish: impl FnOnce(ChunkLoc) -> T,
@@ -106,15 +128,15 @@ impl PackWriter {
         let mut st = self.state.lock();
         check_poison(&st)?;
         let rec_len = (RECORD_HEADER_LEN + payload.len()) as u64;
-        let full = st
-            .cur
+        let l = lane as usize;
+        let full = st.cur[l]
             .as_ref()
             .is_some_and(|c| c.len > PACK_HEADER_LEN as u64 && c.len + rec_len > self.target_size);
-        if st.cur.is_none() || full {
-            let r = self.roll(&mut st);
+        if st.cur[l].is_none() || full {
+            let r = self.roll(&mut st, lane);
             poison_on_err(&mut st, r)?;
         }
-        let cur = st.cur.as_mut().expect("roll opened a pack");
+        let cur = st.cur[l].as_mut().expect("roll opened a pack");
         let offset = cur.len;
         cur.stage.extend_from_slice(&header.encode());
         cur.stage.extend_from_slice(payload);
@@ -136,31 +158,40 @@ impl PackWriter {
         Ok(publish(loc))
     }
 
-    /// The pack appends go to now, if one is open. Every other pack is
-    /// sealed: nothing is ever appended to it again.
-    pub fn current(&self) -> Option<u32> {
-        self.state.lock().cur.as_ref().map(|c| c.id)
+    /// The packs appends go to now (one per lane at most). Every other pack
+    /// is sealed: nothing is ever appended to it again.
+    pub fn open_packs(&self) -> Vec<u32> {
+        self.state
+            .lock()
+            .cur
+            .iter()
+            .flatten()
+            .map(|c| c.id)
+            .collect()
     }
 
     /// Makes every record appended so far durable.
     pub fn sync(&self) -> Result<()> {
         let mut st = self.state.lock();
         check_poison(&st)?;
-        let Some(cur) = st.cur.as_mut() else {
-            return Ok(());
-        };
-        let r = self.flush_stage(cur);
-        poison_on_err(&mut st, r)?;
-        let (file, id) = {
-            let cur = st.cur.as_ref().expect("checked above");
-            (Arc::clone(&cur.file), cur.id)
-        };
+        let mut files = Vec::with_capacity(2);
+        for l in 0..st.cur.len() {
+            let Some(cur) = st.cur[l].as_mut() else {
+                continue;
+            };
+            let r = self.flush_stage(cur);
+            poison_on_err(&mut st, r)?;
+            let cur = st.cur[l].as_ref().expect("checked above");
+            files.push((Arc::clone(&cur.file), cur.id));
+        }
         // fdatasync outside the lock so other uploads keep appending.
         drop(st);
-        if let Err(e) = file.sync_data() {
-            let err = Error::io(self.dir.join(pack_file_name(id)), e);
-            self.state.lock().poisoned = Some(err.to_string());
-            return Err(err);
+        for (file, id) in files {
+            if let Err(e) = file.sync_data() {
+                let err = Error::io(self.dir.join(pack_file_name(id)), e);
+                self.state.lock().poisoned = Some(err.to_string());
+                return Err(err);
+            }
         }
         Ok(())
     }
@@ -177,9 +208,9 @@ impl PackWriter {
         Ok(())
     }
 
-    /// Seals the current pack (flush + fsync) and creates the next one.
-    fn roll(&self, st: &mut State) -> Result<()> {
-        if let Some(mut cur) = st.cur.take() {
+    /// Seals `lane`'s open pack (flush + fsync) and creates the next one.
+    fn roll(&self, st: &mut State, lane: Lane) -> Result<()> {
+        if let Some(mut cur) = st.cur[lane as usize].take() {
             self.flush_stage(&mut cur)?;
             cur.file
                 .sync_data()
@@ -201,7 +232,7 @@ impl PackWriter {
         st.next_id = id
             .checked_add(1)
             .ok_or_else(|| Error::corrupt("pack ids", "exhausted the 32-bit pack id space"))?;
-        st.cur = Some(Current {
+        st.cur[lane as usize] = Some(Current {
             id,
             file,
             len: PACK_HEADER_LEN as u64,
