@@ -404,28 +404,41 @@ fn compact(inner: &Inner, opts: &GcOptions, report: &mut GcReport) -> Result<()>
         .map(|(p, _)| *p)
         .collect();
     chosen.sort_unstable();
-    for pack in chosen {
-        compact_pack(inner, pack, &generation, report)?;
+    // One scan of the index finds the entries of a group of packs (a scan
+    // per pack made a collection quadratic in the store's size). Entries
+    // that move or go before their pack's turn are caught under the commit
+    // lock, as with a scan just before.
+    for group in chosen.chunks(COMPACT_GROUP) {
+        let mut entries: HashMap<u32, Vec<(ChunkId, ChunkLoc)>> =
+            group.iter().map(|&p| (p, Vec::new())).collect();
+        for kv in inner.meta.scan_prefix(Cf::Chunks, &[], &[]) {
+            let (k, v) = kv?;
+            let loc = records::decode_chunk_loc(&v)?;
+            if let Some(e) = entries.get_mut(&loc.pack) {
+                let id = Hash32::from_slice(&k).ok_or_else(|| {
+                    Error::corrupt("chunks column family", "key of the wrong length")
+                })?;
+                e.push((id, loc));
+            }
+        }
+        for &pack in group {
+            let e = entries.remove(&pack).unwrap_or_default();
+            compact_pack(inner, pack, e, &generation, report)?;
+        }
     }
     Ok(())
 }
 
+/// Packs whose index entries one scan collects.
+const COMPACT_GROUP: usize = 64;
+
 fn compact_pack(
     inner: &Inner,
     pack: u32,
+    mut entries: Vec<(ChunkId, ChunkLoc)>,
     generation: &HashMap<u32, u64>,
     report: &mut GcReport,
 ) -> Result<()> {
-    let mut entries: Vec<(ChunkId, ChunkLoc)> = Vec::new();
-    for kv in inner.meta.scan_prefix(Cf::Chunks, &[], &[]) {
-        let (k, v) = kv?;
-        let loc = records::decode_chunk_loc(&v)?;
-        if loc.pack == pack {
-            let id = Hash32::from_slice(&k)
-                .ok_or_else(|| Error::corrupt("chunks column family", "key of the wrong length"))?;
-            entries.push((id, loc));
-        }
-    }
     entries.sort_by_key(|(_, l)| l.offset);
     // Copy each live record forward, verified, without recompressing.
     let mut moves = Vec::with_capacity(entries.len());
