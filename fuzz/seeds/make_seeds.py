@@ -104,6 +104,41 @@ def main():
     bomb = zstd_frame(bytes(1 << 20))
     put("codec_decode", "bomb", bytes([1, 0]) + struct.pack("<I", 1024) + bomb)
 
+    # delta_decode: [raw_len / 16 u16, split, base | stored]; stored is a
+    # delta record with transform 4 (difference of u32 elements, split by
+    # magnitude: symbols in a zstd frame, then the tail bits).
+    base = floats(32, seed=3)
+    raw = floats(32, seed=3)
+    raw = b"".join(struct.pack("<f", struct.unpack("<f", raw[i:i + 4])[0] * (1 + 1e-3 * ((i * 37) % 7 - 3)))
+                   for i in range(0, len(raw), 4))
+    syms, acc, nbits, tail = bytearray(), 0, 0, bytearray()
+    for i in range(0, 128, 4):
+        d = (struct.unpack("<I", raw[i:i + 4])[0] - struct.unpack("<I", base[i:i + 4])[0]) & 0xFFFFFFFF
+        z = ((d << 1) ^ (0xFFFFFFFF if d >> 31 else 0)) & 0xFFFFFFFF
+        if z < 4:
+            syms.append(z)
+            continue
+        n = z.bit_length()
+        syms.append(4 + 4 * (n - 3) + ((z >> (n - 3)) & 3))
+        acc |= (z & ((1 << (n - 3)) - 1)) << nbits
+        nbits += n - 3
+        while nbits >= 8:
+            tail.append(acc & 0xFF)
+            acc >>= 8
+            nbits -= 8
+    if nbits:
+        tail.append(acc)
+    frame = zstd_frame(bytes(syms))
+    stored = bytes([4, 1, 0]) + bytes(32) + struct.pack("<I", len(frame)) + frame + bytes(tail)
+    body = base + stored
+    for sel in range(256):
+        total = 3 + len(body)
+        if max(sel * total // 256, 3) - 3 == len(base):
+            put("delta_decode", "split32", struct.pack("<H", 128 // 16) + bytes([sel]) + body)
+            break
+    else:
+        raise SystemExit("no split byte puts the base at 128 bytes")
+
     # codec_roundtrip: [level, min_saving, raw...].
     put("codec_roundtrip", "floats", bytes([5, 25]) + f[:2048])
     put("codec_roundtrip", "zeros", bytes([5, 25]) + bytes(1024))

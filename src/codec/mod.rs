@@ -14,6 +14,7 @@
 pub mod delta;
 mod estimate;
 mod planes;
+mod split;
 mod zstd_ctx;
 
 pub use estimate::{choose, Estimate};
@@ -196,7 +197,7 @@ impl EncodeOptions {
         }
     }
 
-    fn planes(&self) -> zstd_ctx::Tuning {
+    pub(crate) fn planes(&self) -> zstd_ctx::Tuning {
         zstd_ctx::Tuning {
             level: self.plane_level,
             min_match: Some(self.plane_min_match.clamp(3, 7)),
