@@ -37,6 +37,23 @@ use crate::error::{Error, Result};
 /// Largest symbol: bit length 32, both bits below the leading one set.
 const MAX_SYMBOL: u8 = 4 + 4 * 29 + 3;
 
+/// Per symbol: the number of tail bits and the value without them.
+const SYMBOLS: [(u32, u32); 256] = {
+    let mut t = [(0u32, 0u32); 256];
+    let mut sym = 0;
+    while sym <= MAX_SYMBOL as usize {
+        t[sym] = if sym < 4 {
+            (0, sym as u32)
+        } else {
+            let len = (sym as u32 - 4) / 4 + 3;
+            let top = (sym as u32 - 4) % 4;
+            (len - 3, (1 << (len - 1)) | (top << (len - 3)))
+        };
+        sym += 1;
+    }
+    t
+};
+
 /// Symbol and tail-bit count of `z`.
 fn split(z: u32) -> (u8, u32) {
     if z < 4 {
@@ -61,15 +78,14 @@ pub(crate) fn encode(words: &[u8], tuning: zstd_ctx::Tuning, out: &mut Vec<u8>) 
         symbols.push(sym);
         acc |= u64::from(z & ((1u32 << k) - 1)) << bits;
         bits += k;
-        while bits >= 8 {
-            tail.push(acc as u8);
-            acc >>= 8;
-            bits -= 8;
+        if bits >= 32 {
+            tail.extend_from_slice(&(acc as u32).to_le_bytes());
+            acc >>= 32;
+            bits -= 32;
         }
     }
-    if bits > 0 {
-        tail.push(acc as u8);
-    }
+    let rest = (bits as usize).div_ceil(8);
+    tail.extend_from_slice(&acc.to_le_bytes()[..rest]);
     let start = out.len();
     out.extend_from_slice(&[0; 4]);
     if !zstd_ctx::compress(&symbols, tuning, out) {
@@ -110,38 +126,42 @@ pub(crate) fn decode(stored: &[u8], n: usize, out: &mut Vec<u8>) -> Result<usize
     if symbols.len() != n {
         return Err(bad(format!("{} symbols, expected {n}", symbols.len())));
     }
-    let start = out.len();
-    out.reserve(4 * n);
-    let (mut acc, mut bits, mut used) = (0u64, 0u32, 0usize);
-    for &sym in &symbols {
-        if sym > MAX_SYMBOL {
-            out.truncate(start);
-            return Err(bad(format!("symbol {sym} is above {MAX_SYMBOL}")));
-        }
-        let z = if sym < 4 {
-            u32::from(sym)
-        } else {
-            let len = u32::from(sym - 4) / 4 + 3;
-            let top = u32::from(sym - 4) % 4;
-            let k = len - 3;
-            while bits < k {
-                let Some(&b) = tail.get(used) else {
-                    out.truncate(start);
-                    return Err(bad("tail bits run past the end".into()));
-                };
-                acc |= u64::from(b) << bits;
-                used += 1;
-                bits += 8;
-            }
-            let low = (acc & ((1u64 << k) - 1)) as u32;
-            acc >>= k;
-            bits -= k;
-            // `len` is 3 ..= 32: the leading one and `top` fit in 32 bits.
-            (1u32 << (len - 1)) | (top << k) | low
-        };
-        out.extend_from_slice(&z.to_le_bytes());
+    if let Some(&sym) = symbols.iter().find(|&&sym| sym > MAX_SYMBOL) {
+        return Err(bad(format!("symbol {sym} is above {MAX_SYMBOL}")));
     }
-    if acc != 0 {
+    let start = out.len();
+    out.resize(start + 4 * n, 0);
+    let (mut acc, mut bits, mut used) = (0u64, 0u32, 0usize);
+    for (dst, &sym) in out[start..].chunks_exact_mut(4).zip(&symbols) {
+        let (k, lead) = SYMBOLS[sym as usize];
+        if bits < k {
+            // Refill: four bytes at once while they last, then byte by byte.
+            if let Some(w) = tail.get(used..used + 4) {
+                acc |= u64::from(u32::from_le_bytes([w[0], w[1], w[2], w[3]])) << bits;
+                used += 4;
+                bits += 32;
+            } else {
+                while bits < k {
+                    let Some(&b) = tail.get(used) else {
+                        out.truncate(start);
+                        return Err(bad("tail bits run past the end".into()));
+                    };
+                    acc |= u64::from(b) << bits;
+                    used += 1;
+                    bits += 8;
+                }
+            }
+        }
+        let z = lead | (acc & ((1u64 << k) - 1)) as u32;
+        acc >>= k;
+        bits -= k;
+        dst.copy_from_slice(&z.to_le_bytes());
+    }
+    // `acc` holds the rest of the last byte an element used (its unused
+    // high bits, which must be 0), then whole bytes a four-byte refill read
+    // ahead: those are not part of the tail.
+    used -= (bits / 8) as usize;
+    if acc & ((1u64 << (bits % 8)) - 1) != 0 {
         out.truncate(start);
         return Err(bad("unused tail bits are not 0".into()));
     }
