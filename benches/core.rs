@@ -76,6 +76,74 @@ fn stages(c: &mut Criterion) {
     g.bench_function("decode/delta", |b| {
         b.iter(|| delta::decode_delta(&out, &base, chunk.len(), &mut back).unwrap())
     });
+    // A bell-shaped step (a sum of four uniforms): the magnitude split
+    // (transform 4) wins over the byte planes.
+    let mut x = 0x9e37_79b9u32;
+    let bell: Vec<u8> = chunk
+        .chunks_exact(4)
+        .flat_map(|v| {
+            let mut e = 0.0f32;
+            for _ in 0..4 {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                e += x as f32 / u32::MAX as f32 - 0.5;
+            }
+            (f32::from_le_bytes(v.try_into().unwrap()) * (1.0 + 1.73e-3 * e)).to_le_bytes()
+        })
+        .collect();
+    g.bench_function("encode/delta-split", |b| {
+        b.iter(|| delta::encode_delta(&bell, chunk, &id, hint, &EncodeOptions::default(), &mut out))
+    });
+    delta::encode_delta(&bell, chunk, &id, hint, &EncodeOptions::default(), &mut out).unwrap();
+    assert_eq!(
+        out[0], 4,
+        "the split is not chosen: the bench measures something else"
+    );
+    g.bench_function("decode/delta-split", |b| {
+        b.iter(|| delta::decode_delta(&out, chunk, bell.len(), &mut back).unwrap())
+    });
+    // A bf16 step where one value in eight moves by one unit: the sparse low
+    // plane of the difference is stored as bit planes.
+    let bf16: Vec<u8> = chunk.chunks_exact(4).flat_map(|v| [v[2], v[3]]).collect();
+    let stepped: Vec<u8> = bf16
+        .chunks_exact(2)
+        .enumerate()
+        .flat_map(|(i, v)| {
+            let u = u16::from_le_bytes([v[0], v[1]]);
+            let u = if (i * 2654435761) % 8 == 0 {
+                u.wrapping_add(1)
+            } else {
+                u
+            };
+            u.to_le_bytes()
+        })
+        .collect();
+    let hint2 = modelvault::chunking::PlaneHint::Width(2);
+    g.bench_function("encode/delta-bf16", |b| {
+        b.iter(|| {
+            delta::encode_delta(
+                &stepped,
+                &bf16,
+                &id,
+                hint2,
+                &EncodeOptions::default(),
+                &mut out,
+            )
+        })
+    });
+    delta::encode_delta(
+        &stepped,
+        &bf16,
+        &id,
+        hint2,
+        &EncodeOptions::default(),
+        &mut out,
+    )
+    .unwrap();
+    g.bench_function("decode/delta-bf16", |b| {
+        b.iter(|| delta::decode_delta(&out, &bf16, stepped.len(), &mut back).unwrap())
+    });
     g.finish();
 }
 
