@@ -34,7 +34,7 @@
 //! moments the compressed difference is about 9% smaller.
 //!
 //! The difference image of 4-byte elements can instead be stored as a
-//! *magnitude split* ([`super::split`]: each element's bit length and top
+//! *magnitude split* (`codec/split.rs`: each element's bit length and top
 //! bits entropy coded, the bits below stored as they are): transform 4,
 //! chosen when it beats the byte planes on the chunk's first 16 KiB. On the
 //! synthetic training run's moments the split is 0.6% smaller, and faster

@@ -6,7 +6,7 @@
 //! to plane `i % width`) and compresses each plane on its own, so that the
 //! low-entropy exponent bytes of floats get their own entropy tables instead
 //! of being mixed with near-random mantissa bytes. The choice is made per
-//! chunk by a cheap predictor ([`estimate`]), not by trial compression.
+//! chunk by a cheap predictor (`codec/estimate.rs`), not by trial compression.
 //!
 //! Decoding treats the stored bytes as hostile: the output can never exceed
 //! the recorded raw length, whatever the payload claims.
