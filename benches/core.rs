@@ -66,16 +66,8 @@ fn stages(c: &mut Criterion) {
             (x * (1.0 + 1e-3 * e)).to_le_bytes()
         })
         .collect();
-    let id = modelvault::Hash32::of(&base);
     let hint = modelvault::chunking::PlaneHint::Width(4);
-    g.bench_function("encode/delta", |b| {
-        b.iter(|| delta::encode_delta(chunk, &base, &id, hint, &EncodeOptions::default(), &mut out))
-    });
-    delta::encode_delta(chunk, &base, &id, hint, &EncodeOptions::default(), &mut out).unwrap();
-    let mut back = Vec::new();
-    g.bench_function("decode/delta", |b| {
-        b.iter(|| delta::decode_delta(&out, &base, chunk.len(), &mut back).unwrap())
-    });
+    bench_delta(&mut g, "delta", chunk, &base, hint);
     // A bell-shaped step (a sum of four uniforms): the magnitude split
     // (transform 4) wins over the byte planes.
     let mut x = 0x9e37_79b9u32;
@@ -92,17 +84,11 @@ fn stages(c: &mut Criterion) {
             (f32::from_le_bytes(v.try_into().unwrap()) * (1.0 + 1.73e-3 * e)).to_le_bytes()
         })
         .collect();
-    g.bench_function("encode/delta-split", |b| {
-        b.iter(|| delta::encode_delta(&bell, chunk, &id, hint, &EncodeOptions::default(), &mut out))
-    });
-    delta::encode_delta(&bell, chunk, &id, hint, &EncodeOptions::default(), &mut out).unwrap();
+    let split = bench_delta(&mut g, "delta-split", &bell, chunk, hint);
     assert_eq!(
-        out[0], 4,
+        split[0], 4,
         "the split is not chosen: the bench measures something else"
     );
-    g.bench_function("decode/delta-split", |b| {
-        b.iter(|| delta::decode_delta(&out, chunk, bell.len(), &mut back).unwrap())
-    });
     // A bf16 step where one value in eight moves by one unit: the sparse low
     // plane of the difference is stored as bit planes.
     let bf16: Vec<u8> = chunk.chunks_exact(4).flat_map(|v| [v[2], v[3]]).collect();
@@ -120,31 +106,31 @@ fn stages(c: &mut Criterion) {
         })
         .collect();
     let hint2 = modelvault::chunking::PlaneHint::Width(2);
-    g.bench_function("encode/delta-bf16", |b| {
-        b.iter(|| {
-            delta::encode_delta(
-                &stepped,
-                &bf16,
-                &id,
-                hint2,
-                &EncodeOptions::default(),
-                &mut out,
-            )
-        })
-    });
-    delta::encode_delta(
-        &stepped,
-        &bf16,
-        &id,
-        hint2,
-        &EncodeOptions::default(),
-        &mut out,
-    )
-    .unwrap();
-    g.bench_function("decode/delta-bf16", |b| {
-        b.iter(|| delta::decode_delta(&out, &bf16, stepped.len(), &mut back).unwrap())
-    });
+    bench_delta(&mut g, "delta-bf16", &stepped, &bf16, hint2);
     g.finish();
+}
+
+/// Benchmarks `encode/NAME` and `decode/NAME` of `raw` as a delta against
+/// `base`; returns the encoded delta.
+fn bench_delta(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    raw: &[u8],
+    base: &[u8],
+    hint: modelvault::chunking::PlaneHint,
+) -> Vec<u8> {
+    let id = modelvault::Hash32::of(base);
+    let opts = EncodeOptions::default();
+    let mut out = Vec::new();
+    g.bench_function(format!("encode/{name}"), |b| {
+        b.iter(|| delta::encode_delta(raw, base, &id, hint, &opts, &mut out))
+    });
+    delta::encode_delta(raw, base, &id, hint, &opts, &mut out).unwrap();
+    let mut back = Vec::new();
+    g.bench_function(format!("decode/{name}"), |b| {
+        b.iter(|| delta::decode_delta(&out, base, raw.len(), &mut back).unwrap())
+    });
+    out
 }
 
 fn store_io(c: &mut Criterion) {

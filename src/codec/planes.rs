@@ -64,7 +64,9 @@ fn to_bits(plane: &[u8], dst: &mut Vec<u8>) {
     dst.clear();
     dst.resize(plane.len(), 0);
     for (i, q) in plane.chunks_exact(8).enumerate() {
-        let t = transpose8(u64::from_le_bytes(q.try_into().expect("8 bytes"))).to_le_bytes();
+        let mut group = [0u8; 8];
+        group.copy_from_slice(q);
+        let t = transpose8(u64::from_le_bytes(group)).to_le_bytes();
         for (k, b) in t.into_iter().enumerate() {
             dst[k * g + i] = b;
         }

@@ -175,15 +175,15 @@ impl PackWriter {
         let mut st = self.state.lock();
         check_poison(&st)?;
         let mut files = Vec::with_capacity(2);
-        for l in 0..st.cur.len() {
-            let Some(cur) = st.cur[l].as_mut() else {
-                continue;
-            };
-            let r = self.flush_stage(cur);
-            poison_on_err(&mut st, r)?;
-            let cur = st.cur[l].as_ref().expect("checked above");
+        let mut flushed = Ok(());
+        for cur in st.cur.iter_mut().flatten() {
+            flushed = self.flush_stage(cur);
+            if flushed.is_err() {
+                break;
+            }
             files.push((Arc::clone(&cur.file), cur.id));
         }
+        poison_on_err(&mut st, flushed)?;
         // fdatasync outside the lock so other uploads keep appending.
         drop(st);
         for (file, id) in files {
