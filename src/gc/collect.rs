@@ -26,6 +26,11 @@ use crate::store::{Inner, Store};
 const SEGMENTS_PER_COMMIT: usize = 8;
 /// Candidate chunks examined per commit.
 const CANDIDATES_PER_COMMIT: usize = 8192;
+/// A collection compacts the metadata database when the chunk index
+/// entries and manifests it deleted are at least 1/this of those there were
+/// (a full compaction rewrites every table of those column families, so
+/// its cost grows with the store, and it only pays when much was deleted).
+const METADATA_COMPACT_SHARE: u64 = 8;
 /// Bytes of a pack record besides its payload.
 const RECORD_OVERHEAD: u64 = crate::pack::RECORD_HEADER_LEN as u64;
 
@@ -124,9 +129,10 @@ impl Store {
     /// chunk references of deleted blobs, deletes the index entries of
     /// chunks nothing references or holds, and compacts packs (see
     /// [`GcOptions`]). Safe to run while other threads upload, read and
-    /// delete; one collection runs at a time. Last, the metadata database
-    /// is flushed and its blob-related column families compacted, so the
-    /// index entries it deleted stop taking space.
+    /// delete; one collection runs at a time. Last, when it deleted at
+    /// least an eighth of the store's chunk index entries and manifests, the metadata database is flushed and its blob-related
+    /// column families compacted, so the entries it deleted stop taking
+    /// space.
     ///
     /// # Errors
     /// I/O and metadata errors. A collection interrupted by an error or a
@@ -146,7 +152,9 @@ impl Store {
         while sweep_chunks(inner, opts, &mut report, &mut held)? {}
         report.chunks_held = held.len() as u64;
         compact(inner, opts, &mut report)?;
-        inner.meta.compact()?;
+        if worth_compacting_metadata(inner, &report) {
+            inner.meta.compact()?;
+        }
         Ok(report)
     }
 
@@ -524,4 +532,15 @@ fn compact_pack(
     report.bytes_copied += copied;
     report.bytes_reclaimed += size.saturating_sub(copied);
     Ok(())
+}
+
+/// Whether this collection deleted enough entries for a metadata
+/// compaction to pay (see [`METADATA_COMPACT_SHARE`]).
+fn worth_compacting_metadata(inner: &Inner, report: &GcReport) -> bool {
+    let deleted = report.chunks_deleted + report.manifests_released;
+    let left = {
+        let c = inner.commit.lock();
+        c.stats.chunks + c.stats.blobs
+    };
+    deleted > 0 && deleted.saturating_mul(METADATA_COMPACT_SHARE) >= left + deleted
 }
