@@ -19,9 +19,8 @@ impl Store {
         let mut r = self.blob_reader(blob)?;
         let len = r.len();
         let mut want = FIRST_READ.min(len);
-        let mut prefix = Vec::new();
         loop {
-            prefix.resize(want as usize, 0);
+            let mut prefix = vec![0; want as usize];
             r.seek(SeekFrom::Start(0))
                 .map_err(|e| Error::io(format!("blob {blob}"), e))?;
             r.read_exact(&mut prefix)

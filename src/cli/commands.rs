@@ -713,13 +713,11 @@ fn put(store: &Store, meta: &PutMeta, base: Base, reverse: bool, paths: &[PathBu
     modelvault::check_name(name)?;
     // Everything is checked before anything is written.
     let inputs = files::collect(paths)?;
-    let exp = experiment
-        .map(|e| self::experiment(&store, e))
-        .transpose()?;
+    let exp = experiment.map(|e| self::experiment(store, e)).transpose()?;
     let base = match base {
         Base::None => None,
-        Base::Named(spec) => Some(resolve(&store, &spec)?),
-        Base::Latest => match resolve(&store, name) {
+        Base::Named(spec) => Some(resolve(store, &spec)?),
+        Base::Latest => match resolve(store, name) {
             Ok(v) => Some(v),
             Err(e)
                 if e.downcast_ref::<modelvault::Error>()

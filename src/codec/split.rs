@@ -211,7 +211,7 @@ mod tests {
     fn hostile_payloads_fail_cleanly() {
         let v = words(
             &(0..1000u32)
-                .map(|i| i * 2654435761 >> 16)
+                .map(|i| (i * 2654435761) >> 16)
                 .collect::<Vec<_>>(),
         );
         let mut enc = Vec::new();
@@ -229,7 +229,7 @@ mod tests {
             .chunks_exact(4)
             .map(|w| split(u32::from_le_bytes(w.try_into().unwrap())).1)
             .sum();
-        if total_bits % 8 != 0 {
+        if !total_bits.is_multiple_of(8) {
             *bad.last_mut().unwrap() |= 0x80;
             let err = decode(&bad, 1000, &mut dec).unwrap_err();
             assert!(err.to_string().contains("unused tail bits"), "{err}");

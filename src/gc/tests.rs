@@ -366,7 +366,7 @@ struct Outcome {
 /// file ([`st_file`]) for an even family, raw fp32 (not a container: a next
 /// version is cut where its base was cut) for an odd one.
 fn ckpt_file(family: u64, step: u64, tensors: &[Vec<f32>]) -> Vec<u8> {
-    if family % 2 == 0 {
+    if family.is_multiple_of(2) {
         st_file(family, step, tensors)
     } else {
         tensors
@@ -411,7 +411,7 @@ fn delta_writer(
         tensors = nudge(&tensors, family << 32 | step);
         let data = Arc::new(ckpt_file(family, step, &tensors));
         let base = mine.back().unwrap().0;
-        let early = step % 3 == 0;
+        let early = step.is_multiple_of(3);
         let r = store.blob_writer().delta_base(&base).and_then(|mut w| {
             let io = |e| crate::Error::io("<test write>", e);
             let (head, tail) = data.split_at((4 << 20) + 4096);
