@@ -408,6 +408,14 @@ fn put_reverse_delta_keeps_the_newest_whole() {
     ok(&mv(&repo, &["gc"]));
     let verify = ok(&mv(&repo, &["verify", "--read-data"]));
     assert!(verify.contains("(0 deltas"), "{verify}");
+    // Nothing left to free: the metadata is compacted only when asked.
+    let plain = ok(&mv(&repo, &["gc"]));
+    assert!(!plain.contains("metadata compacted"), "{plain}");
+    let asked = ok(&mv(&repo, &["gc", "--compact-metadata"]));
+    assert!(
+        asked.contains("deleted 0 chunks") && asked.contains("; metadata compacted"),
+        "{asked}"
+    );
     // Conflicting flags are refused before anything is written.
     let o = mv(
         &repo,

@@ -110,6 +110,10 @@ pub enum Command {
         /// Rewrite packs whose live fraction is below this (0 = only delete empty packs).
         #[arg(long, default_value_t = 0.5)]
         compact_below: f64,
+        /// Also compact the metadata database, whatever this collection freed
+        /// (by default only when it freed an eighth of the index or more).
+        #[arg(long)]
+        compact_metadata: bool,
         #[command(flatten)]
         json: Json,
     },

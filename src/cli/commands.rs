@@ -141,17 +141,19 @@ pub fn run(args: Args) -> Result<()> {
         Command::Gc {
             expire_uploads_after,
             compact_below,
+            compact_metadata,
             json,
         } => {
             let opts = GcOptions::new()
                 .expire_uploads_after(parse_duration(&expire_uploads_after)?)
-                .compact_below(compact_below);
+                .compact_below(compact_below)
+                .compact_metadata(compact_metadata);
             let r = open(&repo)?.gc(&opts)?;
             if json.json {
                 println!("{}", serde_json::to_string(&r)?);
             } else {
                 println!(
-                    "expired {} uploads, released {} manifests, deleted {} chunks ({} bytes; {} held by uploads in flight), compacted {} packs and deleted {} ({} bytes copied, {} bytes reclaimed{})",
+                    "expired {} uploads, released {} manifests, deleted {} chunks ({} bytes; {} held by uploads in flight), compacted {} packs and deleted {} ({} bytes copied, {} bytes reclaimed{}){}",
                     r.uploads_expired,
                     r.manifests_released,
                     r.chunks_deleted,
@@ -161,7 +163,8 @@ pub fn run(args: Args) -> Result<()> {
                     r.packs_deleted,
                     r.bytes_copied,
                     r.bytes_reclaimed,
-                    if r.packs_busy > 0 { format!("; {} packs busy, next time", r.packs_busy) } else { String::new() }
+                    if r.packs_busy > 0 { format!("; {} packs busy, next time", r.packs_busy) } else { String::new() },
+                    if r.metadata_compacted { "; metadata compacted" } else { "" }
                 );
             }
         }

@@ -41,6 +41,7 @@ const RECORD_OVERHEAD: u64 = crate::pack::RECORD_HEADER_LEN as u64;
 pub struct GcOptions {
     pub(crate) expire_uploads_after: Duration,
     pub(crate) compact_below: f64,
+    pub(crate) compact_metadata: bool,
     /// Test-only: skip the holds check, to show the GC-beside-writers test
     /// catches a collector that ignores uploads in flight.
     pub(crate) ignore_holds: bool,
@@ -51,6 +52,7 @@ impl Default for GcOptions {
         GcOptions {
             expire_uploads_after: Duration::from_secs(24 * 3600),
             compact_below: 0.5,
+            compact_metadata: false,
             ignore_holds: false,
         }
     }
@@ -82,6 +84,15 @@ impl GcOptions {
         };
         self
     }
+
+    /// Compact the metadata database at the end of this collection whatever
+    /// it freed (by default only when it deleted at least an eighth of the
+    /// chunk index entries and manifests), so that every entry deleted so
+    /// far, also by earlier small collections, stops taking space now.
+    pub fn compact_metadata(mut self, always: bool) -> Self {
+        self.compact_metadata = always;
+        self
+    }
 }
 
 /// What a collection did.
@@ -107,6 +118,9 @@ pub struct GcReport {
     pub bytes_copied: u64,
     /// Pack bytes given back to the file system (net of what was copied).
     pub bytes_reclaimed: u64,
+    /// Whether the collection ended by flushing and compacting the metadata
+    /// database (see [`GcOptions::compact_metadata`]).
+    pub metadata_compacted: bool,
 }
 
 /// An upload session, as [`Store::uploads`] lists it.
@@ -130,7 +144,8 @@ impl Store {
     /// chunks nothing references or holds, and compacts packs (see
     /// [`GcOptions`]). Safe to run while other threads upload, read and
     /// delete; one collection runs at a time. Last, when it deleted at
-    /// least an eighth of the store's chunk index entries and manifests, the metadata database is flushed and its blob-related
+    /// least an eighth of the store's chunk index entries and manifests (or
+    /// always, with [`GcOptions::compact_metadata`]), the metadata database is flushed and its blob-related
     /// column families compacted, so the entries it deleted stop taking
     /// space.
     ///
@@ -152,8 +167,9 @@ impl Store {
         while sweep_chunks(inner, opts, &mut report, &mut held)? {}
         report.chunks_held = held.len() as u64;
         compact(inner, opts, &mut report)?;
-        if worth_compacting_metadata(inner, &report) {
+        if opts.compact_metadata || worth_compacting_metadata(inner, &report) {
             inner.meta.compact()?;
+            report.metadata_compacted = true;
         }
         Ok(report)
     }

@@ -123,7 +123,7 @@ fn gc_leaves_the_metadata_flushed_and_compacted() {
         "the puts are in the write-ahead log: {wal} bytes"
     );
     let r = store.gc(&GcOptions::new()).unwrap();
-    assert!(r.chunks_deleted > 0, "{r:?}");
+    assert!(r.chunks_deleted > 0 && r.metadata_compacted, "{r:?}");
     let wal = bytes_of(&meta, ".log");
     assert!(wal < 4096, "write-ahead log after gc: {wal} bytes");
     for id in &ids[4..] {
@@ -148,11 +148,19 @@ fn a_collection_that_frees_little_leaves_the_metadata_alone() {
     store.release_blob(&ids[0]).unwrap();
     let meta = dir.path().join("meta");
     let r = store.gc(&GcOptions::new()).unwrap();
-    assert!(r.chunks_deleted > 0, "{r:?}");
+    assert!(r.chunks_deleted > 0 && !r.metadata_compacted, "{r:?}");
     let wal = bytes_of(&meta, ".log");
     assert!(
         wal > 4096,
         "1 blob of 20 freed, yet the write-ahead log was flushed: {wal} bytes"
+    );
+    // Asked for, the compaction runs even when the collection frees nothing.
+    let r = store.gc(&GcOptions::new().compact_metadata(true)).unwrap();
+    assert!(r.chunks_deleted == 0 && r.metadata_compacted, "{r:?}");
+    let wal = bytes_of(&meta, ".log");
+    assert!(
+        wal < 4096,
+        "write-ahead log after gc --compact-metadata: {wal} bytes"
     );
     for (i, id) in ids.iter().enumerate().skip(1) {
         assert_eq!(read(&store, id).unwrap(), noise(60 + i as u64, 1 << 20));
