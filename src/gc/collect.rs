@@ -145,9 +145,9 @@ impl Store {
     /// [`GcOptions`]). Safe to run while other threads upload, read and
     /// delete; one collection runs at a time. Last, when it deleted at
     /// least an eighth of the store's chunk index entries and manifests (or
-    /// always, with [`GcOptions::compact_metadata`]), the metadata database is flushed and its blob-related
-    /// column families compacted, so the entries it deleted stop taking
-    /// space.
+    /// always, with [`GcOptions::compact_metadata`]), the metadata database
+    /// is flushed and its blob-related column families compacted, so the
+    /// entries it deleted stop taking space.
     ///
     /// # Errors
     /// I/O and metadata errors. A collection interrupted by an error or a

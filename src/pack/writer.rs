@@ -67,6 +67,9 @@ struct Current {
     len: u64,
     /// File offset of `stage[0]`.
     stage_at: u64,
+    /// Bytes known durable: covered by an `fdatasync` that began after they
+    /// were written. `sync` skips a pack with nothing beyond this.
+    durable: u64,
     stage: Vec<u8>,
 }
 
@@ -90,6 +93,8 @@ impl PackWriter {
                 file,
                 len,
                 stage_at: len,
+                // Recovery truncated and synced it to this length.
+                durable: len,
                 stage: Vec::with_capacity(STAGE_BYTES),
             });
         }
@@ -170,7 +175,9 @@ impl PackWriter {
             .collect()
     }
 
-    /// Makes every record appended so far durable.
+    /// Makes every record appended so far durable. A lane's pack with
+    /// nothing written since its last completed `fdatasync` is not synced
+    /// again (an idle lane costs uploads nothing).
     pub fn sync(&self) -> Result<()> {
         let mut st = self.state.lock();
         check_poison(&st)?;
@@ -181,16 +188,24 @@ impl PackWriter {
             if flushed.is_err() {
                 break;
             }
-            files.push((Arc::clone(&cur.file), cur.id));
+            if cur.durable < cur.stage_at {
+                files.push((Arc::clone(&cur.file), cur.id, cur.stage_at));
+            }
         }
         poison_on_err(&mut st, flushed)?;
         // fdatasync outside the lock so other uploads keep appending.
         drop(st);
-        for (file, id) in files {
+        for (file, id, upto) in files {
             if let Err(e) = file.sync_data() {
                 let err = Error::io(self.dir.join(pack_file_name(id)), e);
                 self.state.lock().poisoned = Some(err.to_string());
                 return Err(err);
+            }
+            // Only now: a concurrent `sync` that saw these bytes not yet
+            // durable has synced them itself rather than skip.
+            let mut st = self.state.lock();
+            if let Some(cur) = st.cur.iter_mut().flatten().find(|c| c.id == id) {
+                cur.durable = cur.durable.max(upto);
             }
         }
         Ok(())
@@ -237,6 +252,7 @@ impl PackWriter {
             file,
             len: PACK_HEADER_LEN as u64,
             stage_at: PACK_HEADER_LEN as u64,
+            durable: PACK_HEADER_LEN as u64,
             stage: Vec::with_capacity(STAGE_BYTES),
         });
         Ok(())
@@ -260,4 +276,83 @@ fn poison_on_err(st: &mut State, r: Result<()>) -> Result<()> {
 /// fsyncs a directory so that a file created or removed in it survives a crash.
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     OsIo.sync_dir(dir).map_err(|e| Error::io(dir, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::codec::Codec;
+    use crate::id::ChunkId;
+
+    /// The OS file system, counting `fdatasync`s.
+    struct Counting(Arc<AtomicUsize>);
+    struct CountingFile(std::fs::File, Arc<AtomicUsize>);
+
+    impl PackIo for Counting {
+        fn create(&self, path: &Path) -> std::io::Result<Arc<dyn PackFile>> {
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(path)?;
+            Ok(Arc::new(CountingFile(f, Arc::clone(&self.0))))
+        }
+        fn open(&self, path: &Path) -> std::io::Result<Arc<dyn PackFile>> {
+            let f = std::fs::OpenOptions::new().write(true).open(path)?;
+            Ok(Arc::new(CountingFile(f, Arc::clone(&self.0))))
+        }
+        fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
+            OsIo.sync_dir(dir)
+        }
+    }
+
+    impl PackFile for CountingFile {
+        fn write_all_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()> {
+            std::os::unix::fs::FileExt::write_all_at(&self.0, buf, offset)
+        }
+        fn sync_data(&self) -> std::io::Result<()> {
+            self.1.fetch_add(1, Ordering::SeqCst);
+            self.0.sync_data()
+        }
+        fn sync_all(&self) -> std::io::Result<()> {
+            self.0.sync_all()
+        }
+    }
+
+    fn append(w: &PackWriter, lane: Lane, n: u8) {
+        let payload = vec![n; 100];
+        let header = RecordHeader {
+            codec: Codec::Raw,
+            raw_len: 100,
+            stored_len: 100,
+            id: ChunkId::of(&payload),
+        };
+        w.append(lane, &header, &payload).unwrap();
+    }
+
+    #[test]
+    fn sync_skips_a_lane_with_nothing_new() {
+        let dir = tempfile::tempdir().unwrap();
+        let syncs = Arc::new(AtomicUsize::new(0));
+        let io = Arc::new(Counting(Arc::clone(&syncs)));
+        let w = PackWriter::open(io, dir.path(), [7; 16], 1 << 20, 0, None).unwrap();
+        append(&w, Lane::New, 1);
+        append(&w, Lane::Old, 2);
+        w.sync().unwrap();
+        assert_eq!(
+            syncs.load(Ordering::SeqCst),
+            2,
+            "both lanes had new records"
+        );
+        append(&w, Lane::New, 3);
+        w.sync().unwrap();
+        assert_eq!(syncs.load(Ordering::SeqCst), 3, "only the upload lane had");
+        w.sync().unwrap();
+        assert_eq!(syncs.load(Ordering::SeqCst), 3, "nothing new");
+        append(&w, Lane::Old, 4);
+        w.sync().unwrap();
+        assert_eq!(syncs.load(Ordering::SeqCst), 4);
+    }
 }
