@@ -1,5 +1,6 @@
 # One cargo profile (release) for tests, examples and benches, so RocksDB's
-# C++ is compiled once (~15 minutes on 2 cores the first time).
+# C++ is compiled once (without debug information: ~27 minutes for every
+# target on 2 cores the first time).
 
 CARGO ?= cargo
 
