@@ -20,7 +20,7 @@ use crate::meta::keys::{self, refs};
 use crate::meta::records::{self, now_ms, UploadRecord};
 use crate::meta::{Batch, Cf};
 use crate::pack::{pack_file_name, ChunkLoc, Lane, RecordHeader, PACK_HEADER_LEN};
-use crate::store::{Inner, Store};
+use crate::store::{Durability, Inner, Store};
 
 /// Segments released per commit while dropping a dead manifest.
 const SEGMENTS_PER_COMMIT: usize = 8;
@@ -45,6 +45,19 @@ pub struct GcOptions {
     /// Test-only: skip the holds check, to show the GC-beside-writers test
     /// catches a collector that ignores uploads in flight.
     pub(crate) ignore_holds: bool,
+    /// Test-only: stop with an error where a crash could interrupt.
+    #[cfg(test)]
+    pub(crate) crash_at: Option<CrashAt>,
+}
+
+/// Test-only: where [`GcOptions::crash_at`] stops a collection, as a crash
+/// there would.
+#[cfg(test)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CrashAt {
+    /// Right after the first commit that stops the index naming a pack,
+    /// before that commit is made durable and the file deleted.
+    BeforeUnlink,
 }
 
 impl Default for GcOptions {
@@ -54,6 +67,8 @@ impl Default for GcOptions {
             compact_below: 0.5,
             compact_metadata: false,
             ignore_holds: false,
+            #[cfg(test)]
+            crash_at: None,
         }
     }
 }
@@ -447,7 +462,7 @@ fn compact(inner: &Inner, opts: &GcOptions, report: &mut GcReport) -> Result<()>
         }
         for &pack in group {
             let e = entries.remove(&pack).unwrap_or_default();
-            compact_pack(inner, pack, e, &generation, report)?;
+            compact_pack(inner, opts, pack, e, &generation, report)?;
         }
     }
     Ok(())
@@ -456,8 +471,10 @@ fn compact(inner: &Inner, opts: &GcOptions, report: &mut GcReport) -> Result<()>
 /// Packs whose index entries one scan collects.
 const COMPACT_GROUP: usize = 64;
 
+#[cfg_attr(not(test), allow(unused_variables))]
 fn compact_pack(
     inner: &Inner,
+    opts: &GcOptions,
     pack: u32,
     mut entries: Vec<(ChunkId, ChunkLoc)>,
     generation: &HashMap<u32, u64>,
@@ -534,8 +551,19 @@ fn compact_pack(
     c.pack_len.remove(&pack);
     drop(pending);
     drop(c);
-    // The index no longer names the pack: delete it. A crash before the
-    // unlink leaves a pack without a record, which the next open deletes.
+    #[cfg(test)]
+    crash_point(opts, CrashAt::BeforeUnlink)?;
+    // The unlink cannot be undone: the commit above (the moves, the pack's
+    // record gone) and every one before it (the sweeps that left the pack
+    // dead, the releases behind them) must be on disk first, whatever the
+    // durability mode. Otherwise a power cut could bring back an index
+    // naming the deleted pack. With `Durability::Immediate` the commit
+    // synced the WAL already.
+    if inner.opts.durability != Durability::Immediate {
+        inner.meta.sync_wal()?;
+    }
+    // A crash before the unlink leaves a pack without a record, which the
+    // next open deletes.
     inner.reader.forget(pack);
     let path = inner.dir.join("packs").join(pack_file_name(pack));
     std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
@@ -547,6 +575,18 @@ fn compact_pack(
     }
     report.bytes_copied += copied;
     report.bytes_reclaimed += size.saturating_sub(copied);
+    Ok(())
+}
+
+/// Test-only: fails as a crash at `here` would, if `opts` asks for it.
+#[cfg(test)]
+fn crash_point(opts: &GcOptions, here: CrashAt) -> Result<()> {
+    if opts.crash_at == Some(here) {
+        return Err(Error::io(
+            "<test>",
+            std::io::Error::other(format!("crash injected at {here:?}")),
+        ));
+    }
     Ok(())
 }
 

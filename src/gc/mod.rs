@@ -14,6 +14,8 @@ pub(crate) mod estimate;
 pub(crate) mod recount;
 pub(crate) mod refs;
 
+#[cfg(test)]
+pub(crate) use collect::CrashAt;
 pub use collect::{GcOptions, GcReport, UploadInfo};
 
 #[cfg(test)]
