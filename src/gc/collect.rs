@@ -23,7 +23,7 @@ use crate::pack::{pack_file_name, ChunkLoc, Lane, RecordHeader, PACK_HEADER_LEN}
 use crate::store::{Durability, Inner, Store};
 
 /// Segments released per commit while dropping a dead manifest.
-const SEGMENTS_PER_COMMIT: usize = 8;
+pub(super) const SEGMENTS_PER_COMMIT: usize = 8;
 /// Candidate chunks examined per commit.
 const CANDIDATES_PER_COMMIT: usize = 8192;
 /// A collection compacts the metadata database when the chunk index
@@ -55,6 +55,8 @@ pub struct GcOptions {
 #[cfg(test)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum CrashAt {
+    /// After this many commits releasing dead manifests.
+    ReleaseCommits(u64),
     /// Right after the first commit that stops the index naming a pack,
     /// before that commit is made durable and the file deleted.
     BeforeUnlink,
@@ -172,7 +174,7 @@ impl Store {
         let _one = inner.gc.lock();
         let mut report = GcReport::default();
         expire_uploads(inner, opts, &mut report)?;
-        release_manifests(inner, &mut report)?;
+        release_manifests(inner, opts, &mut report)?;
         // Deleting a delta releases its base, which may fall to zero and
         // become a candidate behind the scan: sweep until a pass frees no
         // base (chains are short, so this is a few passes at most).
@@ -281,45 +283,77 @@ fn expire_uploads(inner: &Inner, opts: &GcOptions, report: &mut GcReport) -> Res
 }
 
 /// Drops the segments of every dead manifest, releasing one chunk reference
-/// per entry, a few segments per commit; the marker goes with the last.
-fn release_manifests(inner: &Inner, report: &mut GcReport) -> Result<()> {
-    let mut dead = Vec::new();
-    for kv in inner
-        .meta
-        .scan_prefix(Cf::Gc, &[keys::gc::MANIFEST], &[keys::gc::MANIFEST])
-    {
-        let (k, _) = kv?;
-        dead.push(
-            keys::parse_u64(&k[1..])
-                .ok_or_else(|| Error::corrupt("gc column family", "key of the wrong length"))?,
-        );
-    }
-    for m in dead {
-        let prefix = m.to_be_bytes();
-        let mut segs = Vec::new();
-        for kv in inner.meta.scan_prefix(Cf::Manifests, &prefix, &prefix) {
-            segs.push(kv?);
-        }
-        let mut groups = segs.chunks(SEGMENTS_PER_COMMIT).peekable();
-        if groups.peek().is_none() {
-            let mut batch = Batch::default();
-            batch.delete(Cf::Gc, keys::gc_manifest(m).to_vec());
-            inner.commit(&[], batch, |_, _, _| Ok(()))?;
-        }
-        while let Some(group) = groups.next() {
-            let mut batch = Batch::default();
-            for (k, v) in group {
-                for e in records::decode_segment(v)? {
-                    batch.count(keys::count(refs::CHUNK, e.id.as_bytes()), -1);
-                }
-                batch.delete(Cf::Manifests, k.to_vec());
-            }
-            if groups.peek().is_none() {
-                batch.delete(Cf::Gc, keys::gc_manifest(m).to_vec());
-            }
-            inner.commit(&[], batch, |_, _, _| Ok(()))?;
-        }
+/// per entry. Streamed: dead manifests are taken one at a time and each is
+/// released [`SEGMENTS_PER_COMMIT`] segments per commit, each commit going
+/// on after the last key the previous one deleted, so memory and the work
+/// of one commit do not grow with a manifest's size (a 1 TiB blob has about
+/// 16,000 segments). Each commit deletes the segments whose references it
+/// releases, and the last one the manifest's marker: a collection cut short
+/// leaves the rest of the manifest, still counted, for the next one.
+fn release_manifests(inner: &Inner, opts: &GcOptions, report: &mut GcReport) -> Result<()> {
+    let prefix = [keys::gc::MANIFEST];
+    let mut from = prefix.to_vec();
+    let mut commits = 0u64;
+    loop {
+        let next = match inner.meta.scan_prefix(Cf::Gc, &prefix, &from).next() {
+            Some(kv) => kv?.0,
+            None => return Ok(()),
+        };
+        let m = keys::parse_u64(&next[1..])
+            .ok_or_else(|| Error::corrupt("gc column family", "key of the wrong length"))?;
+        release_manifest(inner, opts, m, &mut commits)?;
         report.manifests_released += 1;
+        from = [&next[..], &[0]].concat();
+    }
+}
+
+/// Releases dead manifest `m`, a few segments per commit (see
+/// [`release_manifests`]); `commits` counts the commits made.
+#[cfg_attr(not(test), allow(unused_variables))]
+fn release_manifest(inner: &Inner, opts: &GcOptions, m: u64, commits: &mut u64) -> Result<()> {
+    let prefix = m.to_be_bytes();
+    let mut from = prefix.to_vec();
+    loop {
+        let mut group = Vec::with_capacity(SEGMENTS_PER_COMMIT);
+        for kv in inner.meta.scan_prefix(Cf::Manifests, &prefix, &from) {
+            group.push(kv?);
+            if group.len() == SEGMENTS_PER_COMMIT {
+                break;
+            }
+        }
+        #[cfg(test)]
+        probe::held(group.len());
+        let last = group.len() < SEGMENTS_PER_COMMIT;
+        let mut batch = Batch::default();
+        for (k, v) in &group {
+            for e in records::decode_segment(v)? {
+                batch.count(keys::count(refs::CHUNK, e.id.as_bytes()), -1);
+            }
+            batch.delete(Cf::Manifests, k.to_vec());
+        }
+        if last {
+            batch.delete(Cf::Gc, keys::gc_manifest(m).to_vec());
+        }
+        inner.commit(&[], batch, |_, _, _| Ok(()))?;
+        *commits += 1;
+        #[cfg(test)]
+        crash_point(opts, CrashAt::ReleaseCommits(*commits))?;
+        if last {
+            return Ok(());
+        }
+        let (k, _) = group.last().expect("a full group");
+        from = [&k[..], &[0]].concat();
+    }
+}
+
+/// Test-only: fails as a crash at `here` would, if `opts` asks for it.
+#[cfg(test)]
+fn crash_point(opts: &GcOptions, here: CrashAt) -> Result<()> {
+    if opts.crash_at == Some(here) {
+        return Err(Error::io(
+            "<test>",
+            std::io::Error::other(format!("crash injected at {here:?}")),
+        ));
     }
     Ok(())
 }
@@ -578,18 +612,6 @@ fn compact_pack(
     Ok(())
 }
 
-/// Test-only: fails as a crash at `here` would, if `opts` asks for it.
-#[cfg(test)]
-fn crash_point(opts: &GcOptions, here: CrashAt) -> Result<()> {
-    if opts.crash_at == Some(here) {
-        return Err(Error::io(
-            "<test>",
-            std::io::Error::other(format!("crash injected at {here:?}")),
-        ));
-    }
-    Ok(())
-}
-
 /// Whether this collection deleted enough entries for a metadata
 /// compaction to pay (see [`METADATA_COMPACT_SHARE`]).
 fn worth_compacting_metadata(inner: &Inner, report: &GcReport) -> bool {
@@ -599,4 +621,24 @@ fn worth_compacting_metadata(inner: &Inner, report: &GcReport) -> bool {
         c.stats.chunks + c.stats.blobs
     };
     deleted > 0 && deleted.saturating_mul(METADATA_COMPACT_SHARE) >= left + deleted
+}
+
+/// Test-only: what [`release_manifest`] held in memory at once.
+#[cfg(test)]
+pub(crate) mod probe {
+    use std::cell::Cell;
+
+    thread_local! {
+        static MOST_SEGMENTS_HELD: Cell<usize> = const { Cell::new(0) };
+    }
+
+    /// Records that a release holds `n` segments in memory at once.
+    pub(crate) fn held(n: usize) {
+        MOST_SEGMENTS_HELD.with(|c| c.set(c.get().max(n)));
+    }
+
+    /// The most segments held at once on this thread since the last call.
+    pub(crate) fn take_most_segments_held() -> usize {
+        MOST_SEGMENTS_HELD.with(|c| c.replace(0))
+    }
 }

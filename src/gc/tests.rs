@@ -961,3 +961,107 @@ fn a_power_cut_after_an_open_that_deleted_an_emptied_pack_loses_no_durable_blob(
     power_cut::cut(&vault.join("meta"), &copies);
     check_after_power_cut(&vault, &blobs, &released);
 }
+
+// ---------------------------------------------------------------------------
+// Releasing dead manifests.
+
+/// Chunks of at most 1 KiB, so a manifest has many segments cheaply.
+fn tiny_chunks(dir: &Path, durability: Durability) -> Store {
+    Store::options()
+        .chunking(crate::chunking::CdcParams {
+            min: 64,
+            avg: 256,
+            max: 1024,
+        })
+        .durability(durability)
+        .open(dir)
+        .unwrap()
+}
+
+/// Segments stored for the blob `id`'s manifest.
+fn segments_of(store: &Store, id: &BlobId) -> usize {
+    let m = store.blob_record(id).unwrap().unwrap().manifest;
+    store
+        .inner
+        .meta
+        .scan_prefix(
+            crate::meta::Cf::Manifests,
+            &m.to_be_bytes(),
+            &m.to_be_bytes(),
+        )
+        .count()
+}
+
+/// 24 MiB of zeros: 1 KiB chunks, one chunk id, 24 segments of 1,024
+/// entries each; `mark` makes the first chunk (and the blob) differ.
+fn zeros(mark: u8) -> Vec<u8> {
+    let mut d = vec![0u8; 24 << 20];
+    d[0] = mark;
+    d
+}
+
+#[test]
+fn releasing_a_large_manifest_holds_a_few_segments_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = tiny_chunks(dir.path(), Durability::Eventual);
+    let id = put(&store, &zeros(1));
+    let segments = segments_of(&store, &id);
+    assert!(
+        segments >= 3 * super::collect::SEGMENTS_PER_COMMIT,
+        "only {segments} segments"
+    );
+    store.release_blob(&id).unwrap();
+    super::collect::probe::take_most_segments_held();
+    let r = store.gc(&GcOptions::new()).unwrap();
+    let held = super::collect::probe::take_most_segments_held();
+    assert_eq!(r.manifests_released, 1, "{r:?}");
+    assert!(
+        (1..=super::collect::SEGMENTS_PER_COMMIT).contains(&held),
+        "releasing a manifest of {segments} segments held {held} of them at once"
+    );
+    let s = store.stats();
+    assert_eq!((s.chunks, s.blobs), (0, 0), "{s:?}");
+    assert!(store.verify(VerifyOptions::new()).unwrap().is_clean());
+}
+
+/// A collection cut short between two commits of a manifest's release
+/// leaves the rest of it counted; the next one finishes it without
+/// releasing any reference twice.
+#[test]
+fn a_release_cut_short_is_finished_by_the_next_gc_without_counting_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (zeros(1), zeros(2));
+    let (ia, ib) = {
+        let store = tiny_chunks(dir.path(), Durability::Immediate);
+        let (ia, ib) = (put(&store, &a), put(&store, &b));
+        store.release_blob(&ia).unwrap();
+        let mut crash = GcOptions::new();
+        crash.crash_at = Some(super::CrashAt::ReleaseCommits(2));
+        assert!(store.gc(&crash).is_err());
+        assert!(segments_of_any(&store) > segments_of(&store, &ib));
+        (ia, ib)
+    };
+    let store = tiny_chunks(dir.path(), Durability::Immediate);
+    let v = store.verify(VerifyOptions::new()).unwrap();
+    assert!(v.is_clean(), "partly released: {:?}", v.problems);
+    let r = store.gc(&GcOptions::new()).unwrap();
+    assert_eq!(r.manifests_released, 1, "{r:?}");
+    assert!(!store.contains_blob(&ia).unwrap());
+    assert_eq!(read(&store, &ib).unwrap(), b);
+    let v = store.verify(VerifyOptions::new().read_data(true)).unwrap();
+    assert!(v.is_clean(), "{:?}", v.problems);
+    store.release_blob(&ib).unwrap();
+    store.gc(&GcOptions::new()).unwrap();
+    let s = store.stats();
+    assert_eq!((s.chunks, s.blobs), (0, 0), "{s:?}");
+    assert!(store.verify(VerifyOptions::new()).unwrap().is_clean());
+}
+
+/// Every manifest segment stored.
+fn segments_of_any(store: &Store) -> usize {
+    store
+        .inner
+        .meta
+        .scan_prefix(crate::meta::Cf::Manifests, &[], &[])
+        .count()
+}
