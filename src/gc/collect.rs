@@ -138,6 +138,22 @@ pub struct GcReport {
     /// Whether the collection ended by flushing and compacting the metadata
     /// database (see [`GcOptions::compact_metadata`]).
     pub metadata_compacted: bool,
+    /// Packs chosen for compaction but left as they were (file and index
+    /// entries untouched) because a live record in them could not be read
+    /// or verified; the collection went on with the others. Every later
+    /// collection meets them again until they are repaired (`verify` names
+    /// the damaged chunks and what they break).
+    pub packs_skipped: Vec<SkippedPack>,
+}
+
+/// A pack a collection could not compact, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct SkippedPack {
+    /// The pack id (its file is `packs/<id as 8 hex digits>.pack`).
+    pub pack: u32,
+    /// The error met reading or verifying one of its live records.
+    pub error: String,
 }
 
 /// An upload session, as [`Store::uploads`] lists it.
@@ -166,9 +182,15 @@ impl Store {
     /// is flushed and its blob-related column families compacted, so the
     /// entries it deleted stop taking space.
     ///
+    /// A pack chosen for compaction with a live record that cannot be read
+    /// or verified is left as it is and named in
+    /// [`GcReport::packs_skipped`]; the collection goes on with the others.
+    ///
     /// # Errors
-    /// I/O and metadata errors. A collection interrupted by an error or a
-    /// crash leaves a consistent store; the next one finishes the work.
+    /// I/O and metadata errors (a full disk while copying records is
+    /// [`Error::Io`] naming the pack file). A collection interrupted by an
+    /// error or a crash leaves a consistent store; the next one finishes
+    /// the work (after a failed pack write, reopen the store first).
     pub fn gc(&self, opts: &GcOptions) -> Result<GcReport> {
         let inner = &*self.inner;
         let _one = inner.gc.lock();
@@ -515,20 +537,41 @@ fn compact_pack(
     report: &mut GcReport,
 ) -> Result<()> {
     entries.sort_by_key(|(_, l)| l.offset);
-    // Copy each live record forward, verified, without recompressing.
-    let mut moves = Vec::with_capacity(entries.len());
-    let (mut scratch, mut raw) = (Vec::new(), Vec::new());
-    let mut copied = 0u64;
-    for (id, old) in &entries {
-        let payload = inner.reader.read(id, old, &mut scratch)?;
-        let object = || format!("pack {pack:08x} record at {}", old.offset);
-        inner.decode_record(id, old, payload, &mut raw, &object, 0, MAX_DELTA_DEPTH)?;
-        if Hash32::of(&raw) != *id {
-            return Err(Error::corrupt(
-                object(),
-                format!("content does not hash to chunk {id}; run verify"),
-            ));
+    // Every live record is read and verified before any is copied: a pack
+    // with one that cannot be is left as it is (nothing copied, so a
+    // damaged pack costs no space however many collections meet it), and
+    // the collection goes on with the others.
+    let skip = |report: &mut GcReport, e: Error| {
+        if !unreadable(&e) {
+            return Err(e);
         }
+        report.packs_skipped.push(SkippedPack {
+            pack,
+            error: e.to_string(),
+        });
+        Ok(())
+    };
+    let digests = match verify_records(inner, pack, &entries) {
+        Ok(d) => d,
+        Err(e) => return skip(report, e),
+    };
+    // Copy each live record forward, unchanged (no recompression); the
+    // bytes copied must be those just verified. (Should one have changed
+    // since, the pack is skipped after all, and the records copied before
+    // it are dead bytes in the old lane's pack.)
+    let mut moves = Vec::with_capacity(entries.len());
+    let mut scratch = Vec::new();
+    let mut copied = 0u64;
+    for ((id, old), digest) in entries.iter().zip(&digests) {
+        let payload = match inner.reader.read(id, old, &mut scratch) {
+            Ok(p) if Hash32::of(p) == *digest => p,
+            Ok(_) => {
+                let what = format!("pack {pack:08x} record at {}", old.offset);
+                let e = Error::corrupt(what, "changed on disk while being compacted");
+                return skip(report, e);
+            }
+            Err(e) => return skip(report, e),
+        };
         let header = RecordHeader {
             codec: old.codec,
             raw_len: old.raw_len,
@@ -610,6 +653,39 @@ fn compact_pack(
     report.bytes_copied += copied;
     report.bytes_reclaimed += size.saturating_sub(copied);
     Ok(())
+}
+
+/// Reads, decodes (a delta through its base) and verifies every record of
+/// `entries`, in `pack`; returns a digest of each stored payload, so that
+/// the copy can check it copies exactly the bytes verified.
+fn verify_records(
+    inner: &Inner,
+    pack: u32,
+    entries: &[(ChunkId, ChunkLoc)],
+) -> Result<Vec<Hash32>> {
+    let (mut scratch, mut raw) = (Vec::new(), Vec::new());
+    let mut digests = Vec::with_capacity(entries.len());
+    for (id, old) in entries {
+        let payload = inner.reader.read(id, old, &mut scratch)?;
+        let object = || format!("pack {pack:08x} record at {}", old.offset);
+        inner.decode_record(id, old, payload, &mut raw, &object, 0, MAX_DELTA_DEPTH)?;
+        if Hash32::of(&raw) != *id {
+            return Err(Error::corrupt(
+                object(),
+                format!("content does not hash to chunk {id}; run verify"),
+            ));
+        }
+        digests.push(Hash32::of(payload));
+    }
+    Ok(digests)
+}
+
+/// Whether `e`, met reading a pack's records, means they cannot be read or
+/// verified (the pack is skipped), rather than a failure of the store
+/// itself (the metadata database, a poisoned writer), which ends the
+/// collection.
+fn unreadable(e: &Error) -> bool {
+    e.is_integrity() || matches!(e, Error::Io { .. })
 }
 
 /// Whether this collection deleted enough entries for a metadata

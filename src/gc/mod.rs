@@ -16,7 +16,7 @@ pub(crate) mod refs;
 
 #[cfg(test)]
 pub(crate) use collect::CrashAt;
-pub use collect::{GcOptions, GcReport, UploadInfo};
+pub use collect::{GcOptions, GcReport, SkippedPack, UploadInfo};
 
 #[cfg(test)]
 mod tests;

@@ -1065,3 +1065,146 @@ fn segments_of_any(store: &Store) -> usize {
         .scan_prefix(crate::meta::Cf::Manifests, &[], &[])
         .count()
 }
+
+// ---------------------------------------------------------------------------
+// Damaged packs and a full disk.
+
+/// Live record bytes per sealed pack, and pack sizes, as compaction counts
+/// them: the packs a collection with `compact_below` would rewrite (some
+/// live, below the fraction).
+fn compactable(store: &Store, compact_below: f64) -> Vec<u32> {
+    use std::collections::HashMap;
+    let sizes = store.inner.commit.lock().pack_len.clone();
+    let open = store.inner.packs.open_packs();
+    let mut live: HashMap<u32, u64> = HashMap::new();
+    for kv in store
+        .inner
+        .meta
+        .scan_prefix(crate::meta::Cf::Chunks, &[], &[])
+    {
+        let loc = crate::meta::records::decode_chunk_loc(&kv.unwrap().1).unwrap();
+        *live.entry(loc.pack).or_default() +=
+            crate::pack::RECORD_HEADER_LEN as u64 + loc.stored_len as u64;
+    }
+    let mut out: Vec<u32> = sizes
+        .iter()
+        .filter(|(p, _)| !open.contains(p))
+        .filter(|(p, &len)| {
+            let l = live.get(p).copied().unwrap_or(0);
+            l > 0 && (l as f64) < compact_below * (len - crate::pack::PACK_HEADER_LEN as u64) as f64
+        })
+        .map(|(p, _)| *p)
+        .collect();
+    out.sort_unstable();
+    out
+}
+
+/// The index entries naming `pack`.
+fn entries_in(store: &Store, pack: u32) -> Vec<(Vec<u8>, Vec<u8>)> {
+    store
+        .inner
+        .meta
+        .scan_prefix(crate::meta::Cf::Chunks, &[], &[])
+        .map(|kv| kv.unwrap())
+        .filter(|(_, v)| crate::meta::records::decode_chunk_loc(v).unwrap().pack == pack)
+        .map(|(k, v)| (k.to_vec(), v.to_vec()))
+        .collect()
+}
+
+/// Flips a byte in the payload of the first live record of `pack`.
+fn damage_a_record(store: &Store, pack: u32) {
+    let (_, v) = entries_in(store, pack).into_iter().next().unwrap();
+    let loc = crate::meta::records::decode_chunk_loc(&v).unwrap();
+    let path = store
+        .path()
+        .join("packs")
+        .join(crate::pack::pack_file_name(pack));
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = loc.offset as usize + crate::pack::RECORD_HEADER_LEN + loc.stored_len as usize / 2;
+    bytes[at] ^= 0x55;
+    std::fs::write(&path, bytes).unwrap();
+}
+
+/// Small blobs made mostly dead (two of three released): returns the ones
+/// kept.
+fn mostly_dead(store: &Store, seed: u64, n: u64) -> Vec<(BlobId, Vec<u8>)> {
+    let blobs: Vec<(BlobId, Vec<u8>)> = (0..n)
+        .map(|i| {
+            let d = noise(seed + i, 700 << 10);
+            (put(store, &d), d)
+        })
+        .collect();
+    let mut kept = Vec::new();
+    for (i, (id, d)) in blobs.into_iter().enumerate() {
+        if i % 3 == 2 {
+            kept.push((id, d));
+        } else {
+            store.release_blob(&id).unwrap();
+        }
+    }
+    kept
+}
+
+#[test]
+fn a_pack_with_an_unreadable_record_is_skipped_and_the_others_compacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let kept = mostly_dead(&store, 500, 24);
+    // Sweep first, so the live bytes per pack are those compaction sees.
+    store.gc(&GcOptions::new().compact_below(0.0)).unwrap();
+    let chosen = compactable(&store, 0.6);
+    assert!(chosen.len() >= 2, "compactable packs: {chosen:?}");
+    let bad = chosen[0];
+    damage_a_record(&store, bad);
+    let bad_entries = entries_in(&store, bad);
+    let bad_path = dir
+        .path()
+        .join("packs")
+        .join(crate::pack::pack_file_name(bad));
+
+    let r = store.gc(&GcOptions::new().compact_below(0.6)).unwrap();
+    assert_eq!(r.packs_skipped.len(), 1, "{r:?}");
+    assert_eq!(r.packs_skipped[0].pack, bad, "{r:?}");
+    assert!(
+        r.packs_skipped[0]
+            .error
+            .contains(&format!("pack {bad:08x}")),
+        "{r:?}"
+    );
+    assert_eq!(r.packs_compacted, chosen.len() as u64 - 1, "{r:?}");
+    assert!(bad_path.exists(), "the damaged pack was deleted");
+    assert_eq!(entries_in(&store, bad), bad_entries, "its entries changed");
+    assert!(compactable(&store, 0.6) == vec![bad]);
+
+    // The next collection meets it again, and still reclaims the rest.
+    let kept2 = mostly_dead(&store, 600, 12);
+    let r = store.gc(&GcOptions::new().compact_below(0.6)).unwrap();
+    assert_eq!(r.packs_skipped.len(), 1, "{r:?}");
+    assert_eq!(r.packs_skipped[0].pack, bad, "{r:?}");
+    assert!(r.packs_compacted > 0 && r.chunks_deleted > 0, "{r:?}");
+    assert!(bad_path.exists());
+    assert_eq!(entries_in(&store, bad), bad_entries);
+    assert_eq!(compactable(&store, 0.6), vec![bad]);
+
+    // Everything not in the damaged pack reads back.
+    let damaged: HashSet<Vec<u8>> = bad_entries.into_iter().map(|(k, _)| k).collect();
+    for (id, d) in kept.iter().chain(&kept2) {
+        match read(&store, id) {
+            Ok(back) => assert!(back == *d, "blob {id} reads back different bytes"),
+            Err(e) => {
+                let m = store.blob_record(id).unwrap().unwrap().manifest;
+                let uses_bad = store
+                    .inner
+                    .meta
+                    .scan_prefix(
+                        crate::meta::Cf::Manifests,
+                        &m.to_be_bytes(),
+                        &m.to_be_bytes(),
+                    )
+                    .flat_map(|kv| crate::meta::records::decode_segment(&kv.unwrap().1).unwrap())
+                    .any(|e| damaged.contains(e.id.as_bytes().as_slice()));
+                assert!(uses_bad, "blob {id} is unreadable: {e}");
+            }
+        }
+    }
+}
