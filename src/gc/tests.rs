@@ -1208,3 +1208,151 @@ fn a_pack_with_an_unreadable_record_is_skipped_and_the_others_compacted() {
         }
     }
 }
+
+/// The pack file layer on a disk that fills up: once `full` is set, the
+/// writes (or, with `syncs_fail`, only the syncs) after the first `spare`
+/// ones fail with ENOSPC, a write after writing half its buffer.
+struct DiskFull {
+    full: Arc<AtomicBool>,
+    syncs_fail: bool,
+    spare: u64,
+    used: Arc<AtomicU64>,
+}
+
+struct DiskFullFile {
+    file: std::fs::File,
+    full: Arc<AtomicBool>,
+    syncs_fail: bool,
+    spare: u64,
+    used: Arc<AtomicU64>,
+}
+
+fn enospc() -> std::io::Error {
+    std::io::Error::from_raw_os_error(28)
+}
+
+impl DiskFullFile {
+    fn fails(&self, is_sync: bool) -> bool {
+        self.full.load(Ordering::SeqCst)
+            && is_sync == self.syncs_fail
+            && self.used.fetch_add(1, Ordering::SeqCst) >= self.spare
+    }
+}
+
+impl crate::pack::io::PackIo for DiskFull {
+    fn create(&self, path: &Path) -> std::io::Result<Arc<dyn crate::pack::io::PackFile>> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(path)?;
+        Ok(self.wrap(file))
+    }
+    fn open(&self, path: &Path) -> std::io::Result<Arc<dyn crate::pack::io::PackFile>> {
+        let file = std::fs::OpenOptions::new().write(true).open(path)?;
+        Ok(self.wrap(file))
+    }
+    fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
+        std::fs::File::open(dir)?.sync_all()
+    }
+}
+
+impl DiskFull {
+    fn wrap(&self, file: std::fs::File) -> Arc<dyn crate::pack::io::PackFile> {
+        Arc::new(DiskFullFile {
+            file,
+            full: Arc::clone(&self.full),
+            syncs_fail: self.syncs_fail,
+            spare: self.spare,
+            used: Arc::clone(&self.used),
+        })
+    }
+}
+
+impl crate::pack::io::PackFile for DiskFullFile {
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        if self.fails(false) {
+            FileExt::write_all_at(&self.file, &buf[..buf.len() / 2], offset)?;
+            return Err(enospc());
+        }
+        FileExt::write_all_at(&self.file, buf, offset)
+    }
+    fn sync_data(&self) -> std::io::Result<()> {
+        if self.fails(true) {
+            return Err(enospc());
+        }
+        self.file.sync_data()
+    }
+    fn sync_all(&self) -> std::io::Result<()> {
+        if self.fails(true) {
+            return Err(enospc());
+        }
+        self.file.sync_all()
+    }
+}
+
+/// The disk fills up while compaction copies records (the first write or
+/// sync that fails is the first, second or third of the collection, or
+/// only syncs fail): the collection fails with an error saying so, every
+/// blob still reads back, and once there is room again the store reopens
+/// and a collection finishes the work.
+#[test]
+fn a_full_disk_during_compaction_fails_the_gc_and_loses_nothing() {
+    for (syncs_fail, spare) in [(false, 0), (false, 1), (false, 2), (true, 0), (true, 1)] {
+        let what = format!("syncs_fail {syncs_fail}, spare {spare}");
+        let dir = tempfile::tempdir().unwrap();
+        let full = Arc::new(AtomicBool::new(false));
+        let layer = |full: &Arc<AtomicBool>| {
+            Arc::new(DiskFull {
+                full: Arc::clone(full),
+                syncs_fail,
+                spare,
+                used: Arc::new(AtomicU64::new(0)),
+            })
+        };
+        let mut opts = Store::options()
+            .pack_size(1 << 20)
+            .durability(Durability::Eventual);
+        opts.pack_io = layer(&full);
+        let store = opts.open(dir.path()).unwrap();
+        let kept = mostly_dead(&store, 700, 24);
+        // Sweep first: the collection below then only compacts.
+        store.gc(&GcOptions::new().compact_below(0.0)).unwrap();
+        store.sync().unwrap();
+        assert!(compactable(&store, 0.6).len() >= 2);
+
+        full.store(true, Ordering::SeqCst);
+        let err = store
+            .gc(&GcOptions::new().compact_below(0.6))
+            .expect_err(&what);
+        match &err {
+            crate::Error::Io { path, source } => {
+                assert_eq!(source.raw_os_error(), Some(28), "{what}: {err}");
+                assert!(path.starts_with(dir.path().join("packs")), "{what}: {err}");
+            }
+            e => panic!("{what}: not an I/O error naming the pack: {e}"),
+        }
+        assert!(err.to_string().contains("No space left on device"), "{err}");
+        for (id, d) in &kept {
+            assert!(read(&store, id).unwrap() == *d, "{what}: blob {id}");
+        }
+        drop(store);
+
+        // Room again: reopen, collect, everything reads back.
+        full.store(false, Ordering::SeqCst);
+        let mut opts = Store::options()
+            .pack_size(1 << 20)
+            .durability(Durability::Eventual);
+        opts.pack_io = layer(&full);
+        let store = opts.open(dir.path()).unwrap();
+        let r = store.gc(&GcOptions::new().compact_below(0.6)).unwrap();
+        assert!(r.packs_skipped.is_empty(), "{what}: {r:?}");
+        assert!(compactable(&store, 0.6).is_empty(), "{what}: {r:?}");
+        for (id, d) in &kept {
+            assert!(read(&store, id).unwrap() == *d, "{what}: blob {id}");
+        }
+        let v = store.verify(VerifyOptions::new().read_data(true)).unwrap();
+        assert!(v.is_clean(), "{what}: {:?}", v.problems);
+    }
+}
