@@ -70,7 +70,7 @@ mod verify;
 pub use blob::{BlobReader, BlobWriter, ReverseDeltaReport, StagedBlob, UploadId};
 pub use error::{Error, Result};
 #[cfg(feature = "store")]
-pub use gc::{GcOptions, GcReport, UploadInfo};
+pub use gc::{GcOptions, GcReport, SkippedPack, UploadInfo};
 pub use id::{BlobId, ChunkId, Hash32};
 pub use meta::records::{BlobRecord, FileEntry, StatsRecord};
 pub use pack::ChunkLoc;

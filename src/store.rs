@@ -1089,6 +1089,19 @@ fn recover_packs(meta: &Meta, dir: &Path, store_id: &[u8; 16], target: u64) -> R
         files.push(id);
     }
     files.sort_unstable();
+    // Deleting or truncating a pack cannot be undone, and the committed
+    // lengths decided here may come from commits the WAL has not made
+    // durable yet (written with `Durability::Eventual` by a process that
+    // died): those are synced before the first such change, so that a power
+    // cut cannot bring back a record naming what was deleted.
+    let mut synced = false;
+    let mut make_durable = || -> Result<()> {
+        if !synced {
+            meta.sync_wal()?;
+            synced = true;
+        }
+        Ok(())
+    };
     let mut last_ok = None;
     for id in files {
         let path = dir.join(pack_file_name(id));
@@ -1107,6 +1120,7 @@ fn recover_packs(meta: &Meta, dir: &Path, store_id: &[u8; 16], target: u64) -> R
             // (appends that never committed before the writer moved on, or a
             // pack that compaction emptied and a crash kept from deleting).
             drop(f);
+            make_durable()?;
             fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
             tracing_note(&format!("deleted pack {id:08x}: no committed record"));
             continue;
@@ -1115,6 +1129,7 @@ fn recover_packs(meta: &Meta, dir: &Path, store_id: &[u8; 16], target: u64) -> R
             // Created but its header never made it: nothing can reference it.
             if !committed.contains_key(&id) {
                 drop(f);
+                make_durable()?;
                 fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
                 continue;
             }
@@ -1132,6 +1147,7 @@ fn recover_packs(meta: &Meta, dir: &Path, store_id: &[u8; 16], target: u64) -> R
             }
         }
         if len > keep {
+            make_durable()?;
             f.set_len(keep)
                 .and_then(|_| f.sync_all())
                 .map_err(|e| Error::io(&path, e))?;

@@ -416,6 +416,9 @@ fn put_reverse_delta_keeps_the_newest_whole() {
         asked.contains("deleted 0 chunks") && asked.contains("; metadata compacted"),
         "{asked}"
     );
+    // The JSON report lists the packs a collection had to leave (none here).
+    let report = json(&mv(&repo, &["gc", "--json"]));
+    assert_eq!(report["packs_skipped"], serde_json::json!([]), "{report}");
     // Conflicting flags are refused before anything is written.
     let o = mv(
         &repo,

@@ -167,6 +167,10 @@ pub fn run(args: Args) -> Result<()> {
                     if r.metadata_compacted { "; metadata compacted" } else { "" }
                 );
             }
+            // Compaction went on without them: say which and why.
+            for p in &r.packs_skipped {
+                eprintln!("pack {:08x} skipped: {}", p.pack, p.error);
+            }
         }
         Command::Uploads(json) => {
             let list = open(&repo)?.uploads()?;

@@ -20,10 +20,10 @@ use crate::meta::keys::{self, refs};
 use crate::meta::records::{self, now_ms, UploadRecord};
 use crate::meta::{Batch, Cf};
 use crate::pack::{pack_file_name, ChunkLoc, Lane, RecordHeader, PACK_HEADER_LEN};
-use crate::store::{Inner, Store};
+use crate::store::{Durability, Inner, Store};
 
 /// Segments released per commit while dropping a dead manifest.
-const SEGMENTS_PER_COMMIT: usize = 8;
+pub(super) const SEGMENTS_PER_COMMIT: usize = 8;
 /// Candidate chunks examined per commit.
 const CANDIDATES_PER_COMMIT: usize = 8192;
 /// A collection compacts the metadata database when the chunk index
@@ -45,6 +45,21 @@ pub struct GcOptions {
     /// Test-only: skip the holds check, to show the GC-beside-writers test
     /// catches a collector that ignores uploads in flight.
     pub(crate) ignore_holds: bool,
+    /// Test-only: stop with an error where a crash could interrupt.
+    #[cfg(test)]
+    pub(crate) crash_at: Option<CrashAt>,
+}
+
+/// Test-only: where [`GcOptions::crash_at`] stops a collection, as a crash
+/// there would.
+#[cfg(test)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CrashAt {
+    /// After this many commits releasing dead manifests.
+    ReleaseCommits(u64),
+    /// Right after the first commit that stops the index naming a pack,
+    /// before that commit is made durable and the file deleted.
+    BeforeUnlink,
 }
 
 impl Default for GcOptions {
@@ -54,6 +69,8 @@ impl Default for GcOptions {
             compact_below: 0.5,
             compact_metadata: false,
             ignore_holds: false,
+            #[cfg(test)]
+            crash_at: None,
         }
     }
 }
@@ -121,6 +138,22 @@ pub struct GcReport {
     /// Whether the collection ended by flushing and compacting the metadata
     /// database (see [`GcOptions::compact_metadata`]).
     pub metadata_compacted: bool,
+    /// Packs chosen for compaction but left as they were (file and index
+    /// entries untouched) because a live record in them could not be read
+    /// or verified; the collection went on with the others. Every later
+    /// collection meets them again until they are repaired (`verify` names
+    /// the damaged chunks and what they break).
+    pub packs_skipped: Vec<SkippedPack>,
+}
+
+/// A pack a collection could not compact, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct SkippedPack {
+    /// The pack id (its file is `packs/<id as 8 hex digits>.pack`).
+    pub pack: u32,
+    /// The error met reading or verifying one of its live records.
+    pub error: String,
 }
 
 /// An upload session, as [`Store::uploads`] lists it.
@@ -149,15 +182,21 @@ impl Store {
     /// is flushed and its blob-related column families compacted, so the
     /// entries it deleted stop taking space.
     ///
+    /// A pack chosen for compaction with a live record that cannot be read
+    /// or verified is left as it is and named in
+    /// [`GcReport::packs_skipped`]; the collection goes on with the others.
+    ///
     /// # Errors
-    /// I/O and metadata errors. A collection interrupted by an error or a
-    /// crash leaves a consistent store; the next one finishes the work.
+    /// I/O and metadata errors (a full disk while copying records is
+    /// [`Error::Io`] naming the pack file). A collection interrupted by an
+    /// error or a crash leaves a consistent store; the next one finishes
+    /// the work (after a failed pack write, reopen the store first).
     pub fn gc(&self, opts: &GcOptions) -> Result<GcReport> {
         let inner = &*self.inner;
         let _one = inner.gc.lock();
         let mut report = GcReport::default();
         expire_uploads(inner, opts, &mut report)?;
-        release_manifests(inner, &mut report)?;
+        release_manifests(inner, opts, &mut report)?;
         // Deleting a delta releases its base, which may fall to zero and
         // become a candidate behind the scan: sweep until a pass frees no
         // base (chains are short, so this is a few passes at most).
@@ -266,45 +305,77 @@ fn expire_uploads(inner: &Inner, opts: &GcOptions, report: &mut GcReport) -> Res
 }
 
 /// Drops the segments of every dead manifest, releasing one chunk reference
-/// per entry, a few segments per commit; the marker goes with the last.
-fn release_manifests(inner: &Inner, report: &mut GcReport) -> Result<()> {
-    let mut dead = Vec::new();
-    for kv in inner
-        .meta
-        .scan_prefix(Cf::Gc, &[keys::gc::MANIFEST], &[keys::gc::MANIFEST])
-    {
-        let (k, _) = kv?;
-        dead.push(
-            keys::parse_u64(&k[1..])
-                .ok_or_else(|| Error::corrupt("gc column family", "key of the wrong length"))?,
-        );
-    }
-    for m in dead {
-        let prefix = m.to_be_bytes();
-        let mut segs = Vec::new();
-        for kv in inner.meta.scan_prefix(Cf::Manifests, &prefix, &prefix) {
-            segs.push(kv?);
-        }
-        let mut groups = segs.chunks(SEGMENTS_PER_COMMIT).peekable();
-        if groups.peek().is_none() {
-            let mut batch = Batch::default();
-            batch.delete(Cf::Gc, keys::gc_manifest(m).to_vec());
-            inner.commit(&[], batch, |_, _, _| Ok(()))?;
-        }
-        while let Some(group) = groups.next() {
-            let mut batch = Batch::default();
-            for (k, v) in group {
-                for e in records::decode_segment(v)? {
-                    batch.count(keys::count(refs::CHUNK, e.id.as_bytes()), -1);
-                }
-                batch.delete(Cf::Manifests, k.to_vec());
-            }
-            if groups.peek().is_none() {
-                batch.delete(Cf::Gc, keys::gc_manifest(m).to_vec());
-            }
-            inner.commit(&[], batch, |_, _, _| Ok(()))?;
-        }
+/// per entry. Streamed: dead manifests are taken one at a time and each is
+/// released [`SEGMENTS_PER_COMMIT`] segments per commit, each commit going
+/// on after the last key the previous one deleted, so memory and the work
+/// of one commit do not grow with a manifest's size (a 1 TiB blob has about
+/// 16,000 segments). Each commit deletes the segments whose references it
+/// releases, and the last one the manifest's marker: a collection cut short
+/// leaves the rest of the manifest, still counted, for the next one.
+fn release_manifests(inner: &Inner, opts: &GcOptions, report: &mut GcReport) -> Result<()> {
+    let prefix = [keys::gc::MANIFEST];
+    let mut from = prefix.to_vec();
+    let mut commits = 0u64;
+    loop {
+        let next = match inner.meta.scan_prefix(Cf::Gc, &prefix, &from).next() {
+            Some(kv) => kv?.0,
+            None => return Ok(()),
+        };
+        let m = keys::parse_u64(&next[1..])
+            .ok_or_else(|| Error::corrupt("gc column family", "key of the wrong length"))?;
+        release_manifest(inner, opts, m, &mut commits)?;
         report.manifests_released += 1;
+        from = [&next[..], &[0]].concat();
+    }
+}
+
+/// Releases dead manifest `m`, a few segments per commit (see
+/// [`release_manifests`]); `commits` counts the commits made.
+#[cfg_attr(not(test), allow(unused_variables))]
+fn release_manifest(inner: &Inner, opts: &GcOptions, m: u64, commits: &mut u64) -> Result<()> {
+    let prefix = m.to_be_bytes();
+    let mut from = prefix.to_vec();
+    loop {
+        let mut group = Vec::with_capacity(SEGMENTS_PER_COMMIT);
+        for kv in inner.meta.scan_prefix(Cf::Manifests, &prefix, &from) {
+            group.push(kv?);
+            if group.len() == SEGMENTS_PER_COMMIT {
+                break;
+            }
+        }
+        #[cfg(test)]
+        probe::held(group.len());
+        let last = group.len() < SEGMENTS_PER_COMMIT;
+        let mut batch = Batch::default();
+        for (k, v) in &group {
+            for e in records::decode_segment(v)? {
+                batch.count(keys::count(refs::CHUNK, e.id.as_bytes()), -1);
+            }
+            batch.delete(Cf::Manifests, k.to_vec());
+        }
+        if last {
+            batch.delete(Cf::Gc, keys::gc_manifest(m).to_vec());
+        }
+        inner.commit(&[], batch, |_, _, _| Ok(()))?;
+        *commits += 1;
+        #[cfg(test)]
+        crash_point(opts, CrashAt::ReleaseCommits(*commits))?;
+        if last {
+            return Ok(());
+        }
+        let (k, _) = group.last().expect("a full group");
+        from = [&k[..], &[0]].concat();
+    }
+}
+
+/// Test-only: fails as a crash at `here` would, if `opts` asks for it.
+#[cfg(test)]
+fn crash_point(opts: &GcOptions, here: CrashAt) -> Result<()> {
+    if opts.crash_at == Some(here) {
+        return Err(Error::io(
+            "<test>",
+            std::io::Error::other(format!("crash injected at {here:?}")),
+        ));
     }
     Ok(())
 }
@@ -447,7 +518,7 @@ fn compact(inner: &Inner, opts: &GcOptions, report: &mut GcReport) -> Result<()>
         }
         for &pack in group {
             let e = entries.remove(&pack).unwrap_or_default();
-            compact_pack(inner, pack, e, &generation, report)?;
+            compact_pack(inner, opts, pack, e, &generation, report)?;
         }
     }
     Ok(())
@@ -456,28 +527,51 @@ fn compact(inner: &Inner, opts: &GcOptions, report: &mut GcReport) -> Result<()>
 /// Packs whose index entries one scan collects.
 const COMPACT_GROUP: usize = 64;
 
+#[cfg_attr(not(test), allow(unused_variables))]
 fn compact_pack(
     inner: &Inner,
+    opts: &GcOptions,
     pack: u32,
     mut entries: Vec<(ChunkId, ChunkLoc)>,
     generation: &HashMap<u32, u64>,
     report: &mut GcReport,
 ) -> Result<()> {
     entries.sort_by_key(|(_, l)| l.offset);
-    // Copy each live record forward, verified, without recompressing.
-    let mut moves = Vec::with_capacity(entries.len());
-    let (mut scratch, mut raw) = (Vec::new(), Vec::new());
-    let mut copied = 0u64;
-    for (id, old) in &entries {
-        let payload = inner.reader.read(id, old, &mut scratch)?;
-        let object = || format!("pack {pack:08x} record at {}", old.offset);
-        inner.decode_record(id, old, payload, &mut raw, &object, 0, MAX_DELTA_DEPTH)?;
-        if Hash32::of(&raw) != *id {
-            return Err(Error::corrupt(
-                object(),
-                format!("content does not hash to chunk {id}; run verify"),
-            ));
+    // Every live record is read and verified before any is copied: a pack
+    // with one that cannot be is left as it is (nothing copied, so a
+    // damaged pack costs no space however many collections meet it), and
+    // the collection goes on with the others.
+    let skip = |report: &mut GcReport, e: Error| {
+        if !unreadable(&e) {
+            return Err(e);
         }
+        report.packs_skipped.push(SkippedPack {
+            pack,
+            error: e.to_string(),
+        });
+        Ok(())
+    };
+    let digests = match verify_records(inner, pack, &entries) {
+        Ok(d) => d,
+        Err(e) => return skip(report, e),
+    };
+    // Copy each live record forward, unchanged (no recompression); the
+    // bytes copied must be those just verified. (Should one have changed
+    // since, the pack is skipped after all, and the records copied before
+    // it are dead bytes in the old lane's pack.)
+    let mut moves = Vec::with_capacity(entries.len());
+    let mut scratch = Vec::new();
+    let mut copied = 0u64;
+    for ((id, old), digest) in entries.iter().zip(&digests) {
+        let payload = match inner.reader.read(id, old, &mut scratch) {
+            Ok(p) if Hash32::of(p) == *digest => p,
+            Ok(_) => {
+                let what = format!("pack {pack:08x} record at {}", old.offset);
+                let e = Error::corrupt(what, "changed on disk while being compacted");
+                return skip(report, e);
+            }
+            Err(e) => return skip(report, e),
+        };
         let header = RecordHeader {
             codec: old.codec,
             raw_len: old.raw_len,
@@ -534,8 +628,19 @@ fn compact_pack(
     c.pack_len.remove(&pack);
     drop(pending);
     drop(c);
-    // The index no longer names the pack: delete it. A crash before the
-    // unlink leaves a pack without a record, which the next open deletes.
+    #[cfg(test)]
+    crash_point(opts, CrashAt::BeforeUnlink)?;
+    // The unlink cannot be undone: the commit above (the moves, the pack's
+    // record gone) and every one before it (the sweeps that left the pack
+    // dead, the releases behind them) must be on disk first, whatever the
+    // durability mode. Otherwise a power cut could bring back an index
+    // naming the deleted pack. With `Durability::Immediate` the commit
+    // synced the WAL already.
+    if inner.opts.durability != Durability::Immediate {
+        inner.meta.sync_wal()?;
+    }
+    // A crash before the unlink leaves a pack without a record, which the
+    // next open deletes.
     inner.reader.forget(pack);
     let path = inner.dir.join("packs").join(pack_file_name(pack));
     std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
@@ -550,6 +655,39 @@ fn compact_pack(
     Ok(())
 }
 
+/// Reads, decodes (a delta through its base) and verifies every record of
+/// `entries`, in `pack`; returns a digest of each stored payload, so that
+/// the copy can check it copies exactly the bytes verified.
+fn verify_records(
+    inner: &Inner,
+    pack: u32,
+    entries: &[(ChunkId, ChunkLoc)],
+) -> Result<Vec<Hash32>> {
+    let (mut scratch, mut raw) = (Vec::new(), Vec::new());
+    let mut digests = Vec::with_capacity(entries.len());
+    for (id, old) in entries {
+        let payload = inner.reader.read(id, old, &mut scratch)?;
+        let object = || format!("pack {pack:08x} record at {}", old.offset);
+        inner.decode_record(id, old, payload, &mut raw, &object, 0, MAX_DELTA_DEPTH)?;
+        if Hash32::of(&raw) != *id {
+            return Err(Error::corrupt(
+                object(),
+                format!("content does not hash to chunk {id}; run verify"),
+            ));
+        }
+        digests.push(Hash32::of(payload));
+    }
+    Ok(digests)
+}
+
+/// Whether `e`, met reading a pack's records, means they cannot be read or
+/// verified (the pack is skipped), rather than a failure of the store
+/// itself (the metadata database, a poisoned writer), which ends the
+/// collection.
+fn unreadable(e: &Error) -> bool {
+    e.is_integrity() || matches!(e, Error::Io { .. })
+}
+
 /// Whether this collection deleted enough entries for a metadata
 /// compaction to pay (see [`METADATA_COMPACT_SHARE`]).
 fn worth_compacting_metadata(inner: &Inner, report: &GcReport) -> bool {
@@ -559,4 +697,24 @@ fn worth_compacting_metadata(inner: &Inner, report: &GcReport) -> bool {
         c.stats.chunks + c.stats.blobs
     };
     deleted > 0 && deleted.saturating_mul(METADATA_COMPACT_SHARE) >= left + deleted
+}
+
+/// Test-only: what [`release_manifest`] held in memory at once.
+#[cfg(test)]
+pub(crate) mod probe {
+    use std::cell::Cell;
+
+    thread_local! {
+        static MOST_SEGMENTS_HELD: Cell<usize> = const { Cell::new(0) };
+    }
+
+    /// Records that a release holds `n` segments in memory at once.
+    pub(crate) fn held(n: usize) {
+        MOST_SEGMENTS_HELD.with(|c| c.set(c.get().max(n)));
+    }
+
+    /// The most segments held at once on this thread since the last call.
+    pub(crate) fn take_most_segments_held() -> usize {
+        MOST_SEGMENTS_HELD.with(|c| c.replace(0))
+    }
 }

@@ -14,7 +14,9 @@ pub(crate) mod estimate;
 pub(crate) mod recount;
 pub(crate) mod refs;
 
-pub use collect::{GcOptions, GcReport, UploadInfo};
+#[cfg(test)]
+pub(crate) use collect::CrashAt;
+pub use collect::{GcOptions, GcReport, SkippedPack, UploadInfo};
 
 #[cfg(test)]
 mod tests;

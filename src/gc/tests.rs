@@ -813,3 +813,546 @@ fn a_store_written_before_reference_counts_gets_them_at_open() {
     let s = store.stats();
     assert_eq!((s.chunks, s.blobs, s.versions), (0, 0, 0), "{s:?}");
 }
+
+// ---------------------------------------------------------------------------
+// Power cuts under `Durability::Eventual` (see `meta::power_cut`).
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use crate::meta::power_cut;
+
+/// A store directory whose metadata's durable states are recorded, and
+/// where they go.
+fn watched() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let vault = tmp.path().join("vault");
+    let copies = tmp.path().join("durable");
+    power_cut::watch(&vault.join("meta"), &copies);
+    (tmp, vault, copies)
+}
+
+/// Pack files in the store.
+fn pack_files(vault: &Path) -> usize {
+    std::fs::read_dir(vault.join("packs"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".pack")
+        })
+        .count()
+}
+
+/// 24 blobs of 700 KiB (a 1 MiB pack holds parts of two or three) and,
+/// after the 12th, one of 3 MiB (its middle packs hold nothing else), all
+/// made durable with `Store::sync`. Returns them, the 3 MiB one last.
+fn durable_blobs(store: &Store) -> Vec<(BlobId, Vec<u8>)> {
+    let mut blobs = Vec::new();
+    for i in 0..24u64 {
+        let d = noise(300 + i, 700 << 10);
+        blobs.push((put(store, &d), d));
+        if i == 11 {
+            let big = noise(400, 3 << 20);
+            blobs.push((put(store, &big), big));
+        }
+    }
+    let big = blobs.remove(12);
+    blobs.push(big);
+    store.sync().unwrap();
+    blobs
+}
+
+/// After a power cut: every blob that was durable reads back exactly,
+/// unless it was released (then it is gone, or still reads back exactly:
+/// the release was never made durable), and `verify --read-data` is clean.
+fn check_after_power_cut(vault: &Path, blobs: &[(BlobId, Vec<u8>)], released: &HashSet<BlobId>) {
+    let store = open(vault);
+    for (id, d) in blobs {
+        if released.contains(id) && !store.contains_blob(id).unwrap() {
+            continue;
+        }
+        match read(&store, id) {
+            Ok(back) => assert!(back == *d, "blob {id} reads back different bytes"),
+            Err(e) => panic!("blob {id}, durable before the gc, is lost: {e}"),
+        }
+    }
+    let v = store.verify(VerifyOptions::new().read_data(true)).unwrap();
+    assert!(v.is_clean(), "{:?}", v.problems);
+    // And the store goes on: a collection finishes whatever was left.
+    store.gc(&GcOptions::new()).unwrap();
+    let v = store.verify(VerifyOptions::new().read_data(true)).unwrap();
+    assert!(v.is_clean(), "{:?}", v.problems);
+}
+
+/// Releases two of every three small blobs and the large one (the last).
+fn release_most(store: &Store, blobs: &[(BlobId, Vec<u8>)]) -> HashSet<BlobId> {
+    let n = blobs.len() - 1;
+    let released: HashSet<BlobId> = blobs[..n]
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 3 != 2)
+        .map(|(_, (id, _))| *id)
+        .chain([blobs[n].0])
+        .collect();
+    for id in &released {
+        store.release_blob(id).unwrap();
+    }
+    released
+}
+
+/// Compaction moves live entries and deletes whole-dead packs with
+/// `Durability::Eventual`; the releases, sweeps and moves are written
+/// without a WAL fsync. A power cut right after the collection must not
+/// leave an index that names a deleted pack.
+#[test]
+fn a_power_cut_after_an_eventual_gc_loses_no_durable_blob() {
+    let (_tmp, vault, copies) = watched();
+    let store = open(&vault);
+    let blobs = durable_blobs(&store);
+    // Released after the sync: durable only if something syncs later.
+    let released = release_most(&store, &blobs);
+    let r = store.gc(&GcOptions::new().compact_below(0.6)).unwrap();
+    assert!(r.packs_compacted > 0 && r.packs_deleted > 0, "{r:?}");
+    drop(store);
+    power_cut::cut(&vault.join("meta"), &copies);
+    check_after_power_cut(&vault, &blobs, &released);
+}
+
+/// The same with compaction off: only packs with no live record left are
+/// deleted, decided by sweeps written without a WAL fsync.
+#[test]
+fn a_power_cut_after_an_eventual_gc_deleting_dead_packs_loses_no_durable_blob() {
+    let (_tmp, vault, copies) = watched();
+    let store = open(&vault);
+    let blobs = durable_blobs(&store);
+    let big = blobs.last().unwrap().0;
+    store.release_blob(&big).unwrap();
+    let r = store.gc(&GcOptions::new().compact_below(0.0)).unwrap();
+    assert!(r.packs_deleted > 0 && r.packs_compacted == 0, "{r:?}");
+    drop(store);
+    power_cut::cut(&vault.join("meta"), &copies);
+    check_after_power_cut(&vault, &blobs, &HashSet::from([big]));
+}
+
+/// A crash between the commit that stops the index naming a pack and the
+/// unlink leaves the pack for the next open to delete; that open decides
+/// from commits that may not be durable yet, and a power cut after it must
+/// not bring back an index naming the pack it deleted.
+#[test]
+fn a_power_cut_after_an_open_that_deleted_an_emptied_pack_loses_no_durable_blob() {
+    let (_tmp, vault, copies) = watched();
+    let store = open(&vault);
+    let blobs = durable_blobs(&store);
+    let released = release_most(&store, &blobs);
+    let mut crash = GcOptions::new().compact_below(0.6);
+    crash.crash_at = Some(super::CrashAt::BeforeUnlink);
+    assert!(store.gc(&crash).is_err());
+    // The process dies; the next one replays what its WAL holds.
+    drop(store);
+    let before = pack_files(&vault);
+    drop(open(&vault));
+    assert!(
+        pack_files(&vault) < before,
+        "the open deleted no pack: the test no longer tests that"
+    );
+    power_cut::cut(&vault.join("meta"), &copies);
+    check_after_power_cut(&vault, &blobs, &released);
+}
+
+// ---------------------------------------------------------------------------
+// Releasing dead manifests.
+
+/// Chunks of at most 1 KiB, so a manifest has many segments cheaply.
+fn tiny_chunks(dir: &Path, durability: Durability) -> Store {
+    Store::options()
+        .chunking(crate::chunking::CdcParams {
+            min: 64,
+            avg: 256,
+            max: 1024,
+        })
+        .durability(durability)
+        .open(dir)
+        .unwrap()
+}
+
+/// Segments stored for the blob `id`'s manifest.
+fn segments_of(store: &Store, id: &BlobId) -> usize {
+    let m = store.blob_record(id).unwrap().unwrap().manifest;
+    store
+        .inner
+        .meta
+        .scan_prefix(
+            crate::meta::Cf::Manifests,
+            &m.to_be_bytes(),
+            &m.to_be_bytes(),
+        )
+        .count()
+}
+
+/// 24 MiB of zeros: 1 KiB chunks, one chunk id, 24 segments of 1,024
+/// entries each; `mark` makes the first chunk (and the blob) differ.
+fn zeros(mark: u8) -> Vec<u8> {
+    let mut d = vec![0u8; 24 << 20];
+    d[0] = mark;
+    d
+}
+
+#[test]
+fn releasing_a_large_manifest_holds_a_few_segments_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = tiny_chunks(dir.path(), Durability::Eventual);
+    let id = put(&store, &zeros(1));
+    let segments = segments_of(&store, &id);
+    assert!(
+        segments >= 3 * super::collect::SEGMENTS_PER_COMMIT,
+        "only {segments} segments"
+    );
+    store.release_blob(&id).unwrap();
+    super::collect::probe::take_most_segments_held();
+    let r = store.gc(&GcOptions::new()).unwrap();
+    let held = super::collect::probe::take_most_segments_held();
+    assert_eq!(r.manifests_released, 1, "{r:?}");
+    assert!(
+        (1..=super::collect::SEGMENTS_PER_COMMIT).contains(&held),
+        "releasing a manifest of {segments} segments held {held} of them at once"
+    );
+    let s = store.stats();
+    assert_eq!((s.chunks, s.blobs), (0, 0), "{s:?}");
+    assert!(store.verify(VerifyOptions::new()).unwrap().is_clean());
+}
+
+/// A collection cut short between two commits of a manifest's release
+/// leaves the rest of it counted; the next one finishes it without
+/// releasing any reference twice.
+#[test]
+fn a_release_cut_short_is_finished_by_the_next_gc_without_counting_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (zeros(1), zeros(2));
+    let (ia, ib) = {
+        let store = tiny_chunks(dir.path(), Durability::Immediate);
+        let (ia, ib) = (put(&store, &a), put(&store, &b));
+        store.release_blob(&ia).unwrap();
+        let mut crash = GcOptions::new();
+        crash.crash_at = Some(super::CrashAt::ReleaseCommits(2));
+        assert!(store.gc(&crash).is_err());
+        assert!(segments_of_any(&store) > segments_of(&store, &ib));
+        (ia, ib)
+    };
+    let store = tiny_chunks(dir.path(), Durability::Immediate);
+    let v = store.verify(VerifyOptions::new()).unwrap();
+    assert!(v.is_clean(), "partly released: {:?}", v.problems);
+    let r = store.gc(&GcOptions::new()).unwrap();
+    assert_eq!(r.manifests_released, 1, "{r:?}");
+    assert!(!store.contains_blob(&ia).unwrap());
+    assert_eq!(read(&store, &ib).unwrap(), b);
+    let v = store.verify(VerifyOptions::new().read_data(true)).unwrap();
+    assert!(v.is_clean(), "{:?}", v.problems);
+    store.release_blob(&ib).unwrap();
+    store.gc(&GcOptions::new()).unwrap();
+    let s = store.stats();
+    assert_eq!((s.chunks, s.blobs), (0, 0), "{s:?}");
+    assert!(store.verify(VerifyOptions::new()).unwrap().is_clean());
+}
+
+/// Every manifest segment stored.
+fn segments_of_any(store: &Store) -> usize {
+    store
+        .inner
+        .meta
+        .scan_prefix(crate::meta::Cf::Manifests, &[], &[])
+        .count()
+}
+
+// ---------------------------------------------------------------------------
+// Damaged packs and a full disk.
+
+/// Live record bytes per sealed pack, and pack sizes, as compaction counts
+/// them: the packs a collection with `compact_below` would rewrite (some
+/// live, below the fraction).
+fn compactable(store: &Store, compact_below: f64) -> Vec<u32> {
+    use std::collections::HashMap;
+    let sizes = store.inner.commit.lock().pack_len.clone();
+    let open = store.inner.packs.open_packs();
+    let mut live: HashMap<u32, u64> = HashMap::new();
+    for kv in store
+        .inner
+        .meta
+        .scan_prefix(crate::meta::Cf::Chunks, &[], &[])
+    {
+        let loc = crate::meta::records::decode_chunk_loc(&kv.unwrap().1).unwrap();
+        *live.entry(loc.pack).or_default() +=
+            crate::pack::RECORD_HEADER_LEN as u64 + loc.stored_len as u64;
+    }
+    let mut out: Vec<u32> = sizes
+        .iter()
+        .filter(|(p, _)| !open.contains(p))
+        .filter(|(p, &len)| {
+            let l = live.get(p).copied().unwrap_or(0);
+            l > 0 && (l as f64) < compact_below * (len - crate::pack::PACK_HEADER_LEN as u64) as f64
+        })
+        .map(|(p, _)| *p)
+        .collect();
+    out.sort_unstable();
+    out
+}
+
+/// The index entries naming `pack`.
+fn entries_in(store: &Store, pack: u32) -> Vec<(Vec<u8>, Vec<u8>)> {
+    store
+        .inner
+        .meta
+        .scan_prefix(crate::meta::Cf::Chunks, &[], &[])
+        .map(|kv| kv.unwrap())
+        .filter(|(_, v)| crate::meta::records::decode_chunk_loc(v).unwrap().pack == pack)
+        .map(|(k, v)| (k.to_vec(), v.to_vec()))
+        .collect()
+}
+
+/// Flips a byte in the payload of the first live record of `pack`.
+fn damage_a_record(store: &Store, pack: u32) {
+    let (_, v) = entries_in(store, pack).into_iter().next().unwrap();
+    let loc = crate::meta::records::decode_chunk_loc(&v).unwrap();
+    let path = store
+        .path()
+        .join("packs")
+        .join(crate::pack::pack_file_name(pack));
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = loc.offset as usize + crate::pack::RECORD_HEADER_LEN + loc.stored_len as usize / 2;
+    bytes[at] ^= 0x55;
+    std::fs::write(&path, bytes).unwrap();
+}
+
+/// Small blobs made mostly dead (two of three released): returns the ones
+/// kept.
+fn mostly_dead(store: &Store, seed: u64, n: u64) -> Vec<(BlobId, Vec<u8>)> {
+    let blobs: Vec<(BlobId, Vec<u8>)> = (0..n)
+        .map(|i| {
+            let d = noise(seed + i, 700 << 10);
+            (put(store, &d), d)
+        })
+        .collect();
+    let mut kept = Vec::new();
+    for (i, (id, d)) in blobs.into_iter().enumerate() {
+        if i % 3 == 2 {
+            kept.push((id, d));
+        } else {
+            store.release_blob(&id).unwrap();
+        }
+    }
+    kept
+}
+
+#[test]
+fn a_pack_with_an_unreadable_record_is_skipped_and_the_others_compacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let kept = mostly_dead(&store, 500, 24);
+    // Sweep first, so the live bytes per pack are those compaction sees.
+    store.gc(&GcOptions::new().compact_below(0.0)).unwrap();
+    let chosen = compactable(&store, 0.6);
+    assert!(chosen.len() >= 2, "compactable packs: {chosen:?}");
+    let bad = chosen[0];
+    damage_a_record(&store, bad);
+    let bad_entries = entries_in(&store, bad);
+    let bad_path = dir
+        .path()
+        .join("packs")
+        .join(crate::pack::pack_file_name(bad));
+
+    let r = store.gc(&GcOptions::new().compact_below(0.6)).unwrap();
+    assert_eq!(r.packs_skipped.len(), 1, "{r:?}");
+    assert_eq!(r.packs_skipped[0].pack, bad, "{r:?}");
+    assert!(
+        r.packs_skipped[0]
+            .error
+            .contains(&format!("pack {bad:08x}")),
+        "{r:?}"
+    );
+    assert_eq!(r.packs_compacted, chosen.len() as u64 - 1, "{r:?}");
+    assert!(bad_path.exists(), "the damaged pack was deleted");
+    assert_eq!(entries_in(&store, bad), bad_entries, "its entries changed");
+    assert!(compactable(&store, 0.6) == vec![bad]);
+
+    // The next collection meets it again, and still reclaims the rest.
+    let kept2 = mostly_dead(&store, 600, 12);
+    let r = store.gc(&GcOptions::new().compact_below(0.6)).unwrap();
+    assert_eq!(r.packs_skipped.len(), 1, "{r:?}");
+    assert_eq!(r.packs_skipped[0].pack, bad, "{r:?}");
+    assert!(r.packs_compacted > 0 && r.chunks_deleted > 0, "{r:?}");
+    assert!(bad_path.exists());
+    assert_eq!(entries_in(&store, bad), bad_entries);
+    assert_eq!(compactable(&store, 0.6), vec![bad]);
+
+    // Everything not in the damaged pack reads back.
+    let damaged: HashSet<Vec<u8>> = bad_entries.into_iter().map(|(k, _)| k).collect();
+    for (id, d) in kept.iter().chain(&kept2) {
+        match read(&store, id) {
+            Ok(back) => assert!(back == *d, "blob {id} reads back different bytes"),
+            Err(e) => {
+                let m = store.blob_record(id).unwrap().unwrap().manifest;
+                let uses_bad = store
+                    .inner
+                    .meta
+                    .scan_prefix(
+                        crate::meta::Cf::Manifests,
+                        &m.to_be_bytes(),
+                        &m.to_be_bytes(),
+                    )
+                    .flat_map(|kv| crate::meta::records::decode_segment(&kv.unwrap().1).unwrap())
+                    .any(|e| damaged.contains(e.id.as_bytes().as_slice()));
+                assert!(uses_bad, "blob {id} is unreadable: {e}");
+            }
+        }
+    }
+}
+
+/// The pack file layer on a disk that fills up: once `full` is set, the
+/// writes (or, with `syncs_fail`, only the syncs) after the first `spare`
+/// ones fail with ENOSPC, a write after writing half its buffer.
+struct DiskFull {
+    full: Arc<AtomicBool>,
+    syncs_fail: bool,
+    spare: u64,
+    used: Arc<AtomicU64>,
+}
+
+struct DiskFullFile {
+    file: std::fs::File,
+    full: Arc<AtomicBool>,
+    syncs_fail: bool,
+    spare: u64,
+    used: Arc<AtomicU64>,
+}
+
+fn enospc() -> std::io::Error {
+    std::io::Error::from_raw_os_error(28)
+}
+
+impl DiskFullFile {
+    fn fails(&self, is_sync: bool) -> bool {
+        self.full.load(Ordering::SeqCst)
+            && is_sync == self.syncs_fail
+            && self.used.fetch_add(1, Ordering::SeqCst) >= self.spare
+    }
+}
+
+impl crate::pack::io::PackIo for DiskFull {
+    fn create(&self, path: &Path) -> std::io::Result<Arc<dyn crate::pack::io::PackFile>> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(path)?;
+        Ok(self.wrap(file))
+    }
+    fn open(&self, path: &Path) -> std::io::Result<Arc<dyn crate::pack::io::PackFile>> {
+        let file = std::fs::OpenOptions::new().write(true).open(path)?;
+        Ok(self.wrap(file))
+    }
+    fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
+        std::fs::File::open(dir)?.sync_all()
+    }
+}
+
+impl DiskFull {
+    fn wrap(&self, file: std::fs::File) -> Arc<dyn crate::pack::io::PackFile> {
+        Arc::new(DiskFullFile {
+            file,
+            full: Arc::clone(&self.full),
+            syncs_fail: self.syncs_fail,
+            spare: self.spare,
+            used: Arc::clone(&self.used),
+        })
+    }
+}
+
+impl crate::pack::io::PackFile for DiskFullFile {
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        if self.fails(false) {
+            FileExt::write_all_at(&self.file, &buf[..buf.len() / 2], offset)?;
+            return Err(enospc());
+        }
+        FileExt::write_all_at(&self.file, buf, offset)
+    }
+    fn sync_data(&self) -> std::io::Result<()> {
+        if self.fails(true) {
+            return Err(enospc());
+        }
+        self.file.sync_data()
+    }
+    fn sync_all(&self) -> std::io::Result<()> {
+        if self.fails(true) {
+            return Err(enospc());
+        }
+        self.file.sync_all()
+    }
+}
+
+/// The disk fills up while compaction copies records (the first write or
+/// sync that fails is the first, second or third of the collection, or
+/// only syncs fail): the collection fails with an error saying so, every
+/// blob still reads back, and once there is room again the store reopens
+/// and a collection finishes the work.
+#[test]
+fn a_full_disk_during_compaction_fails_the_gc_and_loses_nothing() {
+    for (syncs_fail, spare) in [(false, 0), (false, 1), (false, 2), (true, 0), (true, 1)] {
+        let what = format!("syncs_fail {syncs_fail}, spare {spare}");
+        let dir = tempfile::tempdir().unwrap();
+        let full = Arc::new(AtomicBool::new(false));
+        let layer = |full: &Arc<AtomicBool>| {
+            Arc::new(DiskFull {
+                full: Arc::clone(full),
+                syncs_fail,
+                spare,
+                used: Arc::new(AtomicU64::new(0)),
+            })
+        };
+        let mut opts = Store::options()
+            .pack_size(1 << 20)
+            .durability(Durability::Eventual);
+        opts.pack_io = layer(&full);
+        let store = opts.open(dir.path()).unwrap();
+        let kept = mostly_dead(&store, 700, 24);
+        // Sweep first: the collection below then only compacts.
+        store.gc(&GcOptions::new().compact_below(0.0)).unwrap();
+        store.sync().unwrap();
+        assert!(compactable(&store, 0.6).len() >= 2);
+
+        full.store(true, Ordering::SeqCst);
+        let err = store
+            .gc(&GcOptions::new().compact_below(0.6))
+            .expect_err(&what);
+        match &err {
+            crate::Error::Io { path, source } => {
+                assert_eq!(source.raw_os_error(), Some(28), "{what}: {err}");
+                assert!(path.starts_with(dir.path().join("packs")), "{what}: {err}");
+            }
+            e => panic!("{what}: not an I/O error naming the pack: {e}"),
+        }
+        assert!(err.to_string().contains("No space left on device"), "{err}");
+        for (id, d) in &kept {
+            assert!(read(&store, id).unwrap() == *d, "{what}: blob {id}");
+        }
+        drop(store);
+
+        // Room again: reopen, collect, everything reads back.
+        full.store(false, Ordering::SeqCst);
+        let mut opts = Store::options()
+            .pack_size(1 << 20)
+            .durability(Durability::Eventual);
+        opts.pack_io = layer(&full);
+        let store = opts.open(dir.path()).unwrap();
+        let r = store.gc(&GcOptions::new().compact_below(0.6)).unwrap();
+        assert!(r.packs_skipped.is_empty(), "{what}: {r:?}");
+        assert!(compactable(&store, 0.6).is_empty(), "{what}: {r:?}");
+        for (id, d) in &kept {
+            assert!(read(&store, id).unwrap() == *d, "{what}: blob {id}");
+        }
+        let v = store.verify(VerifyOptions::new().read_data(true)).unwrap();
+        assert!(v.is_clean(), "{what}: {:?}", v.problems);
+    }
+}

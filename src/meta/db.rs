@@ -137,6 +137,10 @@ const REGISTRY_WRITE_BUFFER_BYTES: usize = 32 << 20;
 /// The metadata database.
 pub(crate) struct Meta {
     db: DB,
+    /// Test-only: where the state a power cut would leave is recorded
+    /// (see [`power_cut`]).
+    #[cfg(test)]
+    durable: Option<power_cut::Recorder>,
 }
 
 /// A set of writes applied atomically by [`Meta::commit`].
@@ -232,7 +236,22 @@ impl Meta {
             ColumnFamilyDescriptor::new(cf.name(), o)
         });
         let db = DB::open_cf_descriptors(&db_opts, dir, cfs)?;
-        Ok(Meta { db })
+        Ok(Meta {
+            db,
+            #[cfg(test)]
+            durable: power_cut::recorder_for(dir),
+        })
+    }
+
+    /// Test-only: records the database as it is now as what a power cut
+    /// would leave (called at each point where everything written so far
+    /// is durable).
+    #[cfg(test)]
+    fn durable_point(&self) -> Result<()> {
+        match &self.durable {
+            Some(r) => r.record(&self.db),
+            None => Ok(()),
+        }
     }
 
     fn cf(&self, cf: Cf) -> &rocksdb::ColumnFamily {
@@ -279,6 +298,10 @@ impl Meta {
         let mut wo = WriteOptions::default();
         wo.set_sync(sync);
         self.db.write_opt(wb, &wo)?;
+        #[cfg(test)]
+        if sync {
+            self.durable_point()?;
+        }
         Ok(())
     }
 
@@ -355,7 +378,6 @@ impl Meta {
         }
     }
 
-    /// Forces the WAL to disk (makes earlier unsynced commits durable).
     /// Flushes every column family's memtable, so the write-ahead log they
     /// share can be deleted, and compacts the column families that grow
     /// with blob data, where `gc` leaves its deletions behind as tombstones:
@@ -371,8 +393,12 @@ impl Meta {
         Ok(())
     }
 
+    /// Forces the WAL to disk (makes earlier unsynced commits durable).
     pub fn sync_wal(&self) -> Result<()> {
-        Ok(self.db.flush_wal(true)?)
+        self.db.flush_wal(true)?;
+        #[cfg(test)]
+        self.durable_point()?;
+        Ok(())
     }
 
     /// The last key of a column family.
@@ -384,6 +410,101 @@ impl Meta {
             return Ok(None);
         }
         Ok(it.key().map(Into::into))
+    }
+}
+
+/// Test-only model of a power cut under [`crate::Durability::Eventual`]:
+/// commits written without a WAL fsync are lost, so after a power cut the
+/// database is what it was at the last point where everything written was
+/// durable (a commit with `sync`, or [`Meta::sync_wal`]). A test asks for
+/// a metadata directory to be watched before opening it; from then on each
+/// such point records a RocksDB checkpoint of the database (flushed to
+/// tables, hard-linked) in `<copies>/last`. To cut the power, the test drops
+/// the store and puts that copy in place of the metadata directory, keeping
+/// the pack files as they are: pack data is fsynced by its own protocol,
+/// and file deletions and truncations have happened.
+///
+/// This is the least a real power cut can leave (RocksDB may have made
+/// more durable meanwhile, e.g. by flushing a full memtable), so code
+/// that is safe under it is safe under any. With several threads writing
+/// at once, a checkpoint may include commits made after the durable point
+/// that triggered it: the tests using it write from one thread.
+#[cfg(test)]
+pub(crate) mod power_cut {
+    use std::path::{Path, PathBuf};
+
+    use parking_lot::Mutex;
+
+    use crate::error::{Error, Result};
+
+    /// Watched metadata directories and where their copies go.
+    static WATCHED: Mutex<Vec<(PathBuf, PathBuf)>> = Mutex::new(Vec::new());
+
+    /// From the next open of the database in `meta_dir` on, records its
+    /// durable state in `copies` (see the module docs).
+    pub(crate) fn watch(meta_dir: &Path, copies: &Path) {
+        std::fs::create_dir_all(copies).unwrap();
+        WATCHED
+            .lock()
+            .push((meta_dir.to_path_buf(), copies.to_path_buf()));
+    }
+
+    /// The last durable state recorded in `copies`.
+    pub(crate) fn last_durable(copies: &Path) -> PathBuf {
+        copies.join("last")
+    }
+
+    /// Cuts the power: replaces `meta_dir` (whose store must be closed)
+    /// with the last durable state recorded in `copies`.
+    pub(crate) fn cut(meta_dir: &Path, copies: &Path) {
+        let last = last_durable(copies);
+        assert!(last.exists(), "no durable state was recorded in {copies:?}");
+        std::fs::remove_dir_all(meta_dir).unwrap();
+        let tmp = copies.join("restoring");
+        copy_dir(&last, &tmp);
+        std::fs::rename(&tmp, meta_dir).unwrap();
+    }
+
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+
+    pub(crate) fn recorder_for(meta_dir: &Path) -> Option<Recorder> {
+        WATCHED
+            .lock()
+            .iter()
+            .find(|(m, _)| m == meta_dir)
+            .map(|(_, copies)| Recorder {
+                copies: copies.clone(),
+                busy: Mutex::new(()),
+            })
+    }
+
+    pub(crate) struct Recorder {
+        copies: PathBuf,
+        busy: Mutex<()>,
+    }
+
+    impl Recorder {
+        /// Replaces the recorded state with a checkpoint of `db` now.
+        pub(crate) fn record(&self, db: &rocksdb::DB) -> Result<()> {
+            let _one = self.busy.lock();
+            let next = self.copies.join("next");
+            let last = last_durable(&self.copies);
+            let io = |p: &Path, e| Error::io(p, e);
+            if next.exists() {
+                std::fs::remove_dir_all(&next).map_err(|e| io(&next, e))?;
+            }
+            rocksdb::checkpoint::Checkpoint::new(db)?.create_checkpoint(&next)?;
+            if last.exists() {
+                std::fs::remove_dir_all(&last).map_err(|e| io(&last, e))?;
+            }
+            std::fs::rename(&next, &last).map_err(|e| io(&last, e))
+        }
     }
 }
 

@@ -9,5 +9,7 @@ mod db;
 pub(crate) mod keys;
 pub(crate) mod records;
 
+#[cfg(all(feature = "store", test))]
+pub(crate) use db::power_cut;
 #[cfg(feature = "store")]
 pub(crate) use db::{Batch, Cf, Meta};
