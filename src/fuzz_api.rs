@@ -6,6 +6,7 @@
 
 use crate::meta::{keys, records};
 use crate::pack::{PackHeader, RecordHeader};
+use crate::registry::query::{Value, MAX_VALUE_DEPTH};
 use crate::registry::records as reg;
 
 /// Pack file header.
@@ -31,6 +32,15 @@ pub fn record_header(data: &[u8]) {
 pub fn records(data: &[u8]) {
     if let Ok(l) = records::decode_chunk_loc(data) {
         assert_eq!(&records::encode_chunk_loc(&l)[..], data);
+        // An accepted entry never asks a reader for more than the format's
+        // largest record, nor for bytes past the end of a u64 offset.
+        assert!(l.raw_len >= 1 && l.raw_len <= crate::pack::MAX_RAW_CHUNK);
+        assert!(l.stored_len <= crate::pack::MAX_STORED_CHUNK);
+        assert!(l.offset >= crate::pack::PACK_HEADER_LEN as u64);
+        assert!(l
+            .offset
+            .checked_add(crate::pack::RECORD_HEADER_LEN as u64 + u64::from(l.stored_len))
+            .is_some());
     }
     if let Ok(p) = records::decode_pack(data) {
         assert_eq!(&records::encode_pack(&p)[..], data);
@@ -47,6 +57,12 @@ pub fn records(data: &[u8]) {
     postcard_round_trip::<reg::ExperimentRecord>(data);
     postcard_round_trip::<reg::ArtifactRecord>(data);
     postcard_round_trip::<reg::ConsoleRecord>(data);
+    // A typed value on its own: decoding one nested too deep is an error,
+    // never a stack overflow; one accepted is within the limit.
+    if let Ok(v) = records::decode_postcard::<Value>("fuzz", data) {
+        assert!(v.depth() <= MAX_VALUE_DEPTH);
+    }
+    postcard_round_trip::<Value>(data);
 }
 
 /// A postcard record that decodes must re-encode and decode to itself.

@@ -55,6 +55,8 @@ pub struct Options {
     pub(crate) delta_min_saving: f64,
     /// File operations of the pack writer (a fault-injecting layer in tests).
     pub(crate) pack_io: Arc<dyn crate::pack::io::PackIo>,
+    /// Most pack files the reader keeps open (see `pack::reader`).
+    pub(crate) max_open_packs: usize,
 }
 
 impl std::fmt::Debug for dyn crate::pack::io::PackIo {
@@ -90,6 +92,7 @@ impl Default for Options {
             max_delta_depth: 3,
             delta_min_saving: 0.03,
             pack_io: Arc::new(crate::pack::io::OsIo),
+            max_open_packs: crate::pack::MAX_OPEN_PACKS,
         }
     }
 }
@@ -363,12 +366,15 @@ impl Store {
             resume,
         )?;
         let pool = Pool::new(opts.threads)?;
+        // Chunking bounds passed `Chunker::check`: the maximum fits a u32.
+        let max_chunk = u32::try_from(opts.cdc.max).unwrap_or(u32::MAX);
+        let reader = PackReader::new(&packs_dir, max_chunk, &pack_len, opts.max_open_packs);
         Ok(Store {
             inner: Arc::new(Inner {
                 dir: dir.to_path_buf(),
                 store_id,
                 meta,
-                reader: PackReader::new(&packs_dir),
+                reader,
                 packs,
                 pending: Mutex::new(Pending::default()),
                 active_uploads: Mutex::new(HashSet::new()),
@@ -756,6 +762,12 @@ impl Inner {
             b"stats".to_vec(),
             records::encode_postcard(&stats),
         );
+        // Readers must know the new lengths before they can see an index
+        // entry that needs them (more than committed if the write fails:
+        // the store is poisoned then, and the bytes are synced anyway).
+        for (&pack, &end) in &pack_len {
+            self.reader.committed(pack, end);
+        }
         let sync = self.opts.durability == Durability::Immediate;
         if let Err(e) = self.meta.commit(batch, sync) {
             c.poisoned = Some(e.to_string());

@@ -9,6 +9,7 @@
 //! - `cli`: the `modelvault` binary's contract.
 //! - `hostile_input`: traversal and look-alike names and paths, through the API and the CLI.
 //! - `meta_corruption`: damaged RocksDB files (SST, MANIFEST, CURRENT, WAL) fail loudly, never return wrong bytes.
+//! - `meta_lengths`: hostile lengths, offsets and nesting in metadata records give clean errors.
 //! - `gc_model_based`: random put/release/gc/suspend/resume/reopen sequences against an in-memory model of holds and chunks.
 //! - `registry_entities`: experiments, models, links, queries, listings, reopen.
 //! - `registry_model_based`: random operation sequences against an in-memory model.
@@ -29,6 +30,7 @@ mod crash_kill;
 mod gc_model_based;
 mod hostile_input;
 mod meta_corruption;
+mod meta_lengths;
 mod registry_concurrency;
 mod registry_delete;
 mod registry_entities;

@@ -86,6 +86,13 @@ def main():
     put("records", "segment", b"\x01" + struct.pack("<I", 2) + (bytes(range(32)) + struct.pack("<I", 100)) * 2)
     put("records", "postcard_stats", b"\x01\x05\x04\x03\x02\x01")
     put("records", "postcard_files", b"\x01\x01\x03a/b" + bytes(32) + b"\x00\x05")
+    # Hostile lengths: a 4 GiB stored length, an offset whose record end overflows.
+    put("records", "chunk_loc_stored_4g", b"\x01" + struct.pack("<IQII", 3, 4096, 0xFFFFFFFF, 100) + b"\x01\x00")
+    put("records", "chunk_loc_offset_overflow", b"\x01" + struct.pack("<IQII", 3, (1 << 64) - 60, 9, 100) + b"\x01\x00")
+    # Typed values (postcard: List = variant 4, length 1): nested 64 levels
+    # (the most accepted) and 2,000 levels around Int(7).
+    put("records", "value_depth_64", b"\x01" + b"\x04\x01" * 63 + b"\x00\x0e")
+    put("records", "value_depth_2000", b"\x01" + b"\x04\x01" * 1999 + b"\x00\x0e")
 
     # keys: segment (16), pack (4).
     put("keys", "segment", struct.pack(">QQ", 3, 1 << 40))

@@ -120,20 +120,24 @@ impl BlobReader {
         let (_, start) = keys::parse_segment(&k)
             .ok_or_else(|| Error::corrupt(self.object(), "bad manifest key"))?;
         let entries = records::decode_segment(&v)?;
+        // The segment's offsets, checked as they are summed: every entry
+        // must end within the blob (so no sum can overflow either).
         let mut offsets = Vec::with_capacity(entries.len());
         let mut off = start;
         for e in &entries {
             offsets.push(off);
-            off += e.len as u64;
-        }
-        if off > self.rec.size {
-            return Err(Error::corrupt(
-                self.object(),
-                format!(
-                    "manifest segment at {start} runs to {off}, past the blob's {} bytes",
-                    self.rec.size
-                ),
-            ));
+            off = off
+                .checked_add(u64::from(e.len))
+                .filter(|&end| end <= self.rec.size)
+                .ok_or_else(|| {
+                    Error::corrupt(
+                        self.object(),
+                        format!(
+                            "manifest segment at {start} runs past the blob's {} bytes (entry at {off} of {} bytes)",
+                            self.rec.size, e.len
+                        ),
+                    )
+                })?;
         }
         self.seg = entries;
         self.seg_offsets = offsets;

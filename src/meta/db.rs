@@ -134,6 +134,9 @@ const REGISTRY_CACHE_BYTES: usize = 64 << 20;
 /// with one 2 MiB memtable budget for all column families).
 const REGISTRY_WRITE_BUFFER_BYTES: usize = 32 << 20;
 
+/// Most table (SST) files RocksDB keeps open at once.
+const MAX_OPEN_TABLE_FILES: i32 = 512;
+
 /// The metadata database.
 pub(crate) struct Meta {
     db: DB,
@@ -212,6 +215,10 @@ impl Meta {
         // threads each spawned some 240 threads per open (25 ms of a
         // 30 ms `modelvault versions`); the files are few and small.
         db_opts.set_max_file_opening_threads(1);
+        // RocksDB keeps every table file open by default: bounded, so that
+        // with the pack reader's handle cache (`pack::MAX_OPEN_PACKS`) a
+        // store stays well under the usual limit of 1,024 descriptors.
+        db_opts.set_max_open_files(MAX_OPEN_TABLE_FILES);
         let cfs = Cf::ALL.iter().map(|&cf| {
             let mut o = Options::default();
             let mut t = BlockBasedOptions::default();
@@ -531,6 +538,34 @@ mod tests {
             .property_int_value_cf(meta.cf(Cf::Chunks), "rocksdb.block-cache-usage")
             .unwrap()
             .unwrap_or(0)
+    }
+
+    /// RocksDB keeps at most `MAX_OPEN_TABLE_FILES` table files open (its
+    /// default, -1, keeps every one open for the life of the database): the
+    /// options it persists next to the database say so.
+    #[test]
+    fn open_table_files_are_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let _meta = Meta::open(dir.path(), true).unwrap();
+        let options: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("OPTIONS-"))
+            })
+            .collect();
+        assert!(!options.is_empty());
+        for p in options {
+            let text = std::fs::read_to_string(&p).unwrap();
+            let line = format!("max_open_files={MAX_OPEN_TABLE_FILES}");
+            assert!(
+                text.lines().any(|l| l.trim() == line),
+                "{} lacks {line}",
+                p.display()
+            );
+        }
     }
 
     /// Writing and reading back several times the memory budget of chunk

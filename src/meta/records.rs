@@ -109,7 +109,7 @@ pub(crate) fn decode_chunk_loc(b: &[u8]) -> Result<ChunkLoc> {
     if b.len() == ROOT_LOC_LEN && height == 0 {
         return Err(Error::corrupt(WHAT, "an explicit delta chain height of 0"));
     }
-    Ok(ChunkLoc {
+    let loc = ChunkLoc {
         pack: u32_at(b, 1),
         offset: u64_at(b, 5),
         stored_len: u32_at(b, 13),
@@ -117,7 +117,47 @@ pub(crate) fn decode_chunk_loc(b: &[u8]) -> Result<ChunkLoc> {
         codec,
         base,
         height,
-    })
+    };
+    check_chunk_loc_bounds(&loc).map_err(|detail| Error::corrupt(WHAT, detail))?;
+    Ok(loc)
+}
+
+/// The format's limits on an index entry's lengths and offset (see
+/// docs/FORMAT.md, `chunks`): checked before anything is allocated or read
+/// on its word. A record starts after the pack header and ends within
+/// `u64`; its lengths are at most the format's maxima (a store's own chunk
+/// maximum is checked by the pack reader, which knows it).
+fn check_chunk_loc_bounds(l: &ChunkLoc) -> std::result::Result<(), String> {
+    use crate::pack::{MAX_RAW_CHUNK, MAX_STORED_CHUNK, PACK_HEADER_LEN, RECORD_HEADER_LEN};
+    if l.raw_len == 0 || l.raw_len > MAX_RAW_CHUNK {
+        return Err(format!(
+            "raw_len {} is outside 1..={MAX_RAW_CHUNK}",
+            l.raw_len
+        ));
+    }
+    if l.stored_len > MAX_STORED_CHUNK {
+        return Err(format!(
+            "stored_len {} is above the format's maximum {MAX_STORED_CHUNK}",
+            l.stored_len
+        ));
+    }
+    if l.offset < PACK_HEADER_LEN as u64 {
+        return Err(format!(
+            "offset {} is inside the {PACK_HEADER_LEN}-byte pack header",
+            l.offset
+        ));
+    }
+    if l.offset
+        .checked_add(RECORD_HEADER_LEN as u64 + u64::from(l.stored_len))
+        .is_none()
+    {
+        return Err(format!(
+            "offset {} plus the record's {} bytes overflows",
+            l.offset,
+            RECORD_HEADER_LEN as u64 + u64::from(l.stored_len)
+        ));
+    }
+    Ok(())
 }
 
 /// `packs` value: how much of a pack file is referenced by committed index
@@ -275,10 +315,31 @@ pub(crate) fn encode_postcard<T: Serialize>(v: &T) -> Vec<u8> {
     b
 }
 
+thread_local! {
+    /// Why a `Deserialize` implementation refused its input during the
+    /// current [`decode_postcard`] on this thread (see [`refuse`]).
+    static REFUSED: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The error a `Deserialize` implementation returns to refuse its input
+/// (e.g. a value nested too deep). postcard keeps no message of a custom
+/// error, so the reason is also noted for [`decode_postcard`] to report.
+pub(crate) fn refuse<E: serde::de::Error>(reason: String) -> E {
+    let e = E::custom(&reason);
+    REFUSED.with(|r| *r.borrow_mut() = Some(reason));
+    e
+}
+
 /// Decodes a record written by [`encode_postcard`], rejecting trailing bytes.
 pub(crate) fn decode_postcard<T: DeserializeOwned>(what: &'static str, b: &[u8]) -> Result<T> {
     check_version(what, b)?;
-    let (v, rest) = postcard::take_from_bytes(&b[1..]).map_err(|e| Error::corrupt(what, e))?;
+    REFUSED.with(|r| r.borrow_mut().take());
+    let (v, rest) = postcard::take_from_bytes(&b[1..]).map_err(|e| {
+        match REFUSED.with(|r| r.borrow_mut().take()) {
+            Some(reason) => Error::corrupt(what, reason),
+            None => Error::corrupt(what, e),
+        }
+    })?;
     if !rest.is_empty() {
         return Err(Error::corrupt(
             what,
@@ -401,6 +462,106 @@ mod tests {
 
         let p = PackRecord { committed_len: 77 };
         assert_eq!(decode_pack(&encode_pack(&p)).unwrap(), p);
+    }
+
+    #[test]
+    fn chunk_entries_with_lengths_or_offsets_out_of_range_are_refused() {
+        let good = ChunkLoc {
+            pack: 3,
+            offset: 4096,
+            stored_len: 9,
+            raw_len: 100,
+            codec: Codec::Zstd,
+            base: None,
+            height: 0,
+        };
+        assert_eq!(decode_chunk_loc(&encode_chunk_loc(&good)).unwrap(), good);
+        let max = ChunkLoc {
+            raw_len: crate::pack::MAX_RAW_CHUNK,
+            stored_len: crate::pack::MAX_STORED_CHUNK,
+            offset: u64::MAX - 52 - crate::pack::MAX_STORED_CHUNK as u64,
+            ..good
+        };
+        assert_eq!(decode_chunk_loc(&encode_chunk_loc(&max)).unwrap(), max);
+        for (bad, field) in [
+            (
+                ChunkLoc {
+                    stored_len: u32::MAX,
+                    ..good
+                },
+                "stored_len 4294967295",
+            ),
+            (
+                ChunkLoc {
+                    stored_len: crate::pack::MAX_STORED_CHUNK + 1,
+                    ..good
+                },
+                "stored_len",
+            ),
+            (
+                ChunkLoc {
+                    raw_len: crate::pack::MAX_RAW_CHUNK + 1,
+                    ..good
+                },
+                "raw_len",
+            ),
+            (ChunkLoc { raw_len: 0, ..good }, "raw_len 0"),
+            (ChunkLoc { offset: 31, ..good }, "offset 31"),
+            (
+                ChunkLoc {
+                    offset: u64::MAX - 60,
+                    ..good
+                },
+                "overflows",
+            ),
+        ] {
+            let e = decode_chunk_loc(&encode_chunk_loc(&bad)).unwrap_err();
+            assert!(e.is_integrity(), "{bad:?}: {e}");
+            let msg = e.to_string();
+            assert!(
+                msg.contains("chunk index entry") && msg.contains(field),
+                "{bad:?}: {msg}"
+            );
+        }
+    }
+
+    /// Postcard bytes of a `Value` nested `depth` levels: lists of one
+    /// element around `Int(0)`.
+    fn nested_value(depth: usize) -> Vec<u8> {
+        let mut b = [4u8, 1].repeat(depth - 1);
+        b.extend_from_slice(&[0, 0]);
+        b
+    }
+
+    #[test]
+    fn deeply_nested_values_are_refused_not_a_stack_overflow() {
+        use crate::registry::query::{Value, MAX_VALUE_DEPTH};
+        use crate::registry::records::ArtifactRecord;
+        use std::collections::BTreeMap;
+        // Model metadata: one key, a value a million levels deep.
+        for depth in [MAX_VALUE_DEPTH + 1, 1_000_000] {
+            let mut b = vec![RECORD_VERSION, 1, 1, b'k'];
+            b.extend(nested_value(depth));
+            let e = decode_postcard::<BTreeMap<String, Value>>("metadata", &b).unwrap_err();
+            assert!(e.is_integrity(), "{e}");
+            assert!(e.to_string().contains("nested deeper than 64"), "{e}");
+            // An artifact's inline body (variant 1), no metadata, time 0.
+            let mut b = vec![RECORD_VERSION, 1];
+            b.extend(nested_value(depth));
+            b.extend_from_slice(&[0, 0]);
+            let e = decode_postcard::<ArtifactRecord>("artifact record", &b).unwrap_err();
+            assert!(e.to_string().contains("nested deeper than 64"), "{e}");
+        }
+        // At the limit the value decodes, and encodes back to the same bytes.
+        let mut b = vec![RECORD_VERSION, 1, 1, b'k'];
+        b.extend(nested_value(MAX_VALUE_DEPTH));
+        let m = decode_postcard::<BTreeMap<String, Value>>("metadata", &b).unwrap();
+        assert_eq!(m["k"].depth(), MAX_VALUE_DEPTH);
+        assert_eq!(encode_postcard(&m), b);
+        // Other decode errors keep postcard's own message.
+        let e = decode_postcard::<BTreeMap<String, Value>>("metadata", &[RECORD_VERSION, 1])
+            .unwrap_err();
+        assert!(!e.to_string().contains("nested"), "{e}");
     }
 
     #[test]

@@ -35,11 +35,19 @@ pub(crate) const RECORD_MAGIC: [u8; 4] = *b"CHNK";
 /// length (4) + stored length (4) + chunk id (32) + crc32 (4).
 pub const RECORD_HEADER_LEN: usize = 4 + 2 + 2 + 4 + 4 + 32 + 4;
 
-/// Largest raw chunk this format accepts (the chunker's maximum is far
-/// below; the limit bounds what a hostile record can make us allocate).
+/// Largest raw chunk this format accepts: the largest chunking maximum a
+/// store can be created with (`Chunker::check`). A store's own maximum, 128
+/// KiB by default, bounds its chunks further (`PackReader` checks it); this
+/// limit bounds what a hostile record or index entry can make any reader
+/// allocate.
 pub(crate) const MAX_RAW_CHUNK: u32 = 16 << 20;
+/// Most bytes a stored payload may exceed its chunk's raw length by: every
+/// codec falls back to storing raw when it would not save space, and a
+/// delta adds its 35-byte header to a payload smaller than the chunk, so
+/// 64 KiB (zstd's worst-case expansion of a 16 MiB input) is never reached.
+pub(crate) const MAX_CODEC_OVERHEAD: u32 = 1 << 16;
 /// Largest stored payload: raw plus the worst-case codec overhead.
-pub(crate) const MAX_STORED_CHUNK: u32 = MAX_RAW_CHUNK + (1 << 16);
+pub(crate) const MAX_STORED_CHUNK: u32 = MAX_RAW_CHUNK + MAX_CODEC_OVERHEAD;
 
 /// Where a chunk lives: enough to read and decode it without any other lookup.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -13,13 +13,12 @@ mod reader;
 mod writer;
 
 pub use format::ChunkLoc;
-pub(crate) use format::MAX_RAW_CHUNK;
-#[cfg(feature = "store")]
 pub use format::PACK_HEADER_LEN;
 #[cfg(feature = "store")]
 pub(crate) use format::{pack_file_name, parse_pack_file_name};
 pub(crate) use format::{PackHeader, RecordHeader, RECORD_HEADER_LEN};
+pub(crate) use format::{MAX_RAW_CHUNK, MAX_STORED_CHUNK};
 #[cfg(feature = "store")]
-pub(crate) use reader::PackReader;
+pub(crate) use reader::{PackReader, MAX_OPEN_PACKS};
 #[cfg(feature = "store")]
 pub(crate) use writer::{sync_dir, Lane, PackWriter};

@@ -5,6 +5,7 @@ use serde::de::DeserializeOwned;
 
 use std::collections::BTreeSet;
 
+use super::query::{Value, MAX_VALUE_DEPTH};
 use super::records::EntityId;
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
@@ -47,6 +48,21 @@ pub(crate) fn check_key(what: &'static str, s: &str) -> Result<()> {
             what,
             s,
             "must start with a letter or '_' and use only letters, digits, '_', '.', '/' and '-' (at most 128 bytes)",
+        ));
+    }
+    Ok(())
+}
+
+/// A typed value given under `key` (a metadata entry, a hyperparameter, an
+/// artifact's body) nests at most [`MAX_VALUE_DEPTH`] levels: a deeper one
+/// would be written but refused when read back.
+pub(crate) fn check_value(what: &'static str, key: &str, v: &Value) -> Result<()> {
+    let depth = v.depth();
+    if depth > MAX_VALUE_DEPTH {
+        return Err(Error::invalid(
+            what,
+            key,
+            format!("its value nests {depth} levels deep, at most {MAX_VALUE_DEPTH} are allowed"),
         ));
     }
     Ok(())

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use super::common::{
-    apply_index, check_key, check_label, load, now_ms, save, update_entity, Entity,
+    apply_index, check_key, check_label, check_value, load, now_ms, save, update_entity, Entity,
 };
 use super::index::{self, tag, Key};
 use super::query::Value;
@@ -343,8 +343,9 @@ impl Experiment {
     /// Sets hyperparameters (`Section/key` → value), replacing earlier values.
     pub fn set_params<I: IntoIterator<Item = (String, Value)>>(&self, params: I) -> Result<()> {
         let params: Vec<_> = params.into_iter().collect();
-        for (k, _) in &params {
+        for (k, v) in &params {
             check_key("hyperparameter", k)?;
+            check_value("hyperparameter", k, v)?;
         }
         self.update(|_, r, _| {
             r.params.extend(params);
@@ -436,8 +437,12 @@ impl Experiment {
         metadata: BTreeMap<String, Value>,
     ) -> Result<u32> {
         check_label("artifact name", name, 256)?;
-        for k in metadata.keys() {
+        for (k, v) in &metadata {
             check_key("artifact metadata key", k)?;
+            check_value("artifact metadata key", k, v)?;
+        }
+        if let ArtifactBody::Inline(v) = &body {
+            check_value("inline artifact", name, v)?;
         }
         let id = self.id;
         self.update(|meta, _, batch| {

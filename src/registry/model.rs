@@ -12,8 +12,8 @@ use std::io::Read;
 use serde::Serialize;
 
 use super::common::{
-    apply_index, check_key, check_label, check_metadata_key, load, now_ms, save, update_entity,
-    Entity,
+    apply_index, check_key, check_label, check_metadata_key, check_value, load, now_ms, save,
+    update_entity, Entity,
 };
 use super::detect::{self, FileFormat, Framework};
 use super::experiment::{ids_under, load_experiment};
@@ -257,7 +257,10 @@ fn check_tags(tags: &mut Vec<String>) -> Result<()> {
 }
 
 fn check_metadata(m: &BTreeMap<String, Value>) -> Result<()> {
-    m.keys().try_for_each(|k| check_metadata_key(k))
+    m.iter().try_for_each(|(k, v)| {
+        check_metadata_key(k)?;
+        check_value("metadata key", k, v)
+    })
 }
 
 impl Store {
@@ -812,6 +815,7 @@ impl Model {
     /// Sets (or replaces) one metadata entry.
     pub fn set_metadata(&self, key: &str, value: Value) -> Result<()> {
         check_metadata_key(key)?;
+        check_value("metadata key", key, &value)?;
         self.update(|_, r, _, _| {
             r.metadata.insert(key.to_string(), value);
             Ok(())

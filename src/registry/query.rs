@@ -78,11 +78,20 @@ pub const MAX_QUERY_LEN: usize = 4096;
 /// Deepest nesting of `(` and `NOT` accepted by [`parse`].
 pub const MAX_DEPTH: usize = 64;
 
+/// Deepest nesting of a [`Value`], counting every level: 1 for a scalar or
+/// an empty list, 2 for a list of scalars, and so on ([`Value::depth`]).
+/// The store refuses to write a deeper value, and decoding one fails (a
+/// record crafted to nest values a million deep is an error, never a stack
+/// overflow).
+pub const MAX_VALUE_DEPTH: usize = 64;
+
 /// A typed value: a literal in a query, or a field's value in a record.
 ///
 /// Serialized as a tagged enum in binary formats (postcard records) and as a
 /// plain JSON value (`3`, `0.5`, `true`, `"s"`, `[…]`) in human-readable ones.
-#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+/// Deserializing reads the tagged enum and refuses a value nested deeper
+/// than [`MAX_VALUE_DEPTH`].
+#[derive(Clone, Debug, PartialEq)]
 pub enum Value {
     /// A 64-bit signed integer.
     Int(i64),
@@ -116,6 +125,54 @@ impl serde::Serialize for Value {
             Value::Str(t) => s.serialize_newtype_variant("Value", 3, "Str", t),
             Value::List(l) => s.serialize_newtype_variant("Value", 4, "List", l),
         }
+    }
+}
+
+/// The shape `Value` had with `#[derive(Deserialize)]`, which its
+/// `Serialize` writes; its lists hold `Value`s, so every level of nesting
+/// goes through `Value::deserialize` and is counted there.
+#[derive(serde::Deserialize)]
+#[serde(rename = "Value")]
+enum ValueRepr {
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Str(String),
+    List(Vec<Value>),
+}
+
+thread_local! {
+    /// How many `Value`s are being deserialized on this thread, one inside
+    /// the other (deserializing is synchronous, so the count is the depth).
+    static DECODING_DEPTH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+impl<'de> serde::Deserialize<'de> for Value {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        /// One level of nesting, given back however the level ends.
+        struct Level;
+        impl Drop for Level {
+            fn drop(&mut self) {
+                DECODING_DEPTH.with(|n| n.set(n.get() - 1));
+            }
+        }
+        let depth = DECODING_DEPTH.with(|n| {
+            n.set(n.get() + 1);
+            n.get()
+        });
+        let _level = Level;
+        if depth > MAX_VALUE_DEPTH {
+            return Err(crate::meta::records::refuse(format!(
+                "a typed value nested deeper than {MAX_VALUE_DEPTH} levels"
+            )));
+        }
+        Ok(match ValueRepr::deserialize(d)? {
+            ValueRepr::Int(i) => Value::Int(i),
+            ValueRepr::Float(f) => Value::Float(f),
+            ValueRepr::Bool(b) => Value::Bool(b),
+            ValueRepr::Str(s) => Value::Str(s),
+            ValueRepr::List(l) => Value::List(l),
+        })
     }
 }
 
@@ -239,6 +296,21 @@ fn cmp_int_float(i: i64, f: f64) -> Option<Ordering> {
 }
 
 impl Value {
+    /// How deeply the value nests: 1 for a scalar or an empty list, one more
+    /// than its deepest element for a list. Walks the value without
+    /// recursion, so any value a caller built can be measured.
+    pub fn depth(&self) -> usize {
+        let mut deepest = 0;
+        let mut todo = vec![(self, 1usize)];
+        while let Some((v, d)) = todo.pop() {
+            deepest = deepest.max(d);
+            if let Value::List(items) = v {
+                todo.extend(items.iter().map(|i| (i, d + 1)));
+            }
+        }
+        deepest
+    }
+
     /// Compares two values the way queries do: Int and Float numerically
     /// (exactly); Str with Str bytewise; Bool with Bool (`false < true`);
     /// List with List element by element (None if any pair is
