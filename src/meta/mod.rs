@@ -10,4 +10,4 @@ pub(crate) mod keys;
 pub(crate) mod records;
 
 #[cfg(feature = "store")]
-pub(crate) use db::{Batch, Cf, Meta};
+pub(crate) use db::{Batch, Cf, Meta, Pair, Scan, Snapshot};
