@@ -7,6 +7,7 @@
 //! - `blob_concurrency`: many threads writing and reading one store.
 //! - `store_lifecycle`: create, reopen, locking, crash leftovers.
 //! - `cli`: the `modelvault` binary's contract.
+//! - `cli_registry`: register, delete, prune, experiment delete, uploads, and every dry run.
 //! - `hostile_input`: traversal and look-alike names and paths, through the API and the CLI.
 //! - `meta_corruption`: damaged RocksDB files (SST, MANIFEST, CURRENT, WAL) fail loudly, never return wrong bytes.
 //! - `gc_model_based`: random put/release/gc/suspend/resume/reopen sequences against an in-memory model of holds and chunks.
@@ -25,6 +26,7 @@ mod blob_reverse;
 mod blob_roundtrip;
 mod blob_tensors;
 mod cli;
+mod cli_registry;
 mod crash_kill;
 mod gc_model_based;
 mod hostile_input;

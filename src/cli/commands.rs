@@ -627,9 +627,10 @@ fn model_cmd(store: &Store, cmd: ModelCmd) -> Result<()> {
         ModelCmd::Delete { model: spec, del } => {
             let (m, version) = store.resolve_model(&spec)?;
             let r = match version {
-                Some(v) => m.delete_version(v, delete_options(del))?,
-                None => m.delete(delete_options(del))?,
-            };
+                Some(v) => m.delete_version(v, delete_options(del)),
+                None => m.delete(delete_options(del)),
+            }
+            .with_context(|| format!("cannot delete {spec}"))?;
             print_delete(&r, del.json)?;
         }
         ModelCmd::Prune {
@@ -647,25 +648,14 @@ fn model_cmd(store: &Store, cmd: ModelCmd) -> Result<()> {
             if let Some(d) = keep_within {
                 rule = rule.keep_within(parse_duration(&d)?);
             }
-            let models: Vec<Model> = match (spec, all) {
-                (Some(spec), _) => vec![model(store, &spec)?],
-                (None, true) => store
-                    .models()?
-                    .into_iter()
-                    .map(|m| store.model(m.id))
-                    .collect::<modelvault::Result<_>>()?,
+            // All models are pruned in one deletion, so that the freed
+            // figures of a dry run are those of the real run (a blob shared
+            // by two models is freed once both drop it).
+            let total = match (spec, all) {
+                (Some(spec), _) => model(store, &spec)?.prune(&rule, dry_run)?,
+                (None, true) => store.prune_all(&rule, dry_run)?,
                 (None, false) => bail!("name a model, or pass --all"),
             };
-            let mut total = DeleteReport {
-                dry_run,
-                ..DeleteReport::default()
-            };
-            for m in models {
-                let r = m.prune(&rule, dry_run)?;
-                total.versions.extend(r.versions);
-                total.blobs_freed += r.blobs_freed;
-                total.bytes_freed += r.bytes_freed;
-            }
             print_delete(&total, json.json)?;
         }
         ModelCmd::Register {
