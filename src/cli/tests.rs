@@ -114,10 +114,16 @@ fn check_restorable_refuses_file_folder_clashes_and_case_collisions() {
             e.contains("\"a\" is both a file and a folder (holding \"a/b/c\")"),
             "{e}"
         );
-        assert!(e.starts_with("m@1: ") && e.contains("nothing written"), "{e}");
+        assert!(
+            e.starts_with("m@1: ") && e.contains("nothing written"),
+            "{e}"
+        );
     }
     let e = err(&["Z", "b/A.bin", "b/a.bin", "c"], false);
-    assert!(e.contains("\"b/A.bin\" and \"b/a.bin\" differ only in case"), "{e}");
+    assert!(
+        e.contains("\"b/A.bin\" and \"b/a.bin\" differ only in case"),
+        "{e}"
+    );
     let e = err(&["Models/x", "models/y"], false);
     assert!(e.contains("\"Models\" and \"models\""), "{e}");
     // Non-ASCII letters fold too.
