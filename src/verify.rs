@@ -16,12 +16,15 @@ use crate::meta::{keys, Cf};
 use crate::pack::{pack_file_name, ChunkLoc};
 use crate::store::Store;
 
+mod refs;
+
 /// What [`Store::verify`] checks.
 #[derive(Clone, Copy, Debug, Default)]
 #[must_use]
 pub struct VerifyOptions {
     read_data: bool,
     subset: Option<(u64, u64)>,
+    budgets: refs::Budgets,
 }
 
 impl VerifyOptions {
@@ -49,6 +52,13 @@ impl VerifyOptions {
         }
         self.subset = Some((n, m));
         Ok(self)
+    }
+
+    /// Smaller memory budgets, so that tests take the many-pass paths.
+    #[cfg(test)]
+    pub(crate) fn budgets(mut self, budgets: refs::Budgets) -> Self {
+        self.budgets = budgets;
+        self
     }
 }
 
@@ -104,15 +114,25 @@ impl Store {
     /// Checks the store. Problems are reported, not returned as errors; an
     /// `Err` means verification itself could not run (e.g. I/O on the
     /// metadata database).
+    ///
+    /// Runs beside writers, deletions and collections without stopping
+    /// them: every record is read from one snapshot of the metadata (the
+    /// store as of the call; commits are atomic batches, so it is
+    /// consistent), and no lock is held. Its memory does not grow with the
+    /// store's chunks (docs/ARCHITECTURE.md, "Verify").
     pub fn verify(&self, opts: VerifyOptions) -> Result<VerifyReport> {
         let inner = &self.inner;
-        let meta = &inner.meta;
+        let snap = inner.meta.snapshot();
         let mut r = VerifyReport::default();
         let mut bad_chunks: BTreeMap<ChunkId, usize> = BTreeMap::new();
+        pause::at(&inner.dir, pause::Stage::Start);
 
-        // Packs: the committed length is within the file.
+        // Packs: the committed length is within the file. A collection may
+        // have compacted and deleted a pack since the snapshot: it deletes
+        // the pack's record before the file, so a missing file whose record
+        // is still in the live database is missing indeed.
         let mut pack_len: HashMap<u32, u64> = HashMap::new();
-        for kv in meta.scan_prefix(Cf::Packs, &[], &[]) {
+        for kv in snap.scan_prefix(Cf::Packs, &[], &[]) {
             let (k, v) = kv?;
             let id = keys::parse_pack(&k)
                 .ok_or_else(|| Error::corrupt("packs column family", "bad key"))?;
@@ -125,6 +145,9 @@ impl Store {
                     format!("file has {} bytes, {committed} are committed", m.len()),
                 )),
                 Ok(_) => {}
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::NotFound
+                        && inner.meta.get(Cf::Packs, &k)?.is_none() => {}
                 Err(e) => r.problems.push(problem(
                     "pack-missing",
                     format!("pack {id:08x}"),
@@ -138,7 +161,7 @@ impl Store {
         // and with read_data, decodes to bytes with the right hash.
         let (mut scratch, mut out) = (Vec::new(), Vec::new());
         let mut unique = 0u64;
-        for kv in meta.scan_prefix(Cf::Chunks, &[], &[]) {
+        for kv in snap.scan_prefix(Cf::Chunks, &[], &[]) {
             let (k, v) = kv?;
             r.chunks += 1;
             let id = Hash32::from_slice(&k)
@@ -158,7 +181,7 @@ impl Store {
             unique += loc.raw_len as u64;
             if let Some(base) = &loc.base {
                 r.delta_chunks += 1;
-                if meta.get(Cf::Chunks, base.as_bytes())?.is_none() {
+                if snap.get(Cf::Chunks, base.as_bytes())?.is_none() {
                     bad_chunks.insert(id, r.problems.len());
                     r.problems.push(problem(
                         "chunk-base-missing",
@@ -203,24 +226,28 @@ impl Store {
                 r.chunks_read += 1;
                 r.bytes_read += loc.raw_len as u64;
                 let object = || format!("chunk {id}");
+                // Read through the live index (where compaction may have
+                // moved the record since the snapshot). A chunk a collection
+                // deleted since the snapshot is gone from it: not damage.
                 if let Err(e) = inner.read_chunk(&id, &object, 0, &mut scratch, &mut out) {
-                    bad_chunks.insert(id, r.problems.len());
-                    r.problems.push(problem(
-                        "chunk-damaged",
-                        format!("chunk {id} (pack {:08x} offset {})", loc.pack, loc.offset),
-                        e.to_string(),
-                    ));
+                    if inner.chunk_loc(&id)?.is_some() {
+                        bad_chunks.insert(id, r.problems.len());
+                        r.problems.push(problem(
+                            "chunk-damaged",
+                            format!("chunk {id} (pack {:08x} offset {})", loc.pack, loc.offset),
+                            e.to_string(),
+                        ));
+                    }
                 }
             }
         }
+        pause::at(&inner.dir, pause::Stage::Chunks);
 
         // Blobs: segments tile [0, size), every chunk is indexed.
         let mut chunk_blobs: BTreeMap<ChunkId, BTreeSet<BlobId>> = BTreeMap::new();
-        let mut blob_count = 0u64;
-        for kv in meta.scan_prefix(Cf::Blobs, &[], &[]) {
+        for kv in snap.scan_prefix(Cf::Blobs, &[], &[]) {
             let (k, v) = kv?;
             r.blobs += 1;
-            blob_count += 1;
             let blob = BlobId(
                 Hash32::from_slice(&k)
                     .ok_or_else(|| Error::corrupt("blobs column family", "bad key"))?,
@@ -241,7 +268,7 @@ impl Store {
             }
             let prefix = rec.manifest.to_be_bytes();
             let (mut expect, mut count) = (0u64, 0u64);
-            for kv in meta.scan_prefix(Cf::Manifests, &prefix, &prefix) {
+            for kv in snap.scan_prefix(Cf::Manifests, &prefix, &prefix) {
                 let (k, v) = kv?;
                 let start = keys::parse_segment(&k).map(|(_, s)| s);
                 if start != Some(expect) {
@@ -260,7 +287,7 @@ impl Store {
                             if bad_chunks.contains_key(&e.id) {
                                 chunk_blobs.entry(e.id).or_default().insert(blob);
                             }
-                            if meta.get(Cf::Chunks, e.id.as_bytes())?.is_none() {
+                            if snap.get(Cf::Chunks, e.id.as_bytes())?.is_none() {
                                 r.problems.push(problem(
                                     "chunk-missing",
                                     format!("blob {blob}"),
@@ -294,11 +321,9 @@ impl Store {
 
         // Versions and artifacts: every blob they name exists with that size.
         let mut logical = 0u64;
-        let mut versions = 0u64;
-        for kv in meta.scan_prefix(Cf::Versions, &[], &[]) {
+        for kv in snap.scan_prefix(Cf::Versions, &[], &[]) {
             let (k, v) = kv?;
             r.versions += 1;
-            versions += 1;
             let name = match crate::registry::index::id_version(&k, "versions key") {
                 Ok((id, v)) => format!("model {id}@{v}"),
                 Err(e) => {
@@ -325,9 +350,11 @@ impl Store {
                     r.problems
                         .push(problem("file-path", name.clone(), e.to_string()));
                 }
-                match self.blob_record(&f.blob)? {
-                    Some(b) if b.size == f.size => {}
-                    Some(b) => r.problems.push(problem(
+                let blob = snap.get(Cf::Blobs, f.blob.as_bytes())?;
+                match blob.map(|b| records::decode_blob(&b)) {
+                    Some(Ok(b)) if b.size == f.size => {}
+                    Some(Err(_)) => {} // reported by the blob checks
+                    Some(Ok(b)) => r.problems.push(problem(
                         "file-size",
                         name.clone(),
                         format!(
@@ -344,13 +371,16 @@ impl Store {
             }
         }
 
-        // Counters.
-        let stats: StatsRecord = inner.commit.lock().stats;
+        // Counters: the stats record committed with the records above.
+        let stats: StatsRecord = match snap.get(Cf::Meta, b"stats")? {
+            Some(b) => records::decode_postcard("stats record", &b)?,
+            None => StatsRecord::default(),
+        };
         for (what, have, want) in [
             ("chunks", stats.chunks, r.chunks),
             ("unique_bytes", stats.unique_bytes, unique),
-            ("blobs", stats.blobs, blob_count),
-            ("versions", stats.versions, versions),
+            ("blobs", stats.blobs, r.blobs),
+            ("versions", stats.versions, r.versions),
             ("logical_bytes", stats.logical_bytes, logical),
         ] {
             if have != want {
@@ -363,18 +393,20 @@ impl Store {
         }
 
         // Reference counts and ownership.
-        self.verify_refs(&mut r)?;
+        refs::check(&snap, &inner.dir, opts.budgets, &mut r.problems)?;
 
         // Secondary indexes.
-        let idx = self.verify_index()?;
+        let idx = crate::registry::repair::verify_index_at(&snap)?;
         for k in idx.missing {
             r.problems.push(problem("index-missing", "index", k));
         }
         for k in idx.extra {
             r.problems.push(problem("index-extra", "index", k));
         }
+        drop(snap);
 
-        // Name what the damaged chunks break.
+        // Name what the damaged chunks break (from the live index: this is
+        // a description, not a check).
         for (chunk, at) in &bad_chunks {
             let mut affected = Vec::new();
             for blob in chunk_blobs.get(chunk).into_iter().flatten() {
@@ -387,142 +419,67 @@ impl Store {
         }
         Ok(r)
     }
+}
 
-    /// Recounts every reference from the primary records and compares with
-    /// the `refs` column family; checks that each manifest has exactly one
-    /// owner and that every unreferenced chunk is a collection candidate.
-    /// Holds the commit lock (counts change only in commits), so writers
-    /// wait for this part.
-    fn verify_refs(&self, r: &mut VerifyReport) -> Result<()> {
-        use crate::meta::keys::refs as tag;
-        let inner = &self.inner;
-        let meta = &inner.meta;
-        let _commits = inner.commit.lock();
-        let bad = |what: &'static str| Error::corrupt(what, "key of the wrong length");
-        let crate::gc::recount::Expected {
-            counts: want,
-            manifests: seg_manifests,
-            undecodable,
-        } = crate::gc::recount::expected(meta)?;
-        for (cf, k) in undecodable {
-            if cf == Cf::Artifacts {
-                r.problems.push(problem(
-                    "artifact-corrupt",
-                    hex::encode(&k),
-                    "undecodable record",
-                ));
+/// A seam for the tests: [`pause::at`] calls a test's function when a
+/// verify of the store in a given folder reaches a given stage, so a test
+/// can hold a verify mid-scan and act meanwhile. Outside tests it does nothing.
+pub(crate) mod pause {
+    use std::path::Path;
+
+    /// Where a verify may be held.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub(crate) enum Stage {
+        /// Before anything is read.
+        Start,
+        /// After the scan of the chunk index, before the blobs.
+        Chunks,
+        /// In the middle of the reference-count checks.
+        Refs,
+    }
+
+    #[cfg(test)]
+    type Hook = (
+        std::path::PathBuf,
+        Stage,
+        std::sync::Arc<dyn Fn() + Send + Sync>,
+    );
+
+    /// One function per store folder (tests run in parallel, each on its own store).
+    #[cfg(test)]
+    static HOOKS: parking_lot::Mutex<Vec<Hook>> = parking_lot::Mutex::new(Vec::new());
+
+    /// Runs `f` whenever a verify of the store in `dir` reaches `stage`.
+    #[cfg(test)]
+    pub(crate) fn set(dir: &Path, stage: Stage, f: impl Fn() + Send + Sync + 'static) {
+        let mut hooks = HOOKS.lock();
+        hooks.retain(|(d, ..)| d != dir);
+        hooks.push((dir.to_path_buf(), stage, std::sync::Arc::new(f)));
+    }
+
+    /// Removes the function set for `dir`.
+    #[cfg(test)]
+    pub(crate) fn clear(dir: &Path) {
+        HOOKS.lock().retain(|(d, ..)| d != dir);
+    }
+
+    #[inline]
+    pub(crate) fn at(dir: &Path, stage: Stage) {
+        #[cfg(test)]
+        {
+            let f = HOOKS
+                .lock()
+                .iter()
+                .find(|(d, s, _)| d == dir && *s == stage)
+                .map(|(.., f)| f.clone());
+            if let Some(f) = f {
+                f();
             }
         }
-        let mut have: HashMap<Vec<u8>, u64> = HashMap::new();
-        for kv in meta.scan_prefix(Cf::Refs, &[], &[]) {
-            let (k, v) = kv?;
-            if k.len() != 33 {
-                return Err(bad("refs"));
-            }
-            have.insert(k.to_vec(), records::decode_count(&v)?);
-        }
-        let describe = |k: &[u8]| {
-            let id = Hash32::from_slice(&k[1..]).map_or_else(String::new, |h| h.to_string());
-            match k[0] {
-                tag::CHUNK => format!("chunk {id}"),
-                _ => format!("blob {id}"),
-            }
-        };
-        let mut keys_all: BTreeSet<&Vec<u8>> = want.keys().collect();
-        keys_all.extend(have.keys().filter(|k| k[0] != tag::HOLD));
-        for k in keys_all {
-            let (w, h) = (
-                want.get(k).copied().unwrap_or(0),
-                have.get(k).copied().unwrap_or(0),
-            );
-            if w != h {
-                r.problems.push(problem(
-                    "refcount",
-                    describe(k),
-                    format!("count is {h}, the records reference it {w} times"),
-                ));
-            }
-        }
-        // Every blob is kept by a reference or a hold; every manifest has
-        // exactly one owner: a blob, an upload session or a dead marker.
-        let mut owners: HashMap<u64, u32> = HashMap::new();
-        for kv in meta.scan_prefix(Cf::Blobs, &[], &[]) {
-            let (k, v) = kv?;
-            let Ok(rec) = records::decode_blob(&v) else {
-                continue; // reported by the blob checks
-            };
-            let id = <[u8; 32]>::try_from(k.as_ref()).map_err(|_| bad("blobs"))?;
-            let kept = have
-                .get(keys::count(tag::BLOB, &id).as_slice())
-                .copied()
-                .unwrap_or(0)
-                + have
-                    .get(keys::count(tag::HOLD, &id).as_slice())
-                    .copied()
-                    .unwrap_or(0);
-            if kept == 0 {
-                r.problems.push(problem(
-                    "refcount",
-                    format!("blob {}", Hash32(id)),
-                    "stored, but nothing references or holds it",
-                ));
-            }
-            if rec.manifest != 0 {
-                *owners.entry(rec.manifest).or_insert(0) += 1;
-            }
-        }
-        for kv in meta.scan_prefix(Cf::Uploads, &[], &[]) {
-            let (k, _) = kv?;
-            *owners
-                .entry(keys::parse_u64(&k).ok_or_else(|| bad("uploads"))?)
-                .or_insert(0) += 1;
-        }
-        let mut candidates = BTreeSet::new();
-        for kv in meta.scan_prefix(Cf::Gc, &[], &[]) {
-            let (k, _) = kv?;
-            match (k.first(), k.len()) {
-                (Some(&keys::gc::MANIFEST), 9) => {
-                    *owners
-                        .entry(keys::parse_u64(&k[1..]).ok_or_else(|| bad("gc"))?)
-                        .or_insert(0) += 1;
-                }
-                (Some(&keys::gc::CHUNK), 33) => {
-                    candidates.insert(k[1..].to_vec());
-                }
-                _ => return Err(bad("gc")),
-            }
-        }
-        for (m, n) in &owners {
-            if *n > 1 {
-                r.problems.push(problem(
-                    "manifest-owners",
-                    format!("manifest {m}"),
-                    format!("{n} owners (blobs, upload sessions, dead markers)"),
-                ));
-            }
-        }
-        for m in seg_manifests.iter().filter(|m| !owners.contains_key(m)) {
-            r.problems.push(problem(
-                "manifest-orphan",
-                format!("manifest {m}"),
-                "has segments but no blob, upload session or dead marker owns it",
-            ));
-        }
-        // An indexed chunk nothing references must be queued for collection.
-        for kv in meta.scan_prefix(Cf::Chunks, &[], &[]) {
-            let (k, _) = kv?;
-            let ck = [&[tag::CHUNK][..], &k].concat();
-            if !have.contains_key(&ck) && !candidates.contains(k.as_ref()) {
-                r.problems.push(problem(
-                    "chunk-leaked",
-                    format!(
-                        "chunk {}",
-                        Hash32::from_slice(&k).map_or_else(String::new, |h| h.to_string())
-                    ),
-                    "indexed, unreferenced, and not a collection candidate",
-                ));
-            }
-        }
-        Ok(())
+        #[cfg(not(test))]
+        let _ = (dir, stage);
     }
 }
+
+#[cfg(test)]
+mod tests;

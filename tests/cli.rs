@@ -1,7 +1,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-fn mv(repo: &Path, args: &[&str]) -> Output {
+pub(crate) fn mv(repo: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_modelvault"))
         .arg("--repo")
         .arg(repo)
@@ -11,7 +11,7 @@ fn mv(repo: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn ok(o: &Output) -> String {
+pub(crate) fn ok(o: &Output) -> String {
     assert!(
         o.status.success(),
         "failed: {}",
@@ -20,7 +20,7 @@ fn ok(o: &Output) -> String {
     String::from_utf8(o.stdout.clone()).unwrap()
 }
 
-fn fails_with_one_line(o: &Output, needle: &str) {
+pub(crate) fn fails_with_one_line(o: &Output, needle: &str) {
     assert!(
         !o.status.success(),
         "unexpected success: {}",
@@ -180,7 +180,7 @@ fn bad_input_exits_non_zero_with_one_line_and_changes_nothing() {
     assert_eq!(std::fs::read_dir(&d).unwrap().count(), 1);
 }
 
-fn json(o: &Output) -> serde_json::Value {
+pub(crate) fn json(o: &Output) -> serde_json::Value {
     serde_json::from_str(&ok(o)).unwrap()
 }
 

@@ -7,6 +7,8 @@
 //! - `blob_concurrency`: many threads writing and reading one store.
 //! - `store_lifecycle`: create, reopen, locking, crash leftovers.
 //! - `cli`: the `modelvault` binary's contract.
+//! - `cli_files`: which files `put` reads (symlinks) and what `get` refuses to write.
+//! - `cli_registry`: register, delete, prune, experiment delete, uploads, and every dry run.
 //! - `hostile_input`: traversal and look-alike names and paths, through the API and the CLI.
 //! - `meta_corruption`: damaged RocksDB files (SST, MANIFEST, CURRENT, WAL) fail loudly, never return wrong bytes.
 //! - `meta_lengths`: hostile lengths, offsets and nesting in metadata records give clean errors.
@@ -26,6 +28,8 @@ mod blob_reverse;
 mod blob_roundtrip;
 mod blob_tensors;
 mod cli;
+mod cli_files;
+mod cli_registry;
 mod crash_kill;
 mod gc_model_based;
 mod hostile_input;

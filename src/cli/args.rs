@@ -22,6 +22,10 @@ pub enum Command {
     /// Create an empty store.
     Init,
     /// Store files and folders as the next version of a model; prints NAME@VERSION last.
+    ///
+    /// A path named on the command line is read whatever it is (a symlink to
+    /// a file or folder is followed). A symlink found inside a folder is
+    /// refused, naming it, with nothing stored, unless --follow-symlinks.
     Put {
         /// Model name (a new model is created if none has this name).
         #[arg(long)]
@@ -54,17 +58,32 @@ pub enum Command {
               value_parser = clap::value_parser!(u8).range(1..=16),
               conflicts_with = "no_delta")]
         max_delta_depth: u8,
+        /// Follow symlinks inside folders, to files and folders alike: what
+        /// they point to is stored under the link's path (a link back to a
+        /// folder it is in is refused as a loop).
+        #[arg(long)]
+        follow_symlinks: bool,
         /// Files (stored under their file name) and folders (their files under paths relative to the folder).
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
     /// Write a version's files into a directory, byte-identical.
+    ///
+    /// Each file is written to a temporary file, fsynced, and renamed into
+    /// place; the folders are fsynced last. A version with two paths that
+    /// differ only in case (A.bin, a.bin) is refused before anything is
+    /// written: they would overwrite each other on a case-insensitive
+    /// filesystem.
     Get {
         /// Model: id, name, NAME@VERSION, NAME@ALIAS or model URL (latest version when none is given).
         model: String,
         /// Output directory (created if missing).
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
+        /// Restore paths that differ only in case (for an output directory
+        /// on a case-sensitive filesystem).
+        #[arg(long)]
+        allow_case_collisions: bool,
     },
     /// Stream one file of a version to stdout.
     Cat {

@@ -1,7 +1,7 @@
 //! One function per command.
 
-use std::collections::BTreeMap;
-use std::fs::{self, File};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
 use std::io::{self, BufRead, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
@@ -38,6 +38,7 @@ pub fn run(args: Args) -> Result<()> {
             no_delta,
             reverse_delta,
             max_delta_depth,
+            follow_symlinks,
             paths,
         } => {
             let base = match (no_delta, base) {
@@ -50,13 +51,20 @@ pub fn run(args: Args) -> Result<()> {
                 experiment: experiment.as_deref(),
                 project: &project,
             };
+            // Everything is checked before anything (even the store) is created.
+            modelvault::check_name(&name)?;
+            let inputs = files::collect(&paths, follow_symlinks)?;
             let store = Store::options()
                 .create(true)
                 .max_delta_depth(max_delta_depth)
                 .open(&repo)?;
-            put(&store, &meta, base, reverse_delta, &paths)?
+            put(&store, &meta, base, reverse_delta, &inputs)?
         }
-        Command::Get { model, out } => get(&open(&repo)?, &model, &out)?,
+        Command::Get {
+            model,
+            out,
+            allow_case_collisions,
+        } => get(&open(&repo)?, &model, &out, allow_case_collisions)?,
         Command::Cat { model, path } => {
             let store = open(&repo)?;
             let v = resolve(&store, &model)?;
@@ -631,9 +639,10 @@ fn model_cmd(store: &Store, cmd: ModelCmd) -> Result<()> {
         ModelCmd::Delete { model: spec, del } => {
             let (m, version) = store.resolve_model(&spec)?;
             let r = match version {
-                Some(v) => m.delete_version(v, delete_options(del))?,
-                None => m.delete(delete_options(del))?,
-            };
+                Some(v) => m.delete_version(v, delete_options(del)),
+                None => m.delete(delete_options(del)),
+            }
+            .with_context(|| format!("cannot delete {spec}"))?;
             print_delete(&r, del.json)?;
         }
         ModelCmd::Prune {
@@ -651,25 +660,14 @@ fn model_cmd(store: &Store, cmd: ModelCmd) -> Result<()> {
             if let Some(d) = keep_within {
                 rule = rule.keep_within(parse_duration(&d)?);
             }
-            let models: Vec<Model> = match (spec, all) {
-                (Some(spec), _) => vec![model(store, &spec)?],
-                (None, true) => store
-                    .models()?
-                    .into_iter()
-                    .map(|m| store.model(m.id))
-                    .collect::<modelvault::Result<_>>()?,
+            // All models are pruned in one deletion, so that the freed
+            // figures of a dry run are those of the real run (a blob shared
+            // by two models is freed once both drop it).
+            let total = match (spec, all) {
+                (Some(spec), _) => model(store, &spec)?.prune(&rule, dry_run)?,
+                (None, true) => store.prune_all(&rule, dry_run)?,
                 (None, false) => bail!("name a model, or pass --all"),
             };
-            let mut total = DeleteReport {
-                dry_run,
-                ..DeleteReport::default()
-            };
-            for m in models {
-                let r = m.prune(&rule, dry_run)?;
-                total.versions.extend(r.versions);
-                total.blobs_freed += r.blobs_freed;
-                total.bytes_freed += r.bytes_freed;
-            }
             print_delete(&total, json.json)?;
         }
         ModelCmd::Register {
@@ -711,15 +709,19 @@ struct PutMeta<'a> {
     project: &'a str,
 }
 
-fn put(store: &Store, meta: &PutMeta, base: Base, reverse: bool, paths: &[PathBuf]) -> Result<()> {
+fn put(
+    store: &Store,
+    meta: &PutMeta,
+    base: Base,
+    reverse: bool,
+    inputs: &BTreeMap<String, files::Source>,
+) -> Result<()> {
     let PutMeta {
         name,
         experiment,
         project,
     } = *meta;
-    modelvault::check_name(name)?;
     // Everything is checked before anything is written.
-    let inputs = files::collect(paths)?;
     let exp = experiment.map(|e| self::experiment(store, e)).transpose()?;
     let base = match base {
         Base::None => None,
@@ -738,24 +740,24 @@ fn put(store: &Store, meta: &PutMeta, base: Base, reverse: bool, paths: &[PathBu
     // Each file is written and staged; the version commit makes them all
     // visible and durable at once (one fsync pair, not one per file).
     let bases = match &base {
-        Some(v) => delta_bases(v, &inputs)?,
+        Some(v) => delta_bases(v, inputs)?,
         None => vec![None; inputs.len()],
     };
     let mut staged = Vec::with_capacity(inputs.len());
     // (older, newer) blob pairs to rebase once the version is committed.
     let mut rebase = Vec::new();
     for ((rel, src), base) in inputs.iter().zip(bases) {
-        let mut f = File::open(src).with_context(|| format!("cannot open {}", src.display()))?;
+        let mut f = src.open()?;
         let mut w = store.blob_writer();
         match base {
             Some(b) if reverse => w = w.cut_like(&b)?,
             Some(b) => w = w.delta_base(&b)?,
             None => {}
         }
-        io::copy(&mut f, &mut w).with_context(|| format!("storing {}", src.display()))?;
+        io::copy(&mut f, &mut w).with_context(|| format!("storing {}", src.path.display()))?;
         let blob = w
             .stage()
-            .with_context(|| format!("storing {}", src.display()))?;
+            .with_context(|| format!("storing {}", src.path.display()))?;
         if let Some(b) = base.filter(|_| reverse) {
             rebase.push((b, blob.id()));
         }
@@ -800,12 +802,12 @@ fn put(store: &Store, meta: &PutMeta, base: Base, reverse: bool, paths: &[PathBu
 /// The delta base of each input in version `v` (see `ModelVersion::delta_bases`).
 fn delta_bases(
     v: &ModelVersion,
-    inputs: &BTreeMap<String, PathBuf>,
+    inputs: &BTreeMap<String, files::Source>,
 ) -> Result<Vec<Option<BlobId>>> {
     let mut sized = Vec::with_capacity(inputs.len());
     for (rel, src) in inputs {
-        let len = fs::metadata(src)
-            .with_context(|| format!("cannot read {}", src.display()))?
+        let len = fs::metadata(&src.path)
+            .with_context(|| format!("cannot read {}", src.path.display()))?
             .len();
         sized.push((rel.as_str(), len));
     }
@@ -815,9 +817,18 @@ fn delta_bases(
 /// Numbers the temporary files of `get`.
 static TMP_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-fn get(store: &Store, spec: &str, out: &Path) -> Result<()> {
+/// Restores version `spec` into `out`. Durable on return: each file is
+/// fsynced before it is renamed into place, then every folder whose entries
+/// changed (each file's folder up to `out`, and the parent of each folder
+/// created) is fsynced.
+fn get(store: &Store, spec: &str, out: &Path, allow_case: bool) -> Result<()> {
     let v = resolve(store, spec)?;
-    fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    files::check_restorable(
+        v.files.iter().map(|f| f.path.as_str()),
+        allow_case,
+        &format!("{}@{}", v.name, v.version),
+    )?;
+    let mut dirs: BTreeSet<PathBuf> = files::create_out(out)?.into_iter().collect();
     let jobs = v
         .files
         .iter()
@@ -847,6 +858,20 @@ fn get(store: &Store, spec: &str, out: &Path) -> Result<()> {
         });
         mine.and(theirs)
     })?;
+    for (_, dst) in &jobs {
+        let mut d = dst.parent();
+        while let Some(p) = d.filter(|p| p.starts_with(out)) {
+            if !dirs.insert(p.to_path_buf()) {
+                break; // and the folders above it, already
+            }
+            d = p.parent();
+        }
+    }
+    dirs.insert(out.to_path_buf());
+    // Deepest first: a folder's entry in its parent is synced after it.
+    for d in dirs.iter().rev() {
+        files::sync_dir(d)?;
+    }
     println!(
         "{}@{}: {} files, {} bytes -> {}",
         v.name,
@@ -877,7 +902,16 @@ fn restore_file(store: &Store, f: &modelvault::VersionFile, dst: &Path) -> Resul
             .open(&tmp)
             .with_context(|| format!("cannot create {}", tmp.display()))?,
     );
-    let copied = io::copy(&mut r, &mut w).and_then(|n| w.flush().map(|_| n));
+    // Written, flushed and fsynced before the rename: a crash never leaves
+    // a renamed file whose bytes did not reach the disk.
+    let copied = (|| {
+        let n = io::copy(&mut r, &mut w)?;
+        w.into_inner()
+            .map_err(io::IntoInnerError::into_error)?
+            .sync_all()?;
+        files::trace::record(|| files::trace::Event::SyncFile(tmp.clone()));
+        Ok::<_, io::Error>(n)
+    })();
     match copied {
         Ok(n) if n == f.size => {}
         Ok(n) => {
@@ -889,6 +923,13 @@ fn restore_file(store: &Store, f: &modelvault::VersionFile, dst: &Path) -> Resul
             return Err(e).with_context(|| format!("restoring {}", f.path));
         }
     }
-    drop(w);
-    fs::rename(&tmp, dst).with_context(|| format!("cannot write {}", dst.display()))
+    fs::rename(&tmp, dst).with_context(|| format!("cannot write {}", dst.display()))?;
+    files::trace::record(|| files::trace::Event::Rename(tmp.clone(), dst.to_path_buf()));
+    Ok(())
+}
+
+/// `get` with the default options, for the unit tests.
+#[cfg(test)]
+pub(super) fn get_for_test(store: &Store, spec: &str, out: &Path) {
+    get(store, spec, out, false).unwrap()
 }

@@ -6,3 +6,6 @@ mod files;
 
 pub use args::Args;
 pub use commands::run;
+
+#[cfg(test)]
+mod tests;

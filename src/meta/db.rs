@@ -515,6 +515,89 @@ pub(crate) mod power_cut {
     }
 }
 
+/// A consistent point-in-time view of the database (a RocksDB snapshot):
+/// reads through it see every batch committed before it was taken and none
+/// after, so a long scan (`verify`) needs no lock against writers. Its
+/// scans do not fill the block cache, which they would otherwise flush of
+/// what writers and readers use.
+pub(crate) struct Snapshot<'a> {
+    meta: &'a Meta,
+    snap: rocksdb::Snapshot<'a>,
+}
+
+impl Meta {
+    /// A snapshot of the database as of now.
+    pub fn snapshot(&self) -> Snapshot<'_> {
+        Snapshot {
+            meta: self,
+            snap: self.db.snapshot(),
+        }
+    }
+}
+
+impl Snapshot<'_> {
+    pub fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.snap.get_cf(self.meta.cf(cf), key)?)
+    }
+
+    /// [`Meta::scan_prefix`], as of the snapshot.
+    pub fn scan_prefix(
+        &self,
+        cf: Cf,
+        prefix: &[u8],
+        start: &[u8],
+    ) -> impl Iterator<Item = Result<Pair>> + '_ {
+        let prefix = prefix.to_vec();
+        let mut ro = ReadOptions::default();
+        ro.fill_cache(false);
+        self.snap
+            .iterator_cf_opt(
+                self.meta.cf(cf),
+                ro,
+                IteratorMode::From(start, Direction::Forward),
+            )
+            .map(|r| r.map_err(Error::from))
+            .take_while(move |r| match r {
+                Ok((k, _)) => k.starts_with(&prefix),
+                Err(_) => true,
+            })
+    }
+}
+
+/// Prefix scans of the live database or of a snapshot, for code that runs
+/// on either (index verification).
+pub(crate) trait Scan {
+    /// Key-value pairs with `prefix`, in key order, from `start` on.
+    fn scan_prefix<'s>(
+        &'s self,
+        cf: Cf,
+        prefix: &[u8],
+        start: &[u8],
+    ) -> Box<dyn Iterator<Item = Result<Pair>> + 's>;
+}
+
+impl Scan for Meta {
+    fn scan_prefix<'s>(
+        &'s self,
+        cf: Cf,
+        prefix: &[u8],
+        start: &[u8],
+    ) -> Box<dyn Iterator<Item = Result<Pair>> + 's> {
+        Box::new(Meta::scan_prefix(self, cf, prefix, start))
+    }
+}
+
+impl Scan for Snapshot<'_> {
+    fn scan_prefix<'s>(
+        &'s self,
+        cf: Cf,
+        prefix: &[u8],
+        start: &[u8],
+    ) -> Box<dyn Iterator<Item = Result<Pair>> + 's> {
+        Box::new(Snapshot::scan_prefix(self, cf, prefix, start))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

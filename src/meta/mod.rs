@@ -12,4 +12,4 @@ pub(crate) mod records;
 #[cfg(all(feature = "store", test))]
 pub(crate) use db::power_cut;
 #[cfg(feature = "store")]
-pub(crate) use db::{Batch, Cf, Meta};
+pub(crate) use db::{Batch, Cf, Meta, Pair, Scan, Snapshot};

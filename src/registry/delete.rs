@@ -325,40 +325,73 @@ impl Model {
     /// # Errors
     /// [`Error::InvalidInput`] if the rule keeps nothing explicitly (no rule set).
     pub fn prune(&self, rule: &Retention, dry_run: bool) -> Result<DeleteReport> {
-        if rule.keep_last.is_none() && rule.keep_within.is_none() {
-            return Err(Error::invalid(
-                "retention rule",
-                "(none)",
-                "set keep-last and/or keep-within",
-            ));
-        }
-        let id = self.id;
-        let rule = *rule;
+        check_rule(rule)?;
+        let (id, rule) = (self.id, *rule);
         run(&self.store, dry_run, |meta, p| {
-            let old = load_model(meta, &id)?;
-            if old.finalized_ms.is_some() {
-                return Ok(());
+            prune_plan(meta, p, &id, &rule)
+        })
+    }
+}
+
+fn check_rule(rule: &Retention) -> Result<()> {
+    if rule.keep_last.is_none() && rule.keep_within.is_none() {
+        return Err(Error::invalid(
+            "retention rule",
+            "(none)",
+            "set keep-last and/or keep-within",
+        ));
+    }
+    Ok(())
+}
+
+/// Adds to `p` the versions of model `id` that `rule` does not keep.
+fn prune_plan(meta: &Meta, p: &mut Plan, id: &EntityId, rule: &Retention) -> Result<()> {
+    let old = load_model(meta, id)?;
+    if old.finalized_ms.is_some() {
+        return Ok(());
+    }
+    let all = versions_of(meta, id)?;
+    let aliased: BTreeSet<u32> = old.aliases.values().copied().collect();
+    let newest: BTreeSet<u32> = all
+        .iter()
+        .rev()
+        .take(rule.keep_last.unwrap_or(0) as usize)
+        .map(|(v, _)| *v)
+        .collect();
+    let cutoff = rule
+        .keep_within
+        .map(|d| now_ms().saturating_sub(d.as_millis() as u64));
+    let mut rec = old.clone();
+    let before = p.report.versions.len();
+    for (v, vr) in &all {
+        let recent = cutoff.is_some_and(|c| vr.created_ms >= c);
+        if !(aliased.contains(v) || newest.contains(v) || recent) {
+            p.version(id, &mut rec, *v, vr);
+        }
+    }
+    if p.report.versions.len() > before {
+        save_model(&mut p.batch, id, &old, &mut rec);
+    }
+    Ok(())
+}
+
+impl Store {
+    /// [`Model::prune`] of every model, as one deletion (one commit): a
+    /// blob that versions of several models share is freed once all of them
+    /// drop it, in the dry run's figures as in the real run's.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] if the rule keeps nothing explicitly (no rule set).
+    pub fn prune_all(&self, rule: &Retention, dry_run: bool) -> Result<DeleteReport> {
+        check_rule(rule)?;
+        let rule = *rule;
+        run(self, dry_run, |meta, p| {
+            let mut ids = Vec::new();
+            for kv in meta.scan_prefix(Cf::Models, &[], &[]) {
+                ids.push(EntityId::try_from_slice(&kv?.0)?);
             }
-            let all = versions_of(meta, &id)?;
-            let aliased: BTreeSet<u32> = old.aliases.values().copied().collect();
-            let newest: BTreeSet<u32> = all
-                .iter()
-                .rev()
-                .take(rule.keep_last.unwrap_or(0) as usize)
-                .map(|(v, _)| *v)
-                .collect();
-            let cutoff = rule
-                .keep_within
-                .map(|d| now_ms().saturating_sub(d.as_millis() as u64));
-            let mut rec = old.clone();
-            for (v, vr) in &all {
-                let recent = cutoff.is_some_and(|c| vr.created_ms >= c);
-                if !(aliased.contains(v) || newest.contains(v) || recent) {
-                    p.version(&id, &mut rec, *v, vr);
-                }
-            }
-            if !p.report.versions.is_empty() {
-                save_model(&mut p.batch, &id, &old, &mut rec);
+            for id in &ids {
+                prune_plan(meta, p, id, &rule)?;
             }
             Ok(())
         })

@@ -13,7 +13,7 @@ use super::index;
 use super::records::{EntityId, ExperimentRecord, ModelRecord, VersionRecord};
 use crate::error::Result;
 use crate::meta::records::decode_postcard;
-use crate::meta::{Batch, Cf, Meta};
+use crate::meta::{Batch, Cf, Scan, Snapshot};
 use crate::store::Store;
 
 /// Differences between the index and what the records imply.
@@ -33,7 +33,7 @@ impl IndexReport {
 }
 
 /// Every index entry (key → value) implied by the primary records.
-fn expected(meta: &Meta) -> Result<BTreeMap<Vec<u8>, Vec<u8>>> {
+fn expected(meta: &impl Scan) -> Result<BTreeMap<Vec<u8>, Vec<u8>>> {
     let mut out = BTreeMap::new();
     for kv in meta.scan_prefix(Cf::Experiments, &[], &[]) {
         let (k, v) = kv?;
@@ -73,7 +73,7 @@ fn expected(meta: &Meta) -> Result<BTreeMap<Vec<u8>, Vec<u8>>> {
     Ok(out)
 }
 
-fn compare(meta: &Meta) -> Result<(IndexReport, Batch)> {
+fn compare(meta: &impl Scan) -> Result<(IndexReport, Batch)> {
     let want = expected(meta)?;
     let mut report = IndexReport::default();
     let mut fix = Batch::default();
@@ -106,6 +106,11 @@ fn compare(meta: &Meta) -> Result<(IndexReport, Batch)> {
         }
     }
     Ok((report, fix))
+}
+
+/// [`Store::verify_index`] as of `snap` (`verify` reads one point in time).
+pub(crate) fn verify_index_at(snap: &Snapshot) -> Result<IndexReport> {
+    Ok(compare(snap)?.0)
 }
 
 impl Store {

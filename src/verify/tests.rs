@@ -1,0 +1,464 @@
+//! Verify beside writers (held mid-scan through [`super::pause`]), and
+//! damage it must still find.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use super::pause::{self, Stage};
+use crate::{
+    BlobId, DeleteOptions, Durability, FileEntry, GcOptions, NewModel, Store, VerifyOptions,
+};
+
+/// Deterministic bytes that compress poorly.
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+fn put(store: &Store, data: &[u8]) -> BlobId {
+    let mut w = store.blob_writer();
+    w.write_all(data).unwrap();
+    w.finish().unwrap()
+}
+
+fn open(dir: &std::path::Path) -> Store {
+    Store::options()
+        .pack_size(1 << 20)
+        .durability(Durability::Eventual)
+        .open(dir)
+        .unwrap()
+}
+
+/// Adds a version of model `name` holding one file of `data`, dropping the
+/// caller's hold so that only the version keeps the blob.
+fn version(store: &Store, name: &str, data: &[u8]) -> u32 {
+    let blob = put(store, data);
+    let m = match store.model_by_name(name) {
+        Ok(m) => m,
+        Err(_) => store.create_model(NewModel::new(name)).unwrap(),
+    };
+    let v = m
+        .add_version(vec![FileEntry {
+            path: "w.bin".into(),
+            blob,
+            size: data.len() as u64,
+        }])
+        .unwrap();
+    store.release_blob(&blob).unwrap();
+    v
+}
+
+/// A store with a few versions sharing chunks, a delta-free history to verify.
+fn populated(dir: &std::path::Path) -> Store {
+    let store = open(dir);
+    let base = noise(1, 600_000);
+    for i in 0..4u64 {
+        let mut data = base.clone();
+        data.extend(noise(10 + i, 200_000));
+        version(&store, "m", &data);
+    }
+    store
+}
+
+enum Msg {
+    Paused,
+    Done(crate::Result<crate::VerifyReport>),
+}
+
+/// Starts a verify of `store` on another thread, held at `stage` until the
+/// returned sender sends. The receiver gets `Paused` when it is held and
+/// `Done` with the report when it returns.
+fn held_verify(
+    store: &Store,
+    stage: Stage,
+    opts: VerifyOptions,
+) -> (
+    mpsc::Receiver<Msg>,
+    mpsc::Sender<()>,
+    std::thread::JoinHandle<()>,
+) {
+    let (tx, rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let go_rx = Mutex::new(go_rx);
+    let paused = tx.clone();
+    pause::set(&store.inner.dir, stage, move || {
+        let _ = paused.send(Msg::Paused);
+        let _ = go_rx.lock().recv();
+    });
+    let s = store.clone();
+    let h = std::thread::spawn(move || {
+        let r = s.verify(opts);
+        let _ = tx.send(Msg::Done(r));
+    });
+    (rx, go_tx, h)
+}
+
+/// A writer thread commits (blobs, versions, a deletion) while a verify is
+/// held in the middle of its reference-count scan: verify does not take the
+/// commit lock, so the commits complete; the verify then finishes clean.
+#[test]
+fn commits_complete_while_a_verify_is_held_mid_scan() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = populated(dir.path());
+    let (rx, go, h) = held_verify(&store, Stage::Refs, VerifyOptions::new());
+    assert!(
+        matches!(rx.recv().unwrap(), Msg::Paused),
+        "verify never reached its reference-count scan"
+    );
+    // If verify held the commit lock here, the writer below would wait for
+    // it forever: check first, so that such a failure is reported, not hung.
+    let lock_free = store.inner.commit.try_lock().is_some();
+    let mut committed = 0;
+    if lock_free {
+        let s = store.clone();
+        committed = std::thread::spawn(move || {
+            let mut n = 0;
+            for i in 0..3u64 {
+                version(&s, "w", &noise(100 + i, 150_000));
+                n += 1;
+            }
+            s.model_by_name("m")
+                .unwrap()
+                .delete_version(1, DeleteOptions::new())
+                .unwrap();
+            n + 1
+        })
+        .join()
+        .unwrap();
+    }
+    go.send(()).unwrap();
+    let report = match rx.recv().unwrap() {
+        Msg::Done(r) => r.unwrap(),
+        Msg::Paused => panic!("paused twice"),
+    };
+    h.join().unwrap();
+    pause::clear(&store.inner.dir);
+    assert!(
+        lock_free,
+        "verify holds the commit lock during its scan: every writer waits for it"
+    );
+    assert_eq!(committed, 4);
+    assert!(report.is_clean(), "{:?}", report.problems);
+    assert!(store.verify(VerifyOptions::new()).unwrap().is_clean());
+}
+
+/// Commits of every kind, and a collection that compacts packs, made while
+/// a verify is held (before it reads anything, after the chunk scan, and
+/// mid reference-count scan) cause no false problems: verify reads one
+/// consistent point in time.
+#[test]
+fn commits_during_a_verify_cause_no_false_problems() {
+    for (i, stage) in [Stage::Chunks, Stage::Start, Stage::Refs]
+        .into_iter()
+        .enumerate()
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let store = populated(dir.path());
+        let held = put(&store, &noise(50, 300_000));
+        let (rx, go, h) = held_verify(&store, stage, VerifyOptions::new().read_data(true));
+        assert!(matches!(rx.recv().unwrap(), Msg::Paused), "{stage:?}");
+        // Only commit when verify lets writers through (the test above
+        // reports a verify that does not).
+        if store.inner.commit.try_lock().is_some() {
+            version(&store, "m", &noise(60 + i as u64, 400_000));
+            version(&store, "n", &noise(70 + i as u64, 100_000));
+            let m = store.model_by_name("m").unwrap();
+            m.delete_version(2, DeleteOptions::new()).unwrap();
+            store.release_blob(&held).unwrap();
+            store.gc(&GcOptions::new().compact_below(0.9)).unwrap();
+        }
+        go.send(()).unwrap();
+        let report = match rx.recv().unwrap() {
+            Msg::Done(r) => r.unwrap(),
+            Msg::Paused => panic!("paused twice"),
+        };
+        h.join().unwrap();
+        pause::clear(&store.inner.dir);
+        assert!(
+            report.is_clean(),
+            "held at {stage:?}: false problems {:#?}",
+            report.problems
+        );
+        assert!(store
+            .verify(VerifyOptions::new().read_data(true))
+            .unwrap()
+            .is_clean());
+    }
+}
+
+/// Verifies (with and without reading the data) run again and again beside
+/// writers, deleters and collections, and find nothing wrong.
+#[test]
+fn verify_beside_writers_deleters_and_collections_finds_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = populated(dir.path());
+    let stop = Arc::new(AtomicBool::new(false));
+    let commits = Arc::new(AtomicU64::new(0));
+    let mut threads = Vec::new();
+    for t in 0..2u64 {
+        let (s, stop, commits) = (store.clone(), stop.clone(), commits.clone());
+        threads.push(std::thread::spawn(move || {
+            let name = format!("w{t}");
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let mut data = noise(1, 300_000);
+                data.extend(noise(1000 * t + i, 100_000));
+                let v = version(&s, &name, &data);
+                if v > 2 {
+                    s.model_by_name(&name)
+                        .unwrap()
+                        .delete_version(v - 2, DeleteOptions::new())
+                        .unwrap();
+                }
+                commits.fetch_add(1, Ordering::Relaxed);
+                i += 1;
+            }
+        }));
+    }
+    {
+        let (s, stop) = (store.clone(), stop.clone());
+        threads.push(std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                s.gc(&GcOptions::new().compact_below(0.9)).unwrap();
+            }
+        }));
+    }
+    let mut problems = Vec::new();
+    for round in 0..8 {
+        // Let the writers make progress between two verifies.
+        let seen = commits.load(Ordering::Relaxed);
+        while commits.load(Ordering::Relaxed) < seen + 2 && !threads.iter().any(|t| t.is_finished())
+        {
+            std::thread::yield_now();
+        }
+        let r = store
+            .verify(VerifyOptions::new().read_data(round % 2 == 1))
+            .unwrap();
+        problems.extend(r.problems);
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert!(problems.is_empty(), "false problems: {problems:#?}");
+    assert!(store
+        .verify(VerifyOptions::new().read_data(true))
+        .unwrap()
+        .is_clean());
+}
+
+/// The problems of a verify with the default budgets and with budgets of
+/// one (a pass per differing bucket, a pass per manifest id): the same.
+fn problems_with_any_budget(store: &Store) -> Vec<(String, String)> {
+    let key = |r: crate::VerifyReport| {
+        let mut v: Vec<(String, String)> = r
+            .problems
+            .into_iter()
+            .map(|p| (p.kind.to_string(), p.object))
+            .collect();
+        v.sort();
+        v
+    };
+    let default = key(store.verify(VerifyOptions::new()).unwrap());
+    let tiny = super::refs::Budgets {
+        localize: 1,
+        owners: 1,
+    };
+    let small = key(store.verify(VerifyOptions::new().budgets(tiny)).unwrap());
+    assert_eq!(default, small, "the budgets changed what verify found");
+    default
+}
+
+/// Reference counts, kept blobs, leaked chunks and manifest ownership
+/// broken by hand (one at a time, then undone) are each found, naming what
+/// is wrong, whatever the memory budgets.
+#[test]
+fn broken_counts_and_ownership_are_found_whatever_the_budgets() {
+    use crate::meta::keys::{self, refs as tag};
+    use crate::meta::{records, Batch, Cf};
+    let dir = tempfile::tempdir().unwrap();
+    let store = populated(dir.path());
+    // An upload session that owns a manifest with segments.
+    let mut w = store.blob_writer();
+    w.write_all(&noise(90, 3 << 20)).unwrap();
+    w.suspend().unwrap();
+    assert!(problems_with_any_budget(&store).is_empty());
+
+    let meta = &store.inner.meta;
+    let scan = |cf: Cf, prefix: &[u8]| -> Vec<(Vec<u8>, Vec<u8>)> {
+        meta.scan_prefix(cf, prefix, prefix)
+            .map(|kv| {
+                let (k, v) = kv.unwrap();
+                (k.to_vec(), v.to_vec())
+            })
+            .collect()
+    };
+    let count = |v: &[u8]| records::decode_count(v).unwrap();
+    let chunk_counts = scan(Cf::Refs, &[tag::CHUNK]);
+    let id_of = |k: &[u8]| crate::Hash32::from_slice(&k[1..]).unwrap().to_string();
+    // Each case: the writes that break the store, and a (kind, object) it must report.
+    let mut cases: Vec<(&str, Batch, Batch, (String, String))> = Vec::new();
+
+    // A count one too high.
+    let (k, v) = &chunk_counts[0];
+    let mut bad = Batch::default();
+    bad.put(
+        Cf::Refs,
+        k.clone(),
+        records::encode_count(count(v) + 1).to_vec(),
+    );
+    let mut undo = Batch::default();
+    undo.put(Cf::Refs, k.clone(), v.clone());
+    cases.push((
+        "count +1",
+        bad,
+        undo,
+        ("refcount".into(), format!("chunk {}", id_of(k))),
+    ));
+
+    // Two counts swapped: the sums stay equal, the fingerprints do not.
+    let (k1, v1) = chunk_counts.iter().find(|(_, v)| count(v) > 1).unwrap();
+    let (k2, v2) = chunk_counts.iter().find(|(_, v)| count(v) == 1).unwrap();
+    let mut bad = Batch::default();
+    bad.put(Cf::Refs, k1.clone(), v2.clone());
+    bad.put(Cf::Refs, k2.clone(), v1.clone());
+    let mut undo = Batch::default();
+    undo.put(Cf::Refs, k1.clone(), v1.clone());
+    undo.put(Cf::Refs, k2.clone(), v2.clone());
+    cases.push((
+        "swapped",
+        bad,
+        undo,
+        ("refcount".into(), format!("chunk {}", id_of(k2))),
+    ));
+
+    // One reference moved to an id in the same bucket: the bucket's count
+    // total is unchanged, its fingerprint is not.
+    let (k, v) = chunk_counts.iter().find(|(_, v)| count(v) > 1).unwrap();
+    let mut near = k.clone();
+    near[32] ^= 0xff;
+    let mut bad = Batch::default();
+    bad.put(
+        Cf::Refs,
+        k.clone(),
+        records::encode_count(count(v) - 1).to_vec(),
+    );
+    bad.put(Cf::Refs, near.clone(), records::encode_count(1).to_vec());
+    let mut undo = Batch::default();
+    undo.put(Cf::Refs, k.clone(), v.clone());
+    undo.delete(Cf::Refs, near.clone());
+    cases.push((
+        "moved within a bucket",
+        bad,
+        undo,
+        ("refcount".into(), format!("chunk {}", id_of(k))),
+    ));
+
+    // A blob's reference count lost: wrong, and the blob is kept by nothing.
+    let (bk, bv) = scan(Cf::Refs, &[tag::BLOB]).remove(0);
+    let mut bad = Batch::default();
+    bad.delete(Cf::Refs, bk.clone());
+    let mut undo = Batch::default();
+    undo.put(Cf::Refs, bk.clone(), bv.clone());
+    cases.push((
+        "blob count lost",
+        bad,
+        undo,
+        ("refcount".into(), format!("blob {}", id_of(&bk))),
+    ));
+
+    // A count for a chunk that nothing references (and that does not exist).
+    let ghost = keys::count(tag::CHUNK, &[0xab; 32]);
+    let mut bad = Batch::default();
+    bad.put(Cf::Refs, ghost.to_vec(), records::encode_count(5).to_vec());
+    let mut undo = Batch::default();
+    undo.delete(Cf::Refs, ghost.to_vec());
+    cases.push((
+        "ghost count",
+        bad,
+        undo,
+        ("refcount".into(), format!("chunk {}", id_of(&ghost))),
+    ));
+
+    // A malformed `refs` key.
+    let mut bad = Batch::default();
+    bad.put(
+        Cf::Refs,
+        b"c-short".to_vec(),
+        records::encode_count(1).to_vec(),
+    );
+    let mut undo = Batch::default();
+    undo.delete(Cf::Refs, b"c-short".to_vec());
+    cases.push((
+        "bad key",
+        bad,
+        undo,
+        ("refs-key-corrupt".into(), hex::encode(b"c-short")),
+    ));
+
+    // An indexed chunk that nothing references and that is no candidate.
+    let (_, cv) = scan(Cf::Chunks, &[]).remove(0);
+    let leaked = [0x01u8; 32];
+    let mut bad = Batch::default();
+    bad.put(Cf::Chunks, leaked.to_vec(), cv.clone());
+    let mut undo = Batch::default();
+    undo.delete(Cf::Chunks, leaked.to_vec());
+    cases.push((
+        "leaked",
+        bad,
+        undo,
+        (
+            "chunk-leaked".into(),
+            format!("chunk {}", crate::Hash32(leaked)),
+        ),
+    ));
+
+    // A second blob record naming a blob's manifest.
+    let (_, blob_rec) = scan(Cf::Blobs, &[]).remove(0);
+    let manifest = records::decode_blob(&blob_rec).unwrap().manifest;
+    let twin = [0x02u8; 32];
+    let mut bad = Batch::default();
+    bad.put(Cf::Blobs, twin.to_vec(), blob_rec.clone());
+    let mut undo = Batch::default();
+    undo.delete(Cf::Blobs, twin.to_vec());
+    cases.push((
+        "two owners",
+        bad,
+        undo,
+        ("manifest-owners".into(), format!("manifest {manifest}")),
+    ));
+
+    // The upload session's record lost: its manifest's segments are orphans.
+    let (uk, uv) = scan(Cf::Uploads, &[]).remove(0);
+    let session = keys::parse_u64(&uk).unwrap();
+    let mut bad = Batch::default();
+    bad.delete(Cf::Uploads, uk.clone());
+    let mut undo = Batch::default();
+    undo.put(Cf::Uploads, uk.clone(), uv.clone());
+    cases.push((
+        "orphan",
+        bad,
+        undo,
+        ("manifest-orphan".into(), format!("manifest {session}")),
+    ));
+
+    for (name, bad, undo, want) in cases {
+        meta.commit(bad, true).unwrap();
+        let found = problems_with_any_budget(&store);
+        assert!(found.contains(&want), "{name}: {want:?} not in {found:#?}");
+        meta.commit(undo, true).unwrap();
+        let left = problems_with_any_budget(&store);
+        assert!(left.is_empty(), "{name} undone: {left:#?}");
+    }
+}
