@@ -5,7 +5,9 @@
 //! - `blob_reverse`: older versions re-encoded as deltas against the newest (reverse deltas).
 //! - `blob_corruption`: damaged packs and records fail loudly, never return wrong bytes.
 //! - `blob_concurrency`: many threads writing and reading one store.
-//! - `store_lifecycle`: create, reopen, locking, crash leftovers.
+//! - `store_lifecycle`: create, reopen, locking, crash leftovers, partial and unreadable stores.
+//! - `store_disk_full`: a store on a small tmpfs running out of space (needs root to mount).
+//! - `crash_kill`: a child process (`examples/crash_child.rs`) SIGKILLed mid-workload and mid-upload.
 //! - `cli`: the `modelvault` binary's contract.
 //! - `hostile_input`: traversal and look-alike names and paths, through the API and the CLI.
 //! - `meta_corruption`: damaged RocksDB files (SST, MANIFEST, CURRENT, WAL) fail loudly, never return wrong bytes.
@@ -33,4 +35,5 @@ mod registry_concurrency;
 mod registry_delete;
 mod registry_entities;
 mod registry_model_based;
+mod store_disk_full;
 mod store_lifecycle;
