@@ -13,10 +13,30 @@ setup:
 demo: setup
 	$(CARGO) run --release --example demo
 
-## All tests (unit, integration, doc) plus a compile of every bench and example.
+## All tests (unit, integration, doc), a compile of every bench and example
+## (among them examples/crash_child.rs, the kill tests' child process), then
+## every example run on small inputs (examples-smoke).
 test: setup
 	$(CARGO) test --release --all-targets
 	$(CARGO) test --release --doc
+	$(MAKE) --no-print-directory examples-smoke
+
+## Every example on small inputs, each checking its own results: registry and
+## demo (16 MiB) as they are, registry_bench on 2,000 models, synth writing a
+## small synthetic corpus that corpus, cutter_eval and delta_eval then run on
+## (never the real corpus: an empty --corpus, and a corpus path that does not
+## exist). crash_child runs only under tests/crash_kill.rs.
+.PHONY: examples-smoke
+examples-smoke:
+	@set -e; d=$$(mktemp -d); trap 'rm -rf "$$d"' EXIT; mkdir "$$d/empty"; \
+	set -x; \
+	$(CARGO) run --release --example registry; \
+	$(CARGO) run --release --example demo -- 16 "$$d/demo"; \
+	$(CARGO) run --release --example registry_bench -- 2000 200; \
+	$(CARGO) run --release --example synth -- "$$d/synth" --steps 3 --mb 4 --ft-mb 4 --corpus "$$d/empty"; \
+	$(CARGO) run --release --example corpus -- "$$d/synth" "$$d/corpus-store"; \
+	$(CARGO) run --release --example cutter_eval -- "$$d/no-corpus" "$$d/synth"; \
+	$(CARGO) run --release --example delta_eval -- "$$d/no-corpus" "$$d/synth"
 
 ## Criterion micro-benchmarks, built in the release profile like everything
 ## else (so RocksDB is not compiled again for a bench profile).

@@ -92,6 +92,15 @@ pub use store::{Durability, Options, Stats, Store};
 #[cfg(feature = "store")]
 pub use verify::{Problem, VerifyOptions, VerifyReport};
 
+/// The name of the temporary file through which `modelvault get` restores a
+/// file (created exclusively in the file's destination folder, then renamed
+/// over it): the `seq`-th of process `pid`. Public so that tests can plant
+/// files at exactly the names the command line uses.
+#[doc(hidden)]
+pub fn restore_temp_name(pid: u32, seq: u64) -> String {
+    format!(".mv-{pid}-{seq}.tmp")
+}
+
 #[cfg(all(test, feature = "store"))]
 mod fault_tests;
 #[cfg(feature = "__fuzz")]

@@ -326,6 +326,18 @@ impl Store {
             .map_err(|e| Error::invalid("chunking bounds", format!("{:?}", opts.cdc), e))?;
         prepare_dir(dir, opts.create)?;
         let lock = acquire_lock(dir)?;
+        // A file where a folder belongs is refused before RocksDB opens (and
+        // rewrites its files in recovery); its own error would name neither
+        // the store nor the file.
+        for sub in [META_DIR, PACKS_DIR] {
+            let p = dir.join(sub);
+            if p.exists() && !p.is_dir() {
+                return Err(Error::NotAStore {
+                    path: dir.to_path_buf(),
+                    reason: format!("{sub} is not a directory"),
+                });
+            }
+        }
         // Metadata is created only where there is none at all, and appears
         // complete or not at all (see `create_meta`); an existing `meta/`
         // that RocksDB cannot open is an error, never replaced.

@@ -18,19 +18,7 @@ fn checkpoint(w1: &[u8], w2: &[u8], h: &[u8]) -> Vec<u8> {
     ])
 }
 
-/// Every fp32 value times (1 + e), |e| < 1e-3: one optimizer step.
-pub fn nudge_f32(v: &[u8], seed: u64) -> Vec<u8> {
-    let r = noise(v.len(), seed);
-    v.chunks_exact(4)
-        .zip(r.chunks_exact(4))
-        .flat_map(|(x, n)| {
-            let x = f32::from_le_bytes(x.try_into().unwrap());
-            let e =
-                (u32::from_le_bytes(n.try_into().unwrap()) as f32 / u32::MAX as f32 - 0.5) * 2e-3;
-            (x * (1.0 + e)).to_le_bytes()
-        })
-        .collect()
-}
+pub use crate::common::nudge_f32;
 
 /// About one bf16 value in eight moves by one unit in the last place.
 fn nudge_bf16(v: &[u8], seed: u64) -> Vec<u8> {

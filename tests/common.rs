@@ -41,6 +41,20 @@ pub fn weights(n_bytes: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
+/// Every fp32 value times (1 + e), |e| < 1e-3: one optimizer step.
+pub fn nudge_f32(v: &[u8], seed: u64) -> Vec<u8> {
+    let r = noise(v.len(), seed);
+    v.chunks_exact(4)
+        .zip(r.chunks_exact(4))
+        .flat_map(|(x, n)| {
+            let x = f32::from_le_bytes(x.try_into().unwrap());
+            let e =
+                (u32::from_le_bytes(n.try_into().unwrap()) as f32 / u32::MAX as f32 - 0.5) * 2e-3;
+            (x * (1.0 + e)).to_le_bytes()
+        })
+        .collect()
+}
+
 pub fn put(store: &Store, data: &[u8]) -> BlobId {
     let mut w = store.blob_writer();
     w.write_all(data).unwrap();

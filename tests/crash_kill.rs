@@ -1,166 +1,33 @@
-//! Kill test: a child process runs a random workload (streaming blobs,
-//! committing versions, registry updates, releasing blobs, collecting
-//! garbage with compaction) and reports each acknowledged commit on stdout;
-//! the parent SIGKILLs it at a random moment, reopens the store and checks
-//! that every acknowledged commit is intact and readable, that every blob
-//! whose release was acknowledged (and which nothing else held) is gone,
-//! and that `verify --read-data` is clean (a rotating twentieth of the
-//! chunks after each kill, all of them after the last).
+//! Kill tests: a child process (`examples/crash_child.rs`) works on a store
+//! and reports each acknowledged operation on stdout; the test SIGKILLs it
+//! and checks what survived.
 //!
-//! The child runs from a copy of the test executable made at the start, so
-//! a concurrent rebuild replacing the binary cannot break the run.
+//! - `acknowledged_commits_survive_sigkill`: a random workload (streaming
+//!   blobs, committing versions, registry updates, releasing blobs,
+//!   collecting garbage with compaction) killed at a random moment, many
+//!   times; after each kill the store reopens, every acknowledged commit is
+//!   intact and readable, every blob whose release was acknowledged (and
+//!   which nothing else held) is gone, and `verify --read-data` is clean (a
+//!   rotating twentieth of the chunks after each kill, all of them after the
+//!   last). `MODELVAULT_KILL_POINTS` sets the number of kills (default 200).
+//! - `an_upload_killed_midway_resumes_to_the_same_blob`: one large upload
+//!   killed after some of its segments were committed, continued by the
+//!   next child with `Store::resume_upload` and killed again, then finished
+//!   by the test: the same blob id and chunks as an uninterrupted upload.
 //!
-//! `MODELVAULT_KILL_POINTS` sets the number of kills (default 200).
+//! The child is the example `crash_child`, which `cargo test --release
+//! --all-targets` builds next to this test binary; it runs from a copy made
+//! at the start, so a concurrent rebuild replacing the binary cannot break
+//! the run.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use modelvault::{BlobId, Error, FileEntry, GcOptions, Store, VerifyOptions};
-
-/// A blob of at least this many fresh random bytes is unique: no other
-/// upload, in this run or another, stores the same content.
-const UNIQUE_MIN: usize = 64;
-
-/// The child's side: runs until killed. Only active when the parent sets
-/// `MODELVAULT_KILL_CHILD` to a store path.
-///
-/// Lines it prints, each after the operation returned:
-/// - `BLOB id hash`, or `BLOB id hash FREE` for a blob of unique content
-///   that no version will refer to (so its one hold is all that keeps it);
-/// - `VERSION name v id`, `META name stamp`;
-/// - `RELEASING id` before and `RELEASED id` after releasing a FREE blob
-///   (one of this run's, or one listed in `MODELVAULT_KILL_RELEASABLE`);
-/// - `GC compacted deleted` after a collection (packs compacted, packs
-///   deleted); `ERROR what` if a release or gc failed.
-#[test]
-fn kill_child_workload() {
-    let Some(dir) = std::env::var_os("MODELVAULT_KILL_CHILD") else {
-        return;
-    };
-    let seed: u64 = std::env::var("MODELVAULT_KILL_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1);
-    let mut free: Vec<BlobId> = std::env::var_os("MODELVAULT_KILL_RELEASABLE")
-        .and_then(|p| std::fs::read_to_string(p).ok())
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.parse().ok())
-        .collect();
-    // Small packs, so that releases leave packs mostly dead and collections
-    // compact them.
-    let store = Store::options().pack_size(4 << 20).open(&dir).unwrap();
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut rnd = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
-    let shared = crate::common::weights(1 << 20, 77);
-    let out = std::io::stdout();
-    // The harness may have printed a partial line ("test ... "): end it,
-    // so the first acknowledgement is a line of its own.
-    writeln!(out.lock(), "\nSTART").unwrap();
-    // The last versioned blob of this run and its content: the next
-    // version may be a training step from it, stored whole with the older
-    // one then re-encoded against it (reverse delta).
-    let mut prev: Option<(BlobId, Vec<u8>)> = None;
-    for round in 0u64.. {
-        // A blob: shared content, fresh content, or both, of varied size.
-        let n = (rnd() % (3 << 20)) as usize;
-        let kind = rnd() % 3;
-        let mut data = match kind {
-            0 => shared.clone(),
-            1 => crate::common::noise(n, rnd()),
-            _ => {
-                let mut d = shared.clone();
-                d.extend_from_slice(&crate::common::weights(n, rnd()));
-                d
-            }
-        };
-        data.truncate(n.max(1));
-        let mut unique = match kind {
-            0 => false,
-            1 => data.len() >= UNIQUE_MIN,
-            _ => data.len() >= shared.len() + UNIQUE_MIN,
-        };
-        let versioned = round % 2 == 0;
-        let step_from = match versioned && rnd() % 2 == 0 {
-            true => prev.take().filter(|(_, d)| d.len() >= 4096),
-            false => None,
-        };
-        let mut w = store.blob_writer();
-        if let Some((older, old_data)) = &step_from {
-            data = crate::blob_delta::nudge_f32(old_data, rnd());
-            unique = false;
-            w = w.cut_like(older).unwrap();
-        }
-        for piece in data.chunks(1 + (rnd() % 300_000) as usize) {
-            w.write_all(piece).unwrap();
-        }
-        let id = w.finish().unwrap();
-        let is_free = unique && !versioned;
-        writeln!(
-            out.lock(),
-            "BLOB {id} {}{}",
-            blake3::hash(&data),
-            if is_free { " FREE" } else { "" }
-        )
-        .unwrap();
-        if is_free {
-            free.push(id);
-        }
-        if versioned {
-            let name = format!("m{}", rnd() % 4);
-            let v = store
-                .commit_version(
-                    &name,
-                    vec![FileEntry {
-                        path: "w.bin".into(),
-                        blob: id,
-                        size: data.len() as u64,
-                    }],
-                )
-                .unwrap();
-            writeln!(out.lock(), "VERSION {name} {v} {id}").unwrap();
-            if let Some((older, _)) = &step_from {
-                let r = store.reverse_delta(older, &id).unwrap();
-                writeln!(out.lock(), "REVERSED {older} {id} {}", r.rebased).unwrap();
-            }
-            prev = Some((id, data.clone()));
-            let m = store.model_by_name(&name).unwrap();
-            // Increasing across child runs too: each run has a larger seed.
-            let stamp = (seed * 1_000_000 + round) as i64;
-            m.set_metadata("round", modelvault::query::Value::Int(stamp))
-                .unwrap();
-            writeln!(out.lock(), "META {name} {stamp}").unwrap();
-        }
-        // Release an earlier FREE blob (this run's or an earlier run's)
-        // about every other round.
-        if !free.is_empty() && rnd() % 2 == 0 {
-            let victim = free.swap_remove((rnd() % free.len() as u64) as usize);
-            writeln!(out.lock(), "RELEASING {victim}").unwrap();
-            match store.release_blob(&victim) {
-                Ok(()) => writeln!(out.lock(), "RELEASED {victim}").unwrap(),
-                Err(e) => writeln!(out.lock(), "ERROR release {victim}: {e}").unwrap(),
-            }
-        }
-        // Collect, with compaction, every third round.
-        if round % 3 == 2 {
-            match store.gc(&GcOptions::new().compact_below(0.5)) {
-                Ok(r) => {
-                    writeln!(out.lock(), "GC {} {}", r.packs_compacted, r.packs_deleted).unwrap()
-                }
-                Err(e) => writeln!(out.lock(), "ERROR gc: {e}").unwrap(),
-            }
-        }
-    }
-}
+use modelvault::{BlobId, Error, Store, VerifyOptions};
 
 #[derive(Default)]
 struct Acked {
@@ -193,21 +60,35 @@ impl Acked {
     }
 }
 
+/// The `crash_child` example, built next to this test binary
+/// (`target/<profile>/examples/`), copied to `dir` so that a rebuild cannot
+/// replace it under a running test.
+fn child_exe(dir: &Path) -> PathBuf {
+    let me = std::env::current_exe().unwrap();
+    let built = me
+        .parent()
+        .and_then(Path::parent)
+        .map(|p| p.join("examples").join("crash_child"))
+        .unwrap();
+    assert!(
+        built.is_file(),
+        "{} is missing: the kill tests run it as their child process; build it with \
+         `cargo test --release --all-targets` (as `make test` does) or \
+         `cargo build --release --example crash_child`",
+        built.display()
+    );
+    let exe = dir.join("crash-child");
+    std::fs::copy(&built, &exe).unwrap();
+    exe
+}
+
 /// Spawns the child from `exe`, retrying while the copy is still busy
 /// (ETXTBSY: another thread's fork may briefly hold the copy's write fd).
-fn spawn_child(exe: &Path, dir: &Path, seed: u64, releasable: &Path) -> Child {
+fn spawn_child(exe: &Path, args: &[&std::ffi::OsStr]) -> Child {
     let mut tries = 0;
     loop {
         let r = Command::new(exe)
-            .args([
-                "--exact",
-                "crash_kill::kill_child_workload",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env("MODELVAULT_KILL_CHILD", dir)
-            .env("MODELVAULT_KILL_SEED", seed.to_string())
-            .env("MODELVAULT_KILL_RELEASABLE", releasable)
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn();
@@ -222,6 +103,21 @@ fn spawn_child(exe: &Path, dir: &Path, seed: u64, releasable: &Path) -> Child {
     }
 }
 
+/// The child's stdout, line by line, on a channel (closed at its exit).
+fn lines_of(child: &mut Child) -> (mpsc::Receiver<String>, std::thread::JoinHandle<()>) {
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (rx, reader)
+}
+
 fn run_once(
     exe: &Path,
     dir: &Path,
@@ -233,17 +129,17 @@ fn run_once(
     let releasable = dir.with_file_name("releasable.txt");
     let list: String = acked.free.iter().map(|id| format!("{id}\n")).collect();
     std::fs::write(&releasable, list).unwrap();
-    let mut child = spawn_child(exe, dir, seed, &releasable);
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let seed_arg = seed.to_string();
+    let mut child = spawn_child(
+        exe,
+        &[
+            "workload".as_ref(),
+            dir.as_os_str(),
+            seed_arg.as_ref(),
+            releasable.as_os_str(),
+        ],
+    );
+    let (rx, reader) = lines_of(&mut child);
     // The clock starts at spawn (so some kills land while the child is still
     // opening and recovering the store) or, when `from_first_ack`, at the
     // child's first acknowledged commit (so a slow start-up on a loaded
@@ -324,7 +220,7 @@ fn run_once(
                 acked.packs_deleted += deleted.parse::<u64>().unwrap();
             }
             ["ERROR", ..] => panic!("child (seed {seed}): {l}"),
-            _ => {} // test harness chatter, or a line cut by the kill
+            _ => {} // START, or a line cut by the kill
         }
     }
 }
@@ -352,10 +248,7 @@ fn acknowledged_commits_survive_sigkill() {
         .unwrap_or(200);
     let started = Instant::now();
     let tmp = tempfile::tempdir().unwrap();
-    // The child runs from a private copy of this executable: a rebuild that
-    // replaces the original mid-run cannot break (or change) the children.
-    let exe = tmp.path().join("kill-test-child");
-    std::fs::copy("/proc/self/exe", &exe).unwrap();
+    let exe = child_exe(tmp.path());
     let dir = tmp.path().join("vault");
     let mut acked = Acked::default();
     let mut x = 0x1234_5678u64;
@@ -470,5 +363,176 @@ fn acknowledged_commits_survive_sigkill() {
         acked.packs_deleted,
         acked.reverses,
         acked.rebased
+    );
+}
+
+/// Chunking of the upload test's stores: small chunks, so that a manifest
+/// segment (1,024 chunks) is committed about every 4 MiB.
+fn small_chunks() -> modelvault::chunking::CdcParams {
+    modelvault::chunking::CdcParams {
+        min: 1024,
+        avg: 4096,
+        max: 16384,
+    }
+}
+
+const UPLOAD_BYTES: usize = 24 << 20;
+
+/// Runs one `crash_child upload` until it reports durable progress past
+/// `durable`, then kills it a moment later (0 to 40 ms). Returns the
+/// session it said it continued (`-` for a new upload), the offset it
+/// resumed at, and the most durable progress it reported.
+fn kill_upload(
+    exe: &Path,
+    dir: &Path,
+    seed: u64,
+    durable: u64,
+    delay_ms: u64,
+) -> (String, u64, u64) {
+    let (seed_arg, size_arg) = (seed.to_string(), UPLOAD_BYTES.to_string());
+    let mut child = spawn_child(
+        exe,
+        &[
+            "upload".as_ref(),
+            dir.as_os_str(),
+            seed_arg.as_ref(),
+            size_arg.as_ref(),
+        ],
+    );
+    let (rx, reader) = lines_of(&mut child);
+    let mut lines = Vec::new();
+    let progressed = |l: &String| {
+        l.strip_prefix("DURABLE ")
+            .and_then(|r| r.split(' ').nth(1))
+            .and_then(|b| b.parse::<u64>().ok())
+            .is_some_and(|b| b > durable)
+    };
+    // A guard against a child that never gets there, not a timing check.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(l) => {
+                let done = progressed(&l);
+                lines.push(l);
+                if done {
+                    break;
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {}
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "the upload child made no durable progress past {durable} ({e:?}): {lines:?}"
+                );
+            }
+        }
+    }
+    std::thread::sleep(Duration::from_millis(delay_ms));
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    reader.join().unwrap();
+    lines.extend(rx.try_iter());
+    let mut start = None;
+    let mut reported = durable;
+    for l in &lines {
+        let f: Vec<&str> = l.split(' ').collect();
+        match f.as_slice() {
+            ["START", session, from] => start = Some((session.to_string(), from.parse().unwrap())),
+            // A number cut short by the kill only claims less.
+            ["DURABLE", _, bytes] => reported = reported.max(bytes.parse().unwrap_or(0)),
+            _ => {} // WAITING, or a line cut by the kill
+        }
+    }
+    let (session, from) = start.unwrap_or_else(|| panic!("no START line: {lines:?}"));
+    (session, from, reported)
+}
+
+#[test]
+fn an_upload_killed_midway_resumes_to_the_same_blob() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exe = child_exe(tmp.path());
+    let seed = 5;
+    let data = crate::common::weights(UPLOAD_BYTES, seed);
+    // The reference: the same bytes uploaded in one go.
+    let (want_id, want_record, want_stats) = {
+        let store = Store::options()
+            .chunking(small_chunks())
+            .open(tmp.path().join("reference"))
+            .unwrap();
+        let id = crate::common::put(&store, &data);
+        (id, store.blob_record(&id).unwrap().unwrap(), store.stats())
+    };
+    let dir = tmp.path().join("vault");
+    drop(
+        Store::options()
+            .chunking(small_chunks())
+            .open(&dir)
+            .unwrap(),
+    );
+
+    // Three children, each killed after committing more of the upload: the
+    // first starts it, the others continue the session the last one left.
+    let mut durable = 0;
+    let mut session: Option<u64> = None;
+    let mut at_kills = Vec::new();
+    for (kill, delay_ms) in [0u64, 25, 40].into_iter().enumerate() {
+        let (continued, from, reported) = kill_upload(&exe, &dir, seed, durable, delay_ms);
+        match session {
+            None => assert_eq!((continued.as_str(), from), ("-", 0), "kill {kill}"),
+            Some(id) => {
+                assert_eq!(continued, id.to_string(), "kill {kill}: another session");
+                assert_eq!(
+                    from, durable,
+                    "kill {kill}: resumed away from the session's end"
+                );
+            }
+        }
+        let store = Store::open(&dir).unwrap();
+        let uploads = store.uploads().unwrap();
+        assert_eq!(uploads.len(), 1, "kill {kill}: sessions {uploads:?}");
+        let s = &uploads[0];
+        assert!(
+            s.durable_bytes >= reported && s.durable_bytes < UPLOAD_BYTES as u64,
+            "kill {kill}: session at {} bytes, the child saw {reported} durable",
+            s.durable_bytes
+        );
+        if let Some(id) = session {
+            assert_eq!(s.id, id, "kill {kill}");
+        }
+        session = Some(s.id);
+        durable = s.durable_bytes;
+        at_kills.push(durable);
+        let report = store.verify(VerifyOptions::new().read_data(true)).unwrap();
+        assert!(report.is_clean(), "kill {kill}: {:?}", report.problems);
+    }
+
+    // The test finishes the upload from where the last child left it.
+    let store = Store::open(&dir).unwrap();
+    let sid = session.unwrap().to_string().parse().unwrap();
+    let mut w = store.resume_upload(sid).unwrap();
+    assert_eq!(w.len(), durable, "the resumed writer's durable prefix");
+    w.write_all(&data[durable as usize..]).unwrap();
+    let id = w.finish().unwrap();
+    assert_eq!(id, want_id, "a resumed upload names another blob");
+    let record = store.blob_record(&id).unwrap().unwrap();
+    assert_eq!(
+        (record.size, record.chunks),
+        (want_record.size, want_record.chunks)
+    );
+    assert!(store.uploads().unwrap().is_empty());
+    assert_eq!(crate::common::get(&store, &id), data);
+    // The same chunks as the uninterrupted upload, and nothing else kept.
+    let stats = store.stats();
+    assert_eq!(
+        (stats.chunks, stats.unique_bytes),
+        (want_stats.chunks, want_stats.unique_bytes)
+    );
+    let report = store.verify(VerifyOptions::new().read_data(true)).unwrap();
+    assert!(report.is_clean(), "{:?}", report.problems);
+    eprintln!(
+        "upload of {UPLOAD_BYTES} bytes killed with {at_kills:?} bytes durable, \
+         resumed and finished: blob {id}, {} chunks, as uploaded in one go",
+        record.chunks
     );
 }

@@ -886,13 +886,61 @@ fn get_refuses_to_write_through_symlinks_in_the_target() {
 // Regressions: bugs this suite found (all fixed). Each test states the
 // rule it checks.
 
+/// How many restores' worth of temporary names the tests below claim: more
+/// than the files of the versions they restore.
+const TEMP_NAMES: u64 = 16;
+
+/// A `modelvault get` that waits to start: the shell holds the process (its
+/// pid is the pid `modelvault` will have, as `exec` keeps it) until
+/// [`HeldGet::run`], so a test can first plant files at the temporary names
+/// that process will use ([`modelvault::restore_temp_name`]).
+struct HeldGet {
+    child: std::process::Child,
+}
+
+impl HeldGet {
+    fn spawn(repo: &Path, args: &[&str]) -> HeldGet {
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(r#"read -r _ && exec "$0" "$@""#)
+            .arg(env!("CARGO_BIN_EXE_modelvault"))
+            .arg("--repo")
+            .arg(repo)
+            .args(args)
+            .env_remove("MODELVAULT_REPO")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        HeldGet { child }
+    }
+
+    /// The temporary names the held process will restore through, in
+    /// `dir`, for its first [`TEMP_NAMES`] files.
+    fn temp_names(&self, dir: &Path) -> Vec<PathBuf> {
+        (0..TEMP_NAMES)
+            .map(|seq| dir.join(modelvault::restore_temp_name(self.child.id(), seq)))
+            .collect()
+    }
+
+    /// Lets the process run, and waits for it.
+    fn run(mut self) -> Output {
+        let mut stdin = self.child.stdin.take().unwrap();
+        stdin.write_all(b"go\n").unwrap();
+        drop(stdin);
+        self.child.wait_with_output().unwrap()
+    }
+}
+
 #[test]
 fn get_does_not_write_through_a_planted_temp_file_symlink() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     let repo = root.join("store");
     let f = root.join("w.bin");
-    fs::write(&f, b"model bytes").unwrap();
+    let bytes = noise(300_000, 41);
+    fs::write(&f, &bytes).unwrap();
     assert!(mv(&repo, &["put", "--name", "m", f.to_str().unwrap()])
         .status
         .success());
@@ -901,36 +949,81 @@ fn get_does_not_write_through_a_planted_temp_file_symlink() {
     fs::write(&victim, b"precious").unwrap();
     let out = root.join("out");
     fs::create_dir(&out).unwrap();
-    // Whoever can write into the target folder plants the temp file name.
-    std::os::unix::fs::symlink(&victim, out.join(".w.bin.modelvault-tmp")).unwrap();
-    let _ = mv(&repo, &["get", "m", "--out", out.to_str().unwrap()]);
+    // Whoever can write into the target folder plants symlinks at every
+    // temporary name the restoring process will use (its pid is known
+    // before it starts: see `HeldGet`).
+    let get = HeldGet::spawn(&repo, &["get", "m", "--out", out.to_str().unwrap()]);
+    let planted = get.temp_names(&out);
+    for p in &planted {
+        std::os::unix::fs::symlink(&victim, p).unwrap();
+    }
+    let o = get.run();
     assert_eq!(
         fs::read(&victim).unwrap(),
         b"precious",
         "get wrote the restored file through a symlink to outside the target"
     );
+    assert_eq!(fs::read_dir(root.join("outside")).unwrap().count(), 1);
+    for p in &planted {
+        assert_eq!(
+            fs::read_link(p).ok().as_deref(),
+            Some(victim.as_path()),
+            "planted symlink {} replaced",
+            p.display()
+        );
+    }
+    // Either the file was restored (through some other name), or get
+    // failed naming what it could not create and restored nothing.
+    if o.status.success() {
+        assert_eq!(fs::read(out.join("w.bin")).unwrap(), bytes);
+    } else {
+        fails_naming(&o, "cannot create", "get into a folder of planted symlinks");
+        assert!(!out.join("w.bin").exists());
+    }
 }
 
+/// A version whose files are named like the temporary files `get` will
+/// restore through is restored whole: a temporary file is never the
+/// destination of another file of the version (whose rename would replace
+/// it while it is being written, losing both files).
 #[test]
-fn get_restores_a_file_named_like_the_temp_file() {
+fn get_restores_files_named_like_its_temp_files() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    let repo = root.join("store");
-    let src = root.join("src");
-    fs::create_dir(&src).unwrap();
-    fs::write(src.join("x"), b"x bytes").unwrap();
-    fs::write(src.join(".x.modelvault-tmp"), b"other bytes").unwrap();
-    let o = mv(&repo, &["put", "--name", "m", src.to_str().unwrap()]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let out = root.join("out");
-    let o = mv(&repo, &["get", "m", "--out", out.to_str().unwrap()]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(fs::read(out.join("x")).unwrap(), b"x bytes");
-    assert_eq!(
-        fs::read(out.join(".x.modelvault-tmp")).ok().as_deref(),
-        Some(&b"other bytes"[..]),
-        "get reported success but lost a stored file"
-    );
+    for round in 0..3u64 {
+        let repo = root.join(format!("store{round}"));
+        let out = root.join(format!("out{round}"));
+        let src = root.join(format!("src{round}"));
+        fs::create_dir(&src).unwrap();
+        let get = HeldGet::spawn(&repo, &["get", "m", "--out", out.to_str().unwrap()]);
+        // Stored before the waiting `get` starts: a small file named like
+        // its second temporary file, restored first (names sort before
+        // "x"), while "x", large, is restored through that very name.
+        let temp = get.temp_names(&src)[1].clone();
+        let name = temp.file_name().unwrap().to_str().unwrap().to_string();
+        let want = BTreeMap::from([
+            (name, noise(100, 10 + round)),
+            ("x".to_string(), noise(4 << 20, 20 + round)),
+        ]);
+        for (name, bytes) in &want {
+            fs::write(src.join(name), bytes).unwrap();
+        }
+        let o = mv(&repo, &["put", "--name", "m", src.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let o = get.run();
+        assert!(o.status.success(), "round {round}: {}", stderr(&o));
+        for (name, bytes) in &want {
+            assert!(
+                fs::read(out.join(name)).ok().as_ref() == Some(bytes),
+                "round {round}: get reported success but {name} is missing or wrong"
+            );
+        }
+        assert_eq!(
+            fs::read_dir(&out).unwrap().count(),
+            want.len(),
+            "round {round}"
+        );
+    }
 }
 
 #[test]

@@ -505,20 +505,31 @@ fn writes_racing_finish_are_all_or_nothing() {
                 thread::spawn(move || {
                     barrier.wait();
                     let mut ok = Vec::new();
+                    let mut params = BTreeMap::new();
                     for i in 0..200 {
                         match e.log_lines([(Stream::Stdout, "a"), (Stream::Stdout, "b")]) {
-                            Ok(seq) => {
-                                e.set_param(&format!("t{t}/i{i}"), Value::Int(i)).ok();
-                                ok.push(seq)
-                            }
+                            Ok(seq) => ok.push(seq),
                             Err(Error::Immutable { state, .. }) => {
                                 assert_eq!(state, "stopped");
                                 break;
                             }
                             Err(err) => panic!("{err}"),
                         }
+                        // The end may land between the two writes: then
+                        // (and only then) the parameter is refused.
+                        let key = format!("t{t}/i{i}");
+                        match e.set_param(&key, Value::Int(i)) {
+                            Ok(()) => {
+                                params.insert(key, Value::Int(i));
+                            }
+                            Err(Error::Immutable { state, .. }) => {
+                                assert_eq!(state, "stopped");
+                                break;
+                            }
+                            Err(err) => panic!("set_param {key}: {err}"),
+                        }
                     }
-                    ok
+                    (ok, params)
                 })
             })
             .collect();
@@ -531,12 +542,18 @@ fn writes_racing_finish_are_all_or_nothing() {
             })
         };
         finisher.join().unwrap();
-        let oks: Vec<u64> = writers
-            .into_iter()
-            .flat_map(|h| h.join().unwrap())
-            .collect();
+        let mut oks: Vec<u64> = Vec::new();
+        let mut params = BTreeMap::new();
+        for h in writers {
+            let (ok, p) = h.join().unwrap();
+            oks.extend(ok);
+            params.extend(p);
+        }
         let info = e.info().unwrap();
         assert_eq!(info.status, Status::Stopped);
+        // Exactly the acknowledged parameters, with their values: none
+        // lost, none refused yet applied.
+        assert_eq!(info.params, params, "round {round}");
         assert_eq!(info.console_lines, 2 * oks.len() as u64, "round {round}");
         let seqs: BTreeSet<u64> = oks.iter().copied().collect();
         assert_eq!(

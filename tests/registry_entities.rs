@@ -918,6 +918,66 @@ fn metadata_and_tags_are_typed_and_editable() {
     assert_index_clean(&store);
 }
 
+/// `labels.K` names a model's class label `K` (an integer) in queries. No
+/// index holds labels: alone such a conjunct is answered by a scan, beside
+/// an indexed one it filters that index's candidates; either way it follows
+/// `set_labels`.
+#[test]
+fn class_labels_are_query_fields() {
+    let (_d, store) = temp_store();
+    let mk = |name: &str, tag: &str, labels: &[(&str, i64)]| {
+        let labels = labels.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+        store
+            .create_model(NewModel::new(name).tags([tag]).labels(labels))
+            .unwrap()
+            .id()
+    };
+    let a = mk("a", "vision", &[("cat", 0), ("dog", 1)]);
+    let b = mk("b", "vision", &[("cat", 1), ("dog", 0)]);
+    let c = mk("c", "text", &[("cat", 0)]);
+    let d = mk("d", "vision", &[]);
+    let q = |s: &str| -> BTreeSet<EntityId> {
+        ids(&store.find_models(&query::parse(s).unwrap()).unwrap())
+            .into_iter()
+            .collect()
+    };
+    let set = |v: &[EntityId]| v.iter().copied().collect::<BTreeSet<_>>();
+    assert_eq!(q("labels.cat = 0"), set(&[a, c]));
+    assert_eq!(q("labels.cat == 1"), set(&[b]));
+    assert_eq!(q("labels.dog > 0"), set(&[a]));
+    assert_eq!(q("labels.dog <= 1"), set(&[a, b]));
+    assert_eq!(
+        q("labels.dog != 1"),
+        set(&[b]),
+        "a missing label matches nothing"
+    );
+    assert_eq!(q("labels.cat IN (1, 7)"), set(&[b]));
+    assert_eq!(
+        q("labels.cat = 0.0"),
+        set(&[a, c]),
+        "numbers compare across types"
+    );
+    assert_eq!(q("HAS labels.dog"), set(&[a, b]));
+    assert_eq!(q("NOT HAS labels.cat"), set(&[d]));
+    assert_eq!(q("labels.cat = 0 AND tag = vision"), set(&[a]));
+    assert_eq!(q("tag = text AND labels.cat >= 0"), set(&[c]));
+    assert_eq!(q("labels.cat = 1 OR labels.dog = 1"), set(&[a, b]));
+    assert!(q("labels.bird = 2").is_empty());
+    assert!(
+        q("labels.cat = '0'").is_empty(),
+        "a string never equals a number"
+    );
+    assert!(q("labels = 0").is_empty());
+    store
+        .model(b)
+        .unwrap()
+        .set_labels(BTreeMap::from([("bird".to_string(), 2)]))
+        .unwrap();
+    assert_eq!(q("labels.bird = 2"), set(&[b]));
+    assert!(q("labels.cat = 1").is_empty());
+    assert_eq!(q("NOT HAS labels.cat"), set(&[b, d]));
+}
+
 /// Metadata keys are validated "so that `metadata.<key>` is a query field"
 /// (src/registry/common.rs): every key the store accepts must be nameable
 /// in a query and find the model.

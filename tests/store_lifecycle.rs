@@ -267,3 +267,218 @@ fn a_creation_cut_short_is_completed_and_lost_metadata_is_refused() {
     assert_eq!(before.len(), after.len());
     assert!(!path.join("meta").exists());
 }
+
+/// Every entry under `dir` (relative path → kind, length and content hash),
+/// except the `lock` file directly in it: every open writes its pid there
+/// (or creates it) before looking further, by design.
+fn tree(dir: &std::path::Path) -> std::collections::BTreeMap<std::path::PathBuf, String> {
+    fn walk(
+        root: &std::path::Path,
+        p: &std::path::Path,
+        out: &mut std::collections::BTreeMap<std::path::PathBuf, String>,
+    ) {
+        let m = std::fs::symlink_metadata(p).unwrap();
+        let rel = p.strip_prefix(root).unwrap().to_path_buf();
+        if rel == std::path::Path::new("lock") {
+            return;
+        }
+        let what = if m.is_dir() {
+            for e in std::fs::read_dir(p).unwrap() {
+                walk(root, &e.unwrap().path(), out);
+            }
+            "dir".to_string()
+        } else if m.is_file() {
+            let bytes = std::fs::read(p).unwrap();
+            format!("file {} {}", bytes.len(), blake3::hash(&bytes))
+        } else {
+            format!("other {:?}", m.file_type())
+        };
+        out.insert(rel, what);
+    }
+    let mut out = std::collections::BTreeMap::new();
+    if std::fs::symlink_metadata(dir).is_ok() {
+        walk(dir, dir, &mut out);
+    }
+    out
+}
+
+/// A directory that is a store only in part, or whose parts have the wrong
+/// kind: `Store::open` refuses it with an error naming what is wrong, and
+/// changes nothing. (A marker with no `meta/` and no pack is a creation cut
+/// short, which an open completes: see the test above.)
+#[test]
+fn partial_and_misshapen_stores_are_refused_and_left_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A real store to take parts from.
+    let real = tmp.path().join("real");
+    {
+        let store = Store::create(&real).unwrap();
+        put(&store, &noise(300_000, 7));
+    }
+    let copy = |to: &std::path::Path| {
+        let o = Command::new("cp")
+            .arg("-a")
+            .arg(&real)
+            .arg(to)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{o:?}");
+    };
+    type Case<'a> = (
+        &'static str,
+        Box<dyn Fn(&std::path::Path) + 'a>,
+        &'static str,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "only meta.init/ (a creation killed before its marker)",
+            Box::new(|d| {
+                std::fs::create_dir_all(d.join("meta.init")).unwrap();
+                std::fs::write(d.join("meta.init/000001.log"), b"torn").unwrap();
+            }),
+            "no MODELVAULT marker",
+        ),
+        (
+            "packs/ with a pack but no marker and no meta/",
+            Box::new(|d| {
+                copy(d);
+                std::fs::remove_dir_all(d.join("meta")).unwrap();
+                std::fs::remove_file(d.join("MODELVAULT")).unwrap();
+            }),
+            "no MODELVAULT marker",
+        ),
+        (
+            "marker and packs/ with a pack, no meta/",
+            Box::new(|d| {
+                copy(d);
+                std::fs::remove_dir_all(d.join("meta")).unwrap();
+            }),
+            "metadata is lost",
+        ),
+        (
+            "marker, a half-written meta.init/ and a pack, no meta/",
+            Box::new(|d| {
+                copy(d);
+                std::fs::rename(d.join("meta"), d.join("meta.init")).unwrap();
+            }),
+            "metadata is lost",
+        ),
+        (
+            "the store path is a file",
+            Box::new(|d| std::fs::write(d, b"not a store").unwrap()),
+            "MODELVAULT",
+        ),
+        (
+            "MODELVAULT is a folder",
+            Box::new(|d| {
+                copy(d);
+                std::fs::remove_file(d.join("MODELVAULT")).unwrap();
+                std::fs::create_dir(d.join("MODELVAULT")).unwrap();
+            }),
+            "MODELVAULT",
+        ),
+        (
+            "meta is a file",
+            Box::new(|d| {
+                copy(d);
+                std::fs::remove_dir_all(d.join("meta")).unwrap();
+                std::fs::write(d.join("meta"), b"not a database").unwrap();
+            }),
+            "meta",
+        ),
+        (
+            "packs is a file",
+            Box::new(|d| {
+                copy(d);
+                std::fs::remove_dir_all(d.join("packs")).unwrap();
+                std::fs::write(d.join("packs"), b"not a folder").unwrap();
+            }),
+            "packs",
+        ),
+    ];
+    for (i, (what, make, needle)) in cases.into_iter().enumerate() {
+        let d = tmp.path().join(format!("case{i}"));
+        make(&d);
+        let before = tree(&d);
+        let err = match Store::open(&d) {
+            Ok(_) => panic!("{what}: opened"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains(needle), "{what}: {err:?} lacks {needle:?}");
+        assert!(
+            err.contains(d.to_str().unwrap()),
+            "{what}: {err:?} does not name the store"
+        );
+        assert_eq!(tree(&d), before, "{what}: the open changed the directory");
+        // Store::create is no more willing to touch it.
+        assert!(Store::create(&d).is_err(), "{what}: created over it");
+        assert_eq!(tree(&d), before, "{what}: create changed the directory");
+    }
+}
+
+/// A store the user cannot read, or can read but not write: the command
+/// line fails with one line naming the path and the cause, and changes
+/// nothing. Permissions do not bind root, so as root the command runs as
+/// `nobody` (through `setpriv`); skipped, saying so, if that is impossible.
+#[test]
+fn an_unreadable_or_read_only_store_is_refused_with_a_clear_error() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let dir = tmp.path().join("vault");
+    drop(Store::create(&dir).unwrap());
+    let root = std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false);
+    let setpriv = ["/usr/bin/setpriv", "/bin/setpriv"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists());
+    let command = || -> Command {
+        let mut c = match (root, setpriv) {
+            (false, _) => Command::new(env!("CARGO_BIN_EXE_modelvault")),
+            (true, Some(setpriv)) => {
+                let mut c = Command::new(setpriv);
+                c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+                    .arg(env!("CARGO_BIN_EXE_modelvault"));
+                c
+            }
+            (true, None) => unreachable!(),
+        };
+        c.arg("--repo").arg(&dir).arg("stats");
+        c
+    };
+    if root && setpriv.is_none() {
+        eprintln!("skipped: running as root and no setpriv to drop privileges with");
+        return;
+    }
+    // Whether the unprivileged user can run the binary here at all.
+    let probe = command().output().unwrap();
+    if root && String::from_utf8_lossy(&probe.stderr).contains("setpriv") {
+        eprintln!("skipped: setpriv cannot drop privileges here: {probe:?}");
+        return;
+    }
+    let cases: &[(&str, u32)] = if root {
+        // Owned by root: nobody reads it (0o000), or reads but cannot write
+        // its lock file (0o755).
+        &[("unreadable", 0o000), ("read-only", 0o755)]
+    } else {
+        // Only the unreadable case: the owner can always write a 0o755 store.
+        &[("unreadable", 0o000)]
+    };
+    for &(what, mode) in cases {
+        let before = (tree(&dir), std::fs::read(dir.join("lock")).unwrap());
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).unwrap();
+        let o = command().output().unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{what}: succeeded: {o:?}");
+        assert_eq!(err.trim().lines().count(), 1, "{what}: {err:?}");
+        assert!(err.contains("Permission denied"), "{what}: {err:?}");
+        assert!(err.contains(dir.to_str().unwrap()), "{what}: {err:?}");
+        assert!(!err.contains("panicked"), "{what}: {err:?}");
+        let after = (tree(&dir), std::fs::read(dir.join("lock")).unwrap());
+        assert_eq!(after, before, "{what}: the store changed");
+    }
+    // And it still opens for whoever may.
+    drop(Store::open(&dir).unwrap());
+}

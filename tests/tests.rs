@@ -5,7 +5,9 @@
 //! - `blob_reverse`: older versions re-encoded as deltas against the newest (reverse deltas).
 //! - `blob_corruption`: damaged packs and records fail loudly, never return wrong bytes.
 //! - `blob_concurrency`: many threads writing and reading one store.
-//! - `store_lifecycle`: create, reopen, locking, crash leftovers.
+//! - `store_lifecycle`: create, reopen, locking, crash leftovers, partial and unreadable stores.
+//! - `store_disk_full`: a store on a small tmpfs running out of space (needs root to mount).
+//! - `crash_kill`: a child process (`examples/crash_child.rs`) SIGKILLed mid-workload and mid-upload.
 //! - `cli`: the `modelvault` binary's contract.
 //! - `cli_files`: which files `put` reads (symlinks) and what `get` refuses to write.
 //! - `cli_registry`: register, delete, prune, experiment delete, uploads, and every dry run.
@@ -39,4 +41,5 @@ mod registry_concurrency;
 mod registry_delete;
 mod registry_entities;
 mod registry_model_based;
+mod store_disk_full;
 mod store_lifecycle;

@@ -834,6 +834,8 @@ fn get(store: &Store, spec: &str, out: &Path, allow_case: bool) -> Result<()> {
         .iter()
         .map(|f| Ok((f, files::destination(out, &f.path)?)))
         .collect::<Result<Vec<_>>>()?;
+    let destinations: std::collections::HashSet<&Path> =
+        jobs.iter().map(|(_, dst)| dst.as_path()).collect();
     // Files are restored two at a time (each reader decodes on its own
     // threads): one file's writes overlap another's decoding, which pays
     // for versions of many small files. The first error stops the rest.
@@ -845,7 +847,8 @@ fn get(store: &Store, spec: &str, out: &Path, allow_case: bool) -> Result<()> {
             let Some((f, dst)) = jobs.get(next.fetch_add(1, Relaxed)) else {
                 break;
             };
-            restore_file(store, f, dst).inspect_err(|_| failed.store(true, Relaxed))?;
+            restore_file(store, f, dst, &destinations)
+                .inspect_err(|_| failed.store(true, Relaxed))?;
         }
         Ok(())
     };
@@ -884,15 +887,26 @@ fn get(store: &Store, spec: &str, out: &Path, allow_case: bool) -> Result<()> {
 }
 
 /// Restores one file of a version to `dst` through a fresh temporary file in
-/// the same directory, renamed over `dst` once complete.
-fn restore_file(store: &Store, f: &modelvault::VersionFile, dst: &Path) -> Result<()> {
+/// the same directory, renamed over `dst` once complete. `destinations` are
+/// the destinations of all the version's files.
+fn restore_file(
+    store: &Store,
+    f: &modelvault::VersionFile,
+    dst: &Path,
+    destinations: &std::collections::HashSet<&Path>,
+) -> Result<()> {
     // A short, fresh name created exclusively: never follows a planted
-    // symlink, never replaces a file of the version, fits any name length.
-    let tmp = dst.with_file_name(format!(
-        ".mv-{}-{}.tmp",
-        std::process::id(),
-        TMP_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    ));
+    // symlink, fits any name length, and is never another file's
+    // destination (whose rename would replace it while it is written).
+    let tmp = loop {
+        let tmp = dst.with_file_name(modelvault::restore_temp_name(
+            std::process::id(),
+            TMP_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        ));
+        if !destinations.contains(tmp.as_path()) {
+            break tmp;
+        }
+    };
     let mut r = store.blob_reader(&f.blob)?;
     let mut w = BufWriter::with_capacity(
         1 << 20,

@@ -144,6 +144,10 @@ pub(crate) struct Meta {
     /// (see [`power_cut`]).
     #[cfg(test)]
     durable: Option<power_cut::Recorder>,
+    /// Entries read per column family (`Cf as usize`), in tests only: see
+    /// [`Meta::reads`].
+    #[cfg(test)]
+    reads: [std::sync::atomic::AtomicU64; Cf::ALL.len()],
 }
 
 /// A set of writes applied atomically by [`Meta::commit`].
@@ -247,6 +251,8 @@ impl Meta {
             db,
             #[cfg(test)]
             durable: power_cut::recorder_for(dir),
+            #[cfg(test)]
+            reads: Default::default(),
         })
     }
 
@@ -261,6 +267,23 @@ impl Meta {
         }
     }
 
+    /// Entries read from `cf` so far: one per point lookup (found or not),
+    /// one per key of a batched lookup, one per entry a scan visits. Counted
+    /// in test builds only (so tests can tell an index lookup from a scan);
+    /// nothing is counted, at no cost, otherwise.
+    #[cfg(test)]
+    pub fn reads(&self, cf: Cf) -> u64 {
+        self.reads[cf as usize].load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    #[inline]
+    fn note_reads(&self, cf: Cf, n: usize) {
+        #[cfg(test)]
+        self.reads[cf as usize].fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        #[cfg(not(test))]
+        let _ = (cf, n);
+    }
+
     fn cf(&self, cf: Cf) -> &rocksdb::ColumnFamily {
         self.db
             .cf_handle(cf.name())
@@ -268,6 +291,7 @@ impl Meta {
     }
 
     pub fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.note_reads(cf, 1);
         Ok(self.db.get_cf(self.cf(cf), key)?)
     }
 
@@ -278,6 +302,7 @@ impl Meta {
         key: &[u8],
         f: impl FnOnce(&[u8]) -> Result<T>,
     ) -> Result<Option<T>> {
+        self.note_reads(cf, 1);
         match self.db.get_pinned_cf(self.cf(cf), key)? {
             Some(v) => f(&v).map(Some),
             None => Ok(None),
@@ -328,6 +353,7 @@ impl Meta {
                 Ok((k, _)) => k.starts_with(&prefix),
                 Err(_) => true,
             })
+            .inspect(move |_| self.note_reads(cf, 1))
     }
 
     /// Calls `f` with each key under `prefix` from `start` on, without
@@ -342,7 +368,11 @@ impl Meta {
         let mut it = self.db.raw_iterator_cf(self.cf(cf));
         it.seek(start);
         while let Some(k) = it.key() {
-            if !k.starts_with(prefix) || !f(k)? {
+            if !k.starts_with(prefix) {
+                return Ok(());
+            }
+            self.note_reads(cf, 1);
+            if !f(k)? {
                 return Ok(());
             }
             it.next();
@@ -353,6 +383,7 @@ impl Meta {
 
     /// The values of `keys` (sorted ascending), in one batched lookup.
     pub fn get_sorted(&self, cf: Cf, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
+        self.note_reads(cf, keys.len());
         self.db
             .batched_multi_get_cf(self.cf(cf), keys, true)
             .into_iter()
@@ -362,6 +393,7 @@ impl Meta {
 
     /// Which of `keys` (sorted ascending) exist.
     pub fn exist_sorted(&self, cf: Cf, keys: &[Vec<u8>]) -> Result<Vec<bool>> {
+        self.note_reads(cf, keys.len());
         self.db
             .batched_multi_get_cf(self.cf(cf), keys, true)
             .into_iter()
@@ -371,6 +403,7 @@ impl Meta {
 
     /// The last pair whose key is ≤ `key` and starts with `prefix`.
     pub fn floor(&self, cf: Cf, prefix: &[u8], key: &[u8]) -> Result<Option<Pair>> {
+        self.note_reads(cf, 1);
         let mut it = self
             .db
             .raw_iterator_cf_opt(self.cf(cf), ReadOptions::default());

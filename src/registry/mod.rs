@@ -18,6 +18,8 @@ pub(crate) mod index;
 #[cfg(feature = "store")]
 pub mod model;
 mod names;
+#[cfg(all(test, feature = "store"))]
+mod plan_tests;
 pub mod query;
 pub(crate) mod records;
 #[cfg(feature = "store")]
