@@ -568,13 +568,22 @@ fn writers_beside_gc(opts: GcOptions, run_for: Duration, mix: Mix) -> Outcome {
     }
     let start = Instant::now();
     let mut chunks_held = 0;
-    // At least MIN_ROUNDS collections, however slow a shared machine makes
-    // them (within a cap), so the outcome does not depend on its load.
-    let running = |rounds: u64| {
-        let t = start.elapsed();
-        (t < run_for || rounds < MIN_ROUNDS) && t < run_for * 6
+    // At least MIN_ROUNDS collections and, with delta writers, until
+    // collections have met what the tests check they met (deltas, a base
+    // released in flight, chunks held), however slow a shared machine
+    // makes them (within a generous cap), so the outcome does not depend
+    // on its load.
+    let covered = |chunks_held: u64| {
+        mix.delta_writers == 0
+            || (delta_puts.load(Ordering::Relaxed) >= 3
+                && released_in_flight.load(Ordering::Relaxed) >= 1
+                && chunks_held > 0)
     };
-    while running(rounds.load(Ordering::Relaxed)) && problems.lock().is_empty() {
+    let running = |rounds: u64, chunks_held: u64| {
+        let t = start.elapsed();
+        (t < run_for || rounds < MIN_ROUNDS || !covered(chunks_held)) && t < run_for * 24
+    };
+    while running(rounds.load(Ordering::Relaxed), chunks_held) && problems.lock().is_empty() {
         // A broken collector may leave deltas whose base is gone, which
         // compaction then refuses to copy: a problem, not a panic.
         match store.gc(&opts) {
@@ -636,7 +645,7 @@ fn writers_beside_gc(opts: GcOptions, run_for: Duration, mix: Mix) -> Outcome {
     }
 }
 
-/// Collections the concurrency tests run at least (within 6 × their time).
+/// Collections the concurrency tests run at least (within 24 × their time).
 const MIN_ROUNDS: u64 = 20;
 
 /// Chunk index entries stored as deltas.
