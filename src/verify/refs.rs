@@ -167,7 +167,7 @@ fn counts(
 }
 
 /// A keyed hash of a `refs` key, the unit of the fingerprints.
-struct Fingerprint(blake3::Hasher);
+struct Fingerprint([u8; 32]);
 
 impl Fingerprint {
     fn new() -> Self {
@@ -175,13 +175,12 @@ impl Fingerprint {
         let mut key = [0u8; 32];
         key[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
         key[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-        Fingerprint(blake3::Hasher::new_keyed(&key))
+        Fingerprint(key)
     }
 
     fn of(&self, k: &[u8]) -> u128 {
-        let mut h = self.0.clone();
-        h.update(k);
-        u128::from_le_bytes(h.finalize().as_bytes()[..16].try_into().expect("16 bytes"))
+        let h = blake3::keyed_hash(&self.0, k);
+        u128::from_le_bytes(h.as_bytes()[..16].try_into().expect("16 bytes"))
     }
 }
 
@@ -251,7 +250,6 @@ fn check_counts(
         },
         &mut |p| out.push(p),
     )?;
-    drop(fp);
     let differ: Vec<usize> = (0..BUCKETS).filter(|&b| want[b] != have[b]).collect();
     drop((want, have));
     // Count the differing buckets exactly, as many per pass as the budget allows.
