@@ -62,21 +62,39 @@ impl Acked {
 
 /// The `crash_child` example, built next to this test binary
 /// (`target/<profile>/examples/`), copied to `dir` so that a rebuild cannot
-/// replace it under a running test.
+/// replace it under a running test. `cargo test --all-targets` leaves it
+/// only under its hashed name (`crash_child-<hash>`); `cargo build
+/// --example` also as `crash_child`. The newest of them is the one built
+/// with this test binary.
 fn child_exe(dir: &Path) -> PathBuf {
     let me = std::env::current_exe().unwrap();
-    let built = me
+    let examples = me
         .parent()
         .and_then(Path::parent)
-        .map(|p| p.join("examples").join("crash_child"))
+        .map(|p| p.join("examples"))
         .unwrap();
-    assert!(
-        built.is_file(),
-        "{} is missing: the kill tests run it as their child process; build it with \
-         `cargo test --release --all-targets` (as `make test` does) or \
-         `cargo build --release --example crash_child`",
-        built.display()
-    );
+    let built = std::fs::read_dir(&examples)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name == "crash_child"
+                || (name.starts_with("crash_child-") && !name.contains('.'))
+        })
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .filter(|(_, p)| p.is_file())
+        .max()
+        .map(|(_, p)| p);
+    let Some(built) = built else {
+        panic!(
+            "no crash_child example in {}: the kill tests run it as their child process; \
+             build it with `cargo test --release --all-targets` (as `make test` does) or \
+             `cargo build --release --example crash_child`",
+            examples.display()
+        );
+    };
     let exe = dir.join("crash-child");
     std::fs::copy(&built, &exe).unwrap();
     exe
