@@ -14,9 +14,11 @@ demo: setup
 	$(CARGO) run --release --example demo
 
 ## All tests (unit, integration, doc), a compile of every bench and example
-## (among them examples/crash_child.rs, the kill tests' child process), then
+## (first examples/crash_child.rs, the kill tests' child process, as a plain
+## binary: `cargo test` builds examples only as test harnesses), then
 ## every example run on small inputs (examples-smoke).
 test: setup
+	$(CARGO) build --release --example crash_child
 	$(CARGO) test --release --all-targets
 	$(CARGO) test --release --doc
 	$(MAKE) --no-print-directory examples-smoke

@@ -15,8 +15,9 @@
 //!   next child with `Store::resume_upload` and killed again, then finished
 //!   by the test: the same blob id and chunks as an uninterrupted upload.
 //!
-//! The child is the example `crash_child`, which `cargo test --release
-//! --all-targets` builds next to this test binary; it runs from a copy made
+//! The child is the example `crash_child`, which `make test` builds first
+//! (`cargo build --release --example crash_child`: `cargo test` builds
+//! examples only as test harnesses); it runs from a copy made
 //! at the start, so a concurrent rebuild replacing the binary cannot break
 //! the run.
 
@@ -62,39 +63,21 @@ impl Acked {
 
 /// The `crash_child` example, built next to this test binary
 /// (`target/<profile>/examples/`), copied to `dir` so that a rebuild cannot
-/// replace it under a running test. `cargo test --all-targets` leaves it
-/// only under its hashed name (`crash_child-<hash>`); `cargo build
-/// --example` also as `crash_child`. The newest of them is the one built
-/// with this test binary.
+/// replace it under a running test.
 fn child_exe(dir: &Path) -> PathBuf {
     let me = std::env::current_exe().unwrap();
-    let examples = me
+    let built = me
         .parent()
         .and_then(Path::parent)
-        .map(|p| p.join("examples"))
+        .map(|p| p.join("examples").join("crash_child"))
         .unwrap();
-    let built = std::fs::read_dir(&examples)
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok())
-        .filter(|e| {
-            let name = e.file_name();
-            let name = name.to_string_lossy();
-            name == "crash_child"
-                || (name.starts_with("crash_child-") && !name.contains('.'))
-        })
-        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
-        .filter(|(_, p)| p.is_file())
-        .max()
-        .map(|(_, p)| p);
-    let Some(built) = built else {
-        panic!(
-            "no crash_child example in {}: the kill tests run it as their child process; \
-             build it with `cargo test --release --all-targets` (as `make test` does) or \
-             `cargo build --release --example crash_child`",
-            examples.display()
-        );
-    };
+    assert!(
+        built.is_file(),
+        "{} is missing: the kill tests run it as their child process; build it with \
+         `cargo build --release --example crash_child` (as `make test` does first: \
+         `cargo test` builds examples only as test harnesses, under hashed names)",
+        built.display()
+    );
     let exe = dir.join("crash-child");
     std::fs::copy(&built, &exe).unwrap();
     exe
