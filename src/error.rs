@@ -135,6 +135,11 @@ pub enum Error {
     /// writes could lose data; reopen the store to recover.
     #[error("store is poisoned by an earlier write failure ({0}); reopen it")]
     Poisoned(String),
+
+    /// A bug in modelvault, caught where it happened (a worker thread's
+    /// panic, say): the operation failed and changed nothing visible.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl Error {

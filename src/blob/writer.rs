@@ -36,7 +36,7 @@ use std::sync::Arc;
 use crossbeam_channel::{unbounded, Receiver, Sender};
 
 use super::base::DeltaBase;
-use super::pipeline::{Done, Job};
+use super::pipeline::{Done, Job, Reply};
 use crate::chunking::aware::DEFAULT_PROBE_WINDOW;
 use crate::chunking::tensors::{probe, Probe};
 use crate::chunking::{Cut, Cutter};
@@ -604,8 +604,7 @@ impl BlobWriter {
                 range,
                 hint,
                 base,
-                seq: self.next_seq,
-                reply: self.tx.clone(),
+                reply: Reply::new(self.tx.clone(), self.next_seq),
             });
             self.next_seq += 1;
         }
@@ -677,7 +676,9 @@ impl BlobWriter {
             let loc = match d.loc {
                 Ok(loc) => loc,
                 Err(e) => {
-                    self.store.inner.pending.lock().release([&d.id]);
+                    if d.held {
+                        self.store.inner.pending.lock().release([&d.id]);
+                    }
                     return Err(e);
                 }
             };
@@ -807,8 +808,10 @@ impl Drop for BlobWriter {
         let mut received = self.next_emit + self.reorder.len() as u64;
         let mut late = Vec::new();
         while received < self.next_seq {
+            // Every job answers once, also one whose worker panicked (see
+            // `pipeline::Reply`), so this ends.
             match self.rx.recv() {
-                Ok(d) => late.push(d.id),
+                Ok(d) => late.extend(d.held.then_some(d.id)),
                 Err(_) => break,
             }
             received += 1;
@@ -817,7 +820,7 @@ impl Drop for BlobWriter {
             self.seg
                 .iter()
                 .map(|e| &e.id)
-                .chain(self.reorder.values().map(|d| &d.id))
+                .chain(self.reorder.values().filter(|d| d.held).map(|d| &d.id))
                 .chain(late.iter()),
         );
         if self.manifest != 0 {
