@@ -140,6 +140,18 @@ pub enum Error {
     /// panic, say): the operation failed and changed nothing visible.
     #[error("internal error: {0}")]
     Internal(String),
+
+    /// An object bound to one open store (a staged blob) was handed to
+    /// another; it belongs to the store it was made by.
+    #[error("{what} belongs to {owner}, not to {target}")]
+    WrongStore {
+        /// The object, e.g. `staged blob 3fa2…`.
+        what: String,
+        /// The store that made it (id and directory).
+        owner: String,
+        /// The store it was handed to (id and directory).
+        target: String,
+    },
 }
 
 impl Error {

@@ -132,6 +132,9 @@ pub(crate) const HEAD_LEN: usize = crate::registry::detect::HEAD_LEN;
 /// A blob whose bytes are written (and whose large-file segments may be
 /// committed) but which is not visible until a commit takes it. See
 /// [`BlobWriter::stage`].
+///
+/// It belongs to the store handle that wrote it: only a commit of that
+/// same open store takes it ([`Error::WrongStore`] otherwise).
 #[must_use = "a staged blob is visible only once a commit takes it"]
 pub struct StagedBlob {
     store: Store,
@@ -150,6 +153,26 @@ pub struct StagedBlob {
     committed: Cell<bool>,
 }
 
+/// Fails unless `owner` and `target` are the same open store: the same
+/// handle's state (`Arc<Inner>`), not merely the same store id, which two
+/// copies of one store directory share. Manifest ids, upload sessions and
+/// pending chunk locations mean something only in the store that made them.
+pub(crate) fn check_same_store(
+    what: impl FnOnce() -> String,
+    owner: &Store,
+    target: &Store,
+) -> Result<()> {
+    if Arc::ptr_eq(&owner.inner, &target.inner) {
+        return Ok(());
+    }
+    let describe = |s: &Store| format!("store {} at {}", s.id(), s.path().display());
+    Err(Error::WrongStore {
+        what: what(),
+        owner: describe(owner),
+        target: describe(target),
+    })
+}
+
 impl StagedBlob {
     /// The blob's id.
     pub fn id(&self) -> BlobId {
@@ -164,6 +187,11 @@ impl StagedBlob {
     /// True for empty content.
     pub fn is_empty(&self) -> bool {
         self.rec.size == 0
+    }
+
+    /// The store handle that wrote this blob.
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
     }
 
     /// Adds this blob's records to a commit batch (under the commit lock).

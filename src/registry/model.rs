@@ -21,7 +21,7 @@ use super::index::{self, tag, Key};
 use super::names::{check_name, check_path};
 use super::query::{Query, Value};
 use super::records::{EntityId, External, ModelRecord, VersionFile, VersionRecord};
-use crate::blob::StagedBlob;
+use crate::blob::{check_same_store, StagedBlob};
 use crate::error::{Error, Result};
 use crate::id::{BlobId, ChunkId};
 use crate::meta::records::{decode_blob, FileEntry, StatsRecord};
@@ -606,12 +606,21 @@ impl Model {
     /// from the bytes the writers kept, without reading anything back.
     ///
     /// # Errors
-    /// As [`Model::add_version`]; on error none of the staged blobs is visible.
+    /// [`Error::WrongStore`] if a blob was staged by another store handle
+    /// (checked before anything else); otherwise as [`Model::add_version`].
+    /// On error none of the staged blobs is visible.
     pub fn add_version_staged(
         &self,
         files: Vec<(String, StagedBlob)>,
         experiment: Option<EntityId>,
     ) -> Result<u32> {
+        for (_, blob) in &files {
+            check_same_store(
+                || format!("staged blob {}", blob.id()),
+                blob.store(),
+                &self.store,
+            )?;
+        }
         let mut detected = Vec::with_capacity(files.len());
         let mut staged = Vec::with_capacity(files.len());
         for (path, blob) in files {
