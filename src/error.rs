@@ -141,8 +141,8 @@ pub enum Error {
     #[error("internal error: {0}")]
     Internal(String),
 
-    /// An object bound to one open store (a staged blob) was handed to
-    /// another; it belongs to the store it was made by.
+    /// An object bound to one open store (a staged blob, a version upload)
+    /// was handed to another; it belongs to the store it was made by.
     #[error("{what} belongs to {owner}, not to {target}")]
     WrongStore {
         /// The object, e.g. `staged blob 3fa2…`.

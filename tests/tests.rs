@@ -14,7 +14,7 @@
 //! - `registry_model_based`: random operation sequences against an in-memory model.
 //! - `registry_delete`: deleting versions, models, experiments; retention; dry runs; gc.
 //! - `registry_concurrency`: many threads on experiments and models at once.
-//! - `upload_staging`: staged blobs bound to their store.
+//! - `upload_staging`: staged blobs bound to their store; versions of many files committed in groups.
 
 mod common;
 
