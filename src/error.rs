@@ -135,6 +135,23 @@ pub enum Error {
     /// writes could lose data; reopen the store to recover.
     #[error("store is poisoned by an earlier write failure ({0}); reopen it")]
     Poisoned(String),
+
+    /// A bug in modelvault, caught where it happened (a worker thread's
+    /// panic, say): the operation failed and changed nothing visible.
+    #[error("internal error: {0}")]
+    Internal(String),
+
+    /// An object bound to one open store (a staged blob, a version upload)
+    /// was handed to another; it belongs to the store it was made by.
+    #[error("{what} belongs to {owner}, not to {target}")]
+    WrongStore {
+        /// The object, e.g. `staged blob 3fa2…`.
+        what: String,
+        /// The store that made it (id and directory).
+        owner: String,
+        /// The store it was handed to (id and directory).
+        target: String,
+    },
 }
 
 impl Error {

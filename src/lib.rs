@@ -86,6 +86,8 @@ pub use registry::records::{
 };
 #[cfg(feature = "store")]
 pub use registry::repair::IndexReport;
+#[cfg(feature = "store")]
+pub use registry::version_upload::VersionUpload;
 pub use registry::{check_name, check_path, detect, query};
 #[cfg(feature = "store")]
 pub use store::{Durability, Options, Stats, Store};

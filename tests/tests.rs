@@ -19,6 +19,7 @@
 //! - `registry_model_based`: random operation sequences against an in-memory model.
 //! - `registry_delete`: deleting versions, models, experiments; retention; dry runs; gc.
 //! - `registry_concurrency`: many threads on experiments and models at once.
+//! - `upload_staging`: staged blobs bound to their store; versions of many files committed in groups.
 
 mod common;
 
@@ -43,3 +44,4 @@ mod registry_entities;
 mod registry_model_based;
 mod store_disk_full;
 mod store_lifecycle;
+mod upload_staging;

@@ -13,4 +13,5 @@ mod writer;
 pub(crate) use pipeline::Pool;
 pub use reader::BlobReader;
 pub use reverse::ReverseDeltaReport;
+pub(crate) use writer::{abandon_sessions, check_same_store, GroupedBlob};
 pub use writer::{BlobWriter, StagedBlob, UploadId};

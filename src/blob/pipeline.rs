@@ -1,7 +1,16 @@
 //! The upload worker pool: hashing, dedup lookup, compression and pack
 //! appends run here, off the caller's thread, for all uploads of a store.
+//!
+//! Every job is answered exactly once, whatever happens to it: a panic
+//! while ingesting a chunk is caught on the worker thread (which goes on
+//! serving the queue), what the job was in the middle of is undone, and the
+//! upload gets [`Error::Internal`] for that chunk; a job dropped unanswered
+//! (a worker thread lost some other way) answers from its `Drop`. So an
+//! upload never waits forever for a chunk.
 
 use std::ops::Range;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 
@@ -9,7 +18,7 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 
 use crate::chunking::PlaneHint;
 use crate::codec::{self, delta, Codec};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::id::{ChunkId, Hash32};
 use crate::pack::{ChunkLoc, Lane, RecordHeader};
 use crate::store::Inner;
@@ -17,6 +26,8 @@ use crate::store::Inner;
 /// One chunk to ingest: a range of a shared input block, with the cutter's
 /// hint on how to compress it.
 pub(crate) struct Job {
+    /// Declared first, so dropped first: a job dropped unanswered lets go
+    /// of the store before its [`Reply`] answers (see [`worker`]).
     pub inner: Arc<Inner>,
     pub block: Arc<Vec<u8>>,
     pub range: Range<usize>,
@@ -24,19 +35,61 @@ pub(crate) struct Job {
     /// A chunk of the upload's base (the same elements of the previous
     /// version) to try a delta against, if any.
     pub base: Option<ChunkId>,
-    pub seq: u64,
-    pub reply: Sender<Done>,
+    pub reply: Reply,
 }
 
-/// The result of ingesting one chunk. Whatever `loc` says, the chunk is
-/// held for the upload until it releases it.
+/// The result of ingesting one chunk.
 pub(crate) struct Done {
     pub seq: u64,
     pub id: ChunkId,
     pub len: u32,
+    /// Whether the chunk is held for the upload, which must then release
+    /// the hold (always, except for a job that failed before taking it).
+    pub held: bool,
     /// `Some` when the chunk is not in the committed index yet: the upload
     /// must commit this location with whatever references the chunk.
     pub loc: Result<Option<ChunkLoc>>,
+}
+
+/// Where a job's answer goes. Sent once, by [`Reply::send`]; a reply
+/// dropped unsent (its job lost) sends an error instead, so the upload
+/// waiting for it never blocks forever.
+pub(crate) struct Reply {
+    tx: Sender<Done>,
+    seq: u64,
+    sent: bool,
+}
+
+impl Reply {
+    pub fn new(tx: Sender<Done>, seq: u64) -> Self {
+        Reply {
+            tx,
+            seq,
+            sent: false,
+        }
+    }
+
+    fn send(mut self, done: Done) {
+        self.sent = true;
+        // The upload may be gone (dropped after an error): nobody to tell.
+        let _ = self.tx.send(done);
+    }
+}
+
+impl Drop for Reply {
+    fn drop(&mut self) {
+        if !self.sent {
+            let _ = self.tx.send(Done {
+                seq: self.seq,
+                id: Hash32([0; 32]),
+                len: 0,
+                held: false,
+                loc: Err(Error::Internal(
+                    "an ingest worker stopped before answering for a chunk".into(),
+                )),
+            });
+        }
+    }
 }
 
 /// A fixed set of worker threads fed through a bounded queue. Threads exit
@@ -44,24 +97,47 @@ pub(crate) struct Done {
 /// store dropped from a worker thread cannot deadlock.
 pub(crate) struct Pool {
     tx: Sender<Job>,
+    /// Worker threads running (counted down when one exits).
+    live: Arc<AtomicUsize>,
+}
+
+/// Counts a worker thread as live until it exits, by whatever path.
+struct Alive(Arc<AtomicUsize>);
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Pool {
-    pub fn new(threads: usize) -> crate::error::Result<Self> {
+    pub fn new(threads: usize) -> Result<Self> {
         let (tx, rx) = bounded::<Job>(threads * 4);
+        let live = Arc::new(AtomicUsize::new(0));
         for i in 0..threads {
             let rx: Receiver<Job> = rx.clone();
+            live.fetch_add(1, Ordering::SeqCst);
+            let alive = Alive(Arc::clone(&live));
             thread::Builder::new()
                 .name(format!("modelvault-ingest-{i}"))
-                .spawn(move || worker(rx))
-                .map_err(|e| crate::error::Error::io("<ingest thread>", e))?;
+                .spawn(move || {
+                    let _alive = alive;
+                    worker(rx)
+                })
+                .map_err(|e| Error::io("<ingest thread>", e))?;
         }
-        Ok(Pool { tx })
+        Ok(Pool { tx, live })
     }
 
     pub fn submit(&self, job: Job) {
         // The receivers live as long as the pool, so this cannot fail.
         let _ = self.tx.send(job);
+    }
+
+    /// Worker threads running now.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub fn live_threads(&self) -> usize {
+        self.live.load(Ordering::SeqCst)
     }
 }
 
@@ -74,23 +150,84 @@ struct Buffers {
     scratch: Vec<u8>,
 }
 
+/// How far [`ingest`] got with a chunk, so that a panic can be undone.
+#[derive(Default)]
+struct Progress {
+    /// The hold on the chunk was taken (the upload releases it).
+    held: bool,
+    /// The hold on this delta base is taken and not yet released.
+    delta_base: Option<ChunkId>,
+    /// Inside the pack writer's append: its state is unknown after a panic.
+    appending: bool,
+}
+
 fn worker(rx: Receiver<Job>) {
     let mut bufs = Buffers::default();
     while let Ok(job) = rx.recv() {
-        let data = &job.block[job.range.clone()];
-        let id = Hash32::of(data);
-        let loc = ingest(&job.inner, &id, data, job.hint, job.base, &mut bufs);
-        let done = Done {
-            seq: job.seq,
-            id,
-            len: data.len() as u32,
-            loc,
-        };
-        let Job { inner, reply, .. } = job;
-        // Release the store before replying: the uploader may drop the last
-        // handle as soon as it has its answer.
-        drop(inner);
-        let _ = reply.send(done);
+        run(job, &mut bufs);
+    }
+}
+
+/// Ingests one chunk and answers for it. A panic is caught here: the
+/// thread lives on, the holds the job took on delta bases are released,
+/// and the upload gets an error for the chunk (it releases the chunk's own
+/// hold, as for any failed chunk). A panic inside a pack append poisons the
+/// store's commits, since the pack writer may be half way through a record.
+fn run(job: Job, bufs: &mut Buffers) {
+    let Job {
+        inner,
+        block,
+        range,
+        hint,
+        base,
+        reply,
+    } = job;
+    let data = &block[range];
+    let id = Hash32::of(data);
+    let mut progress = Progress::default();
+    let loc = match catch_unwind(AssertUnwindSafe(|| {
+        ingest(&inner, &id, data, hint, base, bufs, &mut progress)
+    })) {
+        Ok(loc) => loc,
+        Err(panic) => {
+            let why = panic_message(&*panic);
+            *bufs = Buffers::default();
+            if let Some(b) = progress.delta_base.take() {
+                inner.pending.lock().end_delta(&b);
+            }
+            if progress.appending {
+                let mut c = inner.commit.lock();
+                if c.poisoned.is_none() {
+                    c.poisoned = Some(format!("an ingest worker panicked in a pack append: {why}"));
+                }
+            }
+            Err(Error::Internal(format!(
+                "an ingest worker panicked on chunk {id} ({} bytes): {why}",
+                data.len()
+            )))
+        }
+    };
+    let done = Done {
+        seq: reply.seq,
+        id,
+        len: data.len() as u32,
+        held: progress.held,
+        loc,
+    };
+    // Release the store before replying: the uploader may drop the last
+    // handle as soon as it has its answer.
+    drop(inner);
+    reply.send(done);
+}
+
+/// The message of a caught panic.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(no message)".into()
     }
 }
 
@@ -99,7 +236,7 @@ fn worker(rx: Receiver<Job>) {
 /// delta against `base`, see [`encode`]) and appended. The chunk is held
 /// (see `store::Pending`) before the lookup, whatever the outcome: the
 /// upload releases the hold once a committed segment references the chunk,
-/// or when it gives up.
+/// or when it gives up. `progress` records the holds taken, for [`run`].
 fn ingest(
     inner: &Inner,
     id: &ChunkId,
@@ -107,10 +244,12 @@ fn ingest(
     hint: PlaneHint,
     base: Option<ChunkId>,
     bufs: &mut Buffers,
+    progress: &mut Progress,
 ) -> Result<Option<ChunkLoc>> {
     {
         let mut p = inner.pending.lock();
         p.hold(id);
+        progress.held = true;
         if let Some(loc) = p.locs.get(id) {
             return Ok(Some(*loc));
         }
@@ -123,8 +262,15 @@ fn ingest(
         // Held until the delta's location is published (the base then
         // counts as held through it, until the commit that references it).
         inner.pending.lock().begin_delta(b);
+        progress.delta_base = Some(*b);
     }
     let (codec, base) = encode(inner, data, hint, base, bufs);
+    if base.is_none() {
+        // Not a delta after all: the base's hold goes now.
+        if let Some(b) = progress.delta_base.take() {
+            inner.pending.lock().end_delta(&b);
+        }
+    }
     let payload = if base.is_some() {
         &bufs.delta
     } else {
@@ -140,18 +286,19 @@ fn ingest(
     // sees a sealed pack with a record still unpublished. Another upload may
     // have raced us to the same chunk: keep the first copy; ours becomes
     // unreferenced bytes that compaction reclaims.
+    progress.appending = true;
     let appended = inner.packs.append_with(Lane::New, &header, payload, |loc| {
         let mut p = inner.pending.lock();
         let loc = *p.locs.entry(*id).or_insert(ChunkLoc { base, ..loc });
-        if let Some(b) = &base {
-            p.end_delta(b);
+        if let Some(b) = progress.delta_base.take() {
+            p.end_delta(&b);
         }
         loc
     });
-    if appended.is_err() {
-        if let Some(b) = &base {
-            inner.pending.lock().end_delta(b);
-        }
+    progress.appending = false;
+    // Not published (the append failed): the base's hold goes now.
+    if let Some(b) = progress.delta_base.take() {
+        inner.pending.lock().end_delta(&b);
     }
     Ok(Some(appended?))
 }
@@ -160,8 +307,7 @@ fn ingest(
 /// that is possible and saves `delta_min_saving` over the chunk alone, else
 /// alone into `bufs.out`. Returns the codec and the base actually used. A
 /// base that cannot be used (gone from the index, too deep, unreadable) is
-/// not an error: the chunk is stored whole. Releases the hold on a base it
-/// does not use.
+/// not an error: the chunk is stored whole.
 fn encode(
     inner: &Inner,
     data: &[u8],
@@ -169,10 +315,13 @@ fn encode(
     base: Option<ChunkId>,
     bufs: &mut Buffers,
 ) -> (Codec, Option<ChunkId>) {
+    #[cfg(test)]
+    if data.starts_with(tests::PANIC_MARKER) {
+        panic!("injected panic while encoding a chunk");
+    }
     if let Some(b) = base {
-        match try_delta(inner, data, hint, &b, bufs) {
-            Some(codec) => return (codec, Some(b)),
-            None => inner.pending.lock().end_delta(&b),
+        if let Some(codec) = try_delta(inner, data, hint, &b, bufs) {
+            return (codec, Some(b));
         }
     }
     let codec = codec::encode_hinted(data, hint, &inner.opts.encode, &mut bufs.out);
@@ -225,4 +374,121 @@ fn try_delta(
         }
     }
     Some(Codec::Delta { depth })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use crate::{BlobId, GcOptions, Store};
+
+    /// A chunk whose bytes start with this makes the worker ingesting it
+    /// panic while encoding it, after it took its holds (test-only fault).
+    pub(crate) const PANIC_MARKER: &[u8] = b"\0modelvault test: panic in an ingest worker\0";
+
+    fn noise(n: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 32) as u8
+            })
+            .collect()
+    }
+
+    /// Runs `f` on a thread of its own and returns its result; a hang (no
+    /// answer within minutes, whatever the machine's load) fails the test
+    /// instead of blocking it forever.
+    fn bounded<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        rx.recv_timeout(Duration::from_secs(300))
+            .unwrap_or_else(|_| panic!("{what} never returned: the upload hangs"))
+    }
+
+    fn upload(store: &Store, data: &[u8], base: Option<BlobId>) -> crate::Result<BlobId> {
+        let mut w = store.blob_writer();
+        if let Some(b) = base {
+            w = w.delta_base(&b)?;
+        }
+        w.write_all(data)
+            .map_err(|e| crate::Error::io("<test upload>", e))?;
+        w.finish()
+    }
+
+    /// Nothing is held, pending or being delta-encoded any more.
+    fn assert_released(store: &Store, after: &str) {
+        let p = store.inner.pending.lock();
+        assert!(
+            p.holds.is_empty(),
+            "{after}: {} chunk holds left",
+            p.holds.len()
+        );
+        assert!(
+            p.locs.is_empty(),
+            "{after}: {} pending chunks left",
+            p.locs.len()
+        );
+        assert_eq!(p.deltas_encoding, 0, "{after}: delta base holds left");
+    }
+
+    #[test]
+    fn a_panicking_worker_fails_the_upload_and_leaves_the_pool_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::options().threads(2).open(dir.path()).unwrap();
+        // The first chunk of a 3 MiB upload panics; the ~45 others do not.
+        let mut bad = PANIC_MARKER.to_vec();
+        bad.extend(noise(3 << 20, 1));
+        let s = store.clone();
+        let r = bounded("an upload with a panicking chunk", move || {
+            upload(&s, &bad, None)
+        });
+        let e = r.expect_err("an upload whose worker panicked succeeded");
+        assert!(matches!(e, crate::Error::Internal(_)), "{e}");
+        assert!(e.to_string().contains("panicked"), "{e}");
+        assert_released(&store, "after the failed upload");
+
+        // The same with a delta base: the panic comes after the hold on the
+        // base chunk was taken, and that hold is released too.
+        let base_data = noise(1 << 20, 2);
+        let base = upload(&store, &base_data, None).unwrap();
+        let mut next = base_data.clone();
+        next[..PANIC_MARKER.len()].copy_from_slice(PANIC_MARKER);
+        let s = store.clone();
+        let r = bounded("a delta upload with a panicking chunk", move || {
+            upload(&s, &next, Some(base))
+        });
+        assert!(r.is_err(), "a delta upload whose worker panicked succeeded");
+        assert_released(&store, "after the failed delta upload");
+
+        // Collection finds nothing held, and every pool thread is alive.
+        let report = store.gc(&GcOptions::new()).unwrap();
+        assert_eq!(report.chunks_held, 0);
+        assert_eq!(store.inner.pool.live_threads(), 2);
+
+        // The next uploads succeed and read back.
+        for seed in 3..6 {
+            let data = noise(4 << 20, seed);
+            let s = store.clone();
+            let d = data.clone();
+            let id = bounded("an upload after a worker panic", move || {
+                upload(&s, &d, None)
+            })
+            .unwrap();
+            let mut back = Vec::new();
+            std::io::Read::read_to_end(&mut store.blob_reader(&id).unwrap(), &mut back).unwrap();
+            assert!(back == data, "blob read back differs");
+        }
+        assert_released(&store, "after the later uploads");
+        assert!(store
+            .verify(crate::VerifyOptions::new().read_data(true))
+            .unwrap()
+            .is_clean());
+    }
 }

@@ -36,7 +36,7 @@ use std::sync::Arc;
 use crossbeam_channel::{unbounded, Receiver, Sender};
 
 use super::base::DeltaBase;
-use super::pipeline::{Done, Job};
+use super::pipeline::{Done, Job, Reply};
 use crate::chunking::aware::DEFAULT_PROBE_WINDOW;
 use crate::chunking::tensors::{probe, Probe};
 use crate::chunking::{Cut, Cutter};
@@ -132,6 +132,9 @@ pub(crate) const HEAD_LEN: usize = crate::registry::detect::HEAD_LEN;
 /// A blob whose bytes are written (and whose large-file segments may be
 /// committed) but which is not visible until a commit takes it. See
 /// [`BlobWriter::stage`].
+///
+/// It belongs to the store handle that wrote it: only a commit of that
+/// same open store takes it ([`Error::WrongStore`] otherwise).
 #[must_use = "a staged blob is visible only once a commit takes it"]
 pub struct StagedBlob {
     store: Store,
@@ -139,15 +142,88 @@ pub struct StagedBlob {
     rec: BlobRecord,
     last_segment: Option<(u64, Vec<SegmentEntry>)>,
     pub(crate) chunks: Vec<(ChunkId, ChunkLoc)>,
+    /// The blob's first bytes (up to [`HEAD_LEN`]) until its format is
+    /// detected; a version upload takes them then.
     pub(crate) head: Vec<u8>,
     /// The upload's manifest id (0 if it never allocated one), which its
     /// session record, if any, is keyed by.
     session: u64,
+    /// When the upload session was created, if it exists already.
+    session_ms: Option<u64>,
     /// Whether earlier segments of the manifest are committed (an upload
     /// session exists).
     durable: bool,
     /// Set once a commit took this blob.
     committed: Cell<bool>,
+}
+
+/// A staged blob whose segments a group commit of a version upload wrote
+/// (`crate::registry::version_upload`): its manifest is owned by its
+/// upload session, which stays registered as open in this process (so no
+/// collection expires it) until the version commit turns it into a blob
+/// record, or the version upload gives it up.
+/// (Its id is the key it is kept under.)
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct GroupedBlob {
+    rec: BlobRecord,
+    /// The upload session that owns the manifest (0: none, for a blob
+    /// without chunks).
+    pub session: u64,
+}
+
+impl GroupedBlob {
+    /// Adds to the version commit's batch (under the commit lock): the
+    /// session of blob `id` gives way to its blob record, or, if the blob
+    /// is stored already, the manifest becomes garbage. Each grouped blob
+    /// is applied once: a group commit gave its duplicates up.
+    pub(crate) fn apply(
+        &self,
+        id: &BlobId,
+        meta: &Meta,
+        stats: &mut StatsRecord,
+        batch: &mut Batch,
+    ) -> Result<()> {
+        if self.session != 0 {
+            batch.delete(Cf::Uploads, keys::upload(self.session).to_vec());
+        }
+        if meta.get(Cf::Blobs, id.as_bytes())?.is_some() {
+            if self.rec.manifest != 0 {
+                batch.put(
+                    Cf::Gc,
+                    keys::gc_manifest(self.rec.manifest).to_vec(),
+                    Vec::new(),
+                );
+            }
+        } else {
+            batch.put(
+                Cf::Blobs,
+                id.as_bytes().to_vec(),
+                records::encode_blob(&self.rec).to_vec(),
+            );
+            stats.blobs += 1;
+        }
+        Ok(())
+    }
+}
+
+/// Fails unless `owner` and `target` are the same open store: the same
+/// handle's state (`Arc<Inner>`), not merely the same store id, which two
+/// copies of one store directory share. Manifest ids, upload sessions and
+/// pending chunk locations mean something only in the store that made them.
+pub(crate) fn check_same_store(
+    what: impl FnOnce() -> String,
+    owner: &Store,
+    target: &Store,
+) -> Result<()> {
+    if Arc::ptr_eq(&owner.inner, &target.inner) {
+        return Ok(());
+    }
+    let describe = |s: &Store| format!("store {} at {}", s.id(), s.path().display());
+    Err(Error::WrongStore {
+        what: what(),
+        owner: describe(owner),
+        target: describe(target),
+    })
 }
 
 impl StagedBlob {
@@ -166,9 +242,26 @@ impl StagedBlob {
         self.rec.size == 0
     }
 
+    /// The store handle that wrote this blob.
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Heap and inline bytes this staged blob keeps (for the version
+    /// upload's memory bound).
+    pub(crate) fn retained_bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.head.capacity()
+            + self.last_segment.as_ref().map_or(0, |(_, s)| {
+                s.capacity() * std::mem::size_of::<SegmentEntry>()
+            })
+            + self.chunks.capacity() * std::mem::size_of::<(ChunkId, ChunkLoc)>()
+    }
+
     /// Adds this blob's records to a commit batch (under the commit lock).
     /// `seen` holds the blob ids already added to this batch, so the same
-    /// content staged twice is recorded once. The caller adds the reference
+    /// content staged twice is recorded once (`also_seen` says whether the
+    /// batch has this id from elsewhere). The caller adds the reference
     /// (or hold) that keeps the blob, and calls [`StagedBlob::committed`]
     /// once the batch is written.
     pub(crate) fn apply(
@@ -177,25 +270,19 @@ impl StagedBlob {
         stats: &mut StatsRecord,
         batch: &mut Batch,
         seen: &mut HashSet<BlobId>,
+        also_seen: impl Fn(&BlobId) -> bool,
     ) -> Result<()> {
-        let m = self.session;
-        if self.durable {
-            batch.delete(Cf::Uploads, keys::upload(m).to_vec());
-        }
-        if !seen.insert(self.id) || meta.get(Cf::Blobs, self.id.as_bytes())?.is_some() {
-            // Same content stored before: our segments already committed are
-            // released by the next collection; the last one is never written,
-            // so the chunks only it would have referenced (indexed by this
-            // commit) are candidates straight away.
-            if self.durable {
-                batch.put(Cf::Gc, keys::gc_manifest(m).to_vec(), Vec::new());
-            }
-            for (id, _) in &self.chunks {
-                batch.put(Cf::Gc, keys::gc_chunk(id.as_bytes()).to_vec(), Vec::new());
-            }
+        if also_seen(&self.id)
+            || !seen.insert(self.id)
+            || meta.get(Cf::Blobs, self.id.as_bytes())?.is_some()
+        {
+            self.apply_duplicate(batch);
         } else {
+            if self.durable {
+                batch.delete(Cf::Uploads, keys::upload(self.session).to_vec());
+            }
             if let Some((start, seg)) = &self.last_segment {
-                put_segment(batch, m, *start, seg);
+                put_segment(batch, self.session, *start, seg);
             }
             batch.put(
                 Cf::Blobs,
@@ -207,9 +294,87 @@ impl StagedBlob {
         Ok(())
     }
 
+    /// Adds to a commit batch what gives this blob up in favour of the same
+    /// content stored before (or earlier in the same commit): the segments
+    /// already committed are released by the next collection; the last one
+    /// is never written, so the chunks only it would have referenced
+    /// (indexed by this commit) are candidates straight away. Call
+    /// [`StagedBlob::committed`] once the batch is written.
+    pub(crate) fn apply_duplicate(&self, batch: &mut Batch) {
+        if self.durable {
+            batch.delete(Cf::Uploads, keys::upload(self.session).to_vec());
+            batch.put(Cf::Gc, keys::gc_manifest(self.session).to_vec(), Vec::new());
+        }
+        for (id, _) in &self.chunks {
+            batch.put(Cf::Gc, keys::gc_chunk(id.as_bytes()).to_vec(), Vec::new());
+        }
+    }
+
+    /// Adds to a group commit's batch this blob's last segment and its
+    /// upload session record, complete (no blob record: see
+    /// [`GroupedBlob`]). Once the batch is written, call
+    /// [`StagedBlob::into_grouped`].
+    pub(crate) fn apply_grouped(&self, batch: &mut Batch) {
+        if let Some((start, seg)) = &self.last_segment {
+            put_segment(batch, self.session, *start, seg);
+        }
+        if self.rec.chunks > 0 {
+            let now = now_ms();
+            let session = UploadRecord {
+                created_ms: self.session_ms.unwrap_or(now),
+                updated_ms: now,
+                durable_bytes: self.rec.size,
+                durable_chunks: self.rec.chunks,
+            };
+            batch.put(
+                Cf::Uploads,
+                keys::upload(self.session).to_vec(),
+                records::encode_postcard(&session),
+            );
+        }
+    }
+
+    /// After the batch [`StagedBlob::apply_grouped`] wrote into was
+    /// committed: what stays of this blob until the version commit. The
+    /// holds on the last segment's chunks are released (the committed
+    /// segment references them now); the session's registration as an open
+    /// upload passes to the caller.
+    pub(crate) fn into_grouped(mut self) -> GroupedBlob {
+        self.committed.set(true);
+        let session = std::mem::take(&mut self.session);
+        GroupedBlob {
+            rec: self.rec,
+            session: if session != 0 && (self.rec.chunks > 0 || self.durable) {
+                session
+            } else {
+                // A session id never recorded: nothing to keep registered.
+                self.store.inner.active_uploads.lock().remove(&session);
+                0
+            },
+        }
+    }
+
     /// Records that the batch `apply` wrote into was committed.
     pub(crate) fn committed(&self) {
         self.committed.set(true);
+    }
+}
+
+/// Gives up upload sessions that a version upload registered as open:
+/// their committed segments become garbage. A few thousand per commit.
+/// Best effort: if a commit fails, those sessions expire later instead.
+pub(crate) fn abandon_sessions(store: &Store, sessions: &[u64]) {
+    for group in sessions.chunks(4096) {
+        let mut batch = Batch::default();
+        for &m in group {
+            batch.delete(Cf::Uploads, keys::upload(m).to_vec());
+            batch.put(Cf::Gc, keys::gc_manifest(m).to_vec(), Vec::new());
+        }
+        let _ = store.inner.commit(&[], batch, |_, _, _| Ok(()));
+        let mut open = store.inner.active_uploads.lock();
+        for m in group {
+            open.remove(m);
+        }
     }
 }
 
@@ -431,7 +596,7 @@ impl BlobWriter {
         store
             .inner
             .commit(&staged.chunks, Batch::default(), |meta, stats, batch| {
-                staged.apply(meta, stats, batch, &mut HashSet::new())?;
+                staged.apply(meta, stats, batch, &mut HashSet::new(), |_| false)?;
                 batch.count(keys::count(keys::refs::HOLD, staged.id.as_bytes()), 1);
                 Ok(())
             })?;
@@ -472,11 +637,25 @@ impl BlobWriter {
                 manifest: if self.chunks == 0 { 0 } else { session },
             },
             session,
-            // The staged blob takes over the holds on these entries.
-            last_segment: (!self.seg.is_empty())
-                .then(|| (self.seg_start, std::mem::take(&mut self.seg))),
-            chunks: std::mem::take(&mut self.seg_new),
-            head: std::mem::take(&mut self.head),
+            session_ms: self.session_ms,
+            // The staged blob takes over the holds on these entries. Its
+            // vectors are cut to their length: a small file's last segment
+            // would otherwise keep a whole segment's capacity (37 KiB).
+            last_segment: (!self.seg.is_empty()).then(|| {
+                let mut seg = std::mem::take(&mut self.seg);
+                seg.shrink_to_fit();
+                (self.seg_start, seg)
+            }),
+            chunks: {
+                let mut c = std::mem::take(&mut self.seg_new);
+                c.shrink_to_fit();
+                c
+            },
+            head: {
+                let mut h = std::mem::take(&mut self.head);
+                h.shrink_to_fit();
+                h
+            },
             durable: self.session_ms.is_some(),
             committed: Cell::new(false),
         })
@@ -604,8 +783,7 @@ impl BlobWriter {
                 range,
                 hint,
                 base,
-                seq: self.next_seq,
-                reply: self.tx.clone(),
+                reply: Reply::new(self.tx.clone(), self.next_seq),
             });
             self.next_seq += 1;
         }
@@ -677,7 +855,9 @@ impl BlobWriter {
             let loc = match d.loc {
                 Ok(loc) => loc,
                 Err(e) => {
-                    self.store.inner.pending.lock().release([&d.id]);
+                    if d.held {
+                        self.store.inner.pending.lock().release([&d.id]);
+                    }
                     return Err(e);
                 }
             };
@@ -807,8 +987,10 @@ impl Drop for BlobWriter {
         let mut received = self.next_emit + self.reorder.len() as u64;
         let mut late = Vec::new();
         while received < self.next_seq {
+            // Every job answers once, also one whose worker panicked (see
+            // `pipeline::Reply`), so this ends.
             match self.rx.recv() {
-                Ok(d) => late.push(d.id),
+                Ok(d) => late.extend(d.held.then_some(d.id)),
                 Err(_) => break,
             }
             received += 1;
@@ -817,7 +999,7 @@ impl Drop for BlobWriter {
             self.seg
                 .iter()
                 .map(|e| &e.id)
-                .chain(self.reorder.values().map(|d| &d.id))
+                .chain(self.reorder.values().filter(|d| d.held).map(|d| &d.id))
                 .chain(late.iter()),
         );
         if self.manifest != 0 {

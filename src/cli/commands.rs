@@ -737,13 +737,15 @@ fn put(
             Err(e) => return Err(e),
         },
     };
-    // Each file is written and staged; the version commit makes them all
-    // visible and durable at once (one fsync pair, not one per file).
+    // Each file is written, staged and added to the version upload at once
+    // (which keeps only its detected format, and commits staged blobs in
+    // groups, invisibly, so memory does not grow with the number of files);
+    // the version commit makes them all visible.
     let bases = match &base {
         Some(v) => delta_bases(v, inputs)?,
         None => vec![None; inputs.len()],
     };
-    let mut staged = Vec::with_capacity(inputs.len());
+    let mut version = store.version_upload();
     // (older, newer) blob pairs to rebase once the version is committed.
     let mut rebase = Vec::new();
     for ((rel, src), base) in inputs.iter().zip(bases) {
@@ -761,7 +763,9 @@ fn put(
         if let Some(b) = base.filter(|_| reverse) {
             rebase.push((b, blob.id()));
         }
-        staged.push((rel.clone(), blob));
+        version
+            .add(rel.clone(), blob)
+            .with_context(|| format!("storing {}", src.display()))?;
     }
     let m = match store.model_by_name(name) {
         Ok(m) => m,
@@ -774,7 +778,7 @@ fn put(
         }
         Err(e) => return Err(e.into()),
     };
-    let v = m.add_version_staged(staged, exp.map(|e| e.id()))?;
+    let v = m.add_version_upload(version, exp.map(|e| e.id()))?;
     if !rebase.is_empty() {
         let (mut n, mut before, mut after) = (0, 0, 0);
         for (older, newer) in &rebase {

@@ -153,20 +153,105 @@ pub(crate) struct Meta {
 /// A set of writes applied atomically by [`Meta::commit`].
 #[derive(Default)]
 pub(crate) struct Batch {
-    ops: Vec<(Cf, Vec<u8>, Option<Vec<u8>>)>,
+    /// The puts and deletes, in order, packed into blocks of bytes: a
+    /// version commit writes a few entries per file, and a vector per key
+    /// and per value (56 bytes of bookkeeping and two allocations a write)
+    /// cost far more than their bytes, while one growing buffer would
+    /// double its size at times. Blocks grow from 4 KiB to [`OPS_BLOCK`]
+    /// (a larger write gets a block of its own) and a write never spans two.
+    /// Per write: the column family's index in [`Cf::ALL`], with [`DELETE`]
+    /// set for a delete (1 byte); the key's length (LEB128) and the key; for
+    /// a put, the value's length (LEB128) and the value.
+    ops: Vec<Vec<u8>>,
     ranges: Vec<(Cf, Vec<u8>, Vec<u8>)>,
     /// Reference-count changes (`refs` keys), resolved into puts by the
     /// store's commit under its lock: see `gc::refs`.
     deltas: Vec<(Vec<u8>, i64)>,
 }
 
+/// Flag of a delete in a [`Batch`] write's first byte.
+const DELETE: u8 = 0x80;
+/// The largest block of a [`Batch`]'s writes (but for a single larger write).
+const OPS_BLOCK: usize = 64 << 10;
+
+// `Cf as u8` is a column family's index in `Cf::ALL` (the batch relies on it).
+const _: () = {
+    let mut i = 0;
+    while i < Cf::ALL.len() {
+        assert!(Cf::ALL[i] as usize == i);
+        i += 1;
+    }
+};
+
+fn put_len(buf: &mut Vec<u8>, mut n: usize) {
+    while n >= 0x80 {
+        buf.push(n as u8 | 0x80);
+        n >>= 7;
+    }
+    buf.push(n as u8);
+}
+
+/// Reads what [`put_len`] wrote at `*at` and the bytes it counts. Only
+/// ever reads a batch's own writes.
+fn take_bytes<'a>(buf: &'a [u8], at: &mut usize) -> &'a [u8] {
+    let (mut n, mut shift) = (0usize, 0);
+    loop {
+        let b = buf[*at];
+        *at += 1;
+        n |= usize::from(b & 0x7f) << shift;
+        if b < 0x80 {
+            break;
+        }
+        shift += 7;
+    }
+    let bytes = &buf[*at..*at + n];
+    *at += n;
+    bytes
+}
+
 impl Batch {
     pub fn put(&mut self, cf: Cf, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
-        self.ops.push((cf, key.into(), Some(value.into())));
+        self.push(cf, &key.into(), Some(&value.into()));
     }
 
     pub fn delete(&mut self, cf: Cf, key: impl Into<Vec<u8>>) {
-        self.ops.push((cf, key.into(), None));
+        self.push(cf, &key.into(), None);
+    }
+
+    fn push(&mut self, cf: Cf, key: &[u8], value: Option<&[u8]>) {
+        // At most: the first byte, two lengths of up to 10 bytes, the bytes.
+        let need = 21 + key.len() + value.map_or(0, <[u8]>::len);
+        if self
+            .ops
+            .last()
+            .is_none_or(|b| b.capacity() - b.len() < need)
+        {
+            let block = (4096 << self.ops.len().min(4)).min(OPS_BLOCK).max(need);
+            self.ops.push(Vec::with_capacity(block));
+        }
+        let b = self.ops.last_mut().expect("a block was just made");
+        b.push(cf as u8 | if value.is_none() { DELETE } else { 0 });
+        put_len(b, key.len());
+        b.extend_from_slice(key);
+        if let Some(v) = value {
+            put_len(b, v.len());
+            b.extend_from_slice(v);
+        }
+    }
+
+    /// The puts (with a value) and deletes, in the order they were added.
+    fn writes(&self) -> impl Iterator<Item = (Cf, &[u8], Option<&[u8]>)> + '_ {
+        self.ops.iter().flat_map(|b| {
+            let mut at = 0;
+            std::iter::from_fn(move || {
+                let first = *b.get(at)?;
+                at += 1;
+                let cf = Cf::ALL[usize::from(first & !DELETE)];
+                let key = take_bytes(b, &mut at);
+                let value = (first & DELETE == 0).then(|| take_bytes(b, &mut at));
+                Some((cf, key, value))
+            })
+        })
     }
 
     /// Appends all of `other`'s writes.
@@ -321,10 +406,10 @@ impl Meta {
         for (cf, from, to) in &batch.ranges {
             wb.delete_range_cf(self.cf(*cf), from, to);
         }
-        for (cf, k, v) in &batch.ops {
+        for (cf, k, v) in batch.writes() {
             match v {
-                Some(v) => wb.put_cf(self.cf(*cf), k, v),
-                None => wb.delete_cf(self.cf(*cf), k),
+                Some(v) => wb.put_cf(self.cf(cf), k, v),
+                None => wb.delete_cf(self.cf(cf), k),
             }
         }
         let mut wo = WriteOptions::default();
@@ -634,6 +719,40 @@ impl Scan for Snapshot<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_gives_back_its_writes_in_order() {
+        let mut b = Batch::default();
+        let mut want: Vec<(Cf, Vec<u8>, Option<Vec<u8>>)> = Vec::new();
+        for i in 0..5_000usize {
+            let cf = Cf::ALL[i % Cf::ALL.len()];
+            // Empty, short and long keys and values: lengths of one, two and
+            // three LEB128 bytes, a value larger than a block.
+            let key = vec![i as u8; [0, 5, 200, 20_000][i % 4]];
+            let value = match i % 5 {
+                0 => None,
+                1 => Some(Vec::new()),
+                2 => Some(vec![7u8; 127]),
+                3 => Some(vec![9u8; 128]),
+                _ if i % 1000 == 4 => Some(vec![3u8; 100_000]),
+                _ => Some(i.to_le_bytes().to_vec()),
+            };
+            match &value {
+                Some(v) => b.put(cf, key.clone(), v.clone()),
+                None => b.delete(cf, key.clone()),
+            }
+            want.push((cf, key, value));
+        }
+        let mut other = Batch::default();
+        other.put(Cf::Gc, b"last".to_vec(), b"!".to_vec());
+        b.extend(other);
+        want.push((Cf::Gc, b"last".to_vec(), Some(b"!".to_vec())));
+        let got: Vec<_> = b
+            .writes()
+            .map(|(cf, k, v)| (cf, k.to_vec(), v.map(<[u8]>::to_vec)))
+            .collect();
+        assert!(got == want, "{} writes back of {}", got.len(), want.len());
+    }
 
     /// The sum of a per-column-family integer property.
     fn total(meta: &Meta, property: &str) -> u64 {

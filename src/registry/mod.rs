@@ -3,6 +3,7 @@
 //!
 //! - [`experiment`]: code execution sessions and their captures.
 //! - [`model`]: models with ids, versions, metadata, aliases, URLs.
+//! - `version_upload`: a version of many staged files in bounded memory.
 //! - `index`: the index key layouts; `search`: answering queries from them.
 //! - [`detect`]: file format detection; [`query`]: the query language.
 
@@ -26,5 +27,7 @@ pub(crate) mod records;
 pub mod repair;
 #[cfg(feature = "store")]
 mod search;
+#[cfg(feature = "store")]
+pub(crate) mod version_upload;
 
 pub use names::{check_name, check_path};

@@ -21,7 +21,8 @@ use super::index::{self, tag, Key};
 use super::names::{check_name, check_path};
 use super::query::{Query, Value};
 use super::records::{EntityId, External, ModelRecord, VersionFile, VersionRecord};
-use crate::blob::StagedBlob;
+use super::version_upload::VersionUpload;
+use crate::blob::{check_same_store, GroupedBlob, StagedBlob};
 use crate::error::{Error, Result};
 use crate::id::{BlobId, ChunkId};
 use crate::meta::records::{decode_blob, FileEntry, StatsRecord};
@@ -248,6 +249,33 @@ pub(crate) fn version_key(id: &EntityId, v: u32) -> Vec<u8> {
 pub(crate) fn load_version(meta: &Meta, id: &EntityId, v: u32) -> Result<VersionRecord> {
     load(meta, Cf::Versions, &version_key(id, v), "version record")?
         .ok_or_else(|| Error::not_found("version", format!("{v} of model {id}")))
+}
+
+/// Checks the paths of a version, sorted: no two alike, and no file also a
+/// folder of another (`a` and `a/b`): no directory could hold such a
+/// version.
+fn check_version_paths(paths: &[&str]) -> Result<()> {
+    for w in paths.windows(2) {
+        if w[0] == w[1] {
+            return Err(Error::invalid("path", w[0], "two files claim this path"));
+        }
+    }
+    let set: HashSet<&str> = paths.iter().copied().collect();
+    for p in paths {
+        for (i, _) in p.match_indices('/') {
+            if set.contains(&p[..i]) {
+                return Err(Error::invalid(
+                    "path",
+                    p,
+                    format!(
+                        "{:?} is a file of this version, so it cannot be a folder",
+                        &p[..i]
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn check_tags(tags: &mut Vec<String>) -> Result<()> {
@@ -600,37 +628,70 @@ impl Model {
             let fmt = self.detect_format(&f)?;
             detected.push((f, fmt));
         }
-        self.commit_files(detected, Vec::new(), experiment)
+        self.commit_files(detected, Vec::new(), &HashMap::new(), experiment)
     }
 
     /// Adds a version made of staged blobs ([`crate::BlobWriter::stage`]):
     /// the blobs and the version are committed together, with one pack fsync
-    /// and one WAL fsync however many files there are. Formats are detected
-    /// from the bytes the writers kept, without reading anything back.
+    /// and one WAL fsync for a version of up to about a thousand files.
+    /// Formats are detected from the bytes the writers kept, without reading
+    /// anything back. The staged blobs are taken in groups as for
+    /// [`Model::add_version_upload`], which is the way to store a version of
+    /// many files in bounded memory: `files` itself holds every staged blob
+    /// at once.
     ///
     /// # Errors
-    /// As [`Model::add_version`]; on error none of the staged blobs is visible.
+    /// [`Error::WrongStore`] if a blob was staged by another store handle;
+    /// otherwise as [`Model::add_version`]. Every blob and path is checked
+    /// before anything is written; on error none of the staged blobs is
+    /// visible.
     pub fn add_version_staged(
         &self,
         files: Vec<(String, StagedBlob)>,
         experiment: Option<EntityId>,
     ) -> Result<u32> {
-        let mut detected = Vec::with_capacity(files.len());
-        let mut staged = Vec::with_capacity(files.len());
-        for (path, blob) in files {
-            check_path(&path)?;
-            let fmt = detect::detect(&path, &blob.head, blob.len());
-            detected.push((
-                FileEntry {
-                    path,
-                    blob: blob.id(),
-                    size: blob.len(),
-                },
-                fmt,
-            ));
-            staged.push(blob);
+        for (_, blob) in &files {
+            check_same_store(
+                || format!("staged blob {}", blob.id()),
+                blob.store(),
+                &self.store,
+            )?;
         }
-        self.commit_files(detected, staged, experiment)
+        let mut paths = Vec::with_capacity(files.len());
+        for (path, _) in &files {
+            check_path(path)?;
+            paths.push(path.as_str());
+        }
+        paths.sort_unstable();
+        check_version_paths(&paths)?;
+        let mut upload = self.store.version_upload();
+        for (path, blob) in files {
+            upload.add(path, blob)?;
+        }
+        self.add_version_upload(upload, experiment)
+    }
+
+    /// Commits a version made of the files of `upload` (see
+    /// [`VersionUpload`]): the staged blobs not yet committed by a group,
+    /// every blob record, and the version record, in one batch. Returns the
+    /// new version number.
+    ///
+    /// # Errors
+    /// [`Error::WrongStore`] if `upload` was made by another store handle;
+    /// [`Error::Poisoned`] if one of its group commits failed; otherwise as
+    /// [`Model::add_version`]. On error nothing of the upload is visible,
+    /// and what its group commits wrote is given up.
+    pub fn add_version_upload(
+        &self,
+        mut upload: VersionUpload,
+        experiment: Option<EntityId>,
+    ) -> Result<u32> {
+        check_same_store(|| "version upload".into(), upload.store(), &self.store)?;
+        upload.check()?;
+        let parts = upload.parts();
+        let v = self.commit_files(parts.files, parts.staged, parts.grouped, experiment)?;
+        upload.committed();
+        Ok(v)
     }
 
     /// The version commit shared by the add_version variants.
@@ -638,67 +699,58 @@ impl Model {
         &self,
         mut detected: Vec<(FileEntry, FileFormat)>,
         staged: Vec<StagedBlob>,
+        grouped: &HashMap<BlobId, GroupedBlob>,
         experiment: Option<EntityId>,
     ) -> Result<u32> {
         detected.sort_by(|a, b| a.0.path.cmp(&b.0.path));
-        for w in detected.windows(2) {
-            if w[0].0.path == w[1].0.path {
-                return Err(Error::invalid(
-                    "path",
-                    &w[0].0.path,
-                    "two files claim this path",
-                ));
-            }
-        }
-        // No file may also be a folder of another (`a` and `a/b`): no
-        // directory could hold such a version.
-        let paths: HashSet<&str> = detected.iter().map(|(f, _)| f.path.as_str()).collect();
-        for (f, _) in &detected {
-            let p = f.path.as_str();
-            for (i, _) in p.match_indices('/') {
-                if paths.contains(&p[..i]) {
-                    return Err(Error::invalid(
-                        "path",
-                        p,
-                        format!(
-                            "{:?} is a file of this version, so it cannot be a folder",
-                            &p[..i]
-                        ),
-                    ));
-                }
-            }
-        }
-        let files: Vec<FileEntry> = detected.iter().map(|(f, _)| f.clone()).collect();
-        let mut detected: Vec<(String, FileFormat)> =
-            detected.into_iter().map(|(f, fmt)| (f.path, fmt)).collect();
+        check_version_paths(
+            &detected
+                .iter()
+                .map(|(f, _)| f.path.as_str())
+                .collect::<Vec<_>>(),
+        )?;
+        // Each path is moved along, never copied: a version may have very
+        // many files.
+        let (mut detected, blobs): (Vec<_>, Vec<_>) = detected
+            .into_iter()
+            .map(|(f, fmt)| ((f.path, fmt), (f.blob, f.size)))
+            .unzip();
         let chunks: Vec<(ChunkId, ChunkLoc)> = staged
             .iter()
             .flat_map(|b| b.chunks.iter().copied())
             .collect();
         detect::refine_with_siblings(&mut detected);
         let guess = detect::guess_framework(&detected);
-        let vfiles: Vec<VersionFile> = files
-            .iter()
-            .zip(&detected)
-            .map(|(f, (_, fmt))| VersionFile {
-                path: f.path.clone(),
-                blob: f.blob,
-                size: f.size,
-                format: *fmt,
+        let logical: u64 = blobs.iter().map(|&(_, size)| size).sum();
+        let vfiles: Vec<VersionFile> = detected
+            .into_iter()
+            .zip(blobs)
+            .map(|((path, format), (blob, size))| VersionFile {
+                path,
+                blob,
+                size,
+                format,
             })
             .collect();
-        let logical: u64 = files.iter().map(|f| f.size).sum();
         let id = self.id;
         let v = self.update_with(&chunks, |meta, rec, batch, stats| {
+            for (id, g) in grouped {
+                g.apply(id, meta, stats, batch)?;
+            }
+            // Grouped blobs are distinct (a group commit gave duplicates
+            // up); `seen` has the staged ones.
             let mut seen = HashSet::new();
             for b in &staged {
-                b.apply(meta, stats, batch, &mut seen)?;
+                b.apply(meta, stats, batch, &mut seen, |id| grouped.contains_key(id))?;
             }
             // Each file references its blob. Blobs not staged here must still
             // exist now, under the commit lock (a deletion may have raced
             // the check made while detecting formats).
             for f in &vfiles {
-                if !seen.contains(&f.blob) && meta.get(Cf::Blobs, f.blob.as_bytes())?.is_none() {
+                if !seen.contains(&f.blob)
+                    && !grouped.contains_key(&f.blob)
+                    && meta.get(Cf::Blobs, f.blob.as_bytes())?.is_none()
+                {
                     return Err(Error::not_found("blob", f.blob));
                 }
                 batch.count(
@@ -724,7 +776,11 @@ impl Model {
                 created_ms: now_ms(),
                 experiment,
             };
-            apply_index(batch, &BTreeSet::new(), &index::version_keys(&id, v, &vrec));
+            // A new version: all its index keys are new (moved into the
+            // batch, not copied: one per file).
+            for k in index::version_keys(&id, v, &vrec) {
+                batch.put(Cf::Index, k, Vec::new());
+            }
             save(batch, Cf::Versions, version_key(&id, v), &vrec);
             rec.latest = v;
             if !rec.framework_set && guess != Framework::Unknown {
