@@ -765,7 +765,7 @@ fn put(
         }
         version
             .add(rel.clone(), blob)
-            .with_context(|| format!("storing {}", src.display()))?;
+            .with_context(|| format!("storing {}", src.path.display()))?;
     }
     let m = match store.model_by_name(name) {
         Ok(m) => m,
