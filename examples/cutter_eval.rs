@@ -34,7 +34,7 @@ use modelvault::codec::{self, Codec, EncodeOptions};
 
 /// Pack record header per stored chunk (docs/FORMAT.md).
 const RECORD_HEADER: u64 = 52;
-/// borg 1.2.4 on this corpus (README, `make bench-peers`).
+/// borg 1.2.4 on this corpus (docs/BENCHMARKS.md, `make bench-peers`).
 const BORG_BYTES: f64 = 543_946_335.0;
 
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -1,5 +1,5 @@
 //! Does storing a chunk as a delta against another version of its file pay,
-//! and what does it cost at restore? (issue #5, item 3)
+//! and what does it cost at restore?
 //!
 //! For every root (corpus, synthetic checkpoints) each file of each version is
 //! cut like the store cuts it (`Cutter` with `CdcParams::default()`), chunks are
@@ -70,9 +70,9 @@ const NO_ID: modelvault::Hash32 = modelvault::Hash32([0; 32]);
 const RECORD_HEADER: u64 = 52;
 /// A delta record also names its base: blob id + offset.
 const DELTA_REF: u64 = 40;
-/// borg 1.2.4 on the corpus (README, `make bench-peers`).
+/// borg 1.2.4 on the corpus (docs/BENCHMARKS.md, `make bench-peers`).
 const BORG_BYTES: f64 = 543_946_335.0;
-/// borg's stored / logical on the synthetic training run (issue #5).
+/// borg's stored / logical on the synthetic training run (docs/BENCHMARKS.md).
 const BORG_TRAIN_RATIO: f64 = 0.80;
 /// Keyframe period of the `*-kf4` schemes.
 const KEYFRAME: usize = 4;

@@ -1,4 +1,4 @@
-//! Deterministic synthetic checkpoints for benchmarks (issue #5, item 4).
+//! Deterministic synthetic checkpoints for benchmarks.
 //!
 //! ```text
 //! cargo run --release --example synth -- OUT_DIR [--steps 10] [--mb 110] [--ft-mb 50] [--corpus DIR] [--adam]
@@ -23,7 +23,7 @@
 //!   specifies. With `--adam` the moments follow Adam instead: a fresh gradient
 //!   `g ~ 1e-3 * N(0, 1)` each step for `exp_avg = 0.9 m + 0.1 g`,
 //!   `exp_avg_sq = 0.999 v + 0.001 g²` (then `exp_avg` is new noise every step
-//!   and no delta can shrink it: see the README). The file
+//!   and no delta can shrink it: see docs/BENCHMARKS.md). The file
 //!   holds the master weights rounded to bf16 (round to nearest, ties to even), so
 //!   most bf16 values do not change from one step to the next (the summary says
 //!   how many do), while every fp32 moment does.

@@ -1,4 +1,4 @@
-//! GC model-based test (issue #4): random sequences of put, get, release,
+//! GC model-based test: random sequences of put, get, release,
 //! gc (with and without compaction, with and without expiring upload
 //! sessions), suspend/resume of uploads (across a reopen too), abandoned
 //! sessions resumed or given up later, a collection in the middle of a

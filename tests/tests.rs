@@ -19,6 +19,7 @@
 //! - `registry_model_based`: random operation sequences against an in-memory model.
 //! - `registry_delete`: deleting versions, models, experiments; retention; dry runs; gc.
 //! - `registry_concurrency`: many threads on experiments and models at once.
+//! - `format_v1`: a store written by format version 1 (a committed fixture) opens and reads back.
 //! - `upload_staging`: staged blobs bound to their store; versions of many files committed in groups.
 
 mod common;
@@ -34,6 +35,7 @@ mod cli;
 mod cli_files;
 mod cli_registry;
 mod crash_kill;
+mod format_v1;
 mod gc_model_based;
 mod hostile_input;
 mod meta_corruption;

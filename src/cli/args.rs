@@ -296,7 +296,7 @@ pub enum ModelCmd {
     },
     /// List models, optionally filtered by a query.
     List {
-        /// e.g. 'metadata.accuracy > 0.9 AND framework = pytorch' (grammar in the README).
+        /// e.g. 'metadata.accuracy > 0.9 AND framework = pytorch' (grammar in docs/CLI.md).
         #[arg(long)]
         query: Option<String>,
         #[command(flatten)]

@@ -1,5 +1,5 @@
 //! Delta against a base: a chunk stored as the XOR of its bytes with the same
-//! byte range of another version of the file (issue #5, item 3), then
+//! byte range of another version of the file, then
 //! compressed like any chunk (byte planes or zstd).
 //!
 //! Successive checkpoints of one model keep most of each value's sign,
