@@ -20,6 +20,7 @@
 //! - `registry_delete`: deleting versions, models, experiments; retention; dry runs; gc.
 //! - `registry_concurrency`: many threads on experiments and models at once.
 //! - `format_v1`: a store written by format version 1 (a committed fixture) opens and reads back.
+//! - `layering`: each module of the library uses only the layers below it.
 //! - `upload_staging`: staged blobs bound to their store; versions of many files committed in groups.
 
 mod common;
@@ -38,6 +39,7 @@ mod crash_kill;
 mod format_v1;
 mod gc_model_based;
 mod hostile_input;
+mod layering;
 mod meta_corruption;
 mod meta_lengths;
 mod registry_concurrency;
