@@ -13,6 +13,12 @@ pub struct Args {
     #[arg(long, global = true, env = "MODELVAULT_REPO", value_name = "DIR")]
     pub repo: Option<PathBuf>,
 
+    /// Log what the store does to stderr: -v for each put, get, gc, verify and
+    /// compaction, -vv for more detail. RUST_LOG (e.g. `modelvault=debug`), when
+    /// set, chooses instead.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
     #[command(subcommand)]
     pub command: Command,
 }

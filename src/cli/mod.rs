@@ -3,9 +3,11 @@
 mod args;
 mod commands;
 mod files;
+mod log;
 
 pub use args::Args;
 pub use commands::run;
+pub use log::init as init_logging;
 
 #[cfg(test)]
 mod tests;
