@@ -59,7 +59,7 @@
 //! layout passed to [`Cutter::set_layout`], or any `pos`.
 
 use super::cdc::{CdcParams, Chunker};
-use super::tensors::{probe, DType, Probe, TensorLayout};
+use crate::formats::tensor::{probe, DType, Probe, TensorLayout};
 
 /// The default probe window: the blob writer's input block (4 MiB). Container
 /// headers longer than this are chunked as plain CDC.
@@ -393,7 +393,7 @@ fn drop_small(uniq: Vec<(u64, Kind, PlaneHint)>, min_region: u64) -> Vec<Region>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chunking::tensors::TensorSpan;
+    use crate::formats::tensor::TensorSpan;
     use proptest::prelude::*;
 
     /// Small bounds so that short test streams get many cuts.
