@@ -39,3 +39,52 @@ mod zip;
 mod detect_tests;
 #[cfg(test)]
 mod tensor_tests;
+
+#[cfg(test)]
+mod layering {
+    use std::path::{Path, PathBuf};
+
+    /// Every `.rs` file below `dir`.
+    fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                sources(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+
+    /// The formats layer sits below chunking: its files name nothing of the
+    /// crate but `formats` itself, `id` and `error`.
+    #[test]
+    fn formats_uses_only_lower_layers() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/formats");
+        let mut files = Vec::new();
+        sources(&dir, &mut files);
+        assert!(
+            files.len() > 10,
+            "{} files in {}",
+            files.len(),
+            dir.display()
+        );
+        // Built so that this file does not match its own needle.
+        let needle = ["crate", "::"].concat();
+        for path in files {
+            let src = std::fs::read_to_string(&path).unwrap();
+            for (i, line) in src.lines().enumerate() {
+                for used in line.split(needle.as_str()).skip(1) {
+                    assert!(
+                        ["formats", "id", "error"]
+                            .iter()
+                            .any(|m| used.starts_with(m) && !used[m.len()..].starts_with('_')),
+                        "{}:{}: {line}",
+                        path.display(),
+                        i + 1
+                    );
+                }
+            }
+        }
+    }
+}
