@@ -46,7 +46,8 @@ pub const HEAD_LEN: usize = 65536;
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum FileFormat {
-    /// safetensors: u64 LE header length, JSON header, raw tensor data.
+    /// safetensors: u64 LE header length, JSON header (at most 100,000,000
+    /// bytes, starting with `{`), raw tensor data.
     Safetensors,
     /// PyTorch `torch.save` zip archive (`<name>/data.pkl`, `<name>/data/0`…).
     PytorchZip,
@@ -81,7 +82,8 @@ pub enum FileFormat {
     XgboostJson,
     /// XGBoost model saved as Universal Binary JSON (`.ubj`).
     XgboostUbj,
-    /// GGUF (llama.cpp) model.
+    /// GGUF (llama.cpp) model: version 2 or 3, little-endian (what the
+    /// layout parser reads).
     Gguf,
     /// TensorFlow Lite FlatBuffer (`.tflite`).
     Tflite,

@@ -368,8 +368,11 @@ pub(super) fn probe(prefix: &[u8], file_len: Option<u64>) -> Probe {
 }
 
 /// Whether `head` (a file's first bytes; the file is `len` bytes long) is a
-/// GGUF file, for format detection: [`probe`] accepts it, or its header runs
-/// past `head` and is well formed as far as it goes.
+/// GGUF file, for format detection: the magic and an accepted version are
+/// shown, and [`probe`] accepts the file or its header runs past `head` and
+/// is well formed as far as it goes.
 pub(super) fn detect(head: &[u8], len: u64) -> bool {
-    head.starts_with(b"GGUF") && !matches!(probe(head, Some(len)), Probe::NotContainer)
+    head.len() >= 8
+        && head.starts_with(b"GGUF")
+        && !matches!(probe(head, Some(len)), Probe::NotContainer)
 }

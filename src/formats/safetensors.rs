@@ -25,7 +25,7 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use std::fmt;
 
-use super::bytes::{looks_like_text, skip_json_ws};
+use super::json::json_root;
 use super::tensor::{
     elements, finish, len64, need, DType, Probe, TensorSpan, MAX_HEADER_BYTES, MAX_TENSORS,
 };
@@ -192,20 +192,16 @@ pub(super) fn probe(prefix: &[u8], file_len: Option<u64>) -> Probe {
 /// Whether `head` (a file's first bytes; the file is `len` bytes long) is a
 /// safetensors file, for format detection: [`probe`] accepts it, or its
 /// header runs past `head` and the part shown plausibly starts the JSON
-/// object (text, `{`, then a key or `}`).
+/// object (text, `{`, then a key or `}`: [`json_root`] on a truncated head).
 pub(super) fn detect(head: &[u8], len: u64) -> bool {
     match probe(head, Some(len)) {
         Probe::Layout(_) => true,
         Probe::NotContainer => false,
         Probe::NeedBytes(_) => {
-            // `probe` checked the length and that any byte 8 is `{`.
+            // `probe` checked the length and that any byte 8 is `{`; the
+            // header shown must be able to continue a JSON object.
             let header = head.get(8..).unwrap_or(&[]);
-            header.first() == Some(&b'{')
-                && looks_like_text(header, true)
-                && matches!(
-                    header.get(skip_json_ws(header, 1)),
-                    None | Some(b'"') | Some(b'}')
-                )
+            header.first() == Some(&b'{') && json_root(header, false) == Some(b'{')
         }
     }
 }

@@ -329,6 +329,7 @@ fn hdf5_gguf_tflite_catboost_megengine() {
     assert_eq!(det("m.gguf", &g), FileFormat::Unknown);
     g[4..8].copy_from_slice(&3u32.to_le_bytes());
     assert_eq!(detect("m.gguf", &g[..12], 1 << 20), FileFormat::Gguf);
+    assert_eq!(detect("m.gguf", &g[..7], 1 << 20), FileFormat::Unknown);
     let mut lying = g.clone();
     lying[8..16].copy_from_slice(&u64::MAX.to_le_bytes()); // tensor count
     assert_eq!(det("m.gguf", &lying), FileFormat::Unknown);
