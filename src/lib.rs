@@ -42,7 +42,7 @@
 //! # #[cfg(not(feature = "store"))] fn main() {}
 //! ```
 //!
-//! Layers, bottom up: [`chunking`] → [`codec`] → `pack` → `meta` → `blob` →
+//! Layers, bottom up: container formats ([`detect`]) → [`chunking`] → [`codec`] → `pack` → `meta` → `blob` →
 //! [`Store`] → `registry`. See `docs/ARCHITECTURE.md` and `docs/FORMAT.md`.
 
 #![deny(unsafe_code)]
@@ -55,6 +55,7 @@ mod blob;
 pub mod chunking;
 pub mod codec;
 mod error;
+mod formats;
 #[cfg(feature = "store")]
 mod gc;
 mod id;
@@ -69,6 +70,7 @@ mod verify;
 #[cfg(feature = "store")]
 pub use blob::{BlobReader, BlobWriter, ReverseDeltaReport, StagedBlob, UploadId};
 pub use error::{Error, Result};
+pub use formats::detect;
 #[cfg(feature = "store")]
 pub use gc::{GcOptions, GcReport, SkippedPack, UploadInfo};
 pub use id::{BlobId, ChunkId, Hash32};
@@ -88,7 +90,7 @@ pub use registry::records::{
 pub use registry::repair::IndexReport;
 #[cfg(feature = "store")]
 pub use registry::version_upload::VersionUpload;
-pub use registry::{check_name, check_path, detect, query};
+pub use registry::{check_name, check_path, query};
 #[cfg(feature = "store")]
 pub use store::{Durability, Options, Stats, Store};
 #[cfg(feature = "store")]

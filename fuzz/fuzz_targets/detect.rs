@@ -1,7 +1,9 @@
 //! `detect::detect(path, head, len)` on arbitrary paths, heads and lengths:
 //! it must never panic, and its answer must be a format `from_name` knows.
 //! The per-model helpers (`refine_with_siblings`, `guess_framework`) run on
-//! the result too.
+//! the result too. Detection and the tensor layout parser are one parser per
+//! container (src/formats/): a whole file detected as safetensors or GGUF
+//! must have a layout of that format.
 //!
 //! Input: `[name, len_mode, k, folder (k bytes, lossy UTF-8), head…]`.
 //! `name` < 0xF0 appends a known model file name to the folder, else the
@@ -10,7 +12,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use modelvault::detect::{detect, guess_framework, refine_with_siblings, FileFormat, Framework};
+use modelvault::chunking::tensors::{probe, Probe};
+use modelvault::detect::{detect, guess_framework, refine_with_siblings, FileFormat, Framework, HEAD_LEN};
 
 /// File names whose extension or full name `detect` looks at.
 const NAMES: &[&str] = &[
@@ -46,6 +49,17 @@ fuzz_target!(|data: &[u8]| {
 
     let f = detect(&path, head, len);
     assert_eq!(FileFormat::from_name(f.name()), Some(f));
+    let container = match f {
+        FileFormat::Safetensors => Some("safetensors"),
+        FileFormat::Gguf => Some("gguf"),
+        _ => None,
+    };
+    if let Some(want) = container.filter(|_| len == n && head.len() <= HEAD_LEN) {
+        match probe(head, Some(len)) {
+            Probe::Layout(l) => assert_eq!(l.format, want, "detected {f:?}"),
+            other => panic!("detected {f:?} but the layout parser answers {other:?}"),
+        }
+    }
 
     let mut files = vec![(path.clone(), f), (format!("{path}.bin"), FileFormat::Unknown)];
     refine_with_siblings(&mut files);

@@ -1,5 +1,6 @@
-//! `chunking::tensors::probe(prefix, file_len)` on hostile prefixes: it must
-//! never panic, and every answer must keep its documented promises:
+//! `chunking::tensors::probe(prefix, file_len)` (the safetensors and GGUF
+//! parsers of src/formats/, which detection uses too) on hostile prefixes:
+//! it must never panic, and every answer must keep its documented promises:
 //!
 //! - `NeedBytes(n)`: `n` is more than the usable prefix (`prefix` cut to
 //!   `file_len`), at most `MAX_HEADER_BYTES + 8`, at most `file_len`.

@@ -32,8 +32,8 @@ use std::collections::HashMap;
 use std::io::Read;
 
 use crate::chunking::aware::DEFAULT_PROBE_WINDOW;
-use crate::chunking::tensors::{probe, Probe, TensorLayout};
 use crate::error::{Error, Result};
+use crate::formats::tensor::{probe, Probe, TensorLayout};
 use crate::id::{BlobId, ChunkId};
 use crate::meta::records::{self, SegmentEntry};
 use crate::meta::{keys, Cf};

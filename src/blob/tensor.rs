@@ -4,8 +4,8 @@
 use std::io::{Read, Seek, SeekFrom};
 
 use super::BlobReader;
-use crate::chunking::tensors::{probe, Probe, TensorLayout, TensorSpan, MAX_HEADER_BYTES};
 use crate::error::{Error, Result};
+use crate::formats::tensor::{probe, Probe, TensorLayout, TensorSpan, MAX_HEADER_BYTES};
 use crate::id::BlobId;
 use crate::store::Store;
 

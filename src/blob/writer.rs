@@ -38,9 +38,9 @@ use crossbeam_channel::{unbounded, Receiver, Sender};
 use super::base::DeltaBase;
 use super::pipeline::{Done, Job, Reply};
 use crate::chunking::aware::DEFAULT_PROBE_WINDOW;
-use crate::chunking::tensors::{probe, Probe};
 use crate::chunking::{Cut, Cutter};
 use crate::error::{to_io, Error, Result};
+use crate::formats::tensor::{probe, Probe};
 use crate::gc::refs::put_segment;
 use crate::id::{BlobId, ChunkId, Hash32};
 use crate::meta::records::{
@@ -127,7 +127,7 @@ impl std::str::FromStr for UploadId {
 }
 
 /// Bytes of a blob's start kept by the writer for format detection.
-pub(crate) const HEAD_LEN: usize = crate::registry::detect::HEAD_LEN;
+pub(crate) const HEAD_LEN: usize = crate::formats::detect::HEAD_LEN;
 
 /// A blob whose bytes are written (and whose large-file segments may be
 /// committed) but which is not visible until a commit takes it. See

@@ -5,13 +5,12 @@
 //! - [`model`]: models with ids, versions, metadata, aliases, URLs.
 //! - `version_upload`: a version of many staged files in bounded memory.
 //! - `index`: the index key layouts; `search`: answering queries from them.
-//! - [`detect`]: file format detection; [`query`]: the query language.
+//! - [`query`]: the query language (format detection is `crate::formats::detect`).
 
 #[cfg(feature = "store")]
 mod common;
 #[cfg(feature = "store")]
 pub mod delete;
-pub mod detect;
 #[cfg(feature = "store")]
 pub mod experiment;
 #[cfg(feature = "store")]

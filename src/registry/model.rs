@@ -15,7 +15,6 @@ use super::common::{
     apply_index, check_key, check_label, check_metadata_key, check_value, load, now_ms, save,
     update_entity, Entity,
 };
-use super::detect::{self, FileFormat, Framework};
 use super::experiment::{ids_under, load_experiment};
 use super::index::{self, tag, Key};
 use super::names::{check_name, check_path};
@@ -24,6 +23,7 @@ use super::records::{EntityId, External, ModelRecord, VersionFile, VersionRecord
 use super::version_upload::VersionUpload;
 use crate::blob::{check_same_store, GroupedBlob, StagedBlob};
 use crate::error::{Error, Result};
+use crate::formats::detect::{self, FileFormat, Framework};
 use crate::id::{BlobId, ChunkId};
 use crate::meta::records::{decode_blob, FileEntry, StatsRecord};
 use crate::meta::{Batch, Cf, Meta};

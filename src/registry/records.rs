@@ -7,9 +7,9 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use super::detect::{FileFormat, Framework};
 use super::query::Value;
 use crate::error::Error;
+use crate::formats::detect::{FileFormat, Framework};
 use crate::id::BlobId;
 
 /// A 128-bit entity id: a UUID v7, so ids sort by creation time.

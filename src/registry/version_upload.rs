@@ -25,10 +25,10 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use super::detect::{self, FileFormat};
 use super::names::check_path;
 use crate::blob::{abandon_sessions, check_same_store, GroupedBlob, StagedBlob};
 use crate::error::{Error, Result};
+use crate::formats::detect::{self, FileFormat};
 use crate::id::BlobId;
 use crate::meta::records::FileEntry;
 use crate::meta::Batch;
