@@ -52,6 +52,8 @@
 
 #[cfg(feature = "store")]
 mod blob;
+#[cfg(feature = "store")]
+mod chunk;
 pub mod chunking;
 pub mod codec;
 mod error;

@@ -1,28 +1,22 @@
-//! The store handle: opening, locking, recovery at open, and the commit
-//! protocol that every write goes through.
-//!
-//! Commit protocol (see docs/ARCHITECTURE.md): chunk records are appended to
-//! a pack; before any index entry naming them is written, the pack is
-//! fsynced; then one RocksDB write batch (WAL fsynced) adds the index
-//! entries, the pack's new committed length and whatever record the caller
-//! is committing. Only then does the call return.
+//! The store handle: opening, locking and recovery at open. Every write
+//! goes through the chunk layer's commit door (`crate::chunk`).
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 
 use crate::blob::{BlobReader, BlobWriter, Pool};
+use crate::chunk::{chain_root, Chunks, HEIGHTS_MARKER, OLD_LANE_KEY};
 use crate::chunking::CdcParams;
-use crate::codec::delta::{self, MAX_DELTA_DEPTH};
-use crate::codec::{self, Codec, EncodeOptions};
+use crate::codec::delta::MAX_DELTA_DEPTH;
+use crate::codec::EncodeOptions;
 use crate::error::{Error, Result};
 use crate::id::{BlobId, ChunkId, Hash32};
-use crate::meta::records::{self, BlobRecord, PackRecord, StatsRecord};
+use crate::meta::records::{self, BlobRecord};
 use crate::meta::{keys, Batch, Cf, Meta};
 use crate::pack::{
     pack_file_name, parse_pack_file_name, ChunkLoc, Lane, PackHeader, PackReader, PackWriter,
@@ -179,95 +173,15 @@ pub struct Store {
 pub(crate) struct Inner {
     pub dir: PathBuf,
     pub store_id: [u8; 16],
-    pub meta: Meta,
-    pub packs: PackWriter,
-    pub reader: PackReader,
+    /// The chunk layer: packs, index, pending holds, the commit door.
+    pub chunks: Arc<Chunks>,
     pub opts: Options,
-    /// Chunks appended to a pack but not yet in the committed index, and
-    /// the holds uploads in flight keep on chunks (see [`Pending`]).
-    pub pending: Mutex<Pending>,
     /// Manifest ids of the uploads open in this process (never expired).
     pub active_uploads: Mutex<HashSet<u64>>,
-    pub commit: Mutex<CommitState>,
-    pub next_manifest: AtomicU64,
-    /// Manifest ids below this are reserved in `meta/manifest_ids`: no
-    /// later open allocates them again (see [`Inner::new_manifest`]).
-    pub manifest_reserved: Mutex<u64>,
     pub pool: Pool,
     /// Serialises collections (one at a time per store).
     pub gc: Mutex<()>,
     _lock: File,
-}
-
-/// What uploads in flight have claimed, behind one mutex.
-///
-/// A worker takes a hold on every chunk it ingests *before* looking it up in
-/// the index, and the upload releases the hold only after the commit that
-/// makes a manifest segment reference the chunk (or when it gives up).
-/// Collection deletes a chunk's index entry only while holding this mutex,
-/// only if nobody holds the chunk, and commits that deletion before letting
-/// go: so a lookup that found the chunk indexed is always followed by a
-/// commit that still finds it there. See docs/ARCHITECTURE.md, "GC".
-#[derive(Default)]
-pub(crate) struct Pending {
-    /// Chunks appended to a pack and not yet indexed: where they are.
-    pub locs: HashMap<ChunkId, ChunkLoc>,
-    /// Uploads in flight that hold each chunk.
-    pub holds: HashMap<ChunkId, u32>,
-    /// Delta encodings in flight: from the hold on the base (taken before
-    /// the base's chain is measured) until the delta is published in `locs`
-    /// or given up. A reverse delta, which lengthens chains, waits for none
-    /// to be in flight or pending (see `blob::reverse`).
-    pub deltas_encoding: usize,
-}
-
-impl Pending {
-    /// Takes a hold on `id`.
-    pub fn hold(&mut self, id: &ChunkId) {
-        *self.holds.entry(*id).or_insert(0) += 1;
-    }
-
-    /// Takes a hold on `base` for a delta about to be encoded against it.
-    pub fn begin_delta(&mut self, base: &ChunkId) {
-        self.hold(base);
-        self.deltas_encoding += 1;
-    }
-
-    /// Ends [`Pending::begin_delta`]: the delta was published, or given up.
-    pub fn end_delta(&mut self, base: &ChunkId) {
-        self.release([base]);
-        self.deltas_encoding -= 1;
-    }
-
-    /// Whether a delta that has not been committed yet exists or is being
-    /// encoded: its chain was measured against the index as it was.
-    pub fn deltas_in_flight(&self) -> bool {
-        self.deltas_encoding > 0 || self.locs.values().any(|l| l.base.is_some())
-    }
-
-    /// Releases one hold on each of `ids`. A chunk nobody holds any more
-    /// that is still only pending was never committed: its bytes are dead.
-    pub fn release<'a>(&mut self, ids: impl IntoIterator<Item = &'a ChunkId>) {
-        for id in ids {
-            match self.holds.get_mut(id) {
-                Some(n) if *n > 1 => *n -= 1,
-                Some(_) => {
-                    self.holds.remove(id);
-                    self.locs.remove(id);
-                }
-                None => debug_assert!(false, "released a chunk that was not held"),
-            }
-        }
-    }
-}
-
-pub(crate) struct CommitState {
-    pub stats: StatsRecord,
-    pub pack_len: HashMap<u32, u64>,
-    pub poisoned: Option<String>,
-    /// Index entries committed into each pack by this process: compaction
-    /// checks that none appeared in a pack while it was copying it.
-    pub indexed: HashMap<u32, u64>,
 }
 
 /// Space and dedup figures for a store.
@@ -356,15 +270,6 @@ impl Store {
         let packs_dir = dir.join(PACKS_DIR);
         let (pack_len, next_pack, resume) =
             recover_packs(&meta, &packs_dir, &store_id, opts.pack_size)?;
-        let stats = match meta.get(Cf::Meta, b"stats")? {
-            Some(b) => records::decode_postcard("stats record", &b)?,
-            None => StatsRecord::default(),
-        };
-        // Ids are never reused, even those whose every trace was collected:
-        // an upload id given out once must not name another upload later.
-        let next_manifest = next_manifest_id(&meta)?
-            .max(read_manifest_reservation(&meta)?)
-            .max(1);
         let resume = match resume {
             Some((id, len)) => Some((id, len, resume_lane(&meta, id)?)),
             None => None,
@@ -381,23 +286,14 @@ impl Store {
         // Chunking bounds passed `Chunker::check`: the maximum fits a u32.
         let max_chunk = u32::try_from(opts.cdc.max).unwrap_or(u32::MAX);
         let reader = PackReader::new(&packs_dir, max_chunk, &pack_len, opts.max_open_packs);
+        let sync_commits = opts.durability == Durability::Immediate;
+        let chunks = Chunks::open(meta, &packs_dir, packs, reader, pack_len, sync_commits)?;
         Ok(Store {
             inner: Arc::new(Inner {
                 dir: dir.to_path_buf(),
                 store_id,
-                meta,
-                reader,
-                packs,
-                pending: Mutex::new(Pending::default()),
+                chunks: Arc::new(chunks),
                 active_uploads: Mutex::new(HashSet::new()),
-                commit: Mutex::new(CommitState {
-                    stats,
-                    pack_len,
-                    poisoned: None,
-                    indexed: HashMap::new(),
-                }),
-                next_manifest: AtomicU64::new(next_manifest),
-                manifest_reserved: Mutex::new(next_manifest),
                 pool,
                 gc: Mutex::new(()),
                 opts,
@@ -453,7 +349,8 @@ impl Store {
     /// The record of a blob, if stored.
     pub fn blob_record(&self, id: &BlobId) -> Result<Option<BlobRecord>> {
         self.inner
-            .meta
+            .chunks
+            .meta()
             .with(Cf::Blobs, id.as_bytes(), records::decode_blob)
     }
 
@@ -465,15 +362,12 @@ impl Store {
     /// Makes every commit so far durable (pack data and the metadata WAL).
     /// Needed only with [`Durability::Eventual`].
     pub fn sync(&self) -> Result<()> {
-        self.inner.packs.sync()?;
-        self.inner.meta.sync_wal()
+        self.inner.chunks.sync()
     }
 
     /// Space and dedup figures.
     pub fn stats(&self) -> Stats {
-        let c = self.inner.commit.lock();
-        let s = c.stats;
-        let stored: u64 = c.pack_len.values().sum();
+        let (s, stored, packs) = self.inner.chunks.stats();
         let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
         Stats {
             logical_bytes: s.logical_bytes,
@@ -482,354 +376,13 @@ impl Store {
             chunks: s.chunks,
             blobs: s.blobs,
             versions: s.versions,
-            packs: c.pack_len.len() as u64,
+            packs,
             dedup_ratio: ratio(s.logical_bytes, s.unique_bytes),
             compression_ratio: ratio(s.unique_bytes, stored),
             stored_fraction: ratio(stored, s.logical_bytes),
         }
     }
 }
-
-impl Inner {
-    /// Where a committed chunk lives, if it is in the index.
-    pub fn chunk_loc(&self, id: &ChunkId) -> Result<Option<ChunkLoc>> {
-        self.meta
-            .with(Cf::Chunks, id.as_bytes(), records::decode_chunk_loc)
-    }
-
-    /// Follows `id`'s delta bases through the index to the chunk stored
-    /// whole at the end of its chain: `None` if `id` is not indexed, else
-    /// that root, its entry, and the number of bases followed (0 when `id`
-    /// is stored whole). The depth a delta record states is the one it had
-    /// when written; this is the current one.
-    ///
-    /// # Errors
-    /// An integrity error if a base is missing from the index or the chain
-    /// is longer than [`MAX_DELTA_DEPTH`].
-    pub fn chain_root(&self, id: &ChunkId) -> Result<Option<(ChunkId, ChunkLoc, u8)>> {
-        chain_root(&self.meta, id)
-    }
-
-    /// Reads, decodes and verifies one chunk into `out`. `scratch` holds the
-    /// stored record. A verification failure is [`Error::ChecksumMismatch`]
-    /// with `object` and `offset` filled by the caller's context. A delta
-    /// record is decoded after its base, itself read and verified the same
-    /// way (see [`Inner::decode_record`]).
-    pub fn read_chunk(
-        &self,
-        id: &ChunkId,
-        object: &dyn Fn() -> String,
-        offset: u64,
-        scratch: &mut Vec<u8>,
-        out: &mut Vec<u8>,
-    ) -> Result<()> {
-        self.read_chunk_within(id, object, offset, scratch, out, MAX_DELTA_DEPTH)
-    }
-
-    /// [`Inner::read_chunk`] of a chunk reached through at most `max_depth`
-    /// more bases: a chain longer than [`MAX_DELTA_DEPTH`] is refused, so
-    /// even a hostile index cannot make a read loop. (The depth a delta
-    /// record states is the one it had when written: a reverse delta can
-    /// lengthen the chain below it since, never beyond the bound.)
-    fn read_chunk_within(
-        &self,
-        id: &ChunkId,
-        object: &dyn Fn() -> String,
-        offset: u64,
-        scratch: &mut Vec<u8>,
-        out: &mut Vec<u8>,
-        max_depth: u8,
-    ) -> Result<()> {
-        let lookup = || {
-            self.chunk_loc(id)?.ok_or_else(|| Error::Corrupt {
-                what: format!("{} at byte offset {offset}", object()),
-                detail: format!("references chunk {id} which is not in the chunk index"),
-            })
-        };
-        let mut loc = lookup()?;
-        // Name the object and offset on every integrity error, not just the pack.
-        let ctx = |e: Error| match e {
-            Error::Corrupt { what, detail } => Error::Corrupt {
-                what: format!("{} at byte offset {offset} ({what})", object()),
-                detail,
-            },
-            e => e,
-        };
-        let payload = match self.reader.read(id, &loc, scratch) {
-            // Compaction moved the chunk and deleted its old pack between our
-            // lookup and the read: the index has its new place.
-            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-                loc = lookup()?;
-                self.reader.read(id, &loc, scratch)
-            }
-            r => r,
-        }
-        .map_err(ctx)?;
-        let base_object = || format!("{} (a base of chunk {id})", object());
-        self.decode_record(id, &loc, payload, out, &base_object, offset, max_depth)
-            .map_err(ctx)?;
-        let actual = Hash32::of(out);
-        if actual != *id {
-            return Err(Error::ChecksumMismatch {
-                object: object(),
-                offset,
-                expected: *id,
-                actual,
-                pack: loc.pack,
-                pack_offset: loc.offset,
-            });
-        }
-        Ok(())
-    }
-
-    /// Decodes the stored record `payload` of chunk `id` at `loc` into `out`
-    /// (not verified: the caller hashes `out`). A delta record must name the
-    /// base its index entry names; the base is read (verified) first, as a
-    /// part of `object` at `offset`, through at most `max_depth - 1` further
-    /// bases.
-    #[allow(clippy::too_many_arguments)]
-    pub fn decode_record(
-        &self,
-        id: &ChunkId,
-        loc: &ChunkLoc,
-        payload: &[u8],
-        out: &mut Vec<u8>,
-        object: &dyn Fn() -> String,
-        offset: u64,
-        max_depth: u8,
-    ) -> Result<()> {
-        let corrupt = |detail: String| Error::Corrupt {
-            what: format!("pack {:08x} record at {}", loc.pack, loc.offset),
-            detail,
-        };
-        let Codec::Delta { .. } = loc.codec else {
-            return codec::decode(loc.codec, payload, loc.raw_len as usize, out)
-                .map_err(|e| corrupt(e.to_string()));
-        };
-        if max_depth == 0 {
-            return Err(corrupt(format!(
-                "a delta chain longer than {MAX_DELTA_DEPTH} records"
-            )));
-        }
-        let base = delta::delta_base(payload).map_err(|e| corrupt(e.to_string()))?;
-        if loc.base != Some(base) || base == *id {
-            return Err(corrupt(format!(
-                "delta record of chunk {id} is encoded against chunk {base}, its index entry names {}",
-                loc.base.map_or_else(|| "none".into(), |b| b.to_string())
-            )));
-        }
-        let (mut base_scratch, mut base_raw) = (Vec::new(), Vec::new());
-        self.read_chunk_within(
-            &base,
-            object,
-            offset,
-            &mut base_scratch,
-            &mut base_raw,
-            max_depth - 1,
-        )?;
-        delta::decode_delta(payload, &base_raw, loc.raw_len as usize, out)
-            .map(|_| ())
-            .map_err(|e| corrupt(e.to_string()))
-    }
-
-    /// Allocates a manifest id (which is also the upload session id) for a
-    /// new upload. Ids are reserved durably in blocks of
-    /// [`MANIFEST_RESERVATION`] before they are handed out, so no id is ever
-    /// allocated twice, whatever the crashes and collections in between.
-    pub fn new_manifest(&self) -> Result<u64> {
-        let id = self.next_manifest.fetch_add(1, Ordering::Relaxed);
-        let mut reserved = self.manifest_reserved.lock();
-        if id >= *reserved {
-            let upto = id
-                .checked_add(MANIFEST_RESERVATION)
-                .ok_or_else(|| Error::corrupt("manifest ids", "manifest id overflow"))?;
-            let mut batch = Batch::default();
-            batch.put(
-                Cf::Meta,
-                MANIFEST_IDS_KEY.to_vec(),
-                records::encode_count(upto).to_vec(),
-            );
-            self.meta.commit(batch, true)?;
-            *reserved = upto;
-        }
-        Ok(id)
-    }
-
-    /// The commit protocol. `chunks` are the not-yet-indexed chunks that the
-    /// records in `batch` reference; `f` may add to the batch while the
-    /// commit lock is held (it sees the counters and may update them).
-    pub fn commit<T>(
-        &self,
-        chunks: &[(ChunkId, ChunkLoc)],
-        mut batch: Batch,
-        f: impl FnOnce(&Meta, &mut StatsRecord, &mut Batch) -> Result<T>,
-    ) -> Result<T> {
-        if !chunks.is_empty() {
-            // 1. Pack data durable before anything points at it.
-            self.packs.sync()?;
-        }
-        let mut c = self.commit.lock();
-        c.check()?;
-        let mut stats = c.stats;
-        let mut pack_len: HashMap<u32, u64> = HashMap::new();
-        let mut mine = HashSet::new();
-        // Roots whose height this commit raises: their entry, new height.
-        let mut roots: HashMap<ChunkId, ChunkLoc> = HashMap::new();
-        {
-            let pending = self.pending.lock();
-            for (id, loc) in chunks {
-                // Absent from `pending` means another upload committed it
-                // already (removal happens under this lock, after its write).
-                // Absent or already taken: a chunk can repeat within one batch.
-                if pending.locs.get(id) != Some(loc) || mine.contains(id) {
-                    continue;
-                }
-                mine.insert(*id);
-                // An upload that looked the chunk up just before another one
-                // committed it wrote a second copy: keep the indexed one. All
-                // index writes happen under this lock, so the check is exact.
-                if self.chunk_loc(id)?.is_none() {
-                    batch.put(
-                        Cf::Chunks,
-                        id.as_bytes().to_vec(),
-                        records::encode_chunk_loc(loc),
-                    );
-                    // A delta keeps its base: one reference per delta entry.
-                    if let Some(base) = &loc.base {
-                        batch.count(keys::count(keys::refs::CHUNK, base.as_bytes()), 1);
-                        self.raise_root(base, &mut roots)?;
-                    }
-                    stats.unique_bytes += loc.raw_len as u64;
-                    stats.chunks += 1;
-                    let end = pack_len.entry(loc.pack).or_insert(0);
-                    *end = (*end).max(loc.end());
-                    *c.indexed.entry(loc.pack).or_insert(0) += 1;
-                }
-            }
-        }
-        for (root, loc) in &roots {
-            batch.put(
-                Cf::Chunks,
-                root.as_bytes().to_vec(),
-                records::encode_chunk_loc(loc),
-            );
-        }
-        let out = f(&self.meta, &mut stats, &mut batch)?;
-        self.write_locked(&mut c, batch, stats, pack_len)?;
-        let mut pending = self.pending.lock();
-        for id in mine {
-            pending.locs.remove(&id);
-        }
-        Ok(out)
-    }
-
-    /// Records, in `roots` (the entries a commit will rewrite), that a new
-    /// delta against `base` ends a chain at `base`'s root one longer than
-    /// `base`'s depth. With the commit lock held, so the chain is current.
-    pub fn raise_root(&self, base: &ChunkId, roots: &mut HashMap<ChunkId, ChunkLoc>) -> Result<()> {
-        let (root, loc, depth) = self.chain_root(base)?.ok_or_else(|| {
-            Error::corrupt(
-                format!("chunk {base}"),
-                "a delta base that is not in the chunk index",
-            )
-        })?;
-        let entry = roots.entry(root).or_insert(loc);
-        entry.height = entry.height.max(depth + 1);
-        if roots[&root].height == loc.height {
-            roots.remove(&root);
-        }
-        Ok(())
-    }
-
-    /// Step 2 of every commit, with the commit lock held: records the new
-    /// committed ends of `pack_len`'s packs, resolves reference counts,
-    /// writes the counters and commits the batch (WAL fsynced when
-    /// durability is immediate). A metadata write failure poisons the store.
-    pub fn write_locked(
-        &self,
-        c: &mut CommitState,
-        mut batch: Batch,
-        mut stats: StatsRecord,
-        mut pack_len: HashMap<u32, u64>,
-    ) -> Result<()> {
-        for (pack, end) in pack_len.iter_mut() {
-            let old = c
-                .pack_len
-                .get(pack)
-                .copied()
-                .unwrap_or(PACK_HEADER_LEN as u64);
-            *end = (*end).max(old);
-            batch.put(
-                Cf::Packs,
-                keys::pack(*pack).to_vec(),
-                records::encode_pack(&PackRecord {
-                    committed_len: *end,
-                })
-                .to_vec(),
-            );
-        }
-        crate::gc::refs::resolve(&self.meta, &mut batch, &mut stats)?;
-        batch.put(
-            Cf::Meta,
-            b"stats".to_vec(),
-            records::encode_postcard(&stats),
-        );
-        // Readers must know the new lengths before they can see an index
-        // entry that needs them (more than committed if the write fails:
-        // the store is poisoned then, and the bytes are synced anyway).
-        for (&pack, &end) in &pack_len {
-            self.reader.committed(pack, end);
-        }
-        let sync = self.opts.durability == Durability::Immediate;
-        if let Err(e) = self.meta.commit(batch, sync) {
-            c.poisoned = Some(e.to_string());
-            return Err(e);
-        }
-        c.stats = stats;
-        c.pack_len.extend(pack_len);
-        Ok(())
-    }
-}
-
-impl CommitState {
-    /// Fails once a metadata write has failed: the store must be reopened.
-    pub fn check(&self) -> Result<()> {
-        match &self.poisoned {
-            Some(why) => Err(Error::Poisoned(why.clone())),
-            None => Ok(()),
-        }
-    }
-}
-
-/// See [`Inner::chain_root`].
-fn chain_root(meta: &Meta, id: &ChunkId) -> Result<Option<(ChunkId, ChunkLoc, u8)>> {
-    let lookup = |id: &ChunkId| meta.with(Cf::Chunks, id.as_bytes(), records::decode_chunk_loc);
-    let Some(mut loc) = lookup(id)? else {
-        return Ok(None);
-    };
-    let (mut root, mut depth) = (*id, 0u8);
-    while let Some(base) = loc.base {
-        if depth == MAX_DELTA_DEPTH {
-            return Err(Error::corrupt(
-                format!("chunk {id}"),
-                format!("a delta chain longer than {MAX_DELTA_DEPTH} records"),
-            ));
-        }
-        loc = lookup(&base)?.ok_or_else(|| {
-            Error::corrupt(
-                format!("chunk {root}"),
-                format!("its delta base {base} is not in the chunk index"),
-            )
-        })?;
-        root = base;
-        depth += 1;
-    }
-    Ok(Some((root, loc, depth)))
-}
-
-/// `meta` key present once every whole chunk's index entry states the
-/// longest delta chain ending at it (`ChunkLoc::height`).
-pub(crate) const HEIGHTS_MARKER: &[u8] = b"delta_heights";
 
 /// Gives a store written before chunk heights were kept the heights of the
 /// delta chains it has: one scan of the chunk index at the first open.
@@ -1192,24 +745,6 @@ fn recover_packs(meta: &Meta, dir: &Path, store_id: &[u8; 16], target: u64) -> R
     Ok((committed, next, resume))
 }
 
-/// One past the highest manifest id that any record names: segments, upload
-/// sessions and dead-manifest markers.
-/// `meta` key: manifest ids below its value may have been handed out.
-const MANIFEST_IDS_KEY: &[u8] = b"manifest_ids";
-
-/// `meta` key: the pack that [`Lane::Old`] (reverse deltas, compaction's
-/// copies) appended to last, u32 LE; written in the commit of those records.
-/// At open, the newest pack resumes the lane that was writing it.
-const OLD_LANE_KEY: &[u8] = b"old_lane_pack";
-
-/// Adds to `batch` that [`Lane::Old`] appended the packs of `ends` (the
-/// records a reverse delta or a compaction commits).
-pub(crate) fn note_old_lane(batch: &mut Batch, ends: &HashMap<u32, u64>) {
-    if let Some(&pack) = ends.keys().max() {
-        batch.put(Cf::Meta, OLD_LANE_KEY.to_vec(), pack.to_le_bytes().to_vec());
-    }
-}
-
 /// The lane a resumed pack continues: [`Lane::Old`] if that lane wrote it
 /// last, else [`Lane::New`]. The key is only a placement hint: a value of the
 /// wrong length is ignored (noted), never a reason to refuse the store.
@@ -1224,33 +759,6 @@ fn resume_lane(meta: &Meta, pack: u32) -> Result<Lane> {
         _ => Lane::New,
     })
 }
-/// Manifest ids reserved per durable write.
-const MANIFEST_RESERVATION: u64 = 1024;
-
-fn read_manifest_reservation(meta: &Meta) -> Result<u64> {
-    Ok(meta
-        .with(Cf::Meta, MANIFEST_IDS_KEY, records::decode_count)?
-        .unwrap_or(0))
-}
-
-fn next_manifest_id(meta: &Meta) -> Result<u64> {
-    let bad =
-        |what: &str| Error::corrupt(format!("{what} column family"), "key of the wrong length");
-    let mut max = 0;
-    if let Some(k) = meta.last_key(Cf::Manifests)? {
-        max = max.max(keys::parse_segment(&k).ok_or_else(|| bad("manifests"))?.0);
-    }
-    if let Some(k) = meta.last_key(Cf::Uploads)? {
-        max = max.max(keys::parse_u64(&k).ok_or_else(|| bad("uploads"))?);
-    }
-    let gm = keys::gc_manifest(u64::MAX);
-    if let Some((k, _)) = meta.floor(Cf::Gc, &gm[..1], &gm)? {
-        max = max.max(keys::parse_u64(&k[1..]).ok_or_else(|| bad("gc"))?);
-    }
-    max.checked_add(1)
-        .ok_or_else(|| Error::corrupt("manifests column family", "manifest id overflow"))
-}
-
 pub(crate) fn tracing_note(msg: &str) {
     if std::env::var_os("MODELVAULT_LOG").is_some() {
         eprintln!("modelvault: {msg}");

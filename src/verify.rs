@@ -122,7 +122,7 @@ impl Store {
     /// store's chunks (docs/ARCHITECTURE.md, "Verify").
     pub fn verify(&self, opts: VerifyOptions) -> Result<VerifyReport> {
         let inner = &self.inner;
-        let snap = inner.meta.snapshot();
+        let snap = inner.chunks.meta().snapshot();
         let mut r = VerifyReport::default();
         let mut bad_chunks: BTreeMap<ChunkId, usize> = BTreeMap::new();
         pause::at(&inner.dir, pause::Stage::Start);
@@ -147,7 +147,7 @@ impl Store {
                 Ok(_) => {}
                 Err(e)
                     if e.kind() == std::io::ErrorKind::NotFound
-                        && inner.meta.get(Cf::Packs, &k)?.is_none() => {}
+                        && inner.chunks.meta().get(Cf::Packs, &k)?.is_none() => {}
                 Err(e) => r.problems.push(problem(
                     "pack-missing",
                     format!("pack {id:08x}"),
@@ -229,8 +229,11 @@ impl Store {
                 // Read through the live index (where compaction may have
                 // moved the record since the snapshot). A chunk a collection
                 // deleted since the snapshot is gone from it: not damage.
-                if let Err(e) = inner.read_chunk(&id, &object, 0, &mut scratch, &mut out) {
-                    if inner.chunk_loc(&id)?.is_some() {
+                if let Err(e) = inner
+                    .chunks
+                    .read_chunk(&id, &object, 0, &mut scratch, &mut out)
+                {
+                    if inner.chunks.chunk_loc(&id)?.is_some() {
                         bad_chunks.insert(id, r.problems.len());
                         r.problems.push(problem(
                             "chunk-damaged",

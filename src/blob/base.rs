@@ -173,7 +173,8 @@ impl DeltaBase {
         let (k, v) = self
             .store
             .inner
-            .meta
+            .chunks
+            .meta()
             .floor(Cf::Manifests, &m.to_be_bytes(), &keys::segment(m, pos))
             .ok()??;
         let (_, start) = keys::parse_segment(&k)?;

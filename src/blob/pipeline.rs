@@ -20,7 +20,7 @@ use crate::chunking::PlaneHint;
 use crate::codec::{self, delta, Codec};
 use crate::error::{Error, Result};
 use crate::id::{ChunkId, Hash32};
-use crate::pack::{ChunkLoc, Lane, RecordHeader};
+use crate::pack::{ChunkLoc, RecordHeader};
 use crate::store::Inner;
 
 /// One chunk to ingest: a range of a shared input block, with the cutter's
@@ -193,13 +193,12 @@ fn run(job: Job, bufs: &mut Buffers) {
             let why = panic_message(&*panic);
             *bufs = Buffers::default();
             if let Some(b) = progress.delta_base.take() {
-                inner.pending.lock().end_delta(&b);
+                inner.chunks.end_delta(&b);
             }
             if progress.appending {
-                let mut c = inner.commit.lock();
-                if c.poisoned.is_none() {
-                    c.poisoned = Some(format!("an ingest worker panicked in a pack append: {why}"));
-                }
+                inner
+                    .chunks
+                    .poison(format!("an ingest worker panicked in a pack append: {why}"));
             }
             Err(Error::Internal(format!(
                 "an ingest worker panicked on chunk {id} ({} bytes): {why}",
@@ -234,7 +233,7 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 /// Dedup lookup first (pending uploads, then the index); only a new chunk
 /// is compressed (as `hint` suggests, see [`codec::encode_hinted`], or as a
 /// delta against `base`, see [`encode`]) and appended. The chunk is held
-/// (see `store::Pending`) before the lookup, whatever the outcome: the
+/// (see `chunk::Pending`) before the lookup, whatever the outcome: the
 /// upload releases the hold once a committed segment references the chunk,
 /// or when it gives up. `progress` records the holds taken, for [`run`].
 fn ingest(
@@ -246,29 +245,26 @@ fn ingest(
     bufs: &mut Buffers,
     progress: &mut Progress,
 ) -> Result<Option<ChunkLoc>> {
-    {
-        let mut p = inner.pending.lock();
-        p.hold(id);
-        progress.held = true;
-        if let Some(loc) = p.locs.get(id) {
-            return Ok(Some(*loc));
-        }
+    let pending = inner.chunks.hold(id);
+    progress.held = true;
+    if let Some(loc) = pending {
+        return Ok(Some(loc));
     }
-    if inner.chunk_loc(id)?.is_some() {
+    if inner.chunks.chunk_loc(id)?.is_some() {
         return Ok(None);
     }
     let base = base.filter(|b| b != id && inner.opts.max_delta_depth > 0);
     if let Some(b) = &base {
         // Held until the delta's location is published (the base then
         // counts as held through it, until the commit that references it).
-        inner.pending.lock().begin_delta(b);
+        inner.chunks.begin_delta(b);
         progress.delta_base = Some(*b);
     }
     let (codec, base) = encode(inner, data, hint, base, bufs);
     if base.is_none() {
         // Not a delta after all: the base's hold goes now.
         if let Some(b) = progress.delta_base.take() {
-            inner.pending.lock().end_delta(&b);
+            inner.chunks.end_delta(&b);
         }
     }
     let payload = if base.is_some() {
@@ -287,18 +283,14 @@ fn ingest(
     // have raced us to the same chunk: keep the first copy; ours becomes
     // unreferenced bytes that compaction reclaims.
     progress.appending = true;
-    let appended = inner.packs.append_with(Lane::New, &header, payload, |loc| {
-        let mut p = inner.pending.lock();
-        let loc = *p.locs.entry(*id).or_insert(ChunkLoc { base, ..loc });
-        if let Some(b) = progress.delta_base.take() {
-            p.end_delta(&b);
-        }
-        loc
-    });
+    let appended =
+        inner
+            .chunks
+            .append_pending(id, &header, payload, base, &mut progress.delta_base);
     progress.appending = false;
     // Not published (the append failed): the base's hold goes now.
     if let Some(b) = progress.delta_base.take() {
-        inner.pending.lock().end_delta(&b);
+        inner.chunks.end_delta(&b);
     }
     Ok(Some(appended?))
 }
@@ -336,19 +328,22 @@ fn try_delta(
     bufs: &mut Buffers,
 ) -> Option<Codec> {
     // Looked up after the hold was taken: found now, it stays (see GC).
-    let loc = inner.chunk_loc(base).ok()??;
+    let loc = inner.chunks.chunk_loc(base).ok()??;
     // The chain below the base as it is now (a reverse delta may have made
     // it longer than the base's record says).
     let below = match loc.base {
         None => 0,
-        Some(_) => inner.chain_root(base).ok()??.2,
+        Some(_) => inner.chunks.chain_root(base).ok()??.2,
     };
     let depth = below + 1;
     if depth > inner.opts.max_delta_depth {
         return None;
     }
     let object = || format!("base chunk {base}");
-    if let Err(e) = inner.read_chunk(base, &object, 0, &mut bufs.scratch, &mut bufs.base) {
+    if let Err(e) = inner
+        .chunks
+        .read_chunk(base, &object, 0, &mut bufs.scratch, &mut bufs.base)
+    {
         crate::store::tracing_note(&format!(
             "storing a chunk whole: its delta base is unreadable: {e}"
         ));
@@ -424,18 +419,10 @@ mod tests {
 
     /// Nothing is held, pending or being delta-encoded any more.
     fn assert_released(store: &Store, after: &str) {
-        let p = store.inner.pending.lock();
-        assert!(
-            p.holds.is_empty(),
-            "{after}: {} chunk holds left",
-            p.holds.len()
-        );
-        assert!(
-            p.locs.is_empty(),
-            "{after}: {} pending chunks left",
-            p.locs.len()
-        );
-        assert_eq!(p.deltas_encoding, 0, "{after}: delta base holds left");
+        let (holds, locs, deltas_encoding) = store.inner.chunks.pending_counts();
+        assert!(holds == 0, "{after}: {holds} chunk holds left");
+        assert!(locs == 0, "{after}: {locs} pending chunks left");
+        assert_eq!(deltas_encoding, 0, "{after}: delta base holds left");
     }
 
     #[test]

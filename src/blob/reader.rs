@@ -109,7 +109,8 @@ impl BlobReader {
         let (k, v) = self
             .store
             .inner
-            .meta
+            .chunks
+            .meta()
             .floor(Cf::Manifests, &prefix, &keys::segment(m, pos))?
             .ok_or_else(|| {
                 Error::corrupt(
@@ -245,7 +246,9 @@ pub(super) fn fetch(
     out: &mut Vec<u8>,
 ) -> Result<()> {
     let object = move || format!("blob {blob}");
-    inner.read_chunk(&entry.id, &object, start, scratch, out)?;
+    inner
+        .chunks
+        .read_chunk(&entry.id, &object, start, scratch, out)?;
     if out.len() != entry.len as usize {
         return Err(Error::corrupt(
             object(),

@@ -34,8 +34,8 @@ use crate::chunking::PlaneHint;
 use crate::codec::{delta, Codec};
 use crate::error::{Error, Result};
 use crate::id::{BlobId, ChunkId};
-use crate::meta::{keys, records, Batch, Cf};
-use crate::pack::{ChunkLoc, Lane, RecordHeader};
+use crate::meta::keys;
+use crate::pack::{ChunkLoc, RecordHeader};
 use crate::store::{Inner, Store};
 
 /// Chunk pairs per commit (and per hold of the collection mutex).
@@ -137,18 +137,18 @@ fn rebase_one(
     hint: PlaneHint,
     b: &mut Buffers,
 ) -> Result<Option<Rebased>> {
-    let Some(old) = inner.chunk_loc(x)? else {
+    let Some(old) = inner.chunks.chunk_loc(x)? else {
         return Ok(None);
     };
     if old.base.is_some() || old.height >= inner.opts.max_delta_depth {
         return Ok(None);
     }
-    if inner.chunk_loc(y)?.is_none_or(|l| l.base.is_some()) {
+    if inner.chunks.chunk_loc(y)?.is_none_or(|l| l.base.is_some()) {
         return Ok(None);
     }
     for (id, raw) in [(x, &mut b.x), (y, &mut b.y)] {
         let object = || format!("chunk {id} (reverse delta)");
-        if let Err(e) = inner.read_chunk(id, &object, 0, &mut b.scratch, raw) {
+        if let Err(e) = inner.chunks.read_chunk(id, &object, 0, &mut b.scratch, raw) {
             crate::store::tracing_note(&format!("not rebasing chunk {x}: {e}"));
             return Ok(None);
         }
@@ -167,7 +167,7 @@ fn rebase_one(
     };
     let new = ChunkLoc {
         base: Some(*y),
-        ..inner.packs.append(Lane::Old, &header, &b.out)?
+        ..inner.chunks.append_old(&header, &b.out)?
     };
     Ok(Some(Rebased {
         x: *x,
@@ -231,61 +231,55 @@ fn rebase_batch(
     if done.is_empty() {
         return Ok(());
     }
-    inner.packs.sync()?;
-    let mut c = inner.commit.lock();
-    c.check()?;
-    let pending = inner.pending.lock();
-    if pending.deltas_in_flight() {
-        report.busy += done.len() as u64;
-        return Ok(());
-    }
-    let mut batch = Batch::default();
-    let mut ends: HashMap<u32, u64> = HashMap::new();
-    // Entries this commit rewrites, as they will be: bases with raised
-    // heights, and chunks turned into deltas.
-    let mut now: HashMap<ChunkId, ChunkLoc> = HashMap::new();
-    for r in &done {
-        let cur = |id: &ChunkId| -> Result<Option<ChunkLoc>> {
-            match now.get(id) {
-                Some(l) => Ok(Some(*l)),
-                None => inner.chunk_loc(id),
-            }
-        };
-        let (Some(x), Some(y)) = (cur(&r.x)?, cur(&r.y)?) else {
-            continue;
-        };
-        // X still the whole record we encoded from, Y still whole, and the
-        // longest chain through X, now running on to Y, within bounds.
-        let same = (x.pack, x.offset) == (r.old.pack, r.old.offset);
-        if !same || x.base.is_some() || y.base.is_some() || x.height >= inner.opts.max_delta_depth {
-            continue;
+    inner.chunks.sync_packs()?;
+    let busy = inner.chunks.commit_exclusive(|tx| {
+        if tx.deltas_in_flight() {
+            return Ok(None);
         }
-        now.insert(
-            r.y,
-            ChunkLoc {
-                height: y.height.max(x.height + 1),
-                ..y
-            },
-        );
-        now.insert(r.x, r.new);
-        batch.count(keys::count(keys::refs::CHUNK, r.y.as_bytes()), 1);
-        let e = ends.entry(r.new.pack).or_insert(0);
-        *e = (*e).max(r.new.end());
-        *c.indexed.entry(r.new.pack).or_insert(0) += 1;
-        report.rebased += 1;
-        report.bytes_before += u64::from(r.old.stored_len);
-        report.bytes_after += u64::from(r.new.stored_len);
+        let max_depth = inner.opts.max_delta_depth;
+        // Entries this commit rewrites, as they will be: bases with raised
+        // heights, and chunks turned into deltas.
+        let mut now: HashMap<ChunkId, ChunkLoc> = HashMap::new();
+        for r in &done {
+            let cur = |id: &ChunkId| -> Result<Option<ChunkLoc>> {
+                match now.get(id) {
+                    Some(l) => Ok(Some(*l)),
+                    None => tx.chunk_loc(id),
+                }
+            };
+            let (Some(x), Some(y)) = (cur(&r.x)?, cur(&r.y)?) else {
+                continue;
+            };
+            // X still the whole record we encoded from, Y still whole, and the
+            // longest chain through X, now running on to Y, within bounds.
+            let same = (x.pack, x.offset) == (r.old.pack, r.old.offset);
+            if !same || x.base.is_some() || y.base.is_some() || x.height >= max_depth {
+                continue;
+            }
+            now.insert(
+                r.y,
+                ChunkLoc {
+                    height: y.height.max(x.height + 1),
+                    ..y
+                },
+            );
+            now.insert(r.x, r.new);
+            tx.batch()
+                .count(keys::count(keys::refs::CHUNK, r.y.as_bytes()), 1);
+            tx.note_appended(&r.new);
+            report.rebased += 1;
+            report.bytes_before += u64::from(r.old.stored_len);
+            report.bytes_after += u64::from(r.new.stored_len);
+        }
+        for (id, loc) in &now {
+            tx.put_entry(id, loc);
+        }
+        Ok(Some(()))
+    })?;
+    if busy.is_none() {
+        report.busy += done.len() as u64;
     }
-    for (id, loc) in &now {
-        batch.put(
-            Cf::Chunks,
-            id.as_bytes().to_vec(),
-            records::encode_chunk_loc(loc),
-        );
-    }
-    crate::store::note_old_lane(&mut batch, &ends);
-    let stats = c.stats;
-    inner.write_locked(&mut c, batch, stats, ends)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -348,7 +342,7 @@ mod tests {
                     n += 1;
                 }
             }
-            b.delete(Cf::Meta, crate::store::HEIGHTS_MARKER.to_vec());
+            b.delete(Cf::Meta, crate::chunk::HEIGHTS_MARKER.to_vec());
             meta.commit(b, true).unwrap();
             n
         };

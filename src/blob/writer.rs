@@ -37,11 +37,11 @@ use crossbeam_channel::{unbounded, Receiver, Sender};
 
 use super::base::DeltaBase;
 use super::pipeline::{Done, Job, Reply};
+use crate::chunk::refs::put_segment;
 use crate::chunking::aware::DEFAULT_PROBE_WINDOW;
 use crate::chunking::tensors::{probe, Probe};
 use crate::chunking::{Cut, Cutter};
 use crate::error::{to_io, Error, Result};
-use crate::gc::refs::put_segment;
 use crate::id::{BlobId, ChunkId, Hash32};
 use crate::meta::records::{
     self, now_ms, BlobRecord, SegmentEntry, StatsRecord, UploadRecord, SEGMENT_MAX_ENTRIES,
@@ -370,7 +370,7 @@ pub(crate) fn abandon_sessions(store: &Store, sessions: &[u64]) {
             batch.delete(Cf::Uploads, keys::upload(m).to_vec());
             batch.put(Cf::Gc, keys::gc_manifest(m).to_vec(), Vec::new());
         }
-        let _ = store.inner.commit(&[], batch, |_, _, _| Ok(()));
+        let _ = store.inner.chunks.commit(&[], batch, |_, _, _| Ok(()));
         let mut open = store.inner.active_uploads.lock();
         for m in group {
             open.remove(m);
@@ -384,11 +384,7 @@ impl Drop for StagedBlob {
     fn drop(&mut self) {
         let m = self.session;
         if let Some((_, seg)) = &self.last_segment {
-            self.store
-                .inner
-                .pending
-                .lock()
-                .release(seg.iter().map(|e| &e.id));
+            self.store.inner.chunks.release(seg.iter().map(|e| &e.id));
         }
         if !self.committed.get() && self.durable {
             abandon(&self.store, m);
@@ -403,7 +399,7 @@ fn abandon(store: &Store, manifest: u64) {
     let mut batch = Batch::default();
     batch.delete(Cf::Uploads, keys::upload(manifest).to_vec());
     batch.put(Cf::Gc, keys::gc_manifest(manifest).to_vec(), Vec::new());
-    let _ = store.inner.commit(&[], batch, |_, _, _| Ok(()));
+    let _ = store.inner.chunks.commit(&[], batch, |_, _, _| Ok(()));
 }
 
 impl BlobWriter {
@@ -499,7 +495,8 @@ impl BlobWriter {
         w.manifest = m;
         let rec: UploadRecord = store
             .inner
-            .meta
+            .chunks
+            .meta()
             .get(Cf::Uploads, &keys::upload(m))?
             .map(|b| records::decode_postcard("upload session", &b))
             .transpose()?
@@ -595,6 +592,7 @@ impl BlobWriter {
         let store = staged.store.clone();
         store
             .inner
+            .chunks
             .commit(&staged.chunks, Batch::default(), |meta, stats, batch| {
                 staged.apply(meta, stats, batch, &mut HashSet::new(), |_| false)?;
                 batch.count(keys::count(keys::refs::HOLD, staged.id.as_bytes()), 1);
@@ -774,7 +772,7 @@ impl BlobWriter {
                 self.drain(true)?;
             }
             if self.manifest == 0 {
-                self.manifest = self.store.inner.new_manifest()?;
+                self.manifest = self.store.inner.chunks.new_manifest()?;
                 self.store.inner.active_uploads.lock().insert(self.manifest);
             }
             self.store.inner.pool.submit(Job {
@@ -856,7 +854,7 @@ impl BlobWriter {
                 Ok(loc) => loc,
                 Err(e) => {
                     if d.held {
-                        self.store.inner.pending.lock().release([&d.id]);
+                        self.store.inner.chunks.release([&d.id]);
                     }
                     return Err(e);
                 }
@@ -885,12 +883,14 @@ impl BlobWriter {
         put_segment(&mut batch, self.manifest, self.seg_start, &self.seg);
         let created = self.put_session(&mut batch);
         let new = std::mem::take(&mut self.seg_new);
-        self.store.inner.commit(&new, batch, |_, _, _| Ok(()))?;
+        self.store
+            .inner
+            .chunks
+            .commit(&new, batch, |_, _, _| Ok(()))?;
         self.session_ms = Some(created);
         self.store
             .inner
-            .pending
-            .lock()
+            .chunks
             .release(self.seg.iter().map(|e| &e.id));
         self.seg.clear();
         self.seg_start = self.emitted;
@@ -939,14 +939,17 @@ impl BlobWriter {
             self.drain(true)?;
         }
         if self.manifest == 0 {
-            self.manifest = self.store.inner.new_manifest()?;
+            self.manifest = self.store.inner.chunks.new_manifest()?;
             self.store.inner.active_uploads.lock().insert(self.manifest);
         }
         // An empty segment is not a valid record: record the session alone.
         if self.seg.is_empty() {
             let mut batch = Batch::default();
             let created = self.put_session(&mut batch);
-            self.store.inner.commit(&[], batch, |_, _, _| Ok(()))?;
+            self.store
+                .inner
+                .chunks
+                .commit(&[], batch, |_, _, _| Ok(()))?;
             self.session_ms = Some(created);
         } else {
             self.flush_segment()?;
@@ -995,7 +998,7 @@ impl Drop for BlobWriter {
             }
             received += 1;
         }
-        self.store.inner.pending.lock().release(
+        self.store.inner.chunks.release(
             self.seg
                 .iter()
                 .map(|e| &e.id)
@@ -1112,7 +1115,12 @@ mod tests {
         let distinct: HashSet<_> = want.iter().map(|(id, _)| *id).collect();
         assert_eq!(store.stats().chunks, distinct.len() as u64);
         for (id, hint) in want {
-            let loc = store.inner.chunk_loc(id).unwrap().expect("chunk stored");
+            let loc = store
+                .inner
+                .chunks
+                .chunk_loc(id)
+                .unwrap()
+                .expect("chunk stored");
             match hint {
                 PlaneHint::Width(2) => assert_eq!(loc.codec, Codec::Planes { width: 2 }),
                 PlaneHint::Width(4) => assert_eq!(loc.codec, Codec::Planes { width: 4 }),

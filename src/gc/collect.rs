@@ -19,8 +19,8 @@ use crate::id::{ChunkId, Hash32};
 use crate::meta::keys::{self, refs};
 use crate::meta::records::{self, now_ms, UploadRecord};
 use crate::meta::{Batch, Cf};
-use crate::pack::{pack_file_name, ChunkLoc, Lane, RecordHeader, PACK_HEADER_LEN};
-use crate::store::{Durability, Inner, Store};
+use crate::pack::{ChunkLoc, RecordHeader, PACK_HEADER_LEN};
+use crate::store::{Inner, Store};
 
 /// Segments released per commit while dropping a dead manifest.
 pub(super) const SEGMENTS_PER_COMMIT: usize = 8;
@@ -207,7 +207,7 @@ impl Store {
         report.chunks_held = held.len() as u64;
         compact(inner, opts, &mut report)?;
         if opts.compact_metadata || worth_compacting_metadata(inner, &report) {
-            inner.meta.compact()?;
+            inner.chunks.meta().compact()?;
             report.metadata_compacted = true;
         }
         Ok(report)
@@ -225,11 +225,11 @@ impl Store {
         let key = keys::count(refs::HOLD, id.as_bytes());
         let mut batch = Batch::default();
         batch.count(key, -1);
-        self.inner.commit(&[], batch, |meta, _, _| {
+        self.inner.chunks.commit(&[], batch, |meta, _, _| {
             if meta.get(Cf::Blobs, id.as_bytes())?.is_none() {
                 return Err(Error::not_found("blob", id));
             }
-            if super::refs::get(meta, &key)? == 0 {
+            if crate::chunk::refs::get(meta, &key)? == 0 {
                 return Err(Error::invalid(
                     "blob",
                     id,
@@ -257,7 +257,7 @@ impl Store {
     pub fn uploads(&self) -> Result<Vec<UploadInfo>> {
         let open = self.inner.active_uploads.lock().clone();
         let mut out = Vec::new();
-        for kv in self.inner.meta.scan_prefix(Cf::Uploads, &[], &[]) {
+        for kv in self.inner.chunks.meta().scan_prefix(Cf::Uploads, &[], &[]) {
             let (k, v) = kv?;
             let id = keys::parse_u64(&k).ok_or_else(|| {
                 Error::corrupt("uploads column family", "key of the wrong length")
@@ -278,7 +278,7 @@ impl Store {
 fn expire_uploads(inner: &Inner, opts: &GcOptions, report: &mut GcReport) -> Result<()> {
     let cutoff = now_ms().saturating_sub(opts.expire_uploads_after.as_millis() as u64);
     let mut stale = Vec::new();
-    for kv in inner.meta.scan_prefix(Cf::Uploads, &[], &[]) {
+    for kv in inner.chunks.meta().scan_prefix(Cf::Uploads, &[], &[]) {
         let (k, v) = kv?;
         let id = keys::parse_u64(&k)
             .ok_or_else(|| Error::corrupt("uploads column family", "key of the wrong length"))?;
@@ -297,7 +297,7 @@ fn expire_uploads(inner: &Inner, opts: &GcOptions, report: &mut GcReport) -> Res
         let mut batch = Batch::default();
         batch.delete(Cf::Uploads, keys::upload(id).to_vec());
         batch.put(Cf::Gc, keys::gc_manifest(id).to_vec(), Vec::new());
-        inner.commit(&[], batch, |_, _, _| Ok(()))?;
+        inner.chunks.commit(&[], batch, |_, _, _| Ok(()))?;
         drop(active);
         report.uploads_expired += 1;
     }
@@ -317,7 +317,12 @@ fn release_manifests(inner: &Inner, opts: &GcOptions, report: &mut GcReport) -> 
     let mut from = prefix.to_vec();
     let mut commits = 0u64;
     loop {
-        let next = match inner.meta.scan_prefix(Cf::Gc, &prefix, &from).next() {
+        let next = match inner
+            .chunks
+            .meta()
+            .scan_prefix(Cf::Gc, &prefix, &from)
+            .next()
+        {
             Some(kv) => kv?.0,
             None => return Ok(()),
         };
@@ -337,7 +342,11 @@ fn release_manifest(inner: &Inner, opts: &GcOptions, m: u64, commits: &mut u64) 
     let mut from = prefix.to_vec();
     loop {
         let mut group = Vec::with_capacity(SEGMENTS_PER_COMMIT);
-        for kv in inner.meta.scan_prefix(Cf::Manifests, &prefix, &from) {
+        for kv in inner
+            .chunks
+            .meta()
+            .scan_prefix(Cf::Manifests, &prefix, &from)
+        {
             group.push(kv?);
             if group.len() == SEGMENTS_PER_COMMIT {
                 break;
@@ -356,7 +365,7 @@ fn release_manifest(inner: &Inner, opts: &GcOptions, m: u64, commits: &mut u64) 
         if last {
             batch.delete(Cf::Gc, keys::gc_manifest(m).to_vec());
         }
-        inner.commit(&[], batch, |_, _, _| Ok(()))?;
+        inner.chunks.commit(&[], batch, |_, _, _| Ok(()))?;
         *commits += 1;
         #[cfg(test)]
         crash_point(opts, CrashAt::ReleaseCommits(*commits))?;
@@ -397,7 +406,7 @@ fn sweep_chunks(
     let mut freed_base = false;
     loop {
         let mut ids = Vec::with_capacity(CANDIDATES_PER_COMMIT);
-        for kv in inner.meta.scan_prefix(Cf::Gc, &prefix, &from) {
+        for kv in inner.chunks.meta().scan_prefix(Cf::Gc, &prefix, &from) {
             let (k, _) = kv?;
             let id = Hash32::from_slice(&k[1..])
                 .ok_or_else(|| Error::corrupt("gc column family", "key of the wrong length"))?;
@@ -429,44 +438,40 @@ fn sweep_some(
     report: &mut GcReport,
     held: &mut HashSet<ChunkId>,
 ) -> Result<bool> {
-    let mut c = inner.commit.lock();
-    c.check()?;
-    let pending = inner.pending.lock();
-    // A delta appended by an upload in flight will reference its base when
-    // it is committed: the base counts as held until then.
-    let pending_bases: HashSet<ChunkId> = pending.locs.values().filter_map(|l| l.base).collect();
-    let mut stats = c.stats;
-    let mut batch = Batch::default();
     let (mut deleted, mut bytes) = (0, 0);
     let mut freed_base = false;
-    for id in ids {
-        let gk = keys::gc_chunk(id.as_bytes()).to_vec();
-        if super::refs::get(&inner.meta, &keys::count(refs::CHUNK, id.as_bytes()))? > 0 {
-            batch.delete(Cf::Gc, gk);
-            continue;
-        }
-        if !opts.ignore_holds && (pending.holds.contains_key(id) || pending_bases.contains(id)) {
-            // An upload looked it up and will reference it, or give it up;
-            // the next collection decides.
-            held.insert(*id);
-            continue;
-        }
-        batch.delete(Cf::Gc, gk);
-        if let Some(loc) = inner.chunk_loc(id)? {
-            batch.delete(Cf::Chunks, id.as_bytes().to_vec());
-            if let Some(base) = &loc.base {
-                batch.count(keys::count(refs::CHUNK, base.as_bytes()), -1);
-                freed_base = true;
-            }
-            stats.unique_bytes = stats.unique_bytes.saturating_sub(loc.raw_len as u64);
-            stats.chunks = stats.chunks.saturating_sub(1);
-            deleted += 1;
-            bytes += loc.raw_len as u64;
-        }
-    }
     // Committed before the pending mutex is released: see the module docs.
-    inner.write_locked(&mut c, batch, stats, HashMap::new())?;
-    drop(pending);
+    inner.chunks.commit_exclusive(|tx| {
+        for id in ids {
+            let gk = keys::gc_chunk(id.as_bytes()).to_vec();
+            if tx.ref_count(&keys::count(refs::CHUNK, id.as_bytes()))? > 0 {
+                tx.batch().delete(Cf::Gc, gk);
+                continue;
+            }
+            // Held: an upload looked it up and will reference it, or give it
+            // up; or it is the base of a delta an upload appended, which will
+            // reference it once committed. The next collection decides.
+            if !opts.ignore_holds && tx.held(id) {
+                held.insert(*id);
+                continue;
+            }
+            tx.batch().delete(Cf::Gc, gk);
+            if let Some(loc) = tx.chunk_loc(id)? {
+                tx.batch().delete(Cf::Chunks, id.as_bytes().to_vec());
+                if let Some(base) = &loc.base {
+                    tx.batch()
+                        .count(keys::count(refs::CHUNK, base.as_bytes()), -1);
+                    freed_base = true;
+                }
+                let stats = tx.stats();
+                stats.unique_bytes = stats.unique_bytes.saturating_sub(loc.raw_len as u64);
+                stats.chunks = stats.chunks.saturating_sub(1);
+                deleted += 1;
+                bytes += loc.raw_len as u64;
+            }
+        }
+        Ok(Some(()))
+    })?;
     report.chunks_deleted += deleted;
     report.chunk_bytes_deleted += bytes;
     Ok(freed_base)
@@ -474,16 +479,13 @@ fn sweep_some(
 
 /// Rewrites or deletes packs whose live fraction is below the threshold.
 fn compact(inner: &Inner, opts: &GcOptions, report: &mut GcReport) -> Result<()> {
-    let (sizes, generation) = {
-        let c = inner.commit.lock();
-        (c.pack_len.clone(), c.indexed.clone())
-    };
+    let (sizes, generation) = inner.chunks.pack_sizes();
     // Asked after the sizes were taken: a pack among them that is not open
     // now was sealed (a sealed pack is never appended to again), and an open
     // one is left alone.
-    let open = inner.packs.open_packs();
+    let open = inner.chunks.open_packs();
     let mut live: HashMap<u32, u64> = HashMap::new();
-    for kv in inner.meta.scan_prefix(Cf::Chunks, &[], &[]) {
+    for kv in inner.chunks.meta().scan_prefix(Cf::Chunks, &[], &[]) {
         let (_, v) = kv?;
         let loc = records::decode_chunk_loc(&v)?;
         *live.entry(loc.pack).or_insert(0) += RECORD_OVERHEAD + loc.stored_len as u64;
@@ -506,7 +508,7 @@ fn compact(inner: &Inner, opts: &GcOptions, report: &mut GcReport) -> Result<()>
     for group in chosen.chunks(COMPACT_GROUP) {
         let mut entries: HashMap<u32, Vec<(ChunkId, ChunkLoc)>> =
             group.iter().map(|&p| (p, Vec::new())).collect();
-        for kv in inner.meta.scan_prefix(Cf::Chunks, &[], &[]) {
+        for kv in inner.chunks.meta().scan_prefix(Cf::Chunks, &[], &[]) {
             let (k, v) = kv?;
             let loc = records::decode_chunk_loc(&v)?;
             if let Some(e) = entries.get_mut(&loc.pack) {
@@ -563,7 +565,7 @@ fn compact_pack(
     let mut scratch = Vec::new();
     let mut copied = 0u64;
     for ((id, old), digest) in entries.iter().zip(&digests) {
-        let payload = match inner.reader.read(id, old, &mut scratch) {
+        let payload = match inner.chunks.read_record(id, old, &mut scratch) {
             Ok(p) if Hash32::of(p) == *digest => p,
             Ok(_) => {
                 let what = format!("pack {pack:08x} record at {}", old.offset);
@@ -581,70 +583,45 @@ fn compact_pack(
         let new = ChunkLoc {
             base: old.base,
             height: old.height,
-            ..inner.packs.append(Lane::Old, &header, payload)?
+            ..inner.chunks.append_old(&header, payload)?
         };
         copied += RECORD_OVERHEAD + old.stored_len as u64;
         moves.push((*id, *old, new));
     }
     if !moves.is_empty() {
-        inner.packs.sync()?;
+        inner.chunks.sync_packs()?;
     }
-    let mut c = inner.commit.lock();
-    c.check()?;
-    let pending = inner.pending.lock();
-    let busy = pending.locs.values().any(|l| l.pack == pack)
-        || c.indexed.get(&pack) != generation.get(&pack);
-    if busy {
-        // An upload still has (or just committed) records there: next time.
+    let size = inner.chunks.commit_exclusive(|tx| {
+        if tx.pack_busy(pack, generation) {
+            // An upload still has (or just committed) records there: next time.
+            return Ok(None);
+        }
+        for (id, old, new) in &moves {
+            // Still the record we copied? Its height may have grown meanwhile
+            // (a delta onto its chain was committed): keep the current one.
+            let cur = tx.chunk_loc(id)?;
+            if let Some(cur) = cur.filter(|c| (c.pack, c.offset) == (old.pack, old.offset)) {
+                let new = ChunkLoc {
+                    height: cur.height,
+                    ..*new
+                };
+                tx.put_entry(id, &new);
+                tx.note_appended(&new);
+            }
+        }
+        Ok(Some(tx.drop_pack(pack)))
+    })?;
+    let Some(size) = size else {
         report.packs_busy += 1;
         return Ok(());
-    }
-    let mut batch = Batch::default();
-    let mut ends: HashMap<u32, u64> = HashMap::new();
-    for (id, old, new) in &moves {
-        // Still the record we copied? Its height may have grown meanwhile
-        // (a delta onto its chain was committed): keep the current one.
-        let cur = inner.chunk_loc(id)?;
-        if let Some(cur) = cur.filter(|c| (c.pack, c.offset) == (old.pack, old.offset)) {
-            let new = ChunkLoc {
-                height: cur.height,
-                ..*new
-            };
-            batch.put(
-                Cf::Chunks,
-                id.as_bytes().to_vec(),
-                records::encode_chunk_loc(&new),
-            );
-            let e = ends.entry(new.pack).or_insert(0);
-            *e = (*e).max(new.end());
-            *c.indexed.entry(new.pack).or_insert(0) += 1;
-        }
-    }
-    batch.delete(Cf::Packs, keys::pack(pack).to_vec());
-    crate::store::note_old_lane(&mut batch, &ends);
-    let stats = c.stats;
-    let size = c.pack_len.get(&pack).copied().unwrap_or(0);
-    inner.write_locked(&mut c, batch, stats, ends)?;
-    c.pack_len.remove(&pack);
-    drop(pending);
-    drop(c);
+    };
     #[cfg(test)]
     crash_point(opts, CrashAt::BeforeUnlink)?;
     // The unlink cannot be undone: the commit above (the moves, the pack's
     // record gone) and every one before it (the sweeps that left the pack
-    // dead, the releases behind them) must be on disk first, whatever the
-    // durability mode. Otherwise a power cut could bring back an index
-    // naming the deleted pack. With `Durability::Immediate` the commit
-    // synced the WAL already.
-    if inner.opts.durability != Durability::Immediate {
-        inner.meta.sync_wal()?;
-    }
-    // A crash before the unlink leaves a pack without a record, which the
-    // next open deletes.
-    inner.reader.forget(pack);
-    let path = inner.dir.join("packs").join(pack_file_name(pack));
-    std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
-    crate::pack::sync_dir(&inner.dir.join("packs"))?;
+    // dead, the releases behind them) are made durable first, whatever the
+    // durability mode (see `Chunks::delete_pack`).
+    inner.chunks.delete_pack(pack)?;
     if moves.is_empty() {
         report.packs_deleted += 1;
     } else {
@@ -666,9 +643,11 @@ fn verify_records(
     let (mut scratch, mut raw) = (Vec::new(), Vec::new());
     let mut digests = Vec::with_capacity(entries.len());
     for (id, old) in entries {
-        let payload = inner.reader.read(id, old, &mut scratch)?;
+        let payload = inner.chunks.read_record(id, old, &mut scratch)?;
         let object = || format!("pack {pack:08x} record at {}", old.offset);
-        inner.decode_record(id, old, payload, &mut raw, &object, 0, MAX_DELTA_DEPTH)?;
+        inner
+            .chunks
+            .decode_record(id, old, payload, &mut raw, &object, 0, MAX_DELTA_DEPTH)?;
         if Hash32::of(&raw) != *id {
             return Err(Error::corrupt(
                 object(),
@@ -693,8 +672,8 @@ fn unreadable(e: &Error) -> bool {
 fn worth_compacting_metadata(inner: &Inner, report: &GcReport) -> bool {
     let deleted = report.chunks_deleted + report.manifests_released;
     let left = {
-        let c = inner.commit.lock();
-        c.stats.chunks + c.stats.blobs
+        let (stats, _, _) = inner.chunks.stats();
+        stats.chunks + stats.blobs
     };
     deleted > 0 && deleted.saturating_mul(METADATA_COMPACT_SHARE) >= left + deleted
 }

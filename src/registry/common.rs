@@ -145,6 +145,7 @@ pub(crate) fn update_entity<E: Entity, T>(
 ) -> Result<T> {
     store
         .inner
+        .chunks
         .commit(chunks, Batch::default(), |meta, stats, batch| {
             let mut rec: E =
                 load(meta, E::CF, &id.0, E::KIND)?.ok_or_else(|| Error::not_found(E::KIND, id))?;

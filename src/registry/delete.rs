@@ -257,7 +257,7 @@ fn run(
     plan: impl FnOnce(&Meta, &mut Plan) -> Result<()>,
 ) -> Result<DeleteReport> {
     if dry_run {
-        let meta = &store.inner.meta;
+        let meta = store.inner.chunks.meta();
         let mut p = Plan::default();
         plan(meta, &mut p)?;
         let mut stats = StatsRecord::default();
@@ -265,6 +265,7 @@ fn run(
     }
     store
         .inner
+        .chunks
         .commit(&[], Batch::default(), |meta, stats, batch| {
             let mut p = Plan::default();
             plan(meta, &mut p)?;

@@ -173,15 +173,17 @@ impl Store {
             inputs: Vec::new(),
             console_lines: 0,
         };
-        self.inner.commit(&[], Batch::default(), |_, _, batch| {
-            apply_index(
-                batch,
-                &Default::default(),
-                &index::experiment_keys(&id, &rec),
-            );
-            save(batch, Cf::Experiments, id.0.to_vec(), &rec);
-            Ok(())
-        })?;
+        self.inner
+            .chunks
+            .commit(&[], Batch::default(), |_, _, batch| {
+                apply_index(
+                    batch,
+                    &Default::default(),
+                    &index::experiment_keys(&id, &rec),
+                );
+                save(batch, Cf::Experiments, id.0.to_vec(), &rec);
+                Ok(())
+            })?;
         Ok(Experiment {
             store: self.clone(),
             id,
@@ -193,7 +195,7 @@ impl Store {
     /// # Errors
     /// [`Error::NotFound`] if there is none.
     pub fn experiment(&self, id: EntityId) -> Result<Experiment> {
-        load_experiment(&self.inner.meta, &id)?;
+        load_experiment(self.inner.chunks.meta(), &id)?;
         Ok(Experiment {
             store: self.clone(),
             id,
@@ -205,7 +207,7 @@ impl Store {
         check_label("project", project, 256)?;
         check_label("experiment name", name, 256)?;
         let prefix = Key::new(tag::EXP_NAME).str(project).str(name).done();
-        let id = ids_under(&self.inner.meta, &prefix)?
+        let id = ids_under(self.inner.chunks.meta(), &prefix)?
             .into_iter()
             .max()
             .ok_or_else(|| Error::not_found("experiment", format!("{project}/{name}")))?;
@@ -239,7 +241,7 @@ impl Experiment {
 
     /// A snapshot of the record and its links.
     pub fn info(&self) -> Result<ExperimentInfo> {
-        let meta = &self.store.inner.meta;
+        let meta = self.store.inner.chunks.meta();
         let r = load_experiment(meta, &self.id)?;
         let created_models = ids_under(meta, &Key::new(tag::EXP_CREATED).id(&self.id).done())?;
         Ok(ExperimentInfo {
@@ -321,7 +323,7 @@ impl Experiment {
 
     /// Current progress.
     pub fn progress(&self) -> Result<u8> {
-        Ok(load_experiment(&self.store.inner.meta, &self.id)?.progress)
+        Ok(load_experiment(self.store.inner.chunks.meta(), &self.id)?.progress)
     }
 
     /// Records the environment.
@@ -397,7 +399,7 @@ impl Experiment {
 
     /// Console lines from `from` on, at most `limit`.
     pub fn console(&self, from: u64, limit: usize) -> Result<Vec<ConsoleLine>> {
-        let meta = &self.store.inner.meta;
+        let meta = self.store.inner.chunks.meta();
         let mut start = self.id.0.to_vec();
         start.extend_from_slice(&from.to_be_bytes());
         let mut out = Vec::new();
@@ -424,7 +426,7 @@ impl Experiment {
 
     /// The last `n` console lines.
     pub fn console_tail(&self, n: usize) -> Result<Vec<ConsoleLine>> {
-        let total = load_experiment(&self.store.inner.meta, &self.id)?.console_lines;
+        let total = load_experiment(self.store.inner.chunks.meta(), &self.id)?.console_lines;
         self.console(total.saturating_sub(n as u64), n)
     }
 
@@ -504,7 +506,8 @@ impl Experiment {
         let (k, v) = self
             .store
             .inner
-            .meta
+            .chunks
+            .meta()
             .floor(Cf::Artifacts, &prefix, &key)?
             .filter(|(k, _)| revision.is_none() || k[..] == key[..])
             .ok_or_else(|| Error::not_found("artifact", format!("{name} of {}", what(&self.id))))?;
@@ -524,7 +527,8 @@ impl Experiment {
         for kv in self
             .store
             .inner
-            .meta
+            .chunks
+            .meta()
             .scan_prefix(Cf::Artifacts, &self.id.0, &self.id.0)
         {
             let (k, v) = kv?;
@@ -575,7 +579,8 @@ impl Experiment {
         for kv in self
             .store
             .inner
-            .meta
+            .chunks
+            .meta()
             .scan_prefix(Cf::Scalars, &prefix, &prefix)
         {
             let (k, v) = kv?;
@@ -682,7 +687,7 @@ impl ExperimentQuery {
         if self.limit == 0 {
             return Ok(Vec::new());
         }
-        let meta = &self.store.inner.meta;
+        let meta = self.store.inner.chunks.meta();
         let prefix = if let Some(t) = &self.tag {
             Some(Key::new(tag::EXP_TAG).str(t).done())
         } else if let Some(s) = self.status {

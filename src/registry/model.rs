@@ -361,35 +361,37 @@ impl Store {
             aliases: BTreeMap::new(),
             external,
         };
-        self.inner.commit(&[], Batch::default(), |meta, _, batch| {
-            if let Some(ext) = &rec.external {
-                let uk = index::url_key(&ext.url);
-                if let Some(existing) = meta.get(Cf::Index, &uk)? {
-                    return EntityId::try_from_slice(&existing);
+        self.inner
+            .chunks
+            .commit(&[], Batch::default(), |meta, _, batch| {
+                if let Some(ext) = &rec.external {
+                    let uk = index::url_key(&ext.url);
+                    if let Some(existing) = meta.get(Cf::Index, &uk)? {
+                        return EntityId::try_from_slice(&existing);
+                    }
+                    batch.put(Cf::Index, uk, id.0.to_vec());
                 }
-                batch.put(Cf::Index, uk, id.0.to_vec());
-            }
-            if let Some(e) = &rec.experiment {
-                let exp = load_experiment(meta, e)?;
-                if exp.status.is_final() {
-                    return Err(Error::Immutable {
-                        what: format!("experiment {e}"),
-                        state: exp.status.name().into(),
-                    });
+                if let Some(e) = &rec.experiment {
+                    let exp = load_experiment(meta, e)?;
+                    if exp.status.is_final() {
+                        return Err(Error::Immutable {
+                            what: format!("experiment {e}"),
+                            state: exp.status.name().into(),
+                        });
+                    }
                 }
-            }
-            if let Some(p) = &rec.parent {
-                load_model(meta, p)?;
-            }
-            apply_index(batch, &BTreeSet::new(), &index::model_keys(&id, &rec));
-            save(batch, Cf::Models, id.0.to_vec(), &rec);
-            Ok(id)
-        })
+                if let Some(p) = &rec.parent {
+                    load_model(meta, p)?;
+                }
+                apply_index(batch, &BTreeSet::new(), &index::model_keys(&id, &rec));
+                save(batch, Cf::Models, id.0.to_vec(), &rec);
+                Ok(id)
+            })
     }
 
     /// The model with this id.
     pub fn model(&self, id: EntityId) -> Result<Model> {
-        load_model(&self.inner.meta, &id)?;
+        load_model(self.inner.chunks.meta(), &id)?;
         Ok(Model {
             store: self.clone(),
             id,
@@ -400,7 +402,7 @@ impl Store {
     pub fn model_by_name(&self, name: &str) -> Result<Model> {
         check_name(name)?;
         let id = ids_under(
-            &self.inner.meta,
+            self.inner.chunks.meta(),
             &Key::new(tag::MODEL_NAME).str(name).done(),
         )?
         .into_iter()
@@ -467,7 +469,7 @@ impl Store {
     /// answered from the index and intersected; the full query is then
     /// checked on each candidate. A query with no indexed conjunct scans.
     pub fn find_models(&self, q: &Query) -> Result<Vec<ModelInfo>> {
-        let ids = super::search::candidates(&self.inner.meta, q)?;
+        let ids = super::search::candidates(self.inner.chunks.meta(), q)?;
         let mut out = Vec::new();
         let mut check = |id: EntityId| -> Result<()> {
             let m = Model {
@@ -483,7 +485,7 @@ impl Store {
         match ids {
             Some(ids) => ids.into_iter().try_for_each(&mut check)?,
             None => {
-                for kv in self.inner.meta.scan_prefix(Cf::Models, &[], &[]) {
+                for kv in self.inner.chunks.meta().scan_prefix(Cf::Models, &[], &[]) {
                     let (k, _) = kv?;
                     check(EntityId::try_from_slice(&k)?)?;
                 }
@@ -495,7 +497,8 @@ impl Store {
     /// All models (id, name, latest version), in creation order.
     pub fn models(&self) -> Result<Vec<ModelSummary>> {
         self.inner
-            .meta
+            .chunks
+            .meta()
             .scan_prefix(Cf::Models, &[], &[])
             .map(|kv| {
                 let (k, v) = kv?;
@@ -513,7 +516,12 @@ impl Store {
     pub fn versions_with_blob(&self, blob: &crate::id::BlobId) -> Result<Vec<(EntityId, u32)>> {
         let prefix = Key::new(tag::BLOB_MODEL).bytes(blob.as_bytes()).done();
         let mut out = Vec::new();
-        for kv in self.inner.meta.scan_prefix(Cf::Index, &prefix, &prefix) {
+        for kv in self
+            .inner
+            .chunks
+            .meta()
+            .scan_prefix(Cf::Index, &prefix, &prefix)
+        {
             let (k, _) = kv?;
             out.push(index::id_version(&k[prefix.len()..], "blob index key")?);
         }
@@ -558,7 +566,7 @@ impl Model {
 
     /// A snapshot of the record.
     pub fn info(&self) -> Result<ModelInfo> {
-        let r = load_model(&self.store.inner.meta, &self.id)?;
+        let r = load_model(self.store.inner.chunks.meta(), &self.id)?;
         Ok(ModelInfo {
             id: self.id,
             name: r.name,
@@ -802,7 +810,8 @@ impl Model {
         let rec = self
             .store
             .inner
-            .meta
+            .chunks
+            .meta()
             .with(Cf::Blobs, f.blob.as_bytes(), decode_blob)?
             .ok_or_else(|| Error::not_found("blob", f.blob))?;
         if rec.size != f.size {
@@ -821,7 +830,7 @@ impl Model {
 
     /// A version (`None`: the latest).
     pub fn version(&self, version: Option<u32>) -> Result<ModelVersion> {
-        let meta = &self.store.inner.meta;
+        let meta = self.store.inner.chunks.meta();
         let rec = load_model(meta, &self.id)?;
         let v = match version {
             Some(v) => v,
@@ -858,7 +867,8 @@ impl Model {
         for kv in self
             .store
             .inner
-            .meta
+            .chunks
+            .meta()
             .scan_prefix(Cf::Versions, &self.id.0, &self.id.0)
         {
             let (k, _) = kv?;
@@ -1000,7 +1010,8 @@ impl Model {
         for kv in self
             .store
             .inner
-            .meta
+            .chunks
+            .meta()
             .scan_prefix(Cf::Index, &prefix, &prefix)
         {
             let (k, _) = kv?;

@@ -116,16 +116,18 @@ pub(crate) fn verify_index_at(snap: &Snapshot) -> Result<IndexReport> {
 impl Store {
     /// Compares the secondary indexes with what the records imply.
     pub fn verify_index(&self) -> Result<IndexReport> {
-        Ok(compare(&self.inner.meta)?.0)
+        Ok(compare(self.inner.chunks.meta())?.0)
     }
 
     /// Rebuilds the secondary indexes from the records (the repair path);
     /// returns what was wrong.
     pub fn rebuild_index(&self) -> Result<IndexReport> {
-        self.inner.commit(&[], Batch::default(), |meta, _, batch| {
-            let (report, fix) = compare(meta)?;
-            batch.extend(fix);
-            Ok(report)
-        })
+        self.inner
+            .chunks
+            .commit(&[], Batch::default(), |meta, _, batch| {
+                let (report, fix) = compare(meta)?;
+                batch.extend(fix);
+                Ok(report)
+            })
     }
 }

@@ -178,7 +178,10 @@ impl VersionUpload {
             }
             kept.push(new);
         }
-        self.store.inner.commit(&chunks, batch, |_, _, _| Ok(()))?;
+        self.store
+            .inner
+            .chunks
+            .commit(&chunks, batch, |_, _, _| Ok(()))?;
         for (b, new) in group.into_iter().zip(kept) {
             if new {
                 let id = b.id();
