@@ -152,8 +152,8 @@ impl Chunks {
         let stats = c.stats;
         let mut tx = Txn {
             chunks: self,
-            state: &mut *c,
-            pending: &*pending,
+            state: &mut c,
+            pending: &pending,
             pending_bases: OnceCell::new(),
             batch: Batch::default(),
             stats,
