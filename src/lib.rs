@@ -42,8 +42,8 @@
 //! # #[cfg(not(feature = "store"))] fn main() {}
 //! ```
 //!
-//! Layers, bottom up: [`chunking`] → [`codec`] → `pack` → `meta` → `blob` →
-//! [`Store`] → `registry`. See `docs/ARCHITECTURE.md` and `docs/FORMAT.md`.
+//! Layers, bottom up: [`chunking`] → [`codec`] → `pack` → `meta` → `chunk`
+//! → `blob` → `gc` → `verify` → `registry` → [`Store`]. See `docs/ARCHITECTURE.md` and `docs/FORMAT.md`.
 
 #![deny(unsafe_code)]
 // Without `store` only the pure layers build (for fuzzing); their store-side helpers go unused.

@@ -6,15 +6,16 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
+use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::blob::Core;
 use crate::error::{Error, Result};
 use crate::id::{BlobId, ChunkId, Hash32};
 use crate::meta::records::{self, StatsRecord};
 use crate::meta::{keys, Cf};
 use crate::pack::{pack_file_name, ChunkLoc};
-use crate::store::Store;
 
 mod refs;
 
@@ -110,18 +111,10 @@ fn problem(kind: &'static str, object: impl Into<String>, detail: impl Into<Stri
     }
 }
 
-impl Store {
-    /// Checks the store. Problems are reported, not returned as errors; an
-    /// `Err` means verification itself could not run (e.g. I/O on the
-    /// metadata database).
-    ///
-    /// Runs beside writers, deletions and collections without stopping
-    /// them: every record is read from one snapshot of the metadata (the
-    /// store as of the call; commits are atomic batches, so it is
-    /// consistent), and no lock is held. Its memory does not grow with the
-    /// store's chunks (docs/ARCHITECTURE.md, "Verify").
-    pub fn verify(&self, opts: VerifyOptions) -> Result<VerifyReport> {
-        let inner = &self.inner;
+impl Core {
+    /// See [`crate::Store::verify`].
+    pub(crate) fn verify(self: &Arc<Self>, opts: VerifyOptions) -> Result<VerifyReport> {
+        let inner = &self;
         let snap = inner.chunks.meta().snapshot();
         let mut r = VerifyReport::default();
         let mut bad_chunks: BTreeMap<ChunkId, usize> = BTreeMap::new();

@@ -16,19 +16,19 @@ use std::thread;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 
+use crate::blob::Core;
 use crate::chunking::PlaneHint;
 use crate::codec::{self, delta, Codec};
 use crate::error::{Error, Result};
 use crate::id::{ChunkId, Hash32};
 use crate::pack::{ChunkLoc, RecordHeader};
-use crate::store::Inner;
 
 /// One chunk to ingest: a range of a shared input block, with the cutter's
 /// hint on how to compress it.
 pub(crate) struct Job {
     /// Declared first, so dropped first: a job dropped unanswered lets go
     /// of the store before its [`Reply`] answers (see [`worker`]).
-    pub inner: Arc<Inner>,
+    pub inner: Arc<Core>,
     pub block: Arc<Vec<u8>>,
     pub range: Range<usize>,
     pub hint: PlaneHint,
@@ -237,7 +237,7 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 /// upload releases the hold once a committed segment references the chunk,
 /// or when it gives up. `progress` records the holds taken, for [`run`].
 fn ingest(
-    inner: &Inner,
+    inner: &Core,
     id: &ChunkId,
     data: &[u8],
     hint: PlaneHint,
@@ -301,7 +301,7 @@ fn ingest(
 /// base that cannot be used (gone from the index, too deep, unreadable) is
 /// not an error: the chunk is stored whole.
 fn encode(
-    inner: &Inner,
+    inner: &Core,
     data: &[u8],
     hint: PlaneHint,
     base: Option<ChunkId>,
@@ -321,7 +321,7 @@ fn encode(
 }
 
 fn try_delta(
-    inner: &Inner,
+    inner: &Core,
     data: &[u8],
     hint: PlaneHint,
     base: &ChunkId,

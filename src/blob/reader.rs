@@ -35,12 +35,13 @@
 //! thread at most).
 
 use std::io::{self, Read, Seek, SeekFrom};
+use std::sync::Arc;
 
+use crate::blob::Core;
 use crate::error::{to_io, Error, Result};
 use crate::id::BlobId;
 use crate::meta::records::{self, BlobRecord, SegmentEntry};
 use crate::meta::{keys, Cf};
-use crate::store::{Inner, Store};
 
 use super::prefetch::{Taken, Window};
 
@@ -49,7 +50,7 @@ pub struct BlobReader {
     /// Chunks fetched ahead. Closed in `drop` before `store` is released,
     /// so the last store handle is never dropped on a pool thread.
     ahead: Window,
-    store: Store,
+    store: Arc<Core>,
     id: BlobId,
     rec: BlobRecord,
     pos: u64,
@@ -64,7 +65,7 @@ pub struct BlobReader {
 }
 
 impl BlobReader {
-    pub(crate) fn new(store: Store, id: BlobId, rec: BlobRecord) -> Self {
+    pub(crate) fn new(store: Arc<Core>, id: BlobId, rec: BlobRecord) -> Self {
         BlobReader {
             ahead: Window::new(&store),
             store,
@@ -108,7 +109,6 @@ impl BlobReader {
         let prefix = m.to_be_bytes();
         let (k, v) = self
             .store
-            .inner
             .chunks
             .meta()
             .floor(Cf::Manifests, &prefix, &keys::segment(m, pos))?
@@ -187,7 +187,7 @@ impl BlobReader {
         };
         if let Some((entry, start)) = here {
             fetch(
-                &self.store.inner,
+                &self.store,
                 self.id,
                 &entry,
                 start,
@@ -238,7 +238,7 @@ impl Drop for BlobReader {
 /// `start` of `blob`, into `out`: the one read path for the caller's thread
 /// and the read-ahead pool, so both fail with the same errors.
 pub(super) fn fetch(
-    inner: &Inner,
+    inner: &Core,
     blob: BlobId,
     entry: &SegmentEntry,
     start: u64,

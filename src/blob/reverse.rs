@@ -28,15 +28,16 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use super::base::DeltaBase;
+use crate::blob::Core;
 use crate::chunking::PlaneHint;
 use crate::codec::{delta, Codec};
 use crate::error::{Error, Result};
 use crate::id::{BlobId, ChunkId};
 use crate::meta::keys;
 use crate::pack::{ChunkLoc, RecordHeader};
-use crate::store::{Inner, Store};
 
 /// Chunk pairs per commit (and per hold of the collection mutex).
 const BATCH: usize = 256;
@@ -68,29 +69,19 @@ struct Rebased {
     new: ChunkLoc,
 }
 
-impl Store {
-    /// Re-encodes the chunks of `older` as deltas against the matching
-    /// chunks of `newer` (see the module documentation), so that `newer`,
-    /// typically the latest checkpoint, reads without following any base.
-    /// What either blob reads back is unchanged. Call it once `newer` is
-    /// stored (best cut with [`crate::BlobWriter::cut_like`]`(older)`); the
-    /// replaced records are reclaimed by the next [`Store::gc`] with
-    /// compaction.
-    ///
-    /// A chunk that cannot be rebased (already a delta, too long a chain,
-    /// unreadable, or no smaller as a delta) is left as it is: this is an
-    /// optimization, never a reason to fail.
-    ///
-    /// # Errors
-    /// [`crate::Error::NotFound`] if either blob is not stored; I/O and
-    /// metadata errors.
-    pub fn reverse_delta(&self, older: &BlobId, newer: &BlobId) -> Result<ReverseDeltaReport> {
+impl Core {
+    /// See [`crate::Store::reverse_delta`].
+    pub(crate) fn reverse_delta(
+        self: &Arc<Self>,
+        older: &BlobId,
+        newer: &BlobId,
+    ) -> Result<ReverseDeltaReport> {
         let mut report = ReverseDeltaReport::default();
         let (old, new) = (DeltaBase::open(self, older)?, DeltaBase::open(self, newer)?);
         let (Some(mut old), Some(mut new)) = (old, new) else {
             return Ok(report);
         };
-        if older == newer || self.inner.opts.max_delta_depth == 0 {
+        if older == newer || self.opts.max_delta_depth == 0 {
             return Ok(report);
         }
         let layout = old.layout().cloned();
@@ -110,11 +101,11 @@ impl Store {
             }
             pos += len as u64;
             if pairs.len() == BATCH {
-                rebase_batch(&self.inner, &pairs, &mut report)?;
+                rebase_batch(&self, &pairs, &mut report)?;
                 pairs.clear();
             }
         }
-        rebase_batch(&self.inner, &pairs, &mut report)?;
+        rebase_batch(&self, &pairs, &mut report)?;
         Ok(report)
     }
 }
@@ -131,7 +122,7 @@ struct Buffers {
 /// Reads X and Y, encodes X against Y and appends the record, when the
 /// pair qualifies as things stand (the commit checks again).
 fn rebase_one(
-    inner: &Inner,
+    inner: &Core,
     x: &ChunkId,
     y: &ChunkId,
     hint: PlaneHint,
@@ -179,7 +170,7 @@ fn rebase_one(
 
 /// Encodes, appends and commits one batch of pairs.
 fn rebase_batch(
-    inner: &Inner,
+    inner: &Core,
     pairs: &[(ChunkId, ChunkId, PlaneHint)],
     report: &mut ReverseDeltaReport,
 ) -> Result<()> {

@@ -9,10 +9,12 @@
 //! holds of uploads in flight: see docs/ARCHITECTURE.md, "GC".
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::blob::Core;
 use crate::codec::delta::MAX_DELTA_DEPTH;
 use crate::error::{Error, Result};
 use crate::id::{ChunkId, Hash32};
@@ -20,7 +22,6 @@ use crate::meta::keys::{self, refs};
 use crate::meta::records::{self, now_ms, UploadRecord};
 use crate::meta::{Batch, Cf};
 use crate::pack::{ChunkLoc, RecordHeader, PACK_HEADER_LEN};
-use crate::store::{Inner, Store};
 
 /// Segments released per commit while dropping a dead manifest.
 pub(super) const SEGMENTS_PER_COMMIT: usize = 8;
@@ -171,28 +172,10 @@ pub struct UploadInfo {
     pub open: bool,
 }
 
-impl Store {
-    /// Collects garbage: gives up expired upload sessions, releases the
-    /// chunk references of deleted blobs, deletes the index entries of
-    /// chunks nothing references or holds, and compacts packs (see
-    /// [`GcOptions`]). Safe to run while other threads upload, read and
-    /// delete; one collection runs at a time. Last, when it deleted at
-    /// least an eighth of the store's chunk index entries and manifests (or
-    /// always, with [`GcOptions::compact_metadata`]), the metadata database
-    /// is flushed and its blob-related column families compacted, so the
-    /// entries it deleted stop taking space.
-    ///
-    /// A pack chosen for compaction with a live record that cannot be read
-    /// or verified is left as it is and named in
-    /// [`GcReport::packs_skipped`]; the collection goes on with the others.
-    ///
-    /// # Errors
-    /// I/O and metadata errors (a full disk while copying records is
-    /// [`Error::Io`] naming the pack file). A collection interrupted by an
-    /// error or a crash leaves a consistent store; the next one finishes
-    /// the work (after a failed pack write, reopen the store first).
-    pub fn gc(&self, opts: &GcOptions) -> Result<GcReport> {
-        let inner = &*self.inner;
+impl Core {
+    /// See [`crate::Store::gc`].
+    pub(crate) fn gc(self: &Arc<Self>, opts: &GcOptions) -> Result<GcReport> {
+        let inner = &**self;
         let _one = inner.gc.lock();
         let mut report = GcReport::default();
         expire_uploads(inner, opts, &mut report)?;
@@ -213,19 +196,12 @@ impl Store {
         Ok(report)
     }
 
-    /// Drops one hold on a blob (taken by [`crate::BlobWriter::finish`] or
-    /// [`Store::put_blob`]). A blob with no hold left and no registry record
-    /// referring to it is deleted; its chunks are freed by the next
-    /// [`Store::gc`].
-    ///
-    /// # Errors
-    /// [`Error::NotFound`] if the blob is not stored, [`Error::InvalidInput`]
-    /// if it has no hold to release.
-    pub fn release_blob(&self, id: &crate::BlobId) -> Result<()> {
+    /// See [`crate::Store::release_blob`].
+    pub(crate) fn release_blob(self: &Arc<Self>, id: &crate::BlobId) -> Result<()> {
         let key = keys::count(refs::HOLD, id.as_bytes());
         let mut batch = Batch::default();
         batch.count(key, -1);
-        self.inner.chunks.commit(&[], batch, |meta, _, _| {
+        self.chunks.commit(&[], batch, |meta, _, _| {
             if meta.get(Cf::Blobs, id.as_bytes())?.is_none() {
                 return Err(Error::not_found("blob", id));
             }
@@ -240,24 +216,19 @@ impl Store {
         })
     }
 
-    /// Continues an upload session after a crash or a
-    /// [`crate::BlobWriter::suspend`]: the returned writer has the durable
-    /// prefix (its [`crate::BlobWriter::len`]) already; write the rest of
-    /// the content from that offset and finish or stage it as usual.
-    ///
-    /// # Errors
-    /// [`Error::NotFound`] for an unknown or expired session;
-    /// [`Error::InvalidInput`] if a writer in this process has it open;
-    /// [`Error::Corrupt`] if its durable prefix cannot be read back.
-    pub fn resume_upload(&self, id: crate::UploadId) -> Result<crate::BlobWriter> {
+    /// See [`crate::Store::resume_upload`].
+    pub(crate) fn resume_upload(
+        self: &Arc<Self>,
+        id: crate::UploadId,
+    ) -> Result<crate::BlobWriter> {
         crate::BlobWriter::resume(self.clone(), id)
     }
 
-    /// The upload sessions with durable progress and no blob yet.
-    pub fn uploads(&self) -> Result<Vec<UploadInfo>> {
-        let open = self.inner.active_uploads.lock().clone();
+    /// See [`crate::Store::uploads`].
+    pub(crate) fn uploads(self: &Arc<Self>) -> Result<Vec<UploadInfo>> {
+        let open = self.active_uploads.lock().clone();
         let mut out = Vec::new();
-        for kv in self.inner.chunks.meta().scan_prefix(Cf::Uploads, &[], &[]) {
+        for kv in self.chunks.meta().scan_prefix(Cf::Uploads, &[], &[]) {
             let (k, v) = kv?;
             let id = keys::parse_u64(&k).ok_or_else(|| {
                 Error::corrupt("uploads column family", "key of the wrong length")
@@ -275,7 +246,7 @@ impl Store {
     }
 }
 
-fn expire_uploads(inner: &Inner, opts: &GcOptions, report: &mut GcReport) -> Result<()> {
+fn expire_uploads(inner: &Core, opts: &GcOptions, report: &mut GcReport) -> Result<()> {
     let cutoff = now_ms().saturating_sub(opts.expire_uploads_after.as_millis() as u64);
     let mut stale = Vec::new();
     for kv in inner.chunks.meta().scan_prefix(Cf::Uploads, &[], &[]) {
@@ -312,7 +283,7 @@ fn expire_uploads(inner: &Inner, opts: &GcOptions, report: &mut GcReport) -> Res
 /// 16,000 segments). Each commit deletes the segments whose references it
 /// releases, and the last one the manifest's marker: a collection cut short
 /// leaves the rest of the manifest, still counted, for the next one.
-fn release_manifests(inner: &Inner, opts: &GcOptions, report: &mut GcReport) -> Result<()> {
+fn release_manifests(inner: &Core, opts: &GcOptions, report: &mut GcReport) -> Result<()> {
     let prefix = [keys::gc::MANIFEST];
     let mut from = prefix.to_vec();
     let mut commits = 0u64;
@@ -337,7 +308,7 @@ fn release_manifests(inner: &Inner, opts: &GcOptions, report: &mut GcReport) -> 
 /// Releases dead manifest `m`, a few segments per commit (see
 /// [`release_manifests`]); `commits` counts the commits made.
 #[cfg_attr(not(test), allow(unused_variables))]
-fn release_manifest(inner: &Inner, opts: &GcOptions, m: u64, commits: &mut u64) -> Result<()> {
+fn release_manifest(inner: &Core, opts: &GcOptions, m: u64, commits: &mut u64) -> Result<()> {
     let prefix = m.to_be_bytes();
     let mut from = prefix.to_vec();
     loop {
@@ -396,7 +367,7 @@ fn crash_point(opts: &GcOptions, here: CrashAt) -> Result<()> {
 /// One pass over the chunk candidates. Returns true if it deleted a delta
 /// (whose base may now be a candidate the pass did not see).
 fn sweep_chunks(
-    inner: &Inner,
+    inner: &Core,
     opts: &GcOptions,
     report: &mut GcReport,
     held: &mut HashSet<ChunkId>,
@@ -432,7 +403,7 @@ fn sweep_chunks(
 /// unreferenced and unheld, in one commit; adds the held ones to `held`.
 /// Returns true if one of them was a delta (its base lost a reference).
 fn sweep_some(
-    inner: &Inner,
+    inner: &Core,
     opts: &GcOptions,
     ids: &[ChunkId],
     report: &mut GcReport,
@@ -478,7 +449,7 @@ fn sweep_some(
 }
 
 /// Rewrites or deletes packs whose live fraction is below the threshold.
-fn compact(inner: &Inner, opts: &GcOptions, report: &mut GcReport) -> Result<()> {
+fn compact(inner: &Core, opts: &GcOptions, report: &mut GcReport) -> Result<()> {
     let (sizes, generation) = inner.chunks.pack_sizes();
     // Asked after the sizes were taken: a pack among them that is not open
     // now was sealed (a sealed pack is never appended to again), and an open
@@ -531,7 +502,7 @@ const COMPACT_GROUP: usize = 64;
 
 #[cfg_attr(not(test), allow(unused_variables))]
 fn compact_pack(
-    inner: &Inner,
+    inner: &Core,
     opts: &GcOptions,
     pack: u32,
     mut entries: Vec<(ChunkId, ChunkLoc)>,
@@ -635,11 +606,7 @@ fn compact_pack(
 /// Reads, decodes (a delta through its base) and verifies every record of
 /// `entries`, in `pack`; returns a digest of each stored payload, so that
 /// the copy can check it copies exactly the bytes verified.
-fn verify_records(
-    inner: &Inner,
-    pack: u32,
-    entries: &[(ChunkId, ChunkLoc)],
-) -> Result<Vec<Hash32>> {
+fn verify_records(inner: &Core, pack: u32, entries: &[(ChunkId, ChunkLoc)]) -> Result<Vec<Hash32>> {
     let (mut scratch, mut raw) = (Vec::new(), Vec::new());
     let mut digests = Vec::with_capacity(entries.len());
     for (id, old) in entries {
@@ -669,7 +636,7 @@ fn unreadable(e: &Error) -> bool {
 
 /// Whether this collection deleted enough entries for a metadata
 /// compaction to pay (see [`METADATA_COMPACT_SHARE`]).
-fn worth_compacting_metadata(inner: &Inner, report: &GcReport) -> bool {
+fn worth_compacting_metadata(inner: &Core, report: &GcReport) -> bool {
     let deleted = report.chunks_deleted + report.manifests_released;
     let left = {
         let (stats, _, _) = inner.chunks.stats();

@@ -3,21 +3,18 @@
 //! pack recovery at open in `recovery`, tuning in `options`. Every write
 //! goes through the chunk layer's commit door (`crate::chunk`).
 
-use std::collections::HashSet;
-use std::fs::File;
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::io::Read;
+use std::path::Path;
 use std::sync::Arc;
 
-use parking_lot::Mutex;
-
-use crate::blob::{BlobReader, BlobWriter, Pool};
-use crate::chunk::Chunks;
-use crate::error::{Error, Result};
+use crate::blob::{BlobReader, BlobWriter, Core};
+#[allow(unused_imports)] // named by the docs
+use crate::error::Error;
+use crate::error::Result;
 use crate::id::BlobId;
-use crate::meta::records::{self, BlobRecord};
-use crate::meta::Cf;
+use crate::meta::records::BlobRecord;
 
+mod api;
 mod open;
 mod options;
 mod recovery;
@@ -29,21 +26,7 @@ pub use options::{Durability, Options};
 /// last clone (and every reader and writer made from it) is dropped.
 #[derive(Clone)]
 pub struct Store {
-    pub(crate) inner: Arc<Inner>,
-}
-
-pub(crate) struct Inner {
-    pub dir: PathBuf,
-    pub store_id: [u8; 16],
-    /// The chunk layer: packs, index, pending holds, the commit door.
-    pub chunks: Arc<Chunks>,
-    pub opts: Options,
-    /// Manifest ids of the uploads open in this process (never expired).
-    pub active_uploads: Mutex<HashSet<u64>>,
-    pub pool: Pool,
-    /// Serialises collections (one at a time per store).
-    pub gc: Mutex<()>,
-    _lock: File,
+    pub(crate) inner: Arc<Core>,
 }
 
 /// Space and dedup figures for a store.
@@ -99,35 +82,23 @@ impl Store {
 
     /// The store directory.
     pub fn path(&self) -> &Path {
-        &self.inner.dir
+        self.inner.path()
     }
 
     /// The store's unique id (a UUID, fixed at creation).
     pub fn id(&self) -> uuid::Uuid {
-        uuid::Uuid::from_bytes(self.inner.store_id)
+        self.inner.id()
     }
 
     /// Starts a streaming upload. Write the content, then call
     /// [`BlobWriter::finish`] for its id.
     pub fn blob_writer(&self) -> BlobWriter {
-        BlobWriter::new(self.clone())
+        self.inner.blob_writer()
     }
 
     /// Stores everything `src` yields and returns the blob id.
-    pub fn put_blob(&self, mut src: impl Read) -> Result<BlobId> {
-        let mut w = self.blob_writer();
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = match src.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(Error::io("<input stream>", e)),
-            };
-            w.write_all(&buf[..n])
-                .map_err(|e| Error::io("<blob writer>", e))?;
-        }
-        w.finish()
+    pub fn put_blob(&self, src: impl Read) -> Result<BlobId> {
+        self.inner.put_blob(src)
     }
 
     /// Opens a blob for reading (`Read + Seek`, every chunk verified).
@@ -135,23 +106,17 @@ impl Store {
     /// # Errors
     /// [`Error::NotFound`] if no such blob is stored.
     pub fn blob_reader(&self, id: &BlobId) -> Result<BlobReader> {
-        let rec = self
-            .blob_record(id)?
-            .ok_or_else(|| Error::not_found("blob", id))?;
-        Ok(BlobReader::new(self.clone(), *id, rec))
+        self.inner.blob_reader(id)
     }
 
     /// The record of a blob, if stored.
     pub fn blob_record(&self, id: &BlobId) -> Result<Option<BlobRecord>> {
-        self.inner
-            .chunks
-            .meta()
-            .with(Cf::Blobs, id.as_bytes(), records::decode_blob)
+        self.inner.blob_record(id)
     }
 
     /// True if a blob with this id is stored.
     pub fn contains_blob(&self, id: &BlobId) -> Result<bool> {
-        Ok(self.blob_record(id)?.is_some())
+        self.inner.contains_blob(id)
     }
 
     /// Makes every commit so far durable (pack data and the metadata WAL).

@@ -1,15 +1,13 @@
 //! Opening a store: the directory and its marker, the lock, metadata
 //! set-up and migrations, then recovery (`super::recovery`) and the layers.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::Arc;
 
-use parking_lot::Mutex;
-
-use crate::blob::Pool;
+use crate::blob::{Config, Core, Pool};
 use crate::chunk::{chain_root, Chunks, HEIGHTS_MARKER};
 use crate::chunking::CdcParams;
 use crate::error::{Error, Result};
@@ -19,7 +17,7 @@ use crate::meta::{Batch, Cf, Meta};
 use crate::pack::{ChunkLoc, PackReader, PackWriter};
 
 use super::recovery::{recover_packs, resume_lane};
-use super::{Durability, Inner, Options, Store};
+use super::{Durability, Options, Store};
 
 /// Name of the marker file that identifies a store directory.
 const MARKER: &str = "MODELVAULT";
@@ -87,17 +85,16 @@ impl Store {
         let reader = PackReader::new(&packs_dir, max_chunk, &pack_len, opts.max_open_packs);
         let sync_commits = opts.durability == Durability::Immediate;
         let chunks = Chunks::open(meta, &packs_dir, packs, reader, pack_len, sync_commits)?;
+        let config = Config {
+            cdc: opts.cdc,
+            encode: opts.encode,
+            threads: opts.threads,
+            max_delta_depth: opts.max_delta_depth,
+            delta_min_saving: opts.delta_min_saving,
+        };
+        let core = Core::new(dir, store_id, chunks, config, pool, lock);
         Ok(Store {
-            inner: Arc::new(Inner {
-                dir: dir.to_path_buf(),
-                store_id,
-                chunks: Arc::new(chunks),
-                active_uploads: Mutex::new(HashSet::new()),
-                pool,
-                gc: Mutex::new(()),
-                opts,
-                _lock: lock,
-            }),
+            inner: Arc::new(core),
         })
     }
 }
