@@ -115,10 +115,10 @@ impl Core {
     /// See [`crate::Store::verify`].
     pub(crate) fn verify(self: &Arc<Self>, opts: VerifyOptions) -> Result<VerifyReport> {
         let inner = &self;
-        let snap = inner.chunks.meta().snapshot();
+        let snap = inner.chunks().meta().snapshot();
         let mut r = VerifyReport::default();
         let mut bad_chunks: BTreeMap<ChunkId, usize> = BTreeMap::new();
-        pause::at(&inner.dir, pause::Stage::Start);
+        pause::at(inner.path(), pause::Stage::Start);
 
         // Packs: the committed length is within the file. A collection may
         // have compacted and deleted a pack since the snapshot: it deletes
@@ -130,7 +130,7 @@ impl Core {
             let id = keys::parse_pack(&k)
                 .ok_or_else(|| Error::corrupt("packs column family", "bad key"))?;
             let committed = records::decode_pack(&v)?.committed_len;
-            let path = inner.dir.join("packs").join(pack_file_name(id));
+            let path = inner.path().join("packs").join(pack_file_name(id));
             match fs::metadata(&path) {
                 Ok(m) if m.len() < committed => r.problems.push(problem(
                     "pack-truncated",
@@ -140,7 +140,7 @@ impl Core {
                 Ok(_) => {}
                 Err(e)
                     if e.kind() == std::io::ErrorKind::NotFound
-                        && inner.chunks.meta().get(Cf::Packs, &k)?.is_none() => {}
+                        && inner.chunks().meta().get(Cf::Packs, &k)?.is_none() => {}
                 Err(e) => r.problems.push(problem(
                     "pack-missing",
                     format!("pack {id:08x}"),
@@ -223,10 +223,10 @@ impl Core {
                 // moved the record since the snapshot). A chunk a collection
                 // deleted since the snapshot is gone from it: not damage.
                 if let Err(e) = inner
-                    .chunks
+                    .chunks()
                     .read_chunk(&id, &object, 0, &mut scratch, &mut out)
                 {
-                    if inner.chunks.chunk_loc(&id)?.is_some() {
+                    if inner.chunks().chunk_loc(&id)?.is_some() {
                         bad_chunks.insert(id, r.problems.len());
                         r.problems.push(problem(
                             "chunk-damaged",
@@ -237,7 +237,7 @@ impl Core {
                 }
             }
         }
-        pause::at(&inner.dir, pause::Stage::Chunks);
+        pause::at(inner.path(), pause::Stage::Chunks);
 
         // Blobs: segments tile [0, size), every chunk is indexed.
         let mut chunk_blobs: BTreeMap<ChunkId, BTreeSet<BlobId>> = BTreeMap::new();
@@ -389,7 +389,7 @@ impl Core {
         }
 
         // Reference counts and ownership.
-        refs::check(&snap, &inner.dir, opts.budgets, &mut r.problems)?;
+        refs::check(&snap, inner.path(), opts.budgets, &mut r.problems)?;
 
         // Secondary indexes.
         let idx = crate::registry::repair::verify_index_at(&snap)?;

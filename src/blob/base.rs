@@ -173,7 +173,7 @@ impl DeltaBase {
         let m = self.manifest;
         let (k, v) = self
             .store
-            .chunks
+            .chunks()
             .meta()
             .floor(Cf::Manifests, &m.to_be_bytes(), &keys::segment(m, pos))
             .ok()??;

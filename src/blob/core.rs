@@ -3,6 +3,11 @@
 //! in this process, and the store directory's lock. Blob writers and
 //! readers, registry handles and the layers above blob hold an `Arc<Core>`;
 //! `Store` is a thin public face over the same `Arc`.
+//!
+//! The work behind each public `Store` method is a `Core` method in the
+//! layer that does it (here and in `blob/`, `gc/collect.rs`, `verify.rs`,
+//! `registry/`); `store/api.rs` only delegates. Fields are private: the
+//! layers reach them through the accessors below.
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -35,16 +40,16 @@ pub(crate) struct Config {
 /// See the module docs. Two handles are the same open store exactly when
 /// they share one `Core` (`Arc::ptr_eq`).
 pub(crate) struct Core {
-    pub dir: PathBuf,
-    pub store_id: [u8; 16],
+    dir: PathBuf,
+    store_id: [u8; 16],
     /// The chunk layer: packs, index, pending holds, the commit door.
-    pub chunks: Chunks,
-    pub opts: Config,
+    chunks: Chunks,
+    opts: Config,
     /// Manifest ids of the uploads open in this process (never expired).
-    pub active_uploads: Mutex<HashSet<u64>>,
-    pub pool: Pool,
+    active_uploads: Mutex<HashSet<u64>>,
+    pool: Pool,
     /// Serialises collections (one at a time per store) and reverse deltas.
-    pub gc: Mutex<()>,
+    gc: Mutex<()>,
     /// The store directory's lock, held as long as anything uses the store.
     _lock: File,
 }
@@ -75,6 +80,32 @@ impl Core {
     /// The store directory.
     pub fn path(&self) -> &Path {
         &self.dir
+    }
+
+    /// The chunk layer: packs, index, pending holds, the commit door.
+    pub fn chunks(&self) -> &Chunks {
+        &self.chunks
+    }
+
+    /// The tuning of the layers from blob up.
+    pub fn opts(&self) -> &Config {
+        &self.opts
+    }
+
+    /// Manifest ids of the uploads open in this process.
+    pub fn active_uploads(&self) -> &Mutex<HashSet<u64>> {
+        &self.active_uploads
+    }
+
+    /// The upload worker pool.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Waits for, then holds until the guard drops, the collection mutex:
+    /// one collection or reverse-delta batch at a time.
+    pub fn exclusive(&self) -> parking_lot::MutexGuard<'_, ()> {
+        self.gc.lock()
     }
 
     /// The store's unique id.

@@ -193,11 +193,11 @@ fn run(job: Job, bufs: &mut Buffers) {
             let why = panic_message(&*panic);
             *bufs = Buffers::default();
             if let Some(b) = progress.delta_base.take() {
-                inner.chunks.end_delta(&b);
+                inner.chunks().end_delta(&b);
             }
             if progress.appending {
                 inner
-                    .chunks
+                    .chunks()
                     .poison(format!("an ingest worker panicked in a pack append: {why}"));
             }
             Err(Error::Internal(format!(
@@ -245,26 +245,26 @@ fn ingest(
     bufs: &mut Buffers,
     progress: &mut Progress,
 ) -> Result<Option<ChunkLoc>> {
-    let pending = inner.chunks.hold(id);
+    let pending = inner.chunks().hold(id);
     progress.held = true;
     if let Some(loc) = pending {
         return Ok(Some(loc));
     }
-    if inner.chunks.chunk_loc(id)?.is_some() {
+    if inner.chunks().chunk_loc(id)?.is_some() {
         return Ok(None);
     }
-    let base = base.filter(|b| b != id && inner.opts.max_delta_depth > 0);
+    let base = base.filter(|b| b != id && inner.opts().max_delta_depth > 0);
     if let Some(b) = &base {
         // Held until the delta's location is published (the base then
         // counts as held through it, until the commit that references it).
-        inner.chunks.begin_delta(b);
+        inner.chunks().begin_delta(b);
         progress.delta_base = Some(*b);
     }
     let (codec, base) = encode(inner, data, hint, base, bufs);
     if base.is_none() {
         // Not a delta after all: the base's hold goes now.
         if let Some(b) = progress.delta_base.take() {
-            inner.chunks.end_delta(&b);
+            inner.chunks().end_delta(&b);
         }
     }
     let payload = if base.is_some() {
@@ -285,12 +285,12 @@ fn ingest(
     progress.appending = true;
     let appended =
         inner
-            .chunks
+            .chunks()
             .append_pending(id, &header, payload, base, &mut progress.delta_base);
     progress.appending = false;
     // Not published (the append failed): the base's hold goes now.
     if let Some(b) = progress.delta_base.take() {
-        inner.chunks.end_delta(&b);
+        inner.chunks().end_delta(&b);
     }
     Ok(Some(appended?))
 }
@@ -316,7 +316,7 @@ fn encode(
             return (codec, Some(b));
         }
     }
-    let codec = codec::encode_hinted(data, hint, &inner.opts.encode, &mut bufs.out);
+    let codec = codec::encode_hinted(data, hint, &inner.opts().encode, &mut bufs.out);
     (codec, None)
 }
 
@@ -328,20 +328,20 @@ fn try_delta(
     bufs: &mut Buffers,
 ) -> Option<Codec> {
     // Looked up after the hold was taken: found now, it stays (see GC).
-    let loc = inner.chunks.chunk_loc(base).ok()??;
+    let loc = inner.chunks().chunk_loc(base).ok()??;
     // The chain below the base as it is now (a reverse delta may have made
     // it longer than the base's record says).
     let below = match loc.base {
         None => 0,
-        Some(_) => inner.chunks.chain_root(base).ok()??.2,
+        Some(_) => inner.chunks().chain_root(base).ok()??.2,
     };
     let depth = below + 1;
-    if depth > inner.opts.max_delta_depth {
+    if depth > inner.opts().max_delta_depth {
         return None;
     }
     let object = || format!("base chunk {base}");
     if let Err(e) = inner
-        .chunks
+        .chunks()
         .read_chunk(base, &object, 0, &mut bufs.scratch, &mut bufs.base)
     {
         crate::store::tracing_note(&format!(
@@ -349,7 +349,7 @@ fn try_delta(
         ));
         return None;
     }
-    let opts = &inner.opts.encode;
+    let opts = &inner.opts().encode;
     delta::encode_delta(data, &bufs.base, base, hint, opts, &mut bufs.delta)?;
     // Skip encoding the chunk alone when the delta clearly wins: under half
     // the raw size (beats any plain encoding of floats by far), or well
@@ -357,13 +357,13 @@ fn try_delta(
     // elements one version earlier, which compress about alike). Otherwise
     // compare with the chunk stored alone.
     let d = bufs.delta.len() as f64;
-    let clear_margin = 1.0 - inner.opts.delta_min_saving - 0.1;
+    let clear_margin = 1.0 - inner.opts().delta_min_saving - 0.1;
     let beats_base = loc.base.is_none()
         && loc.raw_len as usize == data.len()
         && d <= clear_margin * loc.stored_len as f64;
     if bufs.delta.len() * 2 > data.len() && !beats_base {
         codec::encode_hinted(data, hint, opts, &mut bufs.out);
-        let limit = bufs.out.len() as f64 * (1.0 - inner.opts.delta_min_saving);
+        let limit = bufs.out.len() as f64 * (1.0 - inner.opts().delta_min_saving);
         if bufs.delta.len() as f64 > limit {
             return None;
         }
@@ -419,7 +419,7 @@ mod tests {
 
     /// Nothing is held, pending or being delta-encoded any more.
     fn assert_released(store: &Store, after: &str) {
-        let (holds, locs, deltas_encoding) = store.inner.chunks.pending_counts();
+        let (holds, locs, deltas_encoding) = store.inner.chunks().pending_counts();
         assert!(holds == 0, "{after}: {holds} chunk holds left");
         assert!(locs == 0, "{after}: {locs} pending chunks left");
         assert_eq!(deltas_encoding, 0, "{after}: delta base holds left");
@@ -457,7 +457,7 @@ mod tests {
         // Collection finds nothing held, and every pool thread is alive.
         let report = store.gc(&GcOptions::new()).unwrap();
         assert_eq!(report.chunks_held, 0);
-        assert_eq!(store.inner.pool.live_threads(), 2);
+        assert_eq!(store.inner.pool().live_threads(), 2);
 
         // The next uploads succeed and read back.
         for seed in 3..6 {

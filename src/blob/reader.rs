@@ -109,7 +109,7 @@ impl BlobReader {
         let prefix = m.to_be_bytes();
         let (k, v) = self
             .store
-            .chunks
+            .chunks()
             .meta()
             .floor(Cf::Manifests, &prefix, &keys::segment(m, pos))?
             .ok_or_else(|| {
@@ -247,7 +247,7 @@ pub(super) fn fetch(
 ) -> Result<()> {
     let object = move || format!("blob {blob}");
     inner
-        .chunks
+        .chunks()
         .read_chunk(&entry.id, &object, start, scratch, out)?;
     if out.len() != entry.len as usize {
         return Err(Error::corrupt(

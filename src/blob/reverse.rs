@@ -81,7 +81,7 @@ impl Core {
         let (Some(mut old), Some(mut new)) = (old, new) else {
             return Ok(report);
         };
-        if older == newer || self.opts.max_delta_depth == 0 {
+        if older == newer || self.opts().max_delta_depth == 0 {
             return Ok(report);
         }
         let layout = old.layout().cloned();
@@ -101,11 +101,11 @@ impl Core {
             }
             pos += len as u64;
             if pairs.len() == BATCH {
-                rebase_batch(&self, &pairs, &mut report)?;
+                rebase_batch(self, &pairs, &mut report)?;
                 pairs.clear();
             }
         }
-        rebase_batch(&self, &pairs, &mut report)?;
+        rebase_batch(self, &pairs, &mut report)?;
         Ok(report)
     }
 }
@@ -128,26 +128,33 @@ fn rebase_one(
     hint: PlaneHint,
     b: &mut Buffers,
 ) -> Result<Option<Rebased>> {
-    let Some(old) = inner.chunks.chunk_loc(x)? else {
+    let Some(old) = inner.chunks().chunk_loc(x)? else {
         return Ok(None);
     };
-    if old.base.is_some() || old.height >= inner.opts.max_delta_depth {
+    if old.base.is_some() || old.height >= inner.opts().max_delta_depth {
         return Ok(None);
     }
-    if inner.chunks.chunk_loc(y)?.is_none_or(|l| l.base.is_some()) {
+    if inner
+        .chunks()
+        .chunk_loc(y)?
+        .is_none_or(|l| l.base.is_some())
+    {
         return Ok(None);
     }
     for (id, raw) in [(x, &mut b.x), (y, &mut b.y)] {
         let object = || format!("chunk {id} (reverse delta)");
-        if let Err(e) = inner.chunks.read_chunk(id, &object, 0, &mut b.scratch, raw) {
+        if let Err(e) = inner
+            .chunks()
+            .read_chunk(id, &object, 0, &mut b.scratch, raw)
+        {
             crate::store::tracing_note(&format!("not rebasing chunk {x}: {e}"));
             return Ok(None);
         }
     }
-    if delta::encode_delta(&b.x, &b.y, y, hint, &inner.opts.encode, &mut b.out).is_none() {
+    if delta::encode_delta(&b.x, &b.y, y, hint, &inner.opts().encode, &mut b.out).is_none() {
         return Ok(None);
     }
-    if b.out.len() as f64 > old.stored_len as f64 * (1.0 - inner.opts.delta_min_saving) {
+    if b.out.len() as f64 > old.stored_len as f64 * (1.0 - inner.opts().delta_min_saving) {
         return Ok(None);
     }
     let header = RecordHeader {
@@ -158,7 +165,7 @@ fn rebase_one(
     };
     let new = ChunkLoc {
         base: Some(*y),
-        ..inner.chunks.append_old(&header, &b.out)?
+        ..inner.chunks().append_old(&header, &b.out)?
     };
     Ok(Some(Rebased {
         x: *x,
@@ -178,14 +185,14 @@ fn rebase_batch(
         return Ok(());
     }
     report.paired += pairs.len() as u64;
-    let _collection = inner.gc.lock();
+    let _collection = inner.exclusive();
     // Distinct X only: a chunk repeated in the older blob is rebased once.
     let mut seen = HashSet::new();
     let pairs: Vec<_> = pairs.iter().filter(|(x, ..)| seen.insert(*x)).collect();
     // Read, encode and append on the store's worker count of threads.
     let next = AtomicUsize::new(0);
     let results: Vec<Result<Vec<Rebased>>> = std::thread::scope(|s| {
-        let workers: Vec<_> = (0..inner.opts.threads.max(1))
+        let workers: Vec<_> = (0..inner.opts().threads.max(1))
             .map(|_| {
                 s.spawn(|| {
                     let mut bufs = Buffers::default();
@@ -222,12 +229,12 @@ fn rebase_batch(
     if done.is_empty() {
         return Ok(());
     }
-    inner.chunks.sync_packs()?;
-    let busy = inner.chunks.commit_exclusive(|tx| {
+    inner.chunks().sync_packs()?;
+    let busy = inner.chunks().commit_exclusive(|tx| {
         if tx.deltas_in_flight() {
             return Ok(None);
         }
-        let max_depth = inner.opts.max_delta_depth;
+        let max_depth = inner.opts().max_delta_depth;
         // Entries this commit rewrites, as they will be: bases with raised
         // heights, and chunks turned into deltas.
         let mut now: HashMap<ChunkId, ChunkLoc> = HashMap::new();

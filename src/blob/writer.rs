@@ -348,7 +348,7 @@ impl StagedBlob {
                 session
             } else {
                 // A session id never recorded: nothing to keep registered.
-                self.store.active_uploads.lock().remove(&session);
+                self.store.active_uploads().lock().remove(&session);
                 0
             },
         }
@@ -370,8 +370,8 @@ pub(crate) fn abandon_sessions(store: &Arc<Core>, sessions: &[u64]) {
             batch.delete(Cf::Uploads, keys::upload(m).to_vec());
             batch.put(Cf::Gc, keys::gc_manifest(m).to_vec(), Vec::new());
         }
-        let _ = store.chunks.commit(&[], batch, |_, _, _| Ok(()));
-        let mut open = store.active_uploads.lock();
+        let _ = store.chunks().commit(&[], batch, |_, _, _| Ok(()));
+        let mut open = store.active_uploads().lock();
         for m in group {
             open.remove(m);
         }
@@ -384,12 +384,12 @@ impl Drop for StagedBlob {
     fn drop(&mut self) {
         let m = self.session;
         if let Some((_, seg)) = &self.last_segment {
-            self.store.chunks.release(seg.iter().map(|e| &e.id));
+            self.store.chunks().release(seg.iter().map(|e| &e.id));
         }
         if !self.committed.get() && self.durable {
             abandon(&self.store, m);
         }
-        self.store.active_uploads.lock().remove(&m);
+        self.store.active_uploads().lock().remove(&m);
     }
 }
 
@@ -399,13 +399,13 @@ fn abandon(store: &Arc<Core>, manifest: u64) {
     let mut batch = Batch::default();
     batch.delete(Cf::Uploads, keys::upload(manifest).to_vec());
     batch.put(Cf::Gc, keys::gc_manifest(manifest).to_vec(), Vec::new());
-    let _ = store.chunks.commit(&[], batch, |_, _, _| Ok(()));
+    let _ = store.chunks().commit(&[], batch, |_, _, _| Ok(()));
 }
 
 impl BlobWriter {
     pub(crate) fn new(store: Arc<Core>) -> Self {
         let (tx, rx) = unbounded();
-        let cutter = Cutter::new(store.opts.cdc);
+        let cutter = Cutter::new(store.opts().cdc);
         let block_cap = BLOCK.max(cutter.lookahead());
         BlobWriter {
             store,
@@ -483,7 +483,7 @@ impl BlobWriter {
     /// Continues the upload session `id` (see [`crate::Store::resume_upload`]).
     pub(crate) fn resume(store: Arc<Core>, id: UploadId) -> Result<Self> {
         let m = id.0;
-        if !store.active_uploads.lock().insert(m) {
+        if !store.active_uploads().lock().insert(m) {
             return Err(Error::invalid(
                 "upload id",
                 m,
@@ -494,7 +494,7 @@ impl BlobWriter {
         // From here on, dropping `w` deregisters (and, if it fails, abandons) it.
         w.manifest = m;
         let rec: UploadRecord = store
-            .chunks
+            .chunks()
             .meta()
             .get(Cf::Uploads, &keys::upload(m))?
             .map(|b| records::decode_postcard("upload session", &b))
@@ -517,7 +517,7 @@ impl BlobWriter {
                 Ok(n) => n,
                 Err(e) => {
                     w.manifest = 0;
-                    store.active_uploads.lock().remove(&m);
+                    store.active_uploads().lock().remove(&m);
                     return Err(Error::corrupt(
                         format!("upload session {m}"),
                         format!("its durable prefix cannot be read back: {e}"),
@@ -541,7 +541,7 @@ impl BlobWriter {
         drop(buf);
         if w.size != rec.durable_bytes {
             w.manifest = 0;
-            store.active_uploads.lock().remove(&m);
+            store.active_uploads().lock().remove(&m);
             return Err(Error::corrupt(
                 format!("upload session {m}"),
                 format!(
@@ -590,7 +590,7 @@ impl BlobWriter {
         let staged = self.stage()?;
         let store = staged.store.clone();
         store
-            .chunks
+            .chunks()
             .commit(&staged.chunks, Batch::default(), |meta, stats, batch| {
                 staged.apply(meta, stats, batch, &mut HashSet::new(), |_| false)?;
                 batch.count(keys::count(keys::refs::HOLD, staged.id.as_bytes()), 1);
@@ -770,10 +770,10 @@ impl BlobWriter {
                 self.drain(true)?;
             }
             if self.manifest == 0 {
-                self.manifest = self.store.chunks.new_manifest()?;
-                self.store.active_uploads.lock().insert(self.manifest);
+                self.manifest = self.store.chunks().new_manifest()?;
+                self.store.active_uploads().lock().insert(self.manifest);
             }
-            self.store.pool.submit(Job {
+            self.store.pool().submit(Job {
                 inner: Arc::clone(&self.store),
                 block: Arc::clone(&block),
                 range,
@@ -852,7 +852,7 @@ impl BlobWriter {
                 Ok(loc) => loc,
                 Err(e) => {
                     if d.held {
-                        self.store.chunks.release([&d.id]);
+                        self.store.chunks().release([&d.id]);
                     }
                     return Err(e);
                 }
@@ -881,9 +881,9 @@ impl BlobWriter {
         put_segment(&mut batch, self.manifest, self.seg_start, &self.seg);
         let created = self.put_session(&mut batch);
         let new = std::mem::take(&mut self.seg_new);
-        self.store.chunks.commit(&new, batch, |_, _, _| Ok(()))?;
+        self.store.chunks().commit(&new, batch, |_, _, _| Ok(()))?;
         self.session_ms = Some(created);
-        self.store.chunks.release(self.seg.iter().map(|e| &e.id));
+        self.store.chunks().release(self.seg.iter().map(|e| &e.id));
         self.seg.clear();
         self.seg_start = self.emitted;
         Ok(())
@@ -931,20 +931,20 @@ impl BlobWriter {
             self.drain(true)?;
         }
         if self.manifest == 0 {
-            self.manifest = self.store.chunks.new_manifest()?;
-            self.store.active_uploads.lock().insert(self.manifest);
+            self.manifest = self.store.chunks().new_manifest()?;
+            self.store.active_uploads().lock().insert(self.manifest);
         }
         // An empty segment is not a valid record: record the session alone.
         if self.seg.is_empty() {
             let mut batch = Batch::default();
             let created = self.put_session(&mut batch);
-            self.store.chunks.commit(&[], batch, |_, _, _| Ok(()))?;
+            self.store.chunks().commit(&[], batch, |_, _, _| Ok(()))?;
             self.session_ms = Some(created);
         } else {
             self.flush_segment()?;
         }
         let m = std::mem::take(&mut self.manifest);
-        self.store.active_uploads.lock().remove(&m);
+        self.store.active_uploads().lock().remove(&m);
         Ok(UploadId(m))
     }
 
@@ -987,7 +987,7 @@ impl Drop for BlobWriter {
             }
             received += 1;
         }
-        self.store.chunks.release(
+        self.store.chunks().release(
             self.seg
                 .iter()
                 .map(|e| &e.id)
@@ -998,7 +998,7 @@ impl Drop for BlobWriter {
             if self.session_ms.is_some() {
                 abandon(&self.store, self.manifest);
             }
-            self.store.active_uploads.lock().remove(&self.manifest);
+            self.store.active_uploads().lock().remove(&self.manifest);
         }
     }
 }
@@ -1083,7 +1083,7 @@ mod tests {
 
     /// The chunks the cutter makes of the whole file at once.
     fn reference(store: &Store, f: &[u8]) -> Vec<(Hash32, PlaneHint)> {
-        let cuts = Cutter::new(store.inner.opts.cdc).cuts(f);
+        let cuts = Cutter::new(store.inner.opts().cdc).cuts(f);
         let mut at = 0;
         cuts.iter()
             .map(|c| {
@@ -1102,7 +1102,7 @@ mod tests {
         for (id, hint) in want {
             let loc = store
                 .inner
-                .chunks
+                .chunks()
                 .chunk_loc(id)
                 .unwrap()
                 .expect("chunk stored");

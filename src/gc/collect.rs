@@ -176,7 +176,7 @@ impl Core {
     /// See [`crate::Store::gc`].
     pub(crate) fn gc(self: &Arc<Self>, opts: &GcOptions) -> Result<GcReport> {
         let inner = &**self;
-        let _one = inner.gc.lock();
+        let _one = inner.exclusive();
         let mut report = GcReport::default();
         expire_uploads(inner, opts, &mut report)?;
         release_manifests(inner, opts, &mut report)?;
@@ -190,7 +190,7 @@ impl Core {
         report.chunks_held = held.len() as u64;
         compact(inner, opts, &mut report)?;
         if opts.compact_metadata || worth_compacting_metadata(inner, &report) {
-            inner.chunks.meta().compact()?;
+            inner.chunks().meta().compact()?;
             report.metadata_compacted = true;
         }
         Ok(report)
@@ -201,7 +201,7 @@ impl Core {
         let key = keys::count(refs::HOLD, id.as_bytes());
         let mut batch = Batch::default();
         batch.count(key, -1);
-        self.chunks.commit(&[], batch, |meta, _, _| {
+        self.chunks().commit(&[], batch, |meta, _, _| {
             if meta.get(Cf::Blobs, id.as_bytes())?.is_none() {
                 return Err(Error::not_found("blob", id));
             }
@@ -226,9 +226,9 @@ impl Core {
 
     /// See [`crate::Store::uploads`].
     pub(crate) fn uploads(self: &Arc<Self>) -> Result<Vec<UploadInfo>> {
-        let open = self.active_uploads.lock().clone();
+        let open = self.active_uploads().lock().clone();
         let mut out = Vec::new();
-        for kv in self.chunks.meta().scan_prefix(Cf::Uploads, &[], &[]) {
+        for kv in self.chunks().meta().scan_prefix(Cf::Uploads, &[], &[]) {
             let (k, v) = kv?;
             let id = keys::parse_u64(&k).ok_or_else(|| {
                 Error::corrupt("uploads column family", "key of the wrong length")
@@ -249,7 +249,7 @@ impl Core {
 fn expire_uploads(inner: &Core, opts: &GcOptions, report: &mut GcReport) -> Result<()> {
     let cutoff = now_ms().saturating_sub(opts.expire_uploads_after.as_millis() as u64);
     let mut stale = Vec::new();
-    for kv in inner.chunks.meta().scan_prefix(Cf::Uploads, &[], &[]) {
+    for kv in inner.chunks().meta().scan_prefix(Cf::Uploads, &[], &[]) {
         let (k, v) = kv?;
         let id = keys::parse_u64(&k)
             .ok_or_else(|| Error::corrupt("uploads column family", "key of the wrong length"))?;
@@ -261,14 +261,14 @@ fn expire_uploads(inner: &Core, opts: &GcOptions, report: &mut GcReport) -> Resu
     for id in stale {
         // Holding the set of open uploads while committing: a resume either
         // registered first (and the session is kept) or finds it gone.
-        let active = inner.active_uploads.lock();
+        let active = inner.active_uploads().lock();
         if active.contains(&id) {
             continue;
         }
         let mut batch = Batch::default();
         batch.delete(Cf::Uploads, keys::upload(id).to_vec());
         batch.put(Cf::Gc, keys::gc_manifest(id).to_vec(), Vec::new());
-        inner.chunks.commit(&[], batch, |_, _, _| Ok(()))?;
+        inner.chunks().commit(&[], batch, |_, _, _| Ok(()))?;
         drop(active);
         report.uploads_expired += 1;
     }
@@ -289,7 +289,7 @@ fn release_manifests(inner: &Core, opts: &GcOptions, report: &mut GcReport) -> R
     let mut commits = 0u64;
     loop {
         let next = match inner
-            .chunks
+            .chunks()
             .meta()
             .scan_prefix(Cf::Gc, &prefix, &from)
             .next()
@@ -314,7 +314,7 @@ fn release_manifest(inner: &Core, opts: &GcOptions, m: u64, commits: &mut u64) -
     loop {
         let mut group = Vec::with_capacity(SEGMENTS_PER_COMMIT);
         for kv in inner
-            .chunks
+            .chunks()
             .meta()
             .scan_prefix(Cf::Manifests, &prefix, &from)
         {
@@ -336,7 +336,7 @@ fn release_manifest(inner: &Core, opts: &GcOptions, m: u64, commits: &mut u64) -
         if last {
             batch.delete(Cf::Gc, keys::gc_manifest(m).to_vec());
         }
-        inner.chunks.commit(&[], batch, |_, _, _| Ok(()))?;
+        inner.chunks().commit(&[], batch, |_, _, _| Ok(()))?;
         *commits += 1;
         #[cfg(test)]
         crash_point(opts, CrashAt::ReleaseCommits(*commits))?;
@@ -377,7 +377,7 @@ fn sweep_chunks(
     let mut freed_base = false;
     loop {
         let mut ids = Vec::with_capacity(CANDIDATES_PER_COMMIT);
-        for kv in inner.chunks.meta().scan_prefix(Cf::Gc, &prefix, &from) {
+        for kv in inner.chunks().meta().scan_prefix(Cf::Gc, &prefix, &from) {
             let (k, _) = kv?;
             let id = Hash32::from_slice(&k[1..])
                 .ok_or_else(|| Error::corrupt("gc column family", "key of the wrong length"))?;
@@ -412,7 +412,7 @@ fn sweep_some(
     let (mut deleted, mut bytes) = (0, 0);
     let mut freed_base = false;
     // Committed before the pending mutex is released: see the module docs.
-    inner.chunks.commit_exclusive(|tx| {
+    inner.chunks().commit_exclusive(|tx| {
         for id in ids {
             let gk = keys::gc_chunk(id.as_bytes()).to_vec();
             if tx.ref_count(&keys::count(refs::CHUNK, id.as_bytes()))? > 0 {
@@ -450,13 +450,13 @@ fn sweep_some(
 
 /// Rewrites or deletes packs whose live fraction is below the threshold.
 fn compact(inner: &Core, opts: &GcOptions, report: &mut GcReport) -> Result<()> {
-    let (sizes, generation) = inner.chunks.pack_sizes();
+    let (sizes, generation) = inner.chunks().pack_sizes();
     // Asked after the sizes were taken: a pack among them that is not open
     // now was sealed (a sealed pack is never appended to again), and an open
     // one is left alone.
-    let open = inner.chunks.open_packs();
+    let open = inner.chunks().open_packs();
     let mut live: HashMap<u32, u64> = HashMap::new();
-    for kv in inner.chunks.meta().scan_prefix(Cf::Chunks, &[], &[]) {
+    for kv in inner.chunks().meta().scan_prefix(Cf::Chunks, &[], &[]) {
         let (_, v) = kv?;
         let loc = records::decode_chunk_loc(&v)?;
         *live.entry(loc.pack).or_insert(0) += RECORD_OVERHEAD + loc.stored_len as u64;
@@ -479,7 +479,7 @@ fn compact(inner: &Core, opts: &GcOptions, report: &mut GcReport) -> Result<()> 
     for group in chosen.chunks(COMPACT_GROUP) {
         let mut entries: HashMap<u32, Vec<(ChunkId, ChunkLoc)>> =
             group.iter().map(|&p| (p, Vec::new())).collect();
-        for kv in inner.chunks.meta().scan_prefix(Cf::Chunks, &[], &[]) {
+        for kv in inner.chunks().meta().scan_prefix(Cf::Chunks, &[], &[]) {
             let (k, v) = kv?;
             let loc = records::decode_chunk_loc(&v)?;
             if let Some(e) = entries.get_mut(&loc.pack) {
@@ -536,7 +536,7 @@ fn compact_pack(
     let mut scratch = Vec::new();
     let mut copied = 0u64;
     for ((id, old), digest) in entries.iter().zip(&digests) {
-        let payload = match inner.chunks.read_record(id, old, &mut scratch) {
+        let payload = match inner.chunks().read_record(id, old, &mut scratch) {
             Ok(p) if Hash32::of(p) == *digest => p,
             Ok(_) => {
                 let what = format!("pack {pack:08x} record at {}", old.offset);
@@ -554,15 +554,15 @@ fn compact_pack(
         let new = ChunkLoc {
             base: old.base,
             height: old.height,
-            ..inner.chunks.append_old(&header, payload)?
+            ..inner.chunks().append_old(&header, payload)?
         };
         copied += RECORD_OVERHEAD + old.stored_len as u64;
         moves.push((*id, *old, new));
     }
     if !moves.is_empty() {
-        inner.chunks.sync_packs()?;
+        inner.chunks().sync_packs()?;
     }
-    let size = inner.chunks.commit_exclusive(|tx| {
+    let size = inner.chunks().commit_exclusive(|tx| {
         if tx.pack_busy(pack, generation) {
             // An upload still has (or just committed) records there: next time.
             return Ok(None);
@@ -592,7 +592,7 @@ fn compact_pack(
     // record gone) and every one before it (the sweeps that left the pack
     // dead, the releases behind them) are made durable first, whatever the
     // durability mode (see `Chunks::delete_pack`).
-    inner.chunks.delete_pack(pack)?;
+    inner.chunks().delete_pack(pack)?;
     if moves.is_empty() {
         report.packs_deleted += 1;
     } else {
@@ -610,10 +610,10 @@ fn verify_records(inner: &Core, pack: u32, entries: &[(ChunkId, ChunkLoc)]) -> R
     let (mut scratch, mut raw) = (Vec::new(), Vec::new());
     let mut digests = Vec::with_capacity(entries.len());
     for (id, old) in entries {
-        let payload = inner.chunks.read_record(id, old, &mut scratch)?;
+        let payload = inner.chunks().read_record(id, old, &mut scratch)?;
         let object = || format!("pack {pack:08x} record at {}", old.offset);
         inner
-            .chunks
+            .chunks()
             .decode_record(id, old, payload, &mut raw, &object, 0, MAX_DELTA_DEPTH)?;
         if Hash32::of(&raw) != *id {
             return Err(Error::corrupt(
@@ -639,7 +639,7 @@ fn unreadable(e: &Error) -> bool {
 fn worth_compacting_metadata(inner: &Core, report: &GcReport) -> bool {
     let deleted = report.chunks_deleted + report.manifests_released;
     let left = {
-        let (stats, _, _) = inner.chunks.stats();
+        let (stats, _, _) = inner.chunks().stats();
         stats.chunks + stats.blobs
     };
     deleted > 0 && deleted.saturating_mul(METADATA_COMPACT_SHARE) >= left + deleted

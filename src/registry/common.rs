@@ -145,7 +145,7 @@ pub(crate) fn update_entity<E: Entity, T>(
     f: impl FnOnce(&Meta, &mut E, &mut Batch, &mut StatsRecord) -> Result<T>,
 ) -> Result<T> {
     store
-        .chunks
+        .chunks()
         .commit(chunks, Batch::default(), |meta, stats, batch| {
             let mut rec: E =
                 load(meta, E::CF, &id.0, E::KIND)?.ok_or_else(|| Error::not_found(E::KIND, id))?;

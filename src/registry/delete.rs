@@ -258,14 +258,14 @@ fn run(
     plan: impl FnOnce(&Meta, &mut Plan) -> Result<()>,
 ) -> Result<DeleteReport> {
     if dry_run {
-        let meta = store.chunks.meta();
+        let meta = store.chunks().meta();
         let mut p = Plan::default();
         plan(meta, &mut p)?;
         let mut stats = StatsRecord::default();
         return p.finish(meta, &mut stats, &mut Batch::default(), true);
     }
     store
-        .chunks
+        .chunks()
         .commit(&[], Batch::default(), |meta, stats, batch| {
             let mut p = Plan::default();
             plan(meta, &mut p)?;

@@ -171,7 +171,7 @@ impl Core {
             inputs: Vec::new(),
             console_lines: 0,
         };
-        self.chunks.commit(&[], Batch::default(), |_, _, batch| {
+        self.chunks().commit(&[], Batch::default(), |_, _, batch| {
             apply_index(
                 batch,
                 &Default::default(),
@@ -188,7 +188,7 @@ impl Core {
 
     /// See [`crate::Store::experiment`].
     pub(crate) fn experiment(self: &Arc<Self>, id: EntityId) -> Result<Experiment> {
-        load_experiment(self.chunks.meta(), &id)?;
+        load_experiment(self.chunks().meta(), &id)?;
         Ok(Experiment {
             store: self.clone(),
             id,
@@ -204,7 +204,7 @@ impl Core {
         check_label("project", project, 256)?;
         check_label("experiment name", name, 256)?;
         let prefix = Key::new(tag::EXP_NAME).str(project).str(name).done();
-        let id = ids_under(self.chunks.meta(), &prefix)?
+        let id = ids_under(self.chunks().meta(), &prefix)?
             .into_iter()
             .max()
             .ok_or_else(|| Error::not_found("experiment", format!("{project}/{name}")))?;
@@ -238,7 +238,7 @@ impl Experiment {
 
     /// A snapshot of the record and its links.
     pub fn info(&self) -> Result<ExperimentInfo> {
-        let meta = self.store.chunks.meta();
+        let meta = self.store.chunks().meta();
         let r = load_experiment(meta, &self.id)?;
         let created_models = ids_under(meta, &Key::new(tag::EXP_CREATED).id(&self.id).done())?;
         Ok(ExperimentInfo {
@@ -320,7 +320,7 @@ impl Experiment {
 
     /// Current progress.
     pub fn progress(&self) -> Result<u8> {
-        Ok(load_experiment(self.store.chunks.meta(), &self.id)?.progress)
+        Ok(load_experiment(self.store.chunks().meta(), &self.id)?.progress)
     }
 
     /// Records the environment.
@@ -396,7 +396,7 @@ impl Experiment {
 
     /// Console lines from `from` on, at most `limit`.
     pub fn console(&self, from: u64, limit: usize) -> Result<Vec<ConsoleLine>> {
-        let meta = self.store.chunks.meta();
+        let meta = self.store.chunks().meta();
         let mut start = self.id.0.to_vec();
         start.extend_from_slice(&from.to_be_bytes());
         let mut out = Vec::new();
@@ -423,7 +423,7 @@ impl Experiment {
 
     /// The last `n` console lines.
     pub fn console_tail(&self, n: usize) -> Result<Vec<ConsoleLine>> {
-        let total = load_experiment(self.store.chunks.meta(), &self.id)?.console_lines;
+        let total = load_experiment(self.store.chunks().meta(), &self.id)?.console_lines;
         self.console(total.saturating_sub(n as u64), n)
     }
 
@@ -502,7 +502,7 @@ impl Experiment {
         .concat();
         let (k, v) = self
             .store
-            .chunks
+            .chunks()
             .meta()
             .floor(Cf::Artifacts, &prefix, &key)?
             .filter(|(k, _)| revision.is_none() || k[..] == key[..])
@@ -522,7 +522,7 @@ impl Experiment {
         let mut out = Vec::new();
         for kv in self
             .store
-            .chunks
+            .chunks()
             .meta()
             .scan_prefix(Cf::Artifacts, &self.id.0, &self.id.0)
         {
@@ -573,7 +573,7 @@ impl Experiment {
         let mut out = Vec::new();
         for kv in self
             .store
-            .chunks
+            .chunks()
             .meta()
             .scan_prefix(Cf::Scalars, &prefix, &prefix)
         {
@@ -681,7 +681,7 @@ impl ExperimentQuery {
         if self.limit == 0 {
             return Ok(Vec::new());
         }
-        let meta = self.store.chunks.meta();
+        let meta = self.store.chunks().meta();
         let prefix = if let Some(t) = &self.tag {
             Some(Key::new(tag::EXP_TAG).str(t).done())
         } else if let Some(s) = self.status {

@@ -356,35 +356,36 @@ impl Core {
             aliases: BTreeMap::new(),
             external,
         };
-        self.chunks.commit(&[], Batch::default(), |meta, _, batch| {
-            if let Some(ext) = &rec.external {
-                let uk = index::url_key(&ext.url);
-                if let Some(existing) = meta.get(Cf::Index, &uk)? {
-                    return EntityId::try_from_slice(&existing);
+        self.chunks()
+            .commit(&[], Batch::default(), |meta, _, batch| {
+                if let Some(ext) = &rec.external {
+                    let uk = index::url_key(&ext.url);
+                    if let Some(existing) = meta.get(Cf::Index, &uk)? {
+                        return EntityId::try_from_slice(&existing);
+                    }
+                    batch.put(Cf::Index, uk, id.0.to_vec());
                 }
-                batch.put(Cf::Index, uk, id.0.to_vec());
-            }
-            if let Some(e) = &rec.experiment {
-                let exp = load_experiment(meta, e)?;
-                if exp.status.is_final() {
-                    return Err(Error::Immutable {
-                        what: format!("experiment {e}"),
-                        state: exp.status.name().into(),
-                    });
+                if let Some(e) = &rec.experiment {
+                    let exp = load_experiment(meta, e)?;
+                    if exp.status.is_final() {
+                        return Err(Error::Immutable {
+                            what: format!("experiment {e}"),
+                            state: exp.status.name().into(),
+                        });
+                    }
                 }
-            }
-            if let Some(p) = &rec.parent {
-                load_model(meta, p)?;
-            }
-            apply_index(batch, &BTreeSet::new(), &index::model_keys(&id, &rec));
-            save(batch, Cf::Models, id.0.to_vec(), &rec);
-            Ok(id)
-        })
+                if let Some(p) = &rec.parent {
+                    load_model(meta, p)?;
+                }
+                apply_index(batch, &BTreeSet::new(), &index::model_keys(&id, &rec));
+                save(batch, Cf::Models, id.0.to_vec(), &rec);
+                Ok(id)
+            })
     }
 
     /// See [`crate::Store::model`].
     pub(crate) fn model(self: &Arc<Self>, id: EntityId) -> Result<Model> {
-        load_model(self.chunks.meta(), &id)?;
+        load_model(self.chunks().meta(), &id)?;
         Ok(Model {
             store: self.clone(),
             id,
@@ -395,7 +396,7 @@ impl Core {
     pub(crate) fn model_by_name(self: &Arc<Self>, name: &str) -> Result<Model> {
         check_name(name)?;
         let id = ids_under(
-            self.chunks.meta(),
+            self.chunks().meta(),
             &Key::new(tag::MODEL_NAME).str(name).done(),
         )?
         .into_iter()
@@ -457,7 +458,7 @@ impl Core {
 
     /// See [`crate::Store::find_models`].
     pub(crate) fn find_models(self: &Arc<Self>, q: &Query) -> Result<Vec<ModelInfo>> {
-        let ids = super::search::candidates(self.chunks.meta(), q)?;
+        let ids = super::search::candidates(self.chunks().meta(), q)?;
         let mut out = Vec::new();
         let mut check = |id: EntityId| -> Result<()> {
             let m = Model {
@@ -473,7 +474,7 @@ impl Core {
         match ids {
             Some(ids) => ids.into_iter().try_for_each(&mut check)?,
             None => {
-                for kv in self.chunks.meta().scan_prefix(Cf::Models, &[], &[]) {
+                for kv in self.chunks().meta().scan_prefix(Cf::Models, &[], &[]) {
                     let (k, _) = kv?;
                     check(EntityId::try_from_slice(&k)?)?;
                 }
@@ -484,7 +485,7 @@ impl Core {
 
     /// See [`crate::Store::models`].
     pub(crate) fn models(self: &Arc<Self>) -> Result<Vec<ModelSummary>> {
-        self.chunks
+        self.chunks()
             .meta()
             .scan_prefix(Cf::Models, &[], &[])
             .map(|kv| {
@@ -506,7 +507,11 @@ impl Core {
     ) -> Result<Vec<(EntityId, u32)>> {
         let prefix = Key::new(tag::BLOB_MODEL).bytes(blob.as_bytes()).done();
         let mut out = Vec::new();
-        for kv in self.chunks.meta().scan_prefix(Cf::Index, &prefix, &prefix) {
+        for kv in self
+            .chunks()
+            .meta()
+            .scan_prefix(Cf::Index, &prefix, &prefix)
+        {
             let (k, _) = kv?;
             out.push(index::id_version(&k[prefix.len()..], "blob index key")?);
         }
@@ -558,7 +563,7 @@ impl Model {
 
     /// A snapshot of the record.
     pub fn info(&self) -> Result<ModelInfo> {
-        let r = load_model(self.store.chunks.meta(), &self.id)?;
+        let r = load_model(self.store.chunks().meta(), &self.id)?;
         Ok(ModelInfo {
             id: self.id,
             name: r.name,
@@ -801,7 +806,7 @@ impl Model {
     fn detect_format(&self, f: &FileEntry) -> Result<FileFormat> {
         let rec = self
             .store
-            .chunks
+            .chunks()
             .meta()
             .with(Cf::Blobs, f.blob.as_bytes(), decode_blob)?
             .ok_or_else(|| Error::not_found("blob", f.blob))?;
@@ -821,7 +826,7 @@ impl Model {
 
     /// A version (`None`: the latest).
     pub fn version(&self, version: Option<u32>) -> Result<ModelVersion> {
-        let meta = self.store.chunks.meta();
+        let meta = self.store.chunks().meta();
         let rec = load_model(meta, &self.id)?;
         let v = match version {
             Some(v) => v,
@@ -857,7 +862,7 @@ impl Model {
         let mut out = Vec::new();
         for kv in self
             .store
-            .chunks
+            .chunks()
             .meta()
             .scan_prefix(Cf::Versions, &self.id.0, &self.id.0)
         {
@@ -999,7 +1004,7 @@ impl Model {
         let mut out = Vec::new();
         for kv in self
             .store
-            .chunks
+            .chunks()
             .meta()
             .scan_prefix(Cf::Index, &prefix, &prefix)
         {

@@ -117,15 +117,16 @@ pub(crate) fn verify_index_at(snap: &Snapshot) -> Result<IndexReport> {
 impl Core {
     /// See [`crate::Store::verify_index`].
     pub(crate) fn verify_index(self: &Arc<Self>) -> Result<IndexReport> {
-        Ok(compare(self.chunks.meta())?.0)
+        Ok(compare(self.chunks().meta())?.0)
     }
 
     /// See [`crate::Store::rebuild_index`].
     pub(crate) fn rebuild_index(self: &Arc<Self>) -> Result<IndexReport> {
-        self.chunks.commit(&[], Batch::default(), |meta, _, batch| {
-            let (report, fix) = compare(meta)?;
-            batch.extend(fix);
-            Ok(report)
-        })
+        self.chunks()
+            .commit(&[], Batch::default(), |meta, _, batch| {
+                let (report, fix) = compare(meta)?;
+                batch.extend(fix);
+                Ok(report)
+            })
     }
 }

@@ -178,7 +178,9 @@ impl VersionUpload {
             }
             kept.push(new);
         }
-        self.store.chunks.commit(&chunks, batch, |_, _, _| Ok(()))?;
+        self.store
+            .chunks()
+            .commit(&chunks, batch, |_, _, _| Ok(()))?;
         for (b, new) in group.into_iter().zip(kept) {
             if new {
                 let id = b.id();
@@ -209,7 +211,7 @@ impl VersionUpload {
     /// so they are no longer open uploads.
     pub(crate) fn committed(mut self) {
         let grouped = std::mem::take(&mut self.grouped);
-        let mut open = self.store.active_uploads.lock();
+        let mut open = self.store.active_uploads().lock();
         for g in grouped.values() {
             open.remove(&g.session);
         }

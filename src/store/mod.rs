@@ -122,12 +122,12 @@ impl Store {
     /// Makes every commit so far durable (pack data and the metadata WAL).
     /// Needed only with [`Durability::Eventual`].
     pub fn sync(&self) -> Result<()> {
-        self.inner.chunks.sync()
+        self.inner.chunks().sync()
     }
 
     /// Space and dedup figures.
     pub fn stats(&self) -> Stats {
-        let (s, stored, packs) = self.inner.chunks.stats();
+        let (s, stored, packs) = self.inner.chunks().stats();
         let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
         Stats {
             logical_bytes: s.logical_bytes,
