@@ -42,8 +42,8 @@
 //! # #[cfg(not(feature = "store"))] fn main() {}
 //! ```
 //!
-//! Layers, bottom up: container formats ([`detect`]) → [`chunking`] → [`codec`] → `pack` → `meta` → `blob` →
-//! [`Store`] → `registry`. See `docs/ARCHITECTURE.md` and `docs/FORMAT.md`.
+//! Layers, bottom up: container formats ([`detect`]) → [`chunking`] → [`codec`] → `pack` → `meta` → `chunk`
+//! → `blob` → `gc` → `verify` → `registry` → [`Store`]. See `docs/ARCHITECTURE.md` and `docs/FORMAT.md`.
 
 #![deny(unsafe_code)]
 // Without `store` only the pure layers build (for fuzzing); their store-side helpers go unused.
@@ -52,6 +52,8 @@
 
 #[cfg(feature = "store")]
 mod blob;
+#[cfg(feature = "store")]
+mod chunk;
 pub mod chunking;
 pub mod codec;
 mod error;

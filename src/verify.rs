@@ -6,15 +6,16 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
+use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::blob::Core;
 use crate::error::{Error, Result};
 use crate::id::{BlobId, ChunkId, Hash32};
 use crate::meta::records::{self, StatsRecord};
 use crate::meta::{keys, Cf};
 use crate::pack::{pack_file_name, ChunkLoc};
-use crate::store::Store;
 
 mod refs;
 
@@ -110,22 +111,14 @@ fn problem(kind: &'static str, object: impl Into<String>, detail: impl Into<Stri
     }
 }
 
-impl Store {
-    /// Checks the store. Problems are reported, not returned as errors; an
-    /// `Err` means verification itself could not run (e.g. I/O on the
-    /// metadata database).
-    ///
-    /// Runs beside writers, deletions and collections without stopping
-    /// them: every record is read from one snapshot of the metadata (the
-    /// store as of the call; commits are atomic batches, so it is
-    /// consistent), and no lock is held. Its memory does not grow with the
-    /// store's chunks (docs/ARCHITECTURE.md, "Verify").
-    pub fn verify(&self, opts: VerifyOptions) -> Result<VerifyReport> {
-        let inner = &self.inner;
-        let snap = inner.meta.snapshot();
+impl Core {
+    /// See [`crate::Store::verify`].
+    pub(crate) fn verify(self: &Arc<Self>, opts: VerifyOptions) -> Result<VerifyReport> {
+        let inner = &self;
+        let snap = inner.chunks().meta().snapshot();
         let mut r = VerifyReport::default();
         let mut bad_chunks: BTreeMap<ChunkId, usize> = BTreeMap::new();
-        pause::at(&inner.dir, pause::Stage::Start);
+        pause::at(inner.path(), pause::Stage::Start);
 
         // Packs: the committed length is within the file. A collection may
         // have compacted and deleted a pack since the snapshot: it deletes
@@ -137,7 +130,7 @@ impl Store {
             let id = keys::parse_pack(&k)
                 .ok_or_else(|| Error::corrupt("packs column family", "bad key"))?;
             let committed = records::decode_pack(&v)?.committed_len;
-            let path = inner.dir.join("packs").join(pack_file_name(id));
+            let path = inner.path().join("packs").join(pack_file_name(id));
             match fs::metadata(&path) {
                 Ok(m) if m.len() < committed => r.problems.push(problem(
                     "pack-truncated",
@@ -147,7 +140,7 @@ impl Store {
                 Ok(_) => {}
                 Err(e)
                     if e.kind() == std::io::ErrorKind::NotFound
-                        && inner.meta.get(Cf::Packs, &k)?.is_none() => {}
+                        && inner.chunks().meta().get(Cf::Packs, &k)?.is_none() => {}
                 Err(e) => r.problems.push(problem(
                     "pack-missing",
                     format!("pack {id:08x}"),
@@ -229,8 +222,11 @@ impl Store {
                 // Read through the live index (where compaction may have
                 // moved the record since the snapshot). A chunk a collection
                 // deleted since the snapshot is gone from it: not damage.
-                if let Err(e) = inner.read_chunk(&id, &object, 0, &mut scratch, &mut out) {
-                    if inner.chunk_loc(&id)?.is_some() {
+                if let Err(e) = inner
+                    .chunks()
+                    .read_chunk(&id, &object, 0, &mut scratch, &mut out)
+                {
+                    if inner.chunks().chunk_loc(&id)?.is_some() {
                         bad_chunks.insert(id, r.problems.len());
                         r.problems.push(problem(
                             "chunk-damaged",
@@ -241,7 +237,7 @@ impl Store {
                 }
             }
         }
-        pause::at(&inner.dir, pause::Stage::Chunks);
+        pause::at(inner.path(), pause::Stage::Chunks);
 
         // Blobs: segments tile [0, size), every chunk is indexed.
         let mut chunk_blobs: BTreeMap<ChunkId, BTreeSet<BlobId>> = BTreeMap::new();
@@ -393,7 +389,7 @@ impl Store {
         }
 
         // Reference counts and ownership.
-        refs::check(&snap, &inner.dir, opts.budgets, &mut r.problems)?;
+        refs::check(&snap, inner.path(), opts.budgets, &mut r.problems)?;
 
         // Secondary indexes.
         let idx = crate::registry::repair::verify_index_at(&snap)?;

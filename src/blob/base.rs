@@ -30,17 +30,18 @@
 
 use std::collections::HashMap;
 use std::io::Read;
+use std::sync::Arc;
 
+use crate::blob::Core;
 use crate::chunking::aware::DEFAULT_PROBE_WINDOW;
 use crate::error::{Error, Result};
 use crate::formats::tensor::{probe, Probe, TensorLayout};
 use crate::id::{BlobId, ChunkId};
 use crate::meta::records::{self, SegmentEntry};
 use crate::meta::{keys, Cf};
-use crate::store::Store;
 
 pub(crate) struct DeltaBase {
-    store: Store,
+    store: Arc<Core>,
     manifest: u64,
     size: u64,
     /// The base's tensor table when it is a container (else empty).
@@ -57,7 +58,7 @@ impl DeltaBase {
     ///
     /// # Errors
     /// [`crate::Error::NotFound`] if `blob` is not stored.
-    pub fn open(store: &Store, blob: &BlobId) -> Result<Option<Self>> {
+    pub fn open(store: &Arc<Core>, blob: &BlobId) -> Result<Option<Self>> {
         let rec = store
             .blob_record(blob)?
             .ok_or_else(|| Error::not_found("blob", blob))?;
@@ -172,8 +173,8 @@ impl DeltaBase {
         let m = self.manifest;
         let (k, v) = self
             .store
-            .inner
-            .meta
+            .chunks()
+            .meta()
             .floor(Cf::Manifests, &m.to_be_bytes(), &keys::segment(m, pos))
             .ok()??;
         let (_, start) = keys::parse_segment(&k)?;

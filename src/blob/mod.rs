@@ -3,6 +3,7 @@
 //! (`std::io::Read + Seek`).
 
 mod base;
+mod core;
 mod pipeline;
 mod prefetch;
 mod reader;
@@ -10,6 +11,7 @@ mod reverse;
 mod tensor;
 mod writer;
 
+pub(crate) use core::{Config, Core};
 pub(crate) use pipeline::Pool;
 pub use reader::BlobReader;
 pub use reverse::ReverseDeltaReport;

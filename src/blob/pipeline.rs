@@ -16,19 +16,19 @@ use std::thread;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 
+use crate::blob::Core;
 use crate::chunking::PlaneHint;
 use crate::codec::{self, delta, Codec};
 use crate::error::{Error, Result};
 use crate::id::{ChunkId, Hash32};
-use crate::pack::{ChunkLoc, Lane, RecordHeader};
-use crate::store::Inner;
+use crate::pack::{ChunkLoc, RecordHeader};
 
 /// One chunk to ingest: a range of a shared input block, with the cutter's
 /// hint on how to compress it.
 pub(crate) struct Job {
     /// Declared first, so dropped first: a job dropped unanswered lets go
     /// of the store before its [`Reply`] answers (see [`worker`]).
-    pub inner: Arc<Inner>,
+    pub inner: Arc<Core>,
     pub block: Arc<Vec<u8>>,
     pub range: Range<usize>,
     pub hint: PlaneHint,
@@ -193,13 +193,12 @@ fn run(job: Job, bufs: &mut Buffers) {
             let why = panic_message(&*panic);
             *bufs = Buffers::default();
             if let Some(b) = progress.delta_base.take() {
-                inner.pending.lock().end_delta(&b);
+                inner.chunks().end_delta(&b);
             }
             if progress.appending {
-                let mut c = inner.commit.lock();
-                if c.poisoned.is_none() {
-                    c.poisoned = Some(format!("an ingest worker panicked in a pack append: {why}"));
-                }
+                inner
+                    .chunks()
+                    .poison(format!("an ingest worker panicked in a pack append: {why}"));
             }
             Err(Error::Internal(format!(
                 "an ingest worker panicked on chunk {id} ({} bytes): {why}",
@@ -234,11 +233,11 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 /// Dedup lookup first (pending uploads, then the index); only a new chunk
 /// is compressed (as `hint` suggests, see [`codec::encode_hinted`], or as a
 /// delta against `base`, see [`encode`]) and appended. The chunk is held
-/// (see `store::Pending`) before the lookup, whatever the outcome: the
+/// (see `chunk::Pending`) before the lookup, whatever the outcome: the
 /// upload releases the hold once a committed segment references the chunk,
 /// or when it gives up. `progress` records the holds taken, for [`run`].
 fn ingest(
-    inner: &Inner,
+    inner: &Core,
     id: &ChunkId,
     data: &[u8],
     hint: PlaneHint,
@@ -246,29 +245,26 @@ fn ingest(
     bufs: &mut Buffers,
     progress: &mut Progress,
 ) -> Result<Option<ChunkLoc>> {
-    {
-        let mut p = inner.pending.lock();
-        p.hold(id);
-        progress.held = true;
-        if let Some(loc) = p.locs.get(id) {
-            return Ok(Some(*loc));
-        }
+    let pending = inner.chunks().hold(id);
+    progress.held = true;
+    if let Some(loc) = pending {
+        return Ok(Some(loc));
     }
-    if inner.chunk_loc(id)?.is_some() {
+    if inner.chunks().chunk_loc(id)?.is_some() {
         return Ok(None);
     }
-    let base = base.filter(|b| b != id && inner.opts.max_delta_depth > 0);
+    let base = base.filter(|b| b != id && inner.opts().max_delta_depth > 0);
     if let Some(b) = &base {
         // Held until the delta's location is published (the base then
         // counts as held through it, until the commit that references it).
-        inner.pending.lock().begin_delta(b);
+        inner.chunks().begin_delta(b);
         progress.delta_base = Some(*b);
     }
     let (codec, base) = encode(inner, data, hint, base, bufs);
     if base.is_none() {
         // Not a delta after all: the base's hold goes now.
         if let Some(b) = progress.delta_base.take() {
-            inner.pending.lock().end_delta(&b);
+            inner.chunks().end_delta(&b);
         }
     }
     let payload = if base.is_some() {
@@ -287,18 +283,14 @@ fn ingest(
     // have raced us to the same chunk: keep the first copy; ours becomes
     // unreferenced bytes that compaction reclaims.
     progress.appending = true;
-    let appended = inner.packs.append_with(Lane::New, &header, payload, |loc| {
-        let mut p = inner.pending.lock();
-        let loc = *p.locs.entry(*id).or_insert(ChunkLoc { base, ..loc });
-        if let Some(b) = progress.delta_base.take() {
-            p.end_delta(&b);
-        }
-        loc
-    });
+    let appended =
+        inner
+            .chunks()
+            .append_pending(id, &header, payload, base, &mut progress.delta_base);
     progress.appending = false;
     // Not published (the append failed): the base's hold goes now.
     if let Some(b) = progress.delta_base.take() {
-        inner.pending.lock().end_delta(&b);
+        inner.chunks().end_delta(&b);
     }
     Ok(Some(appended?))
 }
@@ -309,7 +301,7 @@ fn ingest(
 /// base that cannot be used (gone from the index, too deep, unreadable) is
 /// not an error: the chunk is stored whole.
 fn encode(
-    inner: &Inner,
+    inner: &Core,
     data: &[u8],
     hint: PlaneHint,
     base: Option<ChunkId>,
@@ -324,37 +316,40 @@ fn encode(
             return (codec, Some(b));
         }
     }
-    let codec = codec::encode_hinted(data, hint, &inner.opts.encode, &mut bufs.out);
+    let codec = codec::encode_hinted(data, hint, &inner.opts().encode, &mut bufs.out);
     (codec, None)
 }
 
 fn try_delta(
-    inner: &Inner,
+    inner: &Core,
     data: &[u8],
     hint: PlaneHint,
     base: &ChunkId,
     bufs: &mut Buffers,
 ) -> Option<Codec> {
     // Looked up after the hold was taken: found now, it stays (see GC).
-    let loc = inner.chunk_loc(base).ok()??;
+    let loc = inner.chunks().chunk_loc(base).ok()??;
     // The chain below the base as it is now (a reverse delta may have made
     // it longer than the base's record says).
     let below = match loc.base {
         None => 0,
-        Some(_) => inner.chain_root(base).ok()??.2,
+        Some(_) => inner.chunks().chain_root(base).ok()??.2,
     };
     let depth = below + 1;
-    if depth > inner.opts.max_delta_depth {
+    if depth > inner.opts().max_delta_depth {
         return None;
     }
     let object = || format!("base chunk {base}");
-    if let Err(e) = inner.read_chunk(base, &object, 0, &mut bufs.scratch, &mut bufs.base) {
+    if let Err(e) = inner
+        .chunks()
+        .read_chunk(base, &object, 0, &mut bufs.scratch, &mut bufs.base)
+    {
         crate::store::tracing_note(&format!(
             "storing a chunk whole: its delta base is unreadable: {e}"
         ));
         return None;
     }
-    let opts = &inner.opts.encode;
+    let opts = &inner.opts().encode;
     delta::encode_delta(data, &bufs.base, base, hint, opts, &mut bufs.delta)?;
     // Skip encoding the chunk alone when the delta clearly wins: under half
     // the raw size (beats any plain encoding of floats by far), or well
@@ -362,13 +357,13 @@ fn try_delta(
     // elements one version earlier, which compress about alike). Otherwise
     // compare with the chunk stored alone.
     let d = bufs.delta.len() as f64;
-    let clear_margin = 1.0 - inner.opts.delta_min_saving - 0.1;
+    let clear_margin = 1.0 - inner.opts().delta_min_saving - 0.1;
     let beats_base = loc.base.is_none()
         && loc.raw_len as usize == data.len()
         && d <= clear_margin * loc.stored_len as f64;
     if bufs.delta.len() * 2 > data.len() && !beats_base {
         codec::encode_hinted(data, hint, opts, &mut bufs.out);
-        let limit = bufs.out.len() as f64 * (1.0 - inner.opts.delta_min_saving);
+        let limit = bufs.out.len() as f64 * (1.0 - inner.opts().delta_min_saving);
         if bufs.delta.len() as f64 > limit {
             return None;
         }
@@ -424,18 +419,10 @@ mod tests {
 
     /// Nothing is held, pending or being delta-encoded any more.
     fn assert_released(store: &Store, after: &str) {
-        let p = store.inner.pending.lock();
-        assert!(
-            p.holds.is_empty(),
-            "{after}: {} chunk holds left",
-            p.holds.len()
-        );
-        assert!(
-            p.locs.is_empty(),
-            "{after}: {} pending chunks left",
-            p.locs.len()
-        );
-        assert_eq!(p.deltas_encoding, 0, "{after}: delta base holds left");
+        let (holds, locs, deltas_encoding) = store.inner.chunks().pending_counts();
+        assert!(holds == 0, "{after}: {holds} chunk holds left");
+        assert!(locs == 0, "{after}: {locs} pending chunks left");
+        assert_eq!(deltas_encoding, 0, "{after}: delta base holds left");
     }
 
     #[test]
@@ -470,7 +457,7 @@ mod tests {
         // Collection finds nothing held, and every pool thread is alive.
         let report = store.gc(&GcOptions::new()).unwrap();
         assert_eq!(report.chunks_held, 0);
-        assert_eq!(store.inner.pool.live_threads(), 2);
+        assert_eq!(store.inner.pool().live_threads(), 2);
 
         // The next uploads succeed and read back.
         for seed in 3..6 {

@@ -49,10 +49,10 @@ use crossbeam_channel::{unbounded, Receiver, Sender};
 use parking_lot::{Condvar, Mutex};
 
 use super::reader::fetch;
+use crate::blob::Core;
 use crate::error::Result;
 use crate::id::BlobId;
 use crate::meta::records::SegmentEntry;
-use crate::store::{Inner, Store};
 
 /// Most chunks one reader has fetched ahead (in flight or decoded and not
 /// yet read, including cancelled ones whose jobs have not replied yet).
@@ -182,7 +182,7 @@ fn worker(rx: Receiver<Job>) {
 /// A reader's store, generation and count of running jobs, shared with
 /// its jobs. The store is reachable only through [`Ctl::run`].
 struct Ctl {
-    store: Weak<Inner>,
+    store: Weak<Core>,
     state: Mutex<CtlState>,
     idle: Condvar,
 }
@@ -203,7 +203,7 @@ impl Ctl {
     /// went up, dropped before it goes down (also if `f` unwinds, as locals
     /// drop in reverse order). This is the only place a pool thread gets
     /// hold of the store.
-    fn run<R>(&self, gen: u64, f: impl FnOnce(&Inner) -> R) -> Option<R> {
+    fn run<R>(&self, gen: u64, f: impl FnOnce(&Core) -> R) -> Option<R> {
         let _running = {
             let mut s = self.state.lock();
             if s.gen != gen {
@@ -310,11 +310,11 @@ pub(crate) struct Window {
 impl Window {
     /// An empty window for a reader of `store`. It keeps only a `Weak`
     /// reference, for its jobs (see [`Ctl::run`]).
-    pub fn new(store: &Store) -> Self {
+    pub fn new(store: &Arc<Core>) -> Self {
         let (tx, rx) = unbounded();
         Window {
             ctl: Arc::new(Ctl {
-                store: Arc::downgrade(&store.inner),
+                store: Arc::downgrade(store),
                 state: Mutex::new(CtlState { gen: 0, running: 0 }),
                 idle: Condvar::new(),
             }),

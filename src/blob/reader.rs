@@ -35,12 +35,13 @@
 //! thread at most).
 
 use std::io::{self, Read, Seek, SeekFrom};
+use std::sync::Arc;
 
+use crate::blob::Core;
 use crate::error::{to_io, Error, Result};
 use crate::id::BlobId;
 use crate::meta::records::{self, BlobRecord, SegmentEntry};
 use crate::meta::{keys, Cf};
-use crate::store::{Inner, Store};
 
 use super::prefetch::{Taken, Window};
 
@@ -49,7 +50,7 @@ pub struct BlobReader {
     /// Chunks fetched ahead. Closed in `drop` before `store` is released,
     /// so the last store handle is never dropped on a pool thread.
     ahead: Window,
-    store: Store,
+    store: Arc<Core>,
     id: BlobId,
     rec: BlobRecord,
     pos: u64,
@@ -64,7 +65,7 @@ pub struct BlobReader {
 }
 
 impl BlobReader {
-    pub(crate) fn new(store: Store, id: BlobId, rec: BlobRecord) -> Self {
+    pub(crate) fn new(store: Arc<Core>, id: BlobId, rec: BlobRecord) -> Self {
         BlobReader {
             ahead: Window::new(&store),
             store,
@@ -108,8 +109,8 @@ impl BlobReader {
         let prefix = m.to_be_bytes();
         let (k, v) = self
             .store
-            .inner
-            .meta
+            .chunks()
+            .meta()
             .floor(Cf::Manifests, &prefix, &keys::segment(m, pos))?
             .ok_or_else(|| {
                 Error::corrupt(
@@ -186,7 +187,7 @@ impl BlobReader {
         };
         if let Some((entry, start)) = here {
             fetch(
-                &self.store.inner,
+                &self.store,
                 self.id,
                 &entry,
                 start,
@@ -237,7 +238,7 @@ impl Drop for BlobReader {
 /// `start` of `blob`, into `out`: the one read path for the caller's thread
 /// and the read-ahead pool, so both fail with the same errors.
 pub(super) fn fetch(
-    inner: &Inner,
+    inner: &Core,
     blob: BlobId,
     entry: &SegmentEntry,
     start: u64,
@@ -245,7 +246,9 @@ pub(super) fn fetch(
     out: &mut Vec<u8>,
 ) -> Result<()> {
     let object = move || format!("blob {blob}");
-    inner.read_chunk(&entry.id, &object, start, scratch, out)?;
+    inner
+        .chunks()
+        .read_chunk(&entry.id, &object, start, scratch, out)?;
     if out.len() != entry.len as usize {
         return Err(Error::corrupt(
             object(),

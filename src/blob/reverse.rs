@@ -28,15 +28,16 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use super::base::DeltaBase;
+use crate::blob::Core;
 use crate::chunking::PlaneHint;
 use crate::codec::{delta, Codec};
 use crate::error::{Error, Result};
 use crate::id::{BlobId, ChunkId};
-use crate::meta::{keys, records, Batch, Cf};
-use crate::pack::{ChunkLoc, Lane, RecordHeader};
-use crate::store::{Inner, Store};
+use crate::meta::keys;
+use crate::pack::{ChunkLoc, RecordHeader};
 
 /// Chunk pairs per commit (and per hold of the collection mutex).
 const BATCH: usize = 256;
@@ -68,29 +69,19 @@ struct Rebased {
     new: ChunkLoc,
 }
 
-impl Store {
-    /// Re-encodes the chunks of `older` as deltas against the matching
-    /// chunks of `newer` (see the module documentation), so that `newer`,
-    /// typically the latest checkpoint, reads without following any base.
-    /// What either blob reads back is unchanged. Call it once `newer` is
-    /// stored (best cut with [`crate::BlobWriter::cut_like`]`(older)`); the
-    /// replaced records are reclaimed by the next [`Store::gc`] with
-    /// compaction.
-    ///
-    /// A chunk that cannot be rebased (already a delta, too long a chain,
-    /// unreadable, or no smaller as a delta) is left as it is: this is an
-    /// optimization, never a reason to fail.
-    ///
-    /// # Errors
-    /// [`crate::Error::NotFound`] if either blob is not stored; I/O and
-    /// metadata errors.
-    pub fn reverse_delta(&self, older: &BlobId, newer: &BlobId) -> Result<ReverseDeltaReport> {
+impl Core {
+    /// See [`crate::Store::reverse_delta`].
+    pub(crate) fn reverse_delta(
+        self: &Arc<Self>,
+        older: &BlobId,
+        newer: &BlobId,
+    ) -> Result<ReverseDeltaReport> {
         let mut report = ReverseDeltaReport::default();
         let (old, new) = (DeltaBase::open(self, older)?, DeltaBase::open(self, newer)?);
         let (Some(mut old), Some(mut new)) = (old, new) else {
             return Ok(report);
         };
-        if older == newer || self.inner.opts.max_delta_depth == 0 {
+        if older == newer || self.opts().max_delta_depth == 0 {
             return Ok(report);
         }
         let layout = old.layout().cloned();
@@ -110,11 +101,11 @@ impl Store {
             }
             pos += len as u64;
             if pairs.len() == BATCH {
-                rebase_batch(&self.inner, &pairs, &mut report)?;
+                rebase_batch(self, &pairs, &mut report)?;
                 pairs.clear();
             }
         }
-        rebase_batch(&self.inner, &pairs, &mut report)?;
+        rebase_batch(self, &pairs, &mut report)?;
         Ok(report)
     }
 }
@@ -131,32 +122,39 @@ struct Buffers {
 /// Reads X and Y, encodes X against Y and appends the record, when the
 /// pair qualifies as things stand (the commit checks again).
 fn rebase_one(
-    inner: &Inner,
+    inner: &Core,
     x: &ChunkId,
     y: &ChunkId,
     hint: PlaneHint,
     b: &mut Buffers,
 ) -> Result<Option<Rebased>> {
-    let Some(old) = inner.chunk_loc(x)? else {
+    let Some(old) = inner.chunks().chunk_loc(x)? else {
         return Ok(None);
     };
-    if old.base.is_some() || old.height >= inner.opts.max_delta_depth {
+    if old.base.is_some() || old.height >= inner.opts().max_delta_depth {
         return Ok(None);
     }
-    if inner.chunk_loc(y)?.is_none_or(|l| l.base.is_some()) {
+    if inner
+        .chunks()
+        .chunk_loc(y)?
+        .is_none_or(|l| l.base.is_some())
+    {
         return Ok(None);
     }
     for (id, raw) in [(x, &mut b.x), (y, &mut b.y)] {
         let object = || format!("chunk {id} (reverse delta)");
-        if let Err(e) = inner.read_chunk(id, &object, 0, &mut b.scratch, raw) {
+        if let Err(e) = inner
+            .chunks()
+            .read_chunk(id, &object, 0, &mut b.scratch, raw)
+        {
             crate::store::tracing_note(&format!("not rebasing chunk {x}: {e}"));
             return Ok(None);
         }
     }
-    if delta::encode_delta(&b.x, &b.y, y, hint, &inner.opts.encode, &mut b.out).is_none() {
+    if delta::encode_delta(&b.x, &b.y, y, hint, &inner.opts().encode, &mut b.out).is_none() {
         return Ok(None);
     }
-    if b.out.len() as f64 > old.stored_len as f64 * (1.0 - inner.opts.delta_min_saving) {
+    if b.out.len() as f64 > old.stored_len as f64 * (1.0 - inner.opts().delta_min_saving) {
         return Ok(None);
     }
     let header = RecordHeader {
@@ -167,7 +165,7 @@ fn rebase_one(
     };
     let new = ChunkLoc {
         base: Some(*y),
-        ..inner.packs.append(Lane::Old, &header, &b.out)?
+        ..inner.chunks().append_old(&header, &b.out)?
     };
     Ok(Some(Rebased {
         x: *x,
@@ -179,7 +177,7 @@ fn rebase_one(
 
 /// Encodes, appends and commits one batch of pairs.
 fn rebase_batch(
-    inner: &Inner,
+    inner: &Core,
     pairs: &[(ChunkId, ChunkId, PlaneHint)],
     report: &mut ReverseDeltaReport,
 ) -> Result<()> {
@@ -187,14 +185,14 @@ fn rebase_batch(
         return Ok(());
     }
     report.paired += pairs.len() as u64;
-    let _collection = inner.gc.lock();
+    let _collection = inner.exclusive();
     // Distinct X only: a chunk repeated in the older blob is rebased once.
     let mut seen = HashSet::new();
     let pairs: Vec<_> = pairs.iter().filter(|(x, ..)| seen.insert(*x)).collect();
     // Read, encode and append on the store's worker count of threads.
     let next = AtomicUsize::new(0);
     let results: Vec<Result<Vec<Rebased>>> = std::thread::scope(|s| {
-        let workers: Vec<_> = (0..inner.opts.threads.max(1))
+        let workers: Vec<_> = (0..inner.opts().threads.max(1))
             .map(|_| {
                 s.spawn(|| {
                     let mut bufs = Buffers::default();
@@ -231,61 +229,55 @@ fn rebase_batch(
     if done.is_empty() {
         return Ok(());
     }
-    inner.packs.sync()?;
-    let mut c = inner.commit.lock();
-    c.check()?;
-    let pending = inner.pending.lock();
-    if pending.deltas_in_flight() {
-        report.busy += done.len() as u64;
-        return Ok(());
-    }
-    let mut batch = Batch::default();
-    let mut ends: HashMap<u32, u64> = HashMap::new();
-    // Entries this commit rewrites, as they will be: bases with raised
-    // heights, and chunks turned into deltas.
-    let mut now: HashMap<ChunkId, ChunkLoc> = HashMap::new();
-    for r in &done {
-        let cur = |id: &ChunkId| -> Result<Option<ChunkLoc>> {
-            match now.get(id) {
-                Some(l) => Ok(Some(*l)),
-                None => inner.chunk_loc(id),
-            }
-        };
-        let (Some(x), Some(y)) = (cur(&r.x)?, cur(&r.y)?) else {
-            continue;
-        };
-        // X still the whole record we encoded from, Y still whole, and the
-        // longest chain through X, now running on to Y, within bounds.
-        let same = (x.pack, x.offset) == (r.old.pack, r.old.offset);
-        if !same || x.base.is_some() || y.base.is_some() || x.height >= inner.opts.max_delta_depth {
-            continue;
+    inner.chunks().sync_packs()?;
+    let busy = inner.chunks().commit_exclusive(|tx| {
+        if tx.deltas_in_flight() {
+            return Ok(None);
         }
-        now.insert(
-            r.y,
-            ChunkLoc {
-                height: y.height.max(x.height + 1),
-                ..y
-            },
-        );
-        now.insert(r.x, r.new);
-        batch.count(keys::count(keys::refs::CHUNK, r.y.as_bytes()), 1);
-        let e = ends.entry(r.new.pack).or_insert(0);
-        *e = (*e).max(r.new.end());
-        *c.indexed.entry(r.new.pack).or_insert(0) += 1;
-        report.rebased += 1;
-        report.bytes_before += u64::from(r.old.stored_len);
-        report.bytes_after += u64::from(r.new.stored_len);
+        let max_depth = inner.opts().max_delta_depth;
+        // Entries this commit rewrites, as they will be: bases with raised
+        // heights, and chunks turned into deltas.
+        let mut now: HashMap<ChunkId, ChunkLoc> = HashMap::new();
+        for r in &done {
+            let cur = |id: &ChunkId| -> Result<Option<ChunkLoc>> {
+                match now.get(id) {
+                    Some(l) => Ok(Some(*l)),
+                    None => tx.chunk_loc(id),
+                }
+            };
+            let (Some(x), Some(y)) = (cur(&r.x)?, cur(&r.y)?) else {
+                continue;
+            };
+            // X still the whole record we encoded from, Y still whole, and the
+            // longest chain through X, now running on to Y, within bounds.
+            let same = (x.pack, x.offset) == (r.old.pack, r.old.offset);
+            if !same || x.base.is_some() || y.base.is_some() || x.height >= max_depth {
+                continue;
+            }
+            now.insert(
+                r.y,
+                ChunkLoc {
+                    height: y.height.max(x.height + 1),
+                    ..y
+                },
+            );
+            now.insert(r.x, r.new);
+            tx.batch()
+                .count(keys::count(keys::refs::CHUNK, r.y.as_bytes()), 1);
+            tx.note_appended(&r.new);
+            report.rebased += 1;
+            report.bytes_before += u64::from(r.old.stored_len);
+            report.bytes_after += u64::from(r.new.stored_len);
+        }
+        for (id, loc) in &now {
+            tx.put_entry(id, loc);
+        }
+        Ok(Some(()))
+    })?;
+    if busy.is_none() {
+        report.busy += done.len() as u64;
     }
-    for (id, loc) in &now {
-        batch.put(
-            Cf::Chunks,
-            id.as_bytes().to_vec(),
-            records::encode_chunk_loc(loc),
-        );
-    }
-    crate::store::note_old_lane(&mut batch, &ends);
-    let stats = c.stats;
-    inner.write_locked(&mut c, batch, stats, ends)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -348,7 +340,7 @@ mod tests {
                     n += 1;
                 }
             }
-            b.delete(Cf::Meta, crate::store::HEIGHTS_MARKER.to_vec());
+            b.delete(Cf::Meta, crate::chunk::HEIGHTS_MARKER.to_vec());
             meta.commit(b, true).unwrap();
             n
         };

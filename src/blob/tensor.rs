@@ -2,20 +2,20 @@
 //! and a ranged reader over one tensor that fetches only the chunks it spans.
 
 use std::io::{Read, Seek, SeekFrom};
+use std::sync::Arc;
 
 use super::BlobReader;
+use crate::blob::Core;
 use crate::error::{Error, Result};
 use crate::formats::tensor::{probe, Probe, TensorLayout, TensorSpan, MAX_HEADER_BYTES};
 use crate::id::BlobId;
-use crate::store::Store;
 
 /// First read when looking for a tensor header.
 const FIRST_READ: u64 = 64 << 10;
 
-impl Store {
-    /// The tensor layout of a stored safetensors or GGUF file, or `None` for
-    /// any other content. Reads (and verifies) only the header.
-    pub fn tensor_layout(&self, blob: &BlobId) -> Result<Option<TensorLayout>> {
+impl Core {
+    /// See [`crate::Store::tensor_layout`].
+    pub(crate) fn tensor_layout(self: &Arc<Self>, blob: &BlobId) -> Result<Option<TensorLayout>> {
         let mut r = self.blob_reader(blob)?;
         let len = r.len();
         let mut want = FIRST_READ.min(len);
@@ -39,14 +39,9 @@ impl Store {
         }
     }
 
-    /// One tensor of a stored safetensors or GGUF file, by name: its span
-    /// and a reader over exactly its bytes (verified like every read).
-    ///
-    /// # Errors
-    /// [`Error::NotFound`] if the blob is not a tensor container or has no
-    /// tensor of that name.
-    pub fn tensor_reader(
-        &self,
+    /// See [`crate::Store::tensor_reader`].
+    pub(crate) fn tensor_reader(
+        self: &Arc<Self>,
         blob: &BlobId,
         name: &str,
     ) -> Result<(TensorSpan, std::io::Take<BlobReader>)> {

@@ -37,18 +37,18 @@ use crossbeam_channel::{unbounded, Receiver, Sender};
 
 use super::base::DeltaBase;
 use super::pipeline::{Done, Job, Reply};
+use crate::blob::Core;
+use crate::chunk::refs::put_segment;
 use crate::chunking::aware::DEFAULT_PROBE_WINDOW;
 use crate::chunking::{Cut, Cutter};
 use crate::error::{to_io, Error, Result};
 use crate::formats::tensor::{probe, Probe};
-use crate::gc::refs::put_segment;
 use crate::id::{BlobId, ChunkId, Hash32};
 use crate::meta::records::{
     self, now_ms, BlobRecord, SegmentEntry, StatsRecord, UploadRecord, SEGMENT_MAX_ENTRIES,
 };
 use crate::meta::{keys, Batch, Cf, Meta};
 use crate::pack::ChunkLoc;
-use crate::store::Store;
 
 /// Size of the input blocks chunks are cut from (at least; see
 /// [`BlobWriter::block_cap`]).
@@ -61,7 +61,7 @@ pub const MAX_IN_FLIGHT: usize = 32;
 /// visible (already-written chunks are unreferenced and collectable).
 #[must_use = "a blob exists only once finish() returns its id"]
 pub struct BlobWriter {
-    store: Store,
+    store: Arc<Core>,
     cutter: Cutter,
     hasher: blake3::Hasher,
     /// Input bytes from stream offset `size - block.len()` on, not yet cut.
@@ -137,7 +137,7 @@ pub(crate) const HEAD_LEN: usize = crate::formats::detect::HEAD_LEN;
 /// same open store takes it ([`Error::WrongStore`] otherwise).
 #[must_use = "a staged blob is visible only once a commit takes it"]
 pub struct StagedBlob {
-    store: Store,
+    store: Arc<Core>,
     id: BlobId,
     rec: BlobRecord,
     last_segment: Option<(u64, Vec<SegmentEntry>)>,
@@ -212,13 +212,13 @@ impl GroupedBlob {
 /// pending chunk locations mean something only in the store that made them.
 pub(crate) fn check_same_store(
     what: impl FnOnce() -> String,
-    owner: &Store,
-    target: &Store,
+    owner: &Arc<Core>,
+    target: &Arc<Core>,
 ) -> Result<()> {
-    if Arc::ptr_eq(&owner.inner, &target.inner) {
+    if Arc::ptr_eq(owner, target) {
         return Ok(());
     }
-    let describe = |s: &Store| format!("store {} at {}", s.id(), s.path().display());
+    let describe = |s: &Arc<Core>| format!("store {} at {}", s.id(), s.path().display());
     Err(Error::WrongStore {
         what: what(),
         owner: describe(owner),
@@ -243,7 +243,7 @@ impl StagedBlob {
     }
 
     /// The store handle that wrote this blob.
-    pub(crate) fn store(&self) -> &Store {
+    pub(crate) fn store(&self) -> &Arc<Core> {
         &self.store
     }
 
@@ -348,7 +348,7 @@ impl StagedBlob {
                 session
             } else {
                 // A session id never recorded: nothing to keep registered.
-                self.store.inner.active_uploads.lock().remove(&session);
+                self.store.active_uploads().lock().remove(&session);
                 0
             },
         }
@@ -363,15 +363,15 @@ impl StagedBlob {
 /// Gives up upload sessions that a version upload registered as open:
 /// their committed segments become garbage. A few thousand per commit.
 /// Best effort: if a commit fails, those sessions expire later instead.
-pub(crate) fn abandon_sessions(store: &Store, sessions: &[u64]) {
+pub(crate) fn abandon_sessions(store: &Arc<Core>, sessions: &[u64]) {
     for group in sessions.chunks(4096) {
         let mut batch = Batch::default();
         for &m in group {
             batch.delete(Cf::Uploads, keys::upload(m).to_vec());
             batch.put(Cf::Gc, keys::gc_manifest(m).to_vec(), Vec::new());
         }
-        let _ = store.inner.commit(&[], batch, |_, _, _| Ok(()));
-        let mut open = store.inner.active_uploads.lock();
+        let _ = store.chunks().commit(&[], batch, |_, _, _| Ok(()));
+        let mut open = store.active_uploads().lock();
         for m in group {
             open.remove(m);
         }
@@ -384,32 +384,28 @@ impl Drop for StagedBlob {
     fn drop(&mut self) {
         let m = self.session;
         if let Some((_, seg)) = &self.last_segment {
-            self.store
-                .inner
-                .pending
-                .lock()
-                .release(seg.iter().map(|e| &e.id));
+            self.store.chunks().release(seg.iter().map(|e| &e.id));
         }
         if !self.committed.get() && self.durable {
             abandon(&self.store, m);
         }
-        self.store.inner.active_uploads.lock().remove(&m);
+        self.store.active_uploads().lock().remove(&m);
     }
 }
 
 /// Gives up an upload session: its committed segments become garbage. Best
 /// effort: if this fails the session expires later instead.
-fn abandon(store: &Store, manifest: u64) {
+fn abandon(store: &Arc<Core>, manifest: u64) {
     let mut batch = Batch::default();
     batch.delete(Cf::Uploads, keys::upload(manifest).to_vec());
     batch.put(Cf::Gc, keys::gc_manifest(manifest).to_vec(), Vec::new());
-    let _ = store.inner.commit(&[], batch, |_, _, _| Ok(()));
+    let _ = store.chunks().commit(&[], batch, |_, _, _| Ok(()));
 }
 
 impl BlobWriter {
-    pub(crate) fn new(store: Store) -> Self {
+    pub(crate) fn new(store: Arc<Core>) -> Self {
         let (tx, rx) = unbounded();
-        let cutter = Cutter::new(store.inner.opts.cdc);
+        let cutter = Cutter::new(store.opts().cdc);
         let block_cap = BLOCK.max(cutter.lookahead());
         BlobWriter {
             store,
@@ -485,9 +481,9 @@ impl BlobWriter {
     }
 
     /// Continues the upload session `id` (see [`crate::Store::resume_upload`]).
-    pub(crate) fn resume(store: Store, id: UploadId) -> Result<Self> {
+    pub(crate) fn resume(store: Arc<Core>, id: UploadId) -> Result<Self> {
         let m = id.0;
-        if !store.inner.active_uploads.lock().insert(m) {
+        if !store.active_uploads().lock().insert(m) {
             return Err(Error::invalid(
                 "upload id",
                 m,
@@ -498,8 +494,8 @@ impl BlobWriter {
         // From here on, dropping `w` deregisters (and, if it fails, abandons) it.
         w.manifest = m;
         let rec: UploadRecord = store
-            .inner
-            .meta
+            .chunks()
+            .meta()
             .get(Cf::Uploads, &keys::upload(m))?
             .map(|b| records::decode_postcard("upload session", &b))
             .transpose()?
@@ -521,7 +517,7 @@ impl BlobWriter {
                 Ok(n) => n,
                 Err(e) => {
                     w.manifest = 0;
-                    store.inner.active_uploads.lock().remove(&m);
+                    store.active_uploads().lock().remove(&m);
                     return Err(Error::corrupt(
                         format!("upload session {m}"),
                         format!("its durable prefix cannot be read back: {e}"),
@@ -545,7 +541,7 @@ impl BlobWriter {
         drop(buf);
         if w.size != rec.durable_bytes {
             w.manifest = 0;
-            store.inner.active_uploads.lock().remove(&m);
+            store.active_uploads().lock().remove(&m);
             return Err(Error::corrupt(
                 format!("upload session {m}"),
                 format!(
@@ -594,7 +590,7 @@ impl BlobWriter {
         let staged = self.stage()?;
         let store = staged.store.clone();
         store
-            .inner
+            .chunks()
             .commit(&staged.chunks, Batch::default(), |meta, stats, batch| {
                 staged.apply(meta, stats, batch, &mut HashSet::new(), |_| false)?;
                 batch.count(keys::count(keys::refs::HOLD, staged.id.as_bytes()), 1);
@@ -774,11 +770,11 @@ impl BlobWriter {
                 self.drain(true)?;
             }
             if self.manifest == 0 {
-                self.manifest = self.store.inner.new_manifest()?;
-                self.store.inner.active_uploads.lock().insert(self.manifest);
+                self.manifest = self.store.chunks().new_manifest()?;
+                self.store.active_uploads().lock().insert(self.manifest);
             }
-            self.store.inner.pool.submit(Job {
-                inner: Arc::clone(&self.store.inner),
+            self.store.pool().submit(Job {
+                inner: Arc::clone(&self.store),
                 block: Arc::clone(&block),
                 range,
                 hint,
@@ -856,7 +852,7 @@ impl BlobWriter {
                 Ok(loc) => loc,
                 Err(e) => {
                     if d.held {
-                        self.store.inner.pending.lock().release([&d.id]);
+                        self.store.chunks().release([&d.id]);
                     }
                     return Err(e);
                 }
@@ -885,13 +881,9 @@ impl BlobWriter {
         put_segment(&mut batch, self.manifest, self.seg_start, &self.seg);
         let created = self.put_session(&mut batch);
         let new = std::mem::take(&mut self.seg_new);
-        self.store.inner.commit(&new, batch, |_, _, _| Ok(()))?;
+        self.store.chunks().commit(&new, batch, |_, _, _| Ok(()))?;
         self.session_ms = Some(created);
-        self.store
-            .inner
-            .pending
-            .lock()
-            .release(self.seg.iter().map(|e| &e.id));
+        self.store.chunks().release(self.seg.iter().map(|e| &e.id));
         self.seg.clear();
         self.seg_start = self.emitted;
         Ok(())
@@ -939,20 +931,20 @@ impl BlobWriter {
             self.drain(true)?;
         }
         if self.manifest == 0 {
-            self.manifest = self.store.inner.new_manifest()?;
-            self.store.inner.active_uploads.lock().insert(self.manifest);
+            self.manifest = self.store.chunks().new_manifest()?;
+            self.store.active_uploads().lock().insert(self.manifest);
         }
         // An empty segment is not a valid record: record the session alone.
         if self.seg.is_empty() {
             let mut batch = Batch::default();
             let created = self.put_session(&mut batch);
-            self.store.inner.commit(&[], batch, |_, _, _| Ok(()))?;
+            self.store.chunks().commit(&[], batch, |_, _, _| Ok(()))?;
             self.session_ms = Some(created);
         } else {
             self.flush_segment()?;
         }
         let m = std::mem::take(&mut self.manifest);
-        self.store.inner.active_uploads.lock().remove(&m);
+        self.store.active_uploads().lock().remove(&m);
         Ok(UploadId(m))
     }
 
@@ -995,7 +987,7 @@ impl Drop for BlobWriter {
             }
             received += 1;
         }
-        self.store.inner.pending.lock().release(
+        self.store.chunks().release(
             self.seg
                 .iter()
                 .map(|e| &e.id)
@@ -1006,11 +998,7 @@ impl Drop for BlobWriter {
             if self.session_ms.is_some() {
                 abandon(&self.store, self.manifest);
             }
-            self.store
-                .inner
-                .active_uploads
-                .lock()
-                .remove(&self.manifest);
+            self.store.active_uploads().lock().remove(&self.manifest);
         }
     }
 }
@@ -1095,7 +1083,7 @@ mod tests {
 
     /// The chunks the cutter makes of the whole file at once.
     fn reference(store: &Store, f: &[u8]) -> Vec<(Hash32, PlaneHint)> {
-        let cuts = Cutter::new(store.inner.opts.cdc).cuts(f);
+        let cuts = Cutter::new(store.inner.opts().cdc).cuts(f);
         let mut at = 0;
         cuts.iter()
             .map(|c| {
@@ -1112,7 +1100,12 @@ mod tests {
         let distinct: HashSet<_> = want.iter().map(|(id, _)| *id).collect();
         assert_eq!(store.stats().chunks, distinct.len() as u64);
         for (id, hint) in want {
-            let loc = store.inner.chunk_loc(id).unwrap().expect("chunk stored");
+            let loc = store
+                .inner
+                .chunks()
+                .chunk_loc(id)
+                .unwrap()
+                .expect("chunk stored");
             match hint {
                 PlaneHint::Width(2) => assert_eq!(loc.codec, Codec::Planes { width: 2 }),
                 PlaneHint::Width(4) => assert_eq!(loc.codec, Codec::Planes { width: 4 }),

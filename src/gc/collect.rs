@@ -9,18 +9,19 @@
 //! holds of uploads in flight: see docs/ARCHITECTURE.md, "GC".
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::blob::Core;
 use crate::codec::delta::MAX_DELTA_DEPTH;
 use crate::error::{Error, Result};
 use crate::id::{ChunkId, Hash32};
 use crate::meta::keys::{self, refs};
 use crate::meta::records::{self, now_ms, UploadRecord};
 use crate::meta::{Batch, Cf};
-use crate::pack::{pack_file_name, ChunkLoc, Lane, RecordHeader, PACK_HEADER_LEN};
-use crate::store::{Durability, Inner, Store};
+use crate::pack::{ChunkLoc, RecordHeader, PACK_HEADER_LEN};
 
 /// Segments released per commit while dropping a dead manifest.
 pub(super) const SEGMENTS_PER_COMMIT: usize = 8;
@@ -171,29 +172,11 @@ pub struct UploadInfo {
     pub open: bool,
 }
 
-impl Store {
-    /// Collects garbage: gives up expired upload sessions, releases the
-    /// chunk references of deleted blobs, deletes the index entries of
-    /// chunks nothing references or holds, and compacts packs (see
-    /// [`GcOptions`]). Safe to run while other threads upload, read and
-    /// delete; one collection runs at a time. Last, when it deleted at
-    /// least an eighth of the store's chunk index entries and manifests (or
-    /// always, with [`GcOptions::compact_metadata`]), the metadata database
-    /// is flushed and its blob-related column families compacted, so the
-    /// entries it deleted stop taking space.
-    ///
-    /// A pack chosen for compaction with a live record that cannot be read
-    /// or verified is left as it is and named in
-    /// [`GcReport::packs_skipped`]; the collection goes on with the others.
-    ///
-    /// # Errors
-    /// I/O and metadata errors (a full disk while copying records is
-    /// [`Error::Io`] naming the pack file). A collection interrupted by an
-    /// error or a crash leaves a consistent store; the next one finishes
-    /// the work (after a failed pack write, reopen the store first).
-    pub fn gc(&self, opts: &GcOptions) -> Result<GcReport> {
-        let inner = &*self.inner;
-        let _one = inner.gc.lock();
+impl Core {
+    /// See [`crate::Store::gc`].
+    pub(crate) fn gc(self: &Arc<Self>, opts: &GcOptions) -> Result<GcReport> {
+        let inner = &**self;
+        let _one = inner.exclusive();
         let mut report = GcReport::default();
         expire_uploads(inner, opts, &mut report)?;
         release_manifests(inner, opts, &mut report)?;
@@ -207,29 +190,22 @@ impl Store {
         report.chunks_held = held.len() as u64;
         compact(inner, opts, &mut report)?;
         if opts.compact_metadata || worth_compacting_metadata(inner, &report) {
-            inner.meta.compact()?;
+            inner.chunks().meta().compact()?;
             report.metadata_compacted = true;
         }
         Ok(report)
     }
 
-    /// Drops one hold on a blob (taken by [`crate::BlobWriter::finish`] or
-    /// [`Store::put_blob`]). A blob with no hold left and no registry record
-    /// referring to it is deleted; its chunks are freed by the next
-    /// [`Store::gc`].
-    ///
-    /// # Errors
-    /// [`Error::NotFound`] if the blob is not stored, [`Error::InvalidInput`]
-    /// if it has no hold to release.
-    pub fn release_blob(&self, id: &crate::BlobId) -> Result<()> {
+    /// See [`crate::Store::release_blob`].
+    pub(crate) fn release_blob(self: &Arc<Self>, id: &crate::BlobId) -> Result<()> {
         let key = keys::count(refs::HOLD, id.as_bytes());
         let mut batch = Batch::default();
         batch.count(key, -1);
-        self.inner.commit(&[], batch, |meta, _, _| {
+        self.chunks().commit(&[], batch, |meta, _, _| {
             if meta.get(Cf::Blobs, id.as_bytes())?.is_none() {
                 return Err(Error::not_found("blob", id));
             }
-            if super::refs::get(meta, &key)? == 0 {
+            if crate::chunk::refs::get(meta, &key)? == 0 {
                 return Err(Error::invalid(
                     "blob",
                     id,
@@ -240,24 +216,19 @@ impl Store {
         })
     }
 
-    /// Continues an upload session after a crash or a
-    /// [`crate::BlobWriter::suspend`]: the returned writer has the durable
-    /// prefix (its [`crate::BlobWriter::len`]) already; write the rest of
-    /// the content from that offset and finish or stage it as usual.
-    ///
-    /// # Errors
-    /// [`Error::NotFound`] for an unknown or expired session;
-    /// [`Error::InvalidInput`] if a writer in this process has it open;
-    /// [`Error::Corrupt`] if its durable prefix cannot be read back.
-    pub fn resume_upload(&self, id: crate::UploadId) -> Result<crate::BlobWriter> {
+    /// See [`crate::Store::resume_upload`].
+    pub(crate) fn resume_upload(
+        self: &Arc<Self>,
+        id: crate::UploadId,
+    ) -> Result<crate::BlobWriter> {
         crate::BlobWriter::resume(self.clone(), id)
     }
 
-    /// The upload sessions with durable progress and no blob yet.
-    pub fn uploads(&self) -> Result<Vec<UploadInfo>> {
-        let open = self.inner.active_uploads.lock().clone();
+    /// See [`crate::Store::uploads`].
+    pub(crate) fn uploads(self: &Arc<Self>) -> Result<Vec<UploadInfo>> {
+        let open = self.active_uploads().lock().clone();
         let mut out = Vec::new();
-        for kv in self.inner.meta.scan_prefix(Cf::Uploads, &[], &[]) {
+        for kv in self.chunks().meta().scan_prefix(Cf::Uploads, &[], &[]) {
             let (k, v) = kv?;
             let id = keys::parse_u64(&k).ok_or_else(|| {
                 Error::corrupt("uploads column family", "key of the wrong length")
@@ -275,10 +246,10 @@ impl Store {
     }
 }
 
-fn expire_uploads(inner: &Inner, opts: &GcOptions, report: &mut GcReport) -> Result<()> {
+fn expire_uploads(inner: &Core, opts: &GcOptions, report: &mut GcReport) -> Result<()> {
     let cutoff = now_ms().saturating_sub(opts.expire_uploads_after.as_millis() as u64);
     let mut stale = Vec::new();
-    for kv in inner.meta.scan_prefix(Cf::Uploads, &[], &[]) {
+    for kv in inner.chunks().meta().scan_prefix(Cf::Uploads, &[], &[]) {
         let (k, v) = kv?;
         let id = keys::parse_u64(&k)
             .ok_or_else(|| Error::corrupt("uploads column family", "key of the wrong length"))?;
@@ -290,14 +261,14 @@ fn expire_uploads(inner: &Inner, opts: &GcOptions, report: &mut GcReport) -> Res
     for id in stale {
         // Holding the set of open uploads while committing: a resume either
         // registered first (and the session is kept) or finds it gone.
-        let active = inner.active_uploads.lock();
+        let active = inner.active_uploads().lock();
         if active.contains(&id) {
             continue;
         }
         let mut batch = Batch::default();
         batch.delete(Cf::Uploads, keys::upload(id).to_vec());
         batch.put(Cf::Gc, keys::gc_manifest(id).to_vec(), Vec::new());
-        inner.commit(&[], batch, |_, _, _| Ok(()))?;
+        inner.chunks().commit(&[], batch, |_, _, _| Ok(()))?;
         drop(active);
         report.uploads_expired += 1;
     }
@@ -312,12 +283,17 @@ fn expire_uploads(inner: &Inner, opts: &GcOptions, report: &mut GcReport) -> Res
 /// 16,000 segments). Each commit deletes the segments whose references it
 /// releases, and the last one the manifest's marker: a collection cut short
 /// leaves the rest of the manifest, still counted, for the next one.
-fn release_manifests(inner: &Inner, opts: &GcOptions, report: &mut GcReport) -> Result<()> {
+fn release_manifests(inner: &Core, opts: &GcOptions, report: &mut GcReport) -> Result<()> {
     let prefix = [keys::gc::MANIFEST];
     let mut from = prefix.to_vec();
     let mut commits = 0u64;
     loop {
-        let next = match inner.meta.scan_prefix(Cf::Gc, &prefix, &from).next() {
+        let next = match inner
+            .chunks()
+            .meta()
+            .scan_prefix(Cf::Gc, &prefix, &from)
+            .next()
+        {
             Some(kv) => kv?.0,
             None => return Ok(()),
         };
@@ -332,12 +308,16 @@ fn release_manifests(inner: &Inner, opts: &GcOptions, report: &mut GcReport) -> 
 /// Releases dead manifest `m`, a few segments per commit (see
 /// [`release_manifests`]); `commits` counts the commits made.
 #[cfg_attr(not(test), allow(unused_variables))]
-fn release_manifest(inner: &Inner, opts: &GcOptions, m: u64, commits: &mut u64) -> Result<()> {
+fn release_manifest(inner: &Core, opts: &GcOptions, m: u64, commits: &mut u64) -> Result<()> {
     let prefix = m.to_be_bytes();
     let mut from = prefix.to_vec();
     loop {
         let mut group = Vec::with_capacity(SEGMENTS_PER_COMMIT);
-        for kv in inner.meta.scan_prefix(Cf::Manifests, &prefix, &from) {
+        for kv in inner
+            .chunks()
+            .meta()
+            .scan_prefix(Cf::Manifests, &prefix, &from)
+        {
             group.push(kv?);
             if group.len() == SEGMENTS_PER_COMMIT {
                 break;
@@ -356,7 +336,7 @@ fn release_manifest(inner: &Inner, opts: &GcOptions, m: u64, commits: &mut u64) 
         if last {
             batch.delete(Cf::Gc, keys::gc_manifest(m).to_vec());
         }
-        inner.commit(&[], batch, |_, _, _| Ok(()))?;
+        inner.chunks().commit(&[], batch, |_, _, _| Ok(()))?;
         *commits += 1;
         #[cfg(test)]
         crash_point(opts, CrashAt::ReleaseCommits(*commits))?;
@@ -387,7 +367,7 @@ fn crash_point(opts: &GcOptions, here: CrashAt) -> Result<()> {
 /// One pass over the chunk candidates. Returns true if it deleted a delta
 /// (whose base may now be a candidate the pass did not see).
 fn sweep_chunks(
-    inner: &Inner,
+    inner: &Core,
     opts: &GcOptions,
     report: &mut GcReport,
     held: &mut HashSet<ChunkId>,
@@ -397,7 +377,7 @@ fn sweep_chunks(
     let mut freed_base = false;
     loop {
         let mut ids = Vec::with_capacity(CANDIDATES_PER_COMMIT);
-        for kv in inner.meta.scan_prefix(Cf::Gc, &prefix, &from) {
+        for kv in inner.chunks().meta().scan_prefix(Cf::Gc, &prefix, &from) {
             let (k, _) = kv?;
             let id = Hash32::from_slice(&k[1..])
                 .ok_or_else(|| Error::corrupt("gc column family", "key of the wrong length"))?;
@@ -423,67 +403,60 @@ fn sweep_chunks(
 /// unreferenced and unheld, in one commit; adds the held ones to `held`.
 /// Returns true if one of them was a delta (its base lost a reference).
 fn sweep_some(
-    inner: &Inner,
+    inner: &Core,
     opts: &GcOptions,
     ids: &[ChunkId],
     report: &mut GcReport,
     held: &mut HashSet<ChunkId>,
 ) -> Result<bool> {
-    let mut c = inner.commit.lock();
-    c.check()?;
-    let pending = inner.pending.lock();
-    // A delta appended by an upload in flight will reference its base when
-    // it is committed: the base counts as held until then.
-    let pending_bases: HashSet<ChunkId> = pending.locs.values().filter_map(|l| l.base).collect();
-    let mut stats = c.stats;
-    let mut batch = Batch::default();
     let (mut deleted, mut bytes) = (0, 0);
     let mut freed_base = false;
-    for id in ids {
-        let gk = keys::gc_chunk(id.as_bytes()).to_vec();
-        if super::refs::get(&inner.meta, &keys::count(refs::CHUNK, id.as_bytes()))? > 0 {
-            batch.delete(Cf::Gc, gk);
-            continue;
-        }
-        if !opts.ignore_holds && (pending.holds.contains_key(id) || pending_bases.contains(id)) {
-            // An upload looked it up and will reference it, or give it up;
-            // the next collection decides.
-            held.insert(*id);
-            continue;
-        }
-        batch.delete(Cf::Gc, gk);
-        if let Some(loc) = inner.chunk_loc(id)? {
-            batch.delete(Cf::Chunks, id.as_bytes().to_vec());
-            if let Some(base) = &loc.base {
-                batch.count(keys::count(refs::CHUNK, base.as_bytes()), -1);
-                freed_base = true;
-            }
-            stats.unique_bytes = stats.unique_bytes.saturating_sub(loc.raw_len as u64);
-            stats.chunks = stats.chunks.saturating_sub(1);
-            deleted += 1;
-            bytes += loc.raw_len as u64;
-        }
-    }
     // Committed before the pending mutex is released: see the module docs.
-    inner.write_locked(&mut c, batch, stats, HashMap::new())?;
-    drop(pending);
+    inner.chunks().commit_exclusive(|tx| {
+        for id in ids {
+            let gk = keys::gc_chunk(id.as_bytes()).to_vec();
+            if tx.ref_count(&keys::count(refs::CHUNK, id.as_bytes()))? > 0 {
+                tx.batch().delete(Cf::Gc, gk);
+                continue;
+            }
+            // Held: an upload looked it up and will reference it, or give it
+            // up; or it is the base of a delta an upload appended, which will
+            // reference it once committed. The next collection decides.
+            if !opts.ignore_holds && tx.held(id) {
+                held.insert(*id);
+                continue;
+            }
+            tx.batch().delete(Cf::Gc, gk);
+            if let Some(loc) = tx.chunk_loc(id)? {
+                tx.batch().delete(Cf::Chunks, id.as_bytes().to_vec());
+                if let Some(base) = &loc.base {
+                    tx.batch()
+                        .count(keys::count(refs::CHUNK, base.as_bytes()), -1);
+                    freed_base = true;
+                }
+                let stats = tx.stats();
+                stats.unique_bytes = stats.unique_bytes.saturating_sub(loc.raw_len as u64);
+                stats.chunks = stats.chunks.saturating_sub(1);
+                deleted += 1;
+                bytes += loc.raw_len as u64;
+            }
+        }
+        Ok(Some(()))
+    })?;
     report.chunks_deleted += deleted;
     report.chunk_bytes_deleted += bytes;
     Ok(freed_base)
 }
 
 /// Rewrites or deletes packs whose live fraction is below the threshold.
-fn compact(inner: &Inner, opts: &GcOptions, report: &mut GcReport) -> Result<()> {
-    let (sizes, generation) = {
-        let c = inner.commit.lock();
-        (c.pack_len.clone(), c.indexed.clone())
-    };
+fn compact(inner: &Core, opts: &GcOptions, report: &mut GcReport) -> Result<()> {
+    let (sizes, generation) = inner.chunks().pack_sizes();
     // Asked after the sizes were taken: a pack among them that is not open
     // now was sealed (a sealed pack is never appended to again), and an open
     // one is left alone.
-    let open = inner.packs.open_packs();
+    let open = inner.chunks().open_packs();
     let mut live: HashMap<u32, u64> = HashMap::new();
-    for kv in inner.meta.scan_prefix(Cf::Chunks, &[], &[]) {
+    for kv in inner.chunks().meta().scan_prefix(Cf::Chunks, &[], &[]) {
         let (_, v) = kv?;
         let loc = records::decode_chunk_loc(&v)?;
         *live.entry(loc.pack).or_insert(0) += RECORD_OVERHEAD + loc.stored_len as u64;
@@ -506,7 +479,7 @@ fn compact(inner: &Inner, opts: &GcOptions, report: &mut GcReport) -> Result<()>
     for group in chosen.chunks(COMPACT_GROUP) {
         let mut entries: HashMap<u32, Vec<(ChunkId, ChunkLoc)>> =
             group.iter().map(|&p| (p, Vec::new())).collect();
-        for kv in inner.meta.scan_prefix(Cf::Chunks, &[], &[]) {
+        for kv in inner.chunks().meta().scan_prefix(Cf::Chunks, &[], &[]) {
             let (k, v) = kv?;
             let loc = records::decode_chunk_loc(&v)?;
             if let Some(e) = entries.get_mut(&loc.pack) {
@@ -529,7 +502,7 @@ const COMPACT_GROUP: usize = 64;
 
 #[cfg_attr(not(test), allow(unused_variables))]
 fn compact_pack(
-    inner: &Inner,
+    inner: &Core,
     opts: &GcOptions,
     pack: u32,
     mut entries: Vec<(ChunkId, ChunkLoc)>,
@@ -563,7 +536,7 @@ fn compact_pack(
     let mut scratch = Vec::new();
     let mut copied = 0u64;
     for ((id, old), digest) in entries.iter().zip(&digests) {
-        let payload = match inner.reader.read(id, old, &mut scratch) {
+        let payload = match inner.chunks().read_record(id, old, &mut scratch) {
             Ok(p) if Hash32::of(p) == *digest => p,
             Ok(_) => {
                 let what = format!("pack {pack:08x} record at {}", old.offset);
@@ -581,70 +554,45 @@ fn compact_pack(
         let new = ChunkLoc {
             base: old.base,
             height: old.height,
-            ..inner.packs.append(Lane::Old, &header, payload)?
+            ..inner.chunks().append_old(&header, payload)?
         };
         copied += RECORD_OVERHEAD + old.stored_len as u64;
         moves.push((*id, *old, new));
     }
     if !moves.is_empty() {
-        inner.packs.sync()?;
+        inner.chunks().sync_packs()?;
     }
-    let mut c = inner.commit.lock();
-    c.check()?;
-    let pending = inner.pending.lock();
-    let busy = pending.locs.values().any(|l| l.pack == pack)
-        || c.indexed.get(&pack) != generation.get(&pack);
-    if busy {
-        // An upload still has (or just committed) records there: next time.
+    let size = inner.chunks().commit_exclusive(|tx| {
+        if tx.pack_busy(pack, generation) {
+            // An upload still has (or just committed) records there: next time.
+            return Ok(None);
+        }
+        for (id, old, new) in &moves {
+            // Still the record we copied? Its height may have grown meanwhile
+            // (a delta onto its chain was committed): keep the current one.
+            let cur = tx.chunk_loc(id)?;
+            if let Some(cur) = cur.filter(|c| (c.pack, c.offset) == (old.pack, old.offset)) {
+                let new = ChunkLoc {
+                    height: cur.height,
+                    ..*new
+                };
+                tx.put_entry(id, &new);
+                tx.note_appended(&new);
+            }
+        }
+        Ok(Some(tx.drop_pack(pack)))
+    })?;
+    let Some(size) = size else {
         report.packs_busy += 1;
         return Ok(());
-    }
-    let mut batch = Batch::default();
-    let mut ends: HashMap<u32, u64> = HashMap::new();
-    for (id, old, new) in &moves {
-        // Still the record we copied? Its height may have grown meanwhile
-        // (a delta onto its chain was committed): keep the current one.
-        let cur = inner.chunk_loc(id)?;
-        if let Some(cur) = cur.filter(|c| (c.pack, c.offset) == (old.pack, old.offset)) {
-            let new = ChunkLoc {
-                height: cur.height,
-                ..*new
-            };
-            batch.put(
-                Cf::Chunks,
-                id.as_bytes().to_vec(),
-                records::encode_chunk_loc(&new),
-            );
-            let e = ends.entry(new.pack).or_insert(0);
-            *e = (*e).max(new.end());
-            *c.indexed.entry(new.pack).or_insert(0) += 1;
-        }
-    }
-    batch.delete(Cf::Packs, keys::pack(pack).to_vec());
-    crate::store::note_old_lane(&mut batch, &ends);
-    let stats = c.stats;
-    let size = c.pack_len.get(&pack).copied().unwrap_or(0);
-    inner.write_locked(&mut c, batch, stats, ends)?;
-    c.pack_len.remove(&pack);
-    drop(pending);
-    drop(c);
+    };
     #[cfg(test)]
     crash_point(opts, CrashAt::BeforeUnlink)?;
     // The unlink cannot be undone: the commit above (the moves, the pack's
     // record gone) and every one before it (the sweeps that left the pack
-    // dead, the releases behind them) must be on disk first, whatever the
-    // durability mode. Otherwise a power cut could bring back an index
-    // naming the deleted pack. With `Durability::Immediate` the commit
-    // synced the WAL already.
-    if inner.opts.durability != Durability::Immediate {
-        inner.meta.sync_wal()?;
-    }
-    // A crash before the unlink leaves a pack without a record, which the
-    // next open deletes.
-    inner.reader.forget(pack);
-    let path = inner.dir.join("packs").join(pack_file_name(pack));
-    std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
-    crate::pack::sync_dir(&inner.dir.join("packs"))?;
+    // dead, the releases behind them) are made durable first, whatever the
+    // durability mode (see `Chunks::delete_pack`).
+    inner.chunks().delete_pack(pack)?;
     if moves.is_empty() {
         report.packs_deleted += 1;
     } else {
@@ -658,17 +606,15 @@ fn compact_pack(
 /// Reads, decodes (a delta through its base) and verifies every record of
 /// `entries`, in `pack`; returns a digest of each stored payload, so that
 /// the copy can check it copies exactly the bytes verified.
-fn verify_records(
-    inner: &Inner,
-    pack: u32,
-    entries: &[(ChunkId, ChunkLoc)],
-) -> Result<Vec<Hash32>> {
+fn verify_records(inner: &Core, pack: u32, entries: &[(ChunkId, ChunkLoc)]) -> Result<Vec<Hash32>> {
     let (mut scratch, mut raw) = (Vec::new(), Vec::new());
     let mut digests = Vec::with_capacity(entries.len());
     for (id, old) in entries {
-        let payload = inner.reader.read(id, old, &mut scratch)?;
+        let payload = inner.chunks().read_record(id, old, &mut scratch)?;
         let object = || format!("pack {pack:08x} record at {}", old.offset);
-        inner.decode_record(id, old, payload, &mut raw, &object, 0, MAX_DELTA_DEPTH)?;
+        inner
+            .chunks()
+            .decode_record(id, old, payload, &mut raw, &object, 0, MAX_DELTA_DEPTH)?;
         if Hash32::of(&raw) != *id {
             return Err(Error::corrupt(
                 object(),
@@ -690,11 +636,11 @@ fn unreadable(e: &Error) -> bool {
 
 /// Whether this collection deleted enough entries for a metadata
 /// compaction to pay (see [`METADATA_COMPACT_SHARE`]).
-fn worth_compacting_metadata(inner: &Inner, report: &GcReport) -> bool {
+fn worth_compacting_metadata(inner: &Core, report: &GcReport) -> bool {
     let deleted = report.chunks_deleted + report.manifests_released;
     let left = {
-        let c = inner.commit.lock();
-        c.stats.chunks + c.stats.blobs
+        let (stats, _, _) = inner.chunks().stats();
+        stats.chunks + stats.blobs
     };
     deleted > 0 && deleted.saturating_mul(METADATA_COMPACT_SHARE) >= left + deleted
 }

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use super::refs::get;
+use crate::chunk::refs::get;
 use crate::error::Result;
 use crate::id::{BlobId, ChunkId};
 use crate::meta::keys::{self, refs};

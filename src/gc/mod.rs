@@ -5,14 +5,13 @@
 //! session, keeps its manifest; every manifest segment entry keeps a chunk;
 //! an upload in flight holds the chunks it has looked up until a committed
 //! segment references them. Counts change only inside commits
-//! ([`refs::resolve`]); collection ([`collect`]) turns what fell to zero into
+//! (`chunk::refs::resolve`); collection ([`collect`]) turns what fell to zero into
 //! deleted index entries, and compaction rewrites packs that became mostly
 //! dead.
 
 mod collect;
 pub(crate) mod estimate;
 pub(crate) mod recount;
-pub(crate) mod refs;
 
 #[cfg(test)]
 pub(crate) use collect::CrashAt;

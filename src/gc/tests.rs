@@ -653,7 +653,8 @@ fn delta_entries(store: &Store) -> u64 {
     let mut n = 0;
     for kv in store
         .inner
-        .meta
+        .chunks()
+        .meta()
         .scan_prefix(crate::meta::Cf::Chunks, &[], &[])
     {
         let (_, v) = kv.unwrap();
@@ -992,7 +993,8 @@ fn segments_of(store: &Store, id: &BlobId) -> usize {
     let m = store.blob_record(id).unwrap().unwrap().manifest;
     store
         .inner
-        .meta
+        .chunks()
+        .meta()
         .scan_prefix(
             crate::meta::Cf::Manifests,
             &m.to_be_bytes(),
@@ -1070,7 +1072,8 @@ fn a_release_cut_short_is_finished_by_the_next_gc_without_counting_twice() {
 fn segments_of_any(store: &Store) -> usize {
     store
         .inner
-        .meta
+        .chunks()
+        .meta()
         .scan_prefix(crate::meta::Cf::Manifests, &[], &[])
         .count()
 }
@@ -1083,12 +1086,13 @@ fn segments_of_any(store: &Store) -> usize {
 /// live, below the fraction).
 fn compactable(store: &Store, compact_below: f64) -> Vec<u32> {
     use std::collections::HashMap;
-    let sizes = store.inner.commit.lock().pack_len.clone();
-    let open = store.inner.packs.open_packs();
+    let sizes = store.inner.chunks().pack_sizes().0;
+    let open = store.inner.chunks().open_packs();
     let mut live: HashMap<u32, u64> = HashMap::new();
     for kv in store
         .inner
-        .meta
+        .chunks()
+        .meta()
         .scan_prefix(crate::meta::Cf::Chunks, &[], &[])
     {
         let loc = crate::meta::records::decode_chunk_loc(&kv.unwrap().1).unwrap();
@@ -1112,7 +1116,8 @@ fn compactable(store: &Store, compact_below: f64) -> Vec<u32> {
 fn entries_in(store: &Store, pack: u32) -> Vec<(Vec<u8>, Vec<u8>)> {
     store
         .inner
-        .meta
+        .chunks()
+        .meta()
         .scan_prefix(crate::meta::Cf::Chunks, &[], &[])
         .map(|kv| kv.unwrap())
         .filter(|(_, v)| crate::meta::records::decode_chunk_loc(v).unwrap().pack == pack)
@@ -1204,7 +1209,8 @@ fn a_pack_with_an_unreadable_record_is_skipped_and_the_others_compacted() {
                 let m = store.blob_record(id).unwrap().unwrap().manifest;
                 let uses_bad = store
                     .inner
-                    .meta
+                    .chunks()
+                    .meta()
                     .scan_prefix(
                         crate::meta::Cf::Manifests,
                         &m.to_be_bytes(),

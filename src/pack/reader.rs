@@ -505,7 +505,7 @@ mod tests {
         w.write_all(b"the next upload").unwrap();
         let id = w.finish().unwrap();
         assert_eq!(read_blob(&store, &id), b"the next upload");
-        assert!(store.inner.reader.cached().len() <= MAX_OPEN_PACKS);
+        assert!(store.inner.chunks().cached_packs().len() <= MAX_OPEN_PACKS);
         println!("CHILD OK");
     }
 
@@ -536,7 +536,7 @@ mod tests {
             for (i, id) in ids.lines().enumerate() {
                 let id: BlobId = id.parse().unwrap();
                 assert_eq!(read_blob(&store, &id), blob_content(i as u32));
-                assert!(store.inner.reader.cached().len() <= 8);
+                assert!(store.inner.chunks().cached_packs().len() <= 8);
             }
         }
         std::fs::write(dir.with_extension("ids"), ids).unwrap();

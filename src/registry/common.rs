@@ -2,18 +2,19 @@
 //! typed access to records.
 
 use serde::de::DeserializeOwned;
+use std::sync::Arc;
 
 use std::collections::BTreeSet;
 
 use super::query::{Value, MAX_VALUE_DEPTH};
 use super::records::EntityId;
+use crate::blob::Core;
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
 use crate::meta::records::StatsRecord;
 use crate::meta::records::{decode_postcard, encode_postcard};
 use crate::meta::{Batch, Cf, Meta};
 use crate::pack::ChunkLoc;
-use crate::store::Store;
 
 pub(crate) use crate::meta::records::now_ms;
 
@@ -138,13 +139,13 @@ pub(crate) trait Entity: serde::Serialize + serde::de::DeserializeOwned {
 /// commit lock: load, refuse if frozen, apply `f`, and commit the record with
 /// its index difference (and the index entries of `chunks`) in one batch.
 pub(crate) fn update_entity<E: Entity, T>(
-    store: &Store,
+    store: &Arc<Core>,
     id: &EntityId,
     chunks: &[(ChunkId, ChunkLoc)],
     f: impl FnOnce(&Meta, &mut E, &mut Batch, &mut StatsRecord) -> Result<T>,
 ) -> Result<T> {
     store
-        .inner
+        .chunks()
         .commit(chunks, Batch::default(), |meta, stats, batch| {
             let mut rec: E =
                 load(meta, E::CF, &id.0, E::KIND)?.ok_or_else(|| Error::not_found(E::KIND, id))?;

@@ -7,6 +7,7 @@
 //! same figures and changes nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -16,12 +17,12 @@ use super::experiment::{load_experiment, Experiment};
 use super::index::{self, tag, Key};
 use super::model::{load_model, load_version, version_key, Model};
 use super::records::{ArtifactBody, ArtifactRecord, EntityId, ModelRecord, VersionRecord};
+use crate::blob::Core;
 use crate::error::{Error, Result};
 use crate::id::BlobId;
 use crate::meta::keys::{self, refs};
 use crate::meta::records::{decode_postcard, StatsRecord};
 use crate::meta::{Batch, Cf, Meta};
-use crate::store::Store;
 
 /// How a deletion behaves. Default: refuse finalized models, keep models an
 /// experiment created, really delete.
@@ -252,19 +253,19 @@ fn versions_of(meta: &Meta, id: &EntityId) -> Result<Vec<(u32, VersionRecord)>> 
 
 /// Runs `plan` under the commit lock and commits it (unless a dry run).
 fn run(
-    store: &Store,
+    store: &Arc<Core>,
     dry_run: bool,
     plan: impl FnOnce(&Meta, &mut Plan) -> Result<()>,
 ) -> Result<DeleteReport> {
     if dry_run {
-        let meta = &store.inner.meta;
+        let meta = store.chunks().meta();
         let mut p = Plan::default();
         plan(meta, &mut p)?;
         let mut stats = StatsRecord::default();
         return p.finish(meta, &mut stats, &mut Batch::default(), true);
     }
     store
-        .inner
+        .chunks()
         .commit(&[], Batch::default(), |meta, stats, batch| {
             let mut p = Plan::default();
             plan(meta, &mut p)?;
@@ -375,14 +376,13 @@ fn prune_plan(meta: &Meta, p: &mut Plan, id: &EntityId, rule: &Retention) -> Res
     Ok(())
 }
 
-impl Store {
-    /// [`Model::prune`] of every model, as one deletion (one commit): a
-    /// blob that versions of several models share is freed once all of them
-    /// drop it, in the dry run's figures as in the real run's.
-    ///
-    /// # Errors
-    /// [`Error::InvalidInput`] if the rule keeps nothing explicitly (no rule set).
-    pub fn prune_all(&self, rule: &Retention, dry_run: bool) -> Result<DeleteReport> {
+impl Core {
+    /// See [`crate::Store::prune_all`].
+    pub(crate) fn prune_all(
+        self: &Arc<Self>,
+        rule: &Retention,
+        dry_run: bool,
+    ) -> Result<DeleteReport> {
         check_rule(rule)?;
         let rule = *rule;
         run(self, dry_run, |meta, p| {

@@ -6,6 +6,7 @@
 //! immutable: later writes fail with [`Error::Immutable`].
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -18,9 +19,9 @@ use super::records::{
     Artifact, ArtifactBody, ArtifactRecord, ConsoleLine, ConsoleRecord, EntityId, Environment,
     ExperimentRecord, RunInfo, Status, Stream,
 };
+use crate::blob::Core;
 use crate::error::{Error, Result};
 use crate::meta::{Batch, Cf, Meta};
-use crate::store::Store;
 
 /// What to create: [`Store::create_experiment`].
 #[derive(Clone, Debug)]
@@ -98,7 +99,7 @@ pub struct ExperimentInfo {
 /// A handle on one experiment. Cheap; holds a store clone and the id.
 #[derive(Clone)]
 pub struct Experiment {
-    pub(crate) store: Store,
+    pub(crate) store: Arc<Core>,
     pub(crate) id: EntityId,
 }
 
@@ -137,12 +138,9 @@ pub(crate) fn ids_under(meta: &Meta, prefix: &[u8]) -> Result<Vec<EntityId>> {
     Ok(out)
 }
 
-impl Store {
-    /// Creates an experiment in state `created`.
-    ///
-    /// # Errors
-    /// [`Error::InvalidInput`] for an empty or over-long project, name or tag.
-    pub fn create_experiment(&self, spec: NewExperiment) -> Result<Experiment> {
+impl Core {
+    /// See [`crate::Store::create_experiment`].
+    pub(crate) fn create_experiment(self: &Arc<Self>, spec: NewExperiment) -> Result<Experiment> {
         check_label("project", &spec.project, 256)?;
         check_label("experiment name", &spec.name, 256)?;
         let mut tags = spec.tags;
@@ -173,7 +171,7 @@ impl Store {
             inputs: Vec::new(),
             console_lines: 0,
         };
-        self.inner.commit(&[], Batch::default(), |_, _, batch| {
+        self.chunks().commit(&[], Batch::default(), |_, _, batch| {
             apply_index(
                 batch,
                 &Default::default(),
@@ -188,24 +186,25 @@ impl Store {
         })
     }
 
-    /// The experiment with this id.
-    ///
-    /// # Errors
-    /// [`Error::NotFound`] if there is none.
-    pub fn experiment(&self, id: EntityId) -> Result<Experiment> {
-        load_experiment(&self.inner.meta, &id)?;
+    /// See [`crate::Store::experiment`].
+    pub(crate) fn experiment(self: &Arc<Self>, id: EntityId) -> Result<Experiment> {
+        load_experiment(self.chunks().meta(), &id)?;
         Ok(Experiment {
             store: self.clone(),
             id,
         })
     }
 
-    /// The most recently created experiment called `name` in `project`.
-    pub fn experiment_by_name(&self, project: &str, name: &str) -> Result<Experiment> {
+    /// See [`crate::Store::experiment_by_name`].
+    pub(crate) fn experiment_by_name(
+        self: &Arc<Self>,
+        project: &str,
+        name: &str,
+    ) -> Result<Experiment> {
         check_label("project", project, 256)?;
         check_label("experiment name", name, 256)?;
         let prefix = Key::new(tag::EXP_NAME).str(project).str(name).done();
-        let id = ids_under(&self.inner.meta, &prefix)?
+        let id = ids_under(self.chunks().meta(), &prefix)?
             .into_iter()
             .max()
             .ok_or_else(|| Error::not_found("experiment", format!("{project}/{name}")))?;
@@ -215,8 +214,8 @@ impl Store {
         })
     }
 
-    /// A query over experiments; add filters, then [`ExperimentQuery::run`].
-    pub fn experiments(&self) -> ExperimentQuery {
+    /// See [`crate::Store::experiments`].
+    pub(crate) fn experiments(self: &Arc<Self>) -> ExperimentQuery {
         ExperimentQuery {
             store: self.clone(),
             project: None,
@@ -239,7 +238,7 @@ impl Experiment {
 
     /// A snapshot of the record and its links.
     pub fn info(&self) -> Result<ExperimentInfo> {
-        let meta = &self.store.inner.meta;
+        let meta = self.store.chunks().meta();
         let r = load_experiment(meta, &self.id)?;
         let created_models = ids_under(meta, &Key::new(tag::EXP_CREATED).id(&self.id).done())?;
         Ok(ExperimentInfo {
@@ -321,7 +320,7 @@ impl Experiment {
 
     /// Current progress.
     pub fn progress(&self) -> Result<u8> {
-        Ok(load_experiment(&self.store.inner.meta, &self.id)?.progress)
+        Ok(load_experiment(self.store.chunks().meta(), &self.id)?.progress)
     }
 
     /// Records the environment.
@@ -397,7 +396,7 @@ impl Experiment {
 
     /// Console lines from `from` on, at most `limit`.
     pub fn console(&self, from: u64, limit: usize) -> Result<Vec<ConsoleLine>> {
-        let meta = &self.store.inner.meta;
+        let meta = self.store.chunks().meta();
         let mut start = self.id.0.to_vec();
         start.extend_from_slice(&from.to_be_bytes());
         let mut out = Vec::new();
@@ -424,7 +423,7 @@ impl Experiment {
 
     /// The last `n` console lines.
     pub fn console_tail(&self, n: usize) -> Result<Vec<ConsoleLine>> {
-        let total = load_experiment(&self.store.inner.meta, &self.id)?.console_lines;
+        let total = load_experiment(self.store.chunks().meta(), &self.id)?.console_lines;
         self.console(total.saturating_sub(n as u64), n)
     }
 
@@ -503,8 +502,8 @@ impl Experiment {
         .concat();
         let (k, v) = self
             .store
-            .inner
-            .meta
+            .chunks()
+            .meta()
             .floor(Cf::Artifacts, &prefix, &key)?
             .filter(|(k, _)| revision.is_none() || k[..] == key[..])
             .ok_or_else(|| Error::not_found("artifact", format!("{name} of {}", what(&self.id))))?;
@@ -523,8 +522,8 @@ impl Experiment {
         let mut out = Vec::new();
         for kv in self
             .store
-            .inner
-            .meta
+            .chunks()
+            .meta()
             .scan_prefix(Cf::Artifacts, &self.id.0, &self.id.0)
         {
             let (k, v) = kv?;
@@ -574,8 +573,8 @@ impl Experiment {
         let mut out = Vec::new();
         for kv in self
             .store
-            .inner
-            .meta
+            .chunks()
+            .meta()
             .scan_prefix(Cf::Scalars, &prefix, &prefix)
         {
             let (k, v) = kv?;
@@ -626,7 +625,7 @@ fn revision_of(k: &[u8]) -> Result<u32> {
 /// [`ExperimentQuery::after`] for the next.
 #[must_use]
 pub struct ExperimentQuery {
-    store: Store,
+    store: Arc<Core>,
     project: Option<String>,
     name_prefix: Option<String>,
     status: Option<Status>,
@@ -682,7 +681,7 @@ impl ExperimentQuery {
         if self.limit == 0 {
             return Ok(Vec::new());
         }
-        let meta = &self.store.inner.meta;
+        let meta = self.store.chunks().meta();
         let prefix = if let Some(t) = &self.tag {
             Some(Key::new(tag::EXP_TAG).str(t).done())
         } else if let Some(s) = self.status {

@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::Read;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -21,6 +22,7 @@ use super::names::{check_name, check_path};
 use super::query::{Query, Value};
 use super::records::{EntityId, External, ModelRecord, VersionFile, VersionRecord};
 use super::version_upload::VersionUpload;
+use crate::blob::Core;
 use crate::blob::{check_same_store, GroupedBlob, StagedBlob};
 use crate::error::{Error, Result};
 use crate::formats::detect::{self, FileFormat, Framework};
@@ -28,7 +30,6 @@ use crate::id::{BlobId, ChunkId};
 use crate::meta::records::{decode_blob, FileEntry, StatsRecord};
 use crate::meta::{Batch, Cf, Meta};
 use crate::pack::ChunkLoc;
-use crate::store::Store;
 
 /// URL scheme of model URLs: `modelvault://<store id>/models/<model id>@<version>`.
 pub const URL_SCHEME: &str = "modelvault://";
@@ -220,7 +221,7 @@ pub struct ModelSummary {
 /// A handle on one model.
 #[derive(Clone)]
 pub struct Model {
-    pub(crate) store: Store,
+    pub(crate) store: Arc<Core>,
     pub(crate) id: EntityId,
 }
 
@@ -291,14 +292,9 @@ fn check_metadata(m: &BTreeMap<String, Value>) -> Result<()> {
     })
 }
 
-impl Store {
-    /// Creates a model with no versions yet.
-    ///
-    /// # Errors
-    /// [`Error::InvalidInput`] for a bad name, project, tag or metadata key;
-    /// [`Error::NotFound`] for an unknown creating experiment or parent;
-    /// [`Error::Immutable`] if the creating experiment is finished.
-    pub fn create_model(&self, spec: NewModel) -> Result<Model> {
+impl Core {
+    /// See [`crate::Store::create_model`].
+    pub(crate) fn create_model(self: &Arc<Self>, spec: NewModel) -> Result<Model> {
         let id = EntityId::new_v7();
         self.insert_model(id, spec, None)?;
         Ok(Model {
@@ -307,10 +303,9 @@ impl Store {
         })
     }
 
-    /// Registers a model whose bytes live at `url`, without storing them.
-    /// Registering the same URL again returns the existing model.
-    pub fn register_external_model(
-        &self,
+    /// See [`crate::Store::register_external_model`].
+    pub(crate) fn register_external_model(
+        self: &Arc<Self>,
         spec: NewModel,
         url: &str,
         checksum: Option<&str>,
@@ -361,46 +356,47 @@ impl Store {
             aliases: BTreeMap::new(),
             external,
         };
-        self.inner.commit(&[], Batch::default(), |meta, _, batch| {
-            if let Some(ext) = &rec.external {
-                let uk = index::url_key(&ext.url);
-                if let Some(existing) = meta.get(Cf::Index, &uk)? {
-                    return EntityId::try_from_slice(&existing);
+        self.chunks()
+            .commit(&[], Batch::default(), |meta, _, batch| {
+                if let Some(ext) = &rec.external {
+                    let uk = index::url_key(&ext.url);
+                    if let Some(existing) = meta.get(Cf::Index, &uk)? {
+                        return EntityId::try_from_slice(&existing);
+                    }
+                    batch.put(Cf::Index, uk, id.0.to_vec());
                 }
-                batch.put(Cf::Index, uk, id.0.to_vec());
-            }
-            if let Some(e) = &rec.experiment {
-                let exp = load_experiment(meta, e)?;
-                if exp.status.is_final() {
-                    return Err(Error::Immutable {
-                        what: format!("experiment {e}"),
-                        state: exp.status.name().into(),
-                    });
+                if let Some(e) = &rec.experiment {
+                    let exp = load_experiment(meta, e)?;
+                    if exp.status.is_final() {
+                        return Err(Error::Immutable {
+                            what: format!("experiment {e}"),
+                            state: exp.status.name().into(),
+                        });
+                    }
                 }
-            }
-            if let Some(p) = &rec.parent {
-                load_model(meta, p)?;
-            }
-            apply_index(batch, &BTreeSet::new(), &index::model_keys(&id, &rec));
-            save(batch, Cf::Models, id.0.to_vec(), &rec);
-            Ok(id)
-        })
+                if let Some(p) = &rec.parent {
+                    load_model(meta, p)?;
+                }
+                apply_index(batch, &BTreeSet::new(), &index::model_keys(&id, &rec));
+                save(batch, Cf::Models, id.0.to_vec(), &rec);
+                Ok(id)
+            })
     }
 
-    /// The model with this id.
-    pub fn model(&self, id: EntityId) -> Result<Model> {
-        load_model(&self.inner.meta, &id)?;
+    /// See [`crate::Store::model`].
+    pub(crate) fn model(self: &Arc<Self>, id: EntityId) -> Result<Model> {
+        load_model(self.chunks().meta(), &id)?;
         Ok(Model {
             store: self.clone(),
             id,
         })
     }
 
-    /// The most recently created model called `name`.
-    pub fn model_by_name(&self, name: &str) -> Result<Model> {
+    /// See [`crate::Store::model_by_name`].
+    pub(crate) fn model_by_name(self: &Arc<Self>, name: &str) -> Result<Model> {
         check_name(name)?;
         let id = ids_under(
-            &self.inner.meta,
+            self.chunks().meta(),
             &Key::new(tag::MODEL_NAME).str(name).done(),
         )?
         .into_iter()
@@ -412,10 +408,8 @@ impl Store {
         })
     }
 
-    /// Resolves what a user typed: a model id, a name, `NAME@VERSION`,
-    /// `NAME@ALIAS`, `ID@VERSION` or a model URL. Returns the model and the
-    /// version meant (`None`: the latest).
-    pub fn resolve_model(&self, spec: &str) -> Result<(Model, Option<u32>)> {
+    /// See [`crate::Store::resolve_model`].
+    pub(crate) fn resolve_model(self: &Arc<Self>, spec: &str) -> Result<(Model, Option<u32>)> {
         if let Some(rest) = spec.strip_prefix(URL_SCHEME) {
             let (store, path) = rest.split_once('/').ok_or_else(|| {
                 Error::invalid(
@@ -462,12 +456,9 @@ impl Store {
         Ok((model, version))
     }
 
-    /// Models matching a query (see [`super::query`]). Indexed conjuncts
-    /// (`framework`, `project`, `name`, `tag`, `status`, `metadata.*`) are
-    /// answered from the index and intersected; the full query is then
-    /// checked on each candidate. A query with no indexed conjunct scans.
-    pub fn find_models(&self, q: &Query) -> Result<Vec<ModelInfo>> {
-        let ids = super::search::candidates(&self.inner.meta, q)?;
+    /// See [`crate::Store::find_models`].
+    pub(crate) fn find_models(self: &Arc<Self>, q: &Query) -> Result<Vec<ModelInfo>> {
+        let ids = super::search::candidates(self.chunks().meta(), q)?;
         let mut out = Vec::new();
         let mut check = |id: EntityId| -> Result<()> {
             let m = Model {
@@ -483,7 +474,7 @@ impl Store {
         match ids {
             Some(ids) => ids.into_iter().try_for_each(&mut check)?,
             None => {
-                for kv in self.inner.meta.scan_prefix(Cf::Models, &[], &[]) {
+                for kv in self.chunks().meta().scan_prefix(Cf::Models, &[], &[]) {
                     let (k, _) = kv?;
                     check(EntityId::try_from_slice(&k)?)?;
                 }
@@ -492,10 +483,10 @@ impl Store {
         Ok(out)
     }
 
-    /// All models (id, name, latest version), in creation order.
-    pub fn models(&self) -> Result<Vec<ModelSummary>> {
-        self.inner
-            .meta
+    /// See [`crate::Store::models`].
+    pub(crate) fn models(self: &Arc<Self>) -> Result<Vec<ModelSummary>> {
+        self.chunks()
+            .meta()
             .scan_prefix(Cf::Models, &[], &[])
             .map(|kv| {
                 let (k, v) = kv?;
@@ -509,20 +500,30 @@ impl Store {
             .collect()
     }
 
-    /// The model versions that contain `blob`: (model, version).
-    pub fn versions_with_blob(&self, blob: &crate::id::BlobId) -> Result<Vec<(EntityId, u32)>> {
+    /// See [`crate::Store::versions_with_blob`].
+    pub(crate) fn versions_with_blob(
+        self: &Arc<Self>,
+        blob: &crate::id::BlobId,
+    ) -> Result<Vec<(EntityId, u32)>> {
         let prefix = Key::new(tag::BLOB_MODEL).bytes(blob.as_bytes()).done();
         let mut out = Vec::new();
-        for kv in self.inner.meta.scan_prefix(Cf::Index, &prefix, &prefix) {
+        for kv in self
+            .chunks()
+            .meta()
+            .scan_prefix(Cf::Index, &prefix, &prefix)
+        {
             let (k, _) = kv?;
             out.push(index::id_version(&k[prefix.len()..], "blob index key")?);
         }
         Ok(out)
     }
 
-    /// Commits `files` as the next version of the model called `name`,
-    /// creating the model if there is none. Returns the version number.
-    pub fn commit_version(&self, name: &str, files: Vec<FileEntry>) -> Result<u32> {
+    /// See [`crate::Store::commit_version`].
+    pub(crate) fn commit_version(
+        self: &Arc<Self>,
+        name: &str,
+        files: Vec<FileEntry>,
+    ) -> Result<u32> {
         let model = match self.model_by_name(name) {
             Ok(m) => m,
             Err(e) if e.is_not_found() => self.create_model(NewModel::new(name))?,
@@ -531,13 +532,17 @@ impl Store {
         model.add_version(files)
     }
 
-    /// A version of the model called `name`: the given one, or the latest.
-    pub fn version(&self, name: &str, version: Option<u32>) -> Result<ModelVersion> {
+    /// See [`crate::Store::version`].
+    pub(crate) fn version(
+        self: &Arc<Self>,
+        name: &str,
+        version: Option<u32>,
+    ) -> Result<ModelVersion> {
         self.model_by_name(name)?.version(version)
     }
 
-    /// Version numbers of the model called `name`.
-    pub fn versions(&self, name: &str) -> Result<Vec<u32>> {
+    /// See [`crate::Store::versions`].
+    pub(crate) fn versions(self: &Arc<Self>, name: &str) -> Result<Vec<u32>> {
         self.model_by_name(name)?.versions()
     }
 }
@@ -558,7 +563,7 @@ impl Model {
 
     /// A snapshot of the record.
     pub fn info(&self) -> Result<ModelInfo> {
-        let r = load_model(&self.store.inner.meta, &self.id)?;
+        let r = load_model(self.store.chunks().meta(), &self.id)?;
         Ok(ModelInfo {
             id: self.id,
             name: r.name,
@@ -801,8 +806,8 @@ impl Model {
     fn detect_format(&self, f: &FileEntry) -> Result<FileFormat> {
         let rec = self
             .store
-            .inner
-            .meta
+            .chunks()
+            .meta()
             .with(Cf::Blobs, f.blob.as_bytes(), decode_blob)?
             .ok_or_else(|| Error::not_found("blob", f.blob))?;
         if rec.size != f.size {
@@ -821,7 +826,7 @@ impl Model {
 
     /// A version (`None`: the latest).
     pub fn version(&self, version: Option<u32>) -> Result<ModelVersion> {
-        let meta = &self.store.inner.meta;
+        let meta = self.store.chunks().meta();
         let rec = load_model(meta, &self.id)?;
         let v = match version {
             Some(v) => v,
@@ -857,8 +862,8 @@ impl Model {
         let mut out = Vec::new();
         for kv in self
             .store
-            .inner
-            .meta
+            .chunks()
+            .meta()
             .scan_prefix(Cf::Versions, &self.id.0, &self.id.0)
         {
             let (k, _) = kv?;
@@ -999,8 +1004,8 @@ impl Model {
         let mut out = Vec::new();
         for kv in self
             .store
-            .inner
-            .meta
+            .chunks()
+            .meta()
             .scan_prefix(Cf::Index, &prefix, &prefix)
         {
             let (k, _) = kv?;

@@ -13,7 +13,7 @@ const MODELS: usize = 400;
 /// Model records and index entries read while answering `q`, and the ids
 /// found.
 fn run(store: &Store, q: &str) -> (BTreeSet<EntityId>, u64, u64) {
-    let meta = &store.inner.meta;
+    let meta = store.inner.chunks().meta();
     let (models, index) = (meta.reads(Cf::Models), meta.reads(Cf::Index));
     let found = store.find_models(&query::parse(q).unwrap()).unwrap();
     (

@@ -6,15 +6,16 @@
 //! makes them equal in one batch.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::Serialize;
 
 use super::index;
 use super::records::{EntityId, ExperimentRecord, ModelRecord, VersionRecord};
+use crate::blob::Core;
 use crate::error::Result;
 use crate::meta::records::decode_postcard;
 use crate::meta::{Batch, Cf, Scan, Snapshot};
-use crate::store::Store;
 
 /// Differences between the index and what the records imply.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -113,19 +114,19 @@ pub(crate) fn verify_index_at(snap: &Snapshot) -> Result<IndexReport> {
     Ok(compare(snap)?.0)
 }
 
-impl Store {
-    /// Compares the secondary indexes with what the records imply.
-    pub fn verify_index(&self) -> Result<IndexReport> {
-        Ok(compare(&self.inner.meta)?.0)
+impl Core {
+    /// See [`crate::Store::verify_index`].
+    pub(crate) fn verify_index(self: &Arc<Self>) -> Result<IndexReport> {
+        Ok(compare(self.chunks().meta())?.0)
     }
 
-    /// Rebuilds the secondary indexes from the records (the repair path);
-    /// returns what was wrong.
-    pub fn rebuild_index(&self) -> Result<IndexReport> {
-        self.inner.commit(&[], Batch::default(), |meta, _, batch| {
-            let (report, fix) = compare(meta)?;
-            batch.extend(fix);
-            Ok(report)
-        })
+    /// See [`crate::Store::rebuild_index`].
+    pub(crate) fn rebuild_index(self: &Arc<Self>) -> Result<IndexReport> {
+        self.chunks()
+            .commit(&[], Batch::default(), |meta, _, batch| {
+                let (report, fix) = compare(meta)?;
+                batch.extend(fix);
+                Ok(report)
+            })
     }
 }

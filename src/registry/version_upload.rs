@@ -24,15 +24,16 @@
 //! its blob record and session id: about 100 bytes besides the path.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use super::names::check_path;
+use crate::blob::Core;
 use crate::blob::{abandon_sessions, check_same_store, GroupedBlob, StagedBlob};
 use crate::error::{Error, Result};
 use crate::formats::detect::{self, FileFormat};
 use crate::id::BlobId;
 use crate::meta::records::FileEntry;
 use crate::meta::Batch;
-use crate::store::Store;
 
 /// A group is committed once it holds this many staged blobs...
 pub(crate) const GROUP_FILES: usize = 1024;
@@ -54,7 +55,7 @@ pub(crate) const GROUP_BYTES: usize = 1 << 20;
 /// ([`Store::version_upload`]), like the staged blobs it takes.
 #[must_use = "a version exists only once Model::add_version_upload commits it"]
 pub struct VersionUpload {
-    store: Store,
+    store: Arc<Core>,
     /// Path → blob, size, format: the version record's files.
     files: BTreeMap<String, (BlobId, u64, FileFormat)>,
     /// Blobs a group commit wrote, by id, until the version commit.
@@ -70,10 +71,9 @@ pub struct VersionUpload {
     failed: Option<String>,
 }
 
-impl Store {
-    /// Starts a model version of staged files, committed in bounded
-    /// memory whatever their number: see [`VersionUpload`].
-    pub fn version_upload(&self) -> VersionUpload {
+impl Core {
+    /// See [`crate::Store::version_upload`].
+    pub(crate) fn version_upload(self: &Arc<Self>) -> VersionUpload {
         VersionUpload {
             store: self.clone(),
             files: BTreeMap::new(),
@@ -142,7 +142,7 @@ impl VersionUpload {
     }
 
     /// The store handle this upload belongs to.
-    pub(crate) fn store(&self) -> &Store {
+    pub(crate) fn store(&self) -> &Arc<Core> {
         &self.store
     }
 
@@ -178,7 +178,9 @@ impl VersionUpload {
             }
             kept.push(new);
         }
-        self.store.inner.commit(&chunks, batch, |_, _, _| Ok(()))?;
+        self.store
+            .chunks()
+            .commit(&chunks, batch, |_, _, _| Ok(()))?;
         for (b, new) in group.into_iter().zip(kept) {
             if new {
                 let id = b.id();
@@ -209,7 +211,7 @@ impl VersionUpload {
     /// so they are no longer open uploads.
     pub(crate) fn committed(mut self) {
         let grouped = std::mem::take(&mut self.grouped);
-        let mut open = self.store.inner.active_uploads.lock();
+        let mut open = self.store.active_uploads().lock();
         for g in grouped.values() {
             open.remove(&g.session);
         }

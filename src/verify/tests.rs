@@ -92,7 +92,7 @@ fn held_verify(
     let (go_tx, go_rx) = mpsc::channel::<()>();
     let go_rx = Mutex::new(go_rx);
     let paused = tx.clone();
-    pause::set(&store.inner.dir, stage, move || {
+    pause::set(store.inner.path(), stage, move || {
         let _ = paused.send(Msg::Paused);
         let _ = go_rx.lock().recv();
     });
@@ -118,7 +118,7 @@ fn commits_complete_while_a_verify_is_held_mid_scan() {
     );
     // If verify held the commit lock here, the writer below would wait for
     // it forever: check first, so that such a failure is reported, not hung.
-    let lock_free = store.inner.commit.try_lock().is_some();
+    let lock_free = store.inner.chunks().commit_lock_free();
     let mut committed = 0;
     if lock_free {
         let s = store.clone();
@@ -143,7 +143,7 @@ fn commits_complete_while_a_verify_is_held_mid_scan() {
         Msg::Paused => panic!("paused twice"),
     };
     h.join().unwrap();
-    pause::clear(&store.inner.dir);
+    pause::clear(store.inner.path());
     assert!(
         lock_free,
         "verify holds the commit lock during its scan: every writer waits for it"
@@ -170,7 +170,7 @@ fn commits_during_a_verify_cause_no_false_problems() {
         assert!(matches!(rx.recv().unwrap(), Msg::Paused), "{stage:?}");
         // Only commit when verify lets writers through (the test above
         // reports a verify that does not).
-        if store.inner.commit.try_lock().is_some() {
+        if store.inner.chunks().commit_lock_free() {
             version(&store, "m", &noise(60 + i as u64, 400_000));
             version(&store, "n", &noise(70 + i as u64, 100_000));
             let m = store.model_by_name("m").unwrap();
@@ -184,7 +184,7 @@ fn commits_during_a_verify_cause_no_false_problems() {
             Msg::Paused => panic!("paused twice"),
         };
         h.join().unwrap();
-        pause::clear(&store.inner.dir);
+        pause::clear(store.inner.path());
         assert!(
             report.is_clean(),
             "held at {stage:?}: false problems {:#?}",
@@ -295,7 +295,7 @@ fn broken_counts_and_ownership_are_found_whatever_the_budgets() {
     w.suspend().unwrap();
     assert!(problems_with_any_budget(&store).is_empty());
 
-    let meta = &store.inner.meta;
+    let meta = store.inner.chunks().meta();
     let scan = |cf: Cf, prefix: &[u8]| -> Vec<(Vec<u8>, Vec<u8>)> {
         meta.scan_prefix(cf, prefix, prefix)
             .map(|kv| {

@@ -1,0 +1,76 @@
+//! Manifest-id reservation: ids (also upload session ids) are never handed
+//! out twice, whatever the crashes and collections in between.
+
+use std::sync::atomic::Ordering;
+
+use crate::error::{Error, Result};
+use crate::meta::records;
+use crate::meta::{keys, Batch, Cf, Meta};
+
+use super::Chunks;
+
+/// `meta` key: manifest ids below its value may have been handed out.
+const MANIFEST_IDS_KEY: &[u8] = b"manifest_ids";
+
+/// Manifest ids reserved per durable write.
+const MANIFEST_RESERVATION: u64 = 1024;
+
+impl Chunks {
+    /// Allocates a manifest id (which is also the upload session id) for a
+    /// new upload. Ids are reserved durably in blocks of
+    /// [`MANIFEST_RESERVATION`] before they are handed out, so no id is ever
+    /// allocated twice, whatever the crashes and collections in between.
+    pub fn new_manifest(&self) -> Result<u64> {
+        let id = self.next_manifest.fetch_add(1, Ordering::Relaxed);
+        let mut reserved = self.manifest_reserved.lock();
+        if id >= *reserved {
+            let upto = id
+                .checked_add(MANIFEST_RESERVATION)
+                .ok_or_else(|| Error::corrupt("manifest ids", "manifest id overflow"))?;
+            let mut batch = Batch::default();
+            batch.put(
+                Cf::Meta,
+                MANIFEST_IDS_KEY.to_vec(),
+                records::encode_count(upto).to_vec(),
+            );
+            self.meta.commit(batch, true)?;
+            *reserved = upto;
+        }
+        Ok(id)
+    }
+}
+
+/// The first manifest id this open may hand out. Ids are never reused, even
+/// those whose every trace was collected: an upload id given out once must
+/// not name another upload later.
+pub(super) fn first_free(meta: &Meta) -> Result<u64> {
+    Ok(next_manifest_id(meta)?
+        .max(read_manifest_reservation(meta)?)
+        .max(1))
+}
+
+fn read_manifest_reservation(meta: &Meta) -> Result<u64> {
+    Ok(meta
+        .with(Cf::Meta, MANIFEST_IDS_KEY, records::decode_count)?
+        .unwrap_or(0))
+}
+
+/// One past the highest manifest id that any record names: segments, upload
+/// sessions and dead-manifest markers.
+fn next_manifest_id(meta: &Meta) -> Result<u64> {
+    let bad =
+        |what: &str| Error::corrupt(format!("{what} column family"), "key of the wrong length");
+    let mut max = 0;
+    if let Some(k) = meta.last_key(Cf::Manifests)? {
+        max = max.max(keys::parse_segment(&k).ok_or_else(|| bad("manifests"))?.0);
+    }
+    if let Some(k) = meta.last_key(Cf::Uploads)? {
+        max = max.max(keys::parse_u64(&k).ok_or_else(|| bad("uploads"))?);
+    }
+    let gm = keys::gc_manifest(u64::MAX);
+    if let Some((k, _)) = meta.floor(Cf::Gc, &gm[..1], &gm)? {
+        max = max.max(keys::parse_u64(&k[1..]).ok_or_else(|| bad("gc"))?);
+    }
+    max.checked_add(1)
+        .ok_or_else(|| Error::corrupt("manifests column family", "manifest id overflow"))
+}

@@ -1,0 +1,241 @@
+//! The chunk layer: owns chunks end to end, between `pack`/`meta` below and
+//! `blob` above.
+//!
+//! [`Chunks`] holds the pack writer and reader, the holds and pending
+//! locations of uploads in flight ([`pending`]), the chunk index lookups and
+//! the read path through delta chains ([`read`]), manifest-id reservation
+//! ([`manifest`]), reference counts ([`refs`]) and the commit state. Every
+//! metadata write of an open store goes through its one commit door
+//! ([`commit`]): [`Chunks::commit`] for records that reference chunks (or
+//! none), [`Chunks::commit_exclusive`] for the writers that rewrite or delete
+//! index entries themselves (collection, compaction, reverse deltas), which
+//! get a lock-held [`commit::Txn`] with exactly the operations they need.
+//!
+//! Its fields are private: layers above see methods only.
+
+mod commit;
+mod manifest;
+mod pending;
+mod read;
+pub(crate) mod refs;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+
+use parking_lot::Mutex;
+
+pub(crate) use commit::OLD_LANE_KEY;
+pub(crate) use read::chain_root;
+
+use crate::error::{Error, Result};
+use crate::id::ChunkId;
+use crate::meta::records::{self, StatsRecord};
+use crate::meta::{Cf, Meta};
+use crate::pack::{pack_file_name, ChunkLoc, Lane, PackReader, PackWriter, RecordHeader};
+use commit::CommitState;
+use pending::Pending;
+
+/// `meta` key present once every whole chunk's index entry states the
+/// longest delta chain ending at it (`ChunkLoc::height`).
+pub(crate) const HEIGHTS_MARKER: &[u8] = b"delta_heights";
+
+/// The chunk layer of one open store (see the module docs).
+pub(crate) struct Chunks {
+    /// The store's `packs/` directory.
+    packs_dir: PathBuf,
+    meta: Meta,
+    writer: PackWriter,
+    reader: PackReader,
+    /// Whether a commit fsyncs the metadata WAL before returning
+    /// (`Durability::Immediate`).
+    sync_commits: bool,
+    /// Chunks appended to a pack but not yet in the committed index, and
+    /// the holds uploads in flight keep on chunks (see [`Pending`]).
+    pending: Mutex<Pending>,
+    commit: Mutex<CommitState>,
+    next_manifest: AtomicU64,
+    /// Manifest ids below this are reserved in `meta/manifest_ids`: no
+    /// later open allocates them again (see [`Chunks::new_manifest`]).
+    manifest_reserved: Mutex<u64>,
+}
+
+impl Chunks {
+    /// The chunk layer over an opened (and recovered) store: `pack_len` are
+    /// the committed lengths of its packs. Reads the counters and the
+    /// manifest ids handed out so far from `meta`.
+    pub fn open(
+        meta: Meta,
+        packs_dir: &Path,
+        writer: PackWriter,
+        reader: PackReader,
+        pack_len: HashMap<u32, u64>,
+        sync_commits: bool,
+    ) -> Result<Chunks> {
+        let stats = match meta.get(Cf::Meta, b"stats")? {
+            Some(b) => records::decode_postcard("stats record", &b)?,
+            None => StatsRecord::default(),
+        };
+        let next_manifest = manifest::first_free(&meta)?;
+        Ok(Chunks {
+            packs_dir: packs_dir.to_path_buf(),
+            meta,
+            writer,
+            reader,
+            sync_commits,
+            pending: Mutex::new(Pending::default()),
+            commit: Mutex::new(CommitState::new(stats, pack_len)),
+            next_manifest: AtomicU64::new(next_manifest),
+            manifest_reserved: Mutex::new(next_manifest),
+        })
+    }
+
+    /// The metadata database, for reads (writes go through the commit door).
+    pub fn meta(&self) -> &Meta {
+        &self.meta
+    }
+
+    /// Makes every commit so far durable (pack data and the metadata WAL).
+    pub fn sync(&self) -> Result<()> {
+        self.writer.sync()?;
+        self.meta.sync_wal()
+    }
+
+    /// The committed counters, the bytes of all packs and the number of packs.
+    pub fn stats(&self) -> (StatsRecord, u64, u64) {
+        let c = self.commit.lock();
+        (c.stats, c.pack_len.values().sum(), c.pack_len.len() as u64)
+    }
+
+    /// The committed length of every pack, and the index entries this
+    /// process committed into each (compaction's generation check, see
+    /// [`commit::Txn::pack_busy`]).
+    pub fn pack_sizes(&self) -> (HashMap<u32, u64>, HashMap<u32, u64>) {
+        let c = self.commit.lock();
+        (c.pack_len.clone(), c.indexed.clone())
+    }
+
+    /// The packs the writer may still append to.
+    pub fn open_packs(&self) -> Vec<u32> {
+        self.writer.open_packs()
+    }
+
+    /// Reads the stored record (not decoded, not verified) of chunk `id` at
+    /// `loc` into `scratch`; returns its payload.
+    pub fn read_record<'a>(
+        &self,
+        id: &ChunkId,
+        loc: &ChunkLoc,
+        scratch: &'a mut Vec<u8>,
+    ) -> Result<&'a [u8]> {
+        self.reader.read(id, loc, scratch)
+    }
+
+    /// Appends a record on [`Lane::Old`] (a reverse delta's, a compaction's
+    /// copy), not published anywhere: the caller commits its index entry
+    /// through [`Chunks::commit_exclusive`] after [`Chunks::sync_packs`].
+    pub fn append_old(&self, header: &RecordHeader, payload: &[u8]) -> Result<ChunkLoc> {
+        self.writer.append(Lane::Old, header, payload)
+    }
+
+    /// Makes the pack data appended so far durable (before a commit that
+    /// indexes it).
+    pub fn sync_packs(&self) -> Result<()> {
+        self.writer.sync()
+    }
+
+    /// Takes a hold on chunk `id` for an upload (before looking it up), and
+    /// returns where it is if another upload appended it and has not
+    /// committed it yet.
+    pub fn hold(&self, id: &ChunkId) -> Option<ChunkLoc> {
+        let mut p = self.pending.lock();
+        p.hold(id);
+        p.locs.get(id).copied()
+    }
+
+    /// Releases one hold on each of `ids` (see [`Chunks::hold`]).
+    pub fn release<'a>(&self, ids: impl IntoIterator<Item = &'a ChunkId>) {
+        self.pending.lock().release(ids);
+    }
+
+    /// Takes a hold on `base` for a delta about to be encoded against it.
+    pub fn begin_delta(&self, base: &ChunkId) {
+        self.pending.lock().begin_delta(base);
+    }
+
+    /// Ends [`Chunks::begin_delta`]: the delta was published, or given up.
+    pub fn end_delta(&self, base: &ChunkId) {
+        self.pending.lock().end_delta(base);
+    }
+
+    /// Appends chunk `id`'s new record on [`Lane::New`] and publishes its
+    /// location as pending (stored against `base` if that is `Some`), while
+    /// the pack writer's lock is held, so compaction never sees a sealed
+    /// pack with a record still unpublished. If another upload published
+    /// the same chunk first, its location is returned and ours is dead
+    /// bytes that compaction reclaims. A delta encoding begun with
+    /// [`Chunks::begin_delta`] on `*delta_base` ends with the publication
+    /// (`*delta_base` is then taken).
+    pub fn append_pending(
+        &self,
+        id: &ChunkId,
+        header: &RecordHeader,
+        payload: &[u8],
+        base: Option<ChunkId>,
+        delta_base: &mut Option<ChunkId>,
+    ) -> Result<ChunkLoc> {
+        self.writer.append_with(Lane::New, header, payload, |loc| {
+            let mut p = self.pending.lock();
+            let loc = *p.locs.entry(*id).or_insert(ChunkLoc { base, ..loc });
+            if let Some(b) = delta_base.take() {
+                p.end_delta(&b);
+            }
+            loc
+        })
+    }
+
+    /// Refuses every later commit, with `why`: the pack writer may be half
+    /// way through a record. The first reason given is kept.
+    pub fn poison(&self, why: String) {
+        let mut c = self.commit.lock();
+        if c.poisoned.is_none() {
+            c.poisoned = Some(why);
+        }
+    }
+
+    /// Deletes the file of `pack`, whose record a committed
+    /// [`commit::Txn::drop_pack`] removed. The unlink cannot be undone: that commit
+    /// and every one before it must be on disk first, whatever the
+    /// durability mode, or a power cut could bring back an index naming the
+    /// deleted pack (with immediate durability the commit synced the WAL
+    /// already). A crash before the unlink leaves a pack without a record,
+    /// which the next open deletes.
+    pub fn delete_pack(&self, pack: u32) -> Result<()> {
+        if !self.sync_commits {
+            self.meta.sync_wal()?;
+        }
+        self.reader.forget(pack);
+        let path = self.packs_dir.join(pack_file_name(pack));
+        std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+        crate::pack::sync_dir(&self.packs_dir)
+    }
+
+    /// Test-only: whether the commit lock is free right now.
+    #[cfg(test)]
+    pub fn commit_lock_free(&self) -> bool {
+        self.commit.try_lock().is_some()
+    }
+
+    /// Test-only: the pack files the reader keeps open.
+    #[cfg(test)]
+    pub fn cached_packs(&self) -> Vec<u32> {
+        self.reader.cached()
+    }
+
+    /// Test-only: chunks held, chunks pending, delta encodings in flight.
+    #[cfg(test)]
+    pub fn pending_counts(&self) -> (usize, usize, usize) {
+        let p = self.pending.lock();
+        (p.holds.len(), p.locs.len(), p.deltas_encoding)
+    }
+}

@@ -1,0 +1,150 @@
+//! The store handle, the public face of the layers below. Opening
+//! (directory, marker, lock, metadata set-up and migrations) is in `open`,
+//! pack recovery at open in `recovery`, tuning in `options`. Every write
+//! goes through the chunk layer's commit door (`crate::chunk`).
+
+use std::io::Read;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::blob::{BlobReader, BlobWriter, Core};
+#[allow(unused_imports)] // named by the docs
+use crate::error::Error;
+use crate::error::Result;
+use crate::id::BlobId;
+use crate::meta::records::BlobRecord;
+
+mod api;
+mod open;
+mod options;
+mod recovery;
+
+pub use options::{Durability, Options};
+
+/// A modelvault store. Cheap to clone (`Arc` inside), `Send + Sync`: share
+/// one handle between threads. The store stays open and locked until the
+/// last clone (and every reader and writer made from it) is dropped.
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) inner: Arc<Core>,
+}
+
+/// Space and dedup figures for a store.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct Stats {
+    /// Bytes of all files of all committed versions, as the user sees them.
+    pub logical_bytes: u64,
+    /// Raw bytes of the distinct chunks kept.
+    pub unique_bytes: u64,
+    /// Bytes of pack files (what the chunk data costs on disk).
+    pub stored_bytes: u64,
+    /// Distinct chunks.
+    pub chunks: u64,
+    /// Distinct blobs.
+    pub blobs: u64,
+    /// Committed model versions.
+    pub versions: u64,
+    /// Pack files.
+    pub packs: u64,
+    /// logical / unique: what chunk dedup saves.
+    pub dedup_ratio: f64,
+    /// unique / stored: what the codecs save.
+    pub compression_ratio: f64,
+    /// stored / logical: the fraction of its input the store keeps.
+    pub stored_fraction: f64,
+}
+
+impl Store {
+    /// Opens the store in `dir`, creating it if `dir` does not exist or is
+    /// an empty directory.
+    ///
+    /// # Errors
+    /// [`Error::NotAStore`] if `dir` holds something else, [`Error::Locked`]
+    /// if another process (or handle) has the store open (after waiting up
+    /// to half a second for a holder that is letting go),
+    /// [`Error::UnsupportedVersion`] for a store from a newer build.
+    pub fn create(dir: impl AsRef<Path>) -> Result<Store> {
+        Options::default().open(dir)
+    }
+
+    /// Opens an existing store; never creates one.
+    ///
+    /// # Errors
+    /// As [`Store::create`], and [`Error::NotAStore`] if `dir` is missing.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Store> {
+        Options::default().create(false).open(dir)
+    }
+
+    /// Tuning knobs; finish with [`Options::open`].
+    pub fn options() -> Options {
+        Options::default()
+    }
+
+    /// The store directory.
+    pub fn path(&self) -> &Path {
+        self.inner.path()
+    }
+
+    /// The store's unique id (a UUID, fixed at creation).
+    pub fn id(&self) -> uuid::Uuid {
+        self.inner.id()
+    }
+
+    /// Starts a streaming upload. Write the content, then call
+    /// [`BlobWriter::finish`] for its id.
+    pub fn blob_writer(&self) -> BlobWriter {
+        self.inner.blob_writer()
+    }
+
+    /// Stores everything `src` yields and returns the blob id.
+    pub fn put_blob(&self, src: impl Read) -> Result<BlobId> {
+        self.inner.put_blob(src)
+    }
+
+    /// Opens a blob for reading (`Read + Seek`, every chunk verified).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] if no such blob is stored.
+    pub fn blob_reader(&self, id: &BlobId) -> Result<BlobReader> {
+        self.inner.blob_reader(id)
+    }
+
+    /// The record of a blob, if stored.
+    pub fn blob_record(&self, id: &BlobId) -> Result<Option<BlobRecord>> {
+        self.inner.blob_record(id)
+    }
+
+    /// True if a blob with this id is stored.
+    pub fn contains_blob(&self, id: &BlobId) -> Result<bool> {
+        self.inner.contains_blob(id)
+    }
+
+    /// Makes every commit so far durable (pack data and the metadata WAL).
+    /// Needed only with [`Durability::Eventual`].
+    pub fn sync(&self) -> Result<()> {
+        self.inner.chunks().sync()
+    }
+
+    /// Space and dedup figures.
+    pub fn stats(&self) -> Stats {
+        let (s, stored, packs) = self.inner.chunks().stats();
+        let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+        Stats {
+            logical_bytes: s.logical_bytes,
+            unique_bytes: s.unique_bytes,
+            stored_bytes: stored,
+            chunks: s.chunks,
+            blobs: s.blobs,
+            versions: s.versions,
+            packs,
+            dedup_ratio: ratio(s.logical_bytes, s.unique_bytes),
+            compression_ratio: ratio(s.unique_bytes, stored),
+            stored_fraction: ratio(stored, s.logical_bytes),
+        }
+    }
+}
+pub(crate) fn tracing_note(msg: &str) {
+    if std::env::var_os("MODELVAULT_LOG").is_some() {
+        eprintln!("modelvault: {msg}");
+    }
+}

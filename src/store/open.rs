@@ -1,0 +1,357 @@
+//! Opening a store: the directory and its marker, the lock, metadata
+//! set-up and migrations, then recovery (`super::recovery`) and the layers.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::blob::{Config, Core, Pool};
+use crate::chunk::{chain_root, Chunks, HEIGHTS_MARKER};
+use crate::chunking::CdcParams;
+use crate::error::{Error, Result};
+use crate::id::{ChunkId, Hash32};
+use crate::meta::records;
+use crate::meta::{Batch, Cf, Meta};
+use crate::pack::{ChunkLoc, PackReader, PackWriter};
+
+use super::recovery::{recover_packs, resume_lane};
+use super::{Durability, Options, Store};
+
+/// Name of the marker file that identifies a store directory.
+const MARKER: &str = "MODELVAULT";
+/// First line of the marker file.
+const MARKER_MAGIC: &str = "modelvault store";
+/// Store layout version, in the marker file and the `meta` column family.
+pub(crate) const STORE_FORMAT: u32 = 1;
+const LOCK: &str = "lock";
+/// How long an open waits for a lock that another holder may be releasing.
+const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_millis(500);
+const META_DIR: &str = "meta";
+const PACKS_DIR: &str = "packs";
+
+impl Store {
+    pub(super) fn open_with(dir: &Path, opts: Options) -> Result<Store> {
+        crate::chunking::Chunker::check(&opts.cdc)
+            .map_err(|e| Error::invalid("chunking bounds", format!("{:?}", opts.cdc), e))?;
+        prepare_dir(dir, opts.create)?;
+        let lock = acquire_lock(dir)?;
+        // A file where a folder belongs is refused before RocksDB opens (and
+        // rewrites its files in recovery); its own error would name neither
+        // the store nor the file.
+        for sub in [META_DIR, PACKS_DIR] {
+            let p = dir.join(sub);
+            if p.exists() && !p.is_dir() {
+                return Err(Error::NotAStore {
+                    path: dir.to_path_buf(),
+                    reason: format!("{sub} is not a directory"),
+                });
+            }
+        }
+        // Metadata is created only where there is none at all, and appears
+        // complete or not at all (see `create_meta`); an existing `meta/`
+        // that RocksDB cannot open is an error, never replaced.
+        let meta_dir = dir.join(META_DIR);
+        if !meta_dir.exists() {
+            create_meta(dir, opts.cdc)?;
+        }
+        let meta = Meta::open(&meta_dir, false)?;
+        let (store_id, cdc) = load_or_init_meta(&meta, dir, opts.cdc)?;
+        // Chunking is fixed when a store is created: cutting the same content
+        // differently later would defeat dedup.
+        let mut opts = opts;
+        opts.cdc = cdc;
+        crate::gc::recount::migrate_if_needed(&meta)?;
+        migrate_heights(&meta)?;
+        let packs_dir = dir.join(PACKS_DIR);
+        let (pack_len, next_pack, resume) =
+            recover_packs(&meta, &packs_dir, &store_id, opts.pack_size)?;
+        let resume = match resume {
+            Some((id, len)) => Some((id, len, resume_lane(&meta, id)?)),
+            None => None,
+        };
+        let packs = PackWriter::open(
+            Arc::clone(&opts.pack_io),
+            &packs_dir,
+            store_id,
+            opts.pack_size,
+            next_pack,
+            resume,
+        )?;
+        let pool = Pool::new(opts.threads)?;
+        // Chunking bounds passed `Chunker::check`: the maximum fits a u32.
+        let max_chunk = u32::try_from(opts.cdc.max).unwrap_or(u32::MAX);
+        let reader = PackReader::new(&packs_dir, max_chunk, &pack_len, opts.max_open_packs);
+        let sync_commits = opts.durability == Durability::Immediate;
+        let chunks = Chunks::open(meta, &packs_dir, packs, reader, pack_len, sync_commits)?;
+        let config = Config {
+            cdc: opts.cdc,
+            encode: opts.encode,
+            threads: opts.threads,
+            max_delta_depth: opts.max_delta_depth,
+            delta_min_saving: opts.delta_min_saving,
+        };
+        let core = Core::new(dir, store_id, chunks, config, pool, lock);
+        Ok(Store {
+            inner: Arc::new(core),
+        })
+    }
+}
+
+/// Gives a store written before chunk heights were kept the heights of the
+/// delta chains it has: one scan of the chunk index at the first open.
+/// Runs before anything else can write; a new store just gets the marker.
+fn migrate_heights(meta: &Meta) -> Result<()> {
+    if meta.get(Cf::Meta, HEIGHTS_MARKER)?.is_some() {
+        return Ok(());
+    }
+    let mut roots: HashMap<ChunkId, ChunkLoc> = HashMap::new();
+    for kv in meta.scan_prefix(Cf::Chunks, &[], &[]) {
+        let (k, v) = kv?;
+        let id = Hash32::from_slice(&k)
+            .ok_or_else(|| Error::corrupt("chunks column family", "key of the wrong length"))?;
+        if records::decode_chunk_loc(&v)?.base.is_none() {
+            continue;
+        }
+        if let Some((root, loc, depth)) = chain_root(meta, &id)? {
+            let e = roots.entry(root).or_insert(loc);
+            e.height = e.height.max(depth);
+        }
+    }
+    let mut batch = Batch::default();
+    for (root, loc) in &roots {
+        batch.put(
+            Cf::Chunks,
+            root.as_bytes().to_vec(),
+            records::encode_chunk_loc(loc),
+        );
+    }
+    batch.put(Cf::Meta, HEIGHTS_MARKER.to_vec(), Vec::new());
+    meta.commit(batch, true)
+}
+
+/// Makes sure `dir` is a store directory, creating one if allowed.
+fn prepare_dir(dir: &Path, create: bool) -> Result<()> {
+    let marker = dir.join(MARKER);
+    match fs::read_to_string(&marker) {
+        Ok(text) => return check_marker(dir, &text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(&marker, e)),
+    }
+    let not_store = |reason: &str| Error::NotAStore {
+        path: dir.to_path_buf(),
+        reason: reason.to_string(),
+    };
+    match fs::read_dir(dir) {
+        Ok(mut entries) => {
+            if entries.next().is_some() {
+                return Err(not_store(
+                    "the directory is not empty and has no MODELVAULT marker",
+                ));
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
+            return Err(not_store("not a directory"))
+        }
+        Err(e) => return Err(Error::io(dir, e)),
+    }
+    if !create {
+        return Err(not_store(
+            "no store here (create one with `modelvault init` or Store::create)",
+        ));
+    }
+    fs::create_dir_all(dir.join(PACKS_DIR)).map_err(|e| Error::io(dir, e))?;
+    // The marker goes in last, atomically: a crash before it leaves a
+    // directory that the next create simply completes.
+    let tmp = dir.join(format!("{MARKER}.tmp"));
+    let mut f = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    writeln!(f, "{MARKER_MAGIC}\nformat {STORE_FORMAT}")
+        .and_then(|_| f.sync_all())
+        .map_err(|e| Error::io(&tmp, e))?;
+    fs::rename(&tmp, &marker).map_err(|e| Error::io(&marker, e))?;
+    crate::pack::sync_dir(dir)
+}
+
+fn check_marker(dir: &Path, text: &str) -> Result<()> {
+    let mut lines = text.lines();
+    if lines.next() != Some(MARKER_MAGIC) {
+        return Err(Error::NotAStore {
+            path: dir.to_path_buf(),
+            reason: "MODELVAULT marker file has the wrong contents".into(),
+        });
+    }
+    let version = lines
+        .next()
+        .and_then(|l| l.strip_prefix("format "))
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .ok_or_else(|| Error::NotAStore {
+            path: dir.to_path_buf(),
+            reason: "MODELVAULT marker file has no format line".into(),
+        })?;
+    if version != STORE_FORMAT {
+        return Err(Error::UnsupportedVersion {
+            what: "store",
+            found: version,
+            supported: STORE_FORMAT,
+        });
+    }
+    Ok(())
+}
+
+/// Takes the exclusive lock, writing who holds it into the lock file.
+fn acquire_lock(dir: &Path) -> Result<File> {
+    let path = dir.join(LOCK);
+    let mut f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| Error::io(&path, e))?;
+    // A lock released a moment ago may still be held through a copy of its
+    // descriptor in a child process this process is spawning (between fork
+    // and exec): give such a copy a moment to go away.
+    let mut waited = std::time::Duration::ZERO;
+    let locked = loop {
+        match f.try_lock() {
+            Err(fs::TryLockError::WouldBlock) if waited < LOCK_PATIENCE => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                waited += std::time::Duration::from_millis(10);
+            }
+            r => break r,
+        }
+    };
+    match locked {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = f.read_to_string(&mut holder);
+            let holder = holder.trim();
+            return Err(Error::Locked {
+                path: dir.to_path_buf(),
+                holder: if holder.is_empty() {
+                    "holder unknown".into()
+                } else {
+                    holder.to_string()
+                },
+            });
+        }
+        Err(fs::TryLockError::Error(e)) => return Err(Error::io(&path, e)),
+    }
+    let host = fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let me = format!("pid {} on host {}", std::process::id(), host.trim());
+    f.set_len(0)
+        .and_then(|_| f.write_all(me.as_bytes()))
+        .map_err(|e| Error::io(&path, e))?;
+    Ok(f)
+}
+
+/// Reads the store id and format from the `meta` column family, writing
+/// them on first open.
+/// Creates the metadata database of a new store in `meta.init/`, writes its
+/// identity records, closes it and renames it to `meta/`: a crash part way
+/// leaves either no `meta/` (the next open starts over, removing the
+/// leftover) or a complete one, never a `meta/` without its `CURRENT` file.
+fn create_meta(dir: &Path, cdc: CdcParams) -> Result<()> {
+    // Packs are written only once metadata exists: packs without it mean the
+    // metadata was lost, and a fresh database would disown their chunks.
+    let packs = dir.join(PACKS_DIR);
+    if let Ok(entries) = fs::read_dir(&packs) {
+        let has_pack = entries
+            .filter_map(|e| e.ok())
+            .any(|e| e.file_name().to_string_lossy().ends_with(".pack"));
+        if has_pack {
+            return Err(Error::NotAStore {
+                path: dir.to_path_buf(),
+                reason: "pack files but no meta/ directory: the metadata is lost".into(),
+            });
+        }
+    }
+    let tmp = dir.join(format!("{META_DIR}.init"));
+    match fs::remove_dir_all(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(&tmp, e)),
+    }
+    {
+        let meta = Meta::open(&tmp, true)?;
+        load_or_init_meta(&meta, dir, cdc)?;
+    }
+    let meta_dir = dir.join(META_DIR);
+    fs::rename(&tmp, &meta_dir).map_err(|e| Error::io(&meta_dir, e))?;
+    crate::pack::sync_dir(dir)
+}
+
+fn load_or_init_meta(meta: &Meta, dir: &Path, cdc: CdcParams) -> Result<([u8; 16], CdcParams)> {
+    match meta.get(Cf::Meta, b"format")? {
+        Some(b) => {
+            let v = <[u8; 4]>::try_from(b.as_slice())
+                .map(u32::from_le_bytes)
+                .map_err(|_| Error::corrupt("meta/format", "not a u32"))?;
+            if v != STORE_FORMAT {
+                return Err(Error::UnsupportedVersion {
+                    what: "store",
+                    found: v,
+                    supported: STORE_FORMAT,
+                });
+            }
+            let id = meta
+                .get(Cf::Meta, b"store_id")?
+                .ok_or_else(|| Error::corrupt("meta/store_id", "missing"))?;
+            let id = <[u8; 16]>::try_from(id.as_slice())
+                .map_err(|_| Error::corrupt("meta/store_id", "not 16 bytes"))?;
+            let cdc = match meta.get(Cf::Meta, b"cdc")? {
+                Some(b) => decode_cdc(&b)?,
+                None => return Err(Error::corrupt("meta/cdc", "missing chunking parameters")),
+            };
+            Ok((id, cdc))
+        }
+        None => {
+            if meta.last_key(Cf::Chunks)?.is_some() {
+                return Err(Error::NotAStore {
+                    path: dir.to_path_buf(),
+                    reason: "metadata has chunks but no format record".into(),
+                });
+            }
+            let id = *uuid::Uuid::new_v4().as_bytes();
+            let mut b = Batch::default();
+            b.put(
+                Cf::Meta,
+                b"format".to_vec(),
+                STORE_FORMAT.to_le_bytes().to_vec(),
+            );
+            b.put(Cf::Meta, b"store_id".to_vec(), id.to_vec());
+            b.put(Cf::Meta, b"cdc".to_vec(), encode_cdc(&cdc));
+            meta.commit(b, true)?;
+            Ok((id, cdc))
+        }
+    }
+}
+
+/// `meta/cdc`: min, avg, max as u32 LE.
+fn encode_cdc(p: &CdcParams) -> Vec<u8> {
+    [p.min, p.avg, p.max]
+        .iter()
+        .flat_map(|&v| (v as u32).to_le_bytes())
+        .collect()
+}
+
+fn decode_cdc(b: &[u8]) -> Result<CdcParams> {
+    let bad = || Error::corrupt("meta/cdc", format!("{} bytes, expected three u32", b.len()));
+    if b.len() != 12 {
+        return Err(bad());
+    }
+    let v: Vec<usize> = b
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes")) as usize)
+        .collect();
+    let p = CdcParams {
+        min: v[0],
+        avg: v[1],
+        max: v[2],
+    };
+    crate::chunking::Chunker::check(&p).map_err(|e| Error::corrupt("meta/cdc", e))?;
+    Ok(p)
+}
