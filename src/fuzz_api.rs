@@ -6,7 +6,7 @@
 
 use crate::meta::{keys, records};
 use crate::pack::{PackHeader, RecordHeader};
-use crate::registry::query::{Value, MAX_VALUE_DEPTH};
+use crate::query::{Value, MAX_VALUE_DEPTH};
 use crate::registry::records as reg;
 
 /// Pack file header.

@@ -42,7 +42,7 @@
 //! # #[cfg(not(feature = "store"))] fn main() {}
 //! ```
 //!
-//! Layers, bottom up: [`chunking`] → [`codec`] → `pack` → `meta` → `blob` →
+//! Layers, bottom up: [`query`] → [`chunking`] → [`codec`] → `pack` → `meta` → `blob` →
 //! [`Store`] → `registry`. See `docs/ARCHITECTURE.md` and `docs/FORMAT.md`.
 
 #![deny(unsafe_code)]
@@ -60,6 +60,7 @@ mod gc;
 mod id;
 mod meta;
 mod pack;
+pub mod query;
 mod registry;
 #[cfg(feature = "store")]
 mod store;
@@ -72,6 +73,7 @@ pub use error::{Error, Result};
 #[cfg(feature = "store")]
 pub use gc::{GcOptions, GcReport, SkippedPack, UploadInfo};
 pub use id::{BlobId, ChunkId, Hash32};
+pub use meta::index_key::{decode_index_key, index_key};
 pub use meta::records::{BlobRecord, FileEntry, StatsRecord};
 pub use pack::ChunkLoc;
 #[cfg(feature = "store")]
@@ -88,7 +90,7 @@ pub use registry::records::{
 pub use registry::repair::IndexReport;
 #[cfg(feature = "store")]
 pub use registry::version_upload::VersionUpload;
-pub use registry::{check_name, check_path, detect, query};
+pub use registry::{check_name, check_path, detect};
 #[cfg(feature = "store")]
 pub use store::{Durability, Options, Stats, Store};
 #[cfg(feature = "store")]

@@ -6,6 +6,7 @@
 
 #[cfg(feature = "store")]
 mod db;
+pub mod index_key;
 pub(crate) mod keys;
 pub(crate) mod records;
 

@@ -5,7 +5,6 @@ use serde::de::DeserializeOwned;
 
 use std::collections::BTreeSet;
 
-use super::query::{Value, MAX_VALUE_DEPTH};
 use super::records::EntityId;
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
@@ -13,6 +12,7 @@ use crate::meta::records::StatsRecord;
 use crate::meta::records::{decode_postcard, encode_postcard};
 use crate::meta::{Batch, Cf, Meta};
 use crate::pack::ChunkLoc;
+use crate::query::{Value, MAX_VALUE_DEPTH};
 use crate::store::Store;
 
 pub(crate) use crate::meta::records::now_ms;

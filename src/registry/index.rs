@@ -12,8 +12,9 @@
 
 use std::collections::BTreeSet;
 
-use super::query::{index_key, Value};
 use super::records::{EntityId, ExperimentRecord, ModelRecord, VersionRecord};
+use crate::meta::index_key::index_key;
+use crate::query::Value;
 
 /// Index tags (first key byte).
 pub(crate) mod tag {

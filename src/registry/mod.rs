@@ -5,7 +5,8 @@
 //! - [`model`]: models with ids, versions, metadata, aliases, URLs.
 //! - `version_upload`: a version of many staged files in bounded memory.
 //! - `index`: the index key layouts; `search`: answering queries from them.
-//! - [`detect`]: file format detection; [`query`]: the query language.
+//! - [`detect`]: file format detection. The query language is
+//!   [`crate::query`].
 
 #[cfg(feature = "store")]
 mod common;
@@ -21,7 +22,6 @@ pub mod model;
 mod names;
 #[cfg(all(test, feature = "store"))]
 mod plan_tests;
-pub mod query;
 pub(crate) mod records;
 #[cfg(feature = "store")]
 pub mod repair;

@@ -19,7 +19,6 @@ use super::detect::{self, FileFormat, Framework};
 use super::experiment::{ids_under, load_experiment};
 use super::index::{self, tag, Key};
 use super::names::{check_name, check_path};
-use super::query::{Query, Value};
 use super::records::{EntityId, External, ModelRecord, VersionFile, VersionRecord};
 use super::version_upload::VersionUpload;
 use crate::blob::{check_same_store, GroupedBlob, StagedBlob};
@@ -28,6 +27,7 @@ use crate::id::{BlobId, ChunkId};
 use crate::meta::records::{decode_blob, FileEntry, StatsRecord};
 use crate::meta::{Batch, Cf, Meta};
 use crate::pack::ChunkLoc;
+use crate::query::{Query, Value};
 use crate::store::Store;
 
 /// URL scheme of model URLs: `modelvault://<store id>/models/<model id>@<version>`.

@@ -8,9 +8,9 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use super::detect::{FileFormat, Framework};
-use super::query::Value;
 use crate::error::Error;
 use crate::id::BlobId;
+use crate::query::Value;
 
 /// A 128-bit entity id: a UUID v7, so ids sort by creation time.
 /// Serialized as 16 bytes in records and as the UUID string in JSON.
