@@ -74,23 +74,24 @@ pub use error::{Error, Result};
 pub use gc::{GcOptions, GcReport, SkippedPack, UploadInfo};
 pub use id::{BlobId, ChunkId, Hash32};
 pub use meta::index_key::{decode_index_key, index_key};
+pub use meta::names::{check_name, check_path};
 pub use meta::records::{BlobRecord, FileEntry, StatsRecord};
+pub use meta::registry_records::{
+    Artifact, ArtifactBody, ConsoleLine, EntityId, Environment, External, RunInfo, Status, Stream,
+    VersionFile,
+};
 pub use pack::ChunkLoc;
 #[cfg(feature = "store")]
 pub use registry::delete::{DeleteOptions, DeleteReport, Retention};
+pub use registry::detect;
 #[cfg(feature = "store")]
 pub use registry::experiment::{Experiment, ExperimentInfo, ExperimentQuery, NewExperiment};
 #[cfg(feature = "store")]
 pub use registry::model::{Model, ModelInfo, ModelSummary, ModelVersion, NewModel};
-pub use registry::records::{
-    Artifact, ArtifactBody, ConsoleLine, EntityId, Environment, External, RunInfo, Status, Stream,
-    VersionFile,
-};
 #[cfg(feature = "store")]
 pub use registry::repair::IndexReport;
 #[cfg(feature = "store")]
 pub use registry::version_upload::VersionUpload;
-pub use registry::{check_name, check_path, detect};
 #[cfg(feature = "store")]
 pub use store::{Durability, Options, Stats, Store};
 #[cfg(feature = "store")]

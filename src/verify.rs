@@ -324,7 +324,7 @@ impl Store {
         for kv in snap.scan_prefix(Cf::Versions, &[], &[]) {
             let (k, v) = kv?;
             r.versions += 1;
-            let name = match crate::registry::index::id_version(&k, "versions key") {
+            let name = match crate::meta::keys::id_version(&k, "versions key") {
                 Ok((id, v)) => format!("model {id}@{v}"),
                 Err(e) => {
                     r.problems.push(problem(
@@ -335,7 +335,7 @@ impl Store {
                     continue;
                 }
             };
-            let vr: crate::registry::records::VersionRecord =
+            let vr: crate::meta::registry_records::VersionRecord =
                 match records::decode_postcard("version record", &v) {
                     Ok(vr) => vr,
                     Err(e) => {
@@ -346,7 +346,7 @@ impl Store {
                 };
             for f in &vr.files {
                 logical += f.size;
-                if let Err(e) = crate::registry::check_path(&f.path) {
+                if let Err(e) = crate::meta::names::check_path(&f.path) {
                     r.problems
                         .push(problem("file-path", name.clone(), e.to_string()));
                 }

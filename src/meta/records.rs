@@ -337,7 +337,7 @@ pub(crate) fn decode_postcard<T: DeserializeOwned>(what: &'static str, b: &[u8])
 /// One file of a model version.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileEntry {
-    /// Relative path, `/`-separated, validated by [`crate::registry::check_path`].
+    /// Relative path, `/`-separated, validated by [`crate::meta::names::check_path`].
     pub path: String,
     /// The file's content.
     pub blob: BlobId,
@@ -520,8 +520,8 @@ mod tests {
 
     #[test]
     fn deeply_nested_values_are_refused_not_a_stack_overflow() {
+        use crate::meta::registry_records::ArtifactRecord;
         use crate::query::{Value, MAX_VALUE_DEPTH};
-        use crate::registry::records::ArtifactRecord;
         use std::collections::BTreeMap;
         // Model metadata: one key, a value a million levels deep.
         for depth in [MAX_VALUE_DEPTH + 1, 1_000_000] {

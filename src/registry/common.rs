@@ -5,11 +5,11 @@ use serde::de::DeserializeOwned;
 
 use std::collections::BTreeSet;
 
-use super::records::EntityId;
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
 use crate::meta::records::StatsRecord;
 use crate::meta::records::{decode_postcard, encode_postcard};
+use crate::meta::registry_records::EntityId;
 use crate::meta::{Batch, Cf, Meta};
 use crate::pack::ChunkLoc;
 use crate::query::{Value, MAX_VALUE_DEPTH};

@@ -15,11 +15,13 @@ use super::common::{apply_index, now_ms, save};
 use super::experiment::{load_experiment, Experiment};
 use super::index::{self, tag, Key};
 use super::model::{load_model, load_version, version_key, Model};
-use super::records::{ArtifactBody, ArtifactRecord, EntityId, ModelRecord, VersionRecord};
 use crate::error::{Error, Result};
 use crate::id::BlobId;
 use crate::meta::keys::{self, refs};
 use crate::meta::records::{decode_postcard, StatsRecord};
+use crate::meta::registry_records::{
+    ArtifactBody, ArtifactRecord, EntityId, ModelRecord, VersionRecord,
+};
 use crate::meta::{Batch, Cf, Meta};
 use crate::store::Store;
 

@@ -13,11 +13,11 @@ use super::common::{
     apply_index, check_key, check_label, check_value, load, now_ms, save, update_entity, Entity,
 };
 use super::index::{self, tag, Key};
-use super::records::{
+use crate::error::{Error, Result};
+use crate::meta::registry_records::{
     Artifact, ArtifactBody, ArtifactRecord, ConsoleLine, ConsoleRecord, EntityId, Environment,
     ExperimentRecord, RunInfo, Status, Stream,
 };
-use crate::error::{Error, Result};
 use crate::meta::{Batch, Cf, Meta};
 use crate::query::Value;
 use crate::store::Store;

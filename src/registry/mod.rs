@@ -19,15 +19,11 @@ pub mod experiment;
 pub(crate) mod index;
 #[cfg(feature = "store")]
 pub mod model;
-mod names;
 #[cfg(all(test, feature = "store"))]
 mod plan_tests;
-pub(crate) mod records;
 #[cfg(feature = "store")]
 pub mod repair;
 #[cfg(feature = "store")]
 mod search;
 #[cfg(feature = "store")]
 pub(crate) mod version_upload;
-
-pub use names::{check_name, check_path};

@@ -10,9 +10,9 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::index;
-use super::records::{EntityId, ExperimentRecord, ModelRecord, VersionRecord};
 use crate::error::Result;
 use crate::meta::records::decode_postcard;
+use crate::meta::registry_records::{EntityId, ExperimentRecord, ModelRecord, VersionRecord};
 use crate::meta::{Batch, Cf, Scan, Snapshot};
 use crate::store::Store;
 

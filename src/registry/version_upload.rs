@@ -26,10 +26,10 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::detect::{self, FileFormat};
-use super::names::check_path;
 use crate::blob::{abandon_sessions, check_same_store, GroupedBlob, StagedBlob};
 use crate::error::{Error, Result};
 use crate::id::BlobId;
+use crate::meta::names::check_path;
 use crate::meta::records::FileEntry;
 use crate::meta::Batch;
 use crate::store::Store;
