@@ -89,13 +89,11 @@ pub use registry::experiment::{Experiment, ExperimentInfo, ExperimentQuery, NewE
 #[cfg(feature = "store")]
 pub use registry::model::{Model, ModelInfo, ModelSummary, ModelVersion, NewModel};
 #[cfg(feature = "store")]
-pub use registry::repair::IndexReport;
-#[cfg(feature = "store")]
 pub use registry::version_upload::VersionUpload;
 #[cfg(feature = "store")]
 pub use store::{Durability, Options, Stats, Store};
 #[cfg(feature = "store")]
-pub use verify::{Problem, VerifyOptions, VerifyReport};
+pub use verify::{IndexReport, Problem, VerifyOptions, VerifyReport};
 
 /// The name of the temporary file through which `modelvault get` restores a
 /// file (created exclusively in the file's destination folder, then renamed

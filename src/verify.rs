@@ -16,7 +16,10 @@ use crate::meta::{keys, Cf};
 use crate::pack::{pack_file_name, ChunkLoc};
 use crate::store::Store;
 
+pub(crate) mod index;
 mod refs;
+
+pub use index::IndexReport;
 
 /// What [`Store::verify`] checks.
 #[derive(Clone, Copy, Debug, Default)]
@@ -396,7 +399,7 @@ impl Store {
         refs::check(&snap, &inner.dir, opts.budgets, &mut r.problems)?;
 
         // Secondary indexes.
-        let idx = crate::registry::repair::verify_index_at(&snap)?;
+        let idx = index::verify_index_at(&snap)?;
         for k in idx.missing {
             r.problems.push(problem("index-missing", "index", k));
         }

@@ -110,7 +110,7 @@ pub(crate) fn apply_index(
     old: &std::collections::BTreeSet<Vec<u8>>,
     new: &std::collections::BTreeSet<Vec<u8>>,
 ) {
-    let (puts, dels) = super::index::diff(old, new);
+    let (puts, dels) = crate::meta::registry_index::diff(old, new);
     for k in puts {
         batch.put(Cf::Index, k, Vec::new());
     }

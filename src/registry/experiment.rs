@@ -12,8 +12,8 @@ use serde::Serialize;
 use super::common::{
     apply_index, check_key, check_label, check_value, load, now_ms, save, update_entity, Entity,
 };
-use super::index::{self, tag, Key};
 use crate::error::{Error, Result};
+use crate::meta::registry_index::{self as index, tag, Key};
 use crate::meta::registry_records::{
     Artifact, ArtifactBody, ArtifactRecord, ConsoleLine, ConsoleRecord, EntityId, Environment,
     ExperimentRecord, RunInfo, Status, Stream,

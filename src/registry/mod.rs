@@ -4,7 +4,10 @@
 //! - [`experiment`]: code execution sessions and their captures.
 //! - [`model`]: models with ids, versions, metadata, aliases, URLs.
 //! - `version_upload`: a version of many staged files in bounded memory.
-//! - `index`: the index key layouts; `search`: answering queries from them.
+//! - `search`: answering queries from the secondary indexes (their key
+//!   layouts are `meta::registry_index`).
+//! - [`repair`]: `Store::verify_index` and `Store::rebuild_index` (the
+//!   comparison itself is `verify::index`).
 //! - [`detect`]: file format detection. The query language is
 //!   [`crate::query`].
 
@@ -15,8 +18,6 @@ pub mod delete;
 pub mod detect;
 #[cfg(feature = "store")]
 pub mod experiment;
-#[cfg(feature = "store")]
-pub(crate) mod index;
 #[cfg(feature = "store")]
 pub mod model;
 #[cfg(all(test, feature = "store"))]

@@ -17,13 +17,13 @@ use super::common::{
 };
 use super::detect::{self, FileFormat, Framework};
 use super::experiment::{ids_under, load_experiment};
-use super::index::{self, tag, Key};
 use super::version_upload::VersionUpload;
 use crate::blob::{check_same_store, GroupedBlob, StagedBlob};
 use crate::error::{Error, Result};
 use crate::id::{BlobId, ChunkId};
 use crate::meta::names::{check_name, check_path};
 use crate::meta::records::{decode_blob, FileEntry, StatsRecord};
+use crate::meta::registry_index::{self as index, tag, Key};
 use crate::meta::registry_records::{EntityId, External, ModelRecord, VersionFile, VersionRecord};
 use crate::meta::{Batch, Cf, Meta};
 use crate::pack::ChunkLoc;

@@ -12,10 +12,11 @@
 
 use std::collections::BTreeSet;
 
-use crate::meta::index_key::index_key;
-// The key-tail parser lives with the key layouts; the registry's scans use it from here.
-pub(crate) use crate::meta::keys::id_version;
-use crate::meta::registry_records::{EntityId, ExperimentRecord, ModelRecord, VersionRecord};
+// The key-tail parser lives with the other key layouts; the registry's
+// scans reach it from here with the index keys.
+use super::index_key::index_key;
+pub(crate) use super::keys::id_version;
+use super::registry_records::{EntityId, ExperimentRecord, ModelRecord, VersionRecord};
 use crate::query::Value;
 
 /// Index tags (first key byte).
