@@ -10,7 +10,7 @@
 
 #[cfg(feature = "store")]
 mod db;
-pub mod index_key;
+pub(crate) mod index_key;
 pub(crate) mod keys;
 pub(crate) mod names;
 pub(crate) mod records;
