@@ -462,7 +462,7 @@ impl Store {
         Ok((model, version))
     }
 
-    /// Models matching a query (see [`super::query`]). Indexed conjuncts
+    /// Models matching a query (see [`crate::query`]). Indexed conjuncts
     /// (`framework`, `project`, `name`, `tag`, `status`, `metadata.*`) are
     /// answered from the index and intersected; the full query is then
     /// checked on each candidate. A query with no indexed conjunct scans.
