@@ -112,7 +112,7 @@ pub enum Error {
 
     /// A query did not parse.
     #[error(transparent)]
-    Query(#[from] crate::registry::query::QueryError),
+    Query(#[from] crate::query::QueryError),
 
     /// The object is final (a finalized model, a finished experiment) and
     /// refuses every change.

@@ -4,10 +4,10 @@
 //! decoding again gives the same value. A violated invariant panics, which
 //! is what the fuzzer looks for; a rejected input is fine.
 
+use crate::meta::registry_records as reg;
 use crate::meta::{keys, records};
 use crate::pack::{PackHeader, RecordHeader};
-use crate::registry::query::{Value, MAX_VALUE_DEPTH};
-use crate::registry::records as reg;
+use crate::query::{Value, MAX_VALUE_DEPTH};
 
 /// Pack file header.
 pub fn pack_header(data: &[u8]) {

@@ -42,8 +42,9 @@
 //! # #[cfg(not(feature = "store"))] fn main() {}
 //! ```
 //!
-//! Layers, bottom up: container formats ([`detect`]) → [`chunking`] → [`codec`] → `pack` → `meta` → `chunk`
-//! → `blob` → `gc` → `verify` → `registry` → [`Store`]. See `docs/ARCHITECTURE.md` and `docs/FORMAT.md`.
+//! Layers, bottom up: [`query`] and container formats ([`detect`]) → [`chunking`] → [`codec`] → `pack`
+//! → `meta` → `chunk` → `blob` → `gc` → `verify` → `registry` → [`Store`]. See `docs/ARCHITECTURE.md`
+//! and `docs/FORMAT.md`.
 
 #![deny(unsafe_code)]
 // Without `store` only the pure layers build (for fuzzing); their store-side helpers go unused.
@@ -63,6 +64,7 @@ mod gc;
 mod id;
 mod meta;
 mod pack;
+pub mod query;
 mod registry;
 #[cfg(feature = "store")]
 mod store;
@@ -76,7 +78,13 @@ pub use formats::detect;
 #[cfg(feature = "store")]
 pub use gc::{GcOptions, GcReport, SkippedPack, UploadInfo};
 pub use id::{BlobId, ChunkId, Hash32};
+pub use meta::index_key::{decode_index_key, index_key};
+pub use meta::names::{check_name, check_path};
 pub use meta::records::{BlobRecord, FileEntry, StatsRecord};
+pub use meta::registry_records::{
+    Artifact, ArtifactBody, ConsoleLine, EntityId, Environment, External, RunInfo, Status, Stream,
+    VersionFile,
+};
 pub use pack::ChunkLoc;
 #[cfg(feature = "store")]
 pub use registry::delete::{DeleteOptions, DeleteReport, Retention};
@@ -84,19 +92,12 @@ pub use registry::delete::{DeleteOptions, DeleteReport, Retention};
 pub use registry::experiment::{Experiment, ExperimentInfo, ExperimentQuery, NewExperiment};
 #[cfg(feature = "store")]
 pub use registry::model::{Model, ModelInfo, ModelSummary, ModelVersion, NewModel};
-pub use registry::records::{
-    Artifact, ArtifactBody, ConsoleLine, EntityId, Environment, External, RunInfo, Status, Stream,
-    VersionFile,
-};
-#[cfg(feature = "store")]
-pub use registry::repair::IndexReport;
 #[cfg(feature = "store")]
 pub use registry::version_upload::VersionUpload;
-pub use registry::{check_name, check_path, query};
 #[cfg(feature = "store")]
 pub use store::{Durability, Options, Stats, Store};
 #[cfg(feature = "store")]
-pub use verify::{Problem, VerifyOptions, VerifyReport};
+pub use verify::{IndexReport, Problem, VerifyOptions, VerifyReport};
 
 /// The name of the temporary file through which `modelvault get` restores a
 /// file (created exclusively in the file's destination folder, then renamed

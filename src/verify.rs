@@ -17,7 +17,10 @@ use crate::meta::records::{self, StatsRecord};
 use crate::meta::{keys, Cf};
 use crate::pack::{pack_file_name, ChunkLoc};
 
+pub(crate) mod index;
 mod refs;
+
+pub use index::IndexReport;
 
 /// What [`Store::verify`] checks.
 #[derive(Clone, Copy, Debug, Default)]
@@ -320,7 +323,7 @@ impl Core {
         for kv in snap.scan_prefix(Cf::Versions, &[], &[]) {
             let (k, v) = kv?;
             r.versions += 1;
-            let name = match crate::registry::index::id_version(&k, "versions key") {
+            let name = match crate::meta::keys::id_version(&k, "versions key") {
                 Ok((id, v)) => format!("model {id}@{v}"),
                 Err(e) => {
                     r.problems.push(problem(
@@ -331,7 +334,7 @@ impl Core {
                     continue;
                 }
             };
-            let vr: crate::registry::records::VersionRecord =
+            let vr: crate::meta::registry_records::VersionRecord =
                 match records::decode_postcard("version record", &v) {
                     Ok(vr) => vr,
                     Err(e) => {
@@ -342,7 +345,7 @@ impl Core {
                 };
             for f in &vr.files {
                 logical += f.size;
-                if let Err(e) = crate::registry::check_path(&f.path) {
+                if let Err(e) = crate::meta::names::check_path(&f.path) {
                     r.problems
                         .push(problem("file-path", name.clone(), e.to_string()));
                 }
@@ -392,7 +395,7 @@ impl Core {
         refs::check(&snap, inner.path(), opts.budgets, &mut r.problems)?;
 
         // Secondary indexes.
-        let idx = crate::registry::repair::verify_index_at(&snap)?;
+        let idx = index::verify_index_at(&snap)?;
         for k in idx.missing {
             r.problems.push(problem("index-missing", "index", k));
         }

@@ -1,4 +1,5 @@
-//! `query::decode_index_key` / `index_key`.
+//! `modelvault::decode_index_key` / `index_key` (the index-key encoding of a
+//! `query::Value`).
 //!
 //! 1. Arbitrary bytes: when `decode_index_key` accepts them, `index_key` of
 //!    the value gives the same bytes back.
@@ -14,7 +15,8 @@ use std::cmp::Ordering;
 
 use arbitrary::{Arbitrary, Unstructured};
 use libfuzzer_sys::fuzz_target;
-use modelvault::query::{decode_index_key, index_key, Value};
+use modelvault::query::Value;
+use modelvault::{decode_index_key, index_key};
 
 #[derive(Arbitrary, Debug)]
 enum V {

@@ -10,8 +10,8 @@ use std::collections::{BTreeSet, HashMap};
 use crate::error::{Error, Result};
 use crate::meta::keys::{self, refs};
 use crate::meta::records;
+use crate::meta::registry_records::{ArtifactBody, ArtifactRecord, VersionRecord};
 use crate::meta::{Batch, Cf, Meta};
-use crate::registry::records::{ArtifactBody, ArtifactRecord, VersionRecord};
 
 /// `meta` key present once a store's reference counts are maintained.
 const REFS_MARKER: &[u8] = b"refcounts";

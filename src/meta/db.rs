@@ -34,7 +34,7 @@ pub(crate) enum Cf {
     Scalars,
     /// (experiment id, name, revision) → artifact.
     Artifacts,
-    /// Secondary indexes, one tag byte per index (see `registry::index`).
+    /// Secondary indexes, one tag byte per index (see `meta::registry_index`).
     Index,
     /// Reference counts: chunk ← manifest segment entries, blob ← registry
     /// records, blob ← caller holds (see `gc`).

@@ -1,6 +1,9 @@
 //! Key layouts, one per column family. All integers are big-endian so that
 //! RocksDB's byte order is numeric order.
 
+use crate::error::{Error, Result};
+use crate::meta::registry_records::EntityId;
+
 /// `manifests` key: manifest id, then the logical offset the segment starts at.
 pub(crate) fn segment(manifest: u64, start: u64) -> [u8; 16] {
     let mut k = [0u8; 16];
@@ -79,6 +82,28 @@ pub(crate) fn upload(m: u64) -> [u8; 8] {
 /// Parses a u64 BE id (an `uploads` key, or a `gc` manifest key after its tag).
 pub(crate) fn parse_u64(k: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(k.try_into().ok()?))
+}
+
+/// Parses `entity id (16) ‖ version u32 BE`, the tail of `versions` keys and
+/// of the version-carrying index keys. `what` names the key in errors.
+pub(crate) fn id_version(b: &[u8], what: &'static str) -> Result<(EntityId, u32)> {
+    let bad = || {
+        Error::corrupt(
+            what,
+            format!("{} bytes, expected a 16-byte id and a u32", b.len()),
+        )
+    };
+    let id = EntityId(
+        b.get(..16)
+            .and_then(|s| s.try_into().ok())
+            .ok_or_else(bad)?,
+    );
+    let v = b
+        .get(16..20)
+        .and_then(|s| s.try_into().ok())
+        .map(u32::from_be_bytes)
+        .ok_or_else(bad)?;
+    Ok((id, v))
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use crate::codec::Codec;
 use crate::error::{Error, Result};
 use crate::id::{BlobId, ChunkId, Hash32};
 use crate::pack::ChunkLoc;
+use crate::query::take_refusal;
 
 /// Milliseconds since the Unix epoch, as records keep times (0 if the clock
 /// is before 1970).
@@ -315,30 +316,14 @@ pub(crate) fn encode_postcard<T: Serialize>(v: &T) -> Vec<u8> {
     b
 }
 
-thread_local! {
-    /// Why a `Deserialize` implementation refused its input during the
-    /// current [`decode_postcard`] on this thread (see [`refuse`]).
-    static REFUSED: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
-}
-
-/// The error a `Deserialize` implementation returns to refuse its input
-/// (e.g. a value nested too deep). postcard keeps no message of a custom
-/// error, so the reason is also noted for [`decode_postcard`] to report.
-pub(crate) fn refuse<E: serde::de::Error>(reason: String) -> E {
-    let e = E::custom(&reason);
-    REFUSED.with(|r| *r.borrow_mut() = Some(reason));
-    e
-}
-
 /// Decodes a record written by [`encode_postcard`], rejecting trailing bytes.
 pub(crate) fn decode_postcard<T: DeserializeOwned>(what: &'static str, b: &[u8]) -> Result<T> {
     check_version(what, b)?;
-    REFUSED.with(|r| r.borrow_mut().take());
-    let (v, rest) = postcard::take_from_bytes(&b[1..]).map_err(|e| {
-        match REFUSED.with(|r| r.borrow_mut().take()) {
-            Some(reason) => Error::corrupt(what, reason),
-            None => Error::corrupt(what, e),
-        }
+    // Forget a reason left over from an earlier decode on this thread.
+    take_refusal();
+    let (v, rest) = postcard::take_from_bytes(&b[1..]).map_err(|e| match take_refusal() {
+        Some(reason) => Error::corrupt(what, reason),
+        None => Error::corrupt(what, e),
     })?;
     if !rest.is_empty() {
         return Err(Error::corrupt(
@@ -352,7 +337,7 @@ pub(crate) fn decode_postcard<T: DeserializeOwned>(what: &'static str, b: &[u8])
 /// One file of a model version.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileEntry {
-    /// Relative path, `/`-separated, validated by [`crate::registry::check_path`].
+    /// Relative path, `/`-separated, validated by [`crate::meta::names::check_path`].
     pub path: String,
     /// The file's content.
     pub blob: BlobId,
@@ -535,8 +520,8 @@ mod tests {
 
     #[test]
     fn deeply_nested_values_are_refused_not_a_stack_overflow() {
-        use crate::registry::query::{Value, MAX_VALUE_DEPTH};
-        use crate::registry::records::ArtifactRecord;
+        use crate::meta::registry_records::ArtifactRecord;
+        use crate::query::{Value, MAX_VALUE_DEPTH};
         use std::collections::BTreeMap;
         // Model metadata: one key, a value a million levels deep.
         for depth in [MAX_VALUE_DEPTH + 1, 1_000_000] {

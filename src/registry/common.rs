@@ -6,15 +6,15 @@ use std::sync::Arc;
 
 use std::collections::BTreeSet;
 
-use super::query::{Value, MAX_VALUE_DEPTH};
-use super::records::EntityId;
 use crate::blob::Core;
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
 use crate::meta::records::StatsRecord;
 use crate::meta::records::{decode_postcard, encode_postcard};
+use crate::meta::registry_records::EntityId;
 use crate::meta::{Batch, Cf, Meta};
 use crate::pack::ChunkLoc;
+use crate::query::{Value, MAX_VALUE_DEPTH};
 
 pub(crate) use crate::meta::records::now_ms;
 
@@ -111,7 +111,7 @@ pub(crate) fn apply_index(
     old: &std::collections::BTreeSet<Vec<u8>>,
     new: &std::collections::BTreeSet<Vec<u8>>,
 ) {
-    let (puts, dels) = super::index::diff(old, new);
+    let (puts, dels) = crate::meta::registry_index::diff(old, new);
     for k in puts {
         batch.put(Cf::Index, k, Vec::new());
     }

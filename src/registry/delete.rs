@@ -14,14 +14,16 @@ use serde::Serialize;
 
 use super::common::{apply_index, now_ms, save};
 use super::experiment::{load_experiment, Experiment};
-use super::index::{self, tag, Key};
 use super::model::{load_model, load_version, version_key, Model};
-use super::records::{ArtifactBody, ArtifactRecord, EntityId, ModelRecord, VersionRecord};
 use crate::blob::Core;
 use crate::error::{Error, Result};
 use crate::id::BlobId;
 use crate::meta::keys::{self, refs};
 use crate::meta::records::{decode_postcard, StatsRecord};
+use crate::meta::registry_index::{self as index, tag, Key};
+use crate::meta::registry_records::{
+    ArtifactBody, ArtifactRecord, EntityId, ModelRecord, VersionRecord,
+};
 use crate::meta::{Batch, Cf, Meta};
 
 /// How a deletion behaves. Default: refuse finalized models, keep models an

@@ -4,8 +4,12 @@
 //! - [`experiment`]: code execution sessions and their captures.
 //! - [`model`]: models with ids, versions, metadata, aliases, URLs.
 //! - `version_upload`: a version of many staged files in bounded memory.
-//! - `index`: the index key layouts; `search`: answering queries from them.
-//! - [`query`]: the query language (format detection is `crate::formats::detect`).
+//! - `search`: answering queries from the secondary indexes (their key
+//!   layouts are `meta::registry_index`).
+//! - [`repair`]: `Store::verify_index` and `Store::rebuild_index` (the
+//!   comparison itself is `verify::index`).
+//! - Format detection is `crate::formats::detect`; the query language is
+//!   [`crate::query`].
 
 #[cfg(feature = "store")]
 mod common;
@@ -14,19 +18,12 @@ pub mod delete;
 #[cfg(feature = "store")]
 pub mod experiment;
 #[cfg(feature = "store")]
-pub(crate) mod index;
-#[cfg(feature = "store")]
 pub mod model;
-mod names;
 #[cfg(all(test, feature = "store"))]
 mod plan_tests;
-pub mod query;
-pub(crate) mod records;
 #[cfg(feature = "store")]
 pub mod repair;
 #[cfg(feature = "store")]
 mod search;
 #[cfg(feature = "store")]
 pub(crate) mod version_upload;
-
-pub use names::{check_name, check_path};

@@ -17,19 +17,19 @@ use super::common::{
     update_entity, Entity,
 };
 use super::experiment::{ids_under, load_experiment};
-use super::index::{self, tag, Key};
-use super::names::{check_name, check_path};
-use super::query::{Query, Value};
-use super::records::{EntityId, External, ModelRecord, VersionFile, VersionRecord};
 use super::version_upload::VersionUpload;
 use crate::blob::Core;
 use crate::blob::{check_same_store, GroupedBlob, StagedBlob};
 use crate::error::{Error, Result};
 use crate::formats::detect::{self, FileFormat, Framework};
 use crate::id::{BlobId, ChunkId};
+use crate::meta::names::{check_name, check_path};
 use crate::meta::records::{decode_blob, FileEntry, StatsRecord};
+use crate::meta::registry_index::{self as index, tag, Key};
+use crate::meta::registry_records::{EntityId, External, ModelRecord, VersionFile, VersionRecord};
 use crate::meta::{Batch, Cf, Meta};
 use crate::pack::ChunkLoc;
+use crate::query::{Query, Value};
 
 /// URL scheme of model URLs: `modelvault://<store id>/models/<model id>@<version>`.
 pub const URL_SCHEME: &str = "modelvault://";

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use crate::meta::Cf;
-use crate::registry::query::{self, Value};
+use crate::query::{self, Value};
 use crate::{Durability, EntityId, NewModel, Store};
 
 const MODELS: usize = 400;

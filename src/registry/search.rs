@@ -21,12 +21,13 @@
 
 use std::collections::BTreeSet;
 
-use super::index::{tag, trailing_id, Key};
 use super::model::ModelInfo;
-use super::query::{index_key, Fields, Op, Query, Value};
-use super::records::EntityId;
 use crate::error::{Error, Result};
+use crate::meta::index_key::index_key;
+use crate::meta::registry_index::{tag, trailing_id, Key};
+use crate::meta::registry_records::EntityId;
 use crate::meta::{Cf, Meta};
+use crate::query::{Fields, Op, Query, Value};
 
 /// The fields a model query can name.
 pub(crate) struct ModelFields<'a>(pub &'a ModelInfo);

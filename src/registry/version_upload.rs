@@ -26,12 +26,12 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use super::names::check_path;
 use crate::blob::Core;
 use crate::blob::{abandon_sessions, check_same_store, GroupedBlob, StagedBlob};
 use crate::error::{Error, Result};
 use crate::formats::detect::{self, FileFormat};
 use crate::id::BlobId;
+use crate::meta::names::check_path;
 use crate::meta::records::FileEntry;
 use crate::meta::Batch;
 

@@ -13,9 +13,9 @@ use crate::meta::records::FileEntry;
 use crate::registry::delete::{DeleteReport, Retention};
 use crate::registry::experiment::{Experiment, ExperimentQuery, NewExperiment};
 use crate::registry::model::{Model, ModelInfo, ModelSummary, ModelVersion, NewModel};
-use crate::registry::query::Query;
-use crate::registry::records::EntityId;
-use crate::registry::repair::IndexReport;
+use crate::query::Query;
+use crate::meta::registry_records::EntityId;
+use crate::verify::IndexReport;
 use crate::registry::version_upload::VersionUpload;
 use crate::verify::{VerifyOptions, VerifyReport};
 

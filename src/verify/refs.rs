@@ -24,8 +24,8 @@ use crate::error::Result;
 use crate::id::Hash32;
 use crate::meta::keys::{self, refs as tag};
 use crate::meta::records;
+use crate::meta::registry_records::{ArtifactBody, ArtifactRecord, VersionRecord};
 use crate::meta::{Cf, Pair, Snapshot};
-use crate::registry::records::{ArtifactBody, ArtifactRecord, VersionRecord};
 
 use super::{pause, problem, Problem};
 

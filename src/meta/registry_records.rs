@@ -1,5 +1,7 @@
-//! Registry records as stored (postcard behind a version byte, see
-//! `meta::records`), and the public views built from them.
+//! The registry's records as stored (postcard behind a version byte, see
+//! [`super::records`]), and the public types they hold. The registry
+//! (`crate::registry`) builds its public views from them; gc and verify read
+//! them to count and check the blobs they name.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -7,10 +9,10 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use super::query::Value;
 use crate::error::Error;
 use crate::formats::detect::{FileFormat, Framework};
 use crate::id::BlobId;
+use crate::query::Value;
 
 /// A 128-bit entity id: a UUID v7, so ids sort by creation time.
 /// Serialized as 16 bytes in records and as the UUID string in JSON.

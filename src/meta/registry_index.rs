@@ -12,8 +12,12 @@
 
 use std::collections::BTreeSet;
 
-use super::query::{index_key, Value};
-use super::records::{EntityId, ExperimentRecord, ModelRecord, VersionRecord};
+// The key-tail parser lives with the other key layouts; the registry's
+// scans reach it from here with the index keys.
+use super::index_key::index_key;
+pub(crate) use super::keys::id_version;
+use super::registry_records::{EntityId, ExperimentRecord, ModelRecord, VersionRecord};
+use crate::query::Value;
 
 /// Index tags (first key byte).
 pub(crate) mod tag {
@@ -180,31 +184,6 @@ pub(crate) fn diff(
         new.difference(old).cloned().collect(),
         old.difference(new).cloned().collect(),
     )
-}
-
-/// Parses `entity id (16) ‖ version u32 BE`, the tail of `versions` keys and
-/// of the version-carrying index keys. `what` names the key in errors.
-pub(crate) fn id_version(
-    b: &[u8],
-    what: &'static str,
-) -> Result<(EntityId, u32), crate::error::Error> {
-    let bad = || {
-        crate::error::Error::corrupt(
-            what,
-            format!("{} bytes, expected a 16-byte id and a u32", b.len()),
-        )
-    };
-    let id = EntityId(
-        b.get(..16)
-            .and_then(|s| s.try_into().ok())
-            .ok_or_else(bad)?,
-    );
-    let v = b
-        .get(16..20)
-        .and_then(|s| s.try_into().ok())
-        .map(u32::from_be_bytes)
-        .ok_or_else(bad)?;
-    Ok((id, v))
 }
 
 /// The last 16 bytes of an index key: the entity id it points at.

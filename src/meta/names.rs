@@ -1,5 +1,8 @@
-//! Validation of user-supplied names and paths. Nothing a user names ever
-//! becomes a file-system path outside the directory it is meant for.
+//! Validation of user-supplied names and paths: the rules every model name
+//! and version file path in the registry's records follows (writes refuse
+//! others; verify reports a stored path that breaks them). Nothing a user
+//! names ever becomes a file-system path outside the directory it is meant
+//! for.
 
 use crate::error::{Error, Result};
 
