@@ -116,6 +116,7 @@ fn problem(kind: &'static str, object: impl Into<String>, detail: impl Into<Stri
 
 impl Core {
     /// See [`crate::Store::verify`].
+    #[tracing::instrument(name = "verify", level = "info", skip_all)]
     pub(crate) fn verify(self: &Arc<Self>, opts: VerifyOptions) -> Result<VerifyReport> {
         let inner = &self;
         let snap = inner.chunks().meta().snapshot();

@@ -78,7 +78,7 @@ impl DeltaBase {
             let more = want.min(DEFAULT_PROBE_WINDOW as u64) - prefix.len() as u64;
             let read = (&mut reader).take(more).read_to_end(&mut prefix);
             if let Err(e) = read {
-                crate::store::tracing_note(&format!("not using blob {blob} as a delta base: {e}"));
+                tracing::warn!(%blob, error = %e, "not using the blob as a delta base");
                 return Ok(None);
             }
             match probe(&prefix, None) {

@@ -344,9 +344,7 @@ fn try_delta(
         .chunks()
         .read_chunk(base, &object, 0, &mut bufs.scratch, &mut bufs.base)
     {
-        crate::store::tracing_note(&format!(
-            "storing a chunk whole: its delta base is unreadable: {e}"
-        ));
+        tracing::warn!(%base, error = %e, "storing a chunk whole: its delta base is unreadable");
         return None;
     }
     let opts = &inner.opts().encode;

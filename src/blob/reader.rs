@@ -62,11 +62,15 @@ pub struct BlobReader {
     chunk_start: u64,
     chunk_valid: bool,
     scratch: Vec<u8>,
+    /// The `get` span every read of this blob runs in.
+    span: tracing::Span,
 }
 
 impl BlobReader {
     pub(crate) fn new(store: Arc<Core>, id: BlobId, rec: BlobRecord) -> Self {
+        let span = tracing::info_span!("get", blob = %id, size = rec.size);
         BlobReader {
+            span,
             ahead: Window::new(&store),
             store,
             id,
@@ -264,6 +268,8 @@ pub(super) fn fetch(
 
 impl Read for BlobReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let span = self.span.clone();
+        let _in = span.enter();
         self.read_inner(buf).map_err(to_io)
     }
 }

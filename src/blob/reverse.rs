@@ -147,7 +147,7 @@ fn rebase_one(
             .chunks()
             .read_chunk(id, &object, 0, &mut b.scratch, raw)
         {
-            crate::store::tracing_note(&format!("not rebasing chunk {x}: {e}"));
+            tracing::warn!(chunk = %x, error = %e, "not rebasing the chunk");
             return Ok(None);
         }
     }

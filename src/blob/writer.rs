@@ -61,6 +61,8 @@ pub const MAX_IN_FLIGHT: usize = 32;
 /// visible (already-written chunks are unreferenced and collectable).
 #[must_use = "a blob exists only once finish() returns its id"]
 pub struct BlobWriter {
+    /// The `put` span every write of this upload runs in.
+    span: tracing::Span,
     store: Arc<Core>,
     cutter: Cutter,
     hasher: blake3::Hasher,
@@ -408,6 +410,7 @@ impl BlobWriter {
         let cutter = Cutter::new(store.opts().cdc);
         let block_cap = BLOCK.max(cutter.lookahead());
         BlobWriter {
+            span: tracing::info_span!("put", blob = tracing::field::Empty),
             store,
             cutter,
             hasher: blake3::Hasher::new(),
@@ -587,6 +590,8 @@ impl BlobWriter {
     /// # Errors
     /// Any I/O or metadata failure; nothing is visible then.
     pub fn finish(self) -> Result<BlobId> {
+        let span = self.span.clone();
+        let _in = span.enter();
         let staged = self.stage()?;
         let store = staged.store.clone();
         store
@@ -597,6 +602,8 @@ impl BlobWriter {
                 Ok(())
             })?;
         staged.committed();
+        span.record("blob", tracing::field::display(staged.id));
+        tracing::info!(size = staged.rec.size, chunks = staged.rec.chunks, "stored");
         Ok(staged.id)
     }
 
@@ -1005,6 +1012,8 @@ impl Drop for BlobWriter {
 
 impl io::Write for BlobWriter {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let span = self.span.clone();
+        let _in = span.enter();
         self.check().map_err(to_io)?;
         if let Err(e) = self.write_inner(data) {
             self.failed = Some(e.to_string());

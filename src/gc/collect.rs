@@ -174,6 +174,7 @@ pub struct UploadInfo {
 
 impl Core {
     /// See [`crate::Store::gc`].
+    #[tracing::instrument(name = "gc", level = "info", skip_all)]
     pub(crate) fn gc(self: &Arc<Self>, opts: &GcOptions) -> Result<GcReport> {
         let inner = &**self;
         let _one = inner.exclusive();
@@ -193,6 +194,7 @@ impl Core {
             inner.chunks().meta().compact()?;
             report.metadata_compacted = true;
         }
+        tracing::info!(?report, "collected");
         Ok(report)
     }
 
@@ -449,6 +451,7 @@ fn sweep_some(
 }
 
 /// Rewrites or deletes packs whose live fraction is below the threshold.
+#[tracing::instrument(name = "compaction", level = "info", skip_all)]
 fn compact(inner: &Core, opts: &GcOptions, report: &mut GcReport) -> Result<()> {
     let (sizes, generation) = inner.chunks().pack_sizes();
     // Asked after the sizes were taken: a pack among them that is not open
@@ -472,6 +475,11 @@ fn compact(inner: &Core, opts: &GcOptions, report: &mut GcReport) -> Result<()> 
         .map(|(p, _)| *p)
         .collect();
     chosen.sort_unstable();
+    tracing::info!(
+        packs = chosen.len(),
+        below = opts.compact_below,
+        "packs to compact"
+    );
     // One scan of the index finds the entries of a group of packs (a scan
     // per pack made a collection quadratic in the store's size). Entries
     // that move or go before their pack's turn are caught under the commit

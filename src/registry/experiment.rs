@@ -13,13 +13,13 @@ use serde::Serialize;
 use super::common::{
     apply_index, check_key, check_label, check_value, load, now_ms, save, update_entity, Entity,
 };
+use crate::blob::Core;
 use crate::error::{Error, Result};
 use crate::meta::registry_index::{self as index, tag, Key};
 use crate::meta::registry_records::{
     Artifact, ArtifactBody, ArtifactRecord, ConsoleLine, ConsoleRecord, EntityId, Environment,
     ExperimentRecord, RunInfo, Status, Stream,
 };
-use crate::blob::Core;
 use crate::meta::{Batch, Cf, Meta};
 use crate::query::Value;
 

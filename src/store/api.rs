@@ -10,13 +10,13 @@ use crate::error::Result;
 use crate::gc::{GcOptions, GcReport, UploadInfo};
 use crate::id::BlobId;
 use crate::meta::records::FileEntry;
+use crate::meta::registry_records::EntityId;
+use crate::query::Query;
 use crate::registry::delete::{DeleteReport, Retention};
 use crate::registry::experiment::{Experiment, ExperimentQuery, NewExperiment};
 use crate::registry::model::{Model, ModelInfo, ModelSummary, ModelVersion, NewModel};
-use crate::query::Query;
-use crate::meta::registry_records::EntityId;
-use crate::verify::IndexReport;
 use crate::registry::version_upload::VersionUpload;
+use crate::verify::IndexReport;
 use crate::verify::{VerifyOptions, VerifyReport};
 
 /// From `src/blob/reverse.rs`.

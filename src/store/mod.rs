@@ -143,8 +143,3 @@ impl Store {
         }
     }
 }
-pub(crate) fn tracing_note(msg: &str) {
-    if std::env::var_os("MODELVAULT_LOG").is_some() {
-        eprintln!("modelvault: {msg}");
-    }
-}

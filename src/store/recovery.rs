@@ -10,8 +10,6 @@ use crate::meta::records;
 use crate::meta::{keys, Cf, Meta};
 use crate::pack::{pack_file_name, parse_pack_file_name, Lane, PackHeader, PACK_HEADER_LEN};
 
-use super::tracing_note;
-
 pub(super) type Recovered = (HashMap<u32, u64>, u32, Option<(u32, u64)>);
 
 /// Brings pack files in line with the committed index: a tail past the
@@ -75,7 +73,10 @@ pub(super) fn recover_packs(
             drop(f);
             make_durable()?;
             fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
-            tracing_note(&format!("deleted pack {id:08x}: no committed record"));
+            tracing::info!(
+                pack = format_args!("{id:08x}"),
+                "deleted a pack with no committed record"
+            );
             continue;
         }
         if len < PACK_HEADER_LEN as u64 {
@@ -104,9 +105,12 @@ pub(super) fn recover_packs(
             f.set_len(keep)
                 .and_then(|_| f.sync_all())
                 .map_err(|e| Error::io(&path, e))?;
-            tracing_note(&format!(
-                "truncated uncommitted tail of pack {id:08x}: {len} -> {keep} bytes"
-            ));
+            tracing::info!(
+                pack = format_args!("{id:08x}"),
+                from = len,
+                to = keep,
+                "truncated the uncommitted tail of a pack"
+            );
         }
         if len >= keep {
             last_ok = Some((id, keep));
@@ -129,7 +133,7 @@ pub(super) fn resume_lane(meta: &Meta, pack: u32) -> Result<Lane> {
     Ok(match old.as_deref().map(<[u8; 4]>::try_from) {
         Some(Ok(b)) if u32::from_le_bytes(b) == pack => Lane::Old,
         Some(Err(_)) => {
-            tracing_note("ignored meta/old_lane_pack: not 4 bytes");
+            tracing::warn!("ignored meta/old_lane_pack: not 4 bytes");
             Lane::New
         }
         _ => Lane::New,
