@@ -44,7 +44,7 @@ enum BaseChoice {
 /// and starts it. Made by [`crate::Store::put_version`].
 ///
 /// ```no_run
-/// # fn main() -> modelvault::Result<()> {
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let store = modelvault::Store::open("store")?;
 /// let mut put = store
 ///     .put_version("resnet")
