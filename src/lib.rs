@@ -93,6 +93,8 @@ pub use registry::experiment::{Experiment, ExperimentInfo, ExperimentQuery, NewE
 #[cfg(feature = "store")]
 pub use registry::model::{Model, ModelInfo, ModelSummary, ModelVersion, NewModel};
 #[cfg(feature = "store")]
+pub use registry::put::{PutReport, PutVersion, VersionPut};
+#[cfg(feature = "store")]
 pub use registry::version_upload::VersionUpload;
 #[cfg(feature = "store")]
 pub use store::{Durability, Options, Stats, Store};

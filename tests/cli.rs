@@ -541,3 +541,17 @@ fn get_of_many_files_restores_them_all_and_a_damaged_one_fails_cleanly() {
     }
     assert!(left.is_empty(), "temporary files left: {left:?}");
 }
+
+#[test]
+fn init_refuses_an_existing_store_and_leaves_it_as_it_was() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    let out = ok(&mv(&repo, &["init"]));
+    assert!(out.starts_with("created store "), "{out}");
+    let src = tmp.path().join("f");
+    std::fs::write(&src, b"kept").unwrap();
+    ok(&mv(&repo, &["put", "--name", "m", src.to_str().unwrap()]));
+    fails_with_one_line(&mv(&repo, &["init"]), "is already a modelvault store");
+    let out = ok(&mv(&repo, &["cat", "m", "f"]));
+    assert_eq!(out, "kept");
+}

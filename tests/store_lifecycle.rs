@@ -482,3 +482,20 @@ fn an_unreadable_or_read_only_store_is_refused_with_a_clear_error() {
     // And it still opens for whoever may.
     drop(Store::open(&dir).unwrap());
 }
+
+#[test]
+fn exists_is_true_only_for_a_store_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vault");
+    assert!(!Store::exists(&path), "a missing directory");
+    std::fs::create_dir(&path).unwrap();
+    assert!(!Store::exists(&path), "an empty directory");
+    std::fs::write(path.join("other"), b"x").unwrap();
+    assert!(!Store::exists(&path), "a directory of other files");
+    let store_dir = dir.path().join("store");
+    let store = Store::create(&store_dir).unwrap();
+    // Open (and locked) or not, it is a store.
+    assert!(Store::exists(&store_dir));
+    drop(store);
+    assert!(Store::exists(&store_dir));
+}

@@ -17,6 +17,7 @@
 //! - `gc_model_based`: random put/release/gc/suspend/resume/reopen sequences against an in-memory model of holds and chunks.
 //! - `registry_entities`: experiments, models, links, queries, listings, reopen.
 //! - `registry_model_based`: random operation sequences against an in-memory model.
+//! - `registry_put`: `Store::put_version`: delta base choice, reverse delta, creating or refusing the model.
 //! - `registry_delete`: deleting versions, models, experiments; retention; dry runs; gc.
 //! - `registry_concurrency`: many threads on experiments and models at once.
 //! - `format_v1`: a store written by format version 1 (a committed fixture) opens and reads back.
@@ -46,6 +47,7 @@ mod registry_concurrency;
 mod registry_delete;
 mod registry_entities;
 mod registry_model_based;
+mod registry_put;
 mod store_disk_full;
 mod store_lifecycle;
 mod upload_staging;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context, Result};
 use modelvault::query::{self, Value};
 use modelvault::{
-    BlobId, DeleteOptions, DeleteReport, EntityId, Experiment, GcOptions, Model, ModelVersion,
+    DeleteOptions, DeleteReport, EntityId, Experiment, GcOptions, Model, ModelVersion,
     NewExperiment, NewModel, Retention, Status, Store, Stream,
 };
 use serde_json::json;
@@ -24,7 +24,7 @@ pub fn run(args: Args) -> Result<()> {
         .ok_or_else(|| anyhow!("no store given: pass --repo DIR or set MODELVAULT_REPO"))?;
     match args.command {
         Command::Init => {
-            if repo.join("MODELVAULT").exists() {
+            if Store::exists(&repo) {
                 bail!("{} is already a modelvault store", repo.display());
             }
             let store = Store::create(&repo)?;
@@ -41,16 +41,6 @@ pub fn run(args: Args) -> Result<()> {
             follow_symlinks,
             paths,
         } => {
-            let base = match (no_delta, base) {
-                (true, _) => Base::None,
-                (false, Some(b)) => Base::Named(b),
-                (false, None) => Base::Latest,
-            };
-            let meta = PutMeta {
-                name: &name,
-                experiment: experiment.as_deref(),
-                project: &project,
-            };
             // Everything is checked before anything (even the store) is created.
             modelvault::check_name(&name)?;
             let inputs = files::collect(&paths, follow_symlinks)?;
@@ -58,7 +48,19 @@ pub fn run(args: Args) -> Result<()> {
                 .create(true)
                 .max_delta_depth(max_delta_depth)
                 .open(&repo)?;
-            put(&store, &meta, base, reverse_delta, &inputs)?
+            let mut opts = store
+                .put_version(&name)
+                .project(project)
+                .reverse_delta(reverse_delta);
+            if let Some(e) = experiment {
+                opts = opts.experiment(self::experiment(&store, &e)?.id());
+            }
+            opts = match (no_delta, base) {
+                (true, _) => opts.no_delta(),
+                (false, Some(b)) => opts.base(b),
+                (false, None) => opts,
+            };
+            put(opts, &name, &inputs)?
         }
         Command::Get {
             model,
@@ -692,122 +694,14 @@ fn model_cmd(store: &Store, cmd: ModelCmd) -> Result<()> {
     Ok(())
 }
 
-/// Which version `put` stores its files as deltas against.
-enum Base {
-    /// None: every file whole.
-    None,
-    /// The latest version of the model being added to, if it exists.
-    Latest,
-    /// A version named on the command line.
-    Named(String),
-}
-
-/// What `put` records about the new version.
-struct PutMeta<'a> {
-    name: &'a str,
-    experiment: Option<&'a str>,
-    project: &'a str,
-}
-
+/// Stores `inputs` as the next version of `name` with the library's
+/// version policy ([`modelvault::PutVersion`]), printing `NAME@VERSION`.
 fn put(
-    store: &Store,
-    meta: &PutMeta,
-    base: Base,
-    reverse: bool,
+    opts: modelvault::PutVersion,
+    name: &str,
     inputs: &BTreeMap<String, files::Source>,
 ) -> Result<()> {
-    let PutMeta {
-        name,
-        experiment,
-        project,
-    } = *meta;
-    // Everything is checked before anything is written.
-    let exp = experiment.map(|e| self::experiment(store, e)).transpose()?;
-    let base = match base {
-        Base::None => None,
-        Base::Named(spec) => Some(resolve(store, &spec)?),
-        Base::Latest => match resolve(store, name) {
-            Ok(v) => Some(v),
-            Err(e)
-                if e.downcast_ref::<modelvault::Error>()
-                    .is_some_and(|e| e.is_not_found()) =>
-            {
-                None
-            }
-            Err(e) => return Err(e),
-        },
-    };
-    // Each file is written, staged and added to the version upload at once
-    // (which keeps only its detected format, and commits staged blobs in
-    // groups, invisibly, so memory does not grow with the number of files);
-    // the version commit makes them all visible.
-    let bases = match &base {
-        Some(v) => delta_bases(v, inputs)?,
-        None => vec![None; inputs.len()],
-    };
-    let mut version = store.version_upload();
-    // (older, newer) blob pairs to rebase once the version is committed.
-    let mut rebase = Vec::new();
-    for ((rel, src), base) in inputs.iter().zip(bases) {
-        let mut f = src.open()?;
-        let mut w = store.blob_writer();
-        match base {
-            Some(b) if reverse => w = w.cut_like(&b)?,
-            Some(b) => w = w.delta_base(&b)?,
-            None => {}
-        }
-        io::copy(&mut f, &mut w).with_context(|| format!("storing {}", src.path.display()))?;
-        let blob = w
-            .stage()
-            .with_context(|| format!("storing {}", src.path.display()))?;
-        if let Some(b) = base.filter(|_| reverse) {
-            rebase.push((b, blob.id()));
-        }
-        version
-            .add(rel.clone(), blob)
-            .with_context(|| format!("storing {}", src.path.display()))?;
-    }
-    let m = match store.model_by_name(name) {
-        Ok(m) => m,
-        Err(e) if e.is_not_found() => {
-            let mut spec = NewModel::new(name).project(project);
-            if let Some(e) = &exp {
-                spec = spec.experiment(e.id());
-            }
-            store.create_model(spec)?
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let v = m.add_version_upload(version, exp.map(|e| e.id()))?;
-    if !rebase.is_empty() {
-        let (mut n, mut before, mut after) = (0, 0, 0);
-        for (older, newer) in &rebase {
-            let r = store
-                .reverse_delta(older, newer)
-                .with_context(|| format!("re-encoding blob {older} against {newer}"))?;
-            (n, before, after) = (
-                n + r.rebased,
-                before + r.bytes_before,
-                after + r.bytes_after,
-            );
-        }
-        let base = base
-            .as_ref()
-            .map_or(String::new(), |b| format!("{}@{}", b.name, b.version));
-        eprintln!(
-            "reverse delta: {n} chunks of {base} re-encoded against {name}@{v} \
-             ({before} -> {after} bytes; `gc` reclaims the replaced records)"
-        );
-    }
-    println!("{name}@{v}");
-    Ok(())
-}
-
-/// The delta base of each input in version `v` (see `ModelVersion::delta_bases`).
-fn delta_bases(
-    v: &ModelVersion,
-    inputs: &BTreeMap<String, files::Source>,
-) -> Result<Vec<Option<BlobId>>> {
+    // Each file's size, for choosing delta bases by size (a renamed file).
     let mut sized = Vec::with_capacity(inputs.len());
     for (rel, src) in inputs {
         let len = fs::metadata(&src.path)
@@ -815,7 +709,36 @@ fn delta_bases(
             .len();
         sized.push((rel.as_str(), len));
     }
-    Ok(v.delta_bases(&sized))
+    // Everything is checked before anything is written.
+    let mut version = opts.begin(sized)?;
+    // Each file is written and staged at once: memory does not grow with
+    // the number of files; the commit makes them all visible.
+    for (rel, src) in inputs {
+        let mut f = src.open()?;
+        let mut w = version.writer(rel)?;
+        io::copy(&mut f, &mut w).with_context(|| format!("storing {}", src.path.display()))?;
+        version
+            .add_writer(rel, w)
+            .with_context(|| format!("storing {}", src.path.display()))?;
+    }
+    let base = version
+        .base_version()
+        .map_or(String::new(), |b| format!("{}@{}", b.name, b.version));
+    let r = version.commit()?;
+    let v = r.version;
+    if r.rebased_files > 0 {
+        let (n, before, after) = (
+            r.reverse.rebased,
+            r.reverse.bytes_before,
+            r.reverse.bytes_after,
+        );
+        eprintln!(
+            "reverse delta: {n} chunks of {base} re-encoded against {name}@{v} \
+             ({before} -> {after} bytes; `gc` reclaims the replaced records)"
+        );
+    }
+    println!("{name}@{v}");
+    Ok(())
 }
 
 /// Numbers the temporary files of `get`.

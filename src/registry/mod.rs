@@ -4,6 +4,8 @@
 //! - [`experiment`]: code execution sessions and their captures.
 //! - [`model`]: models with ids, versions, metadata, aliases, URLs.
 //! - `version_upload`: a version of many staged files in bounded memory.
+//! - [`put`]: version policy: storing files as a model's next version
+//!   (delta base choice, reverse delta, creating the model).
 //! - `search`: answering queries from the secondary indexes (their key
 //!   layouts are `meta::registry_index`).
 //! - [`repair`]: `Store::verify_index` and `Store::rebuild_index` (the
@@ -21,6 +23,8 @@ pub mod experiment;
 pub mod model;
 #[cfg(all(test, feature = "store"))]
 mod plan_tests;
+#[cfg(feature = "store")]
+pub mod put;
 #[cfg(feature = "store")]
 pub mod repair;
 #[cfg(feature = "store")]

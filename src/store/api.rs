@@ -15,6 +15,7 @@ use crate::query::Query;
 use crate::registry::delete::{DeleteReport, Retention};
 use crate::registry::experiment::{Experiment, ExperimentQuery, NewExperiment};
 use crate::registry::model::{Model, ModelInfo, ModelSummary, ModelVersion, NewModel};
+use crate::registry::put::PutVersion;
 use crate::registry::version_upload::VersionUpload;
 use crate::verify::IndexReport;
 use crate::verify::{VerifyOptions, VerifyReport};
@@ -250,6 +251,18 @@ impl Store {
     /// Version numbers of the model called `name`.
     pub fn versions(&self, name: &str) -> Result<Vec<u32>> {
         self.inner.versions(name)
+    }
+}
+
+/// From `src/registry/put.rs`.
+impl Store {
+    /// Starts storing files as the next version of the model called
+    /// `name`: set the options (delta base, reverse delta, project,
+    /// experiment, whether the model may be created), then
+    /// [`PutVersion::begin`], add the files and commit. This is the way to
+    /// store a version with the same policy as `modelvault put`.
+    pub fn put_version(&self, name: &str) -> PutVersion {
+        self.inner.put_version(name)
     }
 }
 

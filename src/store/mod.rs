@@ -75,6 +75,12 @@ impl Store {
         Options::default().create(false).open(dir)
     }
 
+    /// True if `dir` holds a store (its marker file), whether or not it
+    /// can be opened now. Reads nothing else and takes no lock.
+    pub fn exists(dir: impl AsRef<Path>) -> bool {
+        open::has_marker(dir.as_ref())
+    }
+
     /// Tuning knobs; finish with [`Options::open`].
     pub fn options() -> Options {
         Options::default()

@@ -132,6 +132,11 @@ fn migrate_heights(meta: &Meta) -> Result<()> {
 }
 
 /// Makes sure `dir` is a store directory, creating one if allowed.
+/// True if `dir` has a store marker (anything of that name).
+pub(super) fn has_marker(dir: &Path) -> bool {
+    dir.join(MARKER).exists()
+}
+
 fn prepare_dir(dir: &Path, create: bool) -> Result<()> {
     let marker = dir.join(MARKER);
     match fs::read_to_string(&marker) {
