@@ -5,8 +5,8 @@
 use std::io::{Read, Seek, SeekFrom, Write};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use modelvault::chunking::{CdcParams, Chunker};
-use modelvault::codec::{self, delta, Codec, EncodeOptions};
+use modelvault::internals::chunking::{CdcParams, Chunker};
+use modelvault::internals::codec::{self, delta, Codec, EncodeOptions};
 use modelvault::Store;
 
 fn weights(n: usize) -> Vec<u8> {
@@ -66,7 +66,7 @@ fn stages(c: &mut Criterion) {
             (x * (1.0 + 1e-3 * e)).to_le_bytes()
         })
         .collect();
-    let hint = modelvault::chunking::PlaneHint::Width(4);
+    let hint = modelvault::internals::chunking::PlaneHint::Width(4);
     bench_delta(&mut g, "delta", chunk, &base, hint);
     // A bell-shaped step (a sum of four uniforms): the magnitude split
     // (transform 4) wins over the byte planes.
@@ -105,7 +105,7 @@ fn stages(c: &mut Criterion) {
             u.to_le_bytes()
         })
         .collect();
-    let hint2 = modelvault::chunking::PlaneHint::Width(2);
+    let hint2 = modelvault::internals::chunking::PlaneHint::Width(2);
     bench_delta(&mut g, "delta-bf16", &stepped, &bf16, hint2);
     g.finish();
 }
@@ -117,7 +117,7 @@ fn bench_delta(
     name: &str,
     raw: &[u8],
     base: &[u8],
-    hint: modelvault::chunking::PlaneHint,
+    hint: modelvault::internals::chunking::PlaneHint,
 ) -> Vec<u8> {
     let id = modelvault::Hash32::of(base);
     let opts = EncodeOptions::default();

@@ -114,7 +114,7 @@ fn main() {
             .split(',')
             .map(|x| x.trim().parse().expect("MODELVAULT_CDC=min,avg,max"))
             .collect();
-        opts = opts.chunking(modelvault::chunking::CdcParams {
+        opts = opts.chunking(modelvault::CdcParams {
             min: n[0],
             avg: n[1],
             max: n[2],

@@ -29,8 +29,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use modelvault::chunking::{CdcParams, Chunker, Cut, Cutter, PlaneHint};
-use modelvault::codec::{self, Codec, EncodeOptions};
+use modelvault::internals::chunking::{CdcParams, Chunker, Cut, Cutter, PlaneHint};
+use modelvault::internals::codec::{self, Codec, EncodeOptions};
 
 /// Pack record header per stored chunk (docs/FORMAT.md).
 const RECORD_HEADER: u64 = 52;

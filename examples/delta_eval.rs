@@ -58,10 +58,10 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Instant;
 
-use modelvault::chunking::tensors::{self, DType, Probe, TensorLayout};
-use modelvault::chunking::{CdcParams, Cutter, PlaneHint};
-use modelvault::codec::delta::{decode_delta, encode_delta};
-use modelvault::codec::{self, Codec, EncodeOptions};
+use modelvault::internals::chunking::tensors::{self, DType, Probe, TensorLayout};
+use modelvault::internals::chunking::{CdcParams, Cutter, PlaneHint};
+use modelvault::internals::codec::delta::{decode_delta, encode_delta};
+use modelvault::internals::codec::{self, Codec, EncodeOptions};
 
 /// The base id a delta record names (its value does not change the sizes).
 const NO_ID: modelvault::Hash32 = modelvault::Hash32([0; 32]);

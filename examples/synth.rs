@@ -47,7 +47,7 @@
 //! image: 14 bytes per parameter) plus small write buffers; files are streamed.
 //!
 //! At the end every written file is parsed back with
-//! `modelvault::chunking::tensors::probe` and checked against what was written.
+//! `modelvault::internals::chunking::tensors::probe` and checked against what was written.
 
 use std::fmt::Write as _;
 use std::fs::{self, File};
@@ -56,7 +56,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use modelvault::chunking::tensors::{self, DType, Probe};
+use modelvault::internals::chunking::tensors::{self, DType, Probe};
 
 /// The fixed seed of every random stream.
 const SEED: u64 = 0x6d76_5f73_796e_7468;
@@ -1171,7 +1171,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     }
     let per_set = |s: &str| written.iter().filter(|w| w.set == s).count();
     println!(
-        "self-check: {} files ({} {TRAIN}, {} {FINETUNE}, {} {BF16}) parsed back with modelvault::chunking::tensors::probe, tensor names, dtypes, shapes and offsets as written ({:.2}s)",
+        "self-check: {} files ({} {TRAIN}, {} {FINETUNE}, {} {BF16}) parsed back with modelvault::internals::chunking::tensors::probe, tensor names, dtypes, shapes and offsets as written ({:.2}s)",
         written.len(),
         per_set(TRAIN),
         per_set(FINETUNE),

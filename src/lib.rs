@@ -42,7 +42,7 @@
 //! # #[cfg(not(feature = "store"))] fn main() {}
 //! ```
 //!
-//! Layers, bottom up: [`query`] and container formats ([`detect`]) → [`chunking`] → [`codec`] → `pack`
+//! Layers, bottom up: [`query`] and container formats ([`detect`]) → `chunking` → `codec` → `pack`
 //! → `meta` → `chunk` → `blob` → `gc` → `verify` → `registry` → [`Store`]. See `docs/ARCHITECTURE.md`
 //! and `docs/FORMAT.md`.
 
@@ -55,8 +55,8 @@
 mod blob;
 #[cfg(feature = "store")]
 mod chunk;
-pub mod chunking;
-pub mod codec;
+mod chunking;
+mod codec;
 mod error;
 mod formats;
 #[cfg(feature = "store")]
@@ -73,19 +73,20 @@ mod verify;
 
 #[cfg(feature = "store")]
 pub use blob::{BlobReader, BlobWriter, ReverseDeltaReport, StagedBlob, UploadId};
+pub use chunking::CdcParams;
 pub use error::{Error, Result};
 pub use formats::detect;
+pub use formats::tensor::{DType, TensorLayout, TensorSpan};
 #[cfg(feature = "store")]
 pub use gc::{GcOptions, GcReport, SkippedPack, UploadInfo};
 pub use id::{BlobId, ChunkId, Hash32};
 pub use meta::index_key::{decode_index_key, index_key};
 pub use meta::names::{check_name, check_path};
-pub use meta::records::{BlobRecord, FileEntry, StatsRecord};
+pub use meta::records::FileEntry;
 pub use meta::registry_records::{
     Artifact, ArtifactBody, ConsoleLine, EntityId, Environment, External, RunInfo, Status, Stream,
     VersionFile,
 };
-pub use pack::ChunkLoc;
 #[cfg(feature = "store")]
 pub use registry::delete::{DeleteOptions, DeleteReport, Retention};
 #[cfg(feature = "store")]
@@ -97,7 +98,7 @@ pub use registry::put::{PutReport, PutVersion, VersionPut};
 #[cfg(feature = "store")]
 pub use registry::version_upload::VersionUpload;
 #[cfg(feature = "store")]
-pub use store::{Durability, Options, Stats, Store};
+pub use store::{BlobInfo, Durability, Options, Stats, Store};
 #[cfg(feature = "store")]
 pub use verify::{IndexReport, Problem, VerifyOptions, VerifyReport};
 
@@ -115,3 +116,5 @@ mod fault_tests;
 #[cfg(feature = "__fuzz")]
 #[doc(hidden)]
 pub mod fuzz_api;
+#[doc(hidden)]
+pub mod internals;

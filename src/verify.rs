@@ -81,6 +81,7 @@ pub struct Problem {
 
 /// The result of [`Store::verify`].
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct VerifyReport {
     /// Chunk index entries checked.
     pub chunks: u64,

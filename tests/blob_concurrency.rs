@@ -57,7 +57,7 @@ fn eight_threads_write_overlapping_content_and_all_reads_back() {
         (b.chunks, b.unique_bytes, b.blobs)
     );
     // And both match the distinct chunks of the data, counted independently.
-    let chunker = modelvault::chunking::Chunker::new(Default::default());
+    let chunker = modelvault::internals::chunking::Chunker::new(Default::default());
     let mut distinct = std::collections::HashMap::new();
     for t in 0..8 {
         for j in 0..4 {

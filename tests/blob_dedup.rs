@@ -65,7 +65,7 @@ fn float_weights_compress_below_raw_and_below_plain_zstd() {
     // Byte planes must beat what plain zstd makes of the same bytes at the
     // store's zstd level: the whole 16 MiB as one frame (a larger window
     // than any chunk), against every stored byte including record headers.
-    let level = modelvault::codec::EncodeOptions::default().level;
+    let level = modelvault::internals::codec::EncodeOptions::default().level;
     let zstd = zstd::bulk::compress(&data, level).unwrap().len() as u64;
     eprintln!(
         "fp32 weights: raw {}, plain zstd -{level} {zstd}, stored {} ({:.3} of zstd)",
@@ -137,7 +137,7 @@ fn staged_blobs_are_invisible_until_the_version_commit_takes_them() {
 #[test]
 fn same_content_twice_adds_nothing_with_large_chunk_bounds() {
     let dir = tempfile::tempdir().unwrap();
-    let params = modelvault::chunking::CdcParams {
+    let params = modelvault::CdcParams {
         min: 64 << 10,
         avg: 256 << 10,
         max: 512 << 10,

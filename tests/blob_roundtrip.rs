@@ -8,7 +8,7 @@ use crate::common::{flip, get, noise, packs, put, temp_store, weights};
 #[test]
 fn sizes_around_chunk_bounds_round_trip() {
     let (_d, store) = temp_store();
-    let p = modelvault::chunking::CdcParams::default();
+    let p = modelvault::CdcParams::default();
     let mut sizes = vec![0, 1, 2, 3, 4, 5, 4095, 4096];
     for b in [p.min, p.avg, p.max, 2 * p.max, 4 << 20] {
         sizes.extend([b - 1, b, b + 1]);

@@ -87,7 +87,7 @@ fn gguf(
 
 #[test]
 fn gguf_tensors_read_back_by_name() {
-    use modelvault::chunking::tensors::DType;
+    use modelvault::DType;
     let (_d, store) = temp_store();
     let embed = weights(4 * 256 * 1000, 4); // F32 [256, 1000]
     let half: Vec<u8> = (0..2 * 30_000u32).map(|i| (i * 7 % 253) as u8).collect(); // F16

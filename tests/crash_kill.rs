@@ -369,8 +369,8 @@ fn acknowledged_commits_survive_sigkill() {
 
 /// Chunking of the upload test's stores: small chunks, so that a manifest
 /// segment (1,024 chunks) is committed about every 4 MiB.
-fn small_chunks() -> modelvault::chunking::CdcParams {
-    modelvault::chunking::CdcParams {
+fn small_chunks() -> modelvault::CdcParams {
+    modelvault::CdcParams {
         min: 1024,
         avg: 4096,
         max: 16384,
@@ -462,7 +462,7 @@ fn an_upload_killed_midway_resumes_to_the_same_blob() {
             .open(tmp.path().join("reference"))
             .unwrap();
         let id = crate::common::put(&store, &data);
-        (id, store.blob_record(&id).unwrap().unwrap(), store.stats())
+        (id, store.blob_info(&id).unwrap().unwrap(), store.stats())
     };
     let dir = tmp.path().join("vault");
     drop(
@@ -516,7 +516,7 @@ fn an_upload_killed_midway_resumes_to_the_same_blob() {
     w.write_all(&data[durable as usize..]).unwrap();
     let id = w.finish().unwrap();
     assert_eq!(id, want_id, "a resumed upload names another blob");
-    let record = store.blob_record(&id).unwrap().unwrap();
+    let record = store.blob_info(&id).unwrap().unwrap();
     assert_eq!(
         (record.size, record.chunks),
         (want_record.size, want_record.chunks)

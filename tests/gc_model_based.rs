@@ -89,8 +89,8 @@ fn gc_model_repro_empty_resumed_blob_shares_manifest_after_reopen() {
         let store = Store::create(&path).unwrap();
         let sid = store.blob_writer().suspend().unwrap();
         let empty = store.resume_upload(sid).unwrap().finish().unwrap();
-        // BlobRecord { size: 0, chunks: 0, manifest: 1 }
-        eprintln!("{:?}", store.blob_record(&empty).unwrap());
+        // Its (private) record: { size: 0, chunks: 0, manifest: 1 }.
+        eprintln!("{:?}", store.blob_info(&empty).unwrap());
         empty
     };
     let store = Store::open(&path).unwrap();
@@ -98,8 +98,8 @@ fn gc_model_repro_empty_resumed_blob_shares_manifest_after_reopen() {
     let mut w = store.blob_writer();
     w.write_all(&data).unwrap();
     let other = w.finish().unwrap();
-    // BlobRecord { size: 307200, chunks: 5, manifest: 1 }: the same manifest.
-    eprintln!("{:?}", store.blob_record(&other).unwrap());
+    // Its (private) record: { size: 307200, chunks: 5, manifest: 1 }: the same manifest.
+    eprintln!("{:?}", store.blob_info(&other).unwrap());
     store.release_blob(&empty).unwrap();
     store.gc(&GcOptions::new()).unwrap();
     let mut back = Vec::new();
@@ -210,7 +210,7 @@ fn ckpt_file(family: u8, tensors: &[Vec<u8>]) -> Vec<u8> {
 /// content-defined cuts, which each next version follows (cut where its
 /// base was cut).
 fn raw_cuts(family: u8) -> Vec<usize> {
-    modelvault::chunking::Cutter::new(modelvault::chunking::CdcParams::default())
+    modelvault::internals::chunking::Cutter::new(modelvault::CdcParams::default())
         .cuts(&ckpt0(family).concat())
         .iter()
         .map(|c| c.len)
@@ -712,7 +712,7 @@ impl World {
     /// A raw checkpoint has its family's cuts.
     fn check_raw_cuts(&self, id: &BlobId, family: u8) {
         if is_raw(family) {
-            let rec = self.store().blob_record(id).unwrap().unwrap();
+            let rec = self.store().blob_info(id).unwrap().unwrap();
             assert_eq!(
                 rec.chunks as usize,
                 raw_cuts(family).len(),
@@ -1150,7 +1150,7 @@ impl World {
             self.count("reverse delta onto itself");
             return;
         }
-        let chunks = self.store().blob_record(&older).unwrap().unwrap().chunks;
+        let chunks = self.store().blob_info(&older).unwrap().unwrap().chunks;
         let (paired, rebased) = self.family.reverse(older, newer, &mut self.counts);
         assert_eq!(
             (r.chunks, r.paired, r.rebased, r.busy),

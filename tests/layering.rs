@@ -36,6 +36,10 @@ const OUTSIDE: &[(&str, &str)] = &[
         "a facade for the fuzz targets, above every layer it exposes",
     ),
     (
+        "internals",
+        "a hidden facade over chunking and codec for benches, examples, fuzz targets and tests",
+    ),
+    (
         "fault_tests",
         "test-only: fault injection into whole stores",
     ),

@@ -174,7 +174,7 @@ fn versions_are_numbered_and_validated() {
 #[test]
 fn chunking_bounds_are_fixed_at_creation() {
     let dir = tempfile::tempdir().unwrap();
-    let big = modelvault::chunking::CdcParams {
+    let big = modelvault::CdcParams {
         min: 64 << 10,
         avg: 256 << 10,
         max: 512 << 10,
@@ -195,7 +195,7 @@ fn chunking_bounds_are_fixed_at_creation() {
         (after.chunks, after.stored_bytes)
     );
     // Bounds FastCDC cannot use are refused at creation, not by a panic later.
-    let bad = modelvault::chunking::CdcParams {
+    let bad = modelvault::CdcParams {
         min: 10,
         avg: 5,
         max: 1,

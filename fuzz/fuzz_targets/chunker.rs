@@ -10,7 +10,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use modelvault::chunking::{CdcParams, Chunker};
+use modelvault::internals::chunking::{CdcParams, Chunker};
 
 fuzz_target!(|data: &[u8]| {
     if data.len() < 4 {

@@ -18,7 +18,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use libfuzzer_sys::fuzz_target;
-use modelvault::codec::{decode, Codec};
+use modelvault::internals::codec::{decode, Codec};
 
 const MAX_RAW_LEN: usize = 1 << 20;
 /// Vec<u8>'s smallest non-zero capacity.

@@ -6,7 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use modelvault::codec::{decode, encode, encode_with, Codec, EncodeOptions};
+use modelvault::internals::codec::{decode, encode, encode_with, Codec, EncodeOptions};
 
 fn round_trip(codec: Codec, stored: &[u8], raw: &[u8]) {
     assert_eq!(Codec::from_bytes(codec.to_bytes()).unwrap(), codec);

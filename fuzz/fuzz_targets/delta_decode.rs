@@ -7,9 +7,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use modelvault::chunking::PlaneHint;
-use modelvault::codec::delta::{decode_delta, delta_base, encode_delta};
-use modelvault::codec::EncodeOptions;
+use modelvault::internals::chunking::PlaneHint;
+use modelvault::internals::codec::delta::{decode_delta, delta_base, encode_delta};
+use modelvault::internals::codec::EncodeOptions;
 use modelvault::Hash32;
 
 const MAX_RAW_LEN: usize = 1 << 20;

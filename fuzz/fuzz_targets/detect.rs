@@ -12,7 +12,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use modelvault::chunking::tensors::{probe, Probe};
+use modelvault::internals::chunking::tensors::{probe, Probe};
 use modelvault::detect::{detect, guess_framework, refine_with_siblings, FileFormat, Framework, HEAD_LEN};
 
 /// File names whose extension or full name `detect` looks at.

@@ -17,7 +17,7 @@
 use std::collections::HashSet;
 
 use libfuzzer_sys::fuzz_target;
-use modelvault::chunking::tensors::{probe, Probe, MAX_HEADER_BYTES, MAX_TENSORS};
+use modelvault::internals::chunking::tensors::{probe, Probe, MAX_HEADER_BYTES, MAX_TENSORS};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, prefix)) = data.split_first() else { return };

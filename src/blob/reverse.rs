@@ -44,6 +44,7 @@ const BATCH: usize = 256;
 
 /// What [`Store::reverse_delta`] did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ReverseDeltaReport {
     /// Chunks of the older blob examined.
     pub chunks: u64,

@@ -3,7 +3,11 @@
 
 use fastcdc::v2020::{self, Normalization};
 
-/// Chunk size bounds for content-defined chunking.
+/// Chunk size bounds for content-defined chunking (see
+/// `Options::chunking`).
+///
+/// Deliberately exhaustive: the three bounds are all FastCDC takes, and
+/// users set them with a struct literal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CdcParams {
     /// No chunk is shorter than this, except the last one of a stream.

@@ -104,6 +104,7 @@ impl DType {
 
 /// One tensor's place in the file.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TensorSpan {
     /// The tensor's name (GGUF names that are not UTF-8 are converted
     /// lossily).
@@ -127,6 +128,7 @@ pub struct TensorSpan {
 /// The tensors of a container, sorted by start, non-overlapping, all within
 /// the file.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TensorLayout {
     /// `"safetensors"` or `"gguf"`.
     pub format: &'static str,

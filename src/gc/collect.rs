@@ -115,6 +115,7 @@ impl GcOptions {
 
 /// What a collection did.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct GcReport {
     /// Upload sessions given up for lack of progress.
     pub uploads_expired: u64,
@@ -159,6 +160,7 @@ pub struct SkippedPack {
 
 /// An upload session, as [`Store::uploads`] lists it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct UploadInfo {
     /// The session id, for [`Store::resume_upload`].
     pub id: u64,

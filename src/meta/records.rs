@@ -188,7 +188,7 @@ pub(crate) fn decode_pack(b: &[u8]) -> Result<PackRecord> {
 /// `blobs` value: a blob's size, chunk count and the manifest holding its
 /// chunk list.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BlobRecord {
+pub(crate) struct BlobRecord {
     /// Content length in bytes.
     pub size: u64,
     /// Number of chunks.
@@ -335,6 +335,11 @@ pub(crate) fn decode_postcard<T: DeserializeOwned>(what: &'static str, b: &[u8])
 }
 
 /// One file of a model version.
+///
+/// Deliberately exhaustive (no `#[non_exhaustive]`): users build it with a
+/// struct literal for every commit, and it is stored as it is (postcard, in
+/// the version record), so a new field would be an on-disk format change
+/// with its own record version, not a silent addition.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileEntry {
     /// Relative path, `/`-separated, validated by [`crate::meta::names::check_path`].
@@ -369,7 +374,7 @@ impl<'de> Deserialize<'de> for BlobId {
 
 /// Store-wide counters, kept in the `meta` column family under `stats`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StatsRecord {
+pub(crate) struct StatsRecord {
     /// Bytes of all files of all committed versions, as the user sees them.
     pub logical_bytes: u64,
     /// Raw bytes of distinct chunks in the index.

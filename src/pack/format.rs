@@ -51,7 +51,7 @@ pub(crate) const MAX_STORED_CHUNK: u32 = MAX_RAW_CHUNK + MAX_CODEC_OVERHEAD;
 
 /// Where a chunk lives: enough to read and decode it without any other lookup.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ChunkLoc {
+pub(crate) struct ChunkLoc {
     /// Pack file id.
     pub pack: u32,
     /// Byte offset of the record header within the pack.

@@ -12,7 +12,7 @@ mod reader;
 #[cfg(feature = "store")]
 mod writer;
 
-pub use format::ChunkLoc;
+pub(crate) use format::ChunkLoc;
 pub use format::PACK_HEADER_LEN;
 #[cfg(feature = "store")]
 pub(crate) use format::{pack_file_name, parse_pack_file_name};

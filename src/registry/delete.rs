@@ -93,6 +93,7 @@ impl Retention {
 
 /// What a deletion removed or, for a dry run, would remove.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct DeleteReport {
     /// True if nothing was changed.
     pub dry_run: bool,

@@ -29,8 +29,31 @@ pub struct Store {
     pub(crate) inner: Arc<Core>,
 }
 
-/// Space and dedup figures for a store.
+/// What [`Store::blob_info`] tells about a stored blob: a view of its
+/// metadata record, which itself stays private (its layout is the on-disk
+/// format). Non-exhaustive: fields may be added.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BlobInfo {
+    /// Content length in bytes.
+    pub size: u64,
+    /// Number of chunks the content is cut into.
+    pub chunks: u64,
+}
+
+impl BlobInfo {
+    fn of(r: &BlobRecord) -> BlobInfo {
+        BlobInfo {
+            size: r.size,
+            chunks: r.chunks,
+        }
+    }
+}
+
+/// Space and dedup figures for a store. Non-exhaustive: figures may be
+/// added.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+#[non_exhaustive]
 pub struct Stats {
     /// Bytes of all files of all committed versions, as the user sees them.
     pub logical_bytes: u64,
@@ -115,8 +138,16 @@ impl Store {
         self.inner.blob_reader(id)
     }
 
-    /// The record of a blob, if stored.
-    pub fn blob_record(&self, id: &BlobId) -> Result<Option<BlobRecord>> {
+    /// A stored blob's size and chunk count, or `None` if no such blob is
+    /// stored.
+    pub fn blob_info(&self, id: &BlobId) -> Result<Option<BlobInfo>> {
+        Ok(self.inner.blob_record(id)?.map(|r| BlobInfo::of(&r)))
+    }
+
+    /// The blob's metadata record itself (with its manifest id), for unit
+    /// tests that follow a blob to its manifest.
+    #[cfg(test)]
+    pub(crate) fn blob_record(&self, id: &BlobId) -> Result<Option<BlobRecord>> {
         self.inner.blob_record(id)
     }
 

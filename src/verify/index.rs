@@ -17,6 +17,7 @@ use crate::meta::{Batch, Cf, Scan, Snapshot};
 
 /// Differences between the index and what the records imply.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct IndexReport {
     /// Entries the records imply but the index lacks (hex keys).
     pub missing: Vec<String>,
