@@ -24,16 +24,12 @@ use std::collections::{HashMap, HashSet};
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
 use crate::meta::records::{self, PackRecord, StatsRecord};
+use crate::meta::tables::singletons;
 use crate::meta::{keys, Batch, Cf, Meta};
 use crate::pack::{ChunkLoc, PACK_HEADER_LEN};
 
 use super::pending::Pending;
 use super::{refs, Chunks};
-
-/// `meta` key: the pack that [`crate::pack::Lane::Old`] (reverse deltas, compaction's
-/// copies) appended to last, u32 LE; written in the commit of those records.
-/// At open, the newest pack resumes the lane that was writing it.
-pub(crate) const OLD_LANE_KEY: &[u8] = b"old_lane_pack";
 
 /// What the commit lock guards.
 pub(super) struct CommitState {
@@ -173,7 +169,7 @@ impl Chunks {
         // Records moved to the old lane: the newest pack it wrote resumes
         // that lane at the next open.
         if let Some(&pack) = ends.keys().max() {
-            batch.put(Cf::Meta, OLD_LANE_KEY.to_vec(), pack.to_le_bytes().to_vec());
+            singletons::put_old_lane_pack(&mut batch, pack);
         }
         self.write_locked(&mut c, batch, stats, ends)?;
         for pack in dropped {
@@ -230,11 +226,7 @@ impl Chunks {
             );
         }
         refs::resolve(&self.meta, &mut batch, &mut stats)?;
-        batch.put(
-            Cf::Meta,
-            b"stats".to_vec(),
-            records::encode_postcard(&stats),
-        );
+        singletons::put_stats(&mut batch, &stats);
         // Readers must know the new lengths before they can see an index
         // entry that needs them (more than committed if the write fails:
         // the store is poisoned then, and the bytes are synced anyway).

@@ -11,10 +11,10 @@ use crate::error::{Error, Result};
 use crate::meta::keys::{self, refs};
 use crate::meta::records;
 use crate::meta::registry_records::{ArtifactBody, ArtifactRecord, VersionRecord};
+use crate::meta::tables::singletons;
 use crate::meta::{Batch, Cf, Meta};
 
 /// `meta` key present once a store's reference counts are maintained.
-const REFS_MARKER: &[u8] = b"refcounts";
 
 /// Expected counts, by `refs` key (chunk references from manifest segments
 /// and delta records, blob references; holds are
@@ -87,7 +87,7 @@ pub(crate) fn expected(meta: &Meta) -> Result<Expected> {
 /// references become candidates. Runs at open, before anything else can
 /// write. A new store just gets the marker.
 pub(crate) fn migrate_if_needed(meta: &Meta) -> Result<()> {
-    if meta.get(Cf::Meta, REFS_MARKER)?.is_some() {
+    if singletons::refcounts_built(meta)? {
         return Ok(());
     }
     let e = expected(meta)?;
@@ -129,6 +129,6 @@ pub(crate) fn migrate_if_needed(meta: &Meta) -> Result<()> {
             batch.put(Cf::Gc, keys::gc_chunk(&id).to_vec(), Vec::new());
         }
     }
-    batch.put(Cf::Meta, REFS_MARKER.to_vec(), vec![1]);
+    singletons::mark_refcounts_built(&mut batch);
     meta.commit(batch, true)
 }
