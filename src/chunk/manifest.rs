@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering;
 
 use crate::error::{Error, Result};
-use crate::meta::tables::singletons;
+use crate::meta::tables::{gc_queue, singletons, uploads};
 use crate::meta::{keys, Batch, Cf, Meta};
 
 use super::Chunks;
@@ -57,12 +57,11 @@ fn next_manifest_id(meta: &Meta) -> Result<u64> {
     if let Some(k) = meta.last_key(Cf::Manifests)? {
         max = max.max(keys::parse_segment(&k).ok_or_else(|| bad("manifests"))?.0);
     }
-    if let Some(k) = meta.last_key(Cf::Uploads)? {
-        max = max.max(keys::parse_u64(&k).ok_or_else(|| bad("uploads"))?);
+    if let Some(m) = uploads::last_id(meta)? {
+        max = max.max(m);
     }
-    let gm = keys::gc_manifest(u64::MAX);
-    if let Some((k, _)) = meta.floor(Cf::Gc, &gm[..1], &gm)? {
-        max = max.max(keys::parse_u64(&k[1..]).ok_or_else(|| bad("gc"))?);
+    if let Some(m) = gc_queue::last_manifest(meta)? {
+        max = max.max(m);
     }
     max.checked_add(1)
         .ok_or_else(|| Error::corrupt("manifests column family", "manifest id overflow"))

@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 use crate::id::Hash32;
 use crate::meta::keys::{self, refs};
 use crate::meta::records::{self, SegmentEntry, StatsRecord};
+use crate::meta::tables::gc_queue;
 use crate::meta::{Batch, Cf, Meta};
 
 /// Adds a manifest segment to `batch`, with one reference per entry.
@@ -96,7 +97,7 @@ pub(crate) fn resolve(meta: &Meta, batch: &mut Batch, stats: &mut StatsRecord) -
             match k[0] {
                 refs::CHUNK => {
                     let id = <[u8; 32]>::try_from(&k[1..]).expect("33-byte key");
-                    batch.put(Cf::Gc, keys::gc_chunk(&id).to_vec(), Vec::new());
+                    gc_queue::mark_chunk(batch, &Hash32(id));
                 }
                 _ => blobs_at_zero.push(<[u8; 32]>::try_from(&k[1..]).expect("33-byte key")),
             }
@@ -124,7 +125,7 @@ pub(crate) fn resolve(meta: &Meta, batch: &mut Batch, stats: &mut StatsRecord) -
         };
         batch.delete(Cf::Blobs, id.to_vec());
         if rec.manifest != 0 {
-            batch.put(Cf::Gc, keys::gc_manifest(rec.manifest).to_vec(), Vec::new());
+            gc_queue::mark_manifest(batch, rec.manifest);
         }
         stats.blobs = stats.blobs.saturating_sub(1);
     }

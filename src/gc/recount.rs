@@ -8,10 +8,11 @@
 use std::collections::{BTreeSet, HashMap};
 
 use crate::error::{Error, Result};
+use crate::id::Hash32;
 use crate::meta::keys::{self, refs};
 use crate::meta::records;
 use crate::meta::registry_records::{ArtifactBody, ArtifactRecord, VersionRecord};
-use crate::meta::tables::singletons;
+use crate::meta::tables::{gc_queue, singletons};
 use crate::meta::{Batch, Cf, Meta};
 
 /// `meta` key present once a store's reference counts are maintained.
@@ -115,7 +116,7 @@ pub(crate) fn migrate_if_needed(meta: &Meta) -> Result<()> {
         batch.put(Cf::Refs, k.clone(), records::encode_count(*n).to_vec());
     }
     for m in e.manifests.iter().filter(|m| !owned.contains(m)) {
-        batch.put(Cf::Gc, keys::gc_manifest(*m).to_vec(), Vec::new());
+        gc_queue::mark_manifest(&mut batch, *m);
     }
     for kv in meta.scan_prefix(Cf::Chunks, &[], &[]) {
         let (k, _) = kv?;
@@ -126,7 +127,7 @@ pub(crate) fn migrate_if_needed(meta: &Meta) -> Result<()> {
             .counts
             .contains_key(keys::count(refs::CHUNK, &id).as_slice())
         {
-            batch.put(Cf::Gc, keys::gc_chunk(&id).to_vec(), Vec::new());
+            gc_queue::mark_chunk(&mut batch, &Hash32(id));
         }
     }
     singletons::mark_refcounts_built(&mut batch);

@@ -3,7 +3,9 @@
 //! ids and records; the byte layouts stay in [`super::keys`] and
 //! [`super::records`].
 
+pub(crate) mod gc_queue;
 pub(crate) mod singletons;
+pub(crate) mod uploads;
 
 use crate::error::Result;
 
