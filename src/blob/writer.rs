@@ -45,10 +45,10 @@ use crate::error::{to_io, Error, Result};
 use crate::formats::tensor::{probe, Probe};
 use crate::id::{BlobId, ChunkId, Hash32};
 use crate::meta::records::{
-    self, now_ms, BlobRecord, SegmentEntry, StatsRecord, UploadRecord, SEGMENT_MAX_ENTRIES,
+    now_ms, BlobRecord, SegmentEntry, StatsRecord, UploadRecord, SEGMENT_MAX_ENTRIES,
 };
-use crate::meta::tables::{gc_queue, uploads};
-use crate::meta::{keys, Batch, Cf, Meta};
+use crate::meta::tables::{blobs, gc_queue, uploads};
+use crate::meta::{keys, Batch, Meta};
 use crate::pack::ChunkLoc;
 
 /// Size of the input blocks chunks are cut from (at least; see
@@ -189,16 +189,12 @@ impl GroupedBlob {
         if self.session != 0 {
             uploads::delete(batch, self.session);
         }
-        if meta.get(Cf::Blobs, id.as_bytes())?.is_some() {
+        if blobs::exists(meta, id)? {
             if self.rec.manifest != 0 {
                 gc_queue::mark_manifest(batch, self.rec.manifest);
             }
         } else {
-            batch.put(
-                Cf::Blobs,
-                id.as_bytes().to_vec(),
-                records::encode_blob(&self.rec).to_vec(),
-            );
+            blobs::put(batch, id, &self.rec);
             stats.blobs += 1;
         }
         Ok(())
@@ -271,10 +267,7 @@ impl StagedBlob {
         seen: &mut HashSet<BlobId>,
         also_seen: impl Fn(&BlobId) -> bool,
     ) -> Result<()> {
-        if also_seen(&self.id)
-            || !seen.insert(self.id)
-            || meta.get(Cf::Blobs, self.id.as_bytes())?.is_some()
-        {
+        if also_seen(&self.id) || !seen.insert(self.id) || blobs::exists(meta, &self.id)? {
             self.apply_duplicate(batch);
         } else {
             if self.durable {
@@ -283,11 +276,7 @@ impl StagedBlob {
             if let Some((start, seg)) = &self.last_segment {
                 put_segment(batch, self.session, *start, seg);
             }
-            batch.put(
-                Cf::Blobs,
-                self.id.as_bytes().to_vec(),
-                records::encode_blob(&self.rec).to_vec(),
-            );
+            blobs::put(batch, &self.id, &self.rec);
             stats.blobs += 1;
         }
         Ok(())

@@ -23,9 +23,9 @@ use std::collections::{HashMap, HashSet};
 
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
-use crate::meta::records::{self, PackRecord, StatsRecord};
-use crate::meta::tables::singletons;
-use crate::meta::{keys, Batch, Cf, Meta};
+use crate::meta::records::{PackRecord, StatsRecord};
+use crate::meta::tables::{chunks, packs, singletons};
+use crate::meta::{keys, Batch, Meta};
 use crate::pack::{ChunkLoc, PACK_HEADER_LEN};
 
 use super::pending::Pending;
@@ -97,11 +97,7 @@ impl Chunks {
                 // committed it wrote a second copy: keep the indexed one. All
                 // index writes happen under this lock, so the check is exact.
                 if self.chunk_loc(id)?.is_none() {
-                    batch.put(
-                        Cf::Chunks,
-                        id.as_bytes().to_vec(),
-                        records::encode_chunk_loc(loc),
-                    );
+                    chunks::put(&mut batch, id, loc);
                     // A delta keeps its base: one reference per delta entry.
                     if let Some(base) = &loc.base {
                         batch.count(keys::count(keys::refs::CHUNK, base.as_bytes()), 1);
@@ -116,11 +112,7 @@ impl Chunks {
             }
         }
         for (root, loc) in &roots {
-            batch.put(
-                Cf::Chunks,
-                root.as_bytes().to_vec(),
-                records::encode_chunk_loc(loc),
-            );
+            chunks::put(&mut batch, root, loc);
         }
         let out = f(&self.meta, &mut stats, &mut batch)?;
         self.write_locked(&mut c, batch, stats, pack_len)?;
@@ -216,13 +208,12 @@ impl Chunks {
                 .copied()
                 .unwrap_or(PACK_HEADER_LEN as u64);
             *end = (*end).max(old);
-            batch.put(
-                Cf::Packs,
-                keys::pack(*pack).to_vec(),
-                records::encode_pack(&PackRecord {
+            packs::put(
+                &mut batch,
+                *pack,
+                &PackRecord {
                     committed_len: *end,
-                })
-                .to_vec(),
+                },
             );
         }
         refs::resolve(&self.meta, &mut batch, &mut stats)?;
@@ -307,11 +298,7 @@ impl Txn<'_> {
 
     /// Writes `id`'s index entry.
     pub fn put_entry(&mut self, id: &ChunkId, loc: &ChunkLoc) {
-        self.batch.put(
-            Cf::Chunks,
-            id.as_bytes().to_vec(),
-            records::encode_chunk_loc(loc),
-        );
+        chunks::put(&mut self.batch, id, loc);
     }
 
     /// Notes that this commit indexes the record at `loc`, appended with
@@ -325,7 +312,7 @@ impl Txn<'_> {
     /// Deletes `pack`'s record (its file goes after the commit, with
     /// [`Chunks::delete_pack`]); returns its committed length.
     pub fn drop_pack(&mut self, pack: u32) -> u64 {
-        self.batch.delete(Cf::Packs, keys::pack(pack).to_vec());
+        packs::delete(&mut self.batch, pack);
         self.dropped.push(pack);
         self.state.pack_len.get(&pack).copied().unwrap_or(0)
     }

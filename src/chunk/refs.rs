@@ -17,10 +17,10 @@
 use std::collections::BTreeMap;
 
 use crate::error::{Error, Result};
-use crate::id::Hash32;
+use crate::id::{BlobId, Hash32};
 use crate::meta::keys::{self, refs};
 use crate::meta::records::{self, SegmentEntry, StatsRecord};
-use crate::meta::tables::gc_queue;
+use crate::meta::tables::{blobs, gc_queue};
 use crate::meta::{Batch, Cf, Meta};
 
 /// Adds a manifest segment to `batch`, with one reference per entry.
@@ -117,13 +117,14 @@ pub(crate) fn resolve(meta: &Meta, batch: &mut Batch, stats: &mut StatsRecord) -
         if live > 0 {
             continue;
         }
-        let Some(rec) = meta.with(Cf::Blobs, &id, records::decode_blob)? else {
+        let blob = BlobId(Hash32(id));
+        let Some(rec) = blobs::get(meta, &blob)? else {
             return Err(Error::corrupt(
                 format!("blob {}", Hash32(id)),
                 "its last reference was released but it has no record",
             ));
         };
-        batch.delete(Cf::Blobs, id.to_vec());
+        blobs::delete(batch, &blob);
         if rec.manifest != 0 {
             gc_queue::mark_manifest(batch, rec.manifest);
         }

@@ -205,7 +205,7 @@ impl Core {
         let mut batch = Batch::default();
         batch.count(key, -1);
         self.chunks().commit(&[], batch, |meta, _, _| {
-            if meta.get(Cf::Blobs, id.as_bytes())?.is_none() {
+            if !crate::meta::tables::blobs::exists(meta, id)? {
                 return Err(Error::not_found("blob", id));
             }
             if crate::chunk::refs::get(meta, &key)? == 0 {
@@ -407,7 +407,7 @@ fn sweep_some(
             }
             gc_queue::unmark_chunk(tx.batch(), id);
             if let Some(loc) = tx.chunk_loc(id)? {
-                tx.batch().delete(Cf::Chunks, id.as_bytes().to_vec());
+                crate::meta::tables::chunks::delete(tx.batch(), id);
                 if let Some(base) = &loc.base {
                     tx.batch()
                         .count(keys::count(refs::CHUNK, base.as_bytes()), -1);

@@ -122,11 +122,7 @@ fn migrate_heights(meta: &Meta) -> Result<()> {
     }
     let mut batch = Batch::default();
     for (root, loc) in &roots {
-        batch.put(
-            Cf::Chunks,
-            root.as_bytes().to_vec(),
-            records::encode_chunk_loc(loc),
-        );
+        crate::meta::tables::chunks::put(&mut batch, root, loc);
     }
     singletons::mark_heights_built(&mut batch);
     meta.commit(batch, true)
@@ -298,7 +294,7 @@ fn load_or_init_meta(meta: &Meta, dir: &Path, cdc: CdcParams) -> Result<([u8; 16
             Ok((singletons::store_id(meta)?, singletons::cdc(meta)?))
         }
         None => {
-            if meta.last_key(Cf::Chunks)?.is_some() {
+            if crate::meta::tables::chunks::any(meta)? {
                 return Err(Error::NotAStore {
                     path: dir.to_path_buf(),
                     reason: "metadata has chunks but no format record".into(),

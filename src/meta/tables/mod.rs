@@ -3,7 +3,10 @@
 //! ids and records; the byte layouts stay in [`super::keys`] and
 //! [`super::records`].
 
+pub(crate) mod blobs;
+pub(crate) mod chunks;
 pub(crate) mod gc_queue;
+pub(crate) mod packs;
 pub(crate) mod singletons;
 pub(crate) mod uploads;
 
