@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::blob::Core;
 use crate::error::{Error, Result};
 use crate::id::{BlobId, ChunkId, Hash32};
-use crate::meta::records::{self, StatsRecord};
+use crate::meta::records;
 use crate::meta::{keys, Cf};
 use crate::pack::{pack_file_name, ChunkLoc};
 
@@ -373,10 +373,7 @@ impl Core {
         }
 
         // Counters: the stats record committed with the records above.
-        let stats: StatsRecord = match snap.get(Cf::Meta, b"stats")? {
-            Some(b) => records::decode_postcard("stats record", &b)?,
-            None => StatsRecord::default(),
-        };
+        let stats = crate::meta::tables::singletons::stats(&snap)?;
         for (what, have, want) in [
             ("chunks", stats.chunks, r.chunks),
             ("unique_bytes", stats.unique_bytes, unique),

@@ -23,8 +23,7 @@ use crate::chunking::CdcParams;
 use crate::codec::EncodeOptions;
 use crate::error::{Error, Result};
 use crate::id::BlobId;
-use crate::meta::records::{self, BlobRecord};
-use crate::meta::Cf;
+use crate::meta::records::BlobRecord;
 
 /// The tuning the layers from blob up use (the part of the store's options
 /// that outlives opening it).
@@ -145,9 +144,7 @@ impl Core {
 
     /// The record of a blob, if stored.
     pub fn blob_record(&self, id: &BlobId) -> Result<Option<BlobRecord>> {
-        self.chunks
-            .meta()
-            .with(Cf::Blobs, id.as_bytes(), records::decode_blob)
+        crate::meta::tables::blobs::get(self.chunks.meta(), id)
     }
 
     /// True if a blob with this id is stored.

@@ -341,7 +341,7 @@ mod tests {
                     n += 1;
                 }
             }
-            b.delete(Cf::Meta, crate::chunk::HEIGHTS_MARKER.to_vec());
+            crate::meta::tables::singletons::unmark_heights_built(&mut b);
             meta.commit(b, true).unwrap();
             n
         };

@@ -45,9 +45,10 @@ use crate::error::{to_io, Error, Result};
 use crate::formats::tensor::{probe, Probe};
 use crate::id::{BlobId, ChunkId, Hash32};
 use crate::meta::records::{
-    self, now_ms, BlobRecord, SegmentEntry, StatsRecord, UploadRecord, SEGMENT_MAX_ENTRIES,
+    now_ms, BlobRecord, SegmentEntry, StatsRecord, UploadRecord, SEGMENT_MAX_ENTRIES,
 };
-use crate::meta::{keys, Batch, Cf, Meta};
+use crate::meta::tables::{blobs, gc_queue, uploads};
+use crate::meta::{keys, Batch, Meta};
 use crate::pack::ChunkLoc;
 
 /// Size of the input blocks chunks are cut from (at least; see
@@ -186,22 +187,14 @@ impl GroupedBlob {
         batch: &mut Batch,
     ) -> Result<()> {
         if self.session != 0 {
-            batch.delete(Cf::Uploads, keys::upload(self.session).to_vec());
+            uploads::delete(batch, self.session);
         }
-        if meta.get(Cf::Blobs, id.as_bytes())?.is_some() {
+        if blobs::exists(meta, id)? {
             if self.rec.manifest != 0 {
-                batch.put(
-                    Cf::Gc,
-                    keys::gc_manifest(self.rec.manifest).to_vec(),
-                    Vec::new(),
-                );
+                gc_queue::mark_manifest(batch, self.rec.manifest);
             }
         } else {
-            batch.put(
-                Cf::Blobs,
-                id.as_bytes().to_vec(),
-                records::encode_blob(&self.rec).to_vec(),
-            );
+            blobs::put(batch, id, &self.rec);
             stats.blobs += 1;
         }
         Ok(())
@@ -274,23 +267,16 @@ impl StagedBlob {
         seen: &mut HashSet<BlobId>,
         also_seen: impl Fn(&BlobId) -> bool,
     ) -> Result<()> {
-        if also_seen(&self.id)
-            || !seen.insert(self.id)
-            || meta.get(Cf::Blobs, self.id.as_bytes())?.is_some()
-        {
+        if also_seen(&self.id) || !seen.insert(self.id) || blobs::exists(meta, &self.id)? {
             self.apply_duplicate(batch);
         } else {
             if self.durable {
-                batch.delete(Cf::Uploads, keys::upload(self.session).to_vec());
+                uploads::delete(batch, self.session);
             }
             if let Some((start, seg)) = &self.last_segment {
                 put_segment(batch, self.session, *start, seg);
             }
-            batch.put(
-                Cf::Blobs,
-                self.id.as_bytes().to_vec(),
-                records::encode_blob(&self.rec).to_vec(),
-            );
+            blobs::put(batch, &self.id, &self.rec);
             stats.blobs += 1;
         }
         Ok(())
@@ -304,11 +290,10 @@ impl StagedBlob {
     /// [`StagedBlob::committed`] once the batch is written.
     pub(crate) fn apply_duplicate(&self, batch: &mut Batch) {
         if self.durable {
-            batch.delete(Cf::Uploads, keys::upload(self.session).to_vec());
-            batch.put(Cf::Gc, keys::gc_manifest(self.session).to_vec(), Vec::new());
+            uploads::give_up(batch, self.session);
         }
         for (id, _) in &self.chunks {
-            batch.put(Cf::Gc, keys::gc_chunk(id.as_bytes()).to_vec(), Vec::new());
+            gc_queue::mark_chunk(batch, id);
         }
     }
 
@@ -328,11 +313,7 @@ impl StagedBlob {
                 durable_bytes: self.rec.size,
                 durable_chunks: self.rec.chunks,
             };
-            batch.put(
-                Cf::Uploads,
-                keys::upload(self.session).to_vec(),
-                records::encode_postcard(&session),
-            );
+            uploads::put(batch, self.session, &session);
         }
     }
 
@@ -369,8 +350,7 @@ pub(crate) fn abandon_sessions(store: &Arc<Core>, sessions: &[u64]) {
     for group in sessions.chunks(4096) {
         let mut batch = Batch::default();
         for &m in group {
-            batch.delete(Cf::Uploads, keys::upload(m).to_vec());
-            batch.put(Cf::Gc, keys::gc_manifest(m).to_vec(), Vec::new());
+            uploads::give_up(&mut batch, m);
         }
         let _ = store.chunks().commit(&[], batch, |_, _, _| Ok(()));
         let mut open = store.active_uploads().lock();
@@ -399,8 +379,7 @@ impl Drop for StagedBlob {
 /// effort: if this fails the session expires later instead.
 fn abandon(store: &Arc<Core>, manifest: u64) {
     let mut batch = Batch::default();
-    batch.delete(Cf::Uploads, keys::upload(manifest).to_vec());
-    batch.put(Cf::Gc, keys::gc_manifest(manifest).to_vec(), Vec::new());
+    uploads::give_up(&mut batch, manifest);
     let _ = store.chunks().commit(&[], batch, |_, _, _| Ok(()));
 }
 
@@ -496,12 +475,7 @@ impl BlobWriter {
         let mut w = BlobWriter::new(store.clone());
         // From here on, dropping `w` deregisters (and, if it fails, abandons) it.
         w.manifest = m;
-        let rec: UploadRecord = store
-            .chunks()
-            .meta()
-            .get(Cf::Uploads, &keys::upload(m))?
-            .map(|b| records::decode_postcard("upload session", &b))
-            .transpose()?
+        let rec: UploadRecord = uploads::get(store.chunks().meta(), m)?
             .ok_or_else(|| Error::not_found("upload session", m))?;
         w.session_ms = Some(rec.created_ms);
         // Replay the durable prefix: its hash and first bytes, every chunk
@@ -906,11 +880,7 @@ impl BlobWriter {
             durable_bytes: self.emitted,
             durable_chunks: self.chunks,
         };
-        batch.put(
-            Cf::Uploads,
-            keys::upload(self.manifest).to_vec(),
-            records::encode_postcard(&session),
-        );
+        uploads::put(batch, self.manifest, &session);
         session.created_ms
     }
 

@@ -23,17 +23,13 @@ use std::collections::{HashMap, HashSet};
 
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
-use crate::meta::records::{self, PackRecord, StatsRecord};
-use crate::meta::{keys, Batch, Cf, Meta};
+use crate::meta::records::{PackRecord, StatsRecord};
+use crate::meta::tables::{chunks, packs, singletons};
+use crate::meta::{keys, Batch, Meta};
 use crate::pack::{ChunkLoc, PACK_HEADER_LEN};
 
 use super::pending::Pending;
 use super::{refs, Chunks};
-
-/// `meta` key: the pack that [`crate::pack::Lane::Old`] (reverse deltas, compaction's
-/// copies) appended to last, u32 LE; written in the commit of those records.
-/// At open, the newest pack resumes the lane that was writing it.
-pub(crate) const OLD_LANE_KEY: &[u8] = b"old_lane_pack";
 
 /// What the commit lock guards.
 pub(super) struct CommitState {
@@ -101,11 +97,7 @@ impl Chunks {
                 // committed it wrote a second copy: keep the indexed one. All
                 // index writes happen under this lock, so the check is exact.
                 if self.chunk_loc(id)?.is_none() {
-                    batch.put(
-                        Cf::Chunks,
-                        id.as_bytes().to_vec(),
-                        records::encode_chunk_loc(loc),
-                    );
+                    chunks::put(&mut batch, id, loc);
                     // A delta keeps its base: one reference per delta entry.
                     if let Some(base) = &loc.base {
                         batch.count(keys::count(keys::refs::CHUNK, base.as_bytes()), 1);
@@ -120,11 +112,7 @@ impl Chunks {
             }
         }
         for (root, loc) in &roots {
-            batch.put(
-                Cf::Chunks,
-                root.as_bytes().to_vec(),
-                records::encode_chunk_loc(loc),
-            );
+            chunks::put(&mut batch, root, loc);
         }
         let out = f(&self.meta, &mut stats, &mut batch)?;
         self.write_locked(&mut c, batch, stats, pack_len)?;
@@ -173,7 +161,7 @@ impl Chunks {
         // Records moved to the old lane: the newest pack it wrote resumes
         // that lane at the next open.
         if let Some(&pack) = ends.keys().max() {
-            batch.put(Cf::Meta, OLD_LANE_KEY.to_vec(), pack.to_le_bytes().to_vec());
+            singletons::put_old_lane_pack(&mut batch, pack);
         }
         self.write_locked(&mut c, batch, stats, ends)?;
         for pack in dropped {
@@ -220,21 +208,16 @@ impl Chunks {
                 .copied()
                 .unwrap_or(PACK_HEADER_LEN as u64);
             *end = (*end).max(old);
-            batch.put(
-                Cf::Packs,
-                keys::pack(*pack).to_vec(),
-                records::encode_pack(&PackRecord {
+            packs::put(
+                &mut batch,
+                *pack,
+                &PackRecord {
                     committed_len: *end,
-                })
-                .to_vec(),
+                },
             );
         }
         refs::resolve(&self.meta, &mut batch, &mut stats)?;
-        batch.put(
-            Cf::Meta,
-            b"stats".to_vec(),
-            records::encode_postcard(&stats),
-        );
+        singletons::put_stats(&mut batch, &stats);
         // Readers must know the new lengths before they can see an index
         // entry that needs them (more than committed if the write fails:
         // the store is poisoned then, and the bytes are synced anyway).
@@ -315,11 +298,7 @@ impl Txn<'_> {
 
     /// Writes `id`'s index entry.
     pub fn put_entry(&mut self, id: &ChunkId, loc: &ChunkLoc) {
-        self.batch.put(
-            Cf::Chunks,
-            id.as_bytes().to_vec(),
-            records::encode_chunk_loc(loc),
-        );
+        chunks::put(&mut self.batch, id, loc);
     }
 
     /// Notes that this commit indexes the record at `loc`, appended with
@@ -333,7 +312,7 @@ impl Txn<'_> {
     /// Deletes `pack`'s record (its file goes after the commit, with
     /// [`Chunks::delete_pack`]); returns its committed length.
     pub fn drop_pack(&mut self, pack: u32) -> u64 {
-        self.batch.delete(Cf::Packs, keys::pack(pack).to_vec());
+        packs::delete(&mut self.batch, pack);
         self.dropped.push(pack);
         self.state.pack_len.get(&pack).copied().unwrap_or(0)
     }

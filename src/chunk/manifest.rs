@@ -4,13 +4,12 @@
 use std::sync::atomic::Ordering;
 
 use crate::error::{Error, Result};
-use crate::meta::records;
+use crate::meta::tables::{gc_queue, singletons, uploads};
 use crate::meta::{keys, Batch, Cf, Meta};
 
 use super::Chunks;
 
 /// `meta` key: manifest ids below its value may have been handed out.
-const MANIFEST_IDS_KEY: &[u8] = b"manifest_ids";
 
 /// Manifest ids reserved per durable write.
 const MANIFEST_RESERVATION: u64 = 1024;
@@ -28,11 +27,7 @@ impl Chunks {
                 .checked_add(MANIFEST_RESERVATION)
                 .ok_or_else(|| Error::corrupt("manifest ids", "manifest id overflow"))?;
             let mut batch = Batch::default();
-            batch.put(
-                Cf::Meta,
-                MANIFEST_IDS_KEY.to_vec(),
-                records::encode_count(upto).to_vec(),
-            );
+            singletons::put_manifest_reservation(&mut batch, upto);
             self.meta.commit(batch, true)?;
             *reserved = upto;
         }
@@ -50,9 +45,7 @@ pub(super) fn first_free(meta: &Meta) -> Result<u64> {
 }
 
 fn read_manifest_reservation(meta: &Meta) -> Result<u64> {
-    Ok(meta
-        .with(Cf::Meta, MANIFEST_IDS_KEY, records::decode_count)?
-        .unwrap_or(0))
+    singletons::manifest_reservation(meta)
 }
 
 /// One past the highest manifest id that any record names: segments, upload
@@ -64,12 +57,11 @@ fn next_manifest_id(meta: &Meta) -> Result<u64> {
     if let Some(k) = meta.last_key(Cf::Manifests)? {
         max = max.max(keys::parse_segment(&k).ok_or_else(|| bad("manifests"))?.0);
     }
-    if let Some(k) = meta.last_key(Cf::Uploads)? {
-        max = max.max(keys::parse_u64(&k).ok_or_else(|| bad("uploads"))?);
+    if let Some(m) = uploads::last_id(meta)? {
+        max = max.max(m);
     }
-    let gm = keys::gc_manifest(u64::MAX);
-    if let Some((k, _)) = meta.floor(Cf::Gc, &gm[..1], &gm)? {
-        max = max.max(keys::parse_u64(&k[1..]).ok_or_else(|| bad("gc"))?);
+    if let Some(m) = gc_queue::last_manifest(meta)? {
+        max = max.max(m);
     }
     max.checked_add(1)
         .ok_or_else(|| Error::corrupt("manifests column family", "manifest id overflow"))

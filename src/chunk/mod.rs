@@ -25,20 +25,15 @@ use std::sync::atomic::AtomicU64;
 
 use parking_lot::Mutex;
 
-pub(crate) use commit::OLD_LANE_KEY;
 pub(crate) use read::chain_root;
 
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
-use crate::meta::records::{self, StatsRecord};
-use crate::meta::{Cf, Meta};
+use crate::meta::records::StatsRecord;
+use crate::meta::Meta;
 use crate::pack::{pack_file_name, ChunkLoc, Lane, PackReader, PackWriter, RecordHeader};
 use commit::CommitState;
 use pending::Pending;
-
-/// `meta` key present once every whole chunk's index entry states the
-/// longest delta chain ending at it (`ChunkLoc::height`).
-pub(crate) const HEIGHTS_MARKER: &[u8] = b"delta_heights";
 
 /// The chunk layer of one open store (see the module docs).
 pub(crate) struct Chunks {
@@ -72,10 +67,7 @@ impl Chunks {
         pack_len: HashMap<u32, u64>,
         sync_commits: bool,
     ) -> Result<Chunks> {
-        let stats = match meta.get(Cf::Meta, b"stats")? {
-            Some(b) => records::decode_postcard("stats record", &b)?,
-            None => StatsRecord::default(),
-        };
+        let stats = crate::meta::tables::singletons::stats(&meta)?;
         let next_manifest = manifest::first_free(&meta)?;
         Ok(Chunks {
             packs_dir: packs_dir.to_path_buf(),

@@ -4,8 +4,7 @@ use crate::codec::delta::{self, MAX_DELTA_DEPTH};
 use crate::codec::{self, Codec};
 use crate::error::{Error, Result};
 use crate::id::{ChunkId, Hash32};
-use crate::meta::records;
-use crate::meta::{Cf, Meta};
+use crate::meta::Meta;
 use crate::pack::ChunkLoc;
 
 use super::Chunks;
@@ -13,8 +12,7 @@ use super::Chunks;
 impl Chunks {
     /// Where a committed chunk lives, if it is in the index.
     pub fn chunk_loc(&self, id: &ChunkId) -> Result<Option<ChunkLoc>> {
-        self.meta
-            .with(Cf::Chunks, id.as_bytes(), records::decode_chunk_loc)
+        crate::meta::tables::chunks::get(&self.meta, id)
     }
 
     /// Follows `id`'s delta bases through the index to the chunk stored
@@ -156,7 +154,7 @@ impl Chunks {
 /// See [`Chunks::chain_root`]; over `meta` directly, for the migration at
 /// open that runs before the chunk layer exists.
 pub(crate) fn chain_root(meta: &Meta, id: &ChunkId) -> Result<Option<(ChunkId, ChunkLoc, u8)>> {
-    let lookup = |id: &ChunkId| meta.with(Cf::Chunks, id.as_bytes(), records::decode_chunk_loc);
+    let lookup = |id: &ChunkId| crate::meta::tables::chunks::get(meta, id);
     let Some(mut loc) = lookup(id)? else {
         return Ok(None);
     };

@@ -17,9 +17,10 @@
 use std::collections::BTreeMap;
 
 use crate::error::{Error, Result};
-use crate::id::Hash32;
+use crate::id::{BlobId, Hash32};
 use crate::meta::keys::{self, refs};
 use crate::meta::records::{self, SegmentEntry, StatsRecord};
+use crate::meta::tables::{blobs, gc_queue};
 use crate::meta::{Batch, Cf, Meta};
 
 /// Adds a manifest segment to `batch`, with one reference per entry.
@@ -96,7 +97,7 @@ pub(crate) fn resolve(meta: &Meta, batch: &mut Batch, stats: &mut StatsRecord) -
             match k[0] {
                 refs::CHUNK => {
                     let id = <[u8; 32]>::try_from(&k[1..]).expect("33-byte key");
-                    batch.put(Cf::Gc, keys::gc_chunk(&id).to_vec(), Vec::new());
+                    gc_queue::mark_chunk(batch, &Hash32(id));
                 }
                 _ => blobs_at_zero.push(<[u8; 32]>::try_from(&k[1..]).expect("33-byte key")),
             }
@@ -116,15 +117,16 @@ pub(crate) fn resolve(meta: &Meta, batch: &mut Batch, stats: &mut StatsRecord) -
         if live > 0 {
             continue;
         }
-        let Some(rec) = meta.with(Cf::Blobs, &id, records::decode_blob)? else {
+        let blob = BlobId(Hash32(id));
+        let Some(rec) = blobs::get(meta, &blob)? else {
             return Err(Error::corrupt(
                 format!("blob {}", Hash32(id)),
                 "its last reference was released but it has no record",
             ));
         };
-        batch.delete(Cf::Blobs, id.to_vec());
+        blobs::delete(batch, &blob);
         if rec.manifest != 0 {
-            batch.put(Cf::Gc, keys::gc_manifest(rec.manifest).to_vec(), Vec::new());
+            gc_queue::mark_manifest(batch, rec.manifest);
         }
         stats.blobs = stats.blobs.saturating_sub(1);
     }

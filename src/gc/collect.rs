@@ -19,7 +19,8 @@ use crate::codec::delta::MAX_DELTA_DEPTH;
 use crate::error::{Error, Result};
 use crate::id::{ChunkId, Hash32};
 use crate::meta::keys::{self, refs};
-use crate::meta::records::{self, now_ms, UploadRecord};
+use crate::meta::records::{self, now_ms};
+use crate::meta::tables::{gc_queue, uploads};
 use crate::meta::{Batch, Cf};
 use crate::pack::{ChunkLoc, RecordHeader, PACK_HEADER_LEN};
 
@@ -206,7 +207,7 @@ impl Core {
         let mut batch = Batch::default();
         batch.count(key, -1);
         self.chunks().commit(&[], batch, |meta, _, _| {
-            if meta.get(Cf::Blobs, id.as_bytes())?.is_none() {
+            if !crate::meta::tables::blobs::exists(meta, id)? {
                 return Err(Error::not_found("blob", id));
             }
             if crate::chunk::refs::get(meta, &key)? == 0 {
@@ -232,12 +233,8 @@ impl Core {
     pub(crate) fn uploads(self: &Arc<Self>) -> Result<Vec<UploadInfo>> {
         let open = self.active_uploads().lock().clone();
         let mut out = Vec::new();
-        for kv in self.chunks().meta().scan_prefix(Cf::Uploads, &[], &[]) {
-            let (k, v) = kv?;
-            let id = keys::parse_u64(&k).ok_or_else(|| {
-                Error::corrupt("uploads column family", "key of the wrong length")
-            })?;
-            let r: UploadRecord = records::decode_postcard("upload session", &v)?;
+        for kv in uploads::all(self.chunks().meta()) {
+            let (id, r) = kv?;
             out.push(UploadInfo {
                 id,
                 durable_bytes: r.durable_bytes,
@@ -253,11 +250,8 @@ impl Core {
 fn expire_uploads(inner: &Core, opts: &GcOptions, report: &mut GcReport) -> Result<()> {
     let cutoff = now_ms().saturating_sub(opts.expire_uploads_after.as_millis() as u64);
     let mut stale = Vec::new();
-    for kv in inner.chunks().meta().scan_prefix(Cf::Uploads, &[], &[]) {
-        let (k, v) = kv?;
-        let id = keys::parse_u64(&k)
-            .ok_or_else(|| Error::corrupt("uploads column family", "key of the wrong length"))?;
-        let r: UploadRecord = records::decode_postcard("upload session", &v)?;
+    for kv in uploads::all(inner.chunks().meta()) {
+        let (id, r) = kv?;
         if r.updated_ms <= cutoff {
             stale.push(id);
         }
@@ -270,8 +264,7 @@ fn expire_uploads(inner: &Core, opts: &GcOptions, report: &mut GcReport) -> Resu
             continue;
         }
         let mut batch = Batch::default();
-        batch.delete(Cf::Uploads, keys::upload(id).to_vec());
-        batch.put(Cf::Gc, keys::gc_manifest(id).to_vec(), Vec::new());
+        uploads::give_up(&mut batch, id);
         inner.chunks().commit(&[], batch, |_, _, _| Ok(()))?;
         drop(active);
         report.uploads_expired += 1;
@@ -288,25 +281,14 @@ fn expire_uploads(inner: &Core, opts: &GcOptions, report: &mut GcReport) -> Resu
 /// releases, and the last one the manifest's marker: a collection cut short
 /// leaves the rest of the manifest, still counted, for the next one.
 fn release_manifests(inner: &Core, opts: &GcOptions, report: &mut GcReport) -> Result<()> {
-    let prefix = [keys::gc::MANIFEST];
-    let mut from = prefix.to_vec();
+    let mut after = None;
     let mut commits = 0u64;
-    loop {
-        let next = match inner
-            .chunks()
-            .meta()
-            .scan_prefix(Cf::Gc, &prefix, &from)
-            .next()
-        {
-            Some(kv) => kv?.0,
-            None => return Ok(()),
-        };
-        let m = keys::parse_u64(&next[1..])
-            .ok_or_else(|| Error::corrupt("gc column family", "key of the wrong length"))?;
+    while let Some(m) = gc_queue::next_manifest(inner.chunks().meta(), after)? {
         release_manifest(inner, opts, m, &mut commits)?;
         report.manifests_released += 1;
-        from = [&next[..], &[0]].concat();
+        after = Some(m);
     }
+    Ok(())
 }
 
 /// Releases dead manifest `m`, a few segments per commit (see
@@ -338,7 +320,7 @@ fn release_manifest(inner: &Core, opts: &GcOptions, m: u64, commits: &mut u64) -
             batch.delete(Cf::Manifests, k.to_vec());
         }
         if last {
-            batch.delete(Cf::Gc, keys::gc_manifest(m).to_vec());
+            gc_queue::unmark_manifest(&mut batch, m);
         }
         inner.chunks().commit(&[], batch, |_, _, _| Ok(()))?;
         *commits += 1;
@@ -376,16 +358,12 @@ fn sweep_chunks(
     report: &mut GcReport,
     held: &mut HashSet<ChunkId>,
 ) -> Result<bool> {
-    let prefix = [keys::gc::CHUNK];
-    let mut from = prefix.to_vec();
+    let mut after: Option<ChunkId> = None;
     let mut freed_base = false;
     loop {
         let mut ids = Vec::with_capacity(CANDIDATES_PER_COMMIT);
-        for kv in inner.chunks().meta().scan_prefix(Cf::Gc, &prefix, &from) {
-            let (k, _) = kv?;
-            let id = Hash32::from_slice(&k[1..])
-                .ok_or_else(|| Error::corrupt("gc column family", "key of the wrong length"))?;
-            ids.push(id);
+        for id in gc_queue::chunks(inner.chunks().meta(), after.as_ref()) {
+            ids.push(id?);
             if ids.len() == CANDIDATES_PER_COMMIT {
                 break;
             }
@@ -394,7 +372,7 @@ fn sweep_chunks(
             return Ok(freed_base);
         };
         // Continue just past the last key examined (held ones stay).
-        from = [&prefix[..], last.as_bytes(), &[0]].concat();
+        after = Some(*last);
         let full = ids.len() == CANDIDATES_PER_COMMIT;
         freed_base |= sweep_some(inner, opts, &ids, report, held)?;
         if !full {
@@ -418,9 +396,8 @@ fn sweep_some(
     // Committed before the pending mutex is released: see the module docs.
     inner.chunks().commit_exclusive(|tx| {
         for id in ids {
-            let gk = keys::gc_chunk(id.as_bytes()).to_vec();
             if tx.ref_count(&keys::count(refs::CHUNK, id.as_bytes()))? > 0 {
-                tx.batch().delete(Cf::Gc, gk);
+                gc_queue::unmark_chunk(tx.batch(), id);
                 continue;
             }
             // Held: an upload looked it up and will reference it, or give it
@@ -430,9 +407,9 @@ fn sweep_some(
                 held.insert(*id);
                 continue;
             }
-            tx.batch().delete(Cf::Gc, gk);
+            gc_queue::unmark_chunk(tx.batch(), id);
             if let Some(loc) = tx.chunk_loc(id)? {
-                tx.batch().delete(Cf::Chunks, id.as_bytes().to_vec());
+                crate::meta::tables::chunks::delete(tx.batch(), id);
                 if let Some(base) = &loc.base {
                     tx.batch()
                         .count(keys::count(refs::CHUNK, base.as_bytes()), -1);

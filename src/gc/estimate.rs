@@ -23,7 +23,7 @@ pub(crate) fn freed_by(meta: &Meta, drops: &BTreeMap<BlobId, u64>) -> Result<(u6
         if refs_now > *n || holds > 0 {
             continue;
         }
-        let Some(rec) = meta.with(Cf::Blobs, blob.as_bytes(), records::decode_blob)? else {
+        let Some(rec) = crate::meta::tables::blobs::get(meta, blob)? else {
             continue;
         };
         blobs += 1;
@@ -48,7 +48,7 @@ pub(crate) fn freed_by(meta: &Meta, drops: &BTreeMap<BlobId, u64>) -> Result<(u6
             continue;
         }
         freed.insert(id);
-        if let Some(loc) = meta.with(Cf::Chunks, id.as_bytes(), records::decode_chunk_loc)? {
+        if let Some(loc) = crate::meta::tables::chunks::get(meta, &id)? {
             bytes += RECORD_HEADER_LEN as u64 + loc.stored_len as u64;
             if let Some(base) = loc.base {
                 *chunk_drops.entry(base).or_insert(0) += 1;

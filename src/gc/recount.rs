@@ -8,13 +8,14 @@
 use std::collections::{BTreeSet, HashMap};
 
 use crate::error::{Error, Result};
+use crate::id::Hash32;
 use crate::meta::keys::{self, refs};
 use crate::meta::records;
 use crate::meta::registry_records::{ArtifactBody, ArtifactRecord, VersionRecord};
+use crate::meta::tables::{gc_queue, singletons};
 use crate::meta::{Batch, Cf, Meta};
 
 /// `meta` key present once a store's reference counts are maintained.
-const REFS_MARKER: &[u8] = b"refcounts";
 
 /// Expected counts, by `refs` key (chunk references from manifest segments
 /// and delta records, blob references; holds are
@@ -87,7 +88,7 @@ pub(crate) fn expected(meta: &Meta) -> Result<Expected> {
 /// references become candidates. Runs at open, before anything else can
 /// write. A new store just gets the marker.
 pub(crate) fn migrate_if_needed(meta: &Meta) -> Result<()> {
-    if meta.get(Cf::Meta, REFS_MARKER)?.is_some() {
+    if singletons::refcounts_built(meta)? {
         return Ok(());
     }
     let e = expected(meta)?;
@@ -115,7 +116,7 @@ pub(crate) fn migrate_if_needed(meta: &Meta) -> Result<()> {
         batch.put(Cf::Refs, k.clone(), records::encode_count(*n).to_vec());
     }
     for m in e.manifests.iter().filter(|m| !owned.contains(m)) {
-        batch.put(Cf::Gc, keys::gc_manifest(*m).to_vec(), Vec::new());
+        gc_queue::mark_manifest(&mut batch, *m);
     }
     for kv in meta.scan_prefix(Cf::Chunks, &[], &[]) {
         let (k, _) = kv?;
@@ -126,9 +127,9 @@ pub(crate) fn migrate_if_needed(meta: &Meta) -> Result<()> {
             .counts
             .contains_key(keys::count(refs::CHUNK, &id).as_slice())
         {
-            batch.put(Cf::Gc, keys::gc_chunk(&id).to_vec(), Vec::new());
+            gc_queue::mark_chunk(&mut batch, &Hash32(id));
         }
     }
-    batch.put(Cf::Meta, REFS_MARKER.to_vec(), vec![1]);
+    singletons::mark_refcounts_built(&mut batch);
     meta.commit(batch, true)
 }

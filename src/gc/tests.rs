@@ -809,7 +809,7 @@ fn a_store_written_before_reference_counts_gets_them_at_open() {
                 b.delete(cf, kv.unwrap().0.to_vec());
             }
         }
-        b.delete(Cf::Meta, b"refcounts".to_vec());
+        crate::meta::tables::singletons::unmark_refcounts_built(&mut b);
         meta.commit(b, true).unwrap();
     }
     let store = open(dir.path());

@@ -17,6 +17,8 @@ pub(crate) mod records;
 #[cfg(feature = "store")]
 pub(crate) mod registry_index;
 pub(crate) mod registry_records;
+#[cfg(feature = "store")]
+pub(crate) mod tables;
 
 #[cfg(all(feature = "store", test))]
 pub(crate) use db::power_cut;

@@ -8,11 +8,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::blob::{Config, Core, Pool};
-use crate::chunk::{chain_root, Chunks, HEIGHTS_MARKER};
+use crate::chunk::{chain_root, Chunks};
 use crate::chunking::CdcParams;
 use crate::error::{Error, Result};
 use crate::id::{ChunkId, Hash32};
 use crate::meta::records;
+use crate::meta::tables::singletons;
 use crate::meta::{Batch, Cf, Meta};
 use crate::pack::{ChunkLoc, PackReader, PackWriter};
 
@@ -103,7 +104,7 @@ impl Store {
 /// delta chains it has: one scan of the chunk index at the first open.
 /// Runs before anything else can write; a new store just gets the marker.
 fn migrate_heights(meta: &Meta) -> Result<()> {
-    if meta.get(Cf::Meta, HEIGHTS_MARKER)?.is_some() {
+    if singletons::heights_built(meta)? {
         return Ok(());
     }
     let mut roots: HashMap<ChunkId, ChunkLoc> = HashMap::new();
@@ -121,13 +122,9 @@ fn migrate_heights(meta: &Meta) -> Result<()> {
     }
     let mut batch = Batch::default();
     for (root, loc) in &roots {
-        batch.put(
-            Cf::Chunks,
-            root.as_bytes().to_vec(),
-            records::encode_chunk_loc(loc),
-        );
+        crate::meta::tables::chunks::put(&mut batch, root, loc);
     }
-    batch.put(Cf::Meta, HEIGHTS_MARKER.to_vec(), Vec::new());
+    singletons::mark_heights_built(&mut batch);
     meta.commit(batch, true)
 }
 
@@ -290,11 +287,8 @@ fn create_meta(dir: &Path, cdc: CdcParams) -> Result<()> {
 }
 
 fn load_or_init_meta(meta: &Meta, dir: &Path, cdc: CdcParams) -> Result<([u8; 16], CdcParams)> {
-    match meta.get(Cf::Meta, b"format")? {
-        Some(b) => {
-            let v = <[u8; 4]>::try_from(b.as_slice())
-                .map(u32::from_le_bytes)
-                .map_err(|_| Error::corrupt("meta/format", "not a u32"))?;
+    match singletons::format(meta)? {
+        Some(v) => {
             if v != STORE_FORMAT {
                 return Err(Error::UnsupportedVersion {
                     what: "store",
@@ -302,19 +296,10 @@ fn load_or_init_meta(meta: &Meta, dir: &Path, cdc: CdcParams) -> Result<([u8; 16
                     supported: STORE_FORMAT,
                 });
             }
-            let id = meta
-                .get(Cf::Meta, b"store_id")?
-                .ok_or_else(|| Error::corrupt("meta/store_id", "missing"))?;
-            let id = <[u8; 16]>::try_from(id.as_slice())
-                .map_err(|_| Error::corrupt("meta/store_id", "not 16 bytes"))?;
-            let cdc = match meta.get(Cf::Meta, b"cdc")? {
-                Some(b) => decode_cdc(&b)?,
-                None => return Err(Error::corrupt("meta/cdc", "missing chunking parameters")),
-            };
-            Ok((id, cdc))
+            Ok((singletons::store_id(meta)?, singletons::cdc(meta)?))
         }
         None => {
-            if meta.last_key(Cf::Chunks)?.is_some() {
+            if crate::meta::tables::chunks::any(meta)? {
                 return Err(Error::NotAStore {
                     path: dir.to_path_buf(),
                     reason: "metadata has chunks but no format record".into(),
@@ -322,41 +307,9 @@ fn load_or_init_meta(meta: &Meta, dir: &Path, cdc: CdcParams) -> Result<([u8; 16
             }
             let id = *uuid::Uuid::new_v4().as_bytes();
             let mut b = Batch::default();
-            b.put(
-                Cf::Meta,
-                b"format".to_vec(),
-                STORE_FORMAT.to_le_bytes().to_vec(),
-            );
-            b.put(Cf::Meta, b"store_id".to_vec(), id.to_vec());
-            b.put(Cf::Meta, b"cdc".to_vec(), encode_cdc(&cdc));
+            singletons::init(&mut b, STORE_FORMAT, &id, &cdc);
             meta.commit(b, true)?;
             Ok((id, cdc))
         }
     }
-}
-
-/// `meta/cdc`: min, avg, max as u32 LE.
-fn encode_cdc(p: &CdcParams) -> Vec<u8> {
-    [p.min, p.avg, p.max]
-        .iter()
-        .flat_map(|&v| (v as u32).to_le_bytes())
-        .collect()
-}
-
-fn decode_cdc(b: &[u8]) -> Result<CdcParams> {
-    let bad = || Error::corrupt("meta/cdc", format!("{} bytes, expected three u32", b.len()));
-    if b.len() != 12 {
-        return Err(bad());
-    }
-    let v: Vec<usize> = b
-        .chunks_exact(4)
-        .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes")) as usize)
-        .collect();
-    let p = CdcParams {
-        min: v[0],
-        avg: v[1],
-        max: v[2],
-    };
-    crate::chunking::Chunker::check(&p).map_err(|e| Error::corrupt("meta/cdc", e))?;
-    Ok(p)
 }

@@ -4,10 +4,9 @@ use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
 use std::path::Path;
 
-use crate::chunk::OLD_LANE_KEY;
 use crate::error::{Error, Result};
-use crate::meta::records;
-use crate::meta::{keys, Cf, Meta};
+use crate::meta::tables::singletons;
+use crate::meta::Meta;
 use crate::pack::{pack_file_name, parse_pack_file_name, Lane, PackHeader, PACK_HEADER_LEN};
 
 pub(super) type Recovered = (HashMap<u32, u64>, u32, Option<(u32, u64)>);
@@ -22,11 +21,9 @@ pub(super) fn recover_packs(
     target: u64,
 ) -> Result<Recovered> {
     let mut committed = HashMap::new();
-    for kv in meta.scan_prefix(Cf::Packs, &[], &[]) {
-        let (k, v) = kv?;
-        let id = keys::parse_pack(&k)
-            .ok_or_else(|| Error::corrupt("packs column family", "key of the wrong length"))?;
-        committed.insert(id, records::decode_pack(&v)?.committed_len);
+    for kv in crate::meta::tables::packs::all(meta) {
+        let (id, rec) = kv?;
+        committed.insert(id, rec.committed_len);
     }
     fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let mut max_id = committed.keys().copied().max();
@@ -129,13 +126,9 @@ pub(super) fn recover_packs(
 /// last, else [`Lane::New`]. The key is only a placement hint: a value of the
 /// wrong length is ignored (noted), never a reason to refuse the store.
 pub(super) fn resume_lane(meta: &Meta, pack: u32) -> Result<Lane> {
-    let old = meta.get(Cf::Meta, OLD_LANE_KEY)?;
-    Ok(match old.as_deref().map(<[u8; 4]>::try_from) {
-        Some(Ok(b)) if u32::from_le_bytes(b) == pack => Lane::Old,
-        Some(Err(_)) => {
-            tracing::warn!("ignored meta/old_lane_pack: not 4 bytes");
-            Lane::New
-        }
-        _ => Lane::New,
+    Ok(if singletons::old_lane_pack(meta)? == Some(pack) {
+        Lane::Old
+    } else {
+        Lane::New
     })
 }

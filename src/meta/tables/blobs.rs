@@ -1,0 +1,31 @@
+//! The `blobs` column family: blob id → [`BlobRecord`] (size, chunk count,
+//! manifest id).
+
+use crate::error::Result;
+use crate::id::BlobId;
+use crate::meta::records::{self, BlobRecord};
+use crate::meta::{Batch, Cf, Meta};
+
+/// The record of blob `id`, if stored.
+pub(crate) fn get(meta: &Meta, id: &BlobId) -> Result<Option<BlobRecord>> {
+    meta.with(Cf::Blobs, id.as_bytes(), records::decode_blob)
+}
+
+/// Whether blob `id` has a record (without decoding it).
+pub(crate) fn exists(meta: &Meta, id: &BlobId) -> Result<bool> {
+    Ok(meta.get(Cf::Blobs, id.as_bytes())?.is_some())
+}
+
+/// Writes the record of blob `id`.
+pub(crate) fn put(batch: &mut Batch, id: &BlobId, rec: &BlobRecord) {
+    batch.put(
+        Cf::Blobs,
+        id.as_bytes().to_vec(),
+        records::encode_blob(rec).to_vec(),
+    );
+}
+
+/// Deletes the record of blob `id`.
+pub(crate) fn delete(batch: &mut Batch, id: &BlobId) {
+    batch.delete(Cf::Blobs, id.as_bytes().to_vec());
+}
