@@ -9,8 +9,6 @@ use crate::meta::{keys, Batch, Cf, Meta};
 
 use super::Chunks;
 
-/// `meta` key: manifest ids below its value may have been handed out.
-
 /// Manifest ids reserved per durable write.
 const MANIFEST_RESERVATION: u64 = 1024;
 

@@ -15,8 +15,6 @@ use crate::meta::registry_records::{ArtifactBody, ArtifactRecord, VersionRecord}
 use crate::meta::tables::{gc_queue, singletons};
 use crate::meta::{Batch, Cf, Meta};
 
-/// `meta` key present once a store's reference counts are maintained.
-
 /// Expected counts, by `refs` key (chunk references from manifest segments
 /// and delta records, blob references; holds are
 /// primary data and not derivable), plus the ids of manifests that have
