@@ -890,8 +890,8 @@ impl World {
         } else {
             let rec = self
                 .store()
-                .blob_record(&older)
-                .unwrap_or_else(|e| panic!("{what}: blob_record: {e}"))
+                .blob_info(&older)
+                .unwrap_or_else(|e| panic!("{what}: blob_info: {e}"))
                 .unwrap_or_else(|| panic!("{what}: older blob record gone"));
             assert_eq!(rep.chunks, rec.chunks, "{what}: chunks examined: {rep:?}");
             assert!(rep.rebased <= rep.paired && rep.paired <= rep.chunks, "{what}: {rep:?}");
