@@ -2,19 +2,17 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::io::{self, BufRead, BufWriter, Write};
+use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
-use modelvault::query::{self, Value};
-use modelvault::{
-    DeleteOptions, DeleteReport, EntityId, Experiment, GcOptions, Model, ModelVersion,
-    NewExperiment, NewModel, Retention, Status, Store, Stream,
-};
-use serde_json::json;
+use modelvault::query::Value;
+use modelvault::{DeleteOptions, DeleteReport, GcOptions, ModelVersion, Store};
 
-use super::args::{Args, Command, DeleteFlags, ExperimentCmd, ModelCmd};
+use super::args::{Args, Command, DeleteFlags, ModelCmd};
+use super::experiment::{self, experiment_cmd};
 use super::files;
+use super::model::model_cmd;
 
 /// Runs one parsed command line.
 pub fn run(args: Args) -> Result<()> {
@@ -53,7 +51,7 @@ pub fn run(args: Args) -> Result<()> {
                 .project(project)
                 .reverse_delta(reverse_delta);
             if let Some(e) = experiment {
-                opts = opts.experiment(self::experiment(&store, &e)?.id());
+                opts = opts.experiment(experiment::find(&store, &e)?.id());
             }
             opts = match (no_delta, base) {
                 (true, _) => opts.no_delta(),
@@ -204,7 +202,7 @@ pub fn run(args: Args) -> Result<()> {
 }
 
 /// `30s`, `15m`, `24h`, `7d`, `2w` (a bare number is seconds).
-fn parse_duration(s: &str) -> Result<std::time::Duration> {
+pub(super) fn parse_duration(s: &str) -> Result<std::time::Duration> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (n, unit) = t.split_at(split);
@@ -225,11 +223,11 @@ fn parse_duration(s: &str) -> Result<std::time::Duration> {
     Ok(std::time::Duration::from_secs(total))
 }
 
-fn delete_options(d: DeleteFlags) -> DeleteOptions {
+pub(super) fn delete_options(d: DeleteFlags) -> DeleteOptions {
     DeleteOptions::new().force(d.force).dry_run(d.dry_run)
 }
 
-fn print_delete(r: &DeleteReport, json: bool) -> Result<()> {
+pub(super) fn print_delete(r: &DeleteReport, json: bool) -> Result<()> {
     if json {
         println!("{}", serde_json::to_string(r)?);
         return Ok(());
@@ -262,22 +260,11 @@ fn open(repo: &Path) -> Result<Store> {
 }
 
 /// A model spec → the version it names (latest when none).
-fn resolve(store: &Store, spec: &str) -> Result<ModelVersion> {
+pub(super) fn resolve(store: &Store, spec: &str) -> Result<ModelVersion> {
     let (model, version) = store.resolve_model(spec)?;
     Ok(model.version(version)?)
 }
 
-fn experiment(store: &Store, spec: &str) -> Result<Experiment> {
-    if let Ok(id) = spec.parse::<EntityId>() {
-        return Ok(store.experiment(id)?);
-    }
-    match spec.split_once('/') {
-        Some((project, name)) => Ok(store.experiment_by_name(project, name)?),
-        None => bail!("{spec:?} is neither an experiment id nor PROJECT/NAME"),
-    }
-}
-
-/// `3` → Int, `0.5` → Float, `true` → Bool, `[1, "a"]` → List, else a string.
 fn parse_value(s: &str) -> Value {
     fn from_json(v: serde_json::Value) -> Option<Value> {
         Some(match v {
@@ -299,14 +286,14 @@ fn parse_value(s: &str) -> Value {
         .unwrap_or_else(|| Value::Str(s.to_string()))
 }
 
-fn pair(s: &str) -> Result<(String, Value)> {
+pub(super) fn pair(s: &str) -> Result<(String, Value)> {
     let (k, v) = s
         .split_once('=')
         .ok_or_else(|| anyhow!("{s:?} is not KEY=VALUE"))?;
     Ok((k.to_string(), parse_value(v)))
 }
 
-fn print_version(v: &ModelVersion) {
+pub(super) fn print_version(v: &ModelVersion) {
     println!(
         "{}@{}  model {}  {} files, {} bytes",
         v.name,
@@ -324,374 +311,6 @@ fn print_version(v: &ModelVersion) {
             f.path
         );
     }
-}
-
-fn experiment_json(e: &Experiment) -> Result<serde_json::Value> {
-    Ok(serde_json::to_value(e.info()?)?)
-}
-
-fn experiment_cmd(store: &Store, cmd: ExperimentCmd) -> Result<()> {
-    match cmd {
-        ExperimentCmd::Create {
-            project,
-            name,
-            tags,
-            kind,
-            json,
-        } => {
-            let mut spec = NewExperiment::new(project, name).tags(tags);
-            if let Some(k) = kind {
-                spec = spec.kind(k);
-            }
-            let e = store.create_experiment(spec)?;
-            if json.json {
-                println!("{}", experiment_json(&e)?);
-            } else {
-                println!("{}", e.id());
-            }
-        }
-        ExperimentCmd::Show { id, json } => {
-            let e = experiment(store, &id)?;
-            let info = e.info()?;
-            if json.json {
-                println!("{}", serde_json::to_string(&info)?);
-            } else {
-                println!(
-                    "experiment {}  {}/{}  {}  progress {}%",
-                    info.id,
-                    info.project,
-                    info.name,
-                    info.status.name(),
-                    info.progress
-                );
-                if !info.tags.is_empty() {
-                    println!("tags: {}", info.tags.join(", "));
-                }
-                for (k, v) in &info.params {
-                    println!("param {k} = {v}");
-                }
-                for m in &info.created_models {
-                    println!("created model {m}");
-                }
-                for (m, v) in &info.input_models {
-                    println!("used model {m}@{v}");
-                }
-                println!("console lines: {}", info.console_lines);
-            }
-        }
-        ExperimentCmd::List {
-            project,
-            name_prefix,
-            status,
-            tag,
-            limit,
-            after,
-            json,
-        } => {
-            let mut q = store.experiments().limit(limit);
-            if let Some(p) = project {
-                q = q.project(p);
-            }
-            if let Some(p) = name_prefix {
-                q = q.name_prefix(p);
-            }
-            if let Some(s) = status {
-                q = q.status(s.parse::<Status>()?);
-            }
-            if let Some(t) = tag {
-                q = q.tag(t);
-            }
-            if let Some(a) = after {
-                q = q.after(a.parse()?);
-            }
-            let list = q.run()?;
-            if json.json {
-                println!("{}", serde_json::to_string(&list)?);
-            } else {
-                for e in list {
-                    println!(
-                        "{}  {:<10} {:>3}%  {}/{}",
-                        e.id,
-                        e.status.name(),
-                        e.progress,
-                        e.project,
-                        e.name
-                    );
-                }
-            }
-        }
-        ExperimentCmd::Start { id } => experiment(store, &id)?.start()?,
-        ExperimentCmd::Log { id, stderr, text } => {
-            let e = experiment(store, &id)?;
-            let stream = if stderr {
-                Stream::Stderr
-            } else {
-                Stream::Stdout
-            };
-            if text.is_empty() {
-                let stdin = io::stdin().lock();
-                let mut batch = Vec::new();
-                for line in stdin.lines() {
-                    batch.push(line.context("reading stdin")?);
-                    if batch.len() == 1000 {
-                        e.log_lines(batch.iter().map(|l| (stream, l.as_str())))?;
-                        batch.clear();
-                    }
-                }
-                if !batch.is_empty() {
-                    e.log_lines(batch.iter().map(|l| (stream, l.as_str())))?;
-                }
-            } else {
-                e.log_lines(text.iter().map(|l| (stream, l.as_str())))?;
-            }
-        }
-        ExperimentCmd::Console {
-            id,
-            from,
-            tail,
-            json,
-        } => {
-            let e = experiment(store, &id)?;
-            let lines = match tail {
-                Some(n) => e.console_tail(n)?,
-                None => e.console(from, usize::MAX)?,
-            };
-            if json.json {
-                println!("{}", serde_json::to_string(&lines)?);
-            } else {
-                let mut out = io::stdout().lock();
-                for l in lines {
-                    writeln!(out, "{}", l.text)?;
-                }
-            }
-        }
-        ExperimentCmd::Progress { id, value } => {
-            let e = experiment(store, &id)?;
-            match value {
-                Some(v) => e.set_progress(v)?,
-                None => println!("{}", e.progress()?),
-            }
-        }
-        ExperimentCmd::Param { id, pairs } => {
-            let e = experiment(store, &id)?;
-            e.set_params(pairs.iter().map(|p| pair(p)).collect::<Result<Vec<_>>>()?)?;
-        }
-        ExperimentCmd::Use { id, model } => {
-            let e = experiment(store, &id)?;
-            let v = resolve(store, &model)?;
-            e.use_model(v.model, v.version)?;
-        }
-        ExperimentCmd::Delete {
-            id,
-            with_models,
-            del,
-        } => {
-            let r = experiment(store, &id)?.delete(delete_options(del).with_models(with_models))?;
-            print_delete(&r, del.json)?;
-        }
-        ExperimentCmd::Finalize { id, status } => {
-            experiment(store, &id)?.finish(status.parse()?)?
-        }
-    }
-    Ok(())
-}
-
-fn model(store: &Store, spec: &str) -> Result<Model> {
-    Ok(store.resolve_model(spec)?.0)
-}
-
-fn model_cmd(store: &Store, cmd: ModelCmd) -> Result<()> {
-    match cmd {
-        ModelCmd::Show { model: spec, json } => {
-            let m = model(store, &spec)?;
-            let info = m.info()?;
-            if json.json {
-                let mut v = serde_json::to_value(&info)?;
-                v["url"] = json!(m.url(None));
-                v["versions"] = json!(m.versions()?);
-                println!("{v}");
-            } else {
-                println!(
-                    "model {}  {} ({})  framework {}",
-                    info.id,
-                    info.name,
-                    info.project,
-                    info.framework.name()
-                );
-                println!("url {}", m.url(None));
-                println!(
-                    "latest version {}{}",
-                    info.latest,
-                    if info.finalized_ms.is_some() {
-                        "  [finalized]"
-                    } else {
-                        ""
-                    }
-                );
-                if let Some(e) = info.experiment {
-                    println!("created by experiment {e}");
-                }
-                if !info.tags.is_empty() {
-                    println!("tags: {}", info.tags.join(", "));
-                }
-                for (k, v) in &info.metadata {
-                    println!("metadata {k} = {v}");
-                }
-                for (a, v) in &info.aliases {
-                    println!("alias {a} -> {v}");
-                }
-                if let Some(x) = &info.external {
-                    println!("external {}", x.url);
-                }
-            }
-        }
-        ModelCmd::List { query: q, json } => {
-            let list: Vec<serde_json::Value> = match q {
-                Some(q) => {
-                    let q = query::parse(&q)?;
-                    store.find_models(&q)?.into_iter().map(|m| json!({"id": m.id, "name": m.name, "latest": m.latest, "framework": m.framework})).collect()
-                }
-                None => store
-                    .models()?
-                    .into_iter()
-                    .map(|m| serde_json::to_value(m).unwrap_or_default())
-                    .collect(),
-            };
-            if json.json {
-                println!("{}", serde_json::Value::Array(list));
-            } else {
-                for m in list {
-                    println!(
-                        "{}@{}  {}",
-                        m["name"].as_str().unwrap_or(""),
-                        m["latest"],
-                        m["id"].as_str().unwrap_or("")
-                    );
-                }
-            }
-        }
-        ModelCmd::Versions { model: spec, json } => {
-            let m = model(store, &spec)?;
-            let versions = m
-                .versions()?
-                .into_iter()
-                .map(|v| m.version(Some(v)))
-                .collect::<Result<Vec<_>, _>>()?;
-            if json.json {
-                println!("{}", serde_json::to_string(&versions)?);
-            } else {
-                for v in &versions {
-                    print_version(v);
-                }
-            }
-        }
-        ModelCmd::Url { model: spec } => {
-            let (m, v) = store.resolve_model(&spec)?;
-            let v = match v {
-                Some(v) => v,
-                None => m.info()?.latest,
-            };
-            println!("{}", m.url(Some(v).filter(|&v| v > 0)));
-        }
-        ModelCmd::Tag {
-            model: spec,
-            remove,
-            tags,
-        } => {
-            let m = model(store, &spec)?;
-            if remove {
-                for t in &tags {
-                    m.remove_tag(t)?;
-                }
-            } else {
-                m.add_tags(tags)?;
-            }
-        }
-        ModelCmd::Meta {
-            model: spec,
-            remove,
-            pairs,
-        } => {
-            let m = model(store, &spec)?;
-            for p in &pairs {
-                if remove {
-                    m.remove_metadata(p)?;
-                } else {
-                    let (k, v) = pair(p)?;
-                    m.set_metadata(&k, v)?;
-                }
-            }
-        }
-        ModelCmd::Alias {
-            model: spec,
-            alias,
-            version,
-            move_,
-            remove,
-        } => {
-            let m = model(store, &spec)?;
-            match (remove, version) {
-                (true, _) => m.remove_alias(&alias)?,
-                (false, Some(v)) if move_ => m.move_alias(&alias, v)?,
-                (false, Some(v)) => m.set_alias(&alias, v)?,
-                (false, None) => bail!("give a VERSION for alias {alias:?}, or --remove"),
-            }
-        }
-        ModelCmd::Finalize { model: spec } => model(store, &spec)?.finalize()?,
-        ModelCmd::Delete { model: spec, del } => {
-            let (m, version) = store.resolve_model(&spec)?;
-            let r = match version {
-                Some(v) => m.delete_version(v, delete_options(del)),
-                None => m.delete(delete_options(del)),
-            }
-            .with_context(|| format!("cannot delete {spec}"))?;
-            print_delete(&r, del.json)?;
-        }
-        ModelCmd::Prune {
-            model: spec,
-            all,
-            keep_last,
-            keep_within,
-            dry_run,
-            json,
-        } => {
-            let mut rule = Retention::new();
-            if let Some(n) = keep_last {
-                rule = rule.keep_last(n);
-            }
-            if let Some(d) = keep_within {
-                rule = rule.keep_within(parse_duration(&d)?);
-            }
-            // All models are pruned in one deletion, so that the freed
-            // figures of a dry run are those of the real run (a blob shared
-            // by two models is freed once both drop it).
-            let total = match (spec, all) {
-                (Some(spec), _) => model(store, &spec)?.prune(&rule, dry_run)?,
-                (None, true) => store.prune_all(&rule, dry_run)?,
-                (None, false) => bail!("name a model, or pass --all"),
-            };
-            print_delete(&total, json.json)?;
-        }
-        ModelCmd::Register {
-            name,
-            project,
-            checksum,
-            url,
-            json,
-        } => {
-            let m = store.register_external_model(
-                NewModel::new(name).project(project),
-                &url,
-                checksum.as_deref(),
-            )?;
-            if json.json {
-                println!("{}", serde_json::to_string(&m.info()?)?);
-            } else {
-                println!("{}", m.id());
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Stores `inputs` as the next version of `name` with the library's

@@ -2,8 +2,10 @@
 
 mod args;
 mod commands;
+mod experiment;
 mod files;
 mod log;
+mod model;
 
 pub use args::Args;
 pub use commands::run;
