@@ -118,3 +118,5 @@ mod fault_tests;
 pub mod fuzz_api;
 #[doc(hidden)]
 pub mod internals;
+#[cfg(test)]
+mod test_support;

@@ -8,12 +8,16 @@ mod pipeline;
 mod prefetch;
 mod reader;
 mod reverse;
+mod staged;
 mod tensor;
 mod writer;
+#[cfg(test)]
+mod writer_tests;
 
 pub(crate) use core::{Config, Core};
 pub(crate) use pipeline::Pool;
 pub use reader::BlobReader;
 pub use reverse::ReverseDeltaReport;
-pub(crate) use writer::{abandon_sessions, check_same_store, GroupedBlob};
-pub use writer::{BlobWriter, StagedBlob, UploadId};
+pub use staged::StagedBlob;
+pub(crate) use staged::{abandon_sessions, check_same_store, GroupedBlob};
+pub use writer::{BlobWriter, UploadId};

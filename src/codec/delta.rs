@@ -318,7 +318,7 @@ mod tests {
     /// `n` bf16 values and a "next step" of them where about one in `every`
     /// values moved by one unit in the last place.
     fn bf16_pair(n: usize, every: u32) -> (Vec<u8>, Vec<u8>) {
-        let f32s = crate::codec::tests::floats(n, 11);
+        let f32s = crate::test_support::floats(n, 11);
         let old: Vec<u8> = f32s.chunks_exact(4).flat_map(|q| [q[2], q[3]]).collect();
         let mut new = old.clone();
         let mut x = 0x9e37_79b9u32;
@@ -397,7 +397,7 @@ mod tests {
     #[test]
     fn differences_beat_xor_on_nudged_fp32() {
         // Every value times (1 + e), |e| < 1e-3: one optimizer step.
-        let old = crate::codec::tests::floats(32 * 1024, 5);
+        let old = crate::test_support::floats(32 * 1024, 5);
         let mut x = 0x2545_f491u32;
         let new: Vec<u8> = old
             .chunks_exact(4)

@@ -264,18 +264,7 @@ pub fn decode(codec: Codec, stored: &[u8], raw_len: usize, out: &mut Vec<u8>) ->
 mod tests {
     use super::*;
 
-    pub(crate) fn floats(n: usize, seed: u32) -> Vec<u8> {
-        let mut x = seed | 1;
-        let mut v = Vec::with_capacity(n * 4);
-        for _ in 0..n {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            let f = ((x as f32) / (u32::MAX as f32) - 0.5) * 0.02;
-            v.extend_from_slice(&f.to_le_bytes());
-        }
-        v
-    }
+    use crate::test_support::floats;
 
     fn round_trip(raw: &[u8]) -> Codec {
         let mut enc = Vec::new();

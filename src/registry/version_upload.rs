@@ -277,6 +277,7 @@ mod tests {
     use std::io::Write;
 
     use super::{GROUP_BYTES, GROUP_FILES};
+    use crate::test_support::noise;
     use crate::{NewModel, StagedBlob, Store};
 
     fn stage(store: &Store, data: &[u8]) -> StagedBlob {
@@ -286,18 +287,6 @@ mod tests {
     }
 
     /// Pseudo-random bytes: nothing dedups, every chunk is new.
-    fn noise(n: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 24) as u8
-            })
-            .collect()
-    }
-
     #[test]
     fn staged_blobs_wait_in_groups_of_bounded_size() {
         let dir = tempfile::tempdir().unwrap();
@@ -315,10 +304,10 @@ mod tests {
         };
         // Many small files, then larger ones (a few hundred chunks each).
         for i in 0..8 * GROUP_FILES {
-            add(&mut up, format!("s/{i}"), &noise(100 + i % 200, i as u64));
+            add(&mut up, format!("s/{i}"), &noise(i as u64, 100 + i % 200));
         }
         for i in 0..20 {
-            add(&mut up, format!("l/{i}"), &noise(4 << 20, 10_000 + i));
+            add(&mut up, format!("l/{i}"), &noise(10_000 + i, 4 << 20));
         }
         let peak = up.peak_group_bytes();
         assert!(

@@ -7,21 +7,10 @@ use super::pickle::TORCH_LEGACY_MAGIC;
 use super::zip::ZIP_LOCAL;
 use proptest::prelude::*;
 
+use crate::test_support::noise;
+
 fn det(path: &str, bytes: &[u8]) -> FileFormat {
     detect(path, bytes, bytes.len() as u64)
-}
-
-/// Deterministic xorshift bytes.
-fn noise(seed: u64, n: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
 }
 
 fn safetensors(header: &str, data: usize) -> Vec<u8> {
