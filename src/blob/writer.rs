@@ -47,8 +47,9 @@ use crate::id::{BlobId, ChunkId, Hash32};
 use crate::meta::records::{
     now_ms, BlobRecord, SegmentEntry, StatsRecord, UploadRecord, SEGMENT_MAX_ENTRIES,
 };
+use crate::meta::tables::refs::{self, Count};
 use crate::meta::tables::{blobs, gc_queue, uploads};
-use crate::meta::{keys, Batch, Meta};
+use crate::meta::{Batch, Meta};
 use crate::pack::ChunkLoc;
 
 /// Size of the input blocks chunks are cut from (at least; see
@@ -572,7 +573,7 @@ impl BlobWriter {
             .chunks()
             .commit(&staged.chunks, Batch::default(), |meta, stats, batch| {
                 staged.apply(meta, stats, batch, &mut HashSet::new(), |_| false)?;
-                batch.count(keys::count(keys::refs::HOLD, staged.id.as_bytes()), 1);
+                refs::change(batch, Count::Hold(staged.id), 1);
                 Ok(())
             })?;
         staged.committed();
