@@ -114,3 +114,92 @@ pub(crate) fn walk(r: &(impl Scan + ?Sized), f: &mut dyn FnMut(Found) -> Result<
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::Codec;
+    use crate::id::Hash32;
+    use crate::meta::records::SegmentEntry;
+    use crate::meta::{Batch, Meta};
+    use crate::pack::{ChunkLoc, PACK_HEADER_LEN};
+
+    /// What a walk found: references, and the sources and keys (hex) of the
+    /// records that did not decode.
+    fn found(meta: &Meta) -> (Vec<Count>, Vec<(Source, String)>, Vec<Option<u64>>) {
+        let (mut refs, mut bad, mut segs) = (Vec::new(), Vec::new(), Vec::new());
+        walk(meta, &mut |f| {
+            match f {
+                Found::Segment(m) => segs.push(m),
+                Found::SegmentsDone => {}
+                Found::Reference(c) => refs.push(c),
+                Found::Undecodable { source, key, .. } => bad.push((source, key.to_string())),
+            }
+            Ok(())
+        })
+        .unwrap();
+        (refs, bad, segs)
+    }
+
+    /// Segment entries and delta bases name chunks; records that do not
+    /// decode are handed over with their keys (in the walk's order) and add
+    /// nothing, and deleting them through their keys removes them.
+    #[test]
+    fn the_walk_yields_references_and_surfaces_what_does_not_decode() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = Meta::open(dir.path(), true).unwrap();
+        let (a, b) = (Hash32([1; 32]), Hash32([2; 32]));
+        let mut batch = Batch::default();
+        let seg = [
+            SegmentEntry { id: a, len: 10 },
+            SegmentEntry { id: b, len: 5 },
+        ];
+        manifests::put(&mut batch, 7, 0, &seg);
+        let delta = ChunkLoc {
+            pack: 1,
+            offset: PACK_HEADER_LEN as u64,
+            stored_len: 3,
+            raw_len: 5,
+            codec: Codec::Delta { depth: 1 },
+            base: Some(a),
+            height: 0,
+        };
+        chunks::put(&mut batch, &b, &delta);
+        // Damaged records, one per source.
+        batch.put(Cf::Manifests, vec![0; 16], b"junk".to_vec());
+        batch.put(Cf::Chunks, vec![3; 32], b"junk".to_vec());
+        batch.put(Cf::Versions, vec![4; 20], b"junk".to_vec());
+        batch.put(Cf::Artifacts, vec![5; 20], b"junk".to_vec());
+        meta.commit(batch, true).unwrap();
+
+        let (refs, bad, segs) = found(&meta);
+        assert_eq!(
+            refs,
+            [Count::Chunk(a), Count::Chunk(b), Count::Chunk(a)],
+            "two segment entries, then the delta's base"
+        );
+        assert_eq!(segs, [Some(0), Some(7)]);
+        let want = [
+            (Source::Segment, hex::encode([0u8; 16])),
+            (Source::ChunkEntry, hex::encode([3u8; 32])),
+            (Source::Version, hex::encode([4u8; 20])),
+            (Source::Artifact, hex::encode([5u8; 20])),
+        ];
+        assert_eq!(bad, want);
+
+        // The keys handed over delete the records they name.
+        let mut batch = Batch::default();
+        walk(&meta, &mut |f| {
+            if let Found::Undecodable { key, .. } = f {
+                key.delete(&mut batch);
+            }
+            Ok(())
+        })
+        .unwrap();
+        meta.commit(batch, true).unwrap();
+        let (refs_after, bad_after, segs_after) = found(&meta);
+        assert_eq!(refs_after, refs);
+        assert!(bad_after.is_empty(), "{bad_after:?}");
+        assert_eq!(segs_after, [Some(7)]);
+    }
+}
