@@ -124,9 +124,11 @@ mod tests {
     use crate::meta::{Batch, Meta};
     use crate::pack::{ChunkLoc, PACK_HEADER_LEN};
 
-    /// What a walk found: references, and the sources and keys (hex) of the
-    /// records that did not decode.
-    fn found(meta: &Meta) -> (Vec<Count>, Vec<(Source, String)>, Vec<Option<u64>>) {
+    /// What a walk found: references, the sources and keys (hex) of the
+    /// records that did not decode, and the manifest ids of the segments.
+    type Walked = (Vec<Count>, Vec<(Source, String)>, Vec<Option<u64>>);
+
+    fn found(meta: &Meta) -> Walked {
         let (mut refs, mut bad, mut segs) = (Vec::new(), Vec::new(), Vec::new());
         walk(meta, &mut |f| {
             match f {
