@@ -37,10 +37,9 @@ pub(crate) fn delete(batch: &mut Batch, id: &BlobId) {
 pub(crate) fn entries<'s>(
     r: &'s (impl Scan + ?Sized),
 ) -> impl Iterator<Item = Result<Entry<BlobId, BlobRecord>>> + 's {
-    super::entries_from(
+    super::entries(
         r,
         Cf::Blobs,
-        &[],
         |k| Hash32::from_slice(k).map(BlobId),
         records::decode_blob,
     )

@@ -43,7 +43,7 @@ pub(crate) fn exists(r: &impl Read, id: &ChunkId) -> Result<bool> {
 pub(crate) fn entries<'s>(
     r: &'s (impl Scan + ?Sized),
 ) -> impl Iterator<Item = Result<Entry<ChunkId, ChunkLoc>>> + 's {
-    super::entries_from(r, Cf::Chunks, &[], Hash32::from_slice, |v| {
+    super::entries(r, Cf::Chunks, Hash32::from_slice, |v| {
         records::decode_chunk_loc(v)
     })
 }

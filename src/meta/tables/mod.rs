@@ -45,15 +45,14 @@ impl Read for Snapshot<'_> {
 /// and the decoded value or why it does not decode.
 pub(crate) type Entry<K, V> = (std::result::Result<K, RawKey>, Result<V>);
 
-/// Every record of `cf` from `start` on, in key order, as [`Entry`]s.
-fn entries_from<'s, K: 's, V: 's>(
+/// Every record of `cf`, in key order, as [`Entry`]s.
+fn entries<'s, K: 's, V: 's>(
     r: &'s (impl Scan + ?Sized),
     cf: Cf,
-    start: &[u8],
     key: fn(&[u8]) -> Option<K>,
     value: fn(&[u8]) -> Result<V>,
 ) -> impl Iterator<Item = Result<Entry<K, V>>> + 's {
-    r.scan_prefix(cf, &[], start).map(move |kv| {
+    r.scan_prefix(cf, &[], &[]).map(move |kv| {
         let (k, v) = kv?;
         Ok((key(&k).ok_or_else(|| RawKey::new(cf, &k)), value(&v)))
     })

@@ -31,7 +31,7 @@ pub(crate) fn exists(meta: &Meta, id: u32) -> Result<bool> {
 pub(crate) fn entries<'s>(
     r: &'s (impl Scan + ?Sized),
 ) -> impl Iterator<Item = Result<Entry<u32, PackRecord>>> + 's {
-    super::entries_from(r, Cf::Packs, &[], keys::parse_pack, records::decode_pack)
+    super::entries(r, Cf::Packs, keys::parse_pack, records::decode_pack)
 }
 
 /// Every pack record, in pack id order; a malformed key or an undecodable
