@@ -12,9 +12,10 @@ use serde::Serialize;
 
 use crate::blob::Core;
 use crate::error::{Error, Result};
-use crate::id::{BlobId, ChunkId, Hash32};
+use crate::id::{BlobId, ChunkId};
 use crate::meta::records;
-use crate::meta::{keys, Cf};
+use crate::meta::tables::{blobs, chunks, manifests, packs};
+use crate::meta::Cf;
 use crate::pack::{pack_file_name, ChunkLoc};
 
 pub(crate) mod index;
@@ -130,11 +131,10 @@ impl Core {
         // the pack's record before the file, so a missing file whose record
         // is still in the live database is missing indeed.
         let mut pack_len: HashMap<u32, u64> = HashMap::new();
-        for kv in snap.scan_prefix(Cf::Packs, &[], &[]) {
-            let (k, v) = kv?;
-            let id = keys::parse_pack(&k)
-                .ok_or_else(|| Error::corrupt("packs column family", "bad key"))?;
-            let committed = records::decode_pack(&v)?.committed_len;
+        for e in packs::entries(&snap) {
+            let (id, rec) = e?;
+            let id = id.map_err(|_| Error::corrupt("packs column family", "bad key"))?;
+            let committed = rec?.committed_len;
             let path = inner.path().join("packs").join(pack_file_name(id));
             match fs::metadata(&path) {
                 Ok(m) if m.len() < committed => r.problems.push(problem(
@@ -145,7 +145,7 @@ impl Core {
                 Ok(_) => {}
                 Err(e)
                     if e.kind() == std::io::ErrorKind::NotFound
-                        && inner.chunks().meta().get(Cf::Packs, &k)?.is_none() => {}
+                        && !packs::exists(inner.chunks().meta(), id)? => {}
                 Err(e) => r.problems.push(problem(
                     "pack-missing",
                     format!("pack {id:08x}"),
@@ -159,12 +159,11 @@ impl Core {
         // and with read_data, decodes to bytes with the right hash.
         let (mut scratch, mut out) = (Vec::new(), Vec::new());
         let mut unique = 0u64;
-        for kv in snap.scan_prefix(Cf::Chunks, &[], &[]) {
-            let (k, v) = kv?;
+        for e in chunks::entries(&snap) {
+            let (id, loc) = e?;
             r.chunks += 1;
-            let id = Hash32::from_slice(&k)
-                .ok_or_else(|| Error::corrupt("chunks column family", "bad key"))?;
-            let loc: ChunkLoc = match records::decode_chunk_loc(&v) {
+            let id = id.map_err(|_| Error::corrupt("chunks column family", "bad key"))?;
+            let loc: ChunkLoc = match loc {
                 Ok(l) => l,
                 Err(e) => {
                     bad_chunks.insert(id, r.problems.len());
@@ -179,7 +178,7 @@ impl Core {
             unique += loc.raw_len as u64;
             if let Some(base) = &loc.base {
                 r.delta_chunks += 1;
-                if snap.get(Cf::Chunks, base.as_bytes())?.is_none() {
+                if !chunks::exists(&snap, base)? {
                     bad_chunks.insert(id, r.problems.len());
                     r.problems.push(problem(
                         "chunk-base-missing",
@@ -246,14 +245,11 @@ impl Core {
 
         // Blobs: segments tile [0, size), every chunk is indexed.
         let mut chunk_blobs: BTreeMap<ChunkId, BTreeSet<BlobId>> = BTreeMap::new();
-        for kv in snap.scan_prefix(Cf::Blobs, &[], &[]) {
-            let (k, v) = kv?;
+        for e in blobs::entries(&snap) {
+            let (blob, rec) = e?;
             r.blobs += 1;
-            let blob = BlobId(
-                Hash32::from_slice(&k)
-                    .ok_or_else(|| Error::corrupt("blobs column family", "bad key"))?,
-            );
-            let rec = match records::decode_blob(&v) {
+            let blob = blob.map_err(|_| Error::corrupt("blobs column family", "bad key"))?;
+            let rec = match rec {
                 Ok(rec) => rec,
                 Err(e) => {
                     r.problems.push(problem(
@@ -267,11 +263,10 @@ impl Core {
             if rec.size == 0 {
                 continue;
             }
-            let prefix = rec.manifest.to_be_bytes();
             let (mut expect, mut count) = (0u64, 0u64);
-            for kv in snap.scan_prefix(Cf::Manifests, &prefix, &prefix) {
-                let (k, v) = kv?;
-                let start = keys::parse_segment(&k).map(|(_, s)| s);
+            for seg in manifests::segments(&snap, rec.manifest, None) {
+                let seg = seg?;
+                let start = seg.start();
                 if start != Some(expect) {
                     r.problems.push(problem(
                         "manifest-gap",
@@ -280,7 +275,7 @@ impl Core {
                     ));
                     break;
                 }
-                match records::decode_segment(&v) {
+                match seg.entries {
                     Ok(entries) => {
                         for e in entries {
                             expect += e.len as u64;
@@ -288,7 +283,7 @@ impl Core {
                             if bad_chunks.contains_key(&e.id) {
                                 chunk_blobs.entry(e.id).or_default().insert(blob);
                             }
-                            if snap.get(Cf::Chunks, e.id.as_bytes())?.is_none() {
+                            if !chunks::exists(&snap, &e.id)? {
                                 r.problems.push(problem(
                                     "chunk-missing",
                                     format!("blob {blob}"),

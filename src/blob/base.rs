@@ -37,8 +37,8 @@ use crate::chunking::aware::DEFAULT_PROBE_WINDOW;
 use crate::error::{Error, Result};
 use crate::formats::tensor::{probe, Probe, TensorLayout};
 use crate::id::{BlobId, ChunkId};
-use crate::meta::records::{self, SegmentEntry};
-use crate::meta::{keys, Cf};
+use crate::meta::records::SegmentEntry;
+use crate::meta::tables::manifests;
 
 pub(crate) struct DeltaBase {
     store: Arc<Core>,
@@ -170,15 +170,9 @@ impl DeltaBase {
         if let Some(i) = self.cached(pos) {
             return Some(i);
         }
-        let m = self.manifest;
-        let (k, v) = self
-            .store
-            .chunks()
-            .meta()
-            .floor(Cf::Manifests, &m.to_be_bytes(), &keys::segment(m, pos))
-            .ok()??;
-        let (_, start) = keys::parse_segment(&k)?;
-        let entries = records::decode_segment(&v).ok()?;
+        let seg = manifests::floor(self.store.chunks().meta(), self.manifest, pos).ok()??;
+        let start = seg.start()?;
+        let entries = seg.entries.ok()?;
         let mut offsets = Vec::with_capacity(entries.len());
         let mut off = start;
         for e in &entries {

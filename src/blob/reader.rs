@@ -40,8 +40,8 @@ use std::sync::Arc;
 use crate::blob::Core;
 use crate::error::{to_io, Error, Result};
 use crate::id::BlobId;
-use crate::meta::records::{self, BlobRecord, SegmentEntry};
-use crate::meta::{keys, Cf};
+use crate::meta::records::{BlobRecord, SegmentEntry};
+use crate::meta::tables::manifests;
 
 use super::prefetch::{Taken, Window};
 
@@ -109,22 +109,17 @@ impl BlobReader {
         if let Some(i) = self.in_segment(pos) {
             return Ok(i);
         }
-        let m = self.rec.manifest;
-        let prefix = m.to_be_bytes();
-        let (k, v) = self
-            .store
-            .chunks()
-            .meta()
-            .floor(Cf::Manifests, &prefix, &keys::segment(m, pos))?
+        let seg = manifests::floor(self.store.chunks().meta(), self.rec.manifest, pos)?
             .ok_or_else(|| {
                 Error::corrupt(
                     self.object(),
                     format!("no manifest segment covers byte offset {pos}"),
                 )
             })?;
-        let (_, start) = keys::parse_segment(&k)
+        let start = seg
+            .start()
             .ok_or_else(|| Error::corrupt(self.object(), "bad manifest key"))?;
-        let entries = records::decode_segment(&v)?;
+        let entries = seg.entries?;
         // The segment's offsets, checked as they are summed: every entry
         // must end within the blob (so no sum can overflow either).
         let mut offsets = Vec::with_capacity(entries.len());

@@ -36,7 +36,7 @@ use crate::chunking::PlaneHint;
 use crate::codec::{delta, Codec};
 use crate::error::{Error, Result};
 use crate::id::{BlobId, ChunkId};
-use crate::meta::keys;
+use crate::meta::tables::refs::{self, Count};
 use crate::pack::{ChunkLoc, RecordHeader};
 
 /// Chunk pairs per commit (and per hold of the collection mutex).
@@ -263,8 +263,7 @@ fn rebase_batch(
                 },
             );
             now.insert(r.x, r.new);
-            tx.batch()
-                .count(keys::count(keys::refs::CHUNK, r.y.as_bytes()), 1);
+            refs::change(tx.batch(), Count::Chunk(r.y), 1);
             tx.note_appended(&r.new);
             report.rebased += 1;
             report.bytes_before += u64::from(r.old.stored_len);
@@ -285,7 +284,8 @@ fn rebase_batch(
 mod tests {
     use std::io::Write;
 
-    use crate::meta::{records, Batch, Cf, Meta};
+    use crate::meta::tables::chunks;
+    use crate::meta::{Batch, Meta};
     use crate::{BlobId, Store};
 
     /// fp32 values, and the same values each moved by a few units in the
@@ -332,12 +332,11 @@ mod tests {
             let meta = Meta::open(&path.join("meta"), false).unwrap();
             let mut b = Batch::default();
             let mut n = 0;
-            for kv in meta.scan_prefix(Cf::Chunks, &[], &[]) {
-                let (k, v) = kv.unwrap();
-                let mut loc = records::decode_chunk_loc(&v).unwrap();
+            for e in chunks::all(&meta) {
+                let (id, mut loc) = e.unwrap();
                 if loc.height > 0 {
                     loc.height = 0;
-                    b.put(Cf::Chunks, k.to_vec(), records::encode_chunk_loc(&loc));
+                    chunks::put(&mut b, &id, &loc);
                     n += 1;
                 }
             }

@@ -46,8 +46,9 @@ use crate::error::{to_io, Error, Result};
 use crate::formats::tensor::{probe, Probe};
 use crate::id::{BlobId, ChunkId, Hash32};
 use crate::meta::records::{now_ms, BlobRecord, SegmentEntry, UploadRecord, SEGMENT_MAX_ENTRIES};
+use crate::meta::tables::refs::{self, Count};
 use crate::meta::tables::uploads;
-use crate::meta::{keys, Batch};
+use crate::meta::Batch;
 use crate::pack::ChunkLoc;
 
 /// Size of the input blocks chunks are cut from (at least; see
@@ -320,7 +321,7 @@ impl BlobWriter {
             .chunks()
             .commit(&staged.chunks, Batch::default(), |meta, stats, batch| {
                 staged.apply(meta, stats, batch, &mut HashSet::new(), |_| false)?;
-                batch.count(keys::count(keys::refs::HOLD, staged.id.as_bytes()), 1);
+                refs::change(batch, Count::Hold(staged.id), 1);
                 Ok(())
             })?;
         staged.committed();

@@ -24,8 +24,9 @@ use std::collections::{HashMap, HashSet};
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
 use crate::meta::records::{PackRecord, StatsRecord};
+use crate::meta::tables::refs::{self as counts, Count};
 use crate::meta::tables::{chunks, packs, singletons};
-use crate::meta::{keys, Batch, Meta};
+use crate::meta::{Batch, Meta};
 use crate::pack::{ChunkLoc, PACK_HEADER_LEN};
 
 use super::pending::Pending;
@@ -100,7 +101,7 @@ impl Chunks {
                     chunks::put(&mut batch, id, loc);
                     // A delta keeps its base: one reference per delta entry.
                     if let Some(base) = &loc.base {
-                        batch.count(keys::count(keys::refs::CHUNK, base.as_bytes()), 1);
+                        counts::change(&mut batch, Count::Chunk(*base), 1);
                         self.raise_root(base, &mut roots)?;
                     }
                     stats.unique_bytes += loc.raw_len as u64;
@@ -267,9 +268,9 @@ impl Txn<'_> {
         self.chunks.chunk_loc(id)
     }
 
-    /// The committed count under a `refs` key (0 when absent).
-    pub fn ref_count(&self, key: &[u8]) -> Result<u64> {
-        refs::get(&self.chunks.meta, key)
+    /// The committed count `c` (0 when absent).
+    pub fn ref_count(&self, c: Count) -> Result<u64> {
+        counts::get(&self.chunks.meta, c)
     }
 
     /// Whether an upload in flight holds `id`, or appended a delta against

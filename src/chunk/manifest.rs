@@ -4,8 +4,8 @@
 use std::sync::atomic::Ordering;
 
 use crate::error::{Error, Result};
-use crate::meta::tables::{gc_queue, singletons, uploads};
-use crate::meta::{keys, Batch, Cf, Meta};
+use crate::meta::tables::{gc_queue, manifests, singletons, uploads};
+use crate::meta::{Batch, Meta};
 
 use super::Chunks;
 
@@ -49,11 +49,9 @@ fn read_manifest_reservation(meta: &Meta) -> Result<u64> {
 /// One past the highest manifest id that any record names: segments, upload
 /// sessions and dead-manifest markers.
 fn next_manifest_id(meta: &Meta) -> Result<u64> {
-    let bad =
-        |what: &str| Error::corrupt(format!("{what} column family"), "key of the wrong length");
     let mut max = 0;
-    if let Some(k) = meta.last_key(Cf::Manifests)? {
-        max = max.max(keys::parse_segment(&k).ok_or_else(|| bad("manifests"))?.0);
+    if let Some(m) = manifests::last_id(meta)? {
+        max = max.max(m);
     }
     if let Some(m) = uploads::last_id(meta)? {
         max = max.max(m);

@@ -18,10 +18,10 @@ use crate::blob::Core;
 use crate::codec::delta::MAX_DELTA_DEPTH;
 use crate::error::{Error, Result};
 use crate::id::{ChunkId, Hash32};
-use crate::meta::keys::{self, refs};
-use crate::meta::records::{self, now_ms};
-use crate::meta::tables::{gc_queue, uploads};
-use crate::meta::{Batch, Cf};
+use crate::meta::records::now_ms;
+use crate::meta::tables::refs::{self, Count};
+use crate::meta::tables::{chunks, gc_queue, manifests, uploads};
+use crate::meta::Batch;
 use crate::pack::{ChunkLoc, RecordHeader, PACK_HEADER_LEN};
 
 /// Segments released per commit while dropping a dead manifest.
@@ -203,14 +203,14 @@ impl Core {
 
     /// See [`crate::Store::release_blob`].
     pub(crate) fn release_blob(self: &Arc<Self>, id: &crate::BlobId) -> Result<()> {
-        let key = keys::count(refs::HOLD, id.as_bytes());
+        let hold = Count::Hold(*id);
         let mut batch = Batch::default();
-        batch.count(key, -1);
+        refs::change(&mut batch, hold, -1);
         self.chunks().commit(&[], batch, |meta, _, _| {
             if !crate::meta::tables::blobs::exists(meta, id)? {
                 return Err(Error::not_found("blob", id));
             }
-            if crate::chunk::refs::get(meta, &key)? == 0 {
+            if refs::get(meta, hold)? == 0 {
                 return Err(Error::invalid(
                     "blob",
                     id,
@@ -295,16 +295,11 @@ fn release_manifests(inner: &Core, opts: &GcOptions, report: &mut GcReport) -> R
 /// [`release_manifests`]); `commits` counts the commits made.
 #[cfg_attr(not(test), allow(unused_variables))]
 fn release_manifest(inner: &Core, opts: &GcOptions, m: u64, commits: &mut u64) -> Result<()> {
-    let prefix = m.to_be_bytes();
-    let mut from = prefix.to_vec();
+    let mut after = None;
     loop {
         let mut group = Vec::with_capacity(SEGMENTS_PER_COMMIT);
-        for kv in inner
-            .chunks()
-            .meta()
-            .scan_prefix(Cf::Manifests, &prefix, &from)
-        {
-            group.push(kv?);
+        for seg in manifests::segments(inner.chunks().meta(), m, after.as_ref()) {
+            group.push(seg?);
             if group.len() == SEGMENTS_PER_COMMIT {
                 break;
             }
@@ -313,11 +308,12 @@ fn release_manifest(inner: &Core, opts: &GcOptions, m: u64, commits: &mut u64) -
         probe::held(group.len());
         let last = group.len() < SEGMENTS_PER_COMMIT;
         let mut batch = Batch::default();
-        for (k, v) in &group {
-            for e in records::decode_segment(v)? {
-                batch.count(keys::count(refs::CHUNK, e.id.as_bytes()), -1);
+        let resume = group.last().map(|seg| seg.key.clone());
+        for seg in group {
+            for e in seg.entries? {
+                refs::change(&mut batch, Count::Chunk(e.id), -1);
             }
-            batch.delete(Cf::Manifests, k.to_vec());
+            seg.key.delete(&mut batch);
         }
         if last {
             gc_queue::unmark_manifest(&mut batch, m);
@@ -329,8 +325,7 @@ fn release_manifest(inner: &Core, opts: &GcOptions, m: u64, commits: &mut u64) -
         if last {
             return Ok(());
         }
-        let (k, _) = group.last().expect("a full group");
-        from = [&k[..], &[0]].concat();
+        after = Some(resume.expect("a full group"));
     }
 }
 
@@ -396,7 +391,7 @@ fn sweep_some(
     // Committed before the pending mutex is released: see the module docs.
     inner.chunks().commit_exclusive(|tx| {
         for id in ids {
-            if tx.ref_count(&keys::count(refs::CHUNK, id.as_bytes()))? > 0 {
+            if tx.ref_count(Count::Chunk(*id))? > 0 {
                 gc_queue::unmark_chunk(tx.batch(), id);
                 continue;
             }
@@ -409,10 +404,9 @@ fn sweep_some(
             }
             gc_queue::unmark_chunk(tx.batch(), id);
             if let Some(loc) = tx.chunk_loc(id)? {
-                crate::meta::tables::chunks::delete(tx.batch(), id);
+                chunks::delete(tx.batch(), id);
                 if let Some(base) = &loc.base {
-                    tx.batch()
-                        .count(keys::count(refs::CHUNK, base.as_bytes()), -1);
+                    refs::change(tx.batch(), Count::Chunk(*base), -1);
                     freed_base = true;
                 }
                 let stats = tx.stats();
@@ -438,9 +432,8 @@ fn compact(inner: &Core, opts: &GcOptions, report: &mut GcReport) -> Result<()> 
     // one is left alone.
     let open = inner.chunks().open_packs();
     let mut live: HashMap<u32, u64> = HashMap::new();
-    for kv in inner.chunks().meta().scan_prefix(Cf::Chunks, &[], &[]) {
-        let (_, v) = kv?;
-        let loc = records::decode_chunk_loc(&v)?;
+    for e in chunks::entries(inner.chunks().meta()) {
+        let loc = e?.1?;
         *live.entry(loc.pack).or_insert(0) += RECORD_OVERHEAD + loc.stored_len as u64;
     }
     let mut chosen: Vec<u32> = sizes
@@ -466,11 +459,11 @@ fn compact(inner: &Core, opts: &GcOptions, report: &mut GcReport) -> Result<()> 
     for group in chosen.chunks(COMPACT_GROUP) {
         let mut entries: HashMap<u32, Vec<(ChunkId, ChunkLoc)>> =
             group.iter().map(|&p| (p, Vec::new())).collect();
-        for kv in inner.chunks().meta().scan_prefix(Cf::Chunks, &[], &[]) {
-            let (k, v) = kv?;
-            let loc = records::decode_chunk_loc(&v)?;
+        for e in chunks::entries(inner.chunks().meta()) {
+            let (id, loc) = e?;
+            let loc = loc?;
             if let Some(e) = entries.get_mut(&loc.pack) {
-                let id = Hash32::from_slice(&k).ok_or_else(|| {
+                let id = id.map_err(|_| {
                     Error::corrupt("chunks column family", "key of the wrong length")
                 })?;
                 e.push((id, loc));

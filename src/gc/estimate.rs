@@ -3,12 +3,11 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use crate::chunk::refs::get;
 use crate::error::Result;
 use crate::id::{BlobId, ChunkId};
-use crate::meta::keys::{self, refs};
-use crate::meta::records;
-use crate::meta::{Cf, Meta};
+use crate::meta::tables::manifests;
+use crate::meta::tables::refs::{get, Count};
+use crate::meta::Meta;
 use crate::pack::RECORD_HEADER_LEN;
 
 /// Blobs that `drops` (blob → references released) would delete, and the
@@ -18,8 +17,8 @@ pub(crate) fn freed_by(meta: &Meta, drops: &BTreeMap<BlobId, u64>) -> Result<(u6
     let mut chunk_drops: HashMap<ChunkId, u64> = HashMap::new();
     let mut blobs = 0;
     for (blob, n) in drops {
-        let refs_now = get(meta, &keys::count(refs::BLOB, blob.as_bytes()))?;
-        let holds = get(meta, &keys::count(refs::HOLD, blob.as_bytes()))?;
+        let refs_now = get(meta, Count::Blob(*blob))?;
+        let holds = get(meta, Count::Hold(*blob))?;
         if refs_now > *n || holds > 0 {
             continue;
         }
@@ -27,13 +26,11 @@ pub(crate) fn freed_by(meta: &Meta, drops: &BTreeMap<BlobId, u64>) -> Result<(u6
             continue;
         };
         blobs += 1;
-        let prefix = rec.manifest.to_be_bytes();
         if rec.manifest == 0 {
             continue;
         }
-        for kv in meta.scan_prefix(Cf::Manifests, &prefix, &prefix) {
-            let (_, v) = kv?;
-            for e in records::decode_segment(&v)? {
+        for seg in manifests::segments(meta, rec.manifest, None) {
+            for e in seg?.entries? {
                 *chunk_drops.entry(e.id).or_insert(0) += 1;
             }
         }
@@ -44,7 +41,7 @@ pub(crate) fn freed_by(meta: &Meta, drops: &BTreeMap<BlobId, u64>) -> Result<(u6
     let mut freed: HashSet<ChunkId> = HashSet::new();
     while let Some(id) = work.pop() {
         let n = chunk_drops[&id];
-        if freed.contains(&id) || get(meta, &keys::count(refs::CHUNK, id.as_bytes()))? > n {
+        if freed.contains(&id) || get(meta, Count::Chunk(id))? > n {
             continue;
         }
         freed.insert(id);

@@ -650,23 +650,9 @@ const MIN_ROUNDS: u64 = 20;
 
 /// Chunk index entries stored as deltas.
 fn delta_entries(store: &Store) -> u64 {
-    let mut n = 0;
-    for kv in store
-        .inner
-        .chunks()
-        .meta()
-        .scan_prefix(crate::meta::Cf::Chunks, &[], &[])
-    {
-        let (_, v) = kv.unwrap();
-        if crate::meta::records::decode_chunk_loc(&v)
-            .unwrap()
-            .base
-            .is_some()
-        {
-            n += 1;
-        }
-    }
-    n
+    crate::meta::tables::chunks::all(store.inner.chunks().meta())
+        .filter(|e| e.as_ref().unwrap().1.base.is_some())
+        .count() as u64
 }
 
 /// 5 pool writers, and 3 delta writers (a pair writing one safetensors
@@ -787,7 +773,7 @@ fn a_collector_that_ignores_delta_base_holds_is_caught() {
 
 #[test]
 fn a_store_written_before_reference_counts_gets_them_at_open() {
-    use crate::meta::{Batch, Cf, Meta};
+    use crate::meta::{Batch, Meta};
     let dir = tempfile::tempdir().unwrap();
     let kept = noise(50, 600 << 10);
     let held = noise(51, 300 << 10);
@@ -804,11 +790,8 @@ fn a_store_written_before_reference_counts_gets_them_at_open() {
     {
         let meta = Meta::open(&dir.path().join("meta"), false).unwrap();
         let mut b = Batch::default();
-        for cf in [Cf::Refs, Cf::Gc] {
-            for kv in meta.scan_prefix(cf, &[], &[]) {
-                b.delete(cf, kv.unwrap().0.to_vec());
-            }
-        }
+        crate::meta::tables::refs::damage::clear(&meta, &mut b);
+        crate::meta::tables::gc_queue::clear(&meta, &mut b);
         crate::meta::tables::singletons::unmark_refcounts_built(&mut b);
         meta.commit(b, true).unwrap();
     }
@@ -991,16 +974,7 @@ fn tiny_chunks(dir: &Path, durability: Durability) -> Store {
 /// Segments stored for the blob `id`'s manifest.
 fn segments_of(store: &Store, id: &BlobId) -> usize {
     let m = store.blob_record(id).unwrap().unwrap().manifest;
-    store
-        .inner
-        .chunks()
-        .meta()
-        .scan_prefix(
-            crate::meta::Cf::Manifests,
-            &m.to_be_bytes(),
-            &m.to_be_bytes(),
-        )
-        .count()
+    crate::meta::tables::manifests::segments(store.inner.chunks().meta(), m, None).count()
 }
 
 /// 24 MiB of zeros: 1 KiB chunks, one chunk id, 24 segments of 1,024
@@ -1070,12 +1044,7 @@ fn a_release_cut_short_is_finished_by_the_next_gc_without_counting_twice() {
 
 /// Every manifest segment stored.
 fn segments_of_any(store: &Store) -> usize {
-    store
-        .inner
-        .chunks()
-        .meta()
-        .scan_prefix(crate::meta::Cf::Manifests, &[], &[])
-        .count()
+    crate::meta::tables::manifests::all(store.inner.chunks().meta()).count()
 }
 
 // ---------------------------------------------------------------------------
@@ -1089,13 +1058,8 @@ fn compactable(store: &Store, compact_below: f64) -> Vec<u32> {
     let sizes = store.inner.chunks().pack_sizes().0;
     let open = store.inner.chunks().open_packs();
     let mut live: HashMap<u32, u64> = HashMap::new();
-    for kv in store
-        .inner
-        .chunks()
-        .meta()
-        .scan_prefix(crate::meta::Cf::Chunks, &[], &[])
-    {
-        let loc = crate::meta::records::decode_chunk_loc(&kv.unwrap().1).unwrap();
+    for e in crate::meta::tables::chunks::all(store.inner.chunks().meta()) {
+        let (_, loc) = e.unwrap();
         *live.entry(loc.pack).or_default() +=
             crate::pack::RECORD_HEADER_LEN as u64 + loc.stored_len as u64;
     }
@@ -1113,22 +1077,16 @@ fn compactable(store: &Store, compact_below: f64) -> Vec<u32> {
 }
 
 /// The index entries naming `pack`.
-fn entries_in(store: &Store, pack: u32) -> Vec<(Vec<u8>, Vec<u8>)> {
-    store
-        .inner
-        .chunks()
-        .meta()
-        .scan_prefix(crate::meta::Cf::Chunks, &[], &[])
-        .map(|kv| kv.unwrap())
-        .filter(|(_, v)| crate::meta::records::decode_chunk_loc(v).unwrap().pack == pack)
-        .map(|(k, v)| (k.to_vec(), v.to_vec()))
+fn entries_in(store: &Store, pack: u32) -> Vec<(crate::ChunkId, crate::pack::ChunkLoc)> {
+    crate::meta::tables::chunks::all(store.inner.chunks().meta())
+        .map(|e| e.unwrap())
+        .filter(|(_, loc)| loc.pack == pack)
         .collect()
 }
 
 /// Flips a byte in the payload of the first live record of `pack`.
 fn damage_a_record(store: &Store, pack: u32) {
-    let (_, v) = entries_in(store, pack).into_iter().next().unwrap();
-    let loc = crate::meta::records::decode_chunk_loc(&v).unwrap();
+    let (_, loc) = entries_in(store, pack).into_iter().next().unwrap();
     let path = store
         .path()
         .join("packs")
@@ -1201,23 +1159,16 @@ fn a_pack_with_an_unreadable_record_is_skipped_and_the_others_compacted() {
     assert_eq!(compactable(&store, 0.6), vec![bad]);
 
     // Everything not in the damaged pack reads back.
-    let damaged: HashSet<Vec<u8>> = bad_entries.into_iter().map(|(k, _)| k).collect();
+    let damaged: HashSet<crate::ChunkId> = bad_entries.into_iter().map(|(k, _)| k).collect();
     for (id, d) in kept.iter().chain(&kept2) {
         match read(&store, id) {
             Ok(back) => assert!(back == *d, "blob {id} reads back different bytes"),
             Err(e) => {
                 let m = store.blob_record(id).unwrap().unwrap().manifest;
-                let uses_bad = store
-                    .inner
-                    .chunks()
-                    .meta()
-                    .scan_prefix(
-                        crate::meta::Cf::Manifests,
-                        &m.to_be_bytes(),
-                        &m.to_be_bytes(),
-                    )
-                    .flat_map(|kv| crate::meta::records::decode_segment(&kv.unwrap().1).unwrap())
-                    .any(|e| damaged.contains(e.id.as_bytes().as_slice()));
+                let uses_bad =
+                    crate::meta::tables::manifests::segments(store.inner.chunks().meta(), m, None)
+                        .flat_map(|seg| seg.unwrap().entries.unwrap())
+                        .any(|e| damaged.contains(&e.id));
                 assert!(uses_bad, "blob {id} is unreadable: {e}");
             }
         }

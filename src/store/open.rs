@@ -11,10 +11,9 @@ use crate::blob::{Config, Core, Pool};
 use crate::chunk::{chain_root, Chunks};
 use crate::chunking::CdcParams;
 use crate::error::{Error, Result};
-use crate::id::{ChunkId, Hash32};
-use crate::meta::records;
-use crate::meta::tables::singletons;
-use crate::meta::{Batch, Cf, Meta};
+use crate::id::ChunkId;
+use crate::meta::tables::{chunks, singletons};
+use crate::meta::{Batch, Meta};
 use crate::pack::{ChunkLoc, PackReader, PackWriter};
 
 use super::recovery::{recover_packs, resume_lane};
@@ -108,11 +107,9 @@ fn migrate_heights(meta: &Meta) -> Result<()> {
         return Ok(());
     }
     let mut roots: HashMap<ChunkId, ChunkLoc> = HashMap::new();
-    for kv in meta.scan_prefix(Cf::Chunks, &[], &[]) {
-        let (k, v) = kv?;
-        let id = Hash32::from_slice(&k)
-            .ok_or_else(|| Error::corrupt("chunks column family", "key of the wrong length"))?;
-        if records::decode_chunk_loc(&v)?.base.is_none() {
+    for e in chunks::all(meta) {
+        let (id, loc) = e?;
+        if loc.base.is_none() {
             continue;
         }
         if let Some((root, loc, depth)) = chain_root(meta, &id)? {
@@ -122,7 +119,7 @@ fn migrate_heights(meta: &Meta) -> Result<()> {
     }
     let mut batch = Batch::default();
     for (root, loc) in &roots {
-        crate::meta::tables::chunks::put(&mut batch, root, loc);
+        chunks::put(&mut batch, root, loc);
     }
     singletons::mark_heights_built(&mut batch);
     meta.commit(batch, true)

@@ -21,11 +21,10 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::error::Result;
-use crate::id::Hash32;
-use crate::meta::keys::{self, refs as tag};
-use crate::meta::records;
-use crate::meta::registry_records::{ArtifactBody, ArtifactRecord, VersionRecord};
-use crate::meta::{Cf, Pair, Snapshot};
+use crate::meta::tables::references::{self, Found, Source};
+use crate::meta::tables::refs::{self, Count, Stored};
+use crate::meta::tables::{blobs, chunks, gc_queue, manifests, uploads, IdOrKey};
+use crate::meta::Snapshot;
 
 use super::{pause, problem, Problem};
 
@@ -53,114 +52,91 @@ impl Default for Budgets {
     }
 }
 
-/// The bucket of a 32-byte id.
-fn bucket(id: &[u8]) -> usize {
+/// The bucket of a count, by its id.
+fn bucket(c: &Count) -> usize {
+    let id = c.id();
     usize::from(u16::from_be_bytes([id[0], id[1]]))
 }
 
-/// An id as problem reports show it (hex).
-fn show_id(id: &[u8]) -> String {
-    Hash32::from_slice(id).map_or_else(|| hex::encode(id), |h| h.to_string())
-}
-
-/// What a `refs` key names, for problem reports.
-fn describe(k: &[u8]) -> String {
-    let id = show_id(&k[1..]);
-    match k[0] {
-        tag::CHUNK => format!("chunk {id}"),
-        tag::BLOB => format!("blob {id}"),
-        _ => format!("hold on blob {id}"),
+/// What a count counts, for problem reports.
+fn describe(c: Count) -> String {
+    match c {
+        Count::Chunk(id) => format!("chunk {id}"),
+        Count::Blob(id) => format!("blob {id}"),
+        Count::Hold(id) => format!("hold on blob {id}"),
     }
 }
 
-/// Calls `f` with the `refs` key of every reference the snapshot's records
-/// make, once per reference, that `want(bucket)` accepts. Records that do
-/// not decode add nothing (the other checks report them; the counts they
-/// would have added then show up as differences); undecodable artifacts are
-/// passed to `bad`, as no other check reads them.
+/// Calls `f` with every reference the snapshot's records make, once per
+/// reference, that `want(bucket)` accepts. Records that do not decode add
+/// nothing (the other checks report them; the counts they would have added
+/// then show up as differences); undecodable artifacts are passed to `bad`,
+/// as no other check reads them.
 fn references(
     snap: &Snapshot,
     dir: &std::path::Path,
     want: &dyn Fn(usize) -> bool,
-    f: &mut dyn FnMut(&[u8; 33]),
+    f: &mut dyn FnMut(Count),
     bad: &mut dyn FnMut(Problem),
 ) -> Result<()> {
-    let mut add = |t: u8, id: &[u8; 32]| {
-        if want(bucket(id)) {
-            f(&keys::count(t, id));
-        }
-    };
-    for kv in snap.scan_prefix(Cf::Manifests, &[], &[]) {
-        let (_, v) = kv?;
-        if let Ok(seg) = records::decode_segment(&v) {
-            seg.iter().for_each(|e| add(tag::CHUNK, e.id.as_bytes()));
-        }
-    }
-    pause::at(dir, pause::Stage::Refs);
-    // A delta record references its base chunk.
-    for kv in snap.scan_prefix(Cf::Chunks, &[], &[]) {
-        let (_, v) = kv?;
-        if let Ok(loc) = records::decode_chunk_loc(&v) {
-            if let Some(base) = loc.base {
-                add(tag::CHUNK, base.as_bytes());
-            }
-        }
-    }
-    for kv in snap.scan_prefix(Cf::Versions, &[], &[]) {
-        let (_, v) = kv?;
-        if let Ok(vr) = records::decode_postcard::<VersionRecord>("version record", &v) {
-            vr.files
-                .iter()
-                .for_each(|f| add(tag::BLOB, f.blob.as_bytes()));
-        }
-    }
-    for kv in snap.scan_prefix(Cf::Artifacts, &[], &[]) {
-        let (k, v) = kv?;
-        match records::decode_postcard::<ArtifactRecord>("artifact", &v) {
-            Ok(a) => {
-                if let ArtifactBody::Blob { blob, .. } = a.body {
-                    add(tag::BLOB, blob.as_bytes());
+    references::walk(snap, &mut |found| {
+        match found {
+            Found::Reference(c) => {
+                if want(bucket(&c)) {
+                    f(c);
                 }
             }
-            Err(e) => bad(problem("artifact-corrupt", hex::encode(&k), e.to_string())),
+            Found::SegmentsDone => pause::at(dir, pause::Stage::Refs),
+            Found::Undecodable {
+                source: Source::Artifact,
+                key,
+                error,
+            } => bad(problem(
+                "artifact-corrupt",
+                key.to_string(),
+                error.to_string(),
+            )),
+            Found::Segment(_) | Found::Undecodable { .. } => {}
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
-/// Calls `f` with every chunk or blob count in `refs` (key, count) whose
+/// Calls `f` with every chunk or blob count in `refs` (count, value) whose
 /// bucket `want` accepts; malformed keys and values go to `bad` (when
 /// `report` is set: the first pass reports, later passes skip them).
 fn counts(
     snap: &Snapshot,
     want: &dyn Fn(usize) -> bool,
     report: bool,
-    f: &mut dyn FnMut(&[u8], u64),
+    f: &mut dyn FnMut(Count, u64),
     bad: &mut dyn FnMut(Problem),
 ) -> Result<()> {
-    for kv in snap.scan_prefix(Cf::Refs, &[], &[]) {
-        let (k, v) = kv?;
-        if k.len() != 33 || ![tag::CHUNK, tag::BLOB, tag::HOLD].contains(&k[0]) {
-            if report {
-                bad(problem(
-                    "refs-key-corrupt",
-                    hex::encode(&k),
-                    "not a tag (c, b or h) and a 32-byte id",
-                ));
+    for stored in refs::all(snap) {
+        let (c, n) = match stored? {
+            Stored::Malformed(key) => {
+                if report {
+                    bad(problem(
+                        "refs-key-corrupt",
+                        key.to_string(),
+                        "not a tag (c, b or h) and a 32-byte id",
+                    ));
+                }
+                continue;
             }
-            continue;
-        }
-        let n = match records::decode_count(&v) {
+            Stored::Count(c, n) => (c, n),
+        };
+        let n = match n {
             Ok(n) => n,
             Err(e) => {
                 if report {
-                    bad(problem("refs-value-corrupt", describe(&k), e.to_string()));
+                    bad(problem("refs-value-corrupt", describe(c), e.to_string()));
                 }
                 continue;
             }
         };
-        if k[0] != tag::HOLD && want(bucket(&k[1..])) {
-            f(&k, n);
+        if !matches!(c, Count::Hold(_)) && want(bucket(&c)) {
+            f(c, n);
         }
     }
     Ok(())
@@ -178,8 +154,8 @@ impl Fingerprint {
         Fingerprint(key)
     }
 
-    fn of(&self, k: &[u8]) -> u128 {
-        let h = blake3::keyed_hash(&self.0, k);
+    fn of(&self, c: Count) -> u128 {
+        let h = blake3::keyed_hash(&self.0, &c.key());
         u128::from_le_bytes(h.as_bytes()[..16].try_into().expect("16 bytes"))
     }
 }
@@ -201,16 +177,12 @@ pub(crate) fn check(
 
 /// Every `gc` key is a chunk candidate or a dead manifest marker.
 fn check_gc_keys(snap: &Snapshot, out: &mut Vec<Problem>) -> Result<()> {
-    for kv in snap.scan_prefix(Cf::Gc, &[], &[]) {
-        let (k, _) = kv?;
-        match (k.first(), k.len()) {
-            (Some(&keys::gc::CHUNK), 33) | (Some(&keys::gc::MANIFEST), 9) => {}
-            _ => out.push(problem(
-                "key-corrupt",
-                format!("gc key {}", hex::encode(&k)),
-                "neither a chunk candidate nor a dead manifest marker",
-            )),
-        }
+    for key in gc_queue::malformed(snap) {
+        out.push(problem(
+            "key-corrupt",
+            format!("gc key {}", key?),
+            "neither a chunk candidate nor a dead manifest marker",
+        ));
     }
     Ok(())
 }
@@ -232,9 +204,9 @@ fn check_counts(
         snap,
         dir,
         &all,
-        &mut |k| {
-            let b = bucket(&k[1..]);
-            want[b] = want[b].wrapping_add(fp.of(k));
+        &mut |c| {
+            let b = bucket(&c);
+            want[b] = want[b].wrapping_add(fp.of(c));
             size[b] += 1;
         },
         &mut |p| out.push(p),
@@ -243,9 +215,9 @@ fn check_counts(
         snap,
         &all,
         true,
-        &mut |k, n| {
-            let b = bucket(&k[1..]);
-            have[b] = have[b].wrapping_add(fp.of(k).wrapping_mul(u128::from(n)));
+        &mut |c, n| {
+            let b = bucket(&c);
+            have[b] = have[b].wrapping_add(fp.of(c).wrapping_mul(u128::from(n)));
             size[b] += 1;
         },
         &mut |p| out.push(p),
@@ -264,31 +236,28 @@ fn check_counts(
             at += 1;
         }
         let chosen = |b: usize| chosen[b];
-        // Key → (references made, count stored).
-        let mut exact: HashMap<[u8; 33], (u64, u64)> = HashMap::new();
+        // Count → (references made, count stored).
+        let mut exact: HashMap<Count, (u64, u64)> = HashMap::new();
         references(
             snap,
             std::path::Path::new(""),
             &chosen,
-            &mut |k| exact.entry(*k).or_default().0 += 1,
+            &mut |c| exact.entry(c).or_default().0 += 1,
             &mut |_| {},
         )?;
         counts(
             snap,
             &chosen,
             false,
-            &mut |k, n| {
-                let k: [u8; 33] = k.try_into().expect("33-byte key");
-                exact.entry(k).or_default().1 = n;
-            },
+            &mut |c, n| exact.entry(c).or_default().1 = n,
             &mut |_| {},
         )?;
         let mut wrong: Vec<_> = exact.into_iter().filter(|(_, (w, h))| w != h).collect();
         wrong.sort_unstable();
-        for (k, (w, h)) in wrong {
+        for (c, (w, h)) in wrong {
             out.push(problem(
                 "refcount",
-                describe(&k),
+                describe(c),
                 format!("count is {h}, the records reference it {w} times"),
             ));
         }
@@ -296,69 +265,33 @@ fn check_counts(
     Ok(())
 }
 
-/// Walks one id-ordered scan of keys `prefix ‖ id` alongside another
-/// id-ordered scan: [`Cursor::find`] must be asked ids in ascending order.
-struct Cursor<'s> {
-    it: std::iter::Peekable<Box<dyn Iterator<Item = Result<Pair>> + 's>>,
-    skip: usize,
-}
-
-impl<'s> Cursor<'s> {
-    fn new(snap: &'s Snapshot, cf: Cf, prefix: &[u8]) -> Self {
-        let it: Box<dyn Iterator<Item = Result<Pair>> + 's> =
-            Box::new(snap.scan_prefix(cf, prefix, prefix));
-        Cursor {
-            it: it.peekable(),
-            skip: prefix.len(),
-        }
-    }
-
-    /// The value stored for `id`, if any.
-    fn find(&mut self, id: &[u8]) -> Result<Option<Box<[u8]>>> {
-        while let Some(head) = self.it.peek() {
-            let Ok((k, _)) = head else {
-                return Err(self.it.next().expect("peeked").expect_err("an error"));
-            };
-            match k[self.skip..].cmp(id) {
-                std::cmp::Ordering::Less => {
-                    self.it.next();
-                }
-                std::cmp::Ordering::Equal => {
-                    let (_, v) = self.it.next().expect("peeked")?;
-                    return Ok(Some(v));
-                }
-                std::cmp::Ordering::Greater => return Ok(None),
-            }
-        }
-        Ok(None)
-    }
-}
-
-/// A count found by a [`Cursor`]; an undecodable one (reported with the
+/// A count found by a cursor; an undecodable one (reported with the
 /// counts) is taken as non-zero, so it is not reported a second time here.
-fn count_of(v: Option<Box<[u8]>>) -> u64 {
-    v.map_or(0, |v| records::decode_count(&v).unwrap_or(1))
+fn count_of(v: Option<Result<u64>>) -> u64 {
+    v.map_or(0, |n| n.unwrap_or(1))
 }
 
 /// Every blob is kept by a reference or a hold.
 fn check_kept_blobs(snap: &Snapshot, out: &mut Vec<Problem>) -> Result<()> {
-    let mut referenced = Cursor::new(snap, Cf::Refs, &[tag::BLOB]);
-    let mut held = Cursor::new(snap, Cf::Refs, &[tag::HOLD]);
-    for kv in snap.scan_prefix(Cf::Blobs, &[], &[]) {
-        let (k, _) = kv?;
-        if k.len() != 32 {
-            out.push(problem(
-                "blob-key-corrupt",
-                hex::encode(&k),
-                "not a 32-byte blob id",
-            ));
-            continue;
-        }
-        let kept = count_of(referenced.find(&k)?).saturating_add(count_of(held.find(&k)?));
+    let mut referenced = refs::blob_counts(snap);
+    let mut held = refs::hold_counts(snap);
+    for e in blobs::entries(snap) {
+        let id = match e?.0 {
+            Ok(id) => id,
+            Err(key) => {
+                out.push(problem(
+                    "blob-key-corrupt",
+                    key.to_string(),
+                    "not a 32-byte blob id",
+                ));
+                continue;
+            }
+        };
+        let kept = count_of(referenced.find(&id.0)?).saturating_add(count_of(held.find(&id.0)?));
         if kept == 0 {
             out.push(problem(
                 "refcount",
-                format!("blob {}", show_id(&k)),
+                format!("blob {id}"),
                 "stored, but nothing references or holds it",
             ));
         }
@@ -368,14 +301,17 @@ fn check_kept_blobs(snap: &Snapshot, out: &mut Vec<Problem>) -> Result<()> {
 
 /// An indexed chunk nothing references must be queued for collection.
 fn check_leaked_chunks(snap: &Snapshot, out: &mut Vec<Problem>) -> Result<()> {
-    let mut referenced = Cursor::new(snap, Cf::Refs, &[tag::CHUNK]);
-    let mut candidate = Cursor::new(snap, Cf::Gc, &[keys::gc::CHUNK]);
-    for kv in snap.scan_prefix(Cf::Chunks, &[], &[]) {
-        let (k, _) = kv?;
-        if count_of(referenced.find(&k)?) == 0 && candidate.find(&k)?.is_none() {
+    let mut referenced = refs::chunk_counts(snap);
+    let mut candidate = gc_queue::candidates(snap);
+    for e in chunks::entries(snap) {
+        // A malformed key fails the chunk checks; a value is not read here.
+        let Ok(id) = e?.0 else {
+            continue;
+        };
+        if count_of(referenced.find(&id)?) == 0 && candidate.find(&id)?.is_none() {
             out.push(problem(
                 "chunk-leaked",
-                format!("chunk {}", show_id(&k)),
+                format!("chunk {id}"),
                 "indexed, unreferenced, and not a collection candidate",
             ));
         }
@@ -383,32 +319,34 @@ fn check_leaked_chunks(snap: &Snapshot, out: &mut Vec<Problem>) -> Result<()> {
     Ok(())
 }
 
-/// Manifest ids, ascending and distinct, from a scan of keys up to `last`
-/// (in byte order); `id` parses a key (`None`: malformed, reported).
+/// Manifest ids, ascending and distinct, from a scan of one table's keys
+/// over a range of ids (malformed keys are reported).
 struct Ids<'s> {
-    it: Box<dyn Iterator<Item = Result<Pair>> + 's>,
-    last: Vec<u8>,
-    id: fn(&[u8]) -> Option<u64>,
+    it: Box<dyn Iterator<Item = Result<IdOrKey>> + 's>,
     what: &'static str,
     prev: Option<u64>,
 }
 
-impl Ids<'_> {
+impl<'s> Ids<'s> {
+    fn new(it: impl Iterator<Item = Result<IdOrKey>> + 's, what: &'static str) -> Self {
+        Ids {
+            it: Box::new(it),
+            what,
+            prev: None,
+        }
+    }
+
     fn next(&mut self, out: &mut Vec<Problem>) -> Result<Option<u64>> {
-        for kv in self.it.by_ref() {
-            let (k, _) = kv?;
-            if k[..] > self.last[..] {
-                return Ok(None);
-            }
-            match (self.id)(&k) {
-                Some(m) if Some(m) == self.prev => {}
-                Some(m) => {
+        for id in self.it.by_ref() {
+            match id? {
+                Ok(m) if Some(m) == self.prev => {}
+                Ok(m) => {
                     self.prev = Some(m);
                     return Ok(Some(m));
                 }
-                None => out.push(problem(
+                Err(key) => out.push(problem(
                     "key-corrupt",
-                    format!("{} key {}", self.what, hex::encode(&k)),
+                    format!("{} key {key}", self.what),
                     "malformed key",
                 )),
             }
@@ -429,9 +367,8 @@ fn check_owners(snap: &Snapshot, budgets: Budgets, out: &mut Vec<Problem>) -> Re
         // largest, so at the end the map is exact for [lo, its largest].
         let mut named: BTreeMap<u64, u64> = BTreeMap::new();
         let mut full = false;
-        for kv in snap.scan_prefix(Cf::Blobs, &[], &[]) {
-            let (_, v) = kv?;
-            let Ok(rec) = records::decode_blob(&v) else {
+        for e in blobs::entries(snap) {
+            let Ok(rec) = e?.1 else {
                 continue; // reported by the blob checks
             };
             let m = rec.manifest;
@@ -472,27 +409,9 @@ fn owners_in(
     named: &BTreeMap<u64, u64>,
     out: &mut Vec<Problem>,
 ) -> Result<()> {
-    let mut uploads = Ids {
-        it: Box::new(snap.scan_prefix(Cf::Uploads, &[], &keys::upload(lo))),
-        last: keys::upload(hi).to_vec(),
-        id: keys::parse_u64,
-        what: "uploads",
-        prev: None,
-    };
-    let mut dead = Ids {
-        it: Box::new(snap.scan_prefix(Cf::Gc, &[keys::gc::MANIFEST], &keys::gc_manifest(lo))),
-        last: keys::gc_manifest(hi).to_vec(),
-        id: |k| keys::parse_u64(&k[1..]),
-        what: "gc",
-        prev: None,
-    };
-    let mut segments = Ids {
-        it: Box::new(snap.scan_prefix(Cf::Manifests, &[], &keys::segment(lo, 0))),
-        last: keys::segment(hi, u64::MAX).to_vec(),
-        id: |k| keys::parse_segment(k).map(|(m, _)| m),
-        what: "manifests",
-        prev: None,
-    };
+    let mut uploads = Ids::new(uploads::ids_in(snap, lo, hi), "uploads");
+    let mut dead = Ids::new(gc_queue::manifests_in(snap, lo, hi), "gc");
+    let mut segments = Ids::new(manifests::ids_in(snap, lo, hi), "manifests");
     let mut blobs = named.iter().map(|(&m, &n)| (m, n));
     let mut b = blobs.next();
     let mut u = uploads.next(out)?;

@@ -285,8 +285,9 @@ fn problems_with_any_budget(store: &Store) -> Vec<(String, String)> {
 /// is wrong, whatever the memory budgets.
 #[test]
 fn broken_counts_and_ownership_are_found_whatever_the_budgets() {
-    use crate::meta::keys::{self, refs as tag};
-    use crate::meta::{records, Batch, Cf};
+    use crate::meta::tables::refs::{self, Count, Stored};
+    use crate::meta::tables::{blobs, chunks, uploads};
+    use crate::meta::Batch;
     let dir = tempfile::tempdir().unwrap();
     let store = populated(dir.path());
     // An upload session that owns a manifest with segments.
@@ -296,81 +297,75 @@ fn broken_counts_and_ownership_are_found_whatever_the_budgets() {
     assert!(problems_with_any_budget(&store).is_empty());
 
     let meta = store.inner.chunks().meta();
-    let scan = |cf: Cf, prefix: &[u8]| -> Vec<(Vec<u8>, Vec<u8>)> {
-        meta.scan_prefix(cf, prefix, prefix)
-            .map(|kv| {
-                let (k, v) = kv.unwrap();
-                (k.to_vec(), v.to_vec())
+    // The stored counts of one kind, in key order.
+    let counts = |blob: bool| -> Vec<(Count, u64)> {
+        refs::all(meta)
+            .filter_map(|s| match s.unwrap() {
+                Stored::Count(c @ Count::Chunk(_), n) if !blob => Some((c, n.unwrap())),
+                Stored::Count(c @ Count::Blob(_), n) if blob => Some((c, n.unwrap())),
+                _ => None,
             })
             .collect()
     };
-    let count = |v: &[u8]| records::decode_count(v).unwrap();
-    let chunk_counts = scan(Cf::Refs, &[tag::CHUNK]);
-    let id_of = |k: &[u8]| crate::Hash32::from_slice(&k[1..]).unwrap().to_string();
+    let chunk_counts = counts(false);
+    let id_of = |c: &Count| crate::Hash32(*c.id()).to_string();
     // Each case: the writes that break the store, and a (kind, object) it must report.
     let mut cases: Vec<(&str, Batch, Batch, (String, String))> = Vec::new();
 
     // A count one too high.
-    let (k, v) = &chunk_counts[0];
+    let (k, v) = chunk_counts[0];
     let mut bad = Batch::default();
-    bad.put(
-        Cf::Refs,
-        k.clone(),
-        records::encode_count(count(v) + 1).to_vec(),
-    );
+    refs::put(&mut bad, k, v + 1);
     let mut undo = Batch::default();
-    undo.put(Cf::Refs, k.clone(), v.clone());
+    refs::put(&mut undo, k, v);
     cases.push((
         "count +1",
         bad,
         undo,
-        ("refcount".into(), format!("chunk {}", id_of(k))),
+        ("refcount".into(), format!("chunk {}", id_of(&k))),
     ));
 
     // Two counts swapped: the sums stay equal, the fingerprints do not.
-    let (k1, v1) = chunk_counts.iter().find(|(_, v)| count(v) > 1).unwrap();
-    let (k2, v2) = chunk_counts.iter().find(|(_, v)| count(v) == 1).unwrap();
+    let (k1, v1) = *chunk_counts.iter().find(|(_, v)| *v > 1).unwrap();
+    let (k2, v2) = *chunk_counts.iter().find(|(_, v)| *v == 1).unwrap();
     let mut bad = Batch::default();
-    bad.put(Cf::Refs, k1.clone(), v2.clone());
-    bad.put(Cf::Refs, k2.clone(), v1.clone());
+    refs::put(&mut bad, k1, v2);
+    refs::put(&mut bad, k2, v1);
     let mut undo = Batch::default();
-    undo.put(Cf::Refs, k1.clone(), v1.clone());
-    undo.put(Cf::Refs, k2.clone(), v2.clone());
+    refs::put(&mut undo, k1, v1);
+    refs::put(&mut undo, k2, v2);
     cases.push((
         "swapped",
         bad,
         undo,
-        ("refcount".into(), format!("chunk {}", id_of(k2))),
+        ("refcount".into(), format!("chunk {}", id_of(&k2))),
     ));
 
     // One reference moved to an id in the same bucket: the bucket's count
     // total is unchanged, its fingerprint is not.
-    let (k, v) = chunk_counts.iter().find(|(_, v)| count(v) > 1).unwrap();
-    let mut near = k.clone();
-    near[32] ^= 0xff;
+    let (k, v) = *chunk_counts.iter().find(|(_, v)| *v > 1).unwrap();
+    let mut near = *k.id();
+    near[31] ^= 0xff;
+    let near = Count::Chunk(crate::Hash32(near));
     let mut bad = Batch::default();
-    bad.put(
-        Cf::Refs,
-        k.clone(),
-        records::encode_count(count(v) - 1).to_vec(),
-    );
-    bad.put(Cf::Refs, near.clone(), records::encode_count(1).to_vec());
+    refs::put(&mut bad, k, v - 1);
+    refs::put(&mut bad, near, 1);
     let mut undo = Batch::default();
-    undo.put(Cf::Refs, k.clone(), v.clone());
-    undo.delete(Cf::Refs, near.clone());
+    refs::put(&mut undo, k, v);
+    refs::delete(&mut undo, near);
     cases.push((
         "moved within a bucket",
         bad,
         undo,
-        ("refcount".into(), format!("chunk {}", id_of(k))),
+        ("refcount".into(), format!("chunk {}", id_of(&k))),
     ));
 
     // A blob's reference count lost: wrong, and the blob is kept by nothing.
-    let (bk, bv) = scan(Cf::Refs, &[tag::BLOB]).remove(0);
+    let (bk, bv) = counts(true).remove(0);
     let mut bad = Batch::default();
-    bad.delete(Cf::Refs, bk.clone());
+    refs::delete(&mut bad, bk);
     let mut undo = Batch::default();
-    undo.put(Cf::Refs, bk.clone(), bv.clone());
+    refs::put(&mut undo, bk, bv);
     cases.push((
         "blob count lost",
         bad,
@@ -379,11 +374,11 @@ fn broken_counts_and_ownership_are_found_whatever_the_budgets() {
     ));
 
     // A count for a chunk that nothing references (and that does not exist).
-    let ghost = keys::count(tag::CHUNK, &[0xab; 32]);
+    let ghost = Count::Chunk(crate::Hash32([0xab; 32]));
     let mut bad = Batch::default();
-    bad.put(Cf::Refs, ghost.to_vec(), records::encode_count(5).to_vec());
+    refs::put(&mut bad, ghost, 5);
     let mut undo = Batch::default();
-    undo.delete(Cf::Refs, ghost.to_vec());
+    refs::delete(&mut undo, ghost);
     cases.push((
         "ghost count",
         bad,
@@ -393,13 +388,9 @@ fn broken_counts_and_ownership_are_found_whatever_the_budgets() {
 
     // A malformed `refs` key.
     let mut bad = Batch::default();
-    bad.put(
-        Cf::Refs,
-        b"c-short".to_vec(),
-        records::encode_count(1).to_vec(),
-    );
+    refs::damage::put_raw(&mut bad, b"c-short", 1);
     let mut undo = Batch::default();
-    undo.delete(Cf::Refs, b"c-short".to_vec());
+    refs::damage::delete_raw(&mut undo, b"c-short");
     cases.push((
         "bad key",
         bad,
@@ -408,30 +399,28 @@ fn broken_counts_and_ownership_are_found_whatever_the_budgets() {
     ));
 
     // An indexed chunk that nothing references and that is no candidate.
-    let (_, cv) = scan(Cf::Chunks, &[]).remove(0);
-    let leaked = [0x01u8; 32];
+    let (_, loc) = chunks::all(meta).next().unwrap().unwrap();
+    let leaked = crate::Hash32([0x01u8; 32]);
     let mut bad = Batch::default();
-    bad.put(Cf::Chunks, leaked.to_vec(), cv.clone());
+    chunks::put(&mut bad, &leaked, &loc);
     let mut undo = Batch::default();
-    undo.delete(Cf::Chunks, leaked.to_vec());
+    chunks::delete(&mut undo, &leaked);
     cases.push((
         "leaked",
         bad,
         undo,
-        (
-            "chunk-leaked".into(),
-            format!("chunk {}", crate::Hash32(leaked)),
-        ),
+        ("chunk-leaked".into(), format!("chunk {leaked}")),
     ));
 
     // A second blob record naming a blob's manifest.
-    let (_, blob_rec) = scan(Cf::Blobs, &[]).remove(0);
-    let manifest = records::decode_blob(&blob_rec).unwrap().manifest;
-    let twin = [0x02u8; 32];
+    let (_, blob_rec) = blobs::entries(meta).next().unwrap().unwrap();
+    let blob_rec = blob_rec.unwrap();
+    let manifest = blob_rec.manifest;
+    let twin = crate::BlobId(crate::Hash32([0x02u8; 32]));
     let mut bad = Batch::default();
-    bad.put(Cf::Blobs, twin.to_vec(), blob_rec.clone());
+    blobs::put(&mut bad, &twin, &blob_rec);
     let mut undo = Batch::default();
-    undo.delete(Cf::Blobs, twin.to_vec());
+    blobs::delete(&mut undo, &twin);
     cases.push((
         "two owners",
         bad,
@@ -440,12 +429,11 @@ fn broken_counts_and_ownership_are_found_whatever_the_budgets() {
     ));
 
     // The upload session's record lost: its manifest's segments are orphans.
-    let (uk, uv) = scan(Cf::Uploads, &[]).remove(0);
-    let session = keys::parse_u64(&uk).unwrap();
+    let (session, rec) = uploads::all(meta).next().unwrap().unwrap();
     let mut bad = Batch::default();
-    bad.delete(Cf::Uploads, uk.clone());
+    uploads::delete(&mut bad, session);
     let mut undo = Batch::default();
-    undo.put(Cf::Uploads, uk.clone(), uv.clone());
+    uploads::put(&mut undo, session, &rec);
     cases.push((
         "orphan",
         bad,

@@ -2,9 +2,11 @@
 //! manifest id).
 
 use crate::error::Result;
-use crate::id::BlobId;
+use crate::id::{BlobId, Hash32};
 use crate::meta::records::{self, BlobRecord};
-use crate::meta::{Batch, Cf, Meta};
+use crate::meta::{Batch, Cf, Meta, Scan};
+
+use super::Entry;
 
 /// The record of blob `id`, if stored.
 pub(crate) fn get(meta: &Meta, id: &BlobId) -> Result<Option<BlobRecord>> {
@@ -28,4 +30,17 @@ pub(crate) fn put(batch: &mut Batch, id: &BlobId, rec: &BlobRecord) {
 /// Deletes the record of blob `id`.
 pub(crate) fn delete(batch: &mut Batch, id: &BlobId) {
     batch.delete(Cf::Blobs, id.as_bytes().to_vec());
+}
+
+/// Every blob record, in id order, key and value parsed apart (see
+/// [`Entry`]).
+pub(crate) fn entries<'s>(
+    r: &'s (impl Scan + ?Sized),
+) -> impl Iterator<Item = Result<Entry<BlobId, BlobRecord>>> + 's {
+    super::entries(
+        r,
+        Cf::Blobs,
+        |k| Hash32::from_slice(k).map(BlobId),
+        records::decode_blob,
+    )
 }

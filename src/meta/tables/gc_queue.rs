@@ -7,7 +7,10 @@
 
 use crate::error::{Error, Result};
 use crate::id::{ChunkId, Hash32};
-use crate::meta::{keys, Batch, Cf, Meta};
+use crate::meta::{keys, Batch, Cf, Meta, Scan};
+
+use super::refs::Cursor;
+use super::{IdOrKey, RawKey};
 
 fn bad_key() -> Error {
     Error::corrupt("gc column family", "key of the wrong length")
@@ -69,4 +72,50 @@ pub(crate) fn chunks<'m>(
         let (k, _) = kv?;
         Hash32::from_slice(&k[1..]).ok_or_else(bad_key)
     })
+}
+
+/// Every key of the queue that is neither a chunk candidate nor a dead
+/// manifest marker, in key order.
+pub(crate) fn malformed<'s>(
+    r: &'s (impl Scan + ?Sized),
+) -> impl Iterator<Item = Result<RawKey>> + 's {
+    r.scan_prefix(Cf::Gc, &[], &[]).filter_map(|kv| match kv {
+        Err(e) => Some(Err(e)),
+        Ok((k, _)) => match (k.first(), k.len()) {
+            (Some(&keys::gc::CHUNK), 33) | (Some(&keys::gc::MANIFEST), 9) => None,
+            _ => Some(Ok(RawKey::new(Cf::Gc, &k))),
+        },
+    })
+}
+
+/// The chunk candidates, for lookups in ascending id order alongside
+/// another id-ordered scan.
+pub(crate) fn candidates<'s>(r: &'s (impl Scan + ?Sized)) -> Cursor<'s, ()> {
+    Cursor::new(r, Cf::Gc, &[keys::gc::CHUNK], |_| ())
+}
+
+/// The dead manifests in `[lo, hi]`, ascending; a malformed manifest key in
+/// that range comes as its [`RawKey`].
+pub(crate) fn manifests_in<'s>(
+    r: &'s (impl Scan + ?Sized),
+    lo: u64,
+    hi: u64,
+) -> impl Iterator<Item = Result<IdOrKey>> + 's {
+    super::ids_in(
+        r,
+        Cf::Gc,
+        &[keys::gc::MANIFEST],
+        &keys::gc_manifest(lo),
+        keys::gc_manifest(hi).to_vec(),
+        |k| keys::parse_u64(&k[1..]),
+    )
+}
+
+/// Deletes every key of the queue (tests that make a store look like one
+/// written before reference counts).
+#[cfg(test)]
+pub(crate) fn clear(meta: &Meta, batch: &mut Batch) {
+    for kv in meta.scan_prefix(Cf::Gc, &[], &[]) {
+        batch.delete(Cf::Gc, kv.unwrap().0.to_vec());
+    }
 }

@@ -1,9 +1,11 @@
 //! The `packs` column family: pack id (u32 BE) → [`PackRecord`] (the
 //! committed length of its file).
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::meta::records::{self, PackRecord};
-use crate::meta::{keys, Batch, Cf, Meta};
+use crate::meta::{keys, Batch, Cf, Meta, Scan};
+
+use super::Entry;
 
 /// Writes the record of pack `id`.
 pub(crate) fn put(batch: &mut Batch, id: u32, rec: &PackRecord) {
@@ -19,12 +21,21 @@ pub(crate) fn delete(batch: &mut Batch, id: u32) {
     batch.delete(Cf::Packs, keys::pack(id).to_vec());
 }
 
-/// Every pack record, in pack id order.
+/// Whether pack `id` has a record.
+pub(crate) fn exists(meta: &Meta, id: u32) -> Result<bool> {
+    Ok(meta.get(Cf::Packs, &keys::pack(id))?.is_some())
+}
+
+/// Every pack record, in pack id order, key and value parsed apart (see
+/// [`Entry`]).
+pub(crate) fn entries<'s>(
+    r: &'s (impl Scan + ?Sized),
+) -> impl Iterator<Item = Result<Entry<u32, PackRecord>>> + 's {
+    super::entries(r, Cf::Packs, keys::parse_pack, records::decode_pack)
+}
+
+/// Every pack record, in pack id order; a malformed key or an undecodable
+/// value is an error.
 pub(crate) fn all(meta: &Meta) -> impl Iterator<Item = Result<(u32, PackRecord)>> + '_ {
-    meta.scan_prefix(Cf::Packs, &[], &[]).map(|kv| {
-        let (k, v) = kv?;
-        let id = keys::parse_pack(&k)
-            .ok_or_else(|| Error::corrupt("packs column family", "key of the wrong length"))?;
-        Ok((id, records::decode_pack(&v)?))
-    })
+    super::strict("packs column family", entries(meta))
 }

@@ -4,9 +4,9 @@
 
 use crate::error::{Error, Result};
 use crate::meta::records::{self, UploadRecord};
-use crate::meta::{keys, Batch, Cf, Meta};
+use crate::meta::{keys, Batch, Cf, Meta, Scan};
 
-use super::gc_queue;
+use super::{gc_queue, IdOrKey};
 
 /// Writes the session record of the upload whose manifest is `manifest`.
 pub(crate) fn put(batch: &mut Batch, manifest: u64, rec: &UploadRecord) {
@@ -48,10 +48,22 @@ pub(crate) fn all(meta: &Meta) -> impl Iterator<Item = Result<(u64, UploadRecord
 
 /// The highest manifest id that has a session record.
 pub(crate) fn last_id(meta: &Meta) -> Result<Option<u64>> {
-    meta.last_key(Cf::Uploads)?
-        .map(|k| {
-            keys::parse_u64(&k)
-                .ok_or_else(|| Error::corrupt("uploads column family", "key of the wrong length"))
-        })
-        .transpose()
+    super::last_id(meta, Cf::Uploads, "uploads column family", keys::parse_u64)
+}
+
+/// The manifest ids of the session records in `[lo, hi]`, ascending; a
+/// malformed key in that range comes as its [`RawKey`].
+pub(crate) fn ids_in<'s>(
+    r: &'s (impl Scan + ?Sized),
+    lo: u64,
+    hi: u64,
+) -> impl Iterator<Item = Result<IdOrKey>> + 's {
+    super::ids_in(
+        r,
+        Cf::Uploads,
+        &[],
+        &keys::upload(lo),
+        keys::upload(hi).to_vec(),
+        keys::parse_u64,
+    )
 }
