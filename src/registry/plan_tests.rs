@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::meta::Cf;
+use crate::meta::tables::{index, models};
 use crate::query::{self, Value};
 use crate::{Durability, EntityId, NewModel, Store};
 
@@ -14,12 +14,12 @@ const MODELS: usize = 400;
 /// found.
 fn run(store: &Store, q: &str) -> (BTreeSet<EntityId>, u64, u64) {
     let meta = store.inner.chunks().meta();
-    let (models, index) = (meta.reads(Cf::Models), meta.reads(Cf::Index));
+    let (models_before, index_before) = (models::reads(meta), index::reads(meta));
     let found = store.find_models(&query::parse(q).unwrap()).unwrap();
     (
         found.iter().map(|m| m.id).collect(),
-        meta.reads(Cf::Models) - models,
-        meta.reads(Cf::Index) - index,
+        models::reads(meta) - models_before,
+        index::reads(meta) - index_before,
     )
 }
 
