@@ -90,7 +90,7 @@ pub(crate) fn check_metadata_key(s: &str) -> Result<()> {
 }
 
 /// A registry record that is changed by read-modify-write: it knows its
-/// column family, the index keys it implies, and when it is frozen.
+/// table's accessors, the index keys it implies, and when it is frozen.
 pub(crate) trait Entity: Sized {
     /// Name used in errors (`experiment`, `model`).
     const KIND: &'static str;

@@ -182,7 +182,7 @@ impl Plan {
         experiments::delete(&mut self.batch, id);
         self.report.experiments.push(*id);
         if opts.with_models {
-            for m in index::created_by(meta, id)? {
+            for m in index::models_created_by_checked(meta, id)? {
                 self.model(meta, &m, opts.force)?;
             }
         }

@@ -13,12 +13,13 @@ use serde::Serialize;
 use super::common::{check_key, check_label, check_value, now_ms, update_entity, Entity};
 use crate::blob::Core;
 use crate::error::{Error, Result};
-use crate::meta::registry_index::{self as index_keys, tag, Key};
+use crate::meta::registry_index as index_keys;
 use crate::meta::registry_records::{
     Artifact, ArtifactBody, ArtifactRecord, ConsoleLine, ConsoleRecord, EntityId, Environment,
     ExperimentRecord, RunInfo, Status, Stream,
 };
-use crate::meta::tables::{artifacts, blobs, console, experiments, index, scalars};
+use crate::meta::tables::index::{self, ExperimentsBy};
+use crate::meta::tables::{artifacts, blobs, console, experiments, scalars};
 use crate::meta::{Batch, Meta};
 use crate::query::Value;
 
@@ -196,8 +197,7 @@ impl Core {
     ) -> Result<Experiment> {
         check_label("project", project, 256)?;
         check_label("experiment name", name, 256)?;
-        let prefix = Key::new(tag::EXP_NAME).str(project).str(name).done();
-        let id = index::ids_under(self.chunks().meta(), &prefix)?
+        let id = index::experiments_named(self.chunks().meta(), project, name)?
             .into_iter()
             .max()
             .ok_or_else(|| Error::not_found("experiment", format!("{project}/{name}")))?;
@@ -233,8 +233,7 @@ impl Experiment {
     pub fn info(&self) -> Result<ExperimentInfo> {
         let meta = self.store.chunks().meta();
         let r = load_experiment(meta, &self.id)?;
-        let created_models =
-            index::ids_under(meta, &Key::new(tag::EXP_CREATED).id(&self.id).done())?;
+        let created_models = index::models_created_by(meta, &self.id)?;
         Ok(ExperimentInfo {
             id: self.id,
             project: r.project,
@@ -586,14 +585,12 @@ impl ExperimentQuery {
             return Ok(Vec::new());
         }
         let meta = self.store.chunks().meta();
-        let prefix = if let Some(t) = &self.tag {
-            Some(Key::new(tag::EXP_TAG).str(t).done())
+        let by = if let Some(t) = &self.tag {
+            Some(ExperimentsBy::Tag(t))
         } else if let Some(s) = self.status {
-            Some(Key::new(tag::EXP_STATUS).bytes(&[s.code()]).done())
+            Some(ExperimentsBy::Status(s))
         } else {
-            self.project
-                .as_ref()
-                .map(|p| Key::new(tag::EXP_PROJECT).str(p).done())
+            self.project.as_deref().map(ExperimentsBy::Project)
         };
         let mut lower = self
             .from_ms
@@ -633,10 +630,9 @@ impl ExperimentQuery {
             }
             Ok(out.len() < self.limit)
         };
-        match prefix {
-            Some(prefix) => {
-                let start = [prefix.as_slice(), &lower.0].concat();
-                for id in index::ids_from(meta, &prefix, &start) {
+        match by {
+            Some(by) => {
+                for id in index::experiments_by(meta, &by, &lower) {
                     if !consider(id?)? {
                         break;
                     }

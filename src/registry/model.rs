@@ -24,7 +24,7 @@ use crate::formats::detect::{self, FileFormat, Framework};
 use crate::id::{BlobId, ChunkId};
 use crate::meta::names::{check_name, check_path};
 use crate::meta::records::{FileEntry, StatsRecord};
-use crate::meta::registry_index::{self as index_keys, tag, Key};
+use crate::meta::registry_index as index_keys;
 use crate::meta::registry_records::{EntityId, External, ModelRecord, VersionFile, VersionRecord};
 use crate::meta::tables::{blobs, index, models, versions};
 use crate::meta::{Batch, Meta};
@@ -395,13 +395,10 @@ impl Core {
     /// See [`crate::Store::model_by_name`].
     pub(crate) fn model_by_name(self: &Arc<Self>, name: &str) -> Result<Model> {
         check_name(name)?;
-        let id = index::ids_under(
-            self.chunks().meta(),
-            &Key::new(tag::MODEL_NAME).str(name).done(),
-        )?
-        .into_iter()
-        .max()
-        .ok_or_else(|| Error::not_found("model", name))?;
+        let id = index::models_named(self.chunks().meta(), name)?
+            .into_iter()
+            .max()
+            .ok_or_else(|| Error::not_found("model", name))?;
         Ok(Model {
             store: self.clone(),
             id,

@@ -1,6 +1,7 @@
 //! Model queries are answered from the indexes, not by a scan: the records
-//! a query loads are counted ([`crate::meta::Meta::reads`], test builds
-//! only) on a registry of a few hundred models.
+//! a query loads are counted (`models::reads` and `index::reads` of
+//! `crate::meta::tables`, test builds only) on a registry of a few hundred
+//! models.
 
 use std::collections::BTreeSet;
 

@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::id::BlobId;
 use crate::meta::keys::id_version;
 use crate::meta::registry_index::{diff, tag, trailing_id, url_key, Key};
-use crate::meta::registry_records::EntityId;
+use crate::meta::registry_records::{EntityId, Status};
 use crate::meta::{Batch, Cf, Meta, Pair, Scan};
 
 /// Puts and deletes the entries that turn the key set `old` into `new`.
@@ -46,7 +46,7 @@ pub(crate) fn delete_url(batch: &mut Batch, url: &str) {
 
 /// The ids of the entries under `prefix` from `start` on (the id is a
 /// key's last 16 bytes), in key order.
-pub(crate) fn ids_from<'m>(
+fn ids_from<'m>(
     meta: &'m Meta,
     prefix: &[u8],
     start: &[u8],
@@ -58,13 +58,55 @@ pub(crate) fn ids_from<'m>(
 }
 
 /// The ids of the entries under `prefix`, in key order.
-pub(crate) fn ids_under(meta: &Meta, prefix: &[u8]) -> Result<Vec<EntityId>> {
+fn ids_under(meta: &Meta, prefix: &[u8]) -> Result<Vec<EntityId>> {
     ids_from(meta, prefix, prefix).collect()
 }
 
-/// The models experiment `exp` created, by the id that follows the prefix
-/// in each entry (an error for an entry whose rest is not one id).
-pub(crate) fn created_by(meta: &Meta, exp: &EntityId) -> Result<Vec<EntityId>> {
+/// The models called `name`, ascending by id.
+pub(crate) fn models_named(meta: &Meta, name: &str) -> Result<Vec<EntityId>> {
+    ids_under(meta, &Key::new(tag::MODEL_NAME).str(name).done())
+}
+
+/// The experiments called `name` in `project`, ascending by id.
+pub(crate) fn experiments_named(meta: &Meta, project: &str, name: &str) -> Result<Vec<EntityId>> {
+    ids_under(meta, &Key::new(tag::EXP_NAME).str(project).str(name).done())
+}
+
+/// An experiment index that can drive a listing.
+pub(crate) enum ExperimentsBy<'a> {
+    /// The experiments with this tag.
+    Tag(&'a str),
+    /// The experiments in this status.
+    Status(Status),
+    /// The experiments of this project.
+    Project(&'a str),
+}
+
+/// The experiments `by` selects, from id `lower` on, ascending.
+pub(crate) fn experiments_by<'m>(
+    meta: &'m Meta,
+    by: &ExperimentsBy,
+    lower: &EntityId,
+) -> impl Iterator<Item = Result<EntityId>> + 'm {
+    let prefix = match by {
+        ExperimentsBy::Tag(t) => Key::new(tag::EXP_TAG).str(t),
+        ExperimentsBy::Status(s) => Key::new(tag::EXP_STATUS).bytes(&[s.code()]),
+        ExperimentsBy::Project(p) => Key::new(tag::EXP_PROJECT).str(p),
+    }
+    .done();
+    ids_from(meta, &prefix, &[prefix.as_slice(), &lower.0].concat())
+}
+
+/// The models experiment `exp` created (the id is each entry's last 16
+/// bytes).
+pub(crate) fn models_created_by(meta: &Meta, exp: &EntityId) -> Result<Vec<EntityId>> {
+    ids_under(meta, &Key::new(tag::EXP_CREATED).id(exp).done())
+}
+
+/// [`models_created_by`] for a deletion, stricter: an error for an entry
+/// whose rest after the prefix is not exactly one id, so that a damaged
+/// entry never has a model deleted by a misread id.
+pub(crate) fn models_created_by_checked(meta: &Meta, exp: &EntityId) -> Result<Vec<EntityId>> {
     let prefix = Key::new(tag::EXP_CREATED).id(exp).done();
     meta.scan_prefix(Cf::Index, &prefix, &prefix)
         .map(|kv| EntityId::try_from_slice(&kv?.0[prefix.len()..]))
