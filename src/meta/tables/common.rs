@@ -53,3 +53,26 @@ pub(super) fn past_id(id: &EntityId) -> Vec<u8> {
 pub(super) fn delete_rows_of(batch: &mut Batch, cf: Cf, id: &EntityId) {
     batch.delete_range(cf, id.0.to_vec(), past_id(id));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn past_id_is_the_first_key_after_the_rows_of_an_id() {
+        let mut id = [0u8; 16];
+        id[15] = 7;
+        let mut next = id;
+        next[15] = 8;
+        assert_eq!(past_id(&EntityId(id)), next.to_vec());
+        // A carry runs up through trailing 0xff bytes.
+        id[14..].copy_from_slice(&[3, 0xff]);
+        next[14..].copy_from_slice(&[4, 0]);
+        assert_eq!(past_id(&EntityId(id)), next.to_vec());
+        // The last id has no successor of 16 bytes: every key of its rows
+        // (the id, then at least one byte) sorts before 17 bytes of 0xff.
+        let last = EntityId([0xff; 16]);
+        assert_eq!(past_id(&last), vec![0xff; 17]);
+        assert!([&last.0[..], &[0xfe]].concat() < past_id(&last));
+    }
+}

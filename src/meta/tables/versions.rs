@@ -60,12 +60,13 @@ pub(crate) fn of<'m>(
     })
 }
 
+/// A stored version as read: its key, and its key's model id and version
+/// and its record, each decoded or not.
+pub(crate) type Entry = (RawKey, Result<(EntityId, u32)>, Result<VersionRecord>);
+
 /// Every stored version, in key order, with a key or record that does not
 /// decode given as a value (for checks that report it and go on).
-#[allow(clippy::type_complexity)]
-pub(crate) fn entries<S: Scan>(
-    s: &S,
-) -> impl Iterator<Item = Result<(RawKey, Result<(EntityId, u32)>, Result<VersionRecord>)>> + '_ {
+pub(crate) fn entries<S: Scan>(s: &S) -> impl Iterator<Item = Result<Entry>> + '_ {
     s.scan_prefix(Cf::Versions, &[], &[]).map(|kv| {
         let (k, v) = kv?;
         let id = id_version(&k, KEY);
@@ -83,4 +84,57 @@ pub(crate) fn all<S: Scan>(
         let (id, v) = id?;
         Ok((id, v, rec?))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meta::records::encode_postcard;
+
+    /// A row whose key or record does not decode comes back as a value
+    /// naming what is wrong, between the rows that decode; [`all`] stops
+    /// at it with the same error.
+    #[test]
+    fn rows_that_do_not_decode_come_back_as_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = Meta::open(dir.path(), true).unwrap();
+        let id = EntityId([1; 16]);
+        let rec = VersionRecord {
+            files: Vec::new(),
+            created_ms: 7,
+            experiment: None,
+        };
+        let mut b = Batch::default();
+        put(&mut b, &id, 1, &rec);
+        b.put(Cf::Versions, key(&id, 2), vec![0xff; 3]);
+        b.put(Cf::Versions, b"short".to_vec(), encode_postcard(&rec));
+        meta.commit(b, true).unwrap();
+
+        let rows: Vec<Entry> = entries(&meta).map(Result::unwrap).collect();
+        assert_eq!(rows.len(), 3);
+        let (k, good, r) = &rows[0];
+        assert_eq!(k.to_string(), hex::encode(key(&id, 1)));
+        assert_eq!(good.as_ref().unwrap(), &(id, 1));
+        assert_eq!(r.as_ref().unwrap(), &rec);
+        let (_, good, r) = &rows[1];
+        assert_eq!(good.as_ref().unwrap(), &(id, 2));
+        assert!(r
+            .as_ref()
+            .unwrap_err()
+            .to_string()
+            .contains("version record"));
+        let (k, bad, r) = &rows[2];
+        assert_eq!(k.to_string(), hex::encode(b"short"));
+        assert!(bad
+            .as_ref()
+            .unwrap_err()
+            .to_string()
+            .contains("versions key"));
+        assert_eq!(r.as_ref().unwrap(), &rec);
+
+        let mut typed = all(&meta);
+        assert_eq!(typed.next().unwrap().unwrap(), (id, 1, rec));
+        let err = typed.next().unwrap().unwrap_err().to_string();
+        assert!(err.contains("version record"), "{err}");
+    }
 }
