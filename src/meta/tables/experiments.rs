@@ -49,9 +49,9 @@ pub(crate) fn ids_from<'m>(
 }
 
 /// Every experiment, ascending by id.
-pub(crate) fn all<S: Scan>(
-    s: &S,
-) -> impl Iterator<Item = Result<(EntityId, ExperimentRecord)>> + '_ {
+pub(crate) fn all<'s>(
+    s: &'s (impl Scan + ?Sized),
+) -> impl Iterator<Item = Result<(EntityId, ExperimentRecord)>> + 's {
     s.scan_prefix(Cf::Experiments, &[], &[]).map(|kv| {
         let (k, v) = kv?;
         let id = EntityId::try_from_slice(&k)?;

@@ -151,7 +151,7 @@ pub(crate) fn scan_keys(
 
 /// Every entry (key and value), in key order: for the comparison with what
 /// the records imply.
-pub(crate) fn entries<S: Scan>(s: &S) -> impl Iterator<Item = Result<Pair>> + '_ {
+pub(crate) fn entries<'s>(s: &'s (impl Scan + ?Sized)) -> impl Iterator<Item = Result<Pair>> + 's {
     s.scan_prefix(Cf::Index, &[], &[])
 }
 

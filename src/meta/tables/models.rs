@@ -41,7 +41,9 @@ pub(crate) fn ids(meta: &Meta) -> impl Iterator<Item = Result<EntityId>> + '_ {
 }
 
 /// Every model, ascending by id.
-pub(crate) fn all<S: Scan>(s: &S) -> impl Iterator<Item = Result<(EntityId, ModelRecord)>> + '_ {
+pub(crate) fn all<'s>(
+    s: &'s (impl Scan + ?Sized),
+) -> impl Iterator<Item = Result<(EntityId, ModelRecord)>> + 's {
     s.scan_prefix(Cf::Models, &[], &[]).map(|kv| {
         let (k, v) = kv?;
         let id = EntityId::try_from_slice(&k)?;

@@ -66,19 +66,23 @@ pub(crate) type Entry = (RawKey, Result<(EntityId, u32)>, Result<VersionRecord>)
 
 /// Every stored version, in key order, with a key or record that does not
 /// decode given as a value (for checks that report it and go on).
-pub(crate) fn entries<S: Scan>(s: &S) -> impl Iterator<Item = Result<Entry>> + '_ {
+pub(crate) fn entries<'s>(s: &'s (impl Scan + ?Sized)) -> impl Iterator<Item = Result<Entry>> + 's {
     s.scan_prefix(Cf::Versions, &[], &[]).map(|kv| {
         let (k, v) = kv?;
         let id = id_version(&k, KEY);
-        Ok((RawKey(k), id, decode_postcard(RECORD, &v)))
+        Ok((
+            RawKey::new(Cf::Versions, &k),
+            id,
+            decode_postcard(RECORD, &v),
+        ))
     })
 }
 
 /// Every stored version, in key order; an error for a key or record that
 /// does not decode.
-pub(crate) fn all<S: Scan>(
-    s: &S,
-) -> impl Iterator<Item = Result<(EntityId, u32, VersionRecord)>> + '_ {
+pub(crate) fn all<'s>(
+    s: &'s (impl Scan + ?Sized),
+) -> impl Iterator<Item = Result<(EntityId, u32, VersionRecord)>> + 's {
     entries(s).map(|e| {
         let (_, id, rec) = e?;
         let (id, v) = id?;
