@@ -6,11 +6,17 @@ use crate::id::BlobId;
 use crate::meta::records::{self, BlobRecord};
 use crate::meta::{Batch, Cf, Meta};
 
-use super::Read;
-
 /// The record of blob `id`, if stored.
 pub(crate) fn get(meta: &Meta, id: &BlobId) -> Result<Option<BlobRecord>> {
     meta.with(Cf::Blobs, id.as_bytes(), records::decode_blob)
+}
+
+/// The record of blob `id` as of `r` (the database or a snapshot), if
+/// stored, with a record that does not decode given as a value (for checks
+/// that report it elsewhere and go on).
+pub(crate) fn get_at(r: &impl super::Read, id: &BlobId) -> Result<Option<Result<BlobRecord>>> {
+    Ok(r.get(Cf::Blobs, id.as_bytes())?
+        .map(|b| records::decode_blob(&b)))
 }
 
 /// Whether blob `id` has a record (without decoding it).
@@ -30,12 +36,4 @@ pub(crate) fn put(batch: &mut Batch, id: &BlobId, rec: &BlobRecord) {
 /// Deletes the record of blob `id`.
 pub(crate) fn delete(batch: &mut Batch, id: &BlobId) {
     batch.delete(Cf::Blobs, id.as_bytes().to_vec());
-}
-
-/// The record of blob `id` as of `r` (the database or a snapshot), if
-/// stored, with a record that does not decode given as a value (for checks
-/// that report it elsewhere and go on).
-pub(crate) fn get_at(r: &impl Read, id: &BlobId) -> Result<Option<Result<BlobRecord>>> {
-    Ok(r.get(Cf::Blobs, id.as_bytes())?
-        .map(|b| records::decode_blob(&b)))
 }
