@@ -22,8 +22,6 @@ pub(crate) mod singletons;
 pub(crate) mod uploads;
 pub(crate) mod versions;
 
-pub(crate) use raw_key::RawKey;
-
 use crate::error::Result;
 
 use super::{Cf, Meta, Snapshot};

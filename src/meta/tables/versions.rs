@@ -9,7 +9,7 @@ use crate::meta::registry_records::{EntityId, VersionRecord};
 use crate::meta::{Batch, Cf, Meta, Scan};
 
 use super::common::{get_postcard, put_postcard};
-use super::RawKey;
+use super::raw_key::RawKey;
 
 /// Names the record in decode errors.
 const RECORD: &str = "version record";
