@@ -13,9 +13,7 @@ use serde::Serialize;
 use crate::blob::Core;
 use crate::error::{Error, Result};
 use crate::id::{BlobId, ChunkId};
-use crate::meta::records;
 use crate::meta::tables::{blobs, chunks, manifests, packs};
-use crate::meta::Cf;
 use crate::pack::{pack_file_name, ChunkLoc};
 
 pub(crate) mod index;
@@ -317,37 +315,35 @@ impl Core {
 
         // Versions and artifacts: every blob they name exists with that size.
         let mut logical = 0u64;
-        for kv in snap.scan_prefix(Cf::Versions, &[], &[]) {
-            let (k, v) = kv?;
+        for entry in crate::meta::tables::versions::entries(&snap) {
+            let (key, id, vr) = entry?;
             r.versions += 1;
-            let name = match crate::meta::keys::id_version(&k, "versions key") {
+            let name = match id {
                 Ok((id, v)) => format!("model {id}@{v}"),
                 Err(e) => {
                     r.problems.push(problem(
                         "version-key-corrupt",
-                        hex::encode(&k),
+                        key.to_string(),
                         e.to_string(),
                     ));
                     continue;
                 }
             };
-            let vr: crate::meta::registry_records::VersionRecord =
-                match records::decode_postcard("version record", &v) {
-                    Ok(vr) => vr,
-                    Err(e) => {
-                        r.problems
-                            .push(problem("version-corrupt", name, e.to_string()));
-                        continue;
-                    }
-                };
+            let vr = match vr {
+                Ok(vr) => vr,
+                Err(e) => {
+                    r.problems
+                        .push(problem("version-corrupt", name, e.to_string()));
+                    continue;
+                }
+            };
             for f in &vr.files {
                 logical += f.size;
                 if let Err(e) = crate::meta::names::check_path(&f.path) {
                     r.problems
                         .push(problem("file-path", name.clone(), e.to_string()));
                 }
-                let blob = snap.get(Cf::Blobs, f.blob.as_bytes())?;
-                match blob.map(|b| records::decode_blob(&b)) {
+                match crate::meta::tables::blobs::get_at(&snap, &f.blob)? {
                     Some(Ok(b)) if b.size == f.size => {}
                     Some(Err(_)) => {} // reported by the blob checks
                     Some(Ok(b)) => r.problems.push(problem(

@@ -262,7 +262,7 @@ impl Batch {
     }
 
     /// Adds `delta` to the reference count under `key` (a `refs` key).
-    pub fn count(&mut self, key: impl Into<Vec<u8>>, delta: i64) {
+    pub(in crate::meta) fn count(&mut self, key: impl Into<Vec<u8>>, delta: i64) {
         self.deltas.push((key.into(), delta));
     }
 

@@ -23,4 +23,8 @@ pub(crate) mod tables;
 #[cfg(all(feature = "store", test))]
 pub(crate) use db::power_cut;
 #[cfg(feature = "store")]
-pub(crate) use db::{Batch, Cf, Meta, Pair, Scan, Snapshot};
+pub(crate) use db::{Batch, Meta, Pair, Scan, Snapshot};
+// Column families stay inside this module: layers above name tables through
+// `tables`, never a column family.
+#[cfg(feature = "store")]
+use db::Cf;

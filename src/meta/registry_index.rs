@@ -12,10 +12,7 @@
 
 use std::collections::BTreeSet;
 
-// The key-tail parser lives with the other key layouts; the registry's
-// scans reach it from here with the index keys.
 use super::index_key::index_key;
-pub(crate) use super::keys::id_version;
 use super::registry_records::{EntityId, ExperimentRecord, ModelRecord, VersionRecord};
 use crate::query::Value;
 

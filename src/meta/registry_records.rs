@@ -66,6 +66,16 @@ impl EntityId {
     }
 }
 
+impl EntityId {
+    /// The id stored in `b`; an error unless it is 16 bytes.
+    #[cfg(feature = "store")]
+    pub(crate) fn try_from_slice(b: &[u8]) -> crate::error::Result<Self> {
+        <[u8; 16]>::try_from(b)
+            .map(EntityId)
+            .map_err(|_| Error::corrupt("entity id", format!("{} bytes, expected 16", b.len())))
+    }
+}
+
 impl fmt::Display for EntityId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(&self.uuid(), f)

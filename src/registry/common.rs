@@ -1,7 +1,6 @@
 //! Helpers shared by the registry's entity modules: time, validation, and
-//! typed access to records.
+//! the read-modify-write of records.
 
-use serde::de::DeserializeOwned;
 use std::sync::Arc;
 
 use std::collections::BTreeSet;
@@ -10,9 +9,9 @@ use crate::blob::Core;
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
 use crate::meta::records::StatsRecord;
-use crate::meta::records::{decode_postcard, encode_postcard};
 use crate::meta::registry_records::EntityId;
-use crate::meta::{Batch, Cf, Meta};
+use crate::meta::tables::index;
+use crate::meta::{Batch, Meta};
 use crate::pack::ChunkLoc;
 use crate::query::{Value, MAX_VALUE_DEPTH};
 
@@ -90,43 +89,16 @@ pub(crate) fn check_metadata_key(s: &str) -> Result<()> {
     Ok(())
 }
 
-/// Reads and decodes a postcard record.
-pub(crate) fn load<T: DeserializeOwned>(
-    meta: &Meta,
-    cf: Cf,
-    key: &[u8],
-    what: &'static str,
-) -> Result<Option<T>> {
-    meta.with(cf, key, |b| decode_postcard(what, b))
-}
-
-/// Adds a postcard record to a batch.
-pub(crate) fn save<T: serde::Serialize>(batch: &mut Batch, cf: Cf, key: impl Into<Vec<u8>>, v: &T) {
-    batch.put(cf, key, encode_postcard(v));
-}
-
-/// Applies an index diff to a batch.
-pub(crate) fn apply_index(
-    batch: &mut Batch,
-    old: &std::collections::BTreeSet<Vec<u8>>,
-    new: &std::collections::BTreeSet<Vec<u8>>,
-) {
-    let (puts, dels) = crate::meta::registry_index::diff(old, new);
-    for k in puts {
-        batch.put(Cf::Index, k, Vec::new());
-    }
-    for k in dels {
-        batch.delete(Cf::Index, k);
-    }
-}
-
 /// A registry record that is changed by read-modify-write: it knows its
-/// column family, the index keys it implies, and when it is frozen.
-pub(crate) trait Entity: serde::Serialize + serde::de::DeserializeOwned {
-    /// Column family of the record, keyed by the entity id.
-    const CF: Cf;
+/// table's accessors, the index keys it implies, and when it is frozen.
+pub(crate) trait Entity: Sized {
     /// Name used in errors (`experiment`, `model`).
     const KIND: &'static str;
+    /// The stored record of `id`, if any ([`Self::KIND`] names it in a
+    /// decode error).
+    fn load(meta: &Meta, id: &EntityId) -> Result<Option<Self>>;
+    /// Writes the record of `id`.
+    fn save(&self, batch: &mut Batch, id: &EntityId);
     /// Its secondary index keys.
     fn index_keys(&self, id: &EntityId) -> BTreeSet<Vec<u8>>;
     /// `Some(state)` once it refuses every change.
@@ -147,8 +119,7 @@ pub(crate) fn update_entity<E: Entity, T>(
     store
         .chunks()
         .commit(chunks, Batch::default(), |meta, stats, batch| {
-            let mut rec: E =
-                load(meta, E::CF, &id.0, E::KIND)?.ok_or_else(|| Error::not_found(E::KIND, id))?;
+            let mut rec = E::load(meta, id)?.ok_or_else(|| Error::not_found(E::KIND, id))?;
             if let Some(state) = rec.frozen() {
                 return Err(Error::Immutable {
                     what: format!("{} {id}", E::KIND),
@@ -158,8 +129,8 @@ pub(crate) fn update_entity<E: Entity, T>(
             let old = rec.index_keys(id);
             let out = f(meta, &mut rec, batch, stats)?;
             rec.touch(now_ms());
-            apply_index(batch, &old, &rec.index_keys(id));
-            save(batch, E::CF, id.0.to_vec(), &rec);
+            index::apply(batch, &old, &rec.index_keys(id));
+            rec.save(batch, id);
             Ok(out)
         })
 }

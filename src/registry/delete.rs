@@ -12,19 +12,18 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::common::{apply_index, now_ms, save};
+use super::common::now_ms;
 use super::experiment::{load_experiment, Experiment};
-use super::model::{load_model, load_version, version_key, Model};
+use super::model::{load_model, load_version, Model};
 use crate::blob::Core;
 use crate::error::{Error, Result};
 use crate::id::BlobId;
-use crate::meta::keys::{self, refs};
-use crate::meta::records::{decode_postcard, StatsRecord};
-use crate::meta::registry_index::{self as index, tag, Key};
-use crate::meta::registry_records::{
-    ArtifactBody, ArtifactRecord, EntityId, ModelRecord, VersionRecord,
-};
-use crate::meta::{Batch, Cf, Meta};
+use crate::meta::records::StatsRecord;
+use crate::meta::registry_index as index_keys;
+use crate::meta::registry_records::{ArtifactBody, EntityId, ModelRecord, VersionRecord};
+use crate::meta::tables::refs::{self, Count};
+use crate::meta::tables::{artifacts, console, experiments, index, models, scalars, versions};
+use crate::meta::{Batch, Meta};
 
 /// How a deletion behaves. Default: refuse finalized models, keep models an
 /// experiment created, really delete.
@@ -127,10 +126,10 @@ impl Plan {
 
     /// Deletes one version; `rec` loses the aliases naming it.
     fn version(&mut self, id: &EntityId, rec: &mut ModelRecord, v: u32, vr: &VersionRecord) {
-        self.batch.delete(Cf::Versions, version_key(id, v));
-        apply_index(
+        versions::delete(&mut self.batch, id, v);
+        index::apply(
             &mut self.batch,
-            &index::version_keys(id, v, vr),
+            &index_keys::version_keys(id, v, vr),
             &BTreeSet::new(),
         );
         for f in &vr.files {
@@ -151,15 +150,15 @@ impl Plan {
                 state: "finalized (force the deletion to delete it anyway)".into(),
             });
         }
-        let old_keys = index::model_keys(id, &rec);
+        let old_keys = index_keys::model_keys(id, &rec);
         for (v, vr) in versions_of(meta, id)? {
             self.version(id, &mut rec, v, &vr);
         }
-        apply_index(&mut self.batch, &old_keys, &BTreeSet::new());
+        index::apply(&mut self.batch, &old_keys, &BTreeSet::new());
         if let Some(ext) = &rec.external {
-            self.batch.delete(Cf::Index, index::url_key(&ext.url));
+            index::delete_url(&mut self.batch, &ext.url);
         }
-        self.batch.delete(Cf::Models, id.0.to_vec());
+        models::delete(&mut self.batch, id);
         self.report.models.push(*id);
         Ok(())
     }
@@ -168,38 +167,22 @@ impl Plan {
     /// if asked, the models it created).
     fn experiment(&mut self, meta: &Meta, id: &EntityId, opts: &DeleteOptions) -> Result<()> {
         let rec = load_experiment(meta, id)?;
-        apply_index(
+        index::apply(
             &mut self.batch,
-            &index::experiment_keys(id, &rec),
+            &index_keys::experiment_keys(id, &rec),
             &BTreeSet::new(),
         );
-        let end = EntityId(add_one(id.0)).0;
-        let end = if end == [0; 16] {
-            vec![0xff; 17]
-        } else {
-            end.to_vec()
-        };
-        self.batch
-            .delete_range(Cf::Console, id.0.to_vec(), end.clone());
-        self.batch.delete_range(Cf::Scalars, id.0.to_vec(), end);
-        for kv in meta.scan_prefix(Cf::Artifacts, &id.0, &id.0) {
-            let (k, v) = kv?;
-            let a: ArtifactRecord = decode_postcard("artifact", &v)?;
+        console::delete_all(&mut self.batch, id);
+        scalars::delete_all(&mut self.batch, id);
+        for a in artifacts::delete_all(meta, &mut self.batch, id)? {
             if let ArtifactBody::Blob { blob, .. } = a.body {
                 self.release(blob);
             }
-            self.batch.delete(Cf::Artifacts, k.to_vec());
         }
-        self.batch.delete(Cf::Experiments, id.0.to_vec());
+        experiments::delete(&mut self.batch, id);
         self.report.experiments.push(*id);
         if opts.with_models {
-            let prefix = Key::new(tag::EXP_CREATED).id(id).done();
-            let mut models = Vec::new();
-            for kv in meta.scan_prefix(Cf::Index, &prefix, &prefix) {
-                let (k, _) = kv?;
-                models.push(EntityId::try_from_slice(&k[prefix.len()..])?);
-            }
-            for m in models {
+            for m in index::models_created_by_checked(meta, id)? {
                 self.model(meta, &m, opts.force)?;
             }
         }
@@ -221,8 +204,7 @@ impl Plan {
         self.report.dry_run = dry_run;
         if !dry_run {
             for (blob, n) in &self.drops {
-                self.batch
-                    .count(keys::count(refs::BLOB, blob.as_bytes()), -(*n as i64));
+                refs::change(&mut self.batch, Count::Blob(*blob), -(*n as i64));
             }
             batch.extend(self.batch);
             stats.versions = stats.versions.saturating_sub(self.versions);
@@ -232,26 +214,8 @@ impl Plan {
     }
 }
 
-/// The id one past `id` in byte order (all zeros on overflow).
-fn add_one(mut id: [u8; 16]) -> [u8; 16] {
-    for b in id.iter_mut().rev() {
-        let (v, carry) = b.overflowing_add(1);
-        *b = v;
-        if !carry {
-            break;
-        }
-    }
-    id
-}
-
 fn versions_of(meta: &Meta, id: &EntityId) -> Result<Vec<(u32, VersionRecord)>> {
-    let mut out = Vec::new();
-    for kv in meta.scan_prefix(Cf::Versions, &id.0, &id.0) {
-        let (k, v) = kv?;
-        let (_, n) = index::id_version(&k, "versions key")?;
-        out.push((n, decode_postcard("version record", &v)?));
-    }
-    Ok(out)
+    versions::of(meta, id).collect()
 }
 
 /// Runs `plan` under the commit lock and commits it (unless a dry run).
@@ -279,12 +243,12 @@ fn run(
 /// Saves `rec` after version deletions changed it.
 fn save_model(batch: &mut Batch, id: &EntityId, old: &ModelRecord, rec: &mut ModelRecord) {
     rec.updated_ms = now_ms();
-    apply_index(
+    index::apply(
         batch,
-        &index::model_keys(id, old),
-        &index::model_keys(id, rec),
+        &index_keys::model_keys(id, old),
+        &index_keys::model_keys(id, rec),
     );
-    save(batch, Cf::Models, id.0.to_vec(), rec);
+    models::put(batch, id, rec);
 }
 
 impl Model {
@@ -389,10 +353,7 @@ impl Core {
         check_rule(rule)?;
         let rule = *rule;
         run(self, dry_run, |meta, p| {
-            let mut ids = Vec::new();
-            for kv in meta.scan_prefix(Cf::Models, &[], &[]) {
-                ids.push(EntityId::try_from_slice(&kv?.0)?);
-            }
+            let ids = models::ids(meta).collect::<Result<Vec<_>>>()?;
             for id in &ids {
                 prune_plan(meta, p, id, &rule)?;
             }

@@ -10,17 +10,18 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::common::{
-    apply_index, check_key, check_label, check_value, load, now_ms, save, update_entity, Entity,
-};
+use super::common::{check_key, check_label, check_value, now_ms, update_entity, Entity};
 use crate::blob::Core;
 use crate::error::{Error, Result};
-use crate::meta::registry_index::{self as index, tag, Key};
+use crate::meta::registry_index as index_keys;
 use crate::meta::registry_records::{
     Artifact, ArtifactBody, ArtifactRecord, ConsoleLine, ConsoleRecord, EntityId, Environment,
     ExperimentRecord, RunInfo, Status, Stream,
 };
-use crate::meta::{Batch, Cf, Meta};
+use crate::meta::tables::index::{self, ExperimentsBy};
+use crate::meta::tables::refs::{self, Count};
+use crate::meta::tables::{artifacts, blobs, console, experiments, scalars};
+use crate::meta::{Batch, Meta};
 use crate::query::Value;
 
 /// What to create: [`Store::create_experiment`].
@@ -104,10 +105,15 @@ pub struct Experiment {
 }
 
 impl Entity for ExperimentRecord {
-    const CF: Cf = Cf::Experiments;
     const KIND: &'static str = "experiment";
+    fn load(meta: &Meta, id: &EntityId) -> Result<Option<Self>> {
+        experiments::get_as(meta, id, Self::KIND)
+    }
+    fn save(&self, batch: &mut Batch, id: &EntityId) {
+        experiments::put(batch, id, self);
+    }
     fn index_keys(&self, id: &EntityId) -> BTreeSet<Vec<u8>> {
-        index::experiment_keys(id, self)
+        index_keys::experiment_keys(id, self)
     }
     fn frozen(&self) -> Option<String> {
         self.status
@@ -124,18 +130,7 @@ fn what(id: &EntityId) -> String {
 }
 
 pub(crate) fn load_experiment(meta: &Meta, id: &EntityId) -> Result<ExperimentRecord> {
-    load(meta, Cf::Experiments, &id.0, "experiment record")?
-        .ok_or_else(|| Error::not_found("experiment", id))
-}
-
-/// Ids found under an index prefix, where the id is the last 16 bytes.
-pub(crate) fn ids_under(meta: &Meta, prefix: &[u8]) -> Result<Vec<EntityId>> {
-    let mut out = Vec::new();
-    for kv in meta.scan_prefix(Cf::Index, prefix, prefix) {
-        let (k, _) = kv?;
-        out.push(index::trailing_id(&k).ok_or_else(|| Error::corrupt("index", "key too short"))?);
-    }
-    Ok(out)
+    experiments::get(meta, id)?.ok_or_else(|| Error::not_found("experiment", id))
 }
 
 impl Core {
@@ -172,12 +167,12 @@ impl Core {
             console_lines: 0,
         };
         self.chunks().commit(&[], Batch::default(), |_, _, batch| {
-            apply_index(
+            index::apply(
                 batch,
                 &Default::default(),
-                &index::experiment_keys(&id, &rec),
+                &index_keys::experiment_keys(&id, &rec),
             );
-            save(batch, Cf::Experiments, id.0.to_vec(), &rec);
+            experiments::put(batch, &id, &rec);
             Ok(())
         })?;
         Ok(Experiment {
@@ -203,8 +198,7 @@ impl Core {
     ) -> Result<Experiment> {
         check_label("project", project, 256)?;
         check_label("experiment name", name, 256)?;
-        let prefix = Key::new(tag::EXP_NAME).str(project).str(name).done();
-        let id = ids_under(self.chunks().meta(), &prefix)?
+        let id = index::experiments_named(self.chunks().meta(), project, name)?
             .into_iter()
             .max()
             .ok_or_else(|| Error::not_found("experiment", format!("{project}/{name}")))?;
@@ -240,7 +234,7 @@ impl Experiment {
     pub fn info(&self) -> Result<ExperimentInfo> {
         let meta = self.store.chunks().meta();
         let r = load_experiment(meta, &self.id)?;
-        let created_models = ids_under(meta, &Key::new(tag::EXP_CREATED).id(&self.id).done())?;
+        let created_models = index::models_created_by(meta, &self.id)?;
         Ok(ExperimentInfo {
             id: self.id,
             project: r.project,
@@ -369,14 +363,10 @@ impl Experiment {
             let first = r.console_lines;
             let ts_ms = now_ms();
             for (stream, text) in lines {
-                let key = Key::plain()
-                    .id(&id)
-                    .bytes(&r.console_lines.to_be_bytes())
-                    .done();
-                save(
+                console::put(
                     batch,
-                    Cf::Console,
-                    key,
+                    &id,
+                    r.console_lines,
                     &ConsoleRecord {
                         ts_ms,
                         stream,
@@ -396,29 +386,18 @@ impl Experiment {
 
     /// Console lines from `from` on, at most `limit`.
     pub fn console(&self, from: u64, limit: usize) -> Result<Vec<ConsoleLine>> {
-        let meta = self.store.chunks().meta();
-        let mut start = self.id.0.to_vec();
-        start.extend_from_slice(&from.to_be_bytes());
-        let mut out = Vec::new();
-        for kv in meta
-            .scan_prefix(Cf::Console, &self.id.0, &start)
+        console::from(self.store.chunks().meta(), &self.id, from)
             .take(limit)
-        {
-            let (k, v) = kv?;
-            let seq = k
-                .get(16..24)
-                .and_then(|b| b.try_into().ok())
-                .map(u64::from_be_bytes)
-                .ok_or_else(|| Error::corrupt("console key", "wrong length"))?;
-            let rec: ConsoleRecord = crate::meta::records::decode_postcard("console line", &v)?;
-            out.push(ConsoleLine {
-                seq,
-                ts_ms: rec.ts_ms,
-                stream: rec.stream,
-                text: rec.text,
-            });
-        }
-        Ok(out)
+            .map(|line| {
+                let (seq, rec) = line?;
+                Ok(ConsoleLine {
+                    seq,
+                    ts_ms: rec.ts_ms,
+                    stream: rec.stream,
+                    text: rec.text,
+                })
+            })
+            .collect()
     }
 
     /// The last `n` console lines.
@@ -446,13 +425,7 @@ impl Experiment {
         let id = self.id;
         self.update(|meta, _, batch| {
             if let ArtifactBody::Blob { blob, size } = &body {
-                let rec = meta
-                    .with(
-                        Cf::Blobs,
-                        blob.as_bytes(),
-                        crate::meta::records::decode_blob,
-                    )?
-                    .ok_or_else(|| Error::not_found("blob", blob))?;
+                let rec = blobs::get(meta, blob)?.ok_or_else(|| Error::not_found("blob", blob))?;
                 if rec.size != *size {
                     return Err(Error::invalid(
                         "artifact size",
@@ -460,27 +433,17 @@ impl Experiment {
                         format!("blob {blob} holds {} bytes", rec.size),
                     ));
                 }
-                batch.count(
-                    crate::meta::keys::count(crate::meta::keys::refs::BLOB, blob.as_bytes()),
-                    1,
-                );
+                refs::change(batch, Count::Blob(*blob), 1);
             }
-            let prefix = artifact_prefix(&id, name);
-            let last = meta.floor(
-                Cf::Artifacts,
-                &prefix,
-                &[prefix.as_slice(), &u32::MAX.to_be_bytes()].concat(),
-            )?;
-            let revision = match last {
-                Some((k, _)) => revision_of(&k)? + 1,
+            let revision = match artifacts::last_revision(meta, &id, name)? {
+                Some(r) => r + 1,
                 None => 1,
             };
-            let mut key = prefix;
-            key.extend_from_slice(&revision.to_be_bytes());
-            save(
+            artifacts::put(
                 batch,
-                Cf::Artifacts,
-                key,
+                &id,
+                name,
+                revision,
                 &ArtifactRecord {
                     body,
                     metadata,
@@ -494,23 +457,13 @@ impl Experiment {
     /// An artifact: the given revision, or the latest.
     pub fn artifact(&self, name: &str, revision: Option<u32>) -> Result<Artifact> {
         check_label("artifact name", name, 256)?;
-        let prefix = artifact_prefix(&self.id, name);
-        let key = [
-            prefix.as_slice(),
-            &revision.unwrap_or(u32::MAX).to_be_bytes(),
-        ]
-        .concat();
-        let (k, v) = self
-            .store
-            .chunks()
-            .meta()
-            .floor(Cf::Artifacts, &prefix, &key)?
-            .filter(|(k, _)| revision.is_none() || k[..] == key[..])
-            .ok_or_else(|| Error::not_found("artifact", format!("{name} of {}", what(&self.id))))?;
-        let rec: ArtifactRecord = crate::meta::records::decode_postcard("artifact", &v)?;
+        let (revision, rec) =
+            artifacts::find(self.store.chunks().meta(), &self.id, name, revision)?.ok_or_else(
+                || Error::not_found("artifact", format!("{name} of {}", what(&self.id))),
+            )?;
         Ok(Artifact {
             name: name.to_string(),
-            revision: revision_of(&k)?,
+            revision,
             body: rec.body,
             metadata: rec.metadata,
             created_ms: rec.created_ms,
@@ -519,28 +472,18 @@ impl Experiment {
 
     /// All artifact revisions, by name then revision.
     pub fn artifacts(&self) -> Result<Vec<Artifact>> {
-        let mut out = Vec::new();
-        for kv in self
-            .store
-            .chunks()
-            .meta()
-            .scan_prefix(Cf::Artifacts, &self.id.0, &self.id.0)
-        {
-            let (k, v) = kv?;
-            let name = k
-                .get(16..k.len().saturating_sub(5))
-                .and_then(|n| std::str::from_utf8(n).ok())
-                .ok_or_else(|| Error::corrupt("artifact key", "malformed"))?;
-            let rec: ArtifactRecord = crate::meta::records::decode_postcard("artifact", &v)?;
-            out.push(Artifact {
-                name: name.to_string(),
-                revision: revision_of(&k)?,
-                body: rec.body,
-                metadata: rec.metadata,
-                created_ms: rec.created_ms,
-            });
-        }
-        Ok(out)
+        artifacts::of(self.store.chunks().meta(), &self.id)
+            .map(|a| {
+                let (name, revision, rec) = a?;
+                Ok(Artifact {
+                    name,
+                    revision,
+                    body: rec.body,
+                    metadata: rec.metadata,
+                    created_ms: rec.created_ms,
+                })
+            })
+            .collect()
     }
 
     /// Reports one scalar: `metric`/`variant` at `iteration`.
@@ -555,13 +498,7 @@ impl Experiment {
         check_label("variant", variant, 128)?;
         let id = self.id;
         self.update(|_, _, batch| {
-            let key = Key::plain()
-                .id(&id)
-                .str(metric)
-                .str(variant)
-                .bytes(&iteration.to_be_bytes())
-                .done();
-            batch.put(Cf::Scalars, key, value.to_le_bytes().to_vec());
+            scalars::put(batch, &id, metric, variant, iteration, value);
             Ok(())
         })
     }
@@ -569,31 +506,7 @@ impl Experiment {
     /// The series of one metric: (variant, iteration, value), by variant then iteration.
     pub fn scalars(&self, metric: &str) -> Result<Vec<(String, u64, f64)>> {
         check_label("metric", metric, 128)?;
-        let prefix = Key::plain().id(&self.id).str(metric).done();
-        let mut out = Vec::new();
-        for kv in self
-            .store
-            .chunks()
-            .meta()
-            .scan_prefix(Cf::Scalars, &prefix, &prefix)
-        {
-            let (k, v) = kv?;
-            let rest = &k[prefix.len()..];
-            let bad = || Error::corrupt("scalar record", "malformed");
-            let nul = rest.iter().position(|&b| b == 0).ok_or_else(bad)?;
-            let variant = std::str::from_utf8(&rest[..nul]).map_err(|_| bad())?;
-            let it = rest
-                .get(nul + 1..)
-                .and_then(|b| <[u8; 8]>::try_from(b).ok())
-                .ok_or_else(bad)?;
-            let val = <[u8; 8]>::try_from(&v[..]).map_err(|_| bad())?;
-            out.push((
-                variant.to_string(),
-                u64::from_be_bytes(it),
-                f64::from_le_bytes(val),
-            ));
-        }
-        Ok(out)
+        scalars::series(self.store.chunks().meta(), &self.id, metric)
     }
 
     /// Records that this experiment used `version` of `model` as an input.
@@ -606,18 +519,6 @@ impl Experiment {
             Ok(())
         })
     }
-}
-
-fn artifact_prefix(id: &EntityId, name: &str) -> Vec<u8> {
-    Key::plain().id(id).str(name).done()
-}
-
-fn revision_of(k: &[u8]) -> Result<u32> {
-    k.len()
-        .checked_sub(4)
-        .and_then(|s| k[s..].try_into().ok())
-        .map(u32::from_be_bytes)
-        .ok_or_else(|| Error::corrupt("artifact key", "too short"))
 }
 
 /// Filters over experiments. Results come in creation order (ids are UUID
@@ -682,14 +583,12 @@ impl ExperimentQuery {
             return Ok(Vec::new());
         }
         let meta = self.store.chunks().meta();
-        let prefix = if let Some(t) = &self.tag {
-            Some(Key::new(tag::EXP_TAG).str(t).done())
+        let by = if let Some(t) = &self.tag {
+            Some(ExperimentsBy::Tag(t))
         } else if let Some(s) = self.status {
-            Some(Key::new(tag::EXP_STATUS).bytes(&[s.code()]).done())
+            Some(ExperimentsBy::Status(s))
         } else {
-            self.project
-                .as_ref()
-                .map(|p| Key::new(tag::EXP_PROJECT).str(p).done())
+            self.project.as_deref().map(ExperimentsBy::Project)
         };
         let mut lower = self
             .from_ms
@@ -729,27 +628,17 @@ impl ExperimentQuery {
             }
             Ok(out.len() < self.limit)
         };
-        match prefix {
-            Some(prefix) => {
-                let start = [prefix.as_slice(), &lower.0].concat();
-                for kv in meta.scan_prefix(Cf::Index, &prefix, &start) {
-                    let (k, _) = kv?;
-                    let id = index::trailing_id(&k)
-                        .ok_or_else(|| Error::corrupt("index", "key too short"))?;
-                    if !consider(id)? {
+        match by {
+            Some(by) => {
+                for id in index::experiments_by(meta, &by, &lower) {
+                    if !consider(id?)? {
                         break;
                     }
                 }
             }
             None => {
-                for kv in meta.scan_prefix(Cf::Experiments, &[], &lower.0) {
-                    let (k, _) = kv?;
-                    let id = EntityId(
-                        k[..]
-                            .try_into()
-                            .map_err(|_| Error::corrupt("experiments key", "not 16 bytes"))?,
-                    );
-                    if !consider(id)? {
+                for id in experiments::ids_from(meta, &lower) {
+                    if !consider(id?)? {
                         break;
                     }
                 }

@@ -13,10 +13,9 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::common::{
-    apply_index, check_key, check_label, check_metadata_key, check_value, load, now_ms, save,
-    update_entity, Entity,
+    check_key, check_label, check_metadata_key, check_value, now_ms, update_entity, Entity,
 };
-use super::experiment::{ids_under, load_experiment};
+use super::experiment::load_experiment;
 use super::version_upload::VersionUpload;
 use crate::blob::Core;
 use crate::blob::{check_same_store, GroupedBlob, StagedBlob};
@@ -24,10 +23,12 @@ use crate::error::{Error, Result};
 use crate::formats::detect::{self, FileFormat, Framework};
 use crate::id::{BlobId, ChunkId};
 use crate::meta::names::{check_name, check_path};
-use crate::meta::records::{decode_blob, FileEntry, StatsRecord};
-use crate::meta::registry_index::{self as index, tag, Key};
+use crate::meta::records::{FileEntry, StatsRecord};
+use crate::meta::registry_index as index_keys;
 use crate::meta::registry_records::{EntityId, External, ModelRecord, VersionFile, VersionRecord};
-use crate::meta::{Batch, Cf, Meta};
+use crate::meta::tables::refs::{self, Count};
+use crate::meta::tables::{blobs, index, models, versions};
+use crate::meta::{Batch, Meta};
 use crate::pack::ChunkLoc;
 use crate::query::{Query, Value};
 
@@ -226,10 +227,15 @@ pub struct Model {
 }
 
 impl Entity for ModelRecord {
-    const CF: Cf = Cf::Models;
     const KIND: &'static str = "model";
+    fn load(meta: &Meta, id: &EntityId) -> Result<Option<Self>> {
+        models::get_as(meta, id, Self::KIND)
+    }
+    fn save(&self, batch: &mut Batch, id: &EntityId) {
+        models::put(batch, id, self);
+    }
     fn index_keys(&self, id: &EntityId) -> BTreeSet<Vec<u8>> {
-        index::model_keys(id, self)
+        index_keys::model_keys(id, self)
     }
     fn frozen(&self) -> Option<String> {
         self.finalized_ms.map(|_| "finalized".to_string())
@@ -240,15 +246,11 @@ impl Entity for ModelRecord {
 }
 
 pub(crate) fn load_model(meta: &Meta, id: &EntityId) -> Result<ModelRecord> {
-    load(meta, Cf::Models, &id.0, "model record")?.ok_or_else(|| Error::not_found("model", id))
-}
-
-pub(crate) fn version_key(id: &EntityId, v: u32) -> Vec<u8> {
-    Key::plain().id(id).u32(v).done()
+    models::get(meta, id)?.ok_or_else(|| Error::not_found("model", id))
 }
 
 pub(crate) fn load_version(meta: &Meta, id: &EntityId, v: u32) -> Result<VersionRecord> {
-    load(meta, Cf::Versions, &version_key(id, v), "version record")?
+    versions::get(meta, id, v)?
         .ok_or_else(|| Error::not_found("version", format!("{v} of model {id}")))
 }
 
@@ -359,11 +361,10 @@ impl Core {
         self.chunks()
             .commit(&[], Batch::default(), |meta, _, batch| {
                 if let Some(ext) = &rec.external {
-                    let uk = index::url_key(&ext.url);
-                    if let Some(existing) = meta.get(Cf::Index, &uk)? {
-                        return EntityId::try_from_slice(&existing);
+                    if let Some(existing) = index::model_by_url(meta, &ext.url)? {
+                        return Ok(existing);
                     }
-                    batch.put(Cf::Index, uk, id.0.to_vec());
+                    index::put_url(batch, &ext.url, &id);
                 }
                 if let Some(e) = &rec.experiment {
                     let exp = load_experiment(meta, e)?;
@@ -377,8 +378,8 @@ impl Core {
                 if let Some(p) = &rec.parent {
                     load_model(meta, p)?;
                 }
-                apply_index(batch, &BTreeSet::new(), &index::model_keys(&id, &rec));
-                save(batch, Cf::Models, id.0.to_vec(), &rec);
+                index::apply(batch, &BTreeSet::new(), &index_keys::model_keys(&id, &rec));
+                models::put(batch, &id, &rec);
                 Ok(id)
             })
     }
@@ -395,13 +396,10 @@ impl Core {
     /// See [`crate::Store::model_by_name`].
     pub(crate) fn model_by_name(self: &Arc<Self>, name: &str) -> Result<Model> {
         check_name(name)?;
-        let id = ids_under(
-            self.chunks().meta(),
-            &Key::new(tag::MODEL_NAME).str(name).done(),
-        )?
-        .into_iter()
-        .max()
-        .ok_or_else(|| Error::not_found("model", name))?;
+        let id = index::models_named(self.chunks().meta(), name)?
+            .into_iter()
+            .max()
+            .ok_or_else(|| Error::not_found("model", name))?;
         Ok(Model {
             store: self.clone(),
             id,
@@ -474,9 +472,8 @@ impl Core {
         match ids {
             Some(ids) => ids.into_iter().try_for_each(&mut check)?,
             None => {
-                for kv in self.chunks().meta().scan_prefix(Cf::Models, &[], &[]) {
-                    let (k, _) = kv?;
-                    check(EntityId::try_from_slice(&k)?)?;
+                for id in models::ids(self.chunks().meta()) {
+                    check(id?)?;
                 }
             }
         }
@@ -485,14 +482,11 @@ impl Core {
 
     /// See [`crate::Store::models`].
     pub(crate) fn models(self: &Arc<Self>) -> Result<Vec<ModelSummary>> {
-        self.chunks()
-            .meta()
-            .scan_prefix(Cf::Models, &[], &[])
-            .map(|kv| {
-                let (k, v) = kv?;
-                let rec: ModelRecord = crate::meta::records::decode_postcard("model record", &v)?;
+        models::all(self.chunks().meta())
+            .map(|m| {
+                let (id, rec) = m?;
                 Ok(ModelSummary {
-                    id: EntityId::try_from_slice(&k)?,
+                    id,
                     name: rec.name,
                     latest: rec.latest,
                 })
@@ -505,17 +499,7 @@ impl Core {
         self: &Arc<Self>,
         blob: &crate::id::BlobId,
     ) -> Result<Vec<(EntityId, u32)>> {
-        let prefix = Key::new(tag::BLOB_MODEL).bytes(blob.as_bytes()).done();
-        let mut out = Vec::new();
-        for kv in self
-            .chunks()
-            .meta()
-            .scan_prefix(Cf::Index, &prefix, &prefix)
-        {
-            let (k, _) = kv?;
-            out.push(index::id_version(&k[prefix.len()..], "blob index key")?);
-        }
-        Ok(out)
+        index::versions_with_blob(self.chunks().meta(), blob)
     }
 
     /// See [`crate::Store::commit_version`].
@@ -544,14 +528,6 @@ impl Core {
     /// See [`crate::Store::versions`].
     pub(crate) fn versions(self: &Arc<Self>, name: &str) -> Result<Vec<u32>> {
         self.model_by_name(name)?.versions()
-    }
-}
-
-impl EntityId {
-    pub(crate) fn try_from_slice(b: &[u8]) -> Result<Self> {
-        <[u8; 16]>::try_from(b)
-            .map(EntityId)
-            .map_err(|_| Error::corrupt("entity id", format!("{} bytes, expected 16", b.len())))
     }
 }
 
@@ -754,14 +730,11 @@ impl Model {
             for f in &vfiles {
                 if !seen.contains(&f.blob)
                     && !grouped.contains_key(&f.blob)
-                    && meta.get(Cf::Blobs, f.blob.as_bytes())?.is_none()
+                    && !blobs::exists(meta, &f.blob)?
                 {
                     return Err(Error::not_found("blob", f.blob));
                 }
-                batch.count(
-                    crate::meta::keys::count(crate::meta::keys::refs::BLOB, f.blob.as_bytes()),
-                    1,
-                );
+                refs::change(batch, Count::Blob(f.blob), 1);
             }
             if let Some(e) = &experiment {
                 let exp = load_experiment(meta, e)?;
@@ -783,10 +756,8 @@ impl Model {
             };
             // A new version: all its index keys are new (moved into the
             // batch, not copied: one per file).
-            for k in index::version_keys(&id, v, &vrec) {
-                batch.put(Cf::Index, k, Vec::new());
-            }
-            save(batch, Cf::Versions, version_key(&id, v), &vrec);
+            index::insert(batch, index_keys::version_keys(&id, v, &vrec));
+            versions::put(batch, &id, v, &vrec);
             rec.latest = v;
             if !rec.framework_set && guess != Framework::Unknown {
                 rec.framework = guess;
@@ -804,11 +775,7 @@ impl Model {
     /// Reads a file's first bytes (verified) to detect its format; checks
     /// the blob exists with the stated size.
     fn detect_format(&self, f: &FileEntry) -> Result<FileFormat> {
-        let rec = self
-            .store
-            .chunks()
-            .meta()
-            .with(Cf::Blobs, f.blob.as_bytes(), decode_blob)?
+        let rec = blobs::get(self.store.chunks().meta(), &f.blob)?
             .ok_or_else(|| Error::not_found("blob", f.blob))?;
         if rec.size != f.size {
             return Err(Error::invalid(
@@ -831,8 +798,8 @@ impl Model {
         let v = match version {
             Some(v) => v,
             // The newest version still there (the latest may be deleted).
-            None => match meta.floor(Cf::Versions, &self.id.0, &version_key(&self.id, u32::MAX))? {
-                Some((k, _)) => index::id_version(&k, "versions key")?.1,
+            None => match versions::newest(meta, &self.id)? {
+                Some(v) => v,
                 None => {
                     return Err(Error::not_found(
                         "version",
@@ -859,18 +826,7 @@ impl Model {
 
     /// All version numbers, ascending.
     pub fn versions(&self) -> Result<Vec<u32>> {
-        let mut out = Vec::new();
-        for kv in self
-            .store
-            .chunks()
-            .meta()
-            .scan_prefix(Cf::Versions, &self.id.0, &self.id.0)
-        {
-            let (k, _) = kv?;
-            let (_, v) = index::id_version(&k, "versions key")?;
-            out.push(v);
-        }
-        Ok(out)
+        versions::numbers(self.store.chunks().meta(), &self.id).collect()
     }
 
     /// Sets (or replaces) one metadata entry.
@@ -1000,20 +956,6 @@ impl Model {
 
     /// Experiments that used this model: (experiment, version).
     pub fn used_by(&self) -> Result<Vec<(EntityId, u32)>> {
-        let prefix = Key::new(tag::MODEL_USED_BY).id(&self.id).done();
-        let mut out = Vec::new();
-        for kv in self
-            .store
-            .chunks()
-            .meta()
-            .scan_prefix(Cf::Index, &prefix, &prefix)
-        {
-            let (k, _) = kv?;
-            out.push(index::id_version(
-                &k[prefix.len()..],
-                "model-used-by index key",
-            )?);
-        }
-        Ok(out)
+        index::used_by(self.store.chunks().meta(), &self.id)
     }
 }

@@ -1,10 +1,11 @@
 //! Model queries are answered from the indexes, not by a scan: the records
-//! a query loads are counted ([`crate::meta::Meta::reads`], test builds
-//! only) on a registry of a few hundred models.
+//! a query loads are counted (`models::reads` and `index::reads` of
+//! `crate::meta::tables`, test builds only) on a registry of a few hundred
+//! models.
 
 use std::collections::BTreeSet;
 
-use crate::meta::Cf;
+use crate::meta::tables::{index, models};
 use crate::query::{self, Value};
 use crate::{Durability, EntityId, NewModel, Store};
 
@@ -14,12 +15,12 @@ const MODELS: usize = 400;
 /// found.
 fn run(store: &Store, q: &str) -> (BTreeSet<EntityId>, u64, u64) {
     let meta = store.inner.chunks().meta();
-    let (models, index) = (meta.reads(Cf::Models), meta.reads(Cf::Index));
+    let (models_before, index_before) = (models::reads(meta), index::reads(meta));
     let found = store.find_models(&query::parse(q).unwrap()).unwrap();
     (
         found.iter().map(|m| m.id).collect(),
-        meta.reads(Cf::Models) - models,
-        meta.reads(Cf::Index) - index,
+        models::reads(meta) - models_before,
+        index::reads(meta) - index_before,
     )
 }
 

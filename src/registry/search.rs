@@ -26,7 +26,8 @@ use crate::error::{Error, Result};
 use crate::meta::index_key::index_key;
 use crate::meta::registry_index::{tag, trailing_id, Key};
 use crate::meta::registry_records::EntityId;
-use crate::meta::{Cf, Meta};
+use crate::meta::tables::index;
+use crate::meta::Meta;
 use crate::query::{Fields, Op, Query, Value};
 
 /// The fields a model query can name.
@@ -148,7 +149,7 @@ fn members(meta: &Meta, c: &Query, ids: &BTreeSet<EntityId>) -> Result<Option<BT
             .iter()
             .map(|id| Key::new(t).str(v).id(id).done())
             .collect();
-        for (id, hit) in ids.iter().zip(meta.exist_sorted(Cf::Index, &keys)?) {
+        for (id, hit) in ids.iter().zip(index::exist_sorted(meta, &keys)?) {
             if hit {
                 keep.insert(*id);
             }
@@ -290,7 +291,7 @@ fn scan(
 ) -> Result<Probe> {
     let mut ids = BTreeSet::new();
     let mut complete = true;
-    meta.scan_keys(Cf::Index, prefix, lo.unwrap_or(prefix), |k| {
+    index::scan_keys(meta, prefix, lo.unwrap_or(prefix), |k| {
         if hi.is_some_and(|h| k >= h) {
             return Ok(false);
         }

@@ -10,10 +10,9 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::meta::records::decode_postcard;
-use crate::meta::registry_index as index;
-use crate::meta::registry_records::{EntityId, ExperimentRecord, ModelRecord, VersionRecord};
-use crate::meta::{Batch, Cf, Scan, Snapshot};
+use crate::meta::registry_index as index_keys;
+use crate::meta::tables::{experiments, index, models, versions};
+use crate::meta::{Batch, Scan, Snapshot};
 
 /// Differences between the index and what the records imply.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -35,37 +34,31 @@ impl IndexReport {
 /// Every index entry (key → value) implied by the primary records.
 fn expected(meta: &impl Scan) -> Result<BTreeMap<Vec<u8>, Vec<u8>>> {
     let mut out = BTreeMap::new();
-    for kv in meta.scan_prefix(Cf::Experiments, &[], &[]) {
-        let (k, v) = kv?;
-        let id = EntityId::try_from_slice(&k)?;
-        let r: ExperimentRecord = decode_postcard("experiment record", &v)?;
+    for e in experiments::all(meta) {
+        let (id, r) = e?;
         out.extend(
-            index::experiment_keys(&id, &r)
+            index_keys::experiment_keys(&id, &r)
                 .into_iter()
                 .map(|k| (k, Vec::new())),
         );
     }
-    for kv in meta.scan_prefix(Cf::Models, &[], &[]) {
-        let (k, v) = kv?;
-        let id = EntityId::try_from_slice(&k)?;
-        let r: ModelRecord = decode_postcard("model record", &v)?;
+    for m in models::all(meta) {
+        let (id, r) = m?;
         out.extend(
-            index::model_keys(&id, &r)
+            index_keys::model_keys(&id, &r)
                 .into_iter()
                 .map(|k| (k, Vec::new())),
         );
         if let Some(x) = &r.external {
             // The first model registered for a URL owns its entry.
-            out.entry(index::url_key(&x.url))
+            out.entry(index_keys::url_key(&x.url))
                 .or_insert_with(|| id.0.to_vec());
         }
     }
-    for kv in meta.scan_prefix(Cf::Versions, &[], &[]) {
-        let (k, v) = kv?;
-        let (id, ver) = index::id_version(&k, "versions key")?;
-        let r: VersionRecord = decode_postcard("version record", &v)?;
+    for v in versions::all(meta) {
+        let (id, ver, r) = v?;
         out.extend(
-            index::version_keys(&id, ver, &r)
+            index_keys::version_keys(&id, ver, &r)
                 .into_iter()
                 .map(|k| (k, Vec::new())),
         );
@@ -80,30 +73,30 @@ pub(crate) fn compare(meta: &impl Scan) -> Result<(IndexReport, Batch)> {
     let mut report = IndexReport::default();
     let mut fix = Batch::default();
     let mut seen = 0usize;
-    for kv in meta.scan_prefix(Cf::Index, &[], &[]) {
+    for kv in index::entries(meta) {
         let (k, v) = kv?;
         match want.get(&k[..]) {
             Some(w) if w[..] == v[..] => seen += 1,
             Some(w) => {
                 seen += 1;
                 report.extra.push(hex::encode(&k));
-                fix.put(Cf::Index, k.to_vec(), w.clone());
+                index::put_entry(&mut fix, k.to_vec(), w.clone());
             }
             None => {
                 report.extra.push(hex::encode(&k));
-                fix.delete(Cf::Index, k.to_vec());
+                index::delete_entry(&mut fix, k.to_vec());
             }
         }
     }
     if seen != want.len() {
         let mut present = std::collections::BTreeSet::new();
-        for kv in meta.scan_prefix(Cf::Index, &[], &[]) {
+        for kv in index::entries(meta) {
             present.insert(kv?.0.to_vec());
         }
         for (k, v) in &want {
             if !present.contains(k) {
                 report.missing.push(hex::encode(k));
-                fix.put(Cf::Index, k.clone(), v.clone());
+                index::put_entry(&mut fix, k.clone(), v.clone());
             }
         }
     }

@@ -450,3 +450,42 @@ fn broken_counts_and_ownership_are_found_whatever_the_budgets() {
         assert!(left.is_empty(), "{name} undone: {left:#?}");
     }
 }
+
+/// Version records that name a missing blob or a blob of another size are
+/// each reported, naming the version.
+#[test]
+fn versions_naming_missing_or_resized_blobs_are_found() {
+    use crate::meta::registry_records::{VersionFile, VersionRecord};
+    use crate::meta::tables::versions;
+    use crate::meta::Batch;
+    let dir = tempfile::tempdir().unwrap();
+    let store = populated(dir.path());
+    let model = store.model_by_name("m").unwrap();
+    let stored = model.version(Some(1)).unwrap().files.remove(0);
+    let rec = VersionRecord {
+        files: vec![
+            VersionFile {
+                path: "gone.bin".into(),
+                blob: BlobId(crate::Hash32::of(b"a blob never stored")),
+                size: 5,
+                format: stored.format,
+            },
+            VersionFile {
+                size: stored.size + 1,
+                ..stored.clone()
+            },
+        ],
+        created_ms: 0,
+        experiment: None,
+    };
+    let id = model.id();
+    let mut bad = Batch::default();
+    versions::put(&mut bad, &id, 90, &rec);
+    store.inner.chunks().meta().commit(bad, true).unwrap();
+
+    let found = problems_with_any_budget(&store);
+    for kind in ["blob-missing", "file-size"] {
+        let want = (kind.to_string(), format!("model {id}@90"));
+        assert!(found.contains(&want), "{want:?} not in {found:#?}");
+    }
+}

@@ -13,6 +13,14 @@ pub(crate) fn get(meta: &Meta, id: &BlobId) -> Result<Option<BlobRecord>> {
     meta.with(Cf::Blobs, id.as_bytes(), records::decode_blob)
 }
 
+/// The record of blob `id` as of `r` (the database or a snapshot), if
+/// stored, with a record that does not decode given as a value (for checks
+/// that report it elsewhere and go on).
+pub(crate) fn get_at(r: &impl super::Read, id: &BlobId) -> Result<Option<Result<BlobRecord>>> {
+    Ok(r.get(Cf::Blobs, id.as_bytes())?
+        .map(|b| records::decode_blob(&b)))
+}
+
 /// Whether blob `id` has a record (without decoding it).
 pub(crate) fn exists(meta: &Meta, id: &BlobId) -> Result<bool> {
     Ok(meta.get(Cf::Blobs, id.as_bytes())?.is_some())

@@ -3,16 +3,24 @@
 //! ids and records; the byte layouts stay in [`super::keys`] and
 //! [`super::records`].
 
+pub(crate) mod artifacts;
 pub(crate) mod blobs;
 pub(crate) mod chunks;
+mod common;
+pub(crate) mod console;
+pub(crate) mod experiments;
 pub(crate) mod gc_queue;
+pub(crate) mod index;
 pub(crate) mod manifests;
+pub(crate) mod models;
 pub(crate) mod packs;
 mod raw_key;
 pub(crate) mod references;
 pub(crate) mod refs;
+pub(crate) mod scalars;
 pub(crate) mod singletons;
 pub(crate) mod uploads;
+pub(crate) mod versions;
 
 pub(crate) use raw_key::RawKey;
 

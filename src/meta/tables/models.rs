@@ -1,0 +1,58 @@
+//! The `models` column family: model id → [`ModelRecord`] (postcard).
+
+use crate::error::Result;
+use crate::meta::records::decode_postcard;
+use crate::meta::registry_records::{EntityId, ModelRecord};
+use crate::meta::{Batch, Cf, Meta, Scan};
+
+use super::common::{get_postcard, put_postcard};
+
+/// Names the record in decode errors.
+const RECORD: &str = "model record";
+
+/// The record of model `id`, if stored.
+pub(crate) fn get(meta: &Meta, id: &EntityId) -> Result<Option<ModelRecord>> {
+    get_as(meta, id, RECORD)
+}
+
+/// [`get`], naming the record `what` in a decode error.
+pub(crate) fn get_as(
+    meta: &Meta,
+    id: &EntityId,
+    what: &'static str,
+) -> Result<Option<ModelRecord>> {
+    get_postcard(meta, Cf::Models, &id.0, what)
+}
+
+/// Writes the record of model `id`.
+pub(crate) fn put(batch: &mut Batch, id: &EntityId, rec: &ModelRecord) {
+    put_postcard(batch, Cf::Models, id.0.to_vec(), rec);
+}
+
+/// Deletes the record of model `id`.
+pub(crate) fn delete(batch: &mut Batch, id: &EntityId) {
+    batch.delete(Cf::Models, id.0.to_vec());
+}
+
+/// Every model id, ascending (creation order).
+pub(crate) fn ids(meta: &Meta) -> impl Iterator<Item = Result<EntityId>> + '_ {
+    meta.scan_prefix(Cf::Models, &[], &[])
+        .map(|kv| EntityId::try_from_slice(&kv?.0))
+}
+
+/// Every model, ascending by id.
+pub(crate) fn all<'s>(
+    s: &'s (impl Scan + ?Sized),
+) -> impl Iterator<Item = Result<(EntityId, ModelRecord)>> + 's {
+    s.scan_prefix(Cf::Models, &[], &[]).map(|kv| {
+        let (k, v) = kv?;
+        let id = EntityId::try_from_slice(&k)?;
+        Ok((id, decode_postcard(RECORD, &v)?))
+    })
+}
+
+/// Model records read so far (see [`Meta::reads`]; test builds only).
+#[cfg(test)]
+pub(crate) fn reads(meta: &Meta) -> u64 {
+    meta.reads(Cf::Models)
+}
