@@ -385,7 +385,15 @@ impl Core {
         refs::check(&snap, inner.path(), opts.budgets, &mut r.problems)?;
 
         // Secondary indexes.
-        let idx = index::verify_index_at(&snap)?;
+        let (idx, unreadable) = index::verify_index_at(&snap)?;
+        // Versions that do not decode were reported by the version check.
+        for u in unreadable
+            .iter()
+            .filter(|u| !u.kind.starts_with("version-"))
+        {
+            r.problems
+                .push(problem(u.kind, u.object.clone(), u.error.to_string()));
+        }
         for k in idx.missing {
             r.problems.push(problem("index-missing", "index", k));
         }

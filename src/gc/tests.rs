@@ -8,20 +8,8 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+use crate::test_support::noise;
 use crate::{BlobId, Durability, GcOptions, Store, VerifyOptions};
-
-/// Deterministic bytes that compress poorly (so packs fill).
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
 
 fn put(store: &Store, data: &[u8]) -> BlobId {
     let mut w = store.blob_writer();

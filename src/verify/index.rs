@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::meta::registry_index as index_keys;
 use crate::meta::tables::{experiments, index, models, versions};
 use crate::meta::{Batch, Scan, Snapshot};
@@ -31,19 +31,63 @@ impl IndexReport {
     }
 }
 
-/// Every index entry (key → value) implied by the primary records.
-fn expected(meta: &impl Scan) -> Result<BTreeMap<Vec<u8>, Vec<u8>>> {
+/// A primary record the index is derived from that does not decode: the
+/// entries it implies are unknown.
+pub(crate) struct Unreadable {
+    /// The problem kind `verify` reports it as.
+    pub kind: &'static str,
+    /// The record: `model ID`, `experiment ID`, `model ID@VERSION`, or the
+    /// key in hex when the key itself does not parse.
+    pub object: String,
+    pub error: Error,
+}
+
+/// Every index entry (key → value) implied by the primary records that
+/// decode, and the records that do not.
+fn expected(meta: &impl Scan) -> Result<(BTreeMap<Vec<u8>, Vec<u8>>, Vec<Unreadable>)> {
     let mut out = BTreeMap::new();
-    for e in experiments::all(meta) {
-        let (id, r) = e?;
-        out.extend(
-            index_keys::experiment_keys(&id, &r)
-                .into_iter()
-                .map(|k| (k, Vec::new())),
-        );
+    let mut unreadable = Vec::new();
+    for e in experiments::entries(meta) {
+        let (key, id, r) = e?;
+        match (id, r) {
+            (Ok(id), Ok(r)) => out.extend(
+                index_keys::experiment_keys(&id, &r)
+                    .into_iter()
+                    .map(|k| (k, Vec::new())),
+            ),
+            (Ok(id), Err(error)) => unreadable.push(Unreadable {
+                kind: "experiment-corrupt",
+                object: format!("experiment {id}"),
+                error,
+            }),
+            (Err(error), _) => unreadable.push(Unreadable {
+                kind: "experiment-key-corrupt",
+                object: key.to_string(),
+                error,
+            }),
+        }
     }
-    for m in models::all(meta) {
-        let (id, r) = m?;
+    for m in models::entries(meta) {
+        let (key, id, r) = m?;
+        let (id, r) = match (id, r) {
+            (Ok(id), Ok(r)) => (id, r),
+            (Ok(id), Err(error)) => {
+                unreadable.push(Unreadable {
+                    kind: "model-corrupt",
+                    object: format!("model {id}"),
+                    error,
+                });
+                continue;
+            }
+            (Err(error), _) => {
+                unreadable.push(Unreadable {
+                    kind: "model-key-corrupt",
+                    object: key.to_string(),
+                    error,
+                });
+                continue;
+            }
+        };
         out.extend(
             index_keys::model_keys(&id, &r)
                 .into_iter()
@@ -55,21 +99,45 @@ fn expected(meta: &impl Scan) -> Result<BTreeMap<Vec<u8>, Vec<u8>>> {
                 .or_insert_with(|| id.0.to_vec());
         }
     }
-    for v in versions::all(meta) {
-        let (id, ver, r) = v?;
-        out.extend(
-            index_keys::version_keys(&id, ver, &r)
-                .into_iter()
-                .map(|k| (k, Vec::new())),
-        );
+    for v in versions::entries(meta) {
+        let (key, id, r) = v?;
+        match (id, r) {
+            (Ok((id, ver)), Ok(r)) => out.extend(
+                index_keys::version_keys(&id, ver, &r)
+                    .into_iter()
+                    .map(|k| (k, Vec::new())),
+            ),
+            (Ok((id, ver)), Err(error)) => unreadable.push(Unreadable {
+                kind: "version-corrupt",
+                object: format!("model {id}@{ver}"),
+                error,
+            }),
+            (Err(error), _) => unreadable.push(Unreadable {
+                kind: "version-key-corrupt",
+                object: key.to_string(),
+                error,
+            }),
+        }
     }
-    Ok(out)
+    Ok((out, unreadable))
 }
 
 /// The differences between the index and what the records imply, and the
-/// batch that makes the index equal to it (`Store::rebuild_index`).
+/// batch that makes the index equal to it (`Store::rebuild_index`). An
+/// error, naming the record, if a record the index derives from does not
+/// decode: what the index should hold is then unknown, and a repair would
+/// drop the entries of that record.
 pub(crate) fn compare(meta: &impl Scan) -> Result<(IndexReport, Batch)> {
-    let want = expected(meta)?;
+    let (report, fix, unreadable) = compare_all(meta)?;
+    match unreadable.into_iter().next() {
+        Some(u) => Err(u.error),
+        None => Ok((report, fix)),
+    }
+}
+
+/// [`compare`] against the records that decode, with those that do not.
+fn compare_all(meta: &impl Scan) -> Result<(IndexReport, Batch, Vec<Unreadable>)> {
+    let (want, unreadable) = expected(meta)?;
     let mut report = IndexReport::default();
     let mut fix = Batch::default();
     let mut seen = 0usize;
@@ -100,10 +168,14 @@ pub(crate) fn compare(meta: &impl Scan) -> Result<(IndexReport, Batch)> {
             }
         }
     }
-    Ok((report, fix))
+    Ok((report, fix, unreadable))
 }
 
-/// `Store::verify_index` as of `snap` (`verify` reads one point in time).
-pub(crate) fn verify_index_at(snap: &Snapshot) -> Result<IndexReport> {
-    Ok(compare(snap)?.0)
+/// The index check of `verify` as of `snap` (it reads one point in time):
+/// the differences from the records that decode, and the records that do
+/// not (reported as problems of their own, not an error that ends the
+/// check).
+pub(crate) fn verify_index_at(snap: &Snapshot) -> Result<(IndexReport, Vec<Unreadable>)> {
+    let (report, _, unreadable) = compare_all(snap)?;
+    Ok((report, unreadable))
 }

@@ -9,22 +9,10 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use super::pause::{self, Stage};
+use crate::test_support::noise;
 use crate::{
     BlobId, DeleteOptions, Durability, FileEntry, GcOptions, NewModel, Store, VerifyOptions,
 };
-
-/// Deterministic bytes that compress poorly.
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
 
 fn put(store: &Store, data: &[u8]) -> BlobId {
     let mut w = store.blob_writer();
@@ -488,4 +476,67 @@ fn versions_naming_missing_or_resized_blobs_are_found() {
         let want = (kind.to_string(), format!("model {id}@90"));
         assert!(found.contains(&want), "{want:?} not in {found:#?}");
     }
+}
+
+/// A model, experiment or version record that does not decode is a problem
+/// `verify` reports beside the others, not an error that throws the whole
+/// report away; the index repair refuses to run on top of it (the entries
+/// such a record implies are unknown) and changes nothing.
+#[test]
+fn undecodable_registry_records_are_reported_and_block_the_index_repair() {
+    use crate::meta::tables::{experiments, models, versions};
+    use crate::meta::Batch;
+    use crate::NewExperiment;
+    let dir = tempfile::tempdir().unwrap();
+    let store = populated(dir.path());
+    let exp = store
+        .create_experiment(NewExperiment::new("p", "run"))
+        .unwrap();
+    let model = store.model_by_name("m").unwrap().id();
+    let meta = store.inner.chunks().meta();
+    let garbage = vec![0xff; 7];
+    let mut bad = Batch::default();
+    models::put_raw(&mut bad, &model, garbage.clone());
+    experiments::put_raw(&mut bad, &exp.id(), garbage.clone());
+    versions::put_raw(&mut bad, &model, 2, garbage);
+    // Another kind of damage, to show the report still carries it.
+    let leaked = crate::Hash32::of(b"an index entry for nothing");
+    crate::meta::tables::chunks::put(
+        &mut bad,
+        &leaked,
+        &crate::meta::tables::chunks::all(meta)
+            .next()
+            .unwrap()
+            .unwrap()
+            .1,
+    );
+    meta.commit(bad, true).unwrap();
+
+    let found = problems_with_any_budget(&store);
+    for (kind, object) in [
+        ("model-corrupt", format!("model {model}")),
+        ("experiment-corrupt", format!("experiment {}", exp.id())),
+        ("version-corrupt", format!("model {model}@2")),
+    ] {
+        let want = (kind.to_string(), object);
+        assert!(found.contains(&want), "{want:?} not in {found:#?}");
+    }
+    assert!(
+        found.iter().any(|(k, _)| k == "chunk-leaked"),
+        "the other damage is reported too: {found:#?}"
+    );
+
+    let index_before: Vec<_> = crate::meta::tables::index::entries(meta)
+        .map(|e| e.unwrap())
+        .collect();
+    let err = store.rebuild_index().unwrap_err().to_string();
+    // The first record that does not decode, in scan order, is named.
+    assert!(err.contains("experiment record"), "{err}");
+    let index_after: Vec<_> = crate::meta::tables::index::entries(meta)
+        .map(|e| e.unwrap())
+        .collect();
+    assert_eq!(
+        index_before, index_after,
+        "a refused repair changes nothing"
+    );
 }

@@ -7,6 +7,7 @@ use crate::meta::registry_records::{EntityId, ExperimentRecord};
 use crate::meta::{Batch, Cf, Meta, Scan};
 
 use super::common::{get_postcard, put_postcard};
+use super::raw_key::RawKey;
 
 /// Names the record in decode errors.
 const RECORD: &str = "experiment record";
@@ -30,6 +31,13 @@ pub(crate) fn put(batch: &mut Batch, id: &EntityId, rec: &ExperimentRecord) {
     put_postcard(batch, Cf::Experiments, id.0.to_vec(), rec);
 }
 
+/// Stores `value` as the record of experiment `id`, unencoded (tests that
+/// damage records).
+#[cfg(test)]
+pub(crate) fn put_raw(batch: &mut Batch, id: &EntityId, value: Vec<u8>) {
+    batch.put(Cf::Experiments, id.0.to_vec(), value);
+}
+
 /// Deletes the record of experiment `id`.
 pub(crate) fn delete(batch: &mut Batch, id: &EntityId) {
     batch.delete(Cf::Experiments, id.0.to_vec());
@@ -48,13 +56,19 @@ pub(crate) fn ids_from<'m>(
     })
 }
 
-/// Every experiment, ascending by id.
-pub(crate) fn all<'s>(
-    s: &'s (impl Scan + ?Sized),
-) -> impl Iterator<Item = Result<(EntityId, ExperimentRecord)>> + 's {
+/// A stored experiment as read: its key, and its key's id and its record, each
+/// decoded or not.
+pub(crate) type Entry = (RawKey, Result<EntityId>, Result<ExperimentRecord>);
+
+/// Every stored experiment, ascending by id, with a key or record that does not
+/// decode given as a value (for checks that report it and go on).
+pub(crate) fn entries<'s>(s: &'s (impl Scan + ?Sized)) -> impl Iterator<Item = Result<Entry>> + 's {
     s.scan_prefix(Cf::Experiments, &[], &[]).map(|kv| {
         let (k, v) = kv?;
-        let id = EntityId::try_from_slice(&k)?;
-        Ok((id, decode_postcard(RECORD, &v)?))
+        Ok((
+            RawKey::new(Cf::Experiments, &k),
+            EntityId::try_from_slice(&k),
+            decode_postcard(RECORD, &v),
+        ))
     })
 }

@@ -6,6 +6,7 @@ use crate::meta::registry_records::{EntityId, ModelRecord};
 use crate::meta::{Batch, Cf, Meta, Scan};
 
 use super::common::{get_postcard, put_postcard};
+use super::raw_key::RawKey;
 
 /// Names the record in decode errors.
 const RECORD: &str = "model record";
@@ -29,6 +30,13 @@ pub(crate) fn put(batch: &mut Batch, id: &EntityId, rec: &ModelRecord) {
     put_postcard(batch, Cf::Models, id.0.to_vec(), rec);
 }
 
+/// Stores `value` as the record of model `id`, unencoded (tests that damage
+/// records).
+#[cfg(test)]
+pub(crate) fn put_raw(batch: &mut Batch, id: &EntityId, value: Vec<u8>) {
+    batch.put(Cf::Models, id.0.to_vec(), value);
+}
+
 /// Deletes the record of model `id`.
 pub(crate) fn delete(batch: &mut Batch, id: &EntityId) {
     batch.delete(Cf::Models, id.0.to_vec());
@@ -40,14 +48,31 @@ pub(crate) fn ids(meta: &Meta) -> impl Iterator<Item = Result<EntityId>> + '_ {
         .map(|kv| EntityId::try_from_slice(&kv?.0))
 }
 
-/// Every model, ascending by id.
+/// A stored model as read: its key, and its key's id and its record, each
+/// decoded or not.
+pub(crate) type Entry = (RawKey, Result<EntityId>, Result<ModelRecord>);
+
+/// Every stored model, ascending by id, with a key or record that does not
+/// decode given as a value (for checks that report it and go on).
+pub(crate) fn entries<'s>(s: &'s (impl Scan + ?Sized)) -> impl Iterator<Item = Result<Entry>> + 's {
+    s.scan_prefix(Cf::Models, &[], &[]).map(|kv| {
+        let (k, v) = kv?;
+        Ok((
+            RawKey::new(Cf::Models, &k),
+            EntityId::try_from_slice(&k),
+            decode_postcard(RECORD, &v),
+        ))
+    })
+}
+
+/// Every model, ascending by id; an error for a key or record that does
+/// not decode.
 pub(crate) fn all<'s>(
     s: &'s (impl Scan + ?Sized),
 ) -> impl Iterator<Item = Result<(EntityId, ModelRecord)>> + 's {
-    s.scan_prefix(Cf::Models, &[], &[]).map(|kv| {
-        let (k, v) = kv?;
-        let id = EntityId::try_from_slice(&k)?;
-        Ok((id, decode_postcard(RECORD, &v)?))
+    entries(s).map(|e| {
+        let (_, id, rec) = e?;
+        Ok((id?, rec?))
     })
 }
 

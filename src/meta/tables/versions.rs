@@ -30,6 +30,13 @@ pub(crate) fn put(batch: &mut Batch, id: &EntityId, v: u32, rec: &VersionRecord)
     put_postcard(batch, Cf::Versions, key(id, v), rec);
 }
 
+/// Stores `value` as the record of version `v` of model `id`, unencoded
+/// (tests that damage records).
+#[cfg(test)]
+pub(crate) fn put_raw(batch: &mut Batch, id: &EntityId, v: u32, value: Vec<u8>) {
+    batch.put(Cf::Versions, key(id, v), value);
+}
+
 /// Deletes version `v` of model `id`.
 pub(crate) fn delete(batch: &mut Batch, id: &EntityId, v: u32) {
     batch.delete(Cf::Versions, key(id, v));
