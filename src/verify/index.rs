@@ -42,9 +42,12 @@ pub(crate) struct Unreadable {
     pub error: Error,
 }
 
-/// Every index entry (key → value) implied by the primary records that
-/// decode, and the records that do not.
-fn expected(meta: &impl Scan) -> Result<(BTreeMap<Vec<u8>, Vec<u8>>, Vec<Unreadable>)> {
+/// Index entries: key → value.
+type Entries = BTreeMap<Vec<u8>, Vec<u8>>;
+
+/// Every index entry implied by the primary records that decode, and the
+/// records that do not.
+fn expected(meta: &impl Scan) -> Result<(Entries, Vec<Unreadable>)> {
     let mut out = BTreeMap::new();
     let mut unreadable = Vec::new();
     for e in experiments::entries(meta) {

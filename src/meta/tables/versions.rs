@@ -85,26 +85,13 @@ pub(crate) fn entries<'s>(s: &'s (impl Scan + ?Sized)) -> impl Iterator<Item = R
     })
 }
 
-/// Every stored version, in key order; an error for a key or record that
-/// does not decode.
-pub(crate) fn all<'s>(
-    s: &'s (impl Scan + ?Sized),
-) -> impl Iterator<Item = Result<(EntityId, u32, VersionRecord)>> + 's {
-    entries(s).map(|e| {
-        let (_, id, rec) = e?;
-        let (id, v) = id?;
-        Ok((id, v, rec?))
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::meta::records::encode_postcard;
 
     /// A row whose key or record does not decode comes back as a value
-    /// naming what is wrong, between the rows that decode; [`all`] stops
-    /// at it with the same error.
+    /// naming what is wrong, between the rows that decode.
     #[test]
     fn rows_that_do_not_decode_come_back_as_values() {
         let dir = tempfile::tempdir().unwrap();
@@ -142,10 +129,5 @@ mod tests {
             .to_string()
             .contains("versions key"));
         assert_eq!(r.as_ref().unwrap(), &rec);
-
-        let mut typed = all(&meta);
-        assert_eq!(typed.next().unwrap().unwrap(), (id, 1, rec));
-        let err = typed.next().unwrap().unwrap_err().to_string();
-        assert!(err.contains("version record"), "{err}");
     }
 }
