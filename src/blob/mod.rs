@@ -3,6 +3,7 @@
 //! (`std::io::Read + Seek`).
 
 mod base;
+mod concat;
 mod core;
 mod pipeline;
 mod prefetch;
@@ -11,6 +12,7 @@ mod reverse;
 mod tensor;
 mod writer;
 
+pub(crate) use concat::apply_concat;
 pub(crate) use core::{Config, Core};
 pub(crate) use pipeline::Pool;
 pub use reader::BlobReader;

@@ -76,6 +76,8 @@ pub(crate) fn expected(meta: &Meta) -> Result<Expected> {
             Err(_) => e.undecodable.push((Cf::Artifacts, k.to_vec())),
         }
     }
+    let mut obj = |b: &crate::id::BlobId| add(refs::BLOB, b.as_bytes());
+    crate::meta::tables::objects::blob_refs(meta, &mut obj, &mut |_, _| {})?;
     Ok(e)
 }
 

@@ -125,6 +125,9 @@ fn references(
             Err(e) => bad(problem("artifact-corrupt", hex::encode(&k), e.to_string())),
         }
     }
+    let mut obj = |b: &crate::id::BlobId| add(tag::BLOB, b.as_bytes());
+    let mut obj_bad = |k: String, e: crate::Error| bad(problem("object-corrupt", k, e.to_string()));
+    crate::meta::tables::objects::blob_refs(snap, &mut obj, &mut obj_bad)?;
     Ok(())
 }
 

@@ -4,8 +4,11 @@
 //! [`super::records`].
 
 pub(crate) mod blobs;
+pub(crate) mod buckets;
 pub(crate) mod chunks;
 pub(crate) mod gc_queue;
+pub(crate) mod multipart;
+pub(crate) mod objects;
 pub(crate) mod packs;
 pub(crate) mod singletons;
 pub(crate) mod uploads;
