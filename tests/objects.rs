@@ -6,11 +6,19 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Seek, SeekFrom};
 
 use modelvault::{
-    CompletedPart, Error, FileEntry, GcOptions, ListQuery, ObjectMeta, Store, VerifyOptions,
+    CompletedPart, Error, FileEntry, GcOptions, ListQuery, ObjectMeta, PartMeta, Store,
+    VerifyOptions,
 };
 use proptest::prelude::*;
 
 use crate::common::{noise, packs, temp_store, weights};
+
+fn pm(etag: &str) -> PartMeta {
+    PartMeta {
+        etag: etag.to_string(),
+        ..PartMeta::default()
+    }
+}
 
 fn clean(store: &Store) {
     let r = store.verify(VerifyOptions::new()).unwrap();
@@ -443,15 +451,7 @@ fn upload_parallel(store: &Store, key: &str, id: &str, parts: &[(u32, Vec<u8>)])
             s.spawn(move || {
                 store
                     .objects()
-                    .upload_part(
-                        "b01",
-                        key,
-                        id,
-                        *n,
-                        &bytes[..],
-                        &format!("etag{n}"),
-                        BTreeMap::new(),
-                    )
+                    .upload_part("b01", key, id, *n, &bytes[..], pm(&format!("etag{n}")))
                     .unwrap();
             });
         }
@@ -482,27 +482,11 @@ fn multipart_parts_from_threads_complete_without_reading_or_writing_bytes() {
         .collect();
     upload_parallel(&store, "big.bin", &id, &parts);
     // A part uploaded again replaces the first one.
-    o.upload_part(
-        "b01",
-        "big.bin",
-        &id,
-        4,
-        &parts[1].1[..],
-        "etag4",
-        BTreeMap::new(),
-    )
-    .unwrap();
+    o.upload_part("b01", "big.bin", &id, 4, &parts[1].1[..], pm("etag4"))
+        .unwrap();
     // One more part that the completion leaves out.
-    o.upload_part(
-        "b01",
-        "big.bin",
-        &id,
-        99,
-        &noise(100_000, 9)[..],
-        "x",
-        BTreeMap::new(),
-    )
-    .unwrap();
+    o.upload_part("b01", "big.bin", &id, 99, &noise(100_000, 9)[..], pm("x"))
+        .unwrap();
     let listed = o.list_parts("b01", "big.bin", &id, 0, 100).unwrap();
     let numbers: Vec<u32> = listed.parts.iter().map(|p| p.number).collect();
     assert_eq!(numbers, [2, 4, 6, 8, 10, 12, 99]);
@@ -593,8 +577,7 @@ fn multipart_completion_errors_change_nothing() {
             &id,
             n,
             &noise(50_000, n.into())[..],
-            &format!("etag{n}"),
-            BTreeMap::new(),
+            pm(&format!("etag{n}")),
         )
         .unwrap();
     }
@@ -631,20 +614,20 @@ fn multipart_completion_errors_change_nothing() {
         "at least one part",
     );
     invalid(
-        o.upload_part("b01", "k", &id, 0, &b"x"[..], "", BTreeMap::new())
+        o.upload_part("b01", "k", &id, 0, &b"x"[..], pm(""))
             .unwrap_err(),
         "part number",
         "1 to 10000",
     );
     invalid(
-        o.upload_part("b01", "k", &id, 10_001, &b"x"[..], "", BTreeMap::new())
+        o.upload_part("b01", "k", &id, 10_001, &b"x"[..], pm(""))
             .unwrap_err(),
         "part number",
         "1 to 10000",
     );
     // Another key's upload id, a forged id: no such upload.
     assert!(o
-        .upload_part("b01", "other", &id, 1, &b"x"[..], "", BTreeMap::new())
+        .upload_part("b01", "other", &id, 1, &b"x"[..], pm(""))
         .unwrap_err()
         .is_not_found());
     for forged in ["", "zz", &"0".repeat(32), "../../x"] {
@@ -685,26 +668,10 @@ fn an_unfinished_upload_survives_reopening_and_abort_releases_it() {
         let id2 = o
             .create_multipart("b01", "j", None, BTreeMap::new())
             .unwrap();
-        o.upload_part(
-            "b01",
-            "k",
-            &id,
-            1,
-            &noise(300_000, 1)[..],
-            "e1",
-            BTreeMap::new(),
-        )
-        .unwrap();
-        o.upload_part(
-            "b01",
-            "j",
-            &id2,
-            1,
-            &noise(300_000, 7)[..],
-            "e1",
-            BTreeMap::new(),
-        )
-        .unwrap();
+        o.upload_part("b01", "k", &id, 1, &noise(300_000, 1)[..], pm("e1"))
+            .unwrap();
+        o.upload_part("b01", "j", &id2, 1, &noise(300_000, 7)[..], pm("e1"))
+            .unwrap();
         (id, id2)
     };
     let store = Store::open(&path).unwrap();
@@ -745,16 +712,8 @@ fn an_unfinished_upload_survives_reopening_and_abort_releases_it() {
         .is_empty());
     clean(&store);
     // Resumable: another part, then complete.
-    o.upload_part(
-        "b01",
-        "k",
-        &id,
-        2,
-        &noise(1000, 2)[..],
-        "e2",
-        BTreeMap::new(),
-    )
-    .unwrap();
+    o.upload_part("b01", "k", &id, 2, &noise(1000, 2)[..], pm("e2"))
+        .unwrap();
     let mut want = noise(300_000, 1);
     want.extend(noise(1000, 2));
     let done = o
@@ -810,16 +769,8 @@ fn the_same_parts_completed_twice_make_one_blob() {
             .create_multipart("b01", key, None, BTreeMap::new())
             .unwrap();
         for n in 1..=3u32 {
-            o.upload_part(
-                "b01",
-                key,
-                &id,
-                n,
-                &noise(200_000, n.into())[..],
-                "e",
-                BTreeMap::new(),
-            )
-            .unwrap();
+            o.upload_part("b01", key, &id, n, &noise(200_000, n.into())[..], pm("e"))
+                .unwrap();
         }
         let parts: Vec<_> = (1..=3)
             .map(|n| CompletedPart {
@@ -842,4 +793,47 @@ fn the_same_parts_completed_twice_make_one_blob() {
     }
     assert_eq!(read_all(&store, "b01", "y"), want);
     clean(&store);
+}
+
+#[test]
+fn writers_of_one_key_from_many_threads_leave_one_object_and_exact_counts() {
+    let (_d, store) = temp_store();
+    store.objects().create_bucket("b01").unwrap();
+    std::thread::scope(|s| {
+        for t in 0..6u64 {
+            let store = &store;
+            s.spawn(move || {
+                let o = store.objects();
+                for i in 0..4u64 {
+                    let bytes = noise(100_000 + i as usize, t * 10 + i);
+                    o.put("b01", "same", &bytes[..], meta(&format!("{t}-{i}")))
+                        .unwrap();
+                    o.put("b01", &format!("own{t}"), &bytes[..], meta(""))
+                        .unwrap();
+                    if i % 2 == 1 {
+                        o.copy("b01", "same", "b01", &format!("copy{t}"), None)
+                            .unwrap();
+                        o.delete("b01", &format!("own{t}")).unwrap();
+                    }
+                }
+            });
+        }
+    });
+    let o = store.objects();
+    let info = o.head("b01", "same").unwrap().unwrap();
+    let (t, i) = info.etag.split_once('-').unwrap();
+    let want = noise(
+        100_000 + i.parse::<usize>().unwrap(),
+        t.parse::<u64>().unwrap() * 10 + i.parse::<u64>().unwrap(),
+    );
+    assert_eq!(read_all(&store, "b01", "same"), want);
+    clean(&store);
+    store.gc(&GcOptions::new()).unwrap();
+    clean(&store);
+    for t in 0..6 {
+        assert_eq!(
+            read_all(&store, "b01", &format!("copy{t}")).len() % 100_000,
+            3
+        );
+    }
 }

@@ -31,7 +31,9 @@ use std::io::{Read, Write};
 use std::sync::Arc;
 
 pub use list::{ListPage, ListQuery, MAX_LIST_KEYS};
-pub use multipart::{CompletedPart, MultipartInfo, PartInfo, PartsPage, UploadsPage, MAX_PARTS};
+pub use multipart::{
+    CompletedPart, MultipartInfo, PartInfo, PartMeta, PartsPage, UploadsPage, MAX_PARTS,
+};
 pub use names::{MAX_KEY_LEN, MAX_METADATA_BYTES};
 
 use crate::blob::{check_same_store, BlobReader, Core, StagedBlob};

@@ -75,6 +75,15 @@ pub struct MultipartInfo {
     pub metadata: BTreeMap<String, String>,
 }
 
+/// What a caller says about a part it uploads: kept as given.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PartMeta {
+    /// The entity tag (at most 1,024 bytes), which the completion must name.
+    pub etag: String,
+    /// Checksums, algorithm → value.
+    pub checksums: BTreeMap<String, String>,
+}
+
 /// A part named in a completion, as the client lists it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CompletedPart {
@@ -204,19 +213,17 @@ impl Objects<'_> {
         upload_id: &str,
         number: u32,
         src: impl Read,
-        etag: &str,
-        checksums: BTreeMap<String, String>,
+        meta: PartMeta,
     ) -> Result<PartInfo> {
         self.check_target(bucket, key)?;
         check_number(number)?;
         need_upload(self.core.chunks().meta(), bucket, key, upload_id)?;
         let staged = stage_from(self.core, src)?;
-        self.upload_part_staged(bucket, key, upload_id, number, staged, etag, checksums)
+        self.upload_part_staged(bucket, key, upload_id, number, staged, meta)
     }
 
     /// [`Objects::upload_part`] of a staged blob (see
     /// [`Objects::put_staged`]).
-    #[allow(clippy::too_many_arguments)]
     pub fn upload_part_staged(
         &self,
         bucket: &str,
@@ -224,13 +231,12 @@ impl Objects<'_> {
         upload_id: &str,
         number: u32,
         staged: StagedBlob,
-        etag: &str,
-        checksums: BTreeMap<String, String>,
+        meta: PartMeta,
     ) -> Result<PartInfo> {
         self.check_target(bucket, key)?;
         check_number(number)?;
-        names::check_field("entity tag", etag)?;
-        names::check_checksums(&checksums)?;
+        names::check_field("entity tag", &meta.etag)?;
+        names::check_checksums(&meta.checksums)?;
         check_same_store(
             || format!("staged blob {}", staged.id()),
             staged.store(),
@@ -239,8 +245,8 @@ impl Objects<'_> {
         let rec = PartRecord {
             blob: *staged.id().as_bytes(),
             size: staged.len(),
-            etag: etag.to_owned(),
-            checksums,
+            etag: meta.etag,
+            checksums: meta.checksums,
             modified_ms: now_ms(),
         };
         self.core
@@ -362,7 +368,9 @@ impl Objects<'_> {
     /// the entity tag its upload returned), with entity tag `etag` and
     /// `checksums`. No byte is read or written: the object's blob lists the
     /// parts' chunks end to end. Parts not listed are discarded, and the
-    /// upload is gone once this returns.
+    /// upload is gone once this returns. Parts of any size are joined:
+    /// S3's minimum part size (5 MiB for every part but the last) is the
+    /// server's to enforce, with the sizes [`Objects::list_parts`] gives.
     ///
     /// # Errors
     /// [`Error::NotFound`] for an upload or bucket that does not exist;

@@ -7,7 +7,7 @@ use std::io::Read;
 use crate::meta::object_records::{self as rec, ObjectRecord};
 use crate::meta::tables::objects;
 use crate::meta::{Batch, Cf};
-use crate::{CompletedPart, ListQuery, ObjectMeta, Store, VerifyOptions};
+use crate::{CompletedPart, ListQuery, ObjectMeta, PartMeta, Store, VerifyOptions};
 
 fn store() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
@@ -25,6 +25,13 @@ fn noise(n: usize, seed: u64) -> Vec<u8> {
             (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 56) as u8
         })
         .collect()
+}
+
+fn pm(etag: &str) -> PartMeta {
+    PartMeta {
+        etag: etag.to_string(),
+        ..PartMeta::default()
+    }
 }
 
 fn clean(s: &Store) {
@@ -127,16 +134,8 @@ fn a_completion_concatenates_manifests_across_segment_boundaries() {
     for (i, &n) in sizes.iter().enumerate() {
         let bytes = noise(n, i as u64 + 1);
         want.extend_from_slice(&bytes);
-        o.upload_part(
-            "b01",
-            "k",
-            &id,
-            i as u32 + 1,
-            &bytes[..],
-            "e",
-            BTreeMap::new(),
-        )
-        .unwrap();
+        o.upload_part("b01", "k", &id, i as u32 + 1, &bytes[..], pm("e"))
+            .unwrap();
     }
     let stored = s.stats().stored_bytes;
     let parts: Vec<_> = (1..=4)
@@ -173,7 +172,7 @@ fn hostile_records_give_errors_not_panics() {
     let up = o
         .create_multipart("b01", "m", None, BTreeMap::new())
         .unwrap();
-    o.upload_part("b01", "m", &up, 1, &b"p"[..], "e", BTreeMap::new())
+    o.upload_part("b01", "m", &up, 1, &b"p"[..], pm("e"))
         .unwrap();
     let meta = s.inner.chunks().meta();
     let write = |cf: Cf, k: Vec<u8>, v: Vec<u8>| {
@@ -253,7 +252,7 @@ fn hostile_records_give_errors_not_panics() {
     assert!(r.problems.iter().any(|p| p.kind == "object-corrupt"));
     write(Cf::Multipart, rec::upload(&upload_key).to_vec(), vec![1]);
     assert!(o
-        .upload_part("b01", "m", &up, 3, &b"x"[..], "", BTreeMap::new())
+        .upload_part("b01", "m", &up, 3, &b"x"[..], pm(""))
         .unwrap_err()
         .is_integrity());
     write(Cf::Multipart, rec::by_key_prefix("b01"), Vec::new());
