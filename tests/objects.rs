@@ -837,3 +837,71 @@ fn writers_of_one_key_from_many_threads_leave_one_object_and_exact_counts() {
         );
     }
 }
+
+#[test]
+fn uploads_begun_before_a_time_are_aborted_and_their_parts_freed() {
+    let (_d, store) = temp_store();
+    let o = store.objects();
+    o.create_bucket("b01").unwrap();
+    o.create_bucket("b02").unwrap();
+    let old = o
+        .create_multipart("b01", "a", None, BTreeMap::new())
+        .unwrap();
+    let old2 = o
+        .create_multipart("b02", "b", None, BTreeMap::new())
+        .unwrap();
+    o.upload_part("b01", "a", &old, 1, &noise(200_000, 1)[..], pm("e"))
+        .unwrap();
+    let created = |bucket: &str, id: &str| {
+        o.list_uploads(bucket, "", None, 10)
+            .unwrap()
+            .uploads
+            .into_iter()
+            .find(|u| u.upload_id == id)
+            .unwrap()
+            .created_ms
+    };
+    let (a_ms, b_ms) = (created("b01", &old), created("b02", &old2));
+    let old_ms = a_ms.max(b_ms);
+    // Wait for the clock to pass the old uploads' millisecond.
+    let young = loop {
+        let id = o
+            .create_multipart("b01", "c", None, BTreeMap::new())
+            .unwrap();
+        if created("b01", &id) > old_ms {
+            break id;
+        }
+        o.abort_multipart("b01", "c", &id).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    };
+    let young_ms = created("b01", &young);
+    o.upload_part("b01", "c", &young, 1, &noise(200_000, 2)[..], pm("e"))
+        .unwrap();
+    // Before the first upload: nothing.
+    assert!(o
+        .abort_uploads_begun_before(a_ms.min(b_ms))
+        .unwrap()
+        .is_empty());
+    let gone = o.abort_uploads_begun_before(young_ms).unwrap();
+    let mut ids: Vec<_> = gone.iter().map(|u| u.upload_id.clone()).collect();
+    ids.sort();
+    let mut want = vec![old.clone(), old2];
+    want.sort();
+    assert_eq!(ids, want);
+    let left = o.list_uploads("b01", "", None, 10).unwrap();
+    assert_eq!(left.uploads.len(), 1);
+    assert_eq!(left.uploads[0].upload_id, young);
+    clean(&store);
+    let gc = store.gc(&GcOptions::new()).unwrap();
+    assert!(gc.chunks_deleted > 0, "{gc:?}");
+    clean(&store);
+    // The young one still completes.
+    let parts = [CompletedPart {
+        number: 1,
+        etag: "e".into(),
+    }];
+    o.complete_multipart("b01", "c", &young, &parts, "", BTreeMap::new())
+        .unwrap();
+    assert_eq!(read_all(&store, "b01", "c"), noise(200_000, 2));
+    clean(&store);
+}

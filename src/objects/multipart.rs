@@ -363,6 +363,46 @@ impl Objects<'_> {
         })
     }
 
+    /// Aborts every upload (of any bucket) begun before `before_ms`
+    /// (milliseconds since the Unix epoch), as S3's lifecycle rule for
+    /// incomplete multipart uploads does (a server passes now minus the
+    /// age), and returns them. Each is aborted in a commit of its own that
+    /// checks it is still there (one completed meanwhile is left alone).
+    ///
+    /// # Errors
+    /// Metadata errors; a record that does not decode is
+    /// [`Error::Corrupt`] (the uploads aborted before it stay aborted).
+    pub fn abort_uploads_begun_before(&self, before_ms: u64) -> Result<Vec<MultipartInfo>> {
+        let old: Vec<(UploadKey, MultipartRecord)> = table::all(self.core.chunks().meta())
+            .filter(|r| r.as_ref().map_or(true, |(_, u)| u.created_ms < before_ms))
+            .collect::<Result<_>>()?;
+        let mut aborted = Vec::new();
+        for (id, up) in old {
+            let gone = self.change(|m, batch| {
+                let Some(rec) = table::get(m, &id)? else {
+                    return Ok(false);
+                };
+                for p in table::parts(m, &id, 0) {
+                    let (n, r) = p?;
+                    table::delete_part(batch, &id, n, &r);
+                }
+                table::delete(batch, &id, &rec);
+                Ok(true)
+            })?;
+            if gone {
+                aborted.push(MultipartInfo {
+                    bucket: up.bucket,
+                    key: up.key,
+                    upload_id: hex::encode(id),
+                    created_ms: up.created_ms,
+                    content_type: up.content_type,
+                    metadata: up.metadata,
+                });
+            }
+        }
+        Ok(aborted)
+    }
+
     /// Completes an upload into object `key` of `bucket` from the parts
     /// `parts` names, in its order (numbers strictly ascending, each with
     /// the entity tag its upload returned), with entity tag `etag` and

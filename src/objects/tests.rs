@@ -214,6 +214,11 @@ fn hostile_records_give_errors_not_panics() {
         panic!("a damaged object was read")
     };
     assert!(e.to_string().contains("its blob is not stored"), "{e}");
+    let kinds = |s: &Store| -> Vec<&'static str> {
+        let r = s.verify(VerifyOptions::new()).unwrap();
+        r.problems.iter().map(|p| p.kind).collect()
+    };
+    assert!(kinds(&s).contains(&"blob-missing"), "{:?}", kinds(&s));
     let lying = ObjectRecord {
         size: 1 << 40,
         ..good.clone()
@@ -223,6 +228,7 @@ fn hostile_records_give_errors_not_panics() {
         panic!("a damaged object was read")
     };
     assert!(e.to_string().contains("holds 1"), "{e}");
+    assert!(kinds(&s).contains(&"object-size"), "{:?}", kinds(&s));
     // A key that is not UTF-8, a key too short for its bucket.
     let mut k = rec::object_prefix("b01");
     k.extend_from_slice(&[0xC3, 0x28]);

@@ -151,3 +151,19 @@ pub(super) fn blob_refs(
     }
     Ok(())
 }
+
+/// Every upload (id and record), in id order: across buckets, oldest
+/// first (ids are UUID v7).
+pub(crate) fn all(meta: &Meta) -> impl Iterator<Item = Result<(UploadKey, MultipartRecord)>> + '_ {
+    meta.scan_prefix(Cf::Multipart, &[tag::UPLOAD], &[tag::UPLOAD])
+        .map(|kv| {
+            let (k, v) = kv?;
+            let id: UploadKey = k[1..].try_into().map_err(|_| {
+                Error::corrupt(
+                    "multipart upload key",
+                    format!("{} bytes, expected 17", k.len()),
+                )
+            })?;
+            Ok((id, rec::decode_multipart(&v)?))
+        })
+}

@@ -6,7 +6,8 @@ use crate::error::{Error, Result};
 use crate::id::{BlobId, Hash32};
 use crate::meta::keys::{self, refs};
 use crate::meta::object_records::{self as rec, ObjectRecord};
-use crate::meta::{Batch, Cf, Meta, Scan};
+use crate::meta::records;
+use crate::meta::{Batch, Cf, Meta, Scan, Snapshot};
 
 use super::{multipart, Read};
 
@@ -92,4 +93,50 @@ pub(crate) fn blob_refs(
         }
     }
     multipart::blob_refs(r, f, bad)
+}
+
+/// Checks, as of `snap`, that every blob an object or multipart part
+/// record names is stored, with the record's size; calls `bad` with a
+/// problem kind (`blob-missing`, `object-size`), what it is found in and
+/// what is wrong. Records that do not decode are skipped ([`blob_refs`]
+/// reports them).
+pub(crate) fn check_blobs(
+    snap: &Snapshot,
+    bad: &mut dyn FnMut(&'static str, String, String),
+) -> Result<()> {
+    let mut check = |what: String, blob: &[u8; 32], size: u64| -> Result<()> {
+        let id = BlobId(Hash32(*blob));
+        match snap.get(Cf::Blobs, blob)?.map(|b| records::decode_blob(&b)) {
+            Some(Ok(b)) if b.size == size => {}
+            Some(Err(_)) => {} // reported by the blob checks
+            Some(Ok(b)) => bad(
+                "object-size",
+                what,
+                format!("blob {id} holds {} bytes, the record says {size}", b.size),
+            ),
+            None => bad("blob-missing", what, format!("blob {id} is not stored")),
+        }
+        Ok(())
+    };
+    for kv in snap.scan_prefix(Cf::Objects, &[], &[]) {
+        let (k, v) = kv?;
+        if let Ok(o) = rec::decode_object(&v) {
+            let what = match rec::parse_object(&k) {
+                Ok((b, key)) => format!("object {b}/{key}"),
+                Err(_) => format!("objects key {}", hex::encode(&k)),
+            };
+            check(what, &o.blob, o.size)?;
+        }
+    }
+    for kv in snap.scan_prefix(Cf::Multipart, &[rec::tag::PART], &[rec::tag::PART]) {
+        let (k, v) = kv?;
+        if let Ok(p) = rec::decode_part(&v) {
+            check(
+                format!("multipart part {}", hex::encode(&k[1..])),
+                &p.blob,
+                p.size,
+            )?;
+        }
+    }
+    Ok(())
 }
