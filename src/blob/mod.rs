@@ -13,7 +13,7 @@ mod tensor;
 mod writer;
 
 pub(crate) use concat::apply_concat;
-pub(crate) use core::{Config, Core};
+pub(crate) use core::{copy_into, Config, Core};
 pub(crate) use pipeline::Pool;
 pub use reader::BlobReader;
 pub use reverse::ReverseDeltaReport;

@@ -84,16 +84,14 @@ pub(crate) fn decode_part(b: &[u8]) -> Result<PartRecord> {
     decode_postcard("multipart part record", b)
 }
 
-/// The longest bucket name a key can hold (its length is one byte).
-pub(crate) const MAX_BUCKET_KEY: usize = 255;
-
 /// `objects` key of a whole bucket's objects: bucket name length u8 ‖ name.
 /// The length byte keeps one bucket's keys from running into another's
 /// (`ab` ‖ `c…` is not `abc` ‖ `…`).
+/// Names are at most 63 bytes; a longer one (only from a damaged record)
+/// gets the length byte 255, so its key is wrong but nothing panics.
 pub(crate) fn object_prefix(bucket: &str) -> Vec<u8> {
-    debug_assert!(bucket.len() <= MAX_BUCKET_KEY);
     let mut k = Vec::with_capacity(1 + bucket.len() + 64);
-    k.push(bucket.len() as u8);
+    k.push(u8::try_from(bucket.len()).unwrap_or(u8::MAX));
     k.extend_from_slice(bucket.as_bytes());
     k
 }

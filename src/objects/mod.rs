@@ -27,7 +27,7 @@ mod names;
 mod tests;
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::sync::Arc;
 
 pub use list::{ListPage, ListQuery, MAX_LIST_KEYS};
@@ -36,7 +36,7 @@ pub use multipart::{
 };
 pub use names::{MAX_KEY_LEN, MAX_METADATA_BYTES};
 
-use crate::blob::{check_same_store, BlobReader, Core, StagedBlob};
+use crate::blob::{check_same_store, copy_into, BlobReader, Core, StagedBlob};
 use crate::error::{Error, Result};
 use crate::id::{BlobId, Hash32};
 use crate::meta::object_records::{BucketRecord, ObjectRecord};
@@ -135,19 +135,9 @@ fn need_bucket(meta: &Meta, name: &str) -> Result<BucketRecord> {
 
 /// Copies `src` into a new blob writer and stages it (bounded memory: the
 /// writer streams).
-fn stage_from(core: &Arc<Core>, mut src: impl Read) -> Result<StagedBlob> {
+fn stage_from(core: &Arc<Core>, src: impl Read) -> Result<StagedBlob> {
     let mut w = core.blob_writer();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = match src.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Error::io("<input stream>", e)),
-        };
-        w.write_all(&buf[..n])
-            .map_err(|e| Error::io("<blob writer>", e))?;
-    }
+    copy_into(&mut w, src)?;
     w.stage()
 }
 
