@@ -157,6 +157,17 @@ fn need_upload(
     }
 }
 
+/// Adds to `batch` the abort of upload `id` (record `rec`): its parts
+/// deleted and their references released, the upload deleted.
+fn abort(meta: &Meta, batch: &mut Batch, id: &UploadKey, rec: &MultipartRecord) -> Result<()> {
+    for p in table::parts(meta, id, 0) {
+        let (n, r) = p?;
+        table::delete_part(batch, id, n, &r);
+    }
+    table::delete(batch, id, rec);
+    Ok(())
+}
+
 fn unquote(etag: &str) -> &str {
     etag.strip_prefix('"')
         .and_then(|e| e.strip_suffix('"'))
@@ -354,12 +365,7 @@ impl Objects<'_> {
         self.check_target(bucket, key)?;
         self.change(|m, batch| {
             let (id, rec) = need_upload(m, bucket, key, upload_id)?;
-            for p in table::parts(m, &id, 0) {
-                let (n, r) = p?;
-                table::delete_part(batch, &id, n, &r);
-            }
-            table::delete(batch, &id, &rec);
-            Ok(())
+            abort(m, batch, &id, &rec)
         })
     }
 
@@ -382,11 +388,7 @@ impl Objects<'_> {
                 let Some(rec) = table::get(m, &id)? else {
                     return Ok(false);
                 };
-                for p in table::parts(m, &id, 0) {
-                    let (n, r) = p?;
-                    table::delete_part(batch, &id, n, &r);
-                }
-                table::delete(batch, &id, &rec);
+                abort(m, batch, &id, &rec)?;
                 Ok(true)
             })?;
             if gone {
