@@ -63,6 +63,8 @@ mod formats;
 mod gc;
 mod id;
 mod meta;
+#[cfg(feature = "store")]
+mod objects;
 mod pack;
 pub mod query;
 mod registry;
@@ -86,6 +88,12 @@ pub use meta::records::FileEntry;
 pub use meta::registry_records::{
     Artifact, ArtifactBody, ConsoleLine, EntityId, Environment, External, RunInfo, Status, Stream,
     VersionFile,
+};
+#[cfg(feature = "store")]
+pub use objects::{
+    BucketInfo, CompletedPart, ListPage, ListQuery, MultipartInfo, ObjectInfo, ObjectMeta, Objects,
+    PartInfo, PartMeta, PartsPage, UploadsPage, MAX_KEY_LEN, MAX_LIST_KEYS, MAX_METADATA_BYTES,
+    MAX_PARTS,
 };
 #[cfg(feature = "store")]
 pub use registry::delete::{DeleteOptions, DeleteReport, Retention};

@@ -381,6 +381,11 @@ impl Core {
             }
         }
 
+        // Objects and multipart parts: every blob they name is stored, with their size.
+        crate::meta::tables::objects::check_blobs(&snap, &mut |kind, what, detail| {
+            r.problems.push(problem(kind, what, detail))
+        })?;
+
         // Reference counts and ownership.
         refs::check(&snap, inner.path(), opts.budgets, &mut r.problems)?;
 

@@ -25,6 +25,7 @@ const LAYERS: &[&str] = &[
     "gc",       // collection and compaction
     "verify",   // integrity checks
     "registry", // experiments, models, indexes and queries over them
+    "objects",  // buckets, objects and multipart uploads over blobs (the S3 namespace)
     "store",    // the public handle: options, open, recovery
 ];
 

@@ -118,19 +118,9 @@ impl Core {
     }
 
     /// See `Store::put_blob`.
-    pub fn put_blob(self: &Arc<Self>, mut src: impl Read) -> Result<BlobId> {
+    pub fn put_blob(self: &Arc<Self>, src: impl Read) -> Result<BlobId> {
         let mut w = self.blob_writer();
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = match src.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(Error::io("<input stream>", e)),
-            };
-            w.write_all(&buf[..n])
-                .map_err(|e| Error::io("<blob writer>", e))?;
-        }
+        copy_into(&mut w, src)?;
         w.finish()
     }
 
@@ -150,5 +140,20 @@ impl Core {
     /// True if a blob with this id is stored.
     pub fn contains_blob(&self, id: &BlobId) -> Result<bool> {
         Ok(self.blob_record(id)?.is_some())
+    }
+}
+
+/// Writes all of `src` into `w`, a megabyte at a time.
+pub(crate) fn copy_into(w: &mut BlobWriter, mut src: impl Read) -> Result<()> {
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = match src.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::io("<input stream>", e)),
+        };
+        w.write_all(&buf[..n])
+            .map_err(|e| Error::io("<blob writer>", e))?;
     }
 }

@@ -3,6 +3,7 @@
 //! (`std::io::Read + Seek`).
 
 mod base;
+mod concat;
 mod core;
 mod pipeline;
 mod prefetch;
@@ -14,7 +15,8 @@ mod writer;
 #[cfg(test)]
 mod writer_tests;
 
-pub(crate) use core::{Config, Core};
+pub(crate) use concat::apply_concat;
+pub(crate) use core::{copy_into, Config, Core};
 pub(crate) use pipeline::Pool;
 pub use reader::BlobReader;
 pub use reverse::ReverseDeltaReport;

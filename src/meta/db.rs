@@ -44,10 +44,16 @@ pub(crate) enum Cf {
     /// Upload sessions: manifest id → session record, until the upload's
     /// blob is committed or the session expires.
     Uploads,
+    /// Object-namespace buckets: name → bucket record.
+    Buckets,
+    /// Objects: (bucket, key) → object record (blob, size, etag, metadata).
+    Objects,
+    /// Multipart uploads of objects, their parts, and a by-bucket index.
+    Multipart,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 15] = [
+    pub const ALL: [Cf; 18] = [
         Cf::Meta,
         Cf::Chunks,
         Cf::Packs,
@@ -63,6 +69,9 @@ impl Cf {
         Cf::Refs,
         Cf::Gc,
         Cf::Uploads,
+        Cf::Buckets,
+        Cf::Objects,
+        Cf::Multipart,
     ];
 
     /// Whether the column family's records are written per chunk or per
@@ -100,6 +109,9 @@ impl Cf {
             Cf::Refs => "refs",
             Cf::Gc => "gc",
             Cf::Uploads => "uploads",
+            Cf::Buckets => "buckets",
+            Cf::Objects => "objects",
+            Cf::Multipart => "multipart",
         }
     }
 }

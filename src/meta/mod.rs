@@ -13,6 +13,7 @@ mod db;
 pub(crate) mod index_key;
 pub(crate) mod keys;
 pub(crate) mod names;
+pub(crate) mod object_records;
 pub(crate) mod records;
 #[cfg(feature = "store")]
 pub(crate) mod registry_index;

@@ -144,6 +144,12 @@ impl Store {
         Ok(self.inner.blob_record(id)?.map(|r| BlobInfo::of(&r)))
     }
 
+    /// The S3-style object namespace: buckets of objects named by keys, each
+    /// object a blob of this store (see [`crate::Objects`]).
+    pub fn objects(&self) -> crate::Objects<'_> {
+        crate::objects::Objects::new(&self.inner)
+    }
+
     /// The blob's metadata record itself (with its manifest id), for unit
     /// tests that follow a blob to its manifest.
     #[cfg(test)]

@@ -96,6 +96,15 @@ fn references(
                 key.to_string(),
                 error.to_string(),
             )),
+            Found::Undecodable {
+                source: Source::Object | Source::Part,
+                key,
+                error,
+            } => bad(problem(
+                "object-corrupt",
+                key.to_string(),
+                error.to_string(),
+            )),
             Found::Segment(_) | Found::Undecodable { .. } => {}
         }
         Ok(())

@@ -5,6 +5,7 @@
 
 pub(crate) mod artifacts;
 pub(crate) mod blobs;
+pub(crate) mod buckets;
 pub(crate) mod chunks;
 mod common;
 pub(crate) mod console;
@@ -13,6 +14,8 @@ pub(crate) mod gc_queue;
 pub(crate) mod index;
 pub(crate) mod manifests;
 pub(crate) mod models;
+pub(crate) mod multipart;
+pub(crate) mod objects;
 pub(crate) mod packs;
 mod raw_key;
 pub(crate) mod references;

@@ -26,6 +26,10 @@ pub(crate) enum Source {
     Version,
     /// An experiment artifact (a blob artifact names its blob).
     Artifact,
+    /// An S3 object (it names its blob).
+    Object,
+    /// A part of an unfinished multipart upload (it names its blob).
+    Part,
 }
 
 /// What the walk finds, in the order it finds it.
@@ -112,7 +116,7 @@ pub(crate) fn walk(r: &(impl Scan + ?Sized), f: &mut dyn FnMut(Found) -> Result<
             })?,
         }
     }
-    Ok(())
+    super::objects::walk_refs(r, f)
 }
 
 #[cfg(test)]
