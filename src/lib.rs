@@ -100,9 +100,11 @@ pub use registry::delete::{DeleteOptions, DeleteReport, Retention};
 #[cfg(feature = "store")]
 pub use registry::experiment::{Experiment, ExperimentInfo, ExperimentQuery, NewExperiment};
 #[cfg(feature = "store")]
-pub use registry::model::{Model, ModelInfo, ModelSummary, ModelVersion, NewModel};
+pub use registry::model::{Model, ModelInfo, ModelSummary, NewModel};
 #[cfg(feature = "store")]
 pub use registry::put::{PutReport, PutVersion, VersionPut};
+#[cfg(feature = "store")]
+pub use registry::version::ModelVersion;
 #[cfg(feature = "store")]
 pub use registry::version_upload::VersionUpload;
 #[cfg(feature = "store")]

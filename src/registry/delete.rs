@@ -14,7 +14,8 @@ use serde::Serialize;
 
 use super::common::now_ms;
 use super::experiment::{load_experiment, Experiment};
-use super::model::{load_model, load_version, Model};
+use super::model::{load_model, Model};
+use super::version::load_version;
 use crate::blob::Core;
 use crate::error::{Error, Result};
 use crate::id::BlobId;

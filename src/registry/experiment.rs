@@ -512,7 +512,7 @@ impl Experiment {
     /// Records that this experiment used `version` of `model` as an input.
     pub fn use_model(&self, model: EntityId, version: u32) -> Result<()> {
         self.update(|meta, r, _| {
-            super::model::load_version(meta, &model, version)?;
+            super::version::load_version(meta, &model, version)?;
             if !r.inputs.contains(&(model, version)) {
                 r.inputs.push((model, version));
             }

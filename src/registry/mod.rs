@@ -30,4 +30,6 @@ pub mod repair;
 #[cfg(feature = "store")]
 mod search;
 #[cfg(feature = "store")]
+pub mod version;
+#[cfg(feature = "store")]
 pub(crate) mod version_upload;

@@ -26,7 +26,8 @@ use crate::id::BlobId;
 use crate::meta::names::check_name;
 use crate::meta::registry_records::EntityId;
 use crate::registry::common::check_label;
-use crate::registry::model::{Model, ModelVersion, NewModel};
+use crate::registry::model::{Model, NewModel};
+use crate::registry::version::ModelVersion;
 use crate::registry::version_upload::VersionUpload;
 
 /// Where the files of a new version find their delta bases.
