@@ -10,6 +10,7 @@ For each server, alternating, ROUNDS times:
             with its source;
   stored    `du -sb` of the server's data directory after the upload;
   RSS       the server's peak resident set (VmHWM) at the end;
+  CPU       the server's user + system CPU seconds in each phase;
   clients   16 threads, each with its own client, uploading and reading
             back small and 9 MiB objects at once: errors are counted (must
             be 0).
@@ -90,6 +91,12 @@ class Server:
                     return int(line.split()[1]) / 1024
         return float("nan")
 
+    def cpu_seconds(self):
+        """User + system CPU time the server has used so far."""
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)
         try:
@@ -164,6 +171,7 @@ def one_round(kind, files, work):
         for key, path in files:
             c.upload_file(path, "bench", key, Config=tc)
         up = time.perf_counter() - t0
+        up_cpu = server.cpu_seconds()
         stored = du(data)
         t0 = time.perf_counter()
         for key, _ in files:
@@ -171,6 +179,7 @@ def one_round(kind, files, work):
             os.makedirs(os.path.dirname(dest), exist_ok=True)
             c.download_file("bench", key, dest, Config=tc)
         down = time.perf_counter() - t0
+        down_cpu = server.cpu_seconds() - up_cpu
         bad = [k for k, p in files if not same(p, os.path.join(out, k))]
         errors = concurrent_clients(server)
         rss = server.peak_rss_mib()
@@ -178,7 +187,8 @@ def one_round(kind, files, work):
         server.stop()
         shutil.rmtree(data, ignore_errors=True)
         shutil.rmtree(out, ignore_errors=True)
-    return {"up": up, "down": down, "stored": stored, "rss": rss, "bad": bad, "errors": errors}
+    return {"up": up, "down": down, "up_cpu": up_cpu, "down_cpu": down_cpu, "stored": stored,
+            "rss": rss, "bad": bad, "errors": errors}
 
 
 def main():
@@ -204,17 +214,20 @@ def main():
                 x = one_round(kind, files, work)
                 results[kind].append(x)
                 failed |= bool(x["bad"] or x["errors"])
-                print(f"round {r + 1} {kind:10s} upload {x['up']:6.2f} s  download {x['down']:6.2f} s  "
+                print(f"round {r + 1} {kind:10s} upload {x['up']:6.2f} s ({x['up_cpu']:5.2f} CPU s)  "
+                      f"download {x['down']:6.2f} s ({x['down_cpu']:5.2f} CPU s)  "
                       f"stored {x['stored']:>13,}  peak RSS {x['rss']:6.1f} MiB  "
                       f"differing {len(x['bad'])}  client errors {len(x['errors'])}", flush=True)
                 for e in x["errors"][:3]:
                     print(f"  error: {e}", flush=True)
-    med = {k: {m: statistics.median(x[m] for x in v) for m in ("up", "down", "stored", "rss")}
+    med = {k: {m: statistics.median(x[m] for x in v) for m in ("up", "down", "up_cpu", "down_cpu", "stored", "rss")}
            for k, v in results.items()}
     mv, fs = med["modelvault"], med["s3s-fs"]
     print(f"medians of {a.rounds}: modelvault upload {mv['up']:.2f} s, download {mv['down']:.2f} s, "
           f"stored {mv['stored']:,.0f}, peak RSS {mv['rss']:.0f} MiB; s3s-fs upload {fs['up']:.2f} s, "
           f"download {fs['down']:.2f} s, stored {fs['stored']:,.0f}, peak RSS {fs['rss']:.0f} MiB")
+    print(f"server CPU s, median: modelvault upload {mv['up_cpu']:.2f}, download {mv['down_cpu']:.2f}; "
+          f"s3s-fs upload {fs['up_cpu']:.2f}, download {fs['down_cpu']:.2f}")
     print(f"modelvault / s3s-fs: stored {mv['stored'] / fs['stored']:.3f}, upload {mv['up'] / fs['up']:.3f}, "
           f"download {mv['down'] / fs['down']:.3f}")
     sys.exit(1 if failed else 0)

@@ -186,8 +186,10 @@ pub struct ServeArgs {
     /// Do not show the registry as a bucket.
     #[arg(long)]
     pub no_registry_bucket: bool,
-    /// The largest body of one put or one multipart part, in bytes.
-    #[arg(long, default_value_t = 5 << 30, value_name = "BYTES")]
+    /// The largest object, in bytes: one put, one multipart part, or the
+    /// sum of a multipart upload's parts.
+    /// (One put or part is at most 5 GiB whatever this says, as in S3.)
+    #[arg(long, default_value_t = 5 << 40, value_name = "BYTES")]
     pub max_object_size: u64,
     /// The most uploads (puts and parts) received at once; more wait.
     #[arg(long, default_value_t = 64, value_name = "N",

@@ -1,9 +1,10 @@
 //! Request and response bodies between the async server and the blocking
 //! engine, in bounded memory whatever the object's size.
 //!
-//! - [`receive`]: a request body goes through a small channel to a blocking
-//!   thread that hashes it (the MD5 entity tag, the checksums the client
-//!   asked for) and writes it into a blob writer, then stages the blob.
+//! - [`receive`]: a request body goes through small channels to two
+//!   blocking threads, one writing it into a blob writer (then staging the
+//!   blob), one hashing it (the MD5 entity tag, the checksums the client
+//!   asked for).
 //!   Nothing is visible until the caller commits the staged blob; dropping
 //!   it (a checksum that does not match, a client that went away) leaves
 //!   nothing behind.
@@ -44,11 +45,22 @@ pub(crate) struct Received {
     pub checksums: Checksum,
 }
 
-/// What an uploaded body may be.
+/// What an upload may be.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Limits {
-    /// The most bytes it may have.
+    /// The most bytes an object may have (one put, or a multipart upload's
+    /// parts together).
     pub max: u64,
+}
+
+/// S3's largest single put or part.
+pub(crate) const MAX_BODY: u64 = 5 << 30;
+
+impl Limits {
+    /// The most bytes one body (a put or a part) may have.
+    pub(crate) fn body(&self) -> u64 {
+        self.max.min(MAX_BODY)
+    }
 }
 
 enum Piece {
@@ -67,31 +79,39 @@ pub(crate) async fn receive(
     hasher: ChecksumHasher,
     limits: Limits,
 ) -> S3Result<Received> {
-    let max = limits.max;
-    let (tx, mut rx) = mpsc::channel::<Piece>(IN_FLIGHT);
+    let max = limits.body();
+    // Two consumers of the same pieces, side by side: the blob writer (its
+    // cutting and hashing on this thread, compression in the pool) and the
+    // MD5 and checksums, so that neither waits for the other.
+    let (wtx, mut wrx) = mpsc::channel::<Piece>(IN_FLIGHT);
+    let (htx, mut hrx) = mpsc::channel::<Piece>(IN_FLIGHT);
     let store = store.clone();
-    let writer = tokio::task::spawn_blocking(move || -> crate::Result<Option<Received>> {
+    let writer = tokio::task::spawn_blocking(move || -> crate::Result<Option<StagedBlob>> {
         let mut w = store.blob_writer();
-        let mut md5 = Md5::new();
-        let mut hasher = hasher;
         loop {
-            match rx.blocking_recv() {
+            match wrx.blocking_recv() {
                 Some(Piece::Data(b)) => {
-                    md5.update(&b);
-                    hasher.update(&b);
                     w.write_all(&b).map_err(|e| from_io("<blob writer>", e))?;
                 }
-                Some(Piece::End) => break,
+                Some(Piece::End) => return w.stage().map(Some),
                 // The connection side gave up: drop the writer, keep nothing.
                 None => return Ok(None),
             }
         }
-        let staged = w.stage()?;
-        Ok(Some(Received {
-            staged,
-            md5_hex: hex::encode(md5.finalize()),
-            checksums: hasher.finalize(),
-        }))
+    });
+    let hashing = tokio::task::spawn_blocking(move || {
+        let mut md5 = Md5::new();
+        let mut hasher = hasher;
+        loop {
+            match hrx.blocking_recv() {
+                Some(Piece::Data(b)) => {
+                    md5.update(&b);
+                    hasher.update(&b);
+                }
+                Some(Piece::End) => return Some((hex::encode(md5.finalize()), hasher.finalize())),
+                None => return None,
+            }
+        }
     });
 
     let fed = async {
@@ -106,31 +126,37 @@ pub(crate) async fn receive(
                             "the body is larger than this server accepts ({max} bytes)"
                         ));
                     }
-                    if tx.send(Piece::Data(b)).await.is_err() {
-                        // The writer failed; its error is the one to report.
+                    // A send fails only when the writer has failed: its
+                    // error is the one to report.
+                    if wtx.send(Piece::Data(b.clone())).await.is_err()
+                        || htx.send(Piece::Data(b)).await.is_err()
+                    {
                         return Ok(());
                     }
                 }
                 Some(Err(e)) => return Err(body_error(e)),
                 None => {
-                    let _ = tx.send(Piece::End).await;
+                    let _ = wtx.send(Piece::End).await;
+                    let _ = htx.send(Piece::End).await;
                     return Ok(());
                 }
             }
         }
     }
     .await;
-    if let Err(e) = fed {
-        drop(tx);
-        // Wait for the writer to let go of its chunks before answering.
-        let _ = writer.await;
-        return Err(e);
-    }
-    drop(tx);
-    match writer.await.map_err(joined)? {
-        Ok(Some(r)) => Ok(r),
-        Ok(None) => Err(s3_error!(IncompleteBody)),
-        Err(e) => Err(s3(e)),
+    drop((wtx, htx));
+    let staged = writer.await.map_err(joined);
+    let hashes = hashing.await.map_err(joined);
+    // On an error the writer has let go of its chunks by now (joined).
+    fed?;
+    match (staged?, hashes?) {
+        (Ok(Some(staged)), Some((md5_hex, checksums))) => Ok(Received {
+            staged,
+            md5_hex,
+            checksums,
+        }),
+        (Ok(_), _) => Err(s3_error!(IncompleteBody)),
+        (Err(e), _) => Err(s3(e)),
     }
 }
 

@@ -101,11 +101,11 @@ impl Gateway {
     ) -> S3Result<Received> {
         let body = body.ok_or_else(|| s3_error!(IncompleteBody, "the request has no body"))?;
         if let Some(n) = length {
-            if n < 0 || n as u64 > self.limits.max {
+            if n < 0 || n as u64 > self.limits.body() {
                 return Err(s3_error!(
                     EntityTooLarge,
-                    "{n} bytes is more than this server accepts ({} bytes)",
-                    self.limits.max
+                    "{n} bytes is more than this server accepts in one request ({} bytes)",
+                    self.limits.body()
                 ));
             }
         }
@@ -366,6 +366,68 @@ impl Gateway {
         })
     }
 }
+
+impl Gateway {
+    /// S3's size rules for a completion: every part it names but the last
+    /// is at least [`MIN_PART_SIZE`] (EntityTooSmall), and the object is at
+    /// most the size limit (EntityTooLarge). The sizes are the uploaded
+    /// parts'; a part named with another entity tag is left for the
+    /// completion to refuse (the tag is the part's MD5, so a part that
+    /// passes here with its tag is the part completed).
+    async fn check_part_sizes(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: &[DonePart],
+    ) -> S3Result<()> {
+        let (b, k, u) = (bucket.to_owned(), key.to_owned(), upload_id.to_owned());
+        let uploaded = self
+            .run(move |s| {
+                let mut all = BTreeMap::new();
+                let mut after = 0;
+                loop {
+                    let page = s.objects().list_parts(&b, &k, &u, after, 1000)?;
+                    for p in page.parts {
+                        all.insert(p.number, (p.size, p.etag));
+                    }
+                    match page.next_part_number_marker {
+                        Some(n) if page.is_truncated => after = n,
+                        _ => return Ok(all),
+                    }
+                }
+            })
+            .await?;
+        let mut total = 0u64;
+        for (i, p) in parts.iter().enumerate() {
+            let Some((size, tag)) = uploaded.get(&p.number) else {
+                continue;
+            };
+            if tag.trim_matches('"') != p.etag.trim_matches('"') {
+                continue;
+            }
+            if i + 1 < parts.len() && *size < MIN_PART_SIZE {
+                return Err(s3_error!(
+                    EntityTooSmall,
+                    "part {} is {size} bytes; every part but the last must be at least {MIN_PART_SIZE}",
+                    p.number
+                ));
+            }
+            total += size;
+        }
+        if total > self.limits.max {
+            return Err(s3_error!(
+                EntityTooLarge,
+                "the object would be {total} bytes, more than this server accepts ({} bytes)",
+                self.limits.max
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// S3's smallest part, but for the last one.
+const MIN_PART_SIZE: u64 = 5 << 20;
 
 #[async_trait::async_trait]
 impl S3 for Gateway {
@@ -1152,6 +1214,8 @@ impl S3 for Gateway {
             })
             .collect::<S3Result<Vec<_>>>()?;
         let tag = multipart_etag(&parts)?;
+        self.check_part_sizes(&input.bucket, &input.key, &input.upload_id, &parts)
+            .await?;
         let (b, k, u) = (input.bucket.clone(), input.key.clone(), input.upload_id);
         let t = tag.clone();
         let o = self

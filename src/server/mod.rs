@@ -48,7 +48,8 @@ pub struct ServeOptions {
     pub credentials: Option<(String, String)>,
     /// The read-only bucket that shows the model registry (`None`: none).
     pub registry_bucket: Option<String>,
-    /// The largest body of one put or one part, in bytes.
+    /// The largest object, in bytes: one put, one part, or the sum of a
+    /// multipart upload's parts.
     pub max_object_size: u64,
     /// The most uploads (puts, parts) in progress at once; more wait.
     pub max_concurrent_uploads: usize,
@@ -66,7 +67,8 @@ pub struct ServeOptions {
 
 impl ServeOptions {
     /// The defaults: `127.0.0.1:9000`, anonymous, registry bucket
-    /// `models`, 5 GiB per body (S3's largest single put), 64 concurrent
+    /// `models`, objects up to 5 TiB (S3's largest; one put or part is at
+    /// most 5 GiB, as in S3), 64 concurrent
     /// uploads, 512 connections, a 60 s idle timeout, multipart uploads expiring after 7
     /// days, 30 s to drain at shutdown.
     pub fn new() -> ServeOptions {
@@ -74,7 +76,7 @@ impl ServeOptions {
             listen: SocketAddr::from(([127, 0, 0, 1], 9000)),
             credentials: None,
             registry_bucket: Some("models".to_owned()),
-            max_object_size: 5 << 30,
+            max_object_size: 5 << 40,
             max_concurrent_uploads: 64,
             max_connections: 512,
             idle_timeout: Duration::from_secs(60),
@@ -100,8 +102,9 @@ pub fn serve(store: Store, opts: ServeOptions, ready: impl FnOnce(SocketAddr)) -
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("modelvault-serve")
-        // Engine calls block; uploads hold one blocking thread each.
-        .max_blocking_threads(opts.max_concurrent_uploads.max(1) * 2 + 32)
+        // Engine calls block; an upload holds two blocking threads (its
+        // writer and its hasher), a download one.
+        .max_blocking_threads(opts.max_concurrent_uploads.max(1) * 3 + 32)
         .build()
         .map_err(|e| Error::io("start the server's runtime", e))?;
     rt.block_on(run(store, opts, ready))
