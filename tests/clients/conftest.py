@@ -110,6 +110,8 @@ class Server:
         modelvault, an HTTP answer for moto)."""
         assert self.proc is None or self.proc.poll() is not None, "already running"
         self.starts += 1
+        if self.proc is not None:  # it exited on its own (a test sent SIGTERM itself)
+            self.stderr_file.close()
         self.stderr_path = self.workdir / f"server-stderr-{self.starts}.log"
         env = dict(os.environ)
         env.update(self.env_extra)
