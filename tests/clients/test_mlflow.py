@@ -7,12 +7,12 @@ keys) and its global state do not leak into other tests."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import struct
 import subprocess
 import sys
-import json
 
 from conftest import tree_bytes
 
