@@ -207,6 +207,20 @@ impl From<rocksdb::Error> for Error {
     }
 }
 
+/// The inverse of [`to_io`]: the crate error an `io::Error` from a blob
+/// reader or writer carries, or an I/O error on `what`.
+pub(crate) fn from_io(what: &str, e: io::Error) -> Error {
+    if e.get_ref().is_none() {
+        return Error::io(what, e);
+    }
+    let kind = e.kind();
+    match e.into_inner().map(|b| b.downcast::<Error>()) {
+        Some(Ok(inner)) => *inner,
+        Some(Err(other)) => Error::io(what, io::Error::new(kind, other)),
+        None => Error::io(what, io::Error::from(kind)),
+    }
+}
+
 /// Turns an [`Error`] into an [`io::Error`] for the `Read`/`Write`/`Seek`
 /// trait methods, keeping the original as the inner error.
 pub(crate) fn to_io(e: Error) -> io::Error {

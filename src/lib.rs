@@ -68,6 +68,8 @@ mod objects;
 mod pack;
 pub mod query;
 mod registry;
+#[cfg(feature = "server")]
+pub mod server;
 #[cfg(feature = "store")]
 mod store;
 #[cfg(feature = "store")]

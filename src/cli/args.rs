@@ -150,6 +150,51 @@ pub enum Command {
     /// Models: ids, versions, metadata, aliases, URLs.
     #[command(subcommand)]
     Model(ModelCmd),
+    /// Serve the store over an S3-compatible endpoint (the store is created if missing).
+    ///
+    /// Clients sign with the access key and secret key in
+    /// MODELVAULT_S3_ACCESS_KEY and MODELVAULT_S3_SECRET_KEY (or the file
+    /// --credentials names); without them the server refuses to start unless
+    /// --anonymous. When it accepts connections it prints
+    /// `modelvault: serving S3 on http://ADDR` on stdout. SIGTERM or Ctrl-C
+    /// stops it after the requests in flight.
+    Serve(ServeArgs),
+}
+
+#[derive(ClapArgs, Debug)]
+pub struct ServeArgs {
+    /// The address to listen on (port 0: a free port).
+    #[arg(long, default_value = "127.0.0.1:9000", value_name = "ADDR")]
+    pub listen: std::net::SocketAddr,
+    /// Serve without authentication: anyone who reaches the address may
+    /// read and write every bucket.
+    #[arg(long)]
+    pub anonymous: bool,
+    /// A file with two lines, the access key and the secret key (instead of
+    /// the environment variables).
+    #[arg(long, value_name = "FILE")]
+    pub credentials: Option<PathBuf>,
+    /// The read-only bucket that shows the model registry as
+    /// MODEL/VERSION/PATH (also MODEL/latest/PATH and MODEL/ALIAS/PATH).
+    #[arg(long, default_value = "models", value_name = "NAME", conflicts_with = "no_registry_bucket")]
+    pub registry_bucket: String,
+    /// Do not show the registry as a bucket.
+    #[arg(long)]
+    pub no_registry_bucket: bool,
+    /// The largest body of one put or one multipart part, in bytes.
+    #[arg(long, default_value_t = 5 << 30, value_name = "BYTES")]
+    pub max_object_size: u64,
+    /// The most uploads (puts and parts) received at once; more wait.
+    #[arg(long, default_value_t = 64, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub max_concurrent_uploads: u32,
+    /// How long a connection may send nothing while its request headers or
+    /// body are awaited (30s, 2m, ...).
+    #[arg(long, default_value = "60s", value_name = "DURATION")]
+    pub idle_timeout: String,
+    /// Multipart uploads begun longer ago than this are aborted.
+    #[arg(long, default_value = "7d", value_name = "DURATION")]
+    pub multipart_expiry: String,
 }
 
 #[derive(ClapArgs, Debug, Clone, Copy)]

@@ -197,6 +197,7 @@ pub fn run(args: Args) -> Result<()> {
         }
         Command::Experiment(cmd) => experiment_cmd(&open(&repo)?, cmd)?,
         Command::Model(cmd) => model_cmd(&open(&repo)?, cmd)?,
+        Command::Serve(a) => super::serve::serve(&repo, a)?,
     }
     Ok(())
 }

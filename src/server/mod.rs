@@ -1,0 +1,224 @@
+//! `modelvault serve`: an S3-compatible endpoint over the store, so that
+//! unmodified S3 clients (boto3, the aws CLI, rclone, MLflow) store into
+//! the deduplicating engine (docs/ARCHITECTURE.md, "The S3 endpoint").
+//!
+//! The protocol (routing, XML, SigV4 header and presigned-URL
+//! authentication, aws-chunked bodies) is the `s3s` crate's; this module
+//! maps its operations onto [`crate::Objects`] (`gateway.rs`), streams
+//! bodies between the async server and the blocking engine in bounded
+//! memory (`body.rs`), shows the model registry as a read-only bucket
+//! (`registry_bucket.rs`), and runs the listener: timeouts, the uploads
+//! bound, expiry of abandoned multipart uploads, and a graceful shutdown on
+//! SIGTERM or Ctrl-C (in-flight requests finish; new connections are
+//! refused; nothing acknowledged is lost, since every acknowledged request
+//! was a durable commit).
+//!
+//! Built with the `server` feature (on by default). A program that links
+//! only the engine (`default-features = false, features = ["store"]`)
+//! pulls in no async runtime and no HTTP crate.
+
+mod body;
+mod conditions;
+mod errors;
+mod gateway;
+mod registry_bucket;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use s3s::auth::SimpleAuth;
+use s3s::service::S3ServiceBuilder;
+use tokio::net::TcpListener;
+
+use crate::error::{Error, Result};
+use crate::Store;
+
+/// How `serve` runs. [`ServeOptions::new`] gives the defaults.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ServeOptions {
+    /// Where to listen (`127.0.0.1:0` picks a free port).
+    pub listen: SocketAddr,
+    /// The access key and secret key clients sign with; `None` serves
+    /// anonymous requests (and refuses signed ones).
+    pub credentials: Option<(String, String)>,
+    /// The read-only bucket that shows the model registry (`None`: none).
+    pub registry_bucket: Option<String>,
+    /// The largest body of one put or one part, in bytes.
+    pub max_object_size: u64,
+    /// The most uploads (puts, parts) in progress at once; more wait.
+    pub max_concurrent_uploads: usize,
+    /// How long a connection may send nothing while the server waits for
+    /// its request headers or its body.
+    pub idle_timeout: Duration,
+    /// Multipart uploads begun longer ago than this are aborted (checked
+    /// at start and every hour).
+    pub multipart_expiry: Duration,
+    /// How long a shutdown waits for requests in flight.
+    pub shutdown_grace: Duration,
+}
+
+impl ServeOptions {
+    /// The defaults: `127.0.0.1:9000`, anonymous, registry bucket
+    /// `models`, 5 GiB per body (S3's largest single put), 64 concurrent
+    /// uploads, a 60 s idle timeout, multipart uploads expiring after 7
+    /// days, 30 s to drain at shutdown.
+    pub fn new() -> ServeOptions {
+        ServeOptions {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9000)),
+            credentials: None,
+            registry_bucket: Some("models".to_owned()),
+            max_object_size: 5 << 30,
+            max_concurrent_uploads: 64,
+            idle_timeout: Duration::from_secs(60),
+            multipart_expiry: Duration::from_secs(7 * 24 * 3600),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions::new()
+    }
+}
+
+/// Serves `store` over S3 until SIGTERM or Ctrl-C, then shuts down
+/// gracefully. `ready` is called with the bound address once the server
+/// accepts connections.
+///
+/// # Errors
+/// The listener cannot bind, or the runtime cannot start.
+pub fn serve(store: Store, opts: ServeOptions, ready: impl FnOnce(SocketAddr)) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("modelvault-serve")
+        // Engine calls block; uploads hold one blocking thread each.
+        .max_blocking_threads(opts.max_concurrent_uploads.max(1) * 2 + 32)
+        .build()
+        .map_err(|e| Error::io("start the server's runtime", e))?;
+    rt.block_on(run(store, opts, ready))
+}
+
+async fn run(store: Store, opts: ServeOptions, ready: impl FnOnce(SocketAddr)) -> Result<()> {
+    let listener = TcpListener::bind(opts.listen)
+        .await
+        .map_err(|e| Error::io(format!("listen on {}", opts.listen), e))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::io("read the listening address", e))?;
+
+    let gateway = gateway::Gateway::new(
+        store.clone(),
+        opts.registry_bucket.clone(),
+        body::Limits {
+            max: opts.max_object_size,
+        },
+        opts.max_concurrent_uploads,
+    );
+    let mut builder = S3ServiceBuilder::new(gateway);
+    if let Some((access, secret)) = &opts.credentials {
+        builder.set_auth(SimpleAuth::from_single(access.clone(), secret.clone()));
+    }
+    let service = builder.build();
+
+    let expiry = tokio::spawn(expire_uploads(store.clone(), opts.multipart_expiry));
+
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(opts.idle_timeout)
+        .keep_alive(true);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut stop = std::pin::pin!(shutdown_signal());
+    ready(addr);
+    tracing::info!(%addr, "serving S3");
+    loop {
+        let socket = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((socket, _)) => socket,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, go on.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = stop.as_mut() => break,
+        };
+        let _ = socket.set_nodelay(true);
+        let s3 = service.clone();
+        let idle = opts.idle_timeout;
+        let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+            let s3 = s3.clone();
+            let req = req.map(|b| s3s::Body::http_body_unsync(body::IdleBody::new(b, idle)));
+            async move { s3.call(req).await }
+        });
+        let conn = http.serve_connection(TokioIo::new(socket), svc);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tracing::info!("shutting down: waiting for requests in flight");
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(opts.shutdown_grace) => {
+            tracing::warn!("requests still in flight after {:?}: closing them", opts.shutdown_grace);
+        }
+    }
+    expiry.abort();
+    Ok(())
+}
+
+/// Resolves on SIGTERM or Ctrl-C (SIGINT).
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+/// Aborts multipart uploads begun more than `after` ago, now and every
+/// hour: an abandoned upload's parts then become garbage for gc.
+async fn expire_uploads(store: Store, after: Duration) {
+    let store = Arc::new(store);
+    loop {
+        let s = store.clone();
+        let r = tokio::task::spawn_blocking(move || {
+            let now = crate::meta::records::now_ms();
+            let before = now.saturating_sub(after.as_millis() as u64);
+            s.objects().abort_uploads_begun_before(before)
+        })
+        .await;
+        match r {
+            Ok(Ok(gone)) if !gone.is_empty() => {
+                tracing::info!(count = gone.len(), "expired abandoned multipart uploads")
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "expiring multipart uploads failed"),
+            _ => {}
+        }
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+    }
+}
