@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 import pytest
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
+from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
@@ -34,7 +35,10 @@ def signed_put_head(server, bucket, key, length) -> bytes:
         "X-Amz-Content-SHA256": "UNSIGNED-PAYLOAD",
         "Content-Type": "application/octet-stream",
     })
+    # Without this botocore signs the SHA-256 of the (empty) body it holds.
+    req.context["client_config"] = Config(s3={"payload_signing_enabled": False})
     S3SigV4Auth(Credentials(server.access_key, server.secret_key), "s3", "us-east-1").add_auth(req)
+    assert req.headers["X-Amz-Content-SHA256"] == "UNSIGNED-PAYLOAD"
     host = urlparse(server.endpoint).netloc
     # Connection: close, so the socket closes after the answer.
     lines = [f"PUT /{bucket}/{key} HTTP/1.1", f"Host: {host}", "Connection: close"]
@@ -151,7 +155,6 @@ def test_no_keys_refuses_to_start_unless_anonymous(server_factory, tmp_path):
     srv = server_factory(anonymous=True)
     import boto3
     from botocore import UNSIGNED
-    from botocore.config import Config
 
     anon = boto3.client("s3", endpoint_url=srv.endpoint, region_name="us-east-1",
                         config=Config(signature_version=UNSIGNED, s3={"addressing_style": "path"}))
