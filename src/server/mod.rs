@@ -135,7 +135,8 @@ async fn run(store: Store, opts: ServeOptions, ready: impl FnOnce(SocketAddr)) -
     // The signal handlers are installed here, before the ready line: a
     // SIGTERM sent as soon as the line is read must stop the server
     // gracefully, not kill it with the default action.
-    let stop = shutdown_signal().map_err(|e| Error::io("install the SIGTERM and SIGINT handlers", e))?;
+    let stop =
+        shutdown_signal().map_err(|e| Error::io("install the SIGTERM and SIGINT handlers", e))?;
     let mut stop = std::pin::pin!(stop);
     ready(addr);
     tracing::info!(%addr, "serving S3");

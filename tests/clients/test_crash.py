@@ -123,6 +123,9 @@ def test_sigkill_during_uploads_loses_nothing_acknowledged(server_factory):
         t.join(timeout=120)
         assert not t.is_alive(), "an uploader hangs after the server was killed"
     assert ledger.acked, "nothing was acknowledged before the kill"
+    print(f"killed after {len(ledger.acked)} acknowledged uploads "
+          f"({ledger.completed_multipart} multipart), {len(ledger.open_uploads)} unfinished multipart, "
+          f"{len(ledger.attempted) - len(ledger.acked)} unanswered")
 
     srv.start()
     s3 = srv.client()
@@ -156,6 +159,7 @@ def test_sigkill_during_uploads_loses_nothing_acknowledged(server_factory):
     for uid, key in ledger.open_uploads.items():
         assert (uid, key) in uploads or key in listed_keys, f"unfinished upload {uid} of {key} vanished"
     assert any((uid, key) in uploads for uid, key in ledger.open_uploads.items())
+    print(f"after restart: {len(listed)} objects, {len(uploads)} multipart uploads listed")
     for uid, key in uploads:
         s3.abort_multipart_upload(Bucket=BUCKET, Key=key, UploadId=uid)
         with pytest.raises(ClientError) as e:

@@ -56,6 +56,7 @@ def test_2gib_through_aws_cli_in_bounded_memory(server_factory, tmp_path):
         back.unlink()
 
         peak = srv.vm_hwm_bytes()
+        print(f"server peak RSS after a 2 GiB upload and download: {peak / MiB:.0f} MiB")
         assert peak <= RSS_BOUND, f"server peak RSS {peak / MiB:.0f} MiB over {RSS_BOUND / MiB:.0f} MiB"
 
         # A 1 MiB range in the middle reads a small part of the object.
@@ -67,6 +68,7 @@ def test_2gib_through_aws_cli_in_bounded_memory(server_factory, tmp_path):
         with open(src, "rb") as f:
             f.seek(start)
             assert got == f.read(MiB)
+        print(f"a 1 MiB ranged GET read {read / MiB:.1f} MiB")
         assert read < RCHAR_BOUND, f"a 1 MiB ranged GET read {read / MiB:.0f} MiB"
     finally:
         src.unlink(missing_ok=True)
