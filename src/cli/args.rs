@@ -176,7 +176,12 @@ pub struct ServeArgs {
     pub credentials: Option<PathBuf>,
     /// The read-only bucket that shows the model registry as
     /// MODEL/VERSION/PATH (also MODEL/latest/PATH and MODEL/ALIAS/PATH).
-    #[arg(long, default_value = "models", value_name = "NAME", conflicts_with = "no_registry_bucket")]
+    #[arg(
+        long,
+        default_value = "models",
+        value_name = "NAME",
+        conflicts_with = "no_registry_bucket"
+    )]
     pub registry_bucket: String,
     /// Do not show the registry as a bucket.
     #[arg(long)]

@@ -10,9 +10,9 @@
 //! - [`send`]: a blob reader (verified reads) is read on a blocking thread
 //!   into a small channel that the response body drains.
 
+use std::future::Future as _;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::pin::Pin;
-use std::future::Future as _;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;

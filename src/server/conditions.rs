@@ -32,7 +32,10 @@ pub(crate) fn check(etag: &str, modified_ms: u64, asked: Asked<'_>) -> S3Result<
         }
         Some(_) => {}
         None => {
-            if asked.if_unmodified_since.is_some_and(|t| modified > secs(t)) {
+            if asked
+                .if_unmodified_since
+                .is_some_and(|t| modified > secs(t))
+            {
                 return Err(s3_error!(
                     PreconditionFailed,
                     "the object was modified since If-Unmodified-Since"
@@ -76,27 +79,60 @@ mod tests {
         let m = 2_000_500; // modified at 2,000.5 s
         let ask = |a: Asked<'_>| code(check("abc", m, a));
         assert_eq!(ask(Asked::default()), None);
-        assert_eq!(ask(Asked { if_match: Some(&tag), ..Default::default() }), None);
         assert_eq!(
-            ask(Asked { if_match: Some(&other), ..Default::default() }),
+            ask(Asked {
+                if_match: Some(&tag),
+                ..Default::default()
+            }),
+            None
+        );
+        assert_eq!(
+            ask(Asked {
+                if_match: Some(&other),
+                ..Default::default()
+            }),
             Some(S3ErrorCode::PreconditionFailed)
         );
         assert_eq!(
-            ask(Asked { if_none_match: Some(&tag), ..Default::default() }),
+            ask(Asked {
+                if_none_match: Some(&tag),
+                ..Default::default()
+            }),
             Some(S3ErrorCode::NotModified)
         );
         assert_eq!(
-            ask(Asked { if_none_match: Some(&ETagCondition::Any), ..Default::default() }),
+            ask(Asked {
+                if_none_match: Some(&ETagCondition::Any),
+                ..Default::default()
+            }),
             Some(S3ErrorCode::NotModified)
         );
-        assert_eq!(ask(Asked { if_none_match: Some(&other), ..Default::default() }), None);
         assert_eq!(
-            ask(Asked { if_modified_since: Some(&late), ..Default::default() }),
+            ask(Asked {
+                if_none_match: Some(&other),
+                ..Default::default()
+            }),
+            None
+        );
+        assert_eq!(
+            ask(Asked {
+                if_modified_since: Some(&late),
+                ..Default::default()
+            }),
             Some(S3ErrorCode::NotModified)
         );
-        assert_eq!(ask(Asked { if_modified_since: Some(&early), ..Default::default() }), None);
         assert_eq!(
-            ask(Asked { if_unmodified_since: Some(&early), ..Default::default() }),
+            ask(Asked {
+                if_modified_since: Some(&early),
+                ..Default::default()
+            }),
+            None
+        );
+        assert_eq!(
+            ask(Asked {
+                if_unmodified_since: Some(&early),
+                ..Default::default()
+            }),
             Some(S3ErrorCode::PreconditionFailed)
         );
         // If-Match that holds overrides If-Unmodified-Since; If-None-Match

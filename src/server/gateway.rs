@@ -16,8 +16,8 @@ use tokio::sync::Semaphore;
 use super::body::{self, Limits, Received};
 use super::conditions;
 use super::errors::{joined, s3};
-use crate::error::from_io;
 use super::registry_bucket;
+use crate::error::from_io;
 use crate::objects::{
     CompletedPart as DonePart, ListQuery, ObjectInfo, ObjectMeta, PartMeta, MAX_LIST_KEYS,
     MAX_PARTS,
@@ -178,7 +178,10 @@ fn checksum_field_mut<'a>(c: &'a mut Checksum, name: &str) -> Option<&'a mut Opt
 
 /// A hasher computing each checksum the client sent, and the one its
 /// algorithm header names (whose value may come later, in a trailer).
-fn hasher_for(declared: &Checksum, algorithm: Option<&ChecksumAlgorithm>) -> S3Result<ChecksumHasher> {
+fn hasher_for(
+    declared: &Checksum,
+    algorithm: Option<&ChecksumAlgorithm>,
+) -> S3Result<ChecksumHasher> {
     let mut names: Vec<String> = checksum_fields(declared)
         .iter()
         .filter(|(_, v)| v.is_some())
@@ -269,14 +272,17 @@ fn clamp(n: Option<i32>, most: usize) -> usize {
 fn multipart_etag(parts: &[DonePart]) -> S3Result<String> {
     let mut md5 = Md5::new();
     for p in parts {
-        let bin = hex::decode(&p.etag).ok().filter(|b| b.len() == 16).ok_or_else(|| {
-            s3_error!(
-                InvalidPart,
-                "part {} has entity tag {:?}, which this server did not give",
-                p.number,
-                p.etag
-            )
-        })?;
+        let bin = hex::decode(&p.etag)
+            .ok()
+            .filter(|b| b.len() == 16)
+            .ok_or_else(|| {
+                s3_error!(
+                    InvalidPart,
+                    "part {} has entity tag {:?}, which this server did not give",
+                    p.number,
+                    p.etag
+                )
+            })?;
         md5.update(&bin);
     }
     Ok(format!("{}-{}", hex::encode(md5.finalize()), parts.len()))
@@ -292,7 +298,9 @@ fn object_of(o: &ObjectInfo) -> Object {
         e_tag: Some(etag(&o.etag)),
         size: Some(o.size as i64),
         last_modified: Some(timestamp(o.modified_ms)),
-        storage_class: Some(ObjectStorageClass::from_static(ObjectStorageClass::STANDARD)),
+        storage_class: Some(ObjectStorageClass::from_static(
+            ObjectStorageClass::STANDARD,
+        )),
         ..Default::default()
     }
 }
@@ -303,7 +311,9 @@ fn registry_object(e: &registry_bucket::Entry) -> Object {
         e_tag: Some(etag(&e.file.blob.to_string())),
         size: Some(e.file.size as i64),
         last_modified: Some(timestamp(e.created_ms)),
-        storage_class: Some(ObjectStorageClass::from_static(ObjectStorageClass::STANDARD)),
+        storage_class: Some(ObjectStorageClass::from_static(
+            ObjectStorageClass::STANDARD,
+        )),
         ..Default::default()
     }
 }
@@ -526,7 +536,11 @@ impl S3 for Gateway {
         let blob = f.blob;
         let reader = self.run(move |s| s.blob_reader(&blob)).await?;
         let body = body::send(reader, range.start, range.end - range.start);
-        let c = if whole { checksum_of(&f.checksums) } else { Checksum::default() };
+        let c = if whole {
+            checksum_of(&f.checksums)
+        } else {
+            Checksum::default()
+        };
         Ok(S3Response::new(GetObjectOutput {
             body: Some(body),
             content_length: Some((range.end - range.start) as i64),
@@ -767,6 +781,24 @@ impl S3 for Gateway {
             )
         };
         let count = (contents.len() + prefixes.len()) as i32;
+        // Keys go back percent-encoded when the client asks (boto3 always
+        // does, and decodes them: a raw `+` or `%` would come back changed).
+        let url = input
+            .encoding_type
+            .as_ref()
+            .is_some_and(|e| e.as_str() == EncodingType::URL);
+        let enc = |s: String| if url { url_encode(&s) } else { s };
+        let contents = contents
+            .into_iter()
+            .map(|mut o| {
+                o.key = o.key.map(enc);
+                o
+            })
+            .collect();
+        let prefixes: Vec<String> = prefixes.into_iter().map(enc).collect();
+        let prefix = enc(prefix);
+        let delimiter = enc(delimiter);
+        let start_after = input.start_after.map(enc);
         Ok(S3Response::new(ListObjectsV2Output {
             name: Some(input.bucket),
             prefix: Some(prefix),
@@ -776,7 +808,7 @@ impl S3 for Gateway {
             is_truncated: Some(next.is_some()),
             continuation_token: input.continuation_token,
             next_continuation_token: next,
-            start_after: input.start_after,
+            start_after,
             encoding_type: input.encoding_type,
             contents: Some(contents),
             common_prefixes: Some(
@@ -795,7 +827,16 @@ impl S3 for Gateway {
     ) -> S3Result<S3Response<ListObjectsOutput>> {
         // Version 1 of the listing: a marker (the last key of the previous
         // page) instead of a continuation token.
-        let marker = req.input.marker.clone();
+        let url = req
+            .input
+            .encoding_type
+            .as_ref()
+            .is_some_and(|e| e.as_str() == EncodingType::URL);
+        let marker = req
+            .input
+            .marker
+            .clone()
+            .map(|m| if url { url_encode(&m) } else { m });
         let v2 = req.map_input(|i| ListObjectsV2Input {
             bucket: i.bucket,
             delimiter: i.delimiter,
@@ -857,8 +898,13 @@ impl S3 for Gateway {
         self.writable(&input.bucket)?;
         let number = part_number(input.part_number)?;
         // Refuse an unknown upload before reading its body.
-        let (b, k, u) = (input.bucket.clone(), input.key.clone(), input.upload_id.clone());
-        self.run(move |s| s.objects().list_parts(&b, &k, &u, 0, 0)).await?;
+        let (b, k, u) = (
+            input.bucket.clone(),
+            input.key.clone(),
+            input.upload_id.clone(),
+        );
+        self.run(move |s| s.objects().list_parts(&b, &k, &u, 0, 0))
+            .await?;
         let declared = Checksum {
             checksum_crc32: input.checksum_crc32,
             checksum_crc32c: input.checksum_crc32c,
@@ -882,8 +928,11 @@ impl S3 for Gateway {
             checksums: checksum_map(&got.checksums),
         };
         let (b, k, u, staged) = (input.bucket, input.key, input.upload_id, got.staged);
-        self.run(move |s| s.objects().upload_part_staged(&b, &k, &u, number, staged, meta))
-            .await?;
+        self.run(move |s| {
+            s.objects()
+                .upload_part_staged(&b, &k, &u, number, staged, meta)
+        })
+        .await?;
         let c = got.checksums;
         Ok(S3Response::new(UploadPartOutput {
             e_tag: Some(etag(&got.md5_hex)),
@@ -953,7 +1002,8 @@ impl S3 for Gateway {
                     etag: hex::encode(md5.finalize()),
                     checksums: BTreeMap::new(),
                 };
-                s.objects().upload_part_staged(&b, &k, &u, number, staged, meta)
+                s.objects()
+                    .upload_part_staged(&b, &k, &u, number, staged, meta)
             })
             .await?;
         Ok(S3Response::new(UploadPartCopyOutput {
@@ -973,7 +1023,11 @@ impl S3 for Gateway {
         let input = req.input;
         let after = input.part_number_marker.map_or(0, |m| m.max(0) as u32);
         let max = clamp(input.max_parts, 1000);
-        let (b, k, u) = (input.bucket.clone(), input.key.clone(), input.upload_id.clone());
+        let (b, k, u) = (
+            input.bucket.clone(),
+            input.key.clone(),
+            input.upload_id.clone(),
+        );
         let page = self
             .run(move |s| s.objects().list_parts(&b, &k, &u, after, max))
             .await?;
@@ -1116,6 +1170,20 @@ impl S3 for Gateway {
     }
 }
 
+/// `s` percent-encoded as S3 does for `encoding-type=url`: every byte but
+/// the unreserved characters and `/`.
+fn url_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// A part number as the engine takes it (1..=[`MAX_PARTS`]).
 fn part_number(n: i32) -> S3Result<u32> {
     u32::try_from(n)
@@ -1150,7 +1218,10 @@ mod tests {
             number: 1,
             etag: "not-an-md5".into(),
         }];
-        assert_eq!(*multipart_etag(&bad).unwrap_err().code(), s3s::S3ErrorCode::InvalidPart);
+        assert_eq!(
+            *multipart_etag(&bad).unwrap_err().code(),
+            s3s::S3ErrorCode::InvalidPart
+        );
     }
 
     #[test]
@@ -1179,8 +1250,18 @@ mod tests {
             "5d41402abc4b2a76b9719d911017c592" // MD5("hello")
         );
         for bad in ["", "not base64!", "aGVsbG8="] {
-            assert_eq!(*decode_md5(bad).unwrap_err().code(), s3s::S3ErrorCode::InvalidDigest);
+            assert_eq!(
+                *decode_md5(bad).unwrap_err().code(),
+                s3s::S3ErrorCode::InvalidDigest
+            );
         }
+    }
+
+    #[test]
+    fn url_encoding_keeps_only_unreserved_characters_and_slashes() {
+        assert_eq!(url_encode("a/b c+d%e"), "a/b%20c%2Bd%25e");
+        assert_eq!(url_encode("ü"), "%C3%BC");
+        assert_eq!(url_encode("A-Z_0.9~"), "A-Z_0.9~");
     }
 
     #[test]

@@ -30,6 +30,7 @@ use std::time::Duration;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use s3s::auth::SimpleAuth;
+use s3s::config::{S3Config, StaticConfigProvider};
 use s3s::service::S3ServiceBuilder;
 use tokio::net::TcpListener;
 
@@ -51,6 +52,8 @@ pub struct ServeOptions {
     pub max_object_size: u64,
     /// The most uploads (puts, parts) in progress at once; more wait.
     pub max_concurrent_uploads: usize,
+    /// The most connections served at once; more wait to be accepted.
+    pub max_connections: usize,
     /// How long a connection may send nothing while the server waits for
     /// its request headers or its body.
     pub idle_timeout: Duration,
@@ -64,7 +67,7 @@ pub struct ServeOptions {
 impl ServeOptions {
     /// The defaults: `127.0.0.1:9000`, anonymous, registry bucket
     /// `models`, 5 GiB per body (S3's largest single put), 64 concurrent
-    /// uploads, a 60 s idle timeout, multipart uploads expiring after 7
+    /// uploads, 512 connections, a 60 s idle timeout, multipart uploads expiring after 7
     /// days, 30 s to drain at shutdown.
     pub fn new() -> ServeOptions {
         ServeOptions {
@@ -73,6 +76,7 @@ impl ServeOptions {
             registry_bucket: Some("models".to_owned()),
             max_object_size: 5 << 30,
             max_concurrent_uploads: 64,
+            max_connections: 512,
             idle_timeout: Duration::from_secs(60),
             multipart_expiry: Duration::from_secs(7 * 24 * 3600),
             shutdown_grace: Duration::from_secs(30),
@@ -120,6 +124,10 @@ async fn run(store: Store, opts: ServeOptions, ready: impl FnOnce(SocketAddr)) -
         opts.max_concurrent_uploads,
     );
     let mut builder = S3ServiceBuilder::new(gateway);
+    let mut config = S3Config::default();
+    // XML bodies are read whole: a completion of 10,000 parts is ~1.5 MB.
+    config.xml_max_body_size = 4 << 20;
+    builder.set_config(Arc::new(StaticConfigProvider::new(Arc::new(config))));
     if let Some((access, secret)) = &opts.credentials {
         builder.set_auth(SimpleAuth::from_single(access.clone(), secret.clone()));
     }
@@ -140,7 +148,16 @@ async fn run(store: Store, opts: ServeOptions, ready: impl FnOnce(SocketAddr)) -
     let mut stop = std::pin::pin!(stop);
     ready(addr);
     tracing::info!(%addr, "serving S3");
+    let connections = Arc::new(tokio::sync::Semaphore::new(opts.max_connections.max(1)));
     loop {
+        // At most `max_connections` at once: the next waits for a slot.
+        let permit = tokio::select! {
+            p = connections.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            () = stop.as_mut() => break,
+        };
         let socket = tokio::select! {
             r = listener.accept() => match r {
                 Ok((socket, _)) => socket,
@@ -164,6 +181,7 @@ async fn run(store: Store, opts: ServeOptions, ready: impl FnOnce(SocketAddr)) -
         let conn = http.serve_connection(TokioIo::new(socket), svc);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
+            let _permit = permit;
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }

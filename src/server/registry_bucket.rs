@@ -12,8 +12,8 @@
 use std::collections::BTreeSet;
 
 use crate::error::{Error, Result};
-use crate::{Model, VersionFile};
 use crate::Store;
+use crate::{Model, VersionFile};
 
 /// One object of the registry bucket.
 pub(crate) struct Entry {
@@ -200,10 +200,16 @@ mod tests {
     #[test]
     fn pages_roll_up_at_the_delimiter_and_resume_where_they_ended() {
         let all = || {
-            ["a/1/w.bin", "a/1/x/y.bin", "a/2/w.bin", "a/latest/w.bin", "b/1/w.bin"]
-                .map(entry)
-                .into_iter()
-                .collect::<Vec<_>>()
+            [
+                "a/1/w.bin",
+                "a/1/x/y.bin",
+                "a/2/w.bin",
+                "a/latest/w.bin",
+                "b/1/w.bin",
+            ]
+            .map(entry)
+            .into_iter()
+            .collect::<Vec<_>>()
         };
         let p = page(all(), "", "/", None, 1000);
         assert_eq!(p.prefixes, ["a/", "b/"]);
