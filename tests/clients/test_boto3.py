@@ -604,7 +604,9 @@ def http_error(url, method="GET", data=None) -> tuple[int, str]:
 
 
 @pytest.mark.modelvault_only
-def test_expired_presigned_url_is_refused(s3, bucket):
+@pytest.mark.parametrize("version", ["default", "s3v4"])
+def test_expired_presigned_url_is_refused(server, bucket, version):
+    s3 = server.client() if version == "default" else server.client(signature_version="s3v4")
     s3.put_object(Bucket=bucket, Key="exp", Body=b"secret")
     url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "exp"}, ExpiresIn=1)
     time.sleep(3)
