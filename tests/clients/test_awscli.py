@@ -54,6 +54,10 @@ def test_mb_cp_ls_rm_rb(server, tmp_path):
     back = tmp_path / "back.bin"
     server.aws("s3", "cp", "s3://cli-bucket/dir/big.bin", str(back))
     assert file_md5(back) == file_md5(big)
+    # A copy inside the server (UploadPartCopy for an object over 8 MiB).
+    server.aws("s3", "cp", "s3://cli-bucket/dir/big.bin", "s3://cli-bucket/dir/big-copy.bin")
+    server.aws("s3", "cp", "s3://cli-bucket/dir/big-copy.bin", str(back))
+    assert file_md5(back) == file_md5(big)
     server.aws("s3", "cp", "s3://cli-bucket/small.txt", str(tmp_path / "small-back.txt"))
     assert (tmp_path / "small-back.txt").read_bytes() == b"small file\n"
 

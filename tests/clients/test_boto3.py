@@ -234,6 +234,39 @@ def test_copy_object(s3, bucket, server):
     assert error_of(e) == ("NoSuchKey", 404)
 
 
+def test_managed_copy_uses_upload_part_copy(s3, bucket):
+    """boto3's managed copy of an object over the multipart threshold copies
+    it server-side in ranges (UploadPartCopy with CopySourceRange)."""
+    from boto3.s3.transfer import TransferConfig
+
+    data = os.urandom(12 * MiB + 7)
+    s3.put_object(Bucket=bucket, Key="big-src", Body=data)
+    cfg = TransferConfig(multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB, max_concurrency=3)
+    s3.copy({"Bucket": bucket, "Key": "big-src"}, bucket, "big-dst", Config=cfg)
+    got = s3.get_object(Bucket=bucket, Key="big-dst")
+    assert got["ETag"].endswith('-3"'), got["ETag"]
+    assert got["Body"].read() == data
+
+
+def test_standard_headers_are_kept(s3, bucket):
+    """Content-Disposition, Content-Encoding, Cache-Control and
+    Content-Language are stored with the object and returned, as S3 does."""
+    s3.put_object(Bucket=bucket, Key="hdr", Body=b"headers", ContentDisposition='attachment; filename="w.bin"',
+                  ContentEncoding="identity", CacheControl="max-age=60", ContentLanguage="en")
+    got = s3.get_object(Bucket=bucket, Key="hdr")
+    assert got["Body"].read() == b"headers"
+    assert got.get("ContentDisposition") == 'attachment; filename="w.bin"'
+    assert got.get("ContentEncoding") == "identity"
+    assert got.get("CacheControl") == "max-age=60"
+    assert got.get("ContentLanguage") == "en"
+
+
+def test_bucket_location(s3, bucket):
+    """Clients ask a bucket's region before using it (the aws CLI, s3fs)."""
+    loc = s3.get_bucket_location(Bucket=bucket)
+    assert loc.get("LocationConstraint") in (None, "", "us-east-1")
+
+
 # -- listing -----------------------------------------------------------------
 
 
