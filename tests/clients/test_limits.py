@@ -184,3 +184,18 @@ def test_sigterm_lets_a_request_in_flight_finish(server_factory):
     assert rc == 0, srv.stderr_tail()
     srv.start()
     assert srv.client().get_object(Bucket="graceful", Key="inflight")["Body"].read() == data
+
+
+def test_sigterm_right_after_the_ready_line(server_factory):
+    """SIGTERM sent as soon as the ready line is read stops the server
+    gracefully (exit 0, checked by stop()), start after start on the same
+    repository: the signal handlers are in place before the line."""
+    srv = server_factory(start=False)
+    for i in range(50):
+        srv.start()
+        srv.stop()
+    srv.start()
+    s3 = srv.client()
+    s3.create_bucket(Bucket="restarted")
+    s3.put_object(Bucket="restarted", Key="k", Body=b"after 50 restarts")
+    assert s3.get_object(Bucket="restarted", Key="k")["Body"].read() == b"after 50 restarts"
