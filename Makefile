@@ -69,6 +69,17 @@ corpus: setup
 bench-peers:
 	bash scripts/bench-peers.sh "$(CORPUS_DIR)"
 
+## The S3 endpoint against s3s-fs (the s3s project's reference server over a
+## directory) on the corpus, one boto3 client, 3 alternating rounds: upload,
+## download, stored bytes, peak RSS, 16 concurrent clients. Installs s3s-fs
+## (cargo install, into target/s3s-fs) and boto3 (a venv in target/bench-venv).
+.PHONY: bench-s3
+bench-s3:
+	$(CARGO) build --release --bin modelvault
+	@test -x target/s3s-fs/bin/s3s-fs || $(CARGO) install s3s-fs@0.14.1 --features binary --locked --root target/s3s-fs
+	@test -x target/bench-venv/bin/python || (python3 -m venv target/bench-venv && target/bench-venv/bin/pip install -q boto3)
+	S3S_FS=target/s3s-fs/bin/s3s-fs target/bench-venv/bin/python scripts/bench-s3.py $(if $(CORPUS_DIR),--corpus "$(CORPUS_DIR)")
+
 ## Deterministic synthetic checkpoints into SYNTH_DIR (examples/synth.rs): a 10-step
 ## bf16 + Adam training run (~110 MB per step), an fp32 base with 3 fine-tunes, and
 ## bf16 copies of the corpus's fp32 safetensors files when a corpus is present.

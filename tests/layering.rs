@@ -246,3 +246,59 @@ fn the_checker_sees_inline_paths_groups_and_skips_comments_and_tests() {
     );
     assert_eq!(uses(&code), vec!["pack", "meta", "blob"]);
 }
+
+/// The crates a build of the library with `features` (and no default
+/// features) links, from `cargo tree` (offline: Cargo.lock decides).
+fn linked_crates(features: &str) -> Vec<String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .args([
+            "tree",
+            "--offline",
+            "--locked",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+        ])
+        .args(["--no-default-features", "--features", features])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run cargo tree");
+    assert!(
+        out.status.success(),
+        "cargo tree failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn the_engine_without_the_server_links_no_async_runtime_or_http_crate() {
+    let server_only = [
+        "tokio",
+        "hyper",
+        "hyper-util",
+        "s3s",
+        "futures",
+        "http-body",
+    ];
+    let engine = linked_crates("store");
+    for c in server_only {
+        assert!(
+            !engine.iter().any(|e| e == c),
+            "the engine alone links {c}: {engine:?}"
+        );
+    }
+    // The check can fail: the server feature does link them.
+    let server = linked_crates("server");
+    for c in ["tokio", "hyper", "s3s"] {
+        assert!(
+            server.iter().any(|e| e == c),
+            "the server does not link {c}"
+        );
+    }
+}

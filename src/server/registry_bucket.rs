@@ -140,7 +140,7 @@ fn page(all: Vec<Entry>, prefix: &str, delimiter: &str, after: Option<&str>, max
     };
     let mut last: Option<String> = None;
     for e in all {
-        if after.is_some_and(|a| e.key.as_str() <= a) {
+        if !e.key.starts_with(prefix) || after.is_some_and(|a| e.key.as_str() <= a) {
             continue;
         }
         let rolled = (!delimiter.is_empty())
