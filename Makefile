@@ -23,6 +23,19 @@ test: setup
 	$(CARGO) test --release --doc
 	$(MAKE) --no-print-directory examples-smoke
 
+## Real S3 clients (boto3, aws CLI, rclone, MLflow) against `modelvault serve`:
+## installs them (scripts/clients-setup.sh: a venv under target/, rclone from apt;
+## needs network the first time), builds the binary, runs tests/clients.
+## PYTEST_ARGS='-m "not slow"' skips the long ones; MODELVAULT_TEST_SERVER=moto
+## runs the suite against moto's S3 server instead (checks the tests themselves).
+CLIENTS_VENV ?= target/clients-venv
+PYTEST_ARGS ?=
+.PHONY: test-clients
+test-clients:
+	CLIENTS_VENV=$(CLIENTS_VENV) sh scripts/clients-setup.sh
+	$(CARGO) build --release --bin modelvault
+	cd tests/clients && ../../$(CLIENTS_VENV)/bin/python -m pytest -v $(PYTEST_ARGS)
+
 ## Every example on small inputs, each checking its own results: registry and
 ## demo (16 MiB) as they are, registry_bench on 2,000 models, synth writing a
 ## small synthetic corpus that corpus, cutter_eval and delta_eval then run on

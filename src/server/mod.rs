@@ -143,7 +143,12 @@ async fn run(store: Store, opts: ServeOptions, ready: impl FnOnce(SocketAddr)) -
         .header_read_timeout(opts.idle_timeout)
         .keep_alive(true);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut stop = std::pin::pin!(shutdown_signal());
+    // The signal handlers are installed here, before the ready line: a
+    // SIGTERM sent as soon as the line is read must stop the server
+    // gracefully, not kill it with the default action.
+    let stop =
+        shutdown_signal().map_err(|e| Error::io("install the SIGTERM and SIGINT handlers", e))?;
+    let mut stop = std::pin::pin!(stop);
     ready(addr);
     tracing::info!(%addr, "serving S3");
     let connections = Arc::new(tokio::sync::Semaphore::new(opts.max_connections.max(1)));
@@ -197,27 +202,26 @@ async fn run(store: Store, opts: ServeOptions, ready: impl FnOnce(SocketAddr)) -
     Ok(())
 }
 
-/// Resolves on SIGTERM or Ctrl-C (SIGINT).
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Installs the SIGTERM and Ctrl-C (SIGINT) handlers now, and returns a
+/// future that resolves when either signal arrives.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
             }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
-        }
+        })
     }
     #[cfg(not(unix))]
     {
-        let _ = ctrl_c.await;
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }
 
