@@ -87,7 +87,7 @@ fn buckets_are_created_listed_and_deleted_only_when_empty() {
     );
     assert!(o.delete("models", "k").unwrap());
     let up = o
-        .create_multipart("models", "big", None, BTreeMap::new())
+        .create_multipart("models", "big", ObjectMeta::default())
         .unwrap();
     invalid(
         o.delete_bucket("models").unwrap_err(),
@@ -115,6 +115,7 @@ fn objects_round_trip_with_what_was_said_about_them() {
         content_type: Some("application/octet-stream".into()),
         metadata: BTreeMap::from([("owner".into(), "me".into())]),
         checksums: BTreeMap::from([("CRC32".into(), "AAAAAA==".into())]),
+        headers: BTreeMap::from([("content-disposition".into(), "attachment".into())]),
     };
     let put = o.put("b01", "w/model.bin", &data[..], m.clone()).unwrap();
     assert_eq!(put.size, data.len() as u64);
@@ -125,13 +126,15 @@ fn objects_round_trip_with_what_was_said_about_them() {
             head.etag.as_str(),
             head.content_type.as_deref(),
             &head.metadata,
-            &head.checksums
+            &head.checksums,
+            &head.headers
         ),
         (
             "\"abc\"",
             m.content_type.as_deref(),
             &m.metadata,
-            &m.checksums
+            &m.checksums,
+            &m.headers
         )
     );
     assert_eq!(read_all(&store, "b01", "w/model.bin"), data);
@@ -475,7 +478,16 @@ fn multipart_parts_from_threads_complete_without_reading_or_writing_bytes() {
     o.create_bucket("b01").unwrap();
     let meta_in = BTreeMap::from([("k".to_string(), "v".to_string())]);
     let id = o
-        .create_multipart("b01", "big.bin", Some("model/x".into()), meta_in.clone())
+        .create_multipart(
+            "b01",
+            "big.bin",
+            ObjectMeta {
+                content_type: Some("model/x".into()),
+                metadata: meta_in.clone(),
+                headers: BTreeMap::from([("cache-control".into(), "no-cache".into())]),
+                ..Default::default()
+            },
+        )
         .unwrap();
     let parts: Vec<(u32, Vec<u8>)> = (1..=6u32)
         .map(|n| (n * 2, weights(1 << 20 | (n as usize * 977), u64::from(n))))
@@ -534,6 +546,10 @@ fn multipart_parts_from_threads_complete_without_reading_or_writing_bytes() {
         (obj.content_type.as_deref(), &obj.metadata),
         (Some("model/x"), &meta_in)
     );
+    assert_eq!(
+        obj.headers.get("cache-control").map(String::as_str),
+        Some("no-cache")
+    );
     assert!(o
         .list_parts("b01", "big.bin", &id, 0, 10)
         .unwrap_err()
@@ -568,7 +584,7 @@ fn multipart_completion_errors_change_nothing() {
     let o = store.objects();
     o.create_bucket("b01").unwrap();
     let id = o
-        .create_multipart("b01", "k", None, BTreeMap::new())
+        .create_multipart("b01", "k", ObjectMeta::default())
         .unwrap();
     for n in [1, 2, 3] {
         o.upload_part(
@@ -663,10 +679,10 @@ fn an_unfinished_upload_survives_reopening_and_abort_releases_it() {
         let o = store.objects();
         o.create_bucket("b01").unwrap();
         let id = o
-            .create_multipart("b01", "k", None, BTreeMap::new())
+            .create_multipart("b01", "k", ObjectMeta::default())
             .unwrap();
         let id2 = o
-            .create_multipart("b01", "j", None, BTreeMap::new())
+            .create_multipart("b01", "j", ObjectMeta::default())
             .unwrap();
         o.upload_part("b01", "k", &id, 1, &noise(300_000, 1)[..], pm("e1"))
             .unwrap();
@@ -766,7 +782,7 @@ fn the_same_parts_completed_twice_make_one_blob() {
     let mut blobs = Vec::new();
     for key in ["x", "y"] {
         let id = o
-            .create_multipart("b01", key, None, BTreeMap::new())
+            .create_multipart("b01", key, ObjectMeta::default())
             .unwrap();
         for n in 1..=3u32 {
             o.upload_part("b01", key, &id, n, &noise(200_000, n.into())[..], pm("e"))
@@ -849,10 +865,10 @@ fn uploads_begun_before_a_time_are_aborted_and_their_parts_freed() {
     o.create_bucket("b01").unwrap();
     o.create_bucket("b02").unwrap();
     let old = o
-        .create_multipart("b01", "a", None, BTreeMap::new())
+        .create_multipart("b01", "a", ObjectMeta::default())
         .unwrap();
     let old2 = o
-        .create_multipart("b02", "b", None, BTreeMap::new())
+        .create_multipart("b02", "b", ObjectMeta::default())
         .unwrap();
     o.upload_part("b01", "a", &old, 1, &noise(200_000, 1)[..], pm("e"))
         .unwrap();
@@ -870,7 +886,7 @@ fn uploads_begun_before_a_time_are_aborted_and_their_parts_freed() {
     // Wait for the clock to pass the old uploads' millisecond.
     let young = loop {
         let id = o
-            .create_multipart("b01", "c", None, BTreeMap::new())
+            .create_multipart("b01", "c", ObjectMeta::default())
             .unwrap();
         if created("b01", &id) > old_ms {
             break id;

@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-use super::records::{decode_postcard, encode_postcard};
+use super::records::{
+    decode_postcard, decode_postcard_prefix, decode_postcard_tail, encode_postcard,
+};
 
 /// `buckets` value.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,6 +42,11 @@ pub(crate) struct ObjectRecord {
     /// The number of parts of a multipart upload it was completed from (0:
     /// stored in one piece).
     pub parts: u32,
+    /// Standard HTTP headers kept with the object (lower-case name →
+    /// value: `cache-control`, `content-disposition`, ...). Encoded after
+    /// the struct, only when not empty ([`encode_object`]).
+    #[serde(skip)]
+    pub headers: BTreeMap<String, String>,
 }
 
 /// `multipart` upload value: an upload begun and not yet completed or
@@ -51,6 +58,10 @@ pub(crate) struct MultipartRecord {
     pub created_ms: u64,
     pub content_type: Option<String>,
     pub metadata: BTreeMap<String, String>,
+    /// Standard HTTP headers the object will have, encoded like
+    /// [`ObjectRecord::headers`].
+    #[serde(skip)]
+    pub headers: BTreeMap<String, String>,
 }
 
 /// `multipart` part value: one uploaded part, held by a reference on its
@@ -72,12 +83,52 @@ pub(crate) fn decode_bucket(b: &[u8]) -> Result<BucketRecord> {
     decode_postcard("bucket record", b)
 }
 
+/// An object record: the version byte, the postcard struct, then, when the
+/// object has standard headers, the postcard map of them. A record without
+/// headers is byte for byte what builds before headers wrote.
+pub(crate) fn encode_object(r: &ObjectRecord) -> Vec<u8> {
+    with_headers(encode_postcard(r), &r.headers)
+}
+
 pub(crate) fn decode_object(b: &[u8]) -> Result<ObjectRecord> {
-    decode_postcard("object record", b)
+    let (mut r, headers) = decode_with_headers::<ObjectRecord>("object record", b)?;
+    r.headers = headers;
+    Ok(r)
+}
+
+/// A multipart upload record, laid out like an object record.
+pub(crate) fn encode_multipart(r: &MultipartRecord) -> Vec<u8> {
+    with_headers(encode_postcard(r), &r.headers)
 }
 
 pub(crate) fn decode_multipart(b: &[u8]) -> Result<MultipartRecord> {
-    decode_postcard("multipart upload record", b)
+    let (mut r, headers) = decode_with_headers::<MultipartRecord>("multipart upload record", b)?;
+    r.headers = headers;
+    Ok(r)
+}
+
+fn with_headers(mut b: Vec<u8>, headers: &BTreeMap<String, String>) -> Vec<u8> {
+    if !headers.is_empty() {
+        b.extend(postcard::to_stdvec(headers).expect("postcard encodes a map of strings"));
+    }
+    b
+}
+
+/// Decodes a record and the header map that may follow it. A map that is
+/// there must be non-empty and end the record.
+fn decode_with_headers<T: serde::de::DeserializeOwned>(
+    what: &'static str,
+    b: &[u8],
+) -> Result<(T, BTreeMap<String, String>)> {
+    let (r, rest) = decode_postcard_prefix::<T>(what, b)?;
+    if rest.is_empty() {
+        return Ok((r, BTreeMap::new()));
+    }
+    let headers: BTreeMap<String, String> = decode_postcard_tail(what, rest)?;
+    if headers.is_empty() {
+        return Err(Error::corrupt(what, "an empty header map is never written"));
+    }
+    Ok((r, headers))
 }
 
 pub(crate) fn decode_part(b: &[u8]) -> Result<PartRecord> {

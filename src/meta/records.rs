@@ -318,13 +318,7 @@ pub(crate) fn encode_postcard<T: Serialize>(v: &T) -> Vec<u8> {
 
 /// Decodes a record written by [`encode_postcard`], rejecting trailing bytes.
 pub(crate) fn decode_postcard<T: DeserializeOwned>(what: &'static str, b: &[u8]) -> Result<T> {
-    check_version(what, b)?;
-    // Forget a reason left over from an earlier decode on this thread.
-    take_refusal();
-    let (v, rest) = postcard::take_from_bytes(&b[1..]).map_err(|e| match take_refusal() {
-        Some(reason) => Error::corrupt(what, reason),
-        None => Error::corrupt(what, e),
-    })?;
+    let (v, rest) = decode_postcard_prefix(what, b)?;
     if !rest.is_empty() {
         return Err(Error::corrupt(
             what,
@@ -332,6 +326,41 @@ pub(crate) fn decode_postcard<T: DeserializeOwned>(what: &'static str, b: &[u8])
         ));
     }
     Ok(v)
+}
+
+/// Decodes the record at the start of `b` (after its version byte) and
+/// returns it with the bytes after it, for records that may carry more.
+pub(crate) fn decode_postcard_prefix<'b, T: DeserializeOwned>(
+    what: &'static str,
+    b: &'b [u8],
+) -> Result<(T, &'b [u8])> {
+    check_version(what, b)?;
+    decode_postcard_value(what, &b[1..])
+}
+
+/// Decodes a postcard value that must fill `b` exactly (no version byte:
+/// the rest of a record [`decode_postcard_prefix`] read).
+pub(crate) fn decode_postcard_tail<T: DeserializeOwned>(what: &'static str, b: &[u8]) -> Result<T> {
+    let (v, rest) = decode_postcard_value(what, b)?;
+    if !rest.is_empty() {
+        return Err(Error::corrupt(
+            what,
+            format!("{} trailing bytes", rest.len()),
+        ));
+    }
+    Ok(v)
+}
+
+fn decode_postcard_value<'b, T: DeserializeOwned>(
+    what: &'static str,
+    b: &'b [u8],
+) -> Result<(T, &'b [u8])> {
+    // Forget a reason left over from an earlier decode on this thread.
+    take_refusal();
+    postcard::take_from_bytes(b).map_err(|e| match take_refusal() {
+        Some(reason) => Error::corrupt(what, reason),
+        None => Error::corrupt(what, e),
+    })
 }
 
 /// One file of a model version.

@@ -74,6 +74,11 @@ pub struct ObjectMeta {
     pub metadata: BTreeMap<String, String>,
     /// Checksums, algorithm → value (e.g. `CRC32` → its base64).
     pub checksums: BTreeMap<String, String>,
+    /// Standard HTTP headers to keep and return with the object, by
+    /// lower-case name (`cache-control`, `content-disposition`,
+    /// `content-encoding`, `content-language`, `expires`); counted with the
+    /// user metadata against [`MAX_METADATA_BYTES`].
+    pub headers: BTreeMap<String, String>,
 }
 
 /// An object: where its bytes are and what was said about them.
@@ -96,6 +101,8 @@ pub struct ObjectInfo {
     pub metadata: BTreeMap<String, String>,
     /// Checksums it was stored with.
     pub checksums: BTreeMap<String, String>,
+    /// Standard HTTP headers it was stored with, by lower-case name.
+    pub headers: BTreeMap<String, String>,
     /// When it was written, in milliseconds since the Unix epoch.
     pub modified_ms: u64,
     /// The number of parts it was completed from (0: stored in one piece).
@@ -113,6 +120,7 @@ impl ObjectInfo {
             content_type: r.content_type,
             metadata: r.metadata,
             checksums: r.checksums,
+            headers: r.headers,
             modified_ms: r.modified_ms,
             parts: r.parts,
         }
@@ -124,7 +132,7 @@ fn check_meta(m: &ObjectMeta) -> Result<()> {
     if let Some(c) = &m.content_type {
         names::check_field("content type", c)?;
     }
-    names::check_metadata(&m.metadata)?;
+    names::check_metadata(&m.metadata, &m.headers)?;
     names::check_checksums(&m.checksums)
 }
 
@@ -455,5 +463,6 @@ fn record(blob: BlobId, size: u64, meta: ObjectMeta, parts: u32) -> ObjectRecord
         checksums: meta.checksums,
         modified_ms: now_ms(),
         parts,
+        headers: meta.headers,
     }
 }

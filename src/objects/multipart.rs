@@ -21,7 +21,7 @@ use crate::meta::tables::multipart::{self as table, After, UploadKey};
 use crate::meta::tables::objects;
 use crate::meta::{Batch, Meta};
 
-use super::{names, need_bucket, stage_from, ObjectInfo, Objects};
+use super::{names, need_bucket, stage_from, ObjectInfo, ObjectMeta, Objects};
 
 /// The most parts an upload has, and the highest part number (S3's).
 pub const MAX_PARTS: u32 = 10_000;
@@ -73,6 +73,8 @@ pub struct MultipartInfo {
     pub content_type: Option<String>,
     /// The user metadata its object will have.
     pub metadata: BTreeMap<String, String>,
+    /// The standard HTTP headers its object will have.
+    pub headers: BTreeMap<String, String>,
 }
 
 /// What a caller says about a part it uploads: kept as given.
@@ -176,22 +178,32 @@ fn unquote(etag: &str) -> &str {
 
 impl Objects<'_> {
     /// Begins a multipart upload of object `key` of `bucket`, whose object
-    /// will have `content_type` and `metadata`; returns its id.
+    /// will have the content type, user metadata and headers of `meta`;
+    /// returns its id. The entity tag and checksums are the completion's,
+    /// so `meta` must leave them empty.
     ///
     /// # Errors
-    /// As [`Objects::put`].
-    pub fn create_multipart(
-        &self,
-        bucket: &str,
-        key: &str,
-        content_type: Option<String>,
-        metadata: BTreeMap<String, String>,
-    ) -> Result<String> {
+    /// As [`Objects::put`]; [`Error::InvalidInput`] (`upload meta`) for an
+    /// entity tag or checksums given here.
+    pub fn create_multipart(&self, bucket: &str, key: &str, meta: ObjectMeta) -> Result<String> {
         self.check_target(bucket, key)?;
-        if let Some(c) = &content_type {
+        if !meta.etag.is_empty() || !meta.checksums.is_empty() {
+            return Err(Error::invalid(
+                "upload meta",
+                key,
+                "the entity tag and checksums of a multipart object are given at completion",
+            ));
+        }
+        if let Some(c) = &meta.content_type {
             names::check_field("content type", c)?;
         }
-        names::check_metadata(&metadata)?;
+        names::check_metadata(&meta.metadata, &meta.headers)?;
+        let ObjectMeta {
+            content_type,
+            metadata,
+            headers,
+            ..
+        } = meta;
         // Time-ordered: a key's uploads list in the order they were begun.
         let id = *uuid::Uuid::now_v7().as_bytes();
         let rec = MultipartRecord {
@@ -200,6 +212,7 @@ impl Objects<'_> {
             created_ms: now_ms(),
             content_type,
             metadata,
+            headers,
         };
         self.change(|m, batch| {
             need_bucket(m, bucket)?;
@@ -351,6 +364,7 @@ impl Objects<'_> {
                 created_ms: r.created_ms,
                 content_type: r.content_type,
                 metadata: r.metadata,
+                headers: r.headers,
             });
         }
         Ok(page)
@@ -399,6 +413,7 @@ impl Objects<'_> {
                     created_ms: up.created_ms,
                     content_type: up.content_type,
                     metadata: up.metadata,
+                    headers: up.headers,
                 });
             }
         }
@@ -500,6 +515,7 @@ impl Objects<'_> {
                     etag: etag.to_owned(),
                     content_type: up.content_type,
                     metadata: up.metadata,
+                    headers: up.headers,
                     checksums,
                     modified_ms: now_ms(),
                     parts: parts.len() as u32,

@@ -97,13 +97,37 @@ pub(crate) fn check_field(what: &'static str, v: &str) -> Result<()> {
 
 /// Checks user metadata: non-empty names, at most [`MAX_METADATA_BYTES`]
 /// in all.
-pub(crate) fn check_metadata(m: &BTreeMap<String, String>) -> Result<()> {
-    let total: usize = m.iter().map(|(k, v)| k.len() + v.len()).sum();
+/// Checks user metadata and standard headers, which share one size limit.
+pub(crate) fn check_metadata(
+    m: &BTreeMap<String, String>,
+    headers: &BTreeMap<String, String>,
+) -> Result<()> {
+    for (name, value) in headers {
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err(Error::invalid(
+                "header",
+                name,
+                "a header name is lower-case letters, digits and '-'",
+            ));
+        }
+        check_field("header value", value)?;
+    }
+    let total: usize = m
+        .iter()
+        .chain(headers)
+        .map(|(k, v)| k.len() + v.len())
+        .sum();
     if total > MAX_METADATA_BYTES {
         return Err(Error::invalid(
             "user metadata",
             format!("{} entries", m.len()),
-            format!("{total} bytes of names and values, the limit is {MAX_METADATA_BYTES}"),
+            format!(
+                "{total} bytes of names and values with the headers, the limit is {MAX_METADATA_BYTES}"
+            ),
         ));
     }
     if m.contains_key("") {

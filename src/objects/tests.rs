@@ -127,7 +127,7 @@ fn a_completion_concatenates_manifests_across_segment_boundaries() {
     let o = s.objects();
     o.create_bucket("b01").unwrap();
     let id = o
-        .create_multipart("b01", "k", None, BTreeMap::new())
+        .create_multipart("b01", "k", ObjectMeta::default())
         .unwrap();
     let sizes = [400_000usize, 0, 5_000, 300_000];
     let mut want = Vec::new();
@@ -170,7 +170,7 @@ fn hostile_records_give_errors_not_panics() {
     o.put("b01", "good", &b"x"[..], ObjectMeta::default())
         .unwrap();
     let up = o
-        .create_multipart("b01", "m", None, BTreeMap::new())
+        .create_multipart("b01", "m", ObjectMeta::default())
         .unwrap();
     o.upload_part("b01", "m", &up, 1, &b"p"[..], pm("e"))
         .unwrap();

@@ -288,6 +288,29 @@ fn multipart_etag(parts: &[DonePart]) -> S3Result<String> {
     Ok(format!("{}-{}", hex::encode(md5.finalize()), parts.len()))
 }
 
+/// The standard headers S3 keeps with an object, as given on a put, a
+/// copy with REPLACE or a multipart creation.
+fn standard_headers(
+    cache_control: Option<String>,
+    content_disposition: Option<String>,
+    content_encoding: Option<String>,
+    content_language: Option<String>,
+) -> BTreeMap<String, String> {
+    [
+        ("cache-control", cache_control),
+        ("content-disposition", content_disposition),
+        ("content-encoding", content_encoding),
+        ("content-language", content_language),
+    ]
+    .into_iter()
+    .filter_map(|(n, v)| v.map(|v| (n.to_owned(), v)))
+    .collect()
+}
+
+fn header(h: &BTreeMap<String, String>, name: &str) -> Option<String> {
+    h.get(name).cloned()
+}
+
 fn user_metadata(m: Option<Metadata>) -> BTreeMap<String, String> {
     m.map(|m| m.into_iter().collect()).unwrap_or_default()
 }
@@ -328,6 +351,7 @@ struct Found {
     content_type: Option<String>,
     metadata: BTreeMap<String, String>,
     checksums: BTreeMap<String, String>,
+    headers: BTreeMap<String, String>,
     parts: u32,
 }
 
@@ -344,6 +368,7 @@ impl Gateway {
                 content_type: None,
                 metadata: BTreeMap::new(),
                 checksums: BTreeMap::new(),
+                headers: BTreeMap::new(),
                 parts: 0,
             });
         }
@@ -362,6 +387,7 @@ impl Gateway {
             content_type: o.content_type,
             metadata: o.metadata,
             checksums: o.checksums,
+            headers: o.headers,
             parts: o.parts,
         })
     }
@@ -529,6 +555,12 @@ impl S3 for Gateway {
                 }
             }
         }
+        let headers = standard_headers(
+            input.cache_control,
+            input.content_disposition,
+            input.content_encoding,
+            input.content_language,
+        );
         let declared = Checksum {
             checksum_crc32: input.checksum_crc32,
             checksum_crc32c: input.checksum_crc32c,
@@ -552,6 +584,7 @@ impl S3 for Gateway {
             content_type: input.content_type.map(|c| c.to_string()),
             metadata: user_metadata(input.metadata),
             checksums: checksum_map(&got.checksums),
+            headers,
         };
         let (b, k, staged) = (input.bucket, input.key, got.staged);
         self.run(move |s| s.objects().put_staged(&b, &k, staged, meta))
@@ -613,6 +646,10 @@ impl S3 for Gateway {
             content_type: f.content_type.and_then(|c| c.parse().ok()),
             metadata: (!f.metadata.is_empty()).then(|| f.metadata.into_iter().collect()),
             parts_count: (f.parts > 0).then_some(f.parts as i32),
+            cache_control: header(&f.headers, "cache-control"),
+            content_disposition: header(&f.headers, "content-disposition"),
+            content_encoding: header(&f.headers, "content-encoding"),
+            content_language: header(&f.headers, "content-language"),
             checksum_crc32: c.checksum_crc32,
             checksum_crc32c: c.checksum_crc32c,
             checksum_crc64nvme: c.checksum_crc64nvme,
@@ -647,6 +684,10 @@ impl S3 for Gateway {
             content_type: f.content_type.and_then(|c| c.parse().ok()),
             metadata: (!f.metadata.is_empty()).then(|| f.metadata.into_iter().collect()),
             parts_count: (f.parts > 0).then_some(f.parts as i32),
+            cache_control: header(&f.headers, "cache-control"),
+            content_disposition: header(&f.headers, "content-disposition"),
+            content_encoding: header(&f.headers, "content-encoding"),
+            content_language: header(&f.headers, "content-language"),
             checksum_crc32: c.checksum_crc32,
             checksum_crc32c: c.checksum_crc32c,
             checksum_crc64nvme: c.checksum_crc64nvme,
@@ -786,6 +827,16 @@ impl S3 for Gateway {
                 src.metadata.clone()
             },
             checksums: src.checksums.clone(),
+            headers: if replace {
+                standard_headers(
+                    input.cache_control,
+                    input.content_disposition,
+                    input.content_encoding,
+                    input.content_language,
+                )
+            } else {
+                src.headers.clone()
+            },
         };
         let (to_b, to_k, blob) = (input.bucket, input.key, src.blob);
         // The new key names the source's blob: no byte is copied. (The
@@ -938,10 +989,19 @@ impl S3 for Gateway {
         let input = req.input;
         self.writable(&input.bucket)?;
         let (b, k) = (input.bucket.clone(), input.key.clone());
-        let ct = input.content_type.map(|c| c.to_string());
-        let md = user_metadata(input.metadata);
+        let meta = ObjectMeta {
+            content_type: input.content_type.map(|c| c.to_string()),
+            metadata: user_metadata(input.metadata),
+            headers: standard_headers(
+                input.cache_control,
+                input.content_disposition,
+                input.content_encoding,
+                input.content_language,
+            ),
+            ..Default::default()
+        };
         let id = self
-            .run(move |s| s.objects().create_multipart(&b, &k, ct, md))
+            .run(move |s| s.objects().create_multipart(&b, &k, meta))
             .await?;
         Ok(S3Response::new(CreateMultipartUploadOutput {
             bucket: Some(input.bucket),

@@ -248,8 +248,6 @@ def test_managed_copy_uses_upload_part_copy(s3, bucket):
     assert got["Body"].read() == data
 
 
-@pytest.mark.xfail(strict=True, reason="modelvault keeps user metadata and the content type, "
-                   "not yet Content-Disposition, Content-Encoding, Cache-Control or Content-Language")
 def test_standard_headers_are_kept(s3, bucket):
     """Content-Disposition, Content-Encoding, Cache-Control and
     Content-Language are stored with the object and returned, as S3 does."""

@@ -26,7 +26,11 @@ pub(crate) fn get(r: &impl Read, id: &UploadKey) -> Result<Option<MultipartRecor
 
 /// Writes the record of upload `id` and its index entry.
 pub(crate) fn put(batch: &mut Batch, id: &UploadKey, r: &MultipartRecord) {
-    batch.put(Cf::Multipart, rec::upload(id).to_vec(), rec::encode(r));
+    batch.put(
+        Cf::Multipart,
+        rec::upload(id).to_vec(),
+        rec::encode_multipart(r),
+    );
     batch.put(
         Cf::Multipart,
         rec::by_key(&r.bucket, r.key.as_bytes(), id),

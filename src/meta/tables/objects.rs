@@ -37,7 +37,7 @@ pub(crate) fn put(
     batch.put(
         Cf::Objects,
         rec::object(bucket, key.as_bytes()),
-        rec::encode(r),
+        rec::encode_object(r),
     );
     count_blob(batch, &r.blob, 1);
     if let Some(old) = old {
