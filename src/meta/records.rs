@@ -318,14 +318,8 @@ pub(crate) fn encode_postcard<T: Serialize>(v: &T) -> Vec<u8> {
 
 /// Decodes a record written by [`encode_postcard`], rejecting trailing bytes.
 pub(crate) fn decode_postcard<T: DeserializeOwned>(what: &'static str, b: &[u8]) -> Result<T> {
-    let (v, rest) = decode_postcard_prefix(what, b)?;
-    if !rest.is_empty() {
-        return Err(Error::corrupt(
-            what,
-            format!("{} trailing bytes", rest.len()),
-        ));
-    }
-    Ok(v)
+    check_version(what, b)?;
+    decode_postcard_tail(what, &b[1..])
 }
 
 /// Decodes the record at the start of `b` (after its version byte) and

@@ -142,6 +142,60 @@ impl Gateway {
     }
 }
 
+/// An S3 output struct `$ty { .. }` with the five checksum fields taken
+/// from `$c` (a [`Checksum`]) and the rest defaulted.
+macro_rules! with_checksums {
+    ($c:expr, $ty:ident { $($field:ident: $value:expr),* $(,)? }) => {{
+        let c: Checksum = $c;
+        // Some outputs (`Part`) have no other fields.
+        #[allow(clippy::needless_update)]
+        let out = $ty {
+            $($field: $value,)*
+            checksum_crc32: c.checksum_crc32,
+            checksum_crc32c: c.checksum_crc32c,
+            checksum_crc64nvme: c.checksum_crc64nvme,
+            checksum_sha1: c.checksum_sha1,
+            checksum_sha256: c.checksum_sha256,
+            ..Default::default()
+        };
+        out
+    }};
+}
+
+/// What a GET or HEAD output says of object `$f` (a `Found`): entity tag,
+/// date, content type, metadata, parts, standard headers and checksums
+/// `$c`, with the extra fields given.
+macro_rules! describing {
+    ($f:expr, $c:expr, $ty:ident { $($field:ident: $value:expr),* $(,)? }) => {{
+        let f: Found = $f;
+        with_checksums!($c, $ty {
+            $($field: $value,)*
+            accept_ranges: Some("bytes".into()),
+            e_tag: Some(etag(&f.etag)),
+            last_modified: Some(timestamp(f.modified_ms)),
+            cache_control: header(&f.headers, "cache-control"),
+            content_disposition: header(&f.headers, "content-disposition"),
+            content_encoding: header(&f.headers, "content-encoding"),
+            content_language: header(&f.headers, "content-language"),
+            content_type: f.content_type.and_then(|c| c.parse().ok()),
+            metadata: (!f.metadata.is_empty()).then(|| f.metadata.into_iter().collect()),
+            parts_count: (f.parts > 0).then_some(f.parts as i32),
+        })
+    }};
+}
+
+/// The conditional headers of a GET or HEAD input.
+macro_rules! asked {
+    ($input:expr) => {
+        conditions::Asked {
+            if_match: $input.if_match.as_ref(),
+            if_none_match: $input.if_none_match.as_ref(),
+            if_modified_since: $input.if_modified_since.as_ref(),
+            if_unmodified_since: $input.if_unmodified_since.as_ref(),
+        }
+    };
+}
+
 /// A Content-MD5 header (base64 of 16 bytes) as hex.
 fn decode_md5(b64: &str) -> S3Result<String> {
     use base64::Engine as _;
@@ -589,16 +643,12 @@ impl S3 for Gateway {
         let (b, k, staged) = (input.bucket, input.key, got.staged);
         self.run(move |s| s.objects().put_staged(&b, &k, staged, meta))
             .await?;
-        let c = got.checksums;
-        Ok(S3Response::new(PutObjectOutput {
-            e_tag: Some(etag(&got.md5_hex)),
-            checksum_crc32: c.checksum_crc32,
-            checksum_crc32c: c.checksum_crc32c,
-            checksum_crc64nvme: c.checksum_crc64nvme,
-            checksum_sha1: c.checksum_sha1,
-            checksum_sha256: c.checksum_sha256,
-            ..Default::default()
-        }))
+        Ok(S3Response::new(with_checksums!(
+            got.checksums,
+            PutObjectOutput {
+                e_tag: Some(etag(&got.md5_hex)),
+            }
+        )))
     }
 
     async fn get_object(
@@ -607,16 +657,7 @@ impl S3 for Gateway {
     ) -> S3Result<S3Response<GetObjectOutput>> {
         let input = req.input;
         let f = self.find(&input.bucket, &input.key).await?;
-        conditions::check(
-            &f.etag,
-            f.modified_ms,
-            conditions::Asked {
-                if_match: input.if_match.as_ref(),
-                if_none_match: input.if_none_match.as_ref(),
-                if_modified_since: input.if_modified_since.as_ref(),
-                if_unmodified_since: input.if_unmodified_since.as_ref(),
-            },
-        )?;
+        conditions::check(&f.etag, f.modified_ms, asked!(input))?;
         let (range, content_range) = match &input.range {
             None => (0..f.size, None),
             Some(r) => {
@@ -636,27 +677,16 @@ impl S3 for Gateway {
         } else {
             Checksum::default()
         };
-        Ok(S3Response::new(GetObjectOutput {
-            body: Some(body),
-            content_length: Some((range.end - range.start) as i64),
-            content_range,
-            accept_ranges: Some("bytes".into()),
-            e_tag: Some(etag(&f.etag)),
-            last_modified: Some(timestamp(f.modified_ms)),
-            content_type: f.content_type.and_then(|c| c.parse().ok()),
-            metadata: (!f.metadata.is_empty()).then(|| f.metadata.into_iter().collect()),
-            parts_count: (f.parts > 0).then_some(f.parts as i32),
-            cache_control: header(&f.headers, "cache-control"),
-            content_disposition: header(&f.headers, "content-disposition"),
-            content_encoding: header(&f.headers, "content-encoding"),
-            content_language: header(&f.headers, "content-language"),
-            checksum_crc32: c.checksum_crc32,
-            checksum_crc32c: c.checksum_crc32c,
-            checksum_crc64nvme: c.checksum_crc64nvme,
-            checksum_sha1: c.checksum_sha1,
-            checksum_sha256: c.checksum_sha256,
-            ..Default::default()
-        }))
+        let length = (range.end - range.start) as i64;
+        Ok(S3Response::new(describing!(
+            f,
+            c,
+            GetObjectOutput {
+                body: Some(body),
+                content_length: Some(length),
+                content_range: content_range,
+            }
+        )))
     }
 
     async fn head_object(
@@ -665,36 +695,15 @@ impl S3 for Gateway {
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         let input = req.input;
         let f = self.find(&input.bucket, &input.key).await?;
-        conditions::check(
-            &f.etag,
-            f.modified_ms,
-            conditions::Asked {
-                if_match: input.if_match.as_ref(),
-                if_none_match: input.if_none_match.as_ref(),
-                if_modified_since: input.if_modified_since.as_ref(),
-                if_unmodified_since: input.if_unmodified_since.as_ref(),
-            },
-        )?;
-        let c = checksum_of(&f.checksums);
-        Ok(S3Response::new(HeadObjectOutput {
-            content_length: Some(f.size as i64),
-            accept_ranges: Some("bytes".into()),
-            e_tag: Some(etag(&f.etag)),
-            last_modified: Some(timestamp(f.modified_ms)),
-            content_type: f.content_type.and_then(|c| c.parse().ok()),
-            metadata: (!f.metadata.is_empty()).then(|| f.metadata.into_iter().collect()),
-            parts_count: (f.parts > 0).then_some(f.parts as i32),
-            cache_control: header(&f.headers, "cache-control"),
-            content_disposition: header(&f.headers, "content-disposition"),
-            content_encoding: header(&f.headers, "content-encoding"),
-            content_language: header(&f.headers, "content-language"),
-            checksum_crc32: c.checksum_crc32,
-            checksum_crc32c: c.checksum_crc32c,
-            checksum_crc64nvme: c.checksum_crc64nvme,
-            checksum_sha1: c.checksum_sha1,
-            checksum_sha256: c.checksum_sha256,
-            ..Default::default()
-        }))
+        conditions::check(&f.etag, f.modified_ms, asked!(input))?;
+        let (c, size) = (checksum_of(&f.checksums), f.size as i64);
+        Ok(S3Response::new(describing!(
+            f,
+            c,
+            HeadObjectOutput {
+                content_length: Some(size),
+            }
+        )))
     }
 
     async fn delete_object(
@@ -1055,16 +1064,12 @@ impl S3 for Gateway {
                 .upload_part_staged(&b, &k, &u, number, staged, meta)
         })
         .await?;
-        let c = got.checksums;
-        Ok(S3Response::new(UploadPartOutput {
-            e_tag: Some(etag(&got.md5_hex)),
-            checksum_crc32: c.checksum_crc32,
-            checksum_crc32c: c.checksum_crc32c,
-            checksum_crc64nvme: c.checksum_crc64nvme,
-            checksum_sha1: c.checksum_sha1,
-            checksum_sha256: c.checksum_sha256,
-            ..Default::default()
-        }))
+        Ok(S3Response::new(with_checksums!(
+            got.checksums,
+            UploadPartOutput {
+                e_tag: Some(etag(&got.md5_hex)),
+            }
+        )))
     }
 
     async fn upload_part_copy(
@@ -1157,18 +1162,15 @@ impl S3 for Gateway {
             .parts
             .iter()
             .map(|p| {
-                let c = checksum_of(&p.checksums);
-                Part {
-                    part_number: Some(p.number as i32),
-                    e_tag: Some(etag(&p.etag)),
-                    size: Some(p.size as i64),
-                    last_modified: Some(timestamp(p.modified_ms)),
-                    checksum_crc32: c.checksum_crc32,
-                    checksum_crc32c: c.checksum_crc32c,
-                    checksum_crc64nvme: c.checksum_crc64nvme,
-                    checksum_sha1: c.checksum_sha1,
-                    checksum_sha256: c.checksum_sha256,
-                }
+                with_checksums!(
+                    checksum_of(&p.checksums),
+                    Part {
+                        part_number: Some(p.number as i32),
+                        e_tag: Some(etag(&p.etag)),
+                        size: Some(p.size as i64),
+                        last_modified: Some(timestamp(p.modified_ms)),
+                    }
+                )
             })
             .collect();
         Ok(S3Response::new(ListPartsOutput {
