@@ -184,6 +184,28 @@ macro_rules! describing {
     }};
 }
 
+/// Receives the body of a PutObject or UploadPart input (the two have the
+/// same body, length, Content-MD5 and checksum fields).
+macro_rules! receive_upload {
+    ($gateway:expr, $input:expr, $trailers:expr) => {
+        $gateway.receive(
+            $input.body,
+            $input.content_length,
+            $input.content_md5,
+            Checksum {
+                checksum_crc32: $input.checksum_crc32,
+                checksum_crc32c: $input.checksum_crc32c,
+                checksum_crc64nvme: $input.checksum_crc64nvme,
+                checksum_sha1: $input.checksum_sha1,
+                checksum_sha256: $input.checksum_sha256,
+                ..Default::default()
+            },
+            $input.checksum_algorithm.as_ref(),
+            $trailers,
+        )
+    };
+}
+
 /// The conditional headers of a GET or HEAD input.
 macro_rules! asked {
     ($input:expr) => {
@@ -615,24 +637,7 @@ impl S3 for Gateway {
             input.content_encoding,
             input.content_language,
         );
-        let declared = Checksum {
-            checksum_crc32: input.checksum_crc32,
-            checksum_crc32c: input.checksum_crc32c,
-            checksum_crc64nvme: input.checksum_crc64nvme,
-            checksum_sha1: input.checksum_sha1,
-            checksum_sha256: input.checksum_sha256,
-            ..Default::default()
-        };
-        let got = self
-            .receive(
-                input.body,
-                input.content_length,
-                input.content_md5,
-                declared,
-                input.checksum_algorithm.as_ref(),
-                req.trailing_headers,
-            )
-            .await?;
+        let got = receive_upload!(self, input, req.trailing_headers).await?;
         let meta = ObjectMeta {
             etag: got.md5_hex.clone(),
             content_type: input.content_type.map(|c| c.to_string()),
@@ -1036,24 +1041,7 @@ impl S3 for Gateway {
         );
         self.run(move |s| s.objects().list_parts(&b, &k, &u, 0, 0))
             .await?;
-        let declared = Checksum {
-            checksum_crc32: input.checksum_crc32,
-            checksum_crc32c: input.checksum_crc32c,
-            checksum_crc64nvme: input.checksum_crc64nvme,
-            checksum_sha1: input.checksum_sha1,
-            checksum_sha256: input.checksum_sha256,
-            ..Default::default()
-        };
-        let got = self
-            .receive(
-                input.body,
-                input.content_length,
-                input.content_md5,
-                declared,
-                input.checksum_algorithm.as_ref(),
-                req.trailing_headers,
-            )
-            .await?;
+        let got = receive_upload!(self, input, req.trailing_headers).await?;
         let meta = PartMeta {
             etag: got.md5_hex.clone(),
             checksums: checksum_map(&got.checksums),
