@@ -200,3 +200,61 @@ fn read_only_open_of_no_store_creates_nothing() {
     ));
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
 }
+
+/// The CLI's read commands work beside a writer process (here this test
+/// process holds the store), read-only, saying so on stderr; its write
+/// commands are still refused with the lock's holder.
+#[test]
+fn cli_read_commands_fall_back_to_read_only_beside_a_writer() {
+    use crate::cli::{mv, ok};
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    let src = tmp.path().join("w.bin");
+    std::fs::write(&src, noise(200_000, 5)).unwrap();
+    ok(&mv(&repo, &["put", "--name", "m", src.to_str().unwrap()]));
+    let writer = Store::open(&repo).unwrap();
+    let exp = writer
+        .create_experiment(NewExperiment::new("proj", "run"))
+        .unwrap();
+    exp.set_progress(42).unwrap();
+    let id = exp.id().to_string();
+
+    let o = mv(&repo, &["experiment", "progress", &id]);
+    assert_eq!(ok(&o).trim(), "42");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.lines().count(), 1, "stderr: {err}");
+    assert!(
+        err.contains("read-only: the store is held by pid"),
+        "stderr: {err}"
+    );
+    let o = mv(&repo, &["cat", "m", "w.bin"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(o.stdout == noise(200_000, 5), "cat read other bytes");
+    for args in [
+        &["show", "m"][..],
+        &["list"],
+        &["versions", "m"],
+        &["stats"],
+        &["verify"],
+        &["experiment", "show", &id],
+        &["experiment", "console", &id],
+        &["model", "show", "m"],
+        &["model", "list"],
+    ] {
+        ok(&mv(&repo, args));
+    }
+    // Writes still need the lock.
+    let o = mv(&repo, &["experiment", "progress", &id, "50"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("locked"));
+    assert_eq!(exp.progress().unwrap(), 42);
+    drop((exp, writer));
+    // Without a writer: the normal open, nothing said.
+    let o = mv(&repo, &["experiment", "progress", &id]);
+    assert_eq!(ok(&o).trim(), "42");
+    assert!(
+        o.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
