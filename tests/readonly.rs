@@ -258,3 +258,129 @@ fn cli_read_commands_fall_back_to_read_only_beside_a_writer() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+/// The file of version `step + 1` that `examples/readonly_writer.rs` commits.
+fn writer_content(seed: u64, step: u64) -> Vec<u8> {
+    noise((2 << 20) + (step as usize) * 4099, seed * 1000 + step)
+}
+
+/// A writer process (`examples/readonly_writer.rs`, built next to this test
+/// binary by `make test`) works on the store: an experiment's progress from
+/// 0 to 100, console lines, a model version of a few MB per step, and a gc
+/// with compaction after each. This process watches it read-only: progress
+/// never goes backwards, every version it sees reads back byte-identical,
+/// and it sees 100 and every version at the end.
+#[test]
+fn reader_beside_writer_process() {
+    const SEED: u64 = 4;
+    const STEPS: u64 = 12;
+    let me = std::env::current_exe().unwrap();
+    let built = me
+        .parent()
+        .and_then(Path::parent)
+        .map(|p| p.join("examples").join("readonly_writer"))
+        .unwrap();
+    assert!(
+        built.is_file(),
+        "{} is missing: build it with `cargo build --release --example readonly_writer` \
+         (as `make test` does first)",
+        built.display()
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let exe = tmp.path().join("readonly-writer");
+    std::fs::copy(&built, &exe).unwrap();
+    let dir = tmp.path().join("vault");
+    let mut child = std::process::Command::new(&exe)
+        .arg(&dir)
+        .arg(SEED.to_string())
+        .arg(STEPS.to_string())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap();
+    // Kills the writer if the test fails half way.
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let stdout = child.stdout.take().unwrap();
+    let mut child = Kill(child);
+    let out = std::thread::spawn(move || {
+        use std::io::BufRead;
+        std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(|l| l.ok())
+            .collect::<Vec<String>>()
+    });
+
+    // The store exists once the writer has created it (and the experiment).
+    let reader = eventually("the writer's store", || {
+        Store::open_read_only(&dir)
+            .ok()
+            .filter(|s| s.experiment_by_name("proj", "run").is_ok())
+    });
+    let exp = reader.experiment_by_name("proj", "run").unwrap();
+    let mut last_progress = 0u8;
+    let mut verified = std::collections::BTreeSet::new();
+    let mut polls = 0u64;
+    let mut check = |reader: &Store, verified: &mut std::collections::BTreeSet<u32>| {
+        let p = exp.progress().unwrap();
+        assert!(
+            p >= last_progress,
+            "progress went back: {last_progress} -> {p}"
+        );
+        last_progress = p;
+        let versions = match reader.versions("m") {
+            Ok(v) => v,
+            Err(e) if e.is_not_found() => Vec::new(),
+            Err(e) => panic!("versions: {e}"),
+        };
+        for v in versions {
+            if verified.contains(&v) {
+                continue;
+            }
+            let mv = reader.version("m", Some(v)).unwrap();
+            let f = mv.file("w.bin").unwrap();
+            let got = get(reader, &f.blob);
+            assert!(
+                got == writer_content(SEED, u64::from(v) - 1),
+                "version {v} read back other bytes"
+            );
+            verified.insert(v);
+        }
+        p
+    };
+    loop {
+        polls += 1;
+        if polls % 3 == 0 {
+            reader.catch_up().unwrap();
+        }
+        check(&reader, &mut verified);
+        let exited = child.0.try_wait().unwrap();
+        if let Some(status) = exited {
+            assert!(status.success(), "the writer failed: {status}");
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let lines = out.join().unwrap();
+    assert_eq!(lines.last().map(String::as_str), Some("DONE"), "{lines:?}");
+    let compacted: u64 = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("STEP "))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert!(compacted > 0, "the writer compacted no pack: {lines:?}");
+    // The end, as the writer left it.
+    reader.catch_up().unwrap();
+    let p = check(&reader, &mut verified);
+    assert_eq!(p, 100);
+    assert_eq!(verified.len() as u64, STEPS + 1, "{verified:?}");
+    let console = exp.console(0, 100).unwrap();
+    assert_eq!(console.len() as u64, STEPS + 1);
+    assert_eq!(console.last().unwrap().text, format!("step {STEPS}"));
+    eprintln!("{polls} polls, {} versions verified", verified.len());
+}
