@@ -355,7 +355,7 @@ fn reader_beside_writer_process() {
     };
     loop {
         polls += 1;
-        if polls % 3 == 0 {
+        if polls.is_multiple_of(3) {
             reader.catch_up().unwrap();
         }
         check(&reader, &mut verified);
