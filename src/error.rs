@@ -50,6 +50,14 @@ pub enum Error {
         holder: String,
     },
 
+    /// A write was asked of a store opened with `Store::open_read_only`
+    /// (beside the writer that holds it): refused, nothing changed.
+    #[error("the store is open read-only: {what} refused (open it normally, once no other process holds it, to write)")]
+    ReadOnly {
+        /// The operation refused, e.g. `blob upload` or `gc`.
+        what: &'static str,
+    },
+
     /// The store was written by a newer (or unknown) format version.
     #[error("unsupported {what} format version {found} (this build reads up to {supported})")]
     UnsupportedVersion {

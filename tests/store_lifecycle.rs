@@ -57,7 +57,7 @@ fn second_process_is_refused_with_the_holder_named() {
     let out = Command::new(env!("CARGO_BIN_EXE_modelvault"))
         .arg("--repo")
         .arg(dir.path())
-        .arg("stats")
+        .arg("gc")
         .output()
         .unwrap();
     assert!(!out.status.success());

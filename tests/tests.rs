@@ -23,6 +23,7 @@
 //! - `format_v1`: a store written by format version 1 (a committed fixture) opens and reads back.
 //! - `layering`: each module of the library uses only the layers below it.
 //! - `upload_staging`: staged blobs bound to their store; versions of many files committed in groups.
+//! - `readonly`: `Store::open_read_only` beside a writer (in this process, and `examples/readonly_writer.rs` in another): catching up, refused writes, compaction, the CLI.
 //! - `objects`: buckets, objects, listings and multipart uploads (`Store::objects`) and their blob references.
 
 mod common;
@@ -45,6 +46,7 @@ mod layering;
 mod meta_corruption;
 mod meta_lengths;
 mod objects;
+mod readonly;
 mod registry_concurrency;
 mod registry_delete;
 mod registry_entities;

@@ -49,20 +49,21 @@ pub(crate) struct Core {
     pool: Pool,
     /// Serialises collections (one at a time per store) and reverse deltas.
     gc: Mutex<()>,
-    /// The store directory's lock, held as long as anything uses the store.
-    _lock: File,
+    /// The store directory's lock, held as long as anything uses the store
+    /// (none for a read-only store: it never writes).
+    _lock: Option<File>,
 }
 
 impl Core {
     /// Assembles the shared state of a store that was just opened and
-    /// recovered, holding its directory `lock`.
+    /// recovered, holding its directory `lock` (`None`: read-only).
     pub fn new(
         dir: &Path,
         store_id: [u8; 16],
         chunks: Chunks,
         opts: Config,
         pool: Pool,
-        lock: File,
+        lock: Option<File>,
     ) -> Core {
         Core {
             dir: dir.to_path_buf(),
@@ -153,7 +154,8 @@ pub(crate) fn copy_into(w: &mut BlobWriter, mut src: impl Read) -> Result<()> {
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(Error::io("<input stream>", e)),
         };
+        // The writer's own error (a refused write, say) as it was.
         w.write_all(&buf[..n])
-            .map_err(|e| Error::io("<blob writer>", e))?;
+            .map_err(|e| crate::error::from_io("<blob writer>", e))?;
     }
 }

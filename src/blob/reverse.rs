@@ -77,6 +77,7 @@ impl Core {
         older: &BlobId,
         newer: &BlobId,
     ) -> Result<ReverseDeltaReport> {
+        self.chunks().writable("reverse delta")?;
         let mut report = ReverseDeltaReport::default();
         let (old, new) = (DeltaBase::open(self, older)?, DeltaBase::open(self, newer)?);
         let (Some(mut old), Some(mut new)) = (old, new) else {

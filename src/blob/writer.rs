@@ -388,6 +388,7 @@ impl BlobWriter {
     }
 
     fn check(&self) -> Result<()> {
+        self.store.chunks().writable("blob upload")?;
         match &self.failed {
             Some(why) => Err(Error::Poisoned(format!(
                 "this upload failed earlier: {why}"

@@ -73,6 +73,7 @@ impl Chunks {
         mut batch: Batch,
         f: impl FnOnce(&Meta, &mut StatsRecord, &mut Batch) -> Result<T>,
     ) -> Result<T> {
+        self.writable("commit")?;
         if !chunks.is_empty() {
             // 1. Pack data durable before anything points at it.
             self.writer.sync()?;
@@ -135,6 +136,7 @@ impl Chunks {
         &self,
         f: impl FnOnce(&mut Txn<'_>) -> Result<Option<T>>,
     ) -> Result<Option<T>> {
+        self.writable("commit")?;
         let mut c = self.commit.lock();
         c.check()?;
         let pending = self.pending.lock();

@@ -18,6 +18,7 @@ impl Chunks {
     /// [`MANIFEST_RESERVATION`] before they are handed out, so no id is ever
     /// allocated twice, whatever the crashes and collections in between.
     pub fn new_manifest(&self) -> Result<u64> {
+        self.writable("upload")?;
         let id = self.next_manifest.fetch_add(1, Ordering::Relaxed);
         let mut reserved = self.manifest_reserved.lock();
         if id >= *reserved {

@@ -21,7 +21,7 @@ pub(crate) mod refs;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
@@ -53,6 +53,9 @@ pub(crate) struct Chunks {
     /// Manifest ids below this are reserved in `meta/manifest_ids`: no
     /// later open allocates them again (see [`Chunks::new_manifest`]).
     manifest_reserved: Mutex<u64>,
+    /// Read-only store: the metadata generation ([`Meta::generation`]) the
+    /// counters and pack lengths were last reloaded at.
+    seen: AtomicU64,
 }
 
 impl Chunks {
@@ -79,7 +82,63 @@ impl Chunks {
             commit: Mutex::new(CommitState::new(stats, pack_len)),
             next_manifest: AtomicU64::new(next_manifest),
             manifest_reserved: Mutex::new(next_manifest),
+            seen: AtomicU64::new(0),
         })
+    }
+
+    /// Refuses `what` on a read-only store ([`Error::ReadOnly`]): the one
+    /// check every write path of the layers above meets before it does
+    /// anything (the commit door, pack appends, uploads, collection).
+    pub fn writable(&self, what: &'static str) -> Result<()> {
+        if self.meta.is_read_only() {
+            return Err(Error::ReadOnly { what });
+        }
+        Ok(())
+    }
+
+    /// Read-only store: catches up with the writer now (see
+    /// `Meta::catch_up`) and reloads the counters and pack lengths.
+    pub fn catch_up(&self) -> Result<()> {
+        self.meta.catch_up()?;
+        self.reload()
+    }
+
+    /// Read-only store: reloads the counters and the packs' committed
+    /// lengths if the metadata caught up since they were last loaded.
+    fn refresh(&self) -> Result<()> {
+        if self.meta.is_read_only() && self.meta.generation() != self.seen.load(Ordering::Acquire) {
+            self.reload()?;
+        }
+        Ok(())
+    }
+
+    /// Read-only store: the counters and the packs' committed lengths as the
+    /// metadata has them now. Packs the writer deleted are forgotten (their
+    /// handles closed); the others' lengths only grow.
+    fn reload(&self) -> Result<()> {
+        if !self.meta.is_read_only() {
+            return Ok(());
+        }
+        let generation = self.meta.generation();
+        let stats = crate::meta::tables::singletons::stats(&self.meta)?;
+        let mut lens = HashMap::new();
+        for kv in crate::meta::tables::packs::all(&self.meta) {
+            let (id, rec) = kv?;
+            lens.insert(id, rec.committed_len);
+        }
+        let mut c = self.commit.lock();
+        for pack in c.pack_len.keys() {
+            if !lens.contains_key(pack) {
+                self.reader.forget(*pack);
+            }
+        }
+        for (&pack, &len) in &lens {
+            self.reader.committed(pack, len);
+        }
+        c.stats = stats;
+        c.pack_len = lens;
+        self.seen.store(generation, Ordering::Release);
+        Ok(())
     }
 
     /// The metadata database, for reads (writes go through the commit door).
@@ -89,12 +148,19 @@ impl Chunks {
 
     /// Makes every commit so far durable (pack data and the metadata WAL).
     pub fn sync(&self) -> Result<()> {
+        if self.meta.is_read_only() {
+            // Nothing was written through this handle.
+            return Ok(());
+        }
         self.writer.sync()?;
         self.meta.sync_wal()
     }
 
     /// The committed counters, the bytes of all packs and the number of packs.
     pub fn stats(&self) -> (StatsRecord, u64, u64) {
+        if let Err(e) = self.refresh() {
+            tracing::warn!(error = %e, "read-only store: reloading the counters failed");
+        }
         let c = self.commit.lock();
         (c.stats, c.pack_len.values().sum(), c.pack_len.len() as u64)
     }
@@ -120,6 +186,7 @@ impl Chunks {
         loc: &ChunkLoc,
         scratch: &'a mut Vec<u8>,
     ) -> Result<&'a [u8]> {
+        self.refresh()?;
         self.reader.read(id, loc, scratch)
     }
 
@@ -127,12 +194,14 @@ impl Chunks {
     /// copy), not published anywhere: the caller commits its index entry
     /// through [`Chunks::commit_exclusive`] after [`Chunks::sync_packs`].
     pub fn append_old(&self, header: &RecordHeader, payload: &[u8]) -> Result<ChunkLoc> {
+        self.writable("pack rewrite")?;
         self.writer.append(Lane::Old, header, payload)
     }
 
     /// Makes the pack data appended so far durable (before a commit that
     /// indexes it).
     pub fn sync_packs(&self) -> Result<()> {
+        self.writable("pack sync")?;
         self.writer.sync()
     }
 
@@ -176,6 +245,7 @@ impl Chunks {
         base: Option<ChunkId>,
         delta_base: &mut Option<ChunkId>,
     ) -> Result<ChunkLoc> {
+        self.writable("blob upload")?;
         self.writer.append_with(Lane::New, header, payload, |loc| {
             let mut p = self.pending.lock();
             let loc = *p.locs.entry(*id).or_insert(ChunkLoc { base, ..loc });
@@ -203,6 +273,7 @@ impl Chunks {
     /// already). A crash before the unlink leaves a pack without a record,
     /// which the next open deletes.
     pub fn delete_pack(&self, pack: u32) -> Result<()> {
+        self.writable("pack deletion")?;
         if !self.sync_commits {
             self.meta.sync_wal()?;
         }

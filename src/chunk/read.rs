@@ -73,10 +73,25 @@ impl Chunks {
             },
             e => e,
         };
-        let payload = match self.reader.read(id, &loc, scratch) {
+        let read_only = self.meta().is_read_only();
+        let payload = match self.read_record(id, &loc, scratch) {
             // Compaction moved the chunk and deleted its old pack between our
             // lookup and the read: the index has its new place.
-            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            Err(Error::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound && !read_only =>
+            {
+                loc = lookup()?;
+                self.reader.read(id, &loc, scratch)
+            }
+            // A read-only store beside a writer: the writer's compaction may
+            // have moved the record and deleted its pack since this view was
+            // taken (the pack gone, or a pack of that id shorter than the
+            // record). Catch up with the writer and look once more; an error
+            // then is the real one.
+            Err(_) if read_only => {
+                self.reader.close(loc.pack);
+                self.meta().try_catch_up()?;
+                self.reload()?;
                 loc = lookup()?;
                 self.reader.read(id, &loc, scratch)
             }

@@ -9,7 +9,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use modelvault::query::Value;
 use modelvault::{DeleteOptions, DeleteReport, GcOptions, ModelVersion, Store};
 
-use super::args::{Args, Command, DeleteFlags, ModelCmd};
+use super::args::{Args, Command, DeleteFlags, ExperimentCmd, ModelCmd};
 use super::experiment::{self, experiment_cmd};
 use super::files;
 use super::model::model_cmd;
@@ -64,9 +64,14 @@ pub fn run(args: Args) -> Result<()> {
             model,
             out,
             allow_case_collisions,
-        } => get(&open(&repo)?, &model, &out, allow_case_collisions)?,
+        } => get(
+            &open_for_reading(&repo)?,
+            &model,
+            &out,
+            allow_case_collisions,
+        )?,
         Command::Cat { model, path } => {
-            let store = open(&repo)?;
+            let store = open_for_reading(&repo)?;
             let v = resolve(&store, &model)?;
             let f = v
                 .file(&path)
@@ -76,12 +81,16 @@ pub fn run(args: Args) -> Result<()> {
             io::copy(&mut r, &mut out)?;
             out.flush()?;
         }
-        Command::List(json) => model_cmd(&open(&repo)?, ModelCmd::List { query: None, json })?,
-        Command::Versions { model, json } => {
-            model_cmd(&open(&repo)?, ModelCmd::Versions { model, json })?
-        }
+        Command::List(json) => model_cmd(
+            &open_for_reading(&repo)?,
+            ModelCmd::List { query: None, json },
+        )?,
+        Command::Versions { model, json } => model_cmd(
+            &open_for_reading(&repo)?,
+            ModelCmd::Versions { model, json },
+        )?,
         Command::Show { model, json } => {
-            let v = resolve(&open(&repo)?, &model)?;
+            let v = resolve(&open_for_reading(&repo)?, &model)?;
             if json.json {
                 println!("{}", serde_json::to_string(&v)?);
             } else {
@@ -89,7 +98,7 @@ pub fn run(args: Args) -> Result<()> {
             }
         }
         Command::Stats(json) => {
-            let s = open(&repo)?.stats();
+            let s = open_for_reading(&repo)?.stats();
             if json.json {
                 println!("{}", serde_json::to_string(&s)?);
             } else {
@@ -110,7 +119,7 @@ pub fn run(args: Args) -> Result<()> {
             subset,
             json,
         } => {
-            let store = open(&repo)?;
+            let store = open_for_reading(&repo)?;
             let mut opts = modelvault::VerifyOptions::new().read_data(read_data);
             if let Some(s) = subset {
                 let (n, m) = s
@@ -181,7 +190,7 @@ pub fn run(args: Args) -> Result<()> {
             }
         }
         Command::Uploads(json) => {
-            let list = open(&repo)?.uploads()?;
+            let list = open_for_reading(&repo)?.uploads()?;
             if json.json {
                 println!("{}", serde_json::to_string(&list)?);
             } else {
@@ -195,8 +204,36 @@ pub fn run(args: Args) -> Result<()> {
                 }
             }
         }
-        Command::Experiment(cmd) => experiment_cmd(&open(&repo)?, cmd)?,
-        Command::Model(cmd) => model_cmd(&open(&repo)?, cmd)?,
+        Command::Experiment(cmd) => {
+            let reads_only = matches!(
+                cmd,
+                ExperimentCmd::Show { .. }
+                    | ExperimentCmd::List { .. }
+                    | ExperimentCmd::Console { .. }
+                    | ExperimentCmd::Progress { value: None, .. }
+            );
+            let store = if reads_only {
+                open_for_reading(&repo)?
+            } else {
+                open(&repo)?
+            };
+            experiment_cmd(&store, cmd)?
+        }
+        Command::Model(cmd) => {
+            let reads_only = matches!(
+                cmd,
+                ModelCmd::Show { .. }
+                    | ModelCmd::List { .. }
+                    | ModelCmd::Versions { .. }
+                    | ModelCmd::Url { .. }
+            );
+            let store = if reads_only {
+                open_for_reading(&repo)?
+            } else {
+                open(&repo)?
+            };
+            model_cmd(&store, cmd)?
+        }
         Command::Serve(a) => super::serve::serve(&repo, a)?,
     }
     Ok(())
@@ -258,6 +295,20 @@ pub(super) fn print_delete(r: &DeleteReport, json: bool) -> Result<()> {
 
 fn open(repo: &Path) -> Result<Store> {
     Ok(Store::open(repo)?)
+}
+
+/// The store for a command that only reads: opened normally, or, when
+/// another process holds it (a writer at work), read-only beside that
+/// process, saying so once on stderr.
+fn open_for_reading(repo: &Path) -> Result<Store> {
+    match Store::open(repo) {
+        Err(modelvault::Error::Locked { holder, .. }) => {
+            let store = Store::open_read_only(repo)?;
+            eprintln!("modelvault: read-only: the store is held by {holder}");
+            Ok(store)
+        }
+        r => Ok(r?),
+    }
 }
 
 /// A model spec → the version it names (latest when none).

@@ -179,6 +179,7 @@ impl Core {
     /// See [`crate::Store::gc`].
     #[tracing::instrument(name = "gc", level = "info", skip_all)]
     pub(crate) fn gc(self: &Arc<Self>, opts: &GcOptions) -> Result<GcReport> {
+        self.chunks().writable("gc")?;
         let inner = &**self;
         let _one = inner.exclusive();
         let mut report = GcReport::default();
@@ -226,6 +227,7 @@ impl Core {
         self: &Arc<Self>,
         id: crate::UploadId,
     ) -> Result<crate::BlobWriter> {
+        self.chunks().writable("upload resume")?;
         crate::BlobWriter::resume(self.clone(), id)
     }
 

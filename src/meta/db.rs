@@ -1,6 +1,10 @@
 //! The RocksDB instance: column families, tuning, atomic batches.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use parking_lot::RwLock;
 
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, Direction, IteratorMode,
@@ -152,6 +156,9 @@ const MAX_OPEN_TABLE_FILES: i32 = 512;
 /// The metadata database.
 pub(crate) struct Meta {
     db: DB,
+    /// Set when this is a read-only secondary instance beside the store's
+    /// writer (see [`Meta::open_secondary`]).
+    secondary: Option<Secondary>,
     /// Test-only: where the state a power cut would leave is recorded
     /// (see [`power_cut`]).
     #[cfg(test)]
@@ -297,55 +304,11 @@ impl Meta {
     /// whose metadata exists must never be silently replaced by an empty
     /// database, e.g. when its `CURRENT` file is lost).
     pub fn open(dir: &Path, create: bool) -> Result<Self> {
-        let blob_cache = Cache::new_lru_cache(BLOB_CACHE_BYTES);
-        let registry_cache = Cache::new_lru_cache(REGISTRY_CACHE_BYTES);
-        let mut db_opts = Options::default();
-        db_opts.create_if_missing(create);
-        // A torn last record (a crash mid-write of an unsynced commit) is
-        // dropped; damage anywhere else in the WAL, or a WAL the MANIFEST
-        // knows of that is missing, fails the open instead of silently
-        // losing acknowledged commits.
-        db_opts.set_wal_recovery_mode(rocksdb::DBRecoveryMode::TolerateCorruptedTailRecords);
-        db_opts.set_track_and_verify_wals_in_manifest(true);
-        db_opts.create_missing_column_families(true);
-        db_opts.set_max_background_jobs(2);
-        db_opts.set_keep_log_file_num(4);
-        db_opts.set_log_level(rocksdb::LogLevel::Warn);
-        db_opts.set_max_total_wal_size(64 << 20);
-        // Opening the table files of 15 column families with up to 16
-        // threads each spawned some 240 threads per open (25 ms of a
-        // 30 ms `modelvault versions`); the files are few and small.
-        db_opts.set_max_file_opening_threads(1);
-        // RocksDB keeps every table file open by default: bounded, so that
-        // with the pack reader's handle cache (`pack::MAX_OPEN_PACKS`) a
-        // store stays well under the usual limit of 1,024 descriptors.
-        db_opts.set_max_open_files(MAX_OPEN_TABLE_FILES);
-        let cfs = Cf::ALL.iter().map(|&cf| {
-            let mut o = Options::default();
-            let mut t = BlockBasedOptions::default();
-            let blobs = cf.grows_with_blobs();
-            t.set_block_cache(if blobs { &blob_cache } else { &registry_cache });
-            t.set_bloom_filter(10.0, false);
-            t.set_cache_index_and_filter_blocks(true);
-            t.set_pin_l0_filter_and_index_blocks_in_cache(true);
-            o.set_block_based_table_factory(&t);
-            // Chunk ids and locations are random bytes: compression cannot help.
-            o.set_compression_type(if cf == Cf::Chunks {
-                DBCompressionType::None
-            } else {
-                DBCompressionType::Lz4
-            });
-            if blobs {
-                o.set_write_buffer_size(BLOB_WRITE_BUFFER_BYTES);
-                o.set_arena_block_size(BLOB_ARENA_BLOCK_BYTES);
-            } else {
-                o.set_write_buffer_size(REGISTRY_WRITE_BUFFER_BYTES);
-            }
-            ColumnFamilyDescriptor::new(cf.name(), o)
-        });
+        let (db_opts, cfs) = options(create);
         let db = DB::open_cf_descriptors(&db_opts, dir, cfs)?;
         Ok(Meta {
             db,
+            secondary: None,
             #[cfg(test)]
             durable: power_cut::recorder_for(dir),
             #[cfg(test)]
@@ -353,6 +316,198 @@ impl Meta {
         })
     }
 
+    /// Opens the database in `dir` read-only, as a RocksDB secondary
+    /// instance beside the primary that a writer process may hold: nothing
+    /// is written in `dir`; what the secondary keeps of its own (its info
+    /// log) goes into a private temporary directory that lives as long as
+    /// the handle. It sees the database as of its last catch-up with the
+    /// primary: at the open, on [`Meta::catch_up`], and by itself on reads
+    /// at most every [`CATCH_UP_INTERVAL`]. Every write is refused with
+    /// [`Error::ReadOnly`].
+    pub fn open_secondary(dir: &Path) -> Result<Self> {
+        if !dir.join("CURRENT").is_file() {
+            return Err(Error::NotAStore {
+                path: dir.to_path_buf(),
+                reason: "no metadata database (CURRENT file missing)".into(),
+            });
+        }
+        let tmp = tempfile::Builder::new()
+            .prefix("modelvault-reader-")
+            .tempdir()
+            .map_err(|e| Error::io(std::env::temp_dir(), e))?;
+        let (mut db_opts, cfs) = options(false);
+        db_opts.create_missing_column_families(false);
+        // A secondary must keep every table file open: the primary deletes
+        // files its compactions made obsolete, and an open descriptor still
+        // reads them (RocksDB's advice for secondaries).
+        db_opts.set_max_open_files(-1);
+        let db = DB::open_cf_descriptors_as_secondary(&db_opts, dir, tmp.path(), cfs)?;
+        db.try_catch_up_with_primary()?;
+        Ok(Meta {
+            db,
+            secondary: Some(Secondary {
+                _dir: tmp,
+                epoch: Instant::now(),
+                last_ms: AtomicU64::new(0),
+                generation: AtomicU64::new(0),
+                view: RwLock::new(()),
+            }),
+            #[cfg(test)]
+            durable: None,
+            #[cfg(test)]
+            reads: Default::default(),
+        })
+    }
+
+    /// True for a read-only instance ([`Meta::open_secondary`]).
+    pub fn is_read_only(&self) -> bool {
+        self.secondary.is_some()
+    }
+
+    /// Catches a read-only instance up with the primary now (waiting for
+    /// snapshots taken on this handle to end); nothing for a primary.
+    pub fn catch_up(&self) -> Result<()> {
+        if let Some(s) = &self.secondary {
+            let _view = s.view.write();
+            self.catch_up_locked(s)?;
+        }
+        Ok(())
+    }
+
+    /// [`Meta::catch_up`], unless a snapshot is held on this handle (its
+    /// view must not move): then nothing, and false.
+    pub fn try_catch_up(&self) -> Result<bool> {
+        let Some(s) = &self.secondary else {
+            return Ok(false);
+        };
+        let Some(_view) = s.view.try_write() else {
+            return Ok(false);
+        };
+        self.catch_up_locked(s)?;
+        Ok(true)
+    }
+
+    fn catch_up_locked(&self, s: &Secondary) -> Result<()> {
+        s.last_ms
+            .store(s.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+        self.db.try_catch_up_with_primary()?;
+        s.generation.fetch_add(1, Ordering::Release);
+        Ok(())
+    }
+
+    /// How many times a read-only instance has caught up since its open
+    /// (always 0 for a primary): layers above refresh what they cache from
+    /// the database when it changes.
+    pub fn generation(&self) -> u64 {
+        self.secondary
+            .as_ref()
+            .map_or(0, |s| s.generation.load(Ordering::Acquire))
+    }
+
+    /// On a read-only instance, catches up if the last catch-up is
+    /// [`CATCH_UP_INTERVAL`] old or older (an error is logged, not
+    /// returned: the read goes on with the view it has).
+    #[inline]
+    fn fresh(&self) {
+        let Some(s) = &self.secondary else {
+            return;
+        };
+        let now = s.epoch.elapsed().as_millis() as u64;
+        if now.saturating_sub(s.last_ms.load(Ordering::Relaxed))
+            < CATCH_UP_INTERVAL.as_millis() as u64
+        {
+            return;
+        }
+        if let Err(e) = self.try_catch_up() {
+            tracing::warn!(error = %e, "read-only store: catching up with the writer failed");
+        }
+    }
+
+    /// Refuses a write on a read-only instance.
+    fn writable(&self, what: &'static str) -> Result<()> {
+        match self.secondary {
+            Some(_) => Err(Error::ReadOnly { what }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The longest a read-only store's reads go on with a view of the metadata
+/// without catching up with the writer: a reader sees a commit at most this
+/// long (plus the catch-up itself) after it was made, or at once after
+/// `Store::catch_up`.
+pub(crate) const CATCH_UP_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// What a read-only (secondary) [`Meta`] keeps.
+struct Secondary {
+    /// The secondary instance's own directory (RocksDB's info log), outside
+    /// the store; removed when the handle is dropped.
+    _dir: tempfile::TempDir,
+    epoch: Instant,
+    /// When the last catch-up began, in ms since `epoch`.
+    last_ms: AtomicU64,
+    /// Catch-ups so far (see [`Meta::generation`]).
+    generation: AtomicU64,
+    /// Held shared by each [`Snapshot`], exclusively by a catch-up: a
+    /// secondary has no RocksDB snapshots, but its view moves only when it
+    /// catches up, so holding catch-ups off gives the same point in time.
+    view: RwLock<()>,
+}
+
+/// The database and column family options of [`Meta::open`] (and of the
+/// read-only open): one block cache for the column families that grow with
+/// the bytes stored, one for the registry's.
+fn options(create: bool) -> (Options, Vec<ColumnFamilyDescriptor>) {
+    let blob_cache = Cache::new_lru_cache(BLOB_CACHE_BYTES);
+    let registry_cache = Cache::new_lru_cache(REGISTRY_CACHE_BYTES);
+    let mut db_opts = Options::default();
+    db_opts.create_if_missing(create);
+    // A torn last record (a crash mid-write of an unsynced commit) is
+    // dropped; damage anywhere else in the WAL, or a WAL the MANIFEST
+    // knows of that is missing, fails the open instead of silently
+    // losing acknowledged commits.
+    db_opts.set_wal_recovery_mode(rocksdb::DBRecoveryMode::TolerateCorruptedTailRecords);
+    db_opts.set_track_and_verify_wals_in_manifest(true);
+    db_opts.create_missing_column_families(true);
+    db_opts.set_max_background_jobs(2);
+    db_opts.set_keep_log_file_num(4);
+    db_opts.set_log_level(rocksdb::LogLevel::Warn);
+    db_opts.set_max_total_wal_size(64 << 20);
+    // Opening the table files of 15 column families with up to 16
+    // threads each spawned some 240 threads per open (25 ms of a
+    // 30 ms `modelvault versions`); the files are few and small.
+    db_opts.set_max_file_opening_threads(1);
+    // RocksDB keeps every table file open by default: bounded, so that
+    // with the pack reader's handle cache (`pack::MAX_OPEN_PACKS`) a
+    // store stays well under the usual limit of 1,024 descriptors.
+    db_opts.set_max_open_files(MAX_OPEN_TABLE_FILES);
+    let cfs = Cf::ALL.iter().map(|&cf| {
+        let mut o = Options::default();
+        let mut t = BlockBasedOptions::default();
+        let blobs = cf.grows_with_blobs();
+        t.set_block_cache(if blobs { &blob_cache } else { &registry_cache });
+        t.set_bloom_filter(10.0, false);
+        t.set_cache_index_and_filter_blocks(true);
+        t.set_pin_l0_filter_and_index_blocks_in_cache(true);
+        o.set_block_based_table_factory(&t);
+        // Chunk ids and locations are random bytes: compression cannot help.
+        o.set_compression_type(if cf == Cf::Chunks {
+            DBCompressionType::None
+        } else {
+            DBCompressionType::Lz4
+        });
+        if blobs {
+            o.set_write_buffer_size(BLOB_WRITE_BUFFER_BYTES);
+            o.set_arena_block_size(BLOB_ARENA_BLOCK_BYTES);
+        } else {
+            o.set_write_buffer_size(REGISTRY_WRITE_BUFFER_BYTES);
+        }
+        ColumnFamilyDescriptor::new(cf.name(), o)
+    });
+    (db_opts, cfs.collect())
+}
+
+impl Meta {
     /// Test-only: records the database as it is now as what a power cut
     /// would leave (called at each point where everything written so far
     /// is durable).
@@ -388,6 +543,7 @@ impl Meta {
     }
 
     pub fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.fresh();
         self.note_reads(cf, 1);
         Ok(self.db.get_cf(self.cf(cf), key)?)
     }
@@ -399,6 +555,7 @@ impl Meta {
         key: &[u8],
         f: impl FnOnce(&[u8]) -> Result<T>,
     ) -> Result<Option<T>> {
+        self.fresh();
         self.note_reads(cf, 1);
         match self.db.get_pinned_cf(self.cf(cf), key)? {
             Some(v) => f(&v).map(Some),
@@ -408,6 +565,7 @@ impl Meta {
 
     /// Applies `batch` atomically; with `sync`, the WAL is fsynced first.
     pub fn commit(&self, batch: Batch, sync: bool) -> Result<()> {
+        self.writable("metadata commit")?;
         if !batch.deltas.is_empty() {
             return Err(Error::corrupt(
                 "commit",
@@ -442,6 +600,7 @@ impl Meta {
         prefix: &[u8],
         start: &[u8],
     ) -> impl Iterator<Item = Result<Pair>> + '_ {
+        self.fresh();
         let prefix = prefix.to_vec();
         self.db
             .iterator_cf(self.cf(cf), IteratorMode::From(start, Direction::Forward))
@@ -462,6 +621,7 @@ impl Meta {
         start: &[u8],
         mut f: impl FnMut(&[u8]) -> Result<bool>,
     ) -> Result<()> {
+        self.fresh();
         let mut it = self.db.raw_iterator_cf(self.cf(cf));
         it.seek(start);
         while let Some(k) = it.key() {
@@ -480,6 +640,7 @@ impl Meta {
 
     /// The values of `keys` (sorted ascending), in one batched lookup.
     pub fn get_sorted(&self, cf: Cf, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
+        self.fresh();
         self.note_reads(cf, keys.len());
         self.db
             .batched_multi_get_cf(self.cf(cf), keys, true)
@@ -490,6 +651,7 @@ impl Meta {
 
     /// Which of `keys` (sorted ascending) exist.
     pub fn exist_sorted(&self, cf: Cf, keys: &[Vec<u8>]) -> Result<Vec<bool>> {
+        self.fresh();
         self.note_reads(cf, keys.len());
         self.db
             .batched_multi_get_cf(self.cf(cf), keys, true)
@@ -500,6 +662,7 @@ impl Meta {
 
     /// The last pair whose key is ≤ `key` and starts with `prefix`.
     pub fn floor(&self, cf: Cf, prefix: &[u8], key: &[u8]) -> Result<Option<Pair>> {
+        self.fresh();
         self.note_reads(cf, 1);
         let mut it = self
             .db
@@ -520,6 +683,7 @@ impl Meta {
     /// with blob data, where `gc` leaves its deletions behind as tombstones:
     /// afterwards the metadata holds what the live entries need.
     pub fn compact(&self) -> Result<()> {
+        self.writable("metadata compaction")?;
         for cf in Cf::ALL {
             self.db.flush_cf(self.cf(cf))?;
         }
@@ -527,11 +691,25 @@ impl Meta {
             self.db
                 .compact_range_cf(self.cf(cf), None::<&[u8]>, None::<&[u8]>);
         }
+        // The flush made the write-ahead log obsolete and RocksDB deleted it.
+        // A read-only reader (a secondary instance) that had not replayed
+        // its last records keeps, in each column family's memtable, values
+        // older than the flushed tables, and reads them (they shadow the
+        // tables) until a later record of that column family, in a newer
+        // log, makes it seal and drop that memtable. This batch is such a
+        // record for every column family: a delete of the empty key, which
+        // no record uses.
+        let mut wb = WriteBatch::default();
+        for cf in Cf::ALL {
+            wb.delete_cf(self.cf(cf), b"");
+        }
+        self.db.write_opt(wb, &WriteOptions::default())?;
         Ok(())
     }
 
     /// Forces the WAL to disk (makes earlier unsynced commits durable).
     pub fn sync_wal(&self) -> Result<()> {
+        self.writable("metadata sync")?;
         self.db.flush_wal(true)?;
         #[cfg(test)]
         self.durable_point()?;
@@ -540,6 +718,7 @@ impl Meta {
 
     /// The last key of a column family.
     pub fn last_key(&self, cf: Cf) -> Result<Option<Box<[u8]>>> {
+        self.fresh();
         let mut it = self.db.raw_iterator_cf(self.cf(cf));
         it.seek_to_last();
         if !it.valid() {
@@ -650,24 +829,42 @@ pub(crate) mod power_cut {
 /// after, so a long scan (`verify`) needs no lock against writers. Its
 /// scans do not fill the block cache, which they would otherwise flush of
 /// what writers and readers use.
+///
+/// A read-only (secondary) instance has no RocksDB snapshots; its view
+/// moves only when it catches up, so its snapshot reads the database
+/// itself and holds catch-ups off while it lives.
 pub(crate) struct Snapshot<'a> {
     meta: &'a Meta,
-    snap: rocksdb::Snapshot<'a>,
+    snap: Option<rocksdb::Snapshot<'a>>,
+    _view: Option<parking_lot::RwLockReadGuard<'a, ()>>,
 }
 
 impl Meta {
     /// A snapshot of the database as of now.
     pub fn snapshot(&self) -> Snapshot<'_> {
-        Snapshot {
-            meta: self,
-            snap: self.db.snapshot(),
+        self.fresh();
+        match &self.secondary {
+            Some(s) => Snapshot {
+                meta: self,
+                snap: None,
+                _view: Some(s.view.read()),
+            },
+            None => Snapshot {
+                meta: self,
+                snap: Some(self.db.snapshot()),
+                _view: None,
+            },
         }
     }
 }
 
 impl Snapshot<'_> {
     pub fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(self.snap.get_cf(self.meta.cf(cf), key)?)
+        let cf = self.meta.cf(cf);
+        Ok(match &self.snap {
+            Some(s) => s.get_cf(cf, key)?,
+            None => self.meta.db.get_cf(cf, key)?,
+        })
     }
 
     /// [`Meta::scan_prefix`], as of the snapshot.
@@ -680,17 +877,16 @@ impl Snapshot<'_> {
         let prefix = prefix.to_vec();
         let mut ro = ReadOptions::default();
         ro.fill_cache(false);
-        self.snap
-            .iterator_cf_opt(
-                self.meta.cf(cf),
-                ro,
-                IteratorMode::From(start, Direction::Forward),
-            )
-            .map(|r| r.map_err(Error::from))
-            .take_while(move |r| match r {
-                Ok((k, _)) => k.starts_with(&prefix),
-                Err(_) => true,
-            })
+        let mode = IteratorMode::From(start, Direction::Forward);
+        match &self.snap {
+            Some(s) => s.iterator_cf_opt(self.meta.cf(cf), ro, mode),
+            None => self.meta.db.iterator_cf_opt(self.meta.cf(cf), ro, mode),
+        }
+        .map(|r| r.map_err(Error::from))
+        .take_while(move |r| match r {
+            Ok((k, _)) => k.starts_with(&prefix),
+            Err(_) => true,
+        })
     }
 }
 

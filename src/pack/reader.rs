@@ -105,6 +105,12 @@ impl PackReader {
         st.open.remove(&pack);
     }
 
+    /// Closes `pack`'s cached handle, if any: the next read opens the file
+    /// again (a read-only store whose writer may have replaced it).
+    pub fn close(&self, pack: u32) {
+        self.state.write().open.remove(&pack);
+    }
+
     /// The packs whose handles are cached now.
     #[cfg(test)]
     pub fn cached(&self) -> Vec<u32> {

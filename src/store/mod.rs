@@ -98,6 +98,38 @@ impl Store {
         Options::default().create(false).open(dir)
     }
 
+    /// Opens an existing store for reading only, beside a writer that may
+    /// hold it in another process (or this one): takes no lock and writes
+    /// nothing in `dir` (no recovery, no migrations; what RocksDB's
+    /// secondary instance keeps goes into a private temporary directory).
+    ///
+    /// The handle sees committed state only, as of its last catch-up with
+    /// the writer: at the open, on [`Store::catch_up`], and by itself on
+    /// reads at most every 100 ms. A read whose record the writer's
+    /// compaction moved (its pack deleted) catches up and looks again once.
+    /// Every write (uploads, commits, registry and object writes, `gc`,
+    /// deletions) returns [`Error::ReadOnly`] and changes nothing.
+    ///
+    /// # Errors
+    /// [`Error::NotAStore`] if `dir` holds no store (none is created),
+    /// [`Error::UnsupportedVersion`] for a store from a newer build.
+    pub fn open_read_only(dir: impl AsRef<Path>) -> Result<Store> {
+        Store::open_read_only_at(dir.as_ref())
+    }
+
+    /// On a store opened with [`Store::open_read_only`]: catches up with
+    /// the writer now, so that the next read sees every commit made before
+    /// this call. Nothing on a store opened for writing (it sees its own
+    /// commits at once).
+    pub fn catch_up(&self) -> Result<()> {
+        self.inner.chunks().catch_up()
+    }
+
+    /// True if this handle was opened with [`Store::open_read_only`].
+    pub fn is_read_only(&self) -> bool {
+        self.inner.chunks().meta().is_read_only()
+    }
+
     /// True if `dir` holds a store (its marker file), whether or not it
     /// can be opened now. Reads nothing else and takes no lock.
     pub fn exists(dir: impl AsRef<Path>) -> bool {

@@ -92,7 +92,90 @@ impl Store {
             max_delta_depth: opts.max_delta_depth,
             delta_min_saving: opts.delta_min_saving,
         };
-        let core = Core::new(dir, store_id, chunks, config, pool, lock);
+        let core = Core::new(dir, store_id, chunks, config, pool, Some(lock));
+        Ok(Store {
+            inner: Arc::new(core),
+        })
+    }
+}
+
+impl Store {
+    /// See [`Store::open_read_only`]: the marker is checked, no lock is
+    /// taken, the metadata is opened as a RocksDB secondary (its own files
+    /// in a private temporary directory), and neither recovery nor
+    /// migrations run; the pack writer exists but is never used (every
+    /// write path is refused by `Chunks::writable`), and creates nothing.
+    pub(super) fn open_read_only_at(dir: &Path) -> Result<Store> {
+        let marker = dir.join(MARKER);
+        match fs::read_to_string(&marker) {
+            Ok(text) => check_marker(dir, &text)?,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                return Err(Error::NotAStore {
+                    path: dir.to_path_buf(),
+                    reason: "no store here (no MODELVAULT marker)".into(),
+                })
+            }
+            Err(e) => return Err(Error::io(&marker, e)),
+        }
+        for sub in [META_DIR, PACKS_DIR] {
+            if !dir.join(sub).is_dir() {
+                return Err(Error::NotAStore {
+                    path: dir.to_path_buf(),
+                    reason: format!("{sub} is missing or not a directory"),
+                });
+            }
+        }
+        let meta = Meta::open_secondary(&dir.join(META_DIR))?;
+        match singletons::format(&meta)? {
+            Some(STORE_FORMAT) => {}
+            Some(found) => {
+                return Err(Error::UnsupportedVersion {
+                    what: "store",
+                    found,
+                    supported: STORE_FORMAT,
+                })
+            }
+            None => {
+                return Err(Error::NotAStore {
+                    path: dir.to_path_buf(),
+                    reason: "the metadata has no format record".into(),
+                })
+            }
+        }
+        let store_id = singletons::store_id(&meta)?;
+        let opts = Options::default();
+        let cdc = singletons::cdc(&meta)?;
+        let mut pack_len = HashMap::new();
+        for kv in crate::meta::tables::packs::all(&meta) {
+            let (id, rec) = kv?;
+            pack_len.insert(id, rec.committed_len);
+        }
+        let packs_dir = dir.join(PACKS_DIR);
+        let packs = PackWriter::open(
+            Arc::clone(&opts.pack_io),
+            &packs_dir,
+            store_id,
+            opts.pack_size,
+            0,
+            None,
+        )?;
+        let pool = Pool::new(opts.threads)?;
+        let max_chunk = u32::try_from(cdc.max).unwrap_or(u32::MAX);
+        let reader = PackReader::new(&packs_dir, max_chunk, &pack_len, opts.max_open_packs);
+        let chunks = Chunks::open(meta, &packs_dir, packs, reader, pack_len, false)?;
+        let config = Config {
+            cdc,
+            encode: opts.encode,
+            threads: opts.threads,
+            max_delta_depth: opts.max_delta_depth,
+            delta_min_saving: opts.delta_min_saving,
+        };
+        let core = Core::new(dir, store_id, chunks, config, pool, None);
         Ok(Store {
             inner: Arc::new(core),
         })
