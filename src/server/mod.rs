@@ -4,7 +4,9 @@
 //!
 //! The protocol (routing, XML, SigV4 header and presigned-URL
 //! authentication, aws-chunked bodies) is the `s3s` crate's; this module
-//! maps its operations onto [`crate::Objects`] (`gateway.rs`), streams
+//! maps its operations onto [`crate::Objects`] (`gateway.rs`; multipart
+//! uploads in `gateway/multipart.rs`; Content-MD5 and checksums in
+//! `checksums.rs`), streams
 //! bodies between the async server and the blocking engine in bounded
 //! memory (`body.rs`), shows the model registry as a read-only bucket
 //! (`registry_bucket.rs`), and runs the listener: timeouts, the uploads
@@ -18,6 +20,7 @@
 //! pulls in no async runtime and no HTTP crate.
 
 mod body;
+mod checksums;
 mod conditions;
 mod errors;
 mod gateway;
