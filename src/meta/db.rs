@@ -351,6 +351,8 @@ impl Meta {
                 last_ms: AtomicU64::new(0),
                 generation: AtomicU64::new(0),
                 view: RwLock::new(()),
+                #[cfg(test)]
+                auto: std::sync::atomic::AtomicBool::new(true),
             }),
             #[cfg(test)]
             durable: None,
@@ -412,6 +414,10 @@ impl Meta {
         let Some(s) = &self.secondary else {
             return;
         };
+        #[cfg(test)]
+        if !s.auto.load(Ordering::Relaxed) {
+            return;
+        }
         let now = s.epoch.elapsed().as_millis() as u64;
         if now.saturating_sub(s.last_ms.load(Ordering::Relaxed))
             < CATCH_UP_INTERVAL.as_millis() as u64
@@ -420,6 +426,16 @@ impl Meta {
         }
         if let Err(e) = self.try_catch_up() {
             tracing::warn!(error = %e, "read-only store: catching up with the writer failed");
+        }
+    }
+
+    /// Stops (or resumes) the catch-ups a read-only instance makes by itself
+    /// on reads, so a test can hold a stale view for as long as it needs.
+    /// Explicit catch-ups still happen.
+    #[cfg(test)]
+    pub(crate) fn set_auto_catch_up(&self, on: bool) {
+        if let Some(s) = &self.secondary {
+            s.auto.store(on, Ordering::Relaxed);
         }
     }
 
@@ -452,6 +468,9 @@ struct Secondary {
     /// secondary has no RocksDB snapshots, but its view moves only when it
     /// catches up, so holding catch-ups off gives the same point in time.
     view: RwLock<()>,
+    /// Whether reads catch up by themselves (tests turn it off).
+    #[cfg(test)]
+    auto: std::sync::atomic::AtomicBool,
 }
 
 /// The database and column family options of [`Meta::open`] (and of the

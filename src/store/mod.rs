@@ -17,6 +17,8 @@ use crate::meta::records::BlobRecord;
 mod api;
 mod open;
 mod options;
+#[cfg(test)]
+mod readonly_tests;
 mod recovery;
 
 pub use options::{Durability, Options};
