@@ -24,6 +24,7 @@
 //! - `layering`: each module of the library uses only the layers below it.
 //! - `upload_staging`: staged blobs bound to their store; versions of many files committed in groups.
 //! - `readonly`: `Store::open_read_only` beside a writer (in this process, and `examples/readonly_writer.rs` in another): catching up, refused writes, compaction, the CLI.
+//! - `remote_get`: `modelvault get URL` of a version on a server, verified on arrival.
 //! - `objects`: buckets, objects, listings and multipart uploads (`Store::objects`) and their blob references.
 
 mod common;
@@ -52,6 +53,7 @@ mod registry_delete;
 mod registry_entities;
 mod registry_model_based;
 mod registry_put;
+mod remote_get;
 mod store_disk_full;
 mod store_lifecycle;
 mod upload_staging;

@@ -7,15 +7,27 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 use modelvault::query::Value;
-use modelvault::{DeleteOptions, DeleteReport, GcOptions, ModelVersion, Store};
+use modelvault::{DeleteOptions, DeleteReport, GcOptions, ModelVersion, Store, VersionFile};
 
 use super::args::{Args, Command, DeleteFlags, ExperimentCmd, ModelCmd};
 use super::experiment::{self, experiment_cmd};
 use super::files;
 use super::model::model_cmd;
+use super::remote;
 
 /// Runs one parsed command line.
 pub fn run(args: Args) -> Result<()> {
+    // A model on a server needs no local store.
+    if let Command::Get {
+        model,
+        out,
+        allow_case_collisions,
+    } = &args.command
+    {
+        if let Some(spec) = remote::parse(model)? {
+            return get_remote(&spec, out, *allow_case_collisions);
+        }
+    }
     let repo = args
         .repo
         .clone()
@@ -421,14 +433,50 @@ static TMP_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new
 /// created) is fsynced.
 fn get(store: &Store, spec: &str, out: &Path, allow_case: bool) -> Result<()> {
     let v = resolve(store, spec)?;
+    restore(store, &v.name, v.version, &v.files, out, allow_case)
+}
+
+/// [`get`] of a version on a server (`modelvault://HOST:PORT/models/…`).
+fn get_remote(spec: &remote::RemoteSpec, out: &Path, allow_case: bool) -> Result<()> {
+    let server = remote::Server::new(spec)?;
+    let v = server.version(spec.version())?;
+    let source = remote::Files {
+        server: &server,
+        version: v.version,
+    };
+    restore(&source, &v.name, v.version, &v.files, out, allow_case)
+}
+
+/// Where `get` reads a version's files: this store, or a server.
+pub(super) trait FileSource: Sync {
+    /// The content of `f`, verified (a reader that fails rather than give
+    /// other bytes).
+    fn open(&self, f: &VersionFile) -> Result<Box<dyn io::Read + Send + '_>>;
+}
+
+impl FileSource for Store {
+    fn open(&self, f: &VersionFile) -> Result<Box<dyn io::Read + Send + '_>> {
+        Ok(Box::new(self.blob_reader(&f.blob)?))
+    }
+}
+
+/// Restores the files of version `version` of `name` into `out`, read from
+/// `source`, with `get`'s durability.
+fn restore(
+    source: &dyn FileSource,
+    name: &str,
+    version: u32,
+    files: &[VersionFile],
+    out: &Path,
+    allow_case: bool,
+) -> Result<()> {
     files::check_restorable(
-        v.files.iter().map(|f| f.path.as_str()),
+        files.iter().map(|f| f.path.as_str()),
         allow_case,
-        &format!("{}@{}", v.name, v.version),
+        &format!("{name}@{version}"),
     )?;
     let mut dirs: BTreeSet<PathBuf> = files::create_out(out)?.into_iter().collect();
-    let jobs = v
-        .files
+    let jobs = files
         .iter()
         .map(|f| Ok((f, files::destination(out, &f.path)?)))
         .collect::<Result<Vec<_>>>()?;
@@ -445,7 +493,7 @@ fn get(store: &Store, spec: &str, out: &Path, allow_case: bool) -> Result<()> {
             let Some((f, dst)) = jobs.get(next.fetch_add(1, Relaxed)) else {
                 break;
             };
-            restore_file(store, f, dst, &destinations)
+            restore_file(source, f, dst, &destinations)
                 .inspect_err(|_| failed.store(true, Relaxed))?;
         }
         Ok(())
@@ -474,11 +522,9 @@ fn get(store: &Store, spec: &str, out: &Path, allow_case: bool) -> Result<()> {
         files::sync_dir(d)?;
     }
     println!(
-        "{}@{}: {} files, {} bytes -> {}",
-        v.name,
-        v.version,
-        v.files.len(),
-        v.size(),
+        "{name}@{version}: {} files, {} bytes -> {}",
+        files.len(),
+        files.iter().map(|f| f.size).sum::<u64>(),
         out.display()
     );
     Ok(())
@@ -488,8 +534,8 @@ fn get(store: &Store, spec: &str, out: &Path, allow_case: bool) -> Result<()> {
 /// the same directory, renamed over `dst` once complete. `destinations` are
 /// the destinations of all the version's files.
 fn restore_file(
-    store: &Store,
-    f: &modelvault::VersionFile,
+    source: &dyn FileSource,
+    f: &VersionFile,
     dst: &Path,
     destinations: &std::collections::HashSet<&Path>,
 ) -> Result<()> {
@@ -505,7 +551,7 @@ fn restore_file(
             break tmp;
         }
     };
-    let mut r = store.blob_reader(&f.blob)?;
+    let mut r = source.open(f)?;
     let mut w = BufWriter::with_capacity(
         1 << 20,
         fs::OpenOptions::new()

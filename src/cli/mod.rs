@@ -6,6 +6,7 @@ mod experiment;
 mod files;
 mod log;
 mod model;
+mod remote;
 mod serve;
 
 pub use args::Args;
