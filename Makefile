@@ -18,7 +18,7 @@ demo: setup
 ## binary: `cargo test` builds examples only as test harnesses), then
 ## every example run on small inputs (examples-smoke).
 test: setup
-	$(CARGO) build --release --example crash_child --example readonly_writer
+	$(CARGO) build --release --example crash_child --example readonly_writer --example axum_blobs
 	$(CARGO) test --release --all-targets
 	$(CARGO) test --release --doc
 	$(MAKE) --no-print-directory examples-smoke
