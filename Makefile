@@ -14,11 +14,12 @@ demo: setup
 	$(CARGO) run --release --example demo
 
 ## All tests (unit, integration, doc), a compile of every bench and example
-## (first examples/crash_child.rs, the kill tests' child process, as a plain
-## binary: `cargo test` builds examples only as test harnesses), then
+## (first the examples integration tests run as child processes, as plain
+## binaries: crash_child, readonly_writer and axum_blobs; `cargo test` builds
+## examples only as test harnesses), then
 ## every example run on small inputs (examples-smoke).
 test: setup
-	$(CARGO) build --release --example crash_child --example readonly_writer
+	$(CARGO) build --release --example crash_child --example readonly_writer --example axum_blobs
 	$(CARGO) test --release --all-targets
 	$(CARGO) test --release --doc
 	$(MAKE) --no-print-directory examples-smoke

@@ -51,6 +51,8 @@
 #![cfg_attr(not(feature = "store"), allow(dead_code))]
 #![warn(missing_docs)]
 
+#[cfg(feature = "tokio")]
+pub mod aio;
 #[cfg(feature = "store")]
 mod blob;
 #[cfg(feature = "store")]

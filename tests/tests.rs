@@ -25,10 +25,13 @@
 //! - `upload_staging`: staged blobs bound to their store; versions of many files committed in groups.
 //! - `readonly`: `Store::open_read_only` beside a writer (in this process, and `examples/readonly_writer.rs` in another): catching up, refused writes, compaction, the CLI.
 //! - `remote_get`: `modelvault get URL` of a version on a server, verified on arrival.
+//! - `aio`: the async reader, stream and writer (feature `tokio`) on current_thread runtimes; `examples/axum_blobs.rs` as a process.
 //! - `objects`: buckets, objects, listings and multipart uploads (`Store::objects`) and their blob references.
 
 mod common;
 
+#[cfg(feature = "tokio")]
+mod aio;
 mod blob_concurrency;
 mod blob_corruption;
 mod blob_dedup;

@@ -8,16 +8,17 @@
 //!   Nothing is visible until the caller commits the staged blob; dropping
 //!   it (a checksum that does not match, a client that went away) leaves
 //!   nothing behind.
-//! - [`send`]: a blob reader (verified reads) is read on a blocking thread
-//!   into a small channel that the response body drains.
+//! - [`send`]: a blob reader (verified reads) as the stream of
+//!   [`crate::aio::AsyncBlobReader::into_stream`]: read on its worker
+//!   thread, a few pieces ahead of the response body.
 
 use std::future::Future as _;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 use s3s::checksum::ChecksumHasher;
 use s3s::crypto::{Checksum as _, Md5};
 use s3s::dto::{Checksum, StreamingBlob};
@@ -25,14 +26,12 @@ use s3s::{s3_error, S3Result};
 use tokio::sync::mpsc;
 
 use super::errors::{joined, s3};
+use crate::aio::AsyncBlobReader;
 use crate::error::from_io;
 use crate::{BlobReader, StagedBlob, Store};
 
 /// Request-body pieces in flight between the connection and the engine.
 const IN_FLIGHT: usize = 8;
-/// Response pieces in flight, and the size of each.
-const OUT_FLIGHT: usize = 4;
-const OUT_PIECE: usize = 1 << 20;
 
 /// A request body stored as a staged blob, with what was computed on the
 /// way.
@@ -169,40 +168,13 @@ fn body_error(e: s3s::StdError) -> s3s::S3Error {
     s3_error!(IncompleteBody, "the request body broke off: {e}")
 }
 
-/// A response body: `len` bytes of `reader` from `start`, read on a
-/// blocking thread. A read that fails verification ends the body early
-/// with an error, so the client sees a broken transfer, never wrong bytes.
-pub(crate) fn send(mut reader: BlobReader, start: u64, len: u64) -> StreamingBlob {
-    let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(OUT_FLIGHT);
-    tokio::task::spawn_blocking(move || {
-        if let Err(e) = reader.seek(SeekFrom::Start(start)) {
-            let _ = tx.blocking_send(Err(e));
-            return;
-        }
-        let mut left = len;
-        while left > 0 {
-            let n = left.min(OUT_PIECE as u64) as usize;
-            let mut buf = vec![0u8; n];
-            let r = reader.read_exact(&mut buf).map(|()| Bytes::from(buf));
-            let failed = r.is_err();
-            if tx.blocking_send(r).is_err() || failed {
-                return; // the client went away, or the error is sent
-            }
-            left -= n as u64;
-        }
-    });
-    StreamingBlob::wrap(Channel(rx))
-}
-
-/// The receiving end of [`send`]'s channel as a stream.
-struct Channel(mpsc::Receiver<io::Result<Bytes>>);
-
-impl Stream for Channel {
-    type Item = io::Result<Bytes>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.0.poll_recv(cx)
-    }
+/// A response body: `len` bytes of `reader` from `start`, read on the
+/// reader's worker thread ([`AsyncBlobReader::into_stream`]). A read that
+/// fails verification ends the body early with an error, so the client sees
+/// a broken transfer, never wrong bytes.
+pub(crate) fn send(reader: BlobReader, start: u64, len: u64) -> StreamingBlob {
+    let end = start.saturating_add(len);
+    StreamingBlob::wrap(AsyncBlobReader::from_reader(reader).into_stream(start..end))
 }
 
 /// A request body that fails when it sends nothing for `idle`: a client
