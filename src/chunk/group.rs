@@ -38,6 +38,10 @@ struct State {
     fsyncs: u64,
 }
 
+/// A test's stand-in for the start of a WAL fsync.
+#[cfg(test)]
+pub(crate) type FsyncFault = Box<dyn Fn() -> Result<()> + Send + Sync>;
+
 /// The group-commit coordinator of one store (see the module docs).
 #[derive(Default)]
 pub(super) struct GroupSync {
@@ -46,7 +50,7 @@ pub(super) struct GroupSync {
     /// Test seam: runs in place of each WAL fsync's start (a delay, or an
     /// error the fsync then returns).
     #[cfg(test)]
-    pub(super) fault: Mutex<Option<Box<dyn Fn() -> Result<()> + Send + Sync>>>,
+    pub(super) fault: Mutex<Option<FsyncFault>>,
 }
 
 impl GroupSync {

@@ -290,7 +290,7 @@ impl Chunks {
     /// Test-only: runs `f` at the start of each group-commit WAL fsync
     /// (a delay, or an error the fsync returns instead); `None` removes it.
     #[cfg(test)]
-    pub fn set_fsync_fault(&self, f: Option<Box<dyn Fn() -> Result<()> + Send + Sync>>) {
+    pub fn set_fsync_fault(&self, f: Option<group::FsyncFault>) {
         *self.group.fault.lock() = f;
     }
 
