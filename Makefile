@@ -38,10 +38,11 @@ test-clients:
 	cd tests/clients && ../../$(CLIENTS_VENV)/bin/python -m pytest -v $(PYTEST_ARGS)
 
 ## Every example on small inputs, each checking its own results: registry and
-## demo (16 MiB) as they are, registry_bench on 2,000 models, synth writing a
-## small synthetic corpus that corpus, cutter_eval and delta_eval then run on
-## (never the real corpus: an empty --corpus, and a corpus path that does not
-## exist). crash_child runs only under tests/crash_kill.rs.
+## demo (16 MiB) as they are, registry_bench on 2,000 models, commit_bench for
+## 0.2 s a case, synth writing a small synthetic corpus that corpus, cutter_eval
+## and delta_eval then run on (never the real corpus: an empty --corpus, and a
+## corpus path that does not exist). crash_child runs only under
+## tests/crash_kill.rs.
 .PHONY: examples-smoke
 examples-smoke:
 	@set -e; d=$$(mktemp -d); trap 'rm -rf "$$d"' EXIT; mkdir "$$d/empty"; \
@@ -49,6 +50,7 @@ examples-smoke:
 	$(CARGO) run --release --example registry; \
 	$(CARGO) run --release --example demo -- 16 "$$d/demo"; \
 	$(CARGO) run --release --example registry_bench -- 2000 200; \
+	$(CARGO) run --release --example commit_bench -- 0.2 "$$d"; \
 	$(CARGO) run --release --example synth -- "$$d/synth" --steps 3 --mb 4 --ft-mb 4 --corpus "$$d/empty"; \
 	$(CARGO) run --release --example corpus -- "$$d/synth" "$$d/corpus-store"; \
 	$(CARGO) run --release --example cutter_eval -- "$$d/no-corpus" "$$d/synth"; \

@@ -7,6 +7,7 @@
 //! ```text
 //! crash_child workload STORE SEED RELEASABLE_FILE
 //! crash_child upload STORE SEED SIZE
+//! crash_child committers STORE THREADS
 //! ```
 //!
 //! `workload` streams blobs, commits versions and metadata, releases blobs
@@ -26,6 +27,13 @@
 //! session continued, `-` for a new upload, and the offset writing resumes
 //! at), and `DURABLE id bytes` each time the session's durable progress
 //! grows.
+//!
+//! `committers` runs THREADS threads of small commits at once (group
+//! commit shares their WAL fsyncs), forever. Each thread `t` has an
+//! experiment and a model `c<t>`; in turn it logs a console line, sets
+//! the model's metadata `i` and creates a model `n-<t>-<i>`. Lines, each
+//! after the call returned, ending in ` .` (a line the kill cut is
+//! ignored): `EXP t id .`, `LINE t seq i .`, `META t i .`, `MODEL t i id .`.
 
 #[path = "../tests/common.rs"]
 mod common;
@@ -56,6 +64,7 @@ fn main() {
             arg(2, "seed").parse().expect("seed"),
             arg(3, "size").parse().expect("size"),
         ),
+        "committers" => committers(arg(1, "store"), arg(2, "threads").parse().expect("threads")),
         other => panic!("crash_child: unknown mode {other:?}"),
     }
 }
@@ -212,4 +221,38 @@ fn upload(dir: &str, seed: u64, size: usize) {
     loop {
         std::thread::sleep(std::time::Duration::from_secs(1));
     }
+}
+
+fn committers(dir: &str, threads: usize) {
+    let store = Store::open(dir).unwrap();
+    let out = std::io::stdout();
+    writeln!(out.lock(), "START").unwrap();
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let (store, out) = (&store, &out);
+            s.spawn(move || {
+                let exp = store
+                    .create_experiment(modelvault::NewExperiment::new("crash", format!("t{t}")))
+                    .unwrap();
+                writeln!(out.lock(), "EXP {t} {} .", exp.id()).unwrap();
+                let model = store
+                    .create_model(modelvault::NewModel::new(format!("c{t}")))
+                    .unwrap();
+                for i in 0u64.. {
+                    let seq = exp
+                        .log(modelvault::Stream::Stdout, &format!("t{t} line {i}"))
+                        .unwrap();
+                    writeln!(out.lock(), "LINE {t} {seq} {i} .").unwrap();
+                    model
+                        .set_metadata("i", modelvault::query::Value::Int(i as i64))
+                        .unwrap();
+                    writeln!(out.lock(), "META {t} {i} .").unwrap();
+                    let m = store
+                        .create_model(modelvault::NewModel::new(format!("n-{t}-{i}")))
+                        .unwrap();
+                    writeln!(out.lock(), "MODEL {t} {i} {} .", m.id()).unwrap();
+                }
+            });
+        }
+    });
 }

@@ -14,6 +14,11 @@
 //!   killed after some of its segments were committed, continued by the
 //!   next child with `Store::resume_upload` and killed again, then finished
 //!   by the test: the same blob id and chunks as an uninterrupted upload.
+//! - `sixteen_concurrent_committers_lose_no_acknowledged_commit`: 16
+//!   threads of small registry commits at once (console lines, metadata,
+//!   model creates, sharing WAL fsyncs through group commit) killed at
+//!   varied moments; after each kill every acknowledged line, value and
+//!   model is there.
 //!
 //! The child is the example `crash_child`, which `make test` builds first
 //! (`cargo build --release --example crash_child`: `cargo test` builds
@@ -536,4 +541,102 @@ fn an_upload_killed_midway_resumes_to_the_same_blob() {
          resumed and finished: blob {id}, {} chunks, as uploaded in one go",
         record.chunks
     );
+}
+
+/// Runs the `committers` child with 16 threads until it has acknowledged
+/// `acks` more operations, SIGKILLs it, and checks that every one of them
+/// survived.
+fn kill_committers(exe: &Path, dir: &Path, acks: usize) {
+    let mut child = spawn_child(
+        exe,
+        &["committers".as_ref(), dir.as_os_str(), "16".as_ref()],
+    );
+    let (rx, reader) = lines_of(&mut child);
+    let mut lines = Vec::new();
+    // A guard against a child that never gets there, not a timing check.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while lines.len() < acks {
+        match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(l) => lines.push(l),
+            Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {}
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "the committers child stopped after {} lines ({e:?}): {lines:?}",
+                    lines.len()
+                );
+            }
+        }
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    reader.join().unwrap();
+    lines.extend(rx.try_iter());
+
+    let store = Store::open(dir).unwrap();
+    let mut exps: HashMap<String, modelvault::EntityId> = HashMap::new();
+    let mut checked = 0;
+    // EXP lines come before a thread's other lines.
+    for l in &lines {
+        let f: Vec<&str> = l.split(' ').collect();
+        // A line the kill cut short lacks its final " .".
+        if f.last() != Some(&".") {
+            continue;
+        }
+        match f.as_slice() {
+            ["START"] => {}
+            ["EXP", t, id, "."] => {
+                let id: modelvault::EntityId = id.parse().unwrap();
+                store.experiment(id).unwrap();
+                exps.insert(t.to_string(), id);
+            }
+            ["LINE", t, seq, i, "."] => {
+                let exp = store.experiment(exps[*t]).unwrap();
+                let seq: u64 = seq.parse().unwrap();
+                let got = exp.console(seq, 1).unwrap();
+                assert!(
+                    got.first()
+                        .is_some_and(|c| c.seq == seq && c.text == format!("t{t} line {i}")),
+                    "acknowledged console line {seq} of thread {t} is lost: {got:?}"
+                );
+            }
+            ["META", t, i, "."] => {
+                let info = store
+                    .model_by_name(&format!("c{t}"))
+                    .unwrap()
+                    .info()
+                    .unwrap();
+                let i: i64 = i.parse().unwrap();
+                // A later set may have been written too, never an earlier.
+                match info.metadata.get("i") {
+                    Some(modelvault::query::Value::Int(v)) if *v >= i => {}
+                    other => panic!("acknowledged metadata i={i} of c{t} is lost: {other:?}"),
+                }
+            }
+            ["MODEL", t, i, id, "."] => {
+                let m = store.model(id.parse().unwrap()).unwrap();
+                assert_eq!(m.info().unwrap().name, format!("n-{t}-{i}"));
+            }
+            other => panic!("unexpected line {other:?}"),
+        }
+        checked += 1;
+    }
+    assert!(
+        checked >= acks / 2,
+        "only {checked} complete lines of {}",
+        lines.len()
+    );
+}
+
+#[test]
+fn sixteen_concurrent_committers_lose_no_acknowledged_commit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exe = child_exe(tmp.path());
+    // One store per kill: each child starts its 16 threads afresh.
+    for (k, acks) in [50, 400, 1500, 3000].into_iter().enumerate() {
+        let dir = tmp.path().join(format!("vault-{k}"));
+        Store::create(&dir).unwrap();
+        kill_committers(&exe, &dir, acks);
+    }
 }

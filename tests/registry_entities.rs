@@ -679,6 +679,19 @@ fn scalars_sorted_by_variant_then_iteration() {
     assert_eq!(e.scalars("acc").unwrap(), vec![("val".to_string(), 0, 0.5)]);
     assert!(e.scalars("none").unwrap().is_empty());
     assert!(e.scalars("los").unwrap().is_empty());
+
+    // Many points in one commit; one invalid point stores none of them.
+    e.report_scalars((0..100u64).map(|i| ("batched", "train", i, i as f64)))
+        .unwrap();
+    let got = e.scalars("batched").unwrap();
+    assert_eq!(got.len(), 100);
+    assert!(got.iter().all(|(v, i, x)| v == "train" && *x == *i as f64));
+    let r = e.report_scalars([("fresh", "a", 1, 1.0), ("fresh", "", 2, 2.0)]);
+    assert!(
+        matches!(r, Err(modelvault::Error::InvalidInput { .. })),
+        "{r:?}"
+    );
+    assert!(e.scalars("fresh").unwrap().is_empty());
 }
 
 #[test]

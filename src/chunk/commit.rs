@@ -3,10 +3,12 @@
 //!
 //! Protocol (see docs/ARCHITECTURE.md): chunk records are appended to a
 //! pack; before any index entry naming them is written, the pack is
-//! fsynced; then one RocksDB write batch (WAL fsynced with immediate
-//! durability) adds the index entries, the packs' new committed lengths,
-//! the resolved reference counts, the counters and whatever records the
-//! caller is committing. Only then does the call return. A metadata write
+//! fsynced; then, under the commit lock, one RocksDB write batch adds the
+//! index entries, the packs' new committed lengths, the resolved reference
+//! counts, the counters and whatever records the caller is committing; with
+//! immediate durability the call then lets the lock go and waits for a WAL
+//! fsync that began after its write, shared with the commits beside it
+//! (`group.rs`). Only then does the call return. A metadata write or fsync
 //! that fails poisons the store: every later commit is refused.
 //!
 //! Two forms, one write path ([`Chunks::write_locked`]):
@@ -80,6 +82,7 @@ impl Chunks {
         }
         let mut c = self.commit.lock();
         c.check()?;
+        self.group.check()?;
         let mut stats = c.stats;
         let mut pack_len: HashMap<u32, u64> = HashMap::new();
         let mut mine = HashSet::new();
@@ -117,11 +120,13 @@ impl Chunks {
             chunks::put(&mut batch, root, loc);
         }
         let out = f(&self.meta, &mut stats, &mut batch)?;
-        self.write_locked(&mut c, batch, stats, pack_len)?;
+        let ticket = self.write_locked(&mut c, batch, stats, pack_len)?;
         let mut pending = self.pending.lock();
         for id in mine {
             pending.locs.remove(&id);
         }
+        drop((pending, c));
+        self.durable(ticket)?;
         Ok(out)
     }
 
@@ -139,6 +144,7 @@ impl Chunks {
         self.writable("commit")?;
         let mut c = self.commit.lock();
         c.check()?;
+        self.group.check()?;
         let pending = self.pending.lock();
         let stats = c.stats;
         let mut tx = Txn {
@@ -166,12 +172,14 @@ impl Chunks {
         if let Some(&pack) = ends.keys().max() {
             singletons::put_old_lane_pack(&mut batch, pack);
         }
-        self.write_locked(&mut c, batch, stats, ends)?;
+        let ticket = self.write_locked(&mut c, batch, stats, ends)?;
         for pack in dropped {
             c.pack_len.remove(&pack);
         }
-        // Committed before the pending mutex is released.
-        drop(pending);
+        // Written before the pending mutex is released; durable before
+        // this returns (a caller may then delete the packs it dropped).
+        drop((pending, c));
+        self.durable(ticket)?;
         Ok(Some(out))
     }
 
@@ -195,15 +203,17 @@ impl Chunks {
 
     /// Step 2 of every commit, with the commit lock held: records the new
     /// committed ends of `pack_len`'s packs, resolves reference counts,
-    /// writes the counters and commits the batch (WAL fsynced when
-    /// durability is immediate). A metadata write failure poisons the store.
+    /// writes the counters and writes the batch, without a WAL fsync. With
+    /// immediate durability, returns the commit's group-commit ticket: the
+    /// caller lets the locks go and then waits for it
+    /// ([`Chunks::durable`]). A metadata write failure poisons the store.
     fn write_locked(
         &self,
         c: &mut CommitState,
         mut batch: Batch,
         mut stats: StatsRecord,
         mut pack_len: HashMap<u32, u64>,
-    ) -> Result<()> {
+    ) -> Result<Option<u64>> {
         for (pack, end) in pack_len.iter_mut() {
             let old = c
                 .pack_len
@@ -227,13 +237,24 @@ impl Chunks {
         for (&pack, &end) in &pack_len {
             self.reader.committed(pack, end);
         }
-        if let Err(e) = self.meta.commit(batch, self.sync_commits) {
+        if let Err(e) = self.meta.commit(batch, false) {
             c.poisoned = Some(e.to_string());
             return Err(e);
         }
         c.stats = stats;
         c.pack_len.extend(pack_len);
-        Ok(())
+        Ok(self.sync_commits.then(|| self.group.written()))
+    }
+
+    /// Step 3: waits until the commit with `ticket` (from
+    /// [`Chunks::write_locked`]) is durable, sharing the WAL fsync with the
+    /// commits written beside it (see `group.rs`). Nothing to wait for with
+    /// eventual durability (`None`).
+    fn durable(&self, ticket: Option<u64>) -> Result<()> {
+        match ticket {
+            Some(t) => self.group.wait(&self.meta, t),
+            None => Ok(()),
+        }
     }
 }
 

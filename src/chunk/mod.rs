@@ -14,6 +14,7 @@
 //! Its fields are private: layers above see methods only.
 
 mod commit;
+mod group;
 mod manifest;
 mod pending;
 mod read;
@@ -49,6 +50,8 @@ pub(crate) struct Chunks {
     /// the holds uploads in flight keep on chunks (see [`Pending`]).
     pending: Mutex<Pending>,
     commit: Mutex<CommitState>,
+    /// Commits waiting for a WAL fsync, and the one in flight.
+    group: group::GroupSync,
     next_manifest: AtomicU64,
     /// Manifest ids below this are reserved in `meta/manifest_ids`: no
     /// later open allocates them again (see [`Chunks::new_manifest`]).
@@ -80,6 +83,7 @@ impl Chunks {
             sync_commits,
             pending: Mutex::new(Pending::default()),
             commit: Mutex::new(CommitState::new(stats, pack_len)),
+            group: group::GroupSync::default(),
             next_manifest: AtomicU64::new(next_manifest),
             manifest_reserved: Mutex::new(next_manifest),
             seen: AtomicU64::new(0),
@@ -281,6 +285,19 @@ impl Chunks {
         let path = self.packs_dir.join(pack_file_name(pack));
         std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
         crate::pack::sync_dir(&self.packs_dir)
+    }
+
+    /// Test-only: runs `f` at the start of each group-commit WAL fsync
+    /// (a delay, or an error the fsync returns instead); `None` removes it.
+    #[cfg(test)]
+    pub fn set_fsync_fault(&self, f: Option<group::FsyncFault>) {
+        *self.group.fault.lock() = f;
+    }
+
+    /// Test-only: WAL fsyncs group commit has completed.
+    #[cfg(test)]
+    pub fn wal_fsyncs(&self) -> u64 {
+        self.group.fsyncs()
     }
 
     /// Test-only: whether the commit lock is free right now.

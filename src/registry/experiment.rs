@@ -494,11 +494,26 @@ impl Experiment {
         iteration: u64,
         value: f64,
     ) -> Result<()> {
-        check_label("metric", metric, 128)?;
-        check_label("variant", variant, 128)?;
+        self.report_scalars([(metric, variant, iteration, value)])
+    }
+
+    /// Reports many scalars, `(metric, variant, iteration, value)`, in one
+    /// commit: all of them or, if one is invalid, none. A logger that
+    /// gathers a step's metrics pays one commit for them.
+    pub fn report_scalars<'a, I: IntoIterator<Item = (&'a str, &'a str, u64, f64)>>(
+        &self,
+        points: I,
+    ) -> Result<()> {
+        let points: Vec<_> = points.into_iter().collect();
+        for (metric, variant, _, _) in &points {
+            check_label("metric", metric, 128)?;
+            check_label("variant", variant, 128)?;
+        }
         let id = self.id;
         self.update(|_, _, batch| {
-            scalars::put(batch, &id, metric, variant, iteration, value);
+            for (metric, variant, iteration, value) in points {
+                scalars::put(batch, &id, metric, variant, iteration, value);
+            }
             Ok(())
         })
     }

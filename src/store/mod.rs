@@ -15,6 +15,8 @@ use crate::id::BlobId;
 use crate::meta::records::BlobRecord;
 
 mod api;
+#[cfg(test)]
+mod group_commit_tests;
 mod open;
 mod options;
 #[cfg(test)]

@@ -1,0 +1,122 @@
+//! Group commit: with immediate durability, commits share WAL fsyncs.
+//!
+//! A commit writes its batch under the commit lock *without* syncing the
+//! write-ahead log and takes a ticket (commits are numbered in the order
+//! they were written). With the commit lock let go, it waits until a WAL
+//! fsync that began after its write has completed: the first waiter that
+//! finds no fsync running becomes the leader, notes the last ticket written
+//! so far and fsyncs the WAL, which makes every commit up to that ticket
+//! durable (the WAL is one append-only log); the commits written meanwhile
+//! wait for the next fsync and share it. So N committers pay about one
+//! fsync per round instead of N, while each call still returns only when
+//! its own commit is on disk (`Durability::Immediate` keeps its meaning).
+//!
+//! A commit is visible to readers in this process from its write on, a
+//! little before it is durable; anything that depends on it commits later
+//! in the same log, so a power cut can take the dependent commit back only
+//! together with it. A failed fsync fails every waiter whose commit it was
+//! to cover, and every later commit: the store's write path is poisoned (the
+//! WAL's state is unknown), as after any failed metadata write.
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::error::{Error, Result};
+use crate::meta::Meta;
+
+/// Commits written and made durable, and the fsync in flight.
+#[derive(Default)]
+struct State {
+    /// Tickets handed out: the last commit written.
+    written: u64,
+    /// Every commit up to this ticket is durable.
+    synced: u64,
+    /// A leader is fsyncing the WAL.
+    syncing: bool,
+    /// Why an fsync failed (then nothing is durable any more).
+    failed: Option<String>,
+    /// WAL fsyncs completed (for tests).
+    fsyncs: u64,
+}
+
+/// A test's stand-in for the start of a WAL fsync.
+#[cfg(test)]
+pub(crate) type FsyncFault = Box<dyn Fn() -> Result<()> + Send + Sync>;
+
+/// The group-commit coordinator of one store (see the module docs).
+#[derive(Default)]
+pub(super) struct GroupSync {
+    state: Mutex<State>,
+    done: Condvar,
+    /// Test seam: runs in place of each WAL fsync's start (a delay, or an
+    /// error the fsync then returns).
+    #[cfg(test)]
+    pub(super) fault: Mutex<Option<FsyncFault>>,
+}
+
+impl GroupSync {
+    /// Fails once an fsync has failed.
+    pub fn check(&self) -> Result<()> {
+        match &self.state.lock().failed {
+            Some(why) => Err(Error::Poisoned(why.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Called with the commit lock held, right after a commit's batch was
+    /// written: the commit's ticket for [`GroupSync::wait`].
+    pub fn written(&self) -> u64 {
+        let mut s = self.state.lock();
+        s.written += 1;
+        s.written
+    }
+
+    /// Returns once the commit with `ticket` is durable: after an fsync of
+    /// `meta`'s WAL that began after it was written, led by this call or
+    /// by another waiter.
+    pub fn wait(&self, meta: &Meta, ticket: u64) -> Result<()> {
+        let mut s = self.state.lock();
+        loop {
+            if s.synced >= ticket {
+                return Ok(());
+            }
+            if let Some(why) = &s.failed {
+                return Err(Error::Poisoned(why.clone()));
+            }
+            if s.syncing {
+                self.done.wait(&mut s);
+                continue;
+            }
+            // The leader: this fsync covers every commit written so far.
+            s.syncing = true;
+            let target = s.written;
+            let r = parking_lot::MutexGuard::unlocked(&mut s, || self.fsync(meta));
+            s.syncing = false;
+            match r {
+                Ok(()) => {
+                    s.synced = s.synced.max(target);
+                    s.fsyncs += 1;
+                }
+                Err(e) => {
+                    s.failed = Some(format!("a write-ahead log fsync failed: {e}"));
+                    self.done.notify_all();
+                    return Err(e);
+                }
+            }
+            self.done.notify_all();
+        }
+    }
+
+    fn fsync(&self, meta: &Meta) -> Result<()> {
+        #[cfg(test)]
+        if let Some(f) = &*self.fault.lock() {
+            f()?;
+        }
+        meta.sync_wal()
+    }
+
+    /// WAL fsyncs completed by group commit so far.
+    #[cfg(test)]
+    pub fn fsyncs(&self) -> u64 {
+        self.state.lock().fsyncs
+    }
+}
