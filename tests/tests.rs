@@ -25,9 +25,11 @@
 //! - `upload_staging`: staged blobs bound to their store; versions of many files committed in groups.
 //! - `readonly`: `Store::open_read_only` beside a writer (in this process, and `examples/readonly_writer.rs` in another): catching up, refused writes, compaction, the CLI.
 //! - `objects`: buckets, objects, listings and multipart uploads (`Store::objects`) and their blob references.
+//! - `api`: the registry's HTTP API (`/_api/v1/`) of `modelvault serve`, through a real HTTP client.
 
 mod common;
 
+mod api;
 mod blob_concurrency;
 mod blob_corruption;
 mod blob_dedup;
