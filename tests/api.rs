@@ -22,11 +22,16 @@ struct Server {
 
 impl Server {
     fn start(credentials: Option<(&str, &str)>) -> Server {
+        Server::start_with(credentials, &[])
+    }
+
+    fn start_with(credentials: Option<(&str, &str)>, args: &[&str]) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_modelvault"));
         cmd.arg("--repo")
             .arg(dir.path().join("repo"))
             .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(args)
             .env_remove("MODELVAULT_S3_ACCESS_KEY")
             .env_remove("MODELVAULT_S3_SECRET_KEY")
             .stdin(Stdio::null())
@@ -148,13 +153,19 @@ fn api_experiment_routes() {
     let id = e["id"].as_str().unwrap().to_owned();
     assert_eq!(e["status"], "created");
     let e2 = expect(
-        s.post("/experiments", json!({"project": "vision", "name": "run-2"})),
+        s.post(
+            "/experiments",
+            json!({"project": "vision", "name": "run-2"}),
+        ),
         StatusCode::CREATED,
     );
     let id2 = e2["id"].as_str().unwrap().to_owned();
 
     // Found by id and by name; listed a page at a time.
-    assert_eq!(expect(s.get(&format!("/experiments/{id}")), StatusCode::OK)["name"], "run-1");
+    assert_eq!(
+        expect(s.get(&format!("/experiments/{id}")), StatusCode::OK)["name"],
+        "run-1"
+    );
     assert_eq!(
         expect(s.get("/experiments/by-name/vision/run-2"), StatusCode::OK)["id"],
         id2.as_str()
@@ -167,30 +178,53 @@ fn api_experiment_routes() {
         StatusCode::OK,
     );
     assert_eq!(page["items"][0]["id"], id2.as_str());
-    let page = expect(s.get(&format!("/experiments?project=vision&after={id2}")), StatusCode::OK);
+    let page = expect(
+        s.get(&format!("/experiments?project=vision&after={id2}")),
+        StatusCode::OK,
+    );
     assert_eq!(page["items"], json!([]));
     assert_eq!(page["next"], Value::Null);
     let tagged = expect(s.get("/experiments?tag=a&status=created"), StatusCode::OK);
     assert_eq!(tagged["items"].as_array().unwrap().len(), 1);
-    error(s.get("/experiments?limit=abc"), StatusCode::BAD_REQUEST, "BadParameter");
-    error(s.get("/experiments?status=sleeping"), StatusCode::BAD_REQUEST, "InvalidInput");
+    error(
+        s.get("/experiments?limit=abc"),
+        StatusCode::BAD_REQUEST,
+        "BadParameter",
+    );
+    error(
+        s.get("/experiments?status=sleeping"),
+        StatusCode::BAD_REQUEST,
+        "InvalidInput",
+    );
 
     // Lifecycle, progress, hyperparameters.
     assert_eq!(
-        expect(s.post(&format!("/experiments/{id}/start"), json!(null)), StatusCode::OK)["status"],
+        expect(
+            s.post(&format!("/experiments/{id}/start"), json!(null)),
+            StatusCode::OK
+        )["status"],
         "running"
     );
     let p = expect(
-        s.put(&format!("/experiments/{id}/progress"), json!({"progress": 40})),
+        s.put(
+            &format!("/experiments/{id}/progress"),
+            json!({"progress": 40}),
+        ),
         StatusCode::OK,
     );
     assert_eq!(p, json!({"progress": 40, "status": "running"}));
     assert_eq!(
-        expect(s.get(&format!("/experiments/{id}/progress")), StatusCode::OK)["progress"],
+        expect(
+            s.get(&format!("/experiments/{id}/progress")),
+            StatusCode::OK
+        )["progress"],
         40
     );
     error(
-        s.put(&format!("/experiments/{id}/progress"), json!({"progress": 101})),
+        s.put(
+            &format!("/experiments/{id}/progress"),
+            json!({"progress": 101}),
+        ),
         StatusCode::BAD_REQUEST,
         "InvalidInput",
     );
@@ -206,13 +240,22 @@ fn api_experiment_routes() {
         json!({"General": {"lr": 0.1}, "Optim": {"name": "adam", "steps": 3}})
     );
     let params = expect(
-        s.put(&format!("/experiments/{id}/params"), json!({"Optim": {"steps": 5}})),
+        s.put(
+            &format!("/experiments/{id}/params"),
+            json!({"Optim": {"steps": 5}}),
+        ),
         StatusCode::OK,
     );
     assert_eq!(params["Optim"], json!({"name": "adam", "steps": 5}));
-    assert_eq!(expect(s.get(&format!("/experiments/{id}/params")), StatusCode::OK), params);
+    assert_eq!(
+        expect(s.get(&format!("/experiments/{id}/params")), StatusCode::OK),
+        params
+    );
     error(
-        s.put(&format!("/experiments/{id}/params"), json!({"General": {"x": null}})),
+        s.put(
+            &format!("/experiments/{id}/params"),
+            json!({"General": {"x": null}}),
+        ),
         StatusCode::BAD_REQUEST,
         "InvalidInput",
     );
@@ -226,7 +269,10 @@ fn api_experiment_routes() {
         StatusCode::OK,
     );
     assert_eq!(first, json!({"first": 0}));
-    let c = expect(s.get(&format!("/experiments/{id}/console?from=1&limit=5")), StatusCode::OK);
+    let c = expect(
+        s.get(&format!("/experiments/{id}/console?from=1&limit=5")),
+        StatusCode::OK,
+    );
     assert_eq!(c["lines"][0]["text"], "two");
     assert_eq!(c["lines"][0]["stream"], "stderr");
     assert_eq!(c["next"], 2);
@@ -242,7 +288,10 @@ fn api_experiment_routes() {
         ),
         StatusCode::NO_CONTENT,
     );
-    let pts = expect(s.get(&format!("/experiments/{id}/scalars/loss")), StatusCode::OK);
+    let pts = expect(
+        s.get(&format!("/experiments/{id}/scalars/loss")),
+        StatusCode::OK,
+    );
     assert_eq!(
         pts["points"],
         json!([
@@ -267,10 +316,15 @@ fn api_experiment_routes() {
         .send()
         .unwrap();
     assert_eq!(expect(r, StatusCode::CREATED), json!({"revision": 2}));
-    let list = expect(s.get(&format!("/experiments/{id}/artifacts")), StatusCode::OK);
+    let list = expect(
+        s.get(&format!("/experiments/{id}/artifacts")),
+        StatusCode::OK,
+    );
     assert_eq!(list.as_array().unwrap().len(), 2);
     let (_, got) = bytes(
-        s.get(&format!("/experiments/{id}/artifacts/weights.bin?revision=1")),
+        s.get(&format!(
+            "/experiments/{id}/artifacts/weights.bin?revision=1"
+        )),
         StatusCode::OK,
     );
     assert_eq!(got, data);
@@ -281,7 +335,9 @@ fn api_experiment_routes() {
     assert_eq!(got, b"second");
     let r = s
         .client
-        .get(s.url(&format!("/experiments/{id}/artifacts/weights.bin?revision=1")))
+        .get(s.url(&format!(
+            "/experiments/{id}/artifacts/weights.bin?revision=1"
+        )))
         .header("Range", "bytes=1000-1999")
         .send()
         .unwrap();
@@ -295,7 +351,10 @@ fn api_experiment_routes() {
 
     // Used models.
     let blob = s.upload(b"model bytes");
-    expect(s.post("/models", json!({"name": "base"})), StatusCode::CREATED);
+    expect(
+        s.post("/models", json!({"name": "base"})),
+        StatusCode::CREATED,
+    );
     expect(
         s.post(
             "/models/base/versions",
@@ -304,7 +363,10 @@ fn api_experiment_routes() {
         StatusCode::CREATED,
     );
     expect(
-        s.post(&format!("/experiments/{id}/used-models"), json!({"model": "base@1"})),
+        s.post(
+            &format!("/experiments/{id}/used-models"),
+            json!({"model": "base@1"}),
+        ),
         StatusCode::NO_CONTENT,
     );
     let e = expect(s.get(&format!("/experiments/{id}")), StatusCode::OK);
@@ -312,13 +374,19 @@ fn api_experiment_routes() {
 
     // Finished: every write is refused with 409, and nothing is stored.
     let done = expect(
-        s.post(&format!("/experiments/{id}/finish"), json!({"status": "completed"})),
+        s.post(
+            &format!("/experiments/{id}/finish"),
+            json!({"status": "completed"}),
+        ),
         StatusCode::OK,
     );
     assert_eq!(done["status"], "completed");
     assert_eq!(done["progress"], 100);
     error(
-        s.post(&format!("/experiments/{id}/console"), json!({"lines": [{"stream": "stdout", "text": "late"}]})),
+        s.post(
+            &format!("/experiments/{id}/console"),
+            json!({"lines": [{"stream": "stdout", "text": "late"}]}),
+        ),
         StatusCode::CONFLICT,
         "Immutable",
     );
@@ -330,13 +398,19 @@ fn api_experiment_routes() {
         .unwrap();
     error(r, StatusCode::CONFLICT, "Immutable");
     error(
-        s.post(&format!("/experiments/{id2}/finish"), json!({"status": "sleeping"})),
+        s.post(
+            &format!("/experiments/{id2}/finish"),
+            json!({"status": "sleeping"}),
+        ),
         StatusCode::BAD_REQUEST,
         "InvalidInput",
     );
     assert_eq!(
         expect(
-            s.post(&format!("/experiments/{id2}/finish"), json!({"status": "aborted"})),
+            s.post(
+                &format!("/experiments/{id2}/finish"),
+                json!({"status": "aborted"})
+            ),
             StatusCode::OK
         )["status"],
         "stopped"
@@ -347,11 +421,31 @@ fn api_experiment_routes() {
 fn api_unknown_ids_bad_json_and_bad_queries() {
     let s = Server::start(None);
     let unknown = "0190d7a4-7c3e-7b1e-9a2f-0123456789ab";
-    error(s.get(&format!("/experiments/{unknown}")), StatusCode::NOT_FOUND, "NotFound");
-    error(s.get(&format!("/models/{unknown}")), StatusCode::NOT_FOUND, "NotFound");
-    error(s.get("/models/no-such-model/versions"), StatusCode::NOT_FOUND, "NotFound");
-    error(s.get(&format!("/blobs/{}", "ab".repeat(32))), StatusCode::NOT_FOUND, "NotFound");
-    error(s.get("/experiments/not-a-uuid"), StatusCode::BAD_REQUEST, "InvalidInput");
+    error(
+        s.get(&format!("/experiments/{unknown}")),
+        StatusCode::NOT_FOUND,
+        "NotFound",
+    );
+    error(
+        s.get(&format!("/models/{unknown}")),
+        StatusCode::NOT_FOUND,
+        "NotFound",
+    );
+    error(
+        s.get("/models/no-such-model/versions"),
+        StatusCode::NOT_FOUND,
+        "NotFound",
+    );
+    error(
+        s.get(&format!("/blobs/{}", "ab".repeat(32))),
+        StatusCode::NOT_FOUND,
+        "NotFound",
+    );
+    error(
+        s.get("/experiments/not-a-uuid"),
+        StatusCode::BAD_REQUEST,
+        "InvalidInput",
+    );
     error(s.get("/no/such/route"), StatusCode::NOT_FOUND, "NotFound");
 
     // Bad JSON: 400 with serde's message; a wrong field too.
@@ -413,7 +507,10 @@ fn api_model_routes_and_version_files() {
         StatusCode::CREATED,
     );
     let mid = m["id"].as_str().unwrap().to_owned();
-    assert!(m["url"].as_str().unwrap().starts_with("modelvault://"), "{m}");
+    assert!(
+        m["url"].as_str().unwrap().starts_with("modelvault://"),
+        "{m}"
+    );
     assert_eq!(m["metadata"], json!({"acc": 0.9, "layers": 50}));
     let ext = expect(
         s.post(
@@ -423,18 +520,28 @@ fn api_model_routes_and_version_files() {
         StatusCode::CREATED,
     );
     assert_eq!(ext["external"]["url"], "https://example.com/bert.bin");
-    error(s.post("/models/external", json!({"name": "nourl"})), StatusCode::BAD_REQUEST, "InvalidInput");
+    error(
+        s.post("/models/external", json!({"name": "nourl"})),
+        StatusCode::BAD_REQUEST,
+        "InvalidInput",
+    );
 
     let files = json!({"files": [
         {"path": "weights/model.bin", "blob": wb, "size": weights.len()},
         {"path": "config.json", "blob": cb, "size": config.len()}
     ]});
     assert_eq!(
-        expect(s.post("/models/resnet/versions", files.clone()), StatusCode::CREATED),
+        expect(
+            s.post("/models/resnet/versions", files.clone()),
+            StatusCode::CREATED
+        ),
         json!({"version": 1})
     );
     assert_eq!(
-        expect(s.post(&format!("/models/{mid}/versions"), files), StatusCode::CREATED),
+        expect(
+            s.post(&format!("/models/{mid}/versions"), files),
+            StatusCode::CREATED
+        ),
         json!({"version": 2})
     );
     error(
@@ -451,17 +558,29 @@ fn api_model_routes_and_version_files() {
     );
 
     // Metadata, tags, labels, aliases.
-    let v = expect(s.put("/models/resnet/metadata/dataset", json!("imagenet")), StatusCode::OK);
+    let v = expect(
+        s.put("/models/resnet/metadata/dataset", json!("imagenet")),
+        StatusCode::OK,
+    );
     assert_eq!(v["metadata"]["dataset"], "imagenet");
     let v = expect(s.delete("/models/resnet/metadata/acc"), StatusCode::OK);
     assert!(v["metadata"].get("acc").is_none(), "{v}");
-    let v = expect(s.post("/models/resnet/tags", json!({"tags": ["prod", "x"]})), StatusCode::OK);
+    let v = expect(
+        s.post("/models/resnet/tags", json!({"tags": ["prod", "x"]})),
+        StatusCode::OK,
+    );
     assert_eq!(v["tags"], json!(["cnn", "prod", "x"]));
     let v = expect(s.delete("/models/resnet/tags/x"), StatusCode::OK);
     assert_eq!(v["tags"], json!(["cnn", "prod"]));
-    let v = expect(s.put("/models/resnet/labels", json!({"cat": 0, "dog": 1})), StatusCode::OK);
+    let v = expect(
+        s.put("/models/resnet/labels", json!({"cat": 0, "dog": 1})),
+        StatusCode::OK,
+    );
     assert_eq!(v["labels"], json!({"cat": 0, "dog": 1}));
-    let v = expect(s.put("/models/resnet/aliases/champion", json!({"version": 1})), StatusCode::OK);
+    let v = expect(
+        s.put("/models/resnet/aliases/champion", json!({"version": 1})),
+        StatusCode::OK,
+    );
     assert_eq!(v["aliases"], json!({"champion": 1}));
     error(
         s.put("/models/resnet/aliases/bad", json!({"version": 9})),
@@ -482,15 +601,28 @@ fn api_model_routes_and_version_files() {
     assert_eq!(found["items"][0]["name"], "resnet");
     let all = expect(s.get("/models"), StatusCode::OK);
     assert_eq!(all["items"].as_array().unwrap().len(), 2);
-    assert_eq!(expect(s.get("/models/resnet@champion"), StatusCode::OK)["id"], mid.as_str());
+    assert_eq!(
+        expect(s.get("/models/resnet@champion"), StatusCode::OK)["id"],
+        mid.as_str()
+    );
 
     // Versions by number, alias and latest.
     let v1 = expect(s.get("/models/resnet/versions/champion"), StatusCode::OK);
     assert_eq!(v1["version"], 1);
     assert_eq!(v1["files"][0]["path"], "config.json");
-    assert_eq!(expect(s.get("/models/resnet/versions/latest"), StatusCode::OK)["version"], 2);
-    assert_eq!(expect(s.get(&format!("/models/{mid}/versions/2")), StatusCode::OK)["version"], 2);
-    error(s.get("/models/resnet/versions/3"), StatusCode::NOT_FOUND, "NotFound");
+    assert_eq!(
+        expect(s.get("/models/resnet/versions/latest"), StatusCode::OK)["version"],
+        2
+    );
+    assert_eq!(
+        expect(s.get(&format!("/models/{mid}/versions/2")), StatusCode::OK)["version"],
+        2
+    );
+    error(
+        s.get("/models/resnet/versions/3"),
+        StatusCode::NOT_FOUND,
+        "NotFound",
+    );
 
     // A version's files: whole, ranges, entity tags, HEAD.
     let path = "/models/resnet/versions/latest/files/weights/model.bin";
@@ -507,13 +639,19 @@ fn api_model_routes_and_version_files() {
             .unwrap()
     };
     let r = ranged("bytes=100-199");
-    assert_eq!(r.headers()["content-range"], format!("bytes 100-199/{}", weights.len()));
+    assert_eq!(
+        r.headers()["content-range"],
+        format!("bytes 100-199/{}", weights.len())
+    );
     let (_, got) = bytes(r, StatusCode::PARTIAL_CONTENT);
     assert_eq!(got, &weights[100..200]);
     let (_, got) = bytes(ranged("bytes=-10"), StatusCode::PARTIAL_CONTENT);
     assert_eq!(got, &weights[weights.len() - 10..]);
     let r = ranged(&format!("bytes={}-", weights.len() + 5));
-    assert_eq!(r.headers()["content-range"], format!("bytes */{}", weights.len()));
+    assert_eq!(
+        r.headers()["content-range"],
+        format!("bytes */{}", weights.len())
+    );
     error(r, StatusCode::RANGE_NOT_SATISFIABLE, "InvalidRange");
     let r = s
         .client
@@ -561,7 +699,10 @@ fn api_model_routes_and_version_files() {
     // Alias removed; model finalized: writes give 409.
     let v = expect(s.delete("/models/resnet/aliases/champion"), StatusCode::OK);
     assert_eq!(v["aliases"], json!({}));
-    let v = expect(s.post("/models/resnet/finalize", json!(null)), StatusCode::OK);
+    let v = expect(
+        s.post("/models/resnet/finalize", json!(null)),
+        StatusCode::OK,
+    );
     assert!(v["finalized_ms"].is_u64(), "{v}");
     error(
         s.put("/models/resnet/metadata/late", json!(1)),
@@ -592,9 +733,16 @@ fn api_auth_basic_with_the_s3_key_pair() {
     // Everything else needs the key pair.
     let r = s.get("/models");
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(r.headers()["www-authenticate"], "Basic realm=\"modelvault\"");
+    assert_eq!(
+        r.headers()["www-authenticate"],
+        "Basic realm=\"modelvault\""
+    );
     error(r, StatusCode::UNAUTHORIZED, "Unauthorized");
-    for (user, pass) in [("AKIDTEST", "wrong"), ("other", "s3cr3t-key"), ("AKIDTEST", "")] {
+    for (user, pass) in [
+        ("AKIDTEST", "wrong"),
+        ("other", "s3cr3t-key"),
+        ("AKIDTEST", ""),
+    ] {
         let r = s
             .client
             .get(s.url("/models"))
@@ -633,7 +781,11 @@ fn api_openapi_document_lists_the_routes() {
     let r = s.get("/openapi.json");
     assert_eq!(r.headers()["content-type"], "application/json");
     let doc = expect(r, StatusCode::OK);
-    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "{}", doc["openapi"]);
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        doc["openapi"]
+    );
     let paths = doc["paths"].as_object().unwrap();
     let want: &[(&str, &[&str])] = &[
         ("/_api/v1/experiments", &["get", "post"]),
@@ -648,7 +800,10 @@ fn api_openapi_document_lists_the_routes() {
         ("/_api/v1/experiments/{id}/scalars", &["post"]),
         ("/_api/v1/experiments/{id}/scalars/{metric}", &["get"]),
         ("/_api/v1/experiments/{id}/artifacts", &["get"]),
-        ("/_api/v1/experiments/{id}/artifacts/{name}", &["get", "put"]),
+        (
+            "/_api/v1/experiments/{id}/artifacts/{name}",
+            &["get", "put"],
+        ),
         ("/_api/v1/experiments/{id}/used-models", &["post"]),
         ("/_api/v1/models", &["get", "post"]),
         ("/_api/v1/models/external", &["post"]),
@@ -657,11 +812,17 @@ fn api_openapi_document_lists_the_routes() {
         ("/_api/v1/models/{model}/tags", &["post"]),
         ("/_api/v1/models/{model}/tags/{tag}", &["delete"]),
         ("/_api/v1/models/{model}/labels", &["put"]),
-        ("/_api/v1/models/{model}/aliases/{alias}", &["put", "delete"]),
+        (
+            "/_api/v1/models/{model}/aliases/{alias}",
+            &["put", "delete"],
+        ),
         ("/_api/v1/models/{model}/finalize", &["post"]),
         ("/_api/v1/models/{model}/versions", &["get", "post"]),
         ("/_api/v1/models/{model}/versions/{version}", &["get"]),
-        ("/_api/v1/models/{model}/versions/{version}/files/{path}", &["get"]),
+        (
+            "/_api/v1/models/{model}/versions/{version}/files/{path}",
+            &["get"],
+        ),
         ("/_api/v1/blobs", &["post"]),
         ("/_api/v1/blobs/{id}", &["get"]),
     ];
@@ -675,7 +836,14 @@ fn api_openapi_document_lists_the_routes() {
     }
     assert_eq!(paths.len(), want.len(), "{:?}", paths.keys());
     let schemas = doc["components"]["schemas"].as_object().unwrap();
-    for s in ["ExperimentInfo", "ModelInfo", "ModelVersion", "ConsoleLine", "ErrorBody", "VersionFile"] {
+    for s in [
+        "ExperimentInfo",
+        "ModelInfo",
+        "ModelVersion",
+        "ConsoleLine",
+        "ErrorBody",
+        "VersionFile",
+    ] {
         assert!(schemas.contains_key(s), "schema {s} missing");
     }
 }
@@ -688,7 +856,10 @@ fn api_console_follow_streams_every_line_once_in_order_then_end() {
         StatusCode::CREATED,
     );
     let id = e["id"].as_str().unwrap().to_owned();
-    expect(s.post(&format!("/experiments/{id}/start"), json!(null)), StatusCode::OK);
+    expect(
+        s.post(&format!("/experiments/{id}/start"), json!(null)),
+        StatusCode::OK,
+    );
     // Two lines before the reader starts, the rest while it reads.
     expect(
         s.post(
@@ -711,7 +882,11 @@ fn api_console_follow_streams_every_line_once_in_order_then_end() {
                     {"stream": "stdout", "text": format!("line {i}")},
                     {"stream": "stderr", "text": format!("line {}", i + 1)}
                 ]});
-                let r = client.post(format!("{base}/console")).json(&lines).send().unwrap();
+                let r = client
+                    .post(format!("{base}/console"))
+                    .json(&lines)
+                    .send()
+                    .unwrap();
                 assert_eq!(r.status(), StatusCode::OK);
                 if i == 30 {
                     let r = client
@@ -794,7 +969,50 @@ fn api_console_follow_streams_every_line_once_in_order_then_end() {
         .send()
         .unwrap();
     let text = r.text().unwrap();
-    let ids: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("id: ")).collect();
+    let ids: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("id: "))
+        .collect();
     assert_eq!(ids, ["58", "59"]);
     assert!(text.contains("event: end"), "{text}");
+}
+
+#[test]
+fn api_uploads_over_the_size_limit_are_refused_and_store_nothing() {
+    let s = Server::start_with(None, &["--max-object-size", "1000"]);
+    let r = s
+        .client
+        .post(s.url("/blobs"))
+        .body(content(5000))
+        .send()
+        .unwrap();
+    error(r, StatusCode::PAYLOAD_TOO_LARGE, "TooLarge");
+    // Without a declared length too (a chunked body), cut off at the limit.
+    let body = reqwest::blocking::Body::new(std::io::Cursor::new(content(5000)));
+    let r = s.client.post(s.url("/blobs")).body(body).send().unwrap();
+    error(r, StatusCode::PAYLOAD_TOO_LARGE, "TooLarge");
+    let e = expect(
+        s.post("/experiments", json!({"project": "p", "name": "big"})),
+        StatusCode::CREATED,
+    );
+    let id = e["id"].as_str().unwrap();
+    let r = s
+        .client
+        .put(s.url(&format!("/experiments/{id}/artifacts/big.bin")))
+        .body(content(5000))
+        .send()
+        .unwrap();
+    error(r, StatusCode::PAYLOAD_TOO_LARGE, "TooLarge");
+    assert_eq!(
+        expect(
+            s.get(&format!("/experiments/{id}/artifacts")),
+            StatusCode::OK
+        ),
+        json!([])
+    );
+    // Within the limit: stored.
+    let small = content(1000);
+    let blob = s.upload(&small);
+    let (_, got) = bytes(s.get(&format!("/blobs/{blob}")), StatusCode::OK);
+    assert_eq!(got, small);
 }

@@ -9,7 +9,11 @@
 //! `checksums.rs`), streams
 //! bodies between the async server and the blocking engine in bounded
 //! memory (`body.rs`), shows the model registry as a read-only bucket
-//! (`registry_bucket.rs`), and runs the listener: timeouts, the uploads
+//! (`registry_bucket.rs`), answers the registry's JSON API under
+//! `/_api/v1/` on the same listener (`api/`: an axum router, Basic auth
+//! with the same key pair, an OpenAPI document generated with utoipa;
+//! docs/ARCHITECTURE.md, "The registry API"), and runs the listener:
+//! timeouts, the uploads
 //! bound, expiry of abandoned multipart uploads, and a graceful shutdown on
 //! SIGTERM or Ctrl-C (in-flight requests finish; new connections are
 //! refused; nothing acknowledged is lost, since every acknowledged request

@@ -230,7 +230,7 @@ pub(super) async fn get_artifact(
 }
 
 /// A header's value as text, if it is there and is text.
-fn text<'a>(headers: &'a HeaderMap, name: header::HeaderName) -> Option<&'a str> {
+fn text(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 

@@ -221,9 +221,15 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|e| ApiError::bad_request("BadBody", e.body_text()))?;
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            // 413 for a JSON body over axum's 2 MB default, 400 otherwise.
+            let kind = if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                "TooLarge"
+            } else {
+                "BadBody"
+            };
+            ApiError::new(e.status(), kind, e.body_text())
+        })?;
         serde_json::from_slice(&bytes)
             .map(JsonBody)
             .map_err(|e| ApiError::bad_request("BadJson", format!("bad JSON body: {e}")))
