@@ -835,6 +835,10 @@ fn api_openapi_document_lists_the_routes() {
         }
     }
     assert_eq!(paths.len(), want.len(), "{:?}", paths.keys());
+    // Paths outside /_api/ still reach the S3 endpoint on the same listener.
+    let r = s.client.get(format!("{}/", s.base)).send().unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.text().unwrap().contains("ListAllMyBucketsResult"));
     let schemas = doc["components"]["schemas"].as_object().unwrap();
     for s in [
         "ExperimentInfo",
