@@ -1020,3 +1020,39 @@ fn api_uploads_over_the_size_limit_are_refused_and_store_nothing() {
     let (_, got) = bytes(s.get(&format!("/blobs/{blob}")), StatusCode::OK);
     assert_eq!(got, small);
 }
+
+#[test]
+fn api_console_follow_ends_cleanly_when_the_server_stops() {
+    let mut s = Server::start(None);
+    let e = expect(
+        s.post("/experiments", json!({"project": "p", "name": "stopping"})),
+        StatusCode::CREATED,
+    );
+    let id = e["id"].as_str().unwrap().to_owned();
+    expect(
+        s.post(
+            &format!("/experiments/{id}/console"),
+            json!({"lines": [{"stream": "stdout", "text": "before"}]}),
+        ),
+        StatusCode::OK,
+    );
+    let r = s.get(&format!("/experiments/{id}/console/follow"));
+    let mut reader = BufReader::new(r);
+    // Read up to the line event, so the stream is known to be open.
+    let mut seen = String::new();
+    while !seen.contains("\"text\":\"before\"") {
+        let mut line = String::new();
+        assert!(reader.read_line(&mut line).unwrap() > 0, "{seen}");
+        seen.push_str(&line);
+    }
+    Command::new("kill")
+        .args(["-TERM", &s.child.id().to_string()])
+        .status()
+        .unwrap();
+    // The experiment never ends, yet the stream closes cleanly (not
+    // broken off at the end of the grace period) and the server exits 0.
+    let mut rest = String::new();
+    reader.read_to_string(&mut rest).unwrap();
+    assert!(!rest.contains("event: end"), "{rest}");
+    assert!(s.child.wait().unwrap().success());
+}

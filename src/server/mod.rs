@@ -217,6 +217,8 @@ async fn run(store: Store, opts: ServeOptions, ready: impl FnOnce(SocketAddr)) -
         });
     }
     drop(listener);
+    // Console streams would otherwise stay open until the grace period.
+    api.shutdown();
     tracing::info!("shutting down: waiting for requests in flight");
     tokio::select! {
         () = graceful.shutdown() => {}

@@ -10,7 +10,9 @@
 //! is final and every line was sent, event `end` closes the stream.
 //! The status is read before the lines of each poll: a final status
 //! admits no more lines, so the lines read after it are all there are.
-//! A comment every 15 s keeps idle connections (and proxies) open.
+//! A comment every 15 s keeps idle connections (and proxies) open. At
+//! shutdown the stream ends (without `end`) instead of holding the
+//! server's drain for its grace period.
 
 use std::convert::Infallible;
 use std::time::{Duration, Instant};
@@ -88,6 +90,7 @@ fn event(name: &str, id: Option<u64>, data: &str) -> Bytes {
 /// Polls experiment `id` from line `next` on, sending events until the
 /// experiment ends or the client goes away.
 async fn poll(st: State, id: EntityId, mut next: u64, tx: mpsc::Sender<Bytes>) {
+    let mut stopping = st.stopping.clone();
     let mut progress: Option<u8> = None;
     let mut quiet_since = Instant::now();
     loop {
@@ -148,9 +151,15 @@ async fn poll(st: State, id: EntityId, mut next: u64, tx: mpsc::Sender<Bytes>) {
         if !caught_up {
             continue; // more lines are waiting: no pause
         }
+        if *stopping.borrow() {
+            // The server is shutting down: the stream ends without `end`;
+            // the client resumes with Last-Event-ID elsewhere or later.
+            return;
+        }
         tokio::select! {
             () = tokio::time::sleep(POLL) => {}
             () = tx.closed() => return,
+            _ = stopping.changed() => return,
         }
     }
 }

@@ -43,6 +43,9 @@ pub(crate) struct Shared {
     limits: Limits,
     /// The S3 endpoint's uploads bound: an API upload takes a slot too.
     uploads: Arc<Semaphore>,
+    /// Becomes `true` when the server shuts down: open console streams
+    /// end then.
+    stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 /// The handlers' state.
@@ -53,6 +56,7 @@ pub(crate) type State = Arc<Shared>;
 pub(crate) struct Api {
     router: Router,
     credentials: Option<Arc<(String, String)>>,
+    stop: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl Api {
@@ -62,15 +66,24 @@ impl Api {
         uploads: Arc<Semaphore>,
         credentials: Option<(String, String)>,
     ) -> Api {
+        let (stop, stopping) = tokio::sync::watch::channel(false);
         let state = Arc::new(Shared {
             store,
             limits,
             uploads,
+            stopping,
         });
         Api {
             router: routes().with_state(state),
             credentials: credentials.map(Arc::new),
+            stop: Arc::new(stop),
         }
+    }
+
+    /// Tells long-lived responses (console streams) that the server is
+    /// shutting down, so that they end rather than hold the shutdown.
+    pub(crate) fn shutdown(&self) {
+        let _ = self.stop.send(true);
     }
 
     /// Answers one request whose path starts with [`PREFIX`].
