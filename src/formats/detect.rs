@@ -45,6 +45,7 @@ pub const HEAD_LEN: usize = 65536;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub enum FileFormat {
     /// safetensors: u64 LE header length, JSON header (at most 100,000,000
     /// bytes, starting with `{`), raw tensor data.
@@ -103,6 +104,7 @@ pub enum FileFormat {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub enum Framework {
     /// PyTorch.
     Pytorch,

@@ -364,6 +364,7 @@ fn decode_postcard_value<'b, T: DeserializeOwned>(
 /// the version record), so a new field would be an on-disk format change
 /// with its own record version, not a silent addition.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct FileEntry {
     /// Relative path, `/`-separated, validated by [`crate::meta::names::check_path`].
     pub path: String,

@@ -100,6 +100,7 @@ impl FromStr for EntityId {
 /// Where an experiment is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub enum Status {
     /// Created, not started.
     Created,
@@ -157,6 +158,7 @@ impl FromStr for Status {
 
 /// The Python (or other) environment an experiment ran in.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct Environment {
     /// Interpreter and version, e.g. `CPython 3.11.7`.
     pub interpreter: String,
@@ -168,6 +170,7 @@ pub struct Environment {
 
 /// Where and how an experiment ran.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct RunInfo {
     /// Host name.
     pub host: String,
@@ -210,6 +213,7 @@ pub(crate) struct ExperimentRecord {
 /// Which stream a console line came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub enum Stream {
     /// Standard output.
     Stdout,
@@ -219,6 +223,7 @@ pub enum Stream {
 
 /// One console line.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct ConsoleLine {
     /// Position in the experiment's console, from 0.
     pub seq: u64,
@@ -240,6 +245,7 @@ pub(crate) struct ConsoleRecord {
 
 /// What an artifact holds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub enum ArtifactBody {
     /// Stored bytes.
     Blob {
@@ -254,6 +260,7 @@ pub enum ArtifactBody {
 
 /// One revision of a named artifact.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct Artifact {
     /// Artifact name.
     pub name: String,
@@ -277,6 +284,7 @@ pub(crate) struct ArtifactRecord {
 
 /// A model that lives elsewhere, registered by URL.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct External {
     /// Where the bytes are.
     pub url: String,
@@ -308,6 +316,7 @@ pub(crate) struct ModelRecord {
 
 /// One file of a model version.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct VersionFile {
     /// Relative path, `/`-separated.
     pub path: String,

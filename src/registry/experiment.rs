@@ -60,6 +60,7 @@ impl NewExperiment {
 
 /// A snapshot of an experiment.
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct ExperimentInfo {
     /// Unique id (UUID v7).
     pub id: EntityId,

@@ -113,6 +113,7 @@ impl NewModel {
 
 /// A snapshot of a model.
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct ModelInfo {
     /// Unique id (UUID v7).
     pub id: EntityId,
@@ -152,6 +153,7 @@ pub struct ModelInfo {
 
 /// A model and its latest version (for listings).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct ModelSummary {
     /// Id.
     pub id: EntityId,

@@ -27,6 +27,7 @@ use crate::pack::ChunkLoc;
 
 /// One version of a model.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct ModelVersion {
     /// The model's id.
     pub model: EntityId,

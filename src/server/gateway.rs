@@ -46,6 +46,11 @@ impl Gateway {
         }
     }
 
+    /// The uploads bound, which the registry API's uploads share.
+    pub(crate) fn uploads(&self) -> Arc<Semaphore> {
+        self.uploads.clone()
+    }
+
     /// Runs `f` on a blocking thread with the store.
     async fn run<T: Send + 'static>(
         &self,

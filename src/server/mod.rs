@@ -9,7 +9,11 @@
 //! `checksums.rs`), streams
 //! bodies between the async server and the blocking engine in bounded
 //! memory (`body.rs`), shows the model registry as a read-only bucket
-//! (`registry_bucket.rs`), and runs the listener: timeouts, the uploads
+//! (`registry_bucket.rs`), answers the registry's JSON API under
+//! `/_api/v1/` on the same listener (`api/`: an axum router, Basic auth
+//! with the same key pair, an OpenAPI document generated with utoipa;
+//! docs/ARCHITECTURE.md, "The registry API"), and runs the listener:
+//! timeouts, the uploads
 //! bound, expiry of abandoned multipart uploads, and a graceful shutdown on
 //! SIGTERM or Ctrl-C (in-flight requests finish; new connections are
 //! refused; nothing acknowledged is lost, since every acknowledged request
@@ -19,6 +23,7 @@
 //! only the engine (`default-features = false, features = ["store"]`)
 //! pulls in no async runtime and no HTTP crate.
 
+mod api;
 mod body;
 mod checksums;
 mod conditions;
@@ -129,6 +134,14 @@ async fn run(store: Store, opts: ServeOptions, ready: impl FnOnce(SocketAddr)) -
         },
         opts.max_concurrent_uploads,
     );
+    let api = api::Api::new(
+        store.clone(),
+        body::Limits {
+            max: opts.max_object_size,
+        },
+        gateway.uploads(),
+        opts.credentials.clone(),
+    );
     let mut builder = S3ServiceBuilder::new(gateway);
     let mut config = S3Config::default();
     // XML bodies are read whole: a completion of 10,000 parts is ~1.5 MB.
@@ -178,11 +191,21 @@ async fn run(store: Store, opts: ServeOptions, ready: impl FnOnce(SocketAddr)) -
         };
         let _ = socket.set_nodelay(true);
         let s3 = service.clone();
+        let api = api.clone();
         let idle = opts.idle_timeout;
+        // `/_api/...` is the registry API (axum), everything else S3
+        // (s3s); both answer with axum's body type.
         let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
             let s3 = s3.clone();
-            let req = req.map(|b| s3s::Body::http_body_unsync(body::IdleBody::new(b, idle)));
-            async move { s3.call(req).await }
+            let api = api.clone();
+            async move {
+                if req.uri().path().starts_with(api::PREFIX) {
+                    let req = req.map(|b| axum::body::Body::new(body::IdleBody::new(b, idle)));
+                    return Ok(api.call(req).await);
+                }
+                let req = req.map(|b| s3s::Body::http_body_unsync(body::IdleBody::new(b, idle)));
+                s3.call(req).await.map(|r| r.map(axum::body::Body::new))
+            }
         });
         let conn = http.serve_connection(TokioIo::new(socket), svc);
         let conn = graceful.watch(conn);
@@ -194,6 +217,8 @@ async fn run(store: Store, opts: ServeOptions, ready: impl FnOnce(SocketAddr)) -
         });
     }
     drop(listener);
+    // Console streams would otherwise stay open until the grace period.
+    api.shutdown();
     tracing::info!("shutting down: waiting for requests in flight");
     tokio::select! {
         () = graceful.shutdown() => {}
