@@ -13,15 +13,15 @@ use serde_json::{json, Value};
 
 /// A `modelvault serve` process over a fresh store; SIGTERMed and waited
 /// for on drop.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    base: String,
-    client: Client,
+    pub(crate) base: String,
+    pub(crate) client: Client,
     _dir: tempfile::TempDir,
 }
 
 impl Server {
-    fn start(credentials: Option<(&str, &str)>) -> Server {
+    pub(crate) fn start(credentials: Option<(&str, &str)>) -> Server {
         Server::start_with(credentials, &[])
     }
 
@@ -68,7 +68,7 @@ impl Server {
         }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}/_api/v1{path}", self.base)
     }
 
