@@ -3,7 +3,6 @@
 //! process.
 
 use std::io::Read as _;
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -363,18 +362,7 @@ fn aio_corrupted_chunk_gives_an_error_never_wrong_bytes() {
 /// and an unsatisfiable range; then stdin closed stops it.
 #[test]
 fn aio_axum_example_serves_blobs_with_ranges() {
-    let me = std::env::current_exe().unwrap();
-    let built = me
-        .parent()
-        .and_then(Path::parent)
-        .map(|p| p.join("examples").join("axum_blobs"))
-        .unwrap();
-    assert!(
-        built.is_file(),
-        "{} is missing: build it with `cargo build --release --example axum_blobs` \
-         (as `make test` does first)",
-        built.display()
-    );
+    let built = crate::common::built_example("axum_blobs");
     let tmp = tempfile::tempdir().unwrap();
     let mut child = std::process::Command::new(&built)
         .arg(tmp.path().join("vault"))

@@ -120,3 +120,23 @@ pub fn flip(path: &std::path::Path, at: u64) {
     b[0] ^= 0x40;
     f.write_all_at(&b, at).unwrap();
 }
+
+/// The example `name`, built next to the test binary
+/// (`target/<profile>/examples/`): tests run some examples as processes.
+/// `make test` builds them first (`cargo test` builds examples only as test
+/// harnesses, under hashed names).
+pub fn built_example(name: &str) -> std::path::PathBuf {
+    let me = std::env::current_exe().unwrap();
+    let built = me
+        .parent()
+        .and_then(std::path::Path::parent)
+        .map(|p| p.join("examples").join(name))
+        .unwrap();
+    assert!(
+        built.is_file(),
+        "{} is missing: build it with `cargo build --release --example {name}` \
+         (as `make test` does first)",
+        built.display()
+    );
+    built
+}

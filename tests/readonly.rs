@@ -274,18 +274,7 @@ fn writer_content(seed: u64, step: u64) -> Vec<u8> {
 fn reader_beside_writer_process() {
     const SEED: u64 = 4;
     const STEPS: u64 = 12;
-    let me = std::env::current_exe().unwrap();
-    let built = me
-        .parent()
-        .and_then(Path::parent)
-        .map(|p| p.join("examples").join("readonly_writer"))
-        .unwrap();
-    assert!(
-        built.is_file(),
-        "{} is missing: build it with `cargo build --release --example readonly_writer` \
-         (as `make test` does first)",
-        built.display()
-    );
+    let built = crate::common::built_example("readonly_writer");
     let tmp = tempfile::tempdir().unwrap();
     let exe = tmp.path().join("readonly-writer");
     std::fs::copy(&built, &exe).unwrap();
