@@ -76,6 +76,7 @@ impl Chunks {
         f: impl FnOnce(&Meta, &mut StatsRecord, &mut Batch) -> Result<T>,
     ) -> Result<T> {
         self.writable("commit")?;
+        let _active = self.group.enter();
         if !chunks.is_empty() {
             // 1. Pack data durable before anything points at it.
             self.writer.sync()?;
@@ -142,6 +143,7 @@ impl Chunks {
         f: impl FnOnce(&mut Txn<'_>) -> Result<Option<T>>,
     ) -> Result<Option<T>> {
         self.writable("commit")?;
+        let _active = self.group.enter();
         let mut c = self.commit.lock();
         c.check()?;
         self.group.check()?;
@@ -206,7 +208,9 @@ impl Chunks {
     /// writes the counters and writes the batch, without a WAL fsync. With
     /// immediate durability, returns the commit's group-commit ticket: the
     /// caller lets the locks go and then waits for it
-    /// ([`Chunks::durable`]). A metadata write failure poisons the store.
+    /// ([`Chunks::durable`]); a committer alone writes with the fsync
+    /// included instead, and gets no ticket. A metadata write failure
+    /// poisons the store.
     fn write_locked(
         &self,
         c: &mut CommitState,
@@ -237,12 +241,18 @@ impl Chunks {
         for (&pack, &end) in &pack_len {
             self.reader.committed(pack, end);
         }
-        if let Err(e) = self.meta.commit(batch, false) {
+        // A committer alone syncs its own write; others share fsyncs.
+        let inline = self.sync_commits && self.group.alone();
+        if let Err(e) = self.meta.commit(batch, inline) {
             c.poisoned = Some(e.to_string());
             return Err(e);
         }
         c.stats = stats;
         c.pack_len.extend(pack_len);
+        if inline {
+            self.group.synced_inline();
+            return Ok(None);
+        }
         Ok(self.sync_commits.then(|| self.group.written()))
     }
 

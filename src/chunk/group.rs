@@ -17,6 +17,14 @@
 //! together with it. A failed fsync fails every waiter whose commit it was
 //! to cover, and every later commit: the store's write path is poisoned (the
 //! WAL's state is unknown), as after any failed metadata write.
+//!
+//! A committer alone (no other commit between its start and its return)
+//! has nobody to share with: it writes its batch with the WAL fsync
+//! included (RocksDB's synced write, one call instead of a write and then
+//! an fsync) and needs no ticket, so one thread commits as fast as without
+//! group commit.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use parking_lot::{Condvar, Mutex};
 
@@ -47,13 +55,51 @@ pub(crate) type FsyncFault = Box<dyn Fn() -> Result<()> + Send + Sync>;
 pub(super) struct GroupSync {
     state: Mutex<State>,
     done: Condvar,
+    /// Commits between their start and their return.
+    active: AtomicUsize,
     /// Test seam: runs in place of each WAL fsync's start (a delay, or an
     /// error the fsync then returns).
     #[cfg(test)]
     pub(super) fault: Mutex<Option<FsyncFault>>,
 }
 
+/// A commit in progress (see [`GroupSync::enter`]).
+pub(super) struct Active<'a>(&'a GroupSync);
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 impl GroupSync {
+    /// Counts a commit in progress until the guard is dropped.
+    pub fn enter(&self) -> Active<'_> {
+        self.active.fetch_add(1, Ordering::Relaxed);
+        Active(self)
+    }
+
+    /// Whether the calling commit is the only one in progress: then it
+    /// syncs its own write ([`GroupSync::synced_inline`]).
+    pub fn alone(&self) -> bool {
+        #[cfg(test)]
+        if self.fault.lock().is_some() {
+            return false; // tests of the seam go through the group path
+        }
+        self.active.load(Ordering::Relaxed) == 1
+    }
+
+    /// Called with the commit lock held, after a write with the WAL fsync
+    /// included succeeded: every commit written so far is durable.
+    pub fn synced_inline(&self) {
+        let mut s = self.state.lock();
+        s.written += 1;
+        s.synced = s.written;
+        s.fsyncs += 1;
+        drop(s);
+        self.done.notify_all();
+    }
+
     /// Fails once an fsync has failed.
     pub fn check(&self) -> Result<()> {
         match &self.state.lock().failed {
