@@ -26,7 +26,10 @@ test: setup
 
 ## Real S3 clients (boto3, aws CLI, rclone, MLflow) against `modelvault serve`:
 ## installs them (scripts/clients-setup.sh: a venv under target/, rclone from apt;
-## needs network the first time), builds the binary, runs tests/clients.
+## needs network the first time), builds the binary, runs tests/clients. The binary
+## is the one the integration tests use (`cargo test` builds it with the
+## dev-dependencies' features, so `cargo build --bin` would compile the crate and
+## some dependencies a second time), already there after `make test`.
 ## PYTEST_ARGS='-m "not slow"' skips the long ones; MODELVAULT_TEST_SERVER=moto
 ## runs the suite against moto's S3 server instead (checks the tests themselves).
 CLIENTS_VENV ?= target/clients-venv
@@ -34,7 +37,7 @@ PYTEST_ARGS ?=
 .PHONY: test-clients
 test-clients:
 	CLIENTS_VENV=$(CLIENTS_VENV) sh scripts/clients-setup.sh
-	$(CARGO) build --release --bin modelvault
+	$(CARGO) test --release --no-run --test tests
 	cd tests/clients && ../../$(CLIENTS_VENV)/bin/python -m pytest -v $(PYTEST_ARGS)
 
 ## Every example on small inputs, each checking its own results: registry and
