@@ -299,6 +299,23 @@ fn api_experiment_routes() {
             {"variant": "train", "iteration": 2, "value": 0.25}
         ])
     );
+    // One invalid point: 400, and none of the batch is stored.
+    error(
+        s.post(
+            &format!("/experiments/{id}/scalars"),
+            json!({"scalars": [
+                {"metric": "acc", "variant": "val", "iteration": 1, "value": 0.9},
+                {"metric": "acc", "variant": "", "iteration": 2, "value": 0.8}
+            ]}),
+        ),
+        StatusCode::BAD_REQUEST,
+        "InvalidInput",
+    );
+    let pts = expect(
+        s.get(&format!("/experiments/{id}/scalars/acc")),
+        StatusCode::OK,
+    );
+    assert_eq!(pts["points"], json!([]));
 
     // Artifacts: uploaded streaming, read back whole and in part.
     let data = content(300_000);

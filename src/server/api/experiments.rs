@@ -418,12 +418,13 @@ pub(super) async fn report_scalars(
     JsonBody(b): JsonBody<ScalarsBody>,
 ) -> Result<Response, ApiError> {
     let id = entity(&id)?;
+    // One commit: every point, or (one invalid) none.
     run(&st, move |s| {
-        let e = experiment(s, id)?;
-        for p in b.scalars {
-            e.report_scalar(&p.metric, &p.variant, p.iteration, p.value)?;
-        }
-        Ok(())
+        experiment(s, id)?.report_scalars(
+            b.scalars
+                .iter()
+                .map(|p| (p.metric.as_str(), p.variant.as_str(), p.iteration, p.value)),
+        )
     })
     .await?;
     Ok(super::empty(StatusCode::NO_CONTENT))
