@@ -4,7 +4,10 @@
 //! per commit), each thread on its own experiment. Concurrent commits share
 //! WAL fsyncs (group commit, docs/ARCHITECTURE.md).
 //!
-//! cargo run --release --example commit_bench [-- SECONDS_PER_CASE [DIR]]
+//! cargo run --release --example commit_bench [-- SECONDS_PER_CASE [DIR [eventual]]]
+//!
+//! `eventual` runs the same cases with `Durability::Eventual` (no fsync per
+//! commit): the ceiling that fsync sharing can approach.
 //!
 //! Each case checks that the store holds exactly the commits acknowledged.
 //!
@@ -35,10 +38,17 @@ impl Work {
 }
 
 /// Commits per second of `threads` threads doing `work` for `secs`.
-fn run(dir: &std::path::Path, work: Work, threads: usize, secs: f64) -> modelvault::Result<f64> {
+fn run(
+    dir: &std::path::Path,
+    durability: Durability,
+    work: Work,
+    threads: usize,
+    secs: f64,
+) -> modelvault::Result<f64> {
     let path = dir.join(format!("vault-{}-{threads}", work.name().replace(' ', "-")));
     let store = Store::options()
-        .durability(Durability::Immediate)
+        .create(true)
+        .durability(durability)
         .open(&path)?;
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
@@ -102,12 +112,17 @@ fn main() -> modelvault::Result<()> {
         .get(2)
         .map(std::path::PathBuf::from)
         .unwrap_or_else(std::env::temp_dir);
+    let durability = match args.get(3).map(String::as_str) {
+        Some("eventual") => Durability::Eventual,
+        None | Some("immediate") => Durability::Immediate,
+        Some(other) => panic!("unknown durability {other:?}: immediate or eventual"),
+    };
     let dir = tempfile::tempdir_in(&base).expect("temp dir");
-    println!("durable commits per second (Durability::Immediate), {secs} s per case");
+    println!("commits per second ({durability:?}), {secs} s per case");
     for work in [Work::ModelCreate, Work::ConsoleLine, Work::Scalar] {
         let mut line = format!("{:<13}", work.name());
         for threads in [1, 4, 16] {
-            let rate = run(dir.path(), work, threads, secs)?;
+            let rate = run(dir.path(), durability, work, threads, secs)?;
             line += &format!("  {threads:>2} threads {rate:>8.0}/s");
         }
         println!("{line}");
