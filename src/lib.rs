@@ -96,8 +96,8 @@ pub use meta::registry_records::{
 #[cfg(feature = "store")]
 pub use objects::{
     BucketInfo, CompletedPart, ListPage, ListQuery, MultipartInfo, ObjectInfo, ObjectMeta, Objects,
-    PartInfo, PartMeta, PartsPage, UploadsPage, MAX_KEY_LEN, MAX_LIST_KEYS, MAX_METADATA_BYTES,
-    MAX_PARTS,
+    PartInfo, PartMeta, PartsPage, PutCondition, UploadsPage, MAX_KEY_LEN, MAX_LIST_KEYS,
+    MAX_METADATA_BYTES, MAX_PARTS,
 };
 #[cfg(feature = "store")]
 pub use registry::delete::{DeleteOptions, DeleteReport, Retention};

@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Seek, SeekFrom};
 
 use modelvault::{
-    CompletedPart, Error, FileEntry, GcOptions, ListQuery, ObjectMeta, PartMeta, Store,
-    VerifyOptions,
+    CompletedPart, Error, FileEntry, GcOptions, ListQuery, ObjectMeta, PartMeta, PutCondition,
+    Store, VerifyOptions,
 };
 use proptest::prelude::*;
 
@@ -924,4 +924,39 @@ fn uploads_begun_before_a_time_are_aborted_and_their_parts_freed() {
         .unwrap();
     assert_eq!(read_all(&store, "b01", "c"), noise(200_000, 2));
     clean(&store);
+}
+
+/// A put "only if absent" (S3's `If-None-Match: *`) is decided in its
+/// commit: of two staged while the key was free, the first committed wins,
+/// the second is refused and changes nothing, and its bytes are not kept.
+#[test]
+fn a_put_if_absent_is_decided_at_its_commit() {
+    let (_d, store) = temp_store();
+    let o = store.objects();
+    o.create_bucket("bkt").unwrap();
+    let stage = |seed: u64| {
+        let mut w = store.blob_writer();
+        std::io::Write::write_all(&mut w, &noise(300_000, seed)).unwrap();
+        w.stage().unwrap()
+    };
+    // Both were checked (and found the key free) before either committed.
+    let (first, second) = (stage(1), stage(2));
+    assert!(o.head("bkt", "k").unwrap().is_none());
+    o.put_staged_when("bkt", "k", first, meta("one"), PutCondition::Absent)
+        .unwrap();
+    let r = o.put_staged_when("bkt", "k", second, meta("two"), PutCondition::Absent);
+    assert!(
+        matches!(r, Err(Error::Exists { .. })),
+        "{:?}",
+        r.map(|i| i.etag)
+    );
+    assert_eq!(o.head("bkt", "k").unwrap().unwrap().etag, "one");
+    assert!(read_all(&store, "bkt", "k") == noise(300_000, 1));
+    // The refused blob's chunks are garbage; only the winner's stay.
+    store.gc(&GcOptions::new()).unwrap();
+    assert_eq!(store.stats().blobs, 1);
+    // Without the condition, the put replaces the object.
+    o.put_staged_when("bkt", "k", stage(3), meta("three"), PutCondition::Always)
+        .unwrap();
+    assert_eq!(o.head("bkt", "k").unwrap().unwrap().etag, "three");
 }

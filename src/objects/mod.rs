@@ -31,6 +31,18 @@ use std::io::Read;
 use std::sync::Arc;
 
 pub use list::{ListPage, ListQuery, MAX_LIST_KEYS};
+
+/// A condition a put must meet, checked in its commit
+/// ([`Objects::put_staged_when`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PutCondition {
+    /// None: the put replaces any object of the key.
+    #[default]
+    Always,
+    /// Only if no object has the key (S3's `If-None-Match: *`).
+    Absent,
+}
 pub use multipart::{
     CompletedPart, MultipartInfo, PartInfo, PartMeta, PartsPage, UploadsPage, MAX_PARTS,
 };
@@ -295,6 +307,25 @@ impl<'a> Objects<'a> {
         staged: StagedBlob,
         meta: ObjectMeta,
     ) -> Result<ObjectInfo> {
+        self.put_staged_when(bucket, key, staged, meta, PutCondition::Always)
+    }
+
+    /// [`Objects::put_staged`] only if `cond` holds, checked in the commit
+    /// itself: two puts of the same key with [`PutCondition::Absent`]
+    /// cannot both succeed, however they interleave.
+    ///
+    /// # Errors
+    /// As [`Objects::put_staged`]; [`Error::Exists`] if `cond` is
+    /// [`PutCondition::Absent`] and the key has an object (nothing is
+    /// changed; the staged blob is the caller's to drop).
+    pub fn put_staged_when(
+        &self,
+        bucket: &str,
+        key: &str,
+        staged: StagedBlob,
+        meta: ObjectMeta,
+        cond: PutCondition,
+    ) -> Result<ObjectInfo> {
         self.check_target(bucket, key)?;
         check_meta(&meta)?;
         check_same_store(
@@ -307,9 +338,14 @@ impl<'a> Objects<'a> {
                 .chunks()
                 .commit(&staged.chunks, Batch::default(), |m, stats, batch| {
                     need_bucket(m, bucket)?;
+                    let old = objects::get(m, bucket, key)?;
+                    if cond == PutCondition::Absent && old.is_some() {
+                        return Err(Error::Exists {
+                            what: format!("object {key:?} of bucket {bucket}"),
+                        });
+                    }
                     staged.apply(m, stats, batch, &mut HashSet::new(), |_| false)?;
                     let rec = record(staged.id(), staged.len(), meta, 0);
-                    let old = objects::get(m, bucket, key)?;
                     objects::put(batch, bucket, key, &rec, old.as_ref());
                     Ok(rec)
                 })?;

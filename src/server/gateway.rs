@@ -18,7 +18,7 @@ use super::checksums::{
 use super::conditions;
 use super::errors::{joined, s3};
 use super::registry_bucket;
-use crate::objects::{ObjectInfo, ObjectMeta, MAX_LIST_KEYS};
+use crate::objects::{ObjectInfo, ObjectMeta, PutCondition, MAX_LIST_KEYS};
 use crate::Store;
 
 /// The S3 service of one store.
@@ -434,12 +434,14 @@ impl S3 for Gateway {
         let input = req.input;
         self.writable(&input.bucket)?;
         self.need_bucket(&input.bucket).await?;
-        if let Some(cond) = &input.if_none_match {
-            if cond.is_any() {
-                let (b, k) = (input.bucket.clone(), input.key.clone());
-                if self.run(move |s| s.objects().head(&b, &k)).await?.is_some() {
-                    return Err(s3_error!(PreconditionFailed, "the object exists"));
-                }
+        // `If-None-Match: *`: refused before the body is read if the key
+        // has an object now, and checked again in the commit, which alone
+        // decides (two such puts racing: one wins, the other gets 412).
+        let absent = input.if_none_match.as_ref().is_some_and(|c| c.is_any());
+        if absent {
+            let (b, k) = (input.bucket.clone(), input.key.clone());
+            if self.run(move |s| s.objects().head(&b, &k)).await?.is_some() {
+                return Err(s3_error!(PreconditionFailed, "the object exists"));
             }
         }
         let headers = standard_headers(
@@ -457,8 +459,24 @@ impl S3 for Gateway {
             headers,
         };
         let (b, k, staged) = (input.bucket, input.key, got.staged);
-        self.run(move |s| s.objects().put_staged(&b, &k, staged, meta))
-            .await?;
+        let cond = if absent {
+            PutCondition::Absent
+        } else {
+            PutCondition::Always
+        };
+        let put = tokio::task::spawn_blocking({
+            let store = self.store.clone();
+            move || store.objects().put_staged_when(&b, &k, staged, meta, cond)
+        })
+        .await
+        .map_err(joined)?;
+        match put {
+            Ok(_) => {}
+            Err(crate::Error::Exists { .. }) if absent => {
+                return Err(s3_error!(PreconditionFailed, "the object exists"));
+            }
+            Err(e) => return Err(s3(e)),
+        }
         Ok(S3Response::new(with_checksums!(
             got.checksums,
             PutObjectOutput {

@@ -118,6 +118,34 @@ def test_overwrite_replaces_bytes(s3, bucket):
     assert get_bytes(s3, bucket, "k") == b"second"
 
 
+def test_put_if_none_match_lets_exactly_one_of_racing_puts_win(s3, bucket):
+    s3.put_object(Bucket=bucket, Key="once", Body=b"first", IfNoneMatch="*")
+    with pytest.raises(ClientError) as e:
+        s3.put_object(Bucket=bucket, Key="once", Body=b"second", IfNoneMatch="*")
+    assert error_of(e) == ("PreconditionFailed", 412)
+    assert get_bytes(s3, bucket, "once") == b"first"
+
+    # Eight puts of a free key at once, with bodies large enough that they
+    # are all past the server's early check before any of them commits: the
+    # commit decides, so exactly one wins and the object is its body.
+    bodies = [bytes([i]) * (4 * MiB) for i in range(8)]
+
+    def put(body):
+        try:
+            s3.put_object(Bucket=bucket, Key="race", Body=body, IfNoneMatch="*")
+            return body
+        except ClientError as e:
+            got = (e.response["Error"]["Code"], e.response["ResponseMetadata"]["HTTPStatusCode"])
+            assert got == ("PreconditionFailed", 412), e
+            return None
+
+    with ThreadPoolExecutor(8) as ex:
+        results = list(ex.map(put, bodies))
+    winners = [b for b in results if b is not None]
+    assert len(winners) == 1, f"{len(winners)} conditional puts of one key succeeded"
+    assert get_bytes(s3, bucket, "race") == winners[0]
+
+
 def test_range_get(s3, bucket):
     data = os.urandom(1000)
     s3.put_object(Bucket=bucket, Key="r", Body=data)
