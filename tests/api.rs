@@ -841,7 +841,7 @@ fn api_openapi_document_lists_the_routes() {
             &["get"],
         ),
         ("/_api/v1/blobs", &["post"]),
-        ("/_api/v1/blobs/{id}", &["get"]),
+        ("/_api/v1/blobs/{id}", &["get", "delete"]),
     ];
     for (path, methods) in want {
         let p = paths
@@ -1072,4 +1072,59 @@ fn api_console_follow_ends_cleanly_when_the_server_stops() {
     reader.read_to_string(&mut rest).unwrap();
     assert!(!rest.contains("event: end"), "{rest}");
     assert!(s.child.wait().unwrap().success());
+}
+
+/// `DELETE /blobs/{id}` releases one hold an upload took: a blob that a
+/// version names stays; one that nothing names is gone.
+#[test]
+fn api_deleting_a_blob_releases_the_hold_its_upload_took() {
+    let s = Server::start(None);
+    let kept = content(200_000);
+    let b = s.upload(&kept);
+    assert_eq!(s.upload(&kept), b, "the same bytes, the same blob");
+    expect(s.post("/models", json!({"name": "m"})), StatusCode::CREATED);
+    expect(
+        s.post(
+            "/models/m/versions",
+            json!({"files": [{"path": "w.bin", "blob": b, "size": kept.len()}]}),
+        ),
+        StatusCode::CREATED,
+    );
+    // Two uploads, two holds; then none left to release.
+    for _ in 0..2 {
+        assert_eq!(
+            s.delete(&format!("/blobs/{b}")).status(),
+            StatusCode::NO_CONTENT
+        );
+    }
+    error(
+        s.delete(&format!("/blobs/{b}")),
+        StatusCode::BAD_REQUEST,
+        "InvalidInput",
+    );
+    // The version still names it.
+    let (_, got) = bytes(s.get("/models/m/versions/1/files/w.bin"), StatusCode::OK);
+    assert!(got == kept);
+
+    let lone = content(1_000);
+    let l = s.upload(&lone);
+    assert_eq!(
+        s.delete(&format!("/blobs/{l}")).status(),
+        StatusCode::NO_CONTENT
+    );
+    error(
+        s.get(&format!("/blobs/{l}")),
+        StatusCode::NOT_FOUND,
+        "NotFound",
+    );
+    error(
+        s.delete(&format!("/blobs/{l}")),
+        StatusCode::NOT_FOUND,
+        "NotFound",
+    );
+    error(
+        s.delete("/blobs/not-hex"),
+        StatusCode::BAD_REQUEST,
+        "InvalidInput",
+    );
 }

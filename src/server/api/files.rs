@@ -114,6 +114,22 @@ pub(super) async fn get_blob(
     send(&st, &method, &headers, blob, info.size, None).await
 }
 
+#[utoipa::path(delete, path = "/_api/v1/blobs/{id}", tag = "blobs",
+    params(("id" = String, Path, description = "blob id, 64 hex digits")),
+    responses((status = 204, description = "one hold released: the blob stays while versions, artifacts or objects refer to it, or other holds remain"),
+        (status = 400, description = "the blob has no hold left", body = super::errors::ErrorBody),
+        (status = 404, body = super::errors::ErrorBody)))]
+pub(super) async fn delete_blob(
+    axum::extract::State(st): axum::extract::State<State>,
+    PathArgs(id): PathArgs<String>,
+) -> Result<Response, ApiError> {
+    let blob: BlobId = id.parse()?;
+    // Releases the hold `POST /blobs` took (one per upload of the same
+    // content); with no hold and no reference left, gc frees its chunks.
+    run(&st, move |s| s.release_blob(&blob)).await?;
+    Ok(super::empty(StatusCode::NO_CONTENT))
+}
+
 #[utoipa::path(get, path = "/_api/v1/models/{model}/versions/{version}/files/{path}", tag = "models",
     params(("model" = String, Path), ("version" = String, Path, description = "a number, an alias or latest"),
         ("path" = String, Path, description = "the file's path in the version, slashes and all"),

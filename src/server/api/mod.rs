@@ -161,7 +161,7 @@ fn routes() -> Router<State> {
             get(f::version_file),
         )
         .route("/blobs", post(f::post_blob))
-        .route("/blobs/{id}", get(f::get_blob));
+        .route("/blobs/{id}", get(f::get_blob).delete(f::delete_blob));
     Router::new()
         .nest("/_api/v1", v1)
         .fallback(|| async {

@@ -75,7 +75,7 @@ impl ToSchema for Value {}
         models::set_metadata, models::remove_metadata, models::add_tags, models::remove_tag,
         models::set_labels, models::set_alias, models::remove_alias, models::finalize,
         models::versions, models::add_version, models::version, files::version_file,
-        files::post_blob, files::get_blob,
+        files::post_blob, files::get_blob, files::delete_blob,
     ),
     tags((name = "experiments"), (name = "models"), (name = "blobs")),
 )]
