@@ -12,6 +12,7 @@ use crate::chunk::refs::put_segment;
 use crate::error::{Error, Result};
 use crate::id::{BlobId, ChunkId};
 use crate::meta::records::{now_ms, BlobRecord, SegmentEntry, StatsRecord, UploadRecord};
+use crate::meta::tables::refs::{self, Count};
 use crate::meta::tables::{blobs, gc_queue, uploads};
 use crate::meta::{Batch, Meta};
 use crate::pack::ChunkLoc;
@@ -119,6 +120,26 @@ impl StagedBlob {
     /// True for empty content.
     pub fn is_empty(&self) -> bool {
         self.rec.size == 0
+    }
+
+    /// Commits the blob on its own, with a hold on it, as
+    /// [`crate::BlobWriter::finish`] does: it stays until
+    /// [`crate::Store::release_blob`] drops the hold (and nothing else
+    /// names it). For a server that staged a body to check it first.
+    ///
+    /// # Errors
+    /// The commit's ([`Error::Poisoned`], I/O); nothing is visible then.
+    pub fn commit(self) -> Result<BlobId> {
+        let store = self.store.clone();
+        store
+            .chunks()
+            .commit(&self.chunks, Batch::default(), |meta, stats, batch| {
+                self.apply(meta, stats, batch, &mut HashSet::new(), |_| false)?;
+                refs::change(batch, Count::Hold(self.id), 1);
+                Ok(())
+            })?;
+        self.committed();
+        Ok(self.id)
     }
 
     /// The store handle that wrote this blob.

@@ -29,7 +29,7 @@
 //! cutter has seen it.)
 
 use std::cell::Cell;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::io;
 use std::sync::Arc;
 
@@ -46,7 +46,6 @@ use crate::error::{to_io, Error, Result};
 use crate::formats::tensor::{probe, Probe};
 use crate::id::{BlobId, ChunkId, Hash32};
 use crate::meta::records::{now_ms, BlobRecord, SegmentEntry, UploadRecord, SEGMENT_MAX_ENTRIES};
-use crate::meta::tables::refs::{self, Count};
 use crate::meta::tables::uploads;
 use crate::meta::Batch;
 use crate::pack::ChunkLoc;
@@ -316,18 +315,11 @@ impl BlobWriter {
         let span = self.span.clone();
         let _in = span.enter();
         let staged = self.stage()?;
-        let store = staged.store.clone();
-        store
-            .chunks()
-            .commit(&staged.chunks, Batch::default(), |meta, stats, batch| {
-                staged.apply(meta, stats, batch, &mut HashSet::new(), |_| false)?;
-                refs::change(batch, Count::Hold(staged.id), 1);
-                Ok(())
-            })?;
-        staged.committed();
-        span.record("blob", tracing::field::display(staged.id));
-        tracing::info!(size = staged.rec.size, chunks = staged.rec.chunks, "stored");
-        Ok(staged.id)
+        let (size, chunks) = (staged.rec.size, staged.rec.chunks);
+        let id = staged.commit()?;
+        span.record("blob", tracing::field::display(id));
+        tracing::info!(size, chunks, "stored");
+        Ok(id)
     }
 
     /// Writes the rest of the content like [`BlobWriter::finish`] but commits

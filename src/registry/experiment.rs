@@ -5,13 +5,13 @@
 //! A final status (completed, failed, stopped) makes the experiment
 //! immutable: later writes fail with [`Error::Immutable`].
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
 use serde::Serialize;
 
 use super::common::{check_key, check_label, check_value, now_ms, update_entity, Entity};
-use crate::blob::Core;
+use crate::blob::{check_same_store, Core, StagedBlob};
 use crate::error::{Error, Result};
 use crate::meta::registry_index as index_keys;
 use crate::meta::registry_records::{
@@ -415,6 +415,45 @@ impl Experiment {
         body: ArtifactBody,
         metadata: BTreeMap<String, Value>,
     ) -> Result<u32> {
+        self.put_artifact(name, body, metadata, None)
+    }
+
+    /// [`Experiment::add_artifact`] of a staged blob
+    /// ([`crate::BlobWriter::stage`]): the blob and the artifact record are
+    /// committed together, in one commit; on error neither is visible.
+    ///
+    /// # Errors
+    /// As [`Experiment::add_artifact`]; [`Error::WrongStore`] if another
+    /// store handle staged the blob.
+    pub fn add_artifact_staged(
+        &self,
+        name: &str,
+        blob: StagedBlob,
+        metadata: BTreeMap<String, Value>,
+    ) -> Result<u32> {
+        check_same_store(
+            || format!("staged blob {}", blob.id()),
+            blob.store(),
+            &self.store,
+        )?;
+        let body = ArtifactBody::Blob {
+            blob: blob.id(),
+            size: blob.len(),
+        };
+        let revision = self.put_artifact(name, body, metadata, Some(&blob))?;
+        blob.committed();
+        Ok(revision)
+    }
+
+    /// Checks and commits an artifact record; a blob body's bytes are
+    /// `staged` (committed here) or already stored.
+    fn put_artifact(
+        &self,
+        name: &str,
+        body: ArtifactBody,
+        metadata: BTreeMap<String, Value>,
+        staged: Option<&StagedBlob>,
+    ) -> Result<u32> {
         check_label("artifact name", name, 256)?;
         for (k, v) in &metadata {
             check_key("artifact metadata key", k)?;
@@ -424,35 +463,46 @@ impl Experiment {
             check_value("inline artifact", name, v)?;
         }
         let id = self.id;
-        self.update(|meta, _, batch| {
-            if let ArtifactBody::Blob { blob, size } = &body {
-                let rec = blobs::get(meta, blob)?.ok_or_else(|| Error::not_found("blob", blob))?;
-                if rec.size != *size {
-                    return Err(Error::invalid(
-                        "artifact size",
-                        size,
-                        format!("blob {blob} holds {} bytes", rec.size),
-                    ));
+        let chunks = staged.map_or(&[][..], |b| &b.chunks[..]);
+        update_entity(
+            &self.store,
+            &id,
+            chunks,
+            |meta, _: &mut ExperimentRecord, batch, stats| {
+                if let Some(b) = staged {
+                    b.apply(meta, stats, batch, &mut HashSet::new(), |_| false)?;
+                } else if let ArtifactBody::Blob { blob, size } = &body {
+                    let rec =
+                        blobs::get(meta, blob)?.ok_or_else(|| Error::not_found("blob", blob))?;
+                    if rec.size != *size {
+                        return Err(Error::invalid(
+                            "artifact size",
+                            size,
+                            format!("blob {blob} holds {} bytes", rec.size),
+                        ));
+                    }
                 }
-                refs::change(batch, Count::Blob(*blob), 1);
-            }
-            let revision = match artifacts::last_revision(meta, &id, name)? {
-                Some(r) => r + 1,
-                None => 1,
-            };
-            artifacts::put(
-                batch,
-                &id,
-                name,
-                revision,
-                &ArtifactRecord {
-                    body,
-                    metadata,
-                    created_ms: now_ms(),
-                },
-            );
-            Ok(revision)
-        })
+                if let ArtifactBody::Blob { blob, .. } = &body {
+                    refs::change(batch, Count::Blob(*blob), 1);
+                }
+                let revision = match artifacts::last_revision(meta, &id, name)? {
+                    Some(r) => r + 1,
+                    None => 1,
+                };
+                artifacts::put(
+                    batch,
+                    &id,
+                    name,
+                    revision,
+                    &ArtifactRecord {
+                        body,
+                        metadata,
+                        created_ms: now_ms(),
+                    },
+                );
+                Ok(revision)
+            },
+        )
     }
 
     /// An artifact: the given revision, or the latest.

@@ -464,18 +464,18 @@ impl S3 for Gateway {
         } else {
             PutCondition::Always
         };
-        let put = tokio::task::spawn_blocking({
-            let store = self.store.clone();
-            move || store.objects().put_staged_when(&b, &k, staged, meta, cond)
-        })
-        .await
-        .map_err(joined)?;
-        match put {
-            Ok(_) => {}
-            Err(crate::Error::Exists { .. }) if absent => {
-                return Err(s3_error!(PreconditionFailed, "the object exists"));
-            }
-            Err(e) => return Err(s3(e)),
+        // `false`: another put took the free key first.
+        let stored = self
+            .run(
+                move |s| match s.objects().put_staged_when(&b, &k, staged, meta, cond) {
+                    Ok(_) => Ok(true),
+                    Err(crate::Error::Exists { .. }) if absent => Ok(false),
+                    Err(e) => Err(e),
+                },
+            )
+            .await?;
+        if !stored {
+            return Err(s3_error!(PreconditionFailed, "the object exists"));
         }
         Ok(S3Response::new(with_checksums!(
             got.checksums,

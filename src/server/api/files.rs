@@ -7,8 +7,6 @@
 //! `super::super::conditions` decides) and If-Range; HEAD answers the
 //! headers alone.
 
-use std::collections::HashSet;
-
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -21,8 +19,6 @@ use super::{json, run, ApiError, Params, PathArgs, State};
 use crate::blob::StagedBlob;
 use crate::id::BlobId;
 use crate::meta::registry_records::ArtifactBody;
-use crate::meta::tables::refs::{self, Count};
-use crate::meta::Batch;
 use crate::server::body;
 use crate::server::conditions::{self, Asked};
 
@@ -55,20 +51,6 @@ async fn receive(st: &State, headers: &HeaderMap, req: Body) -> Result<StagedBlo
     Ok(got.staged)
 }
 
-/// Commits a staged blob with a hold on it, as [`crate::BlobWriter::finish`]
-/// does: it stays until [`crate::Store::release_blob`] drops the hold.
-fn commit_held(staged: StagedBlob) -> crate::Result<BlobId> {
-    let core = staged.store().clone();
-    core.chunks()
-        .commit(&staged.chunks, Batch::default(), |meta, stats, batch| {
-            staged.apply(meta, stats, batch, &mut HashSet::new(), |_| false)?;
-            refs::change(batch, Count::Hold(staged.id()), 1);
-            Ok(())
-        })?;
-    staged.committed();
-    Ok(staged.id())
-}
-
 /// A blob just stored.
 #[derive(Serialize, ToSchema)]
 pub(crate) struct Stored {
@@ -89,7 +71,8 @@ pub(super) async fn post_blob(
 ) -> Result<Response, ApiError> {
     let staged = receive(&st, &headers, req).await?;
     let size = staged.len();
-    let blob = tokio::task::spawn_blocking(move || commit_held(staged)).await??;
+    // Held, as `BlobWriter::finish` holds: until `DELETE /blobs/{id}`.
+    let blob = tokio::task::spawn_blocking(move || staged.commit()).await??;
     Ok(json(StatusCode::CREATED, Stored { blob, size }))
 }
 
@@ -204,19 +187,9 @@ pub(super) async fn put_artifact(
     })
     .await?;
     let staged = receive(&st, &headers, req).await?;
+    // The blob and the artifact record in one commit: on error, neither.
     let revision = run(&st, move |s| {
-        let size = staged.len();
-        // Held while the artifact record is added, which takes its own
-        // reference; the hold is dropped either way, so a failed add
-        // leaves nothing behind.
-        let blob = commit_held(staged)?;
-        let added = experiment(s, id).and_then(|e| {
-            e.add_artifact(&name, ArtifactBody::Blob { blob, size }, Default::default())
-        });
-        let released = s.release_blob(&blob);
-        let revision = added?;
-        released?;
-        Ok(revision)
+        experiment(s, id)?.add_artifact_staged(&name, staged, Default::default())
     })
     .await?;
     Ok(json(StatusCode::CREATED, NewRevision { revision }))
