@@ -4,7 +4,10 @@
 //! per commit), each thread on its own experiment. Concurrent commits share
 //! WAL fsyncs (group commit, docs/ARCHITECTURE.md).
 //!
-//! cargo run --release --example commit_bench [-- SECONDS_PER_CASE [DIR [eventual]]]
+//! cargo run --release --example commit_bench [-- SECONDS_PER_CASE [DIR [immediate|eventual [WORK [THREADS]]]]]
+//!
+//! WORK (`model-create`, `console-line`, `scalar`) and THREADS run one case
+//! only, for profiling.
 //!
 //! `eventual` runs the same cases with `Durability::Eventual` (no fsync per
 //! commit): the ceiling that fsync sharing can approach.
@@ -119,9 +122,18 @@ fn main() -> modelvault::Result<()> {
     };
     let dir = tempfile::tempdir_in(&base).expect("temp dir");
     println!("commits per second ({durability:?}), {secs} s per case");
+    // Optional: one case only, e.g. `scalar 16` (for profiling).
+    let only_work = args.get(4).map(String::as_str);
+    let only_threads: Option<usize> = args.get(5).and_then(|s| s.parse().ok());
     for work in [Work::ModelCreate, Work::ConsoleLine, Work::Scalar] {
+        if only_work.is_some_and(|w| w != work.name().replace(' ', "-")) {
+            continue;
+        }
         let mut line = format!("{:<13}", work.name());
         for threads in [1, 4, 16] {
+            if only_threads.is_some_and(|t| t != threads) {
+                continue;
+            }
             let rate = run(dir.path(), durability, work, threads, secs)?;
             line += &format!("  {threads:>2} threads {rate:>8.0}/s");
         }

@@ -46,6 +46,10 @@
 //! → `meta` → `chunk` → `blob` → `gc` → `verify` → `registry` → [`Store`]. See `docs/ARCHITECTURE.md`
 //! and `docs/FORMAT.md`.
 
+// One exception, allowed where it stands: the commit combiner
+// (`chunk/combine.rs`) runs a committer's closure, which borrows from the
+// committer's stack, on the thread that holds the commit lock while the
+// committer waits for it (the pattern of scoped threads).
 #![deny(unsafe_code)]
 // Without `store` only the pure layers build (for fuzzing); their store-side helpers go unused.
 #![cfg_attr(not(feature = "store"), allow(dead_code))]

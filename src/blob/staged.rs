@@ -3,8 +3,8 @@
 //! commit-time steps that make one visible, give it up as a duplicate, or
 //! hand its upload session to a version upload's group commit.
 
-use std::cell::Cell;
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::blob::Core;
@@ -42,7 +42,7 @@ pub struct StagedBlob {
     /// session exists).
     pub(super) durable: bool,
     /// Set once a commit took this blob.
-    pub(super) committed: Cell<bool>,
+    pub(super) committed: AtomicBool,
 }
 
 /// A staged blob whose segments a group commit of a version upload wrote
@@ -228,7 +228,7 @@ impl StagedBlob {
     /// segment references them now); the session's registration as an open
     /// upload passes to the caller.
     pub(crate) fn into_grouped(mut self) -> GroupedBlob {
-        self.committed.set(true);
+        self.committed.store(true, Ordering::Relaxed);
         let session = std::mem::take(&mut self.session);
         GroupedBlob {
             rec: self.rec,
@@ -244,7 +244,7 @@ impl StagedBlob {
 
     /// Records that the batch `apply` wrote into was committed.
     pub(crate) fn committed(&self) {
-        self.committed.set(true);
+        self.committed.store(true, Ordering::Relaxed);
     }
 }
 
@@ -273,7 +273,7 @@ impl Drop for StagedBlob {
         if let Some((_, seg)) = &self.last_segment {
             self.store.chunks().release(seg.iter().map(|e| &e.id));
         }
-        if !self.committed.get() && self.durable {
+        if !self.committed.load(Ordering::Relaxed) && self.durable {
             abandon(&self.store, m);
         }
         self.store.active_uploads().lock().remove(&m);

@@ -28,7 +28,6 @@
 //! resumed upload also keeps up to 4 MiB of the stream's start until the
 //! cutter has seen it.)
 
-use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::io;
 use std::sync::Arc;
@@ -375,7 +374,7 @@ impl BlobWriter {
                 h
             },
             durable: self.session_ms.is_some(),
-            committed: Cell::new(false),
+            committed: std::sync::atomic::AtomicBool::new(false),
         })
     }
 

@@ -31,6 +31,7 @@ use crate::meta::tables::{chunks, packs, singletons};
 use crate::meta::{Batch, Meta};
 use crate::pack::{ChunkLoc, PACK_HEADER_LEN};
 
+use super::combine::Job;
 use super::pending::Pending;
 use super::{refs, Chunks};
 
@@ -69,11 +70,11 @@ impl Chunks {
     /// their index entries are added unless another upload indexed them
     /// already); `f` may add to the batch while the commit lock is held (it
     /// sees the committed metadata and the counters, and may update them).
-    pub fn commit<T>(
+    pub fn commit<T: Send>(
         &self,
         chunks: &[(ChunkId, ChunkLoc)],
-        mut batch: Batch,
-        f: impl FnOnce(&Meta, &mut StatsRecord, &mut Batch) -> Result<T>,
+        batch: Batch,
+        f: impl FnOnce(&Meta, &mut StatsRecord, &mut Batch) -> Result<T> + Send,
     ) -> Result<T> {
         self.writable("commit")?;
         let _active = self.group.enter();
@@ -81,7 +82,34 @@ impl Chunks {
             // 1. Pack data durable before anything points at it.
             self.writer.sync()?;
         }
-        let mut c = self.commit.lock();
+        let mut out = None;
+        let job: Job<'_> = Box::new(|c: &mut CommitState| {
+            let (value, ticket) = self.commit_locked(c, chunks, batch, f)?;
+            out = Some(value);
+            Ok(ticket)
+        });
+        // 2. Written under the commit lock, by this thread or by the one
+        // combining the commits queued at the same time (`combine.rs`),
+        // which also waits for the fsync that makes its round durable.
+        let ticket = self.commit.run(job, &|last| {
+            // A failure is every owner's to find in its own wait below.
+            let _ = self.group.wait(&self.meta, last);
+        })?;
+        // 3. Durable: already, if a combiner settled the round.
+        self.durable(ticket)?;
+        Ok(out.expect("a job that returned Ok set its value"))
+    }
+
+    /// Step 2 of [`Chunks::commit`], with the commit lock held: indexes the
+    /// pending chunks the commit names, runs `f` and writes the batch.
+    /// Returns `f`'s value and the commit's ticket.
+    fn commit_locked<T>(
+        &self,
+        c: &mut CommitState,
+        chunks: &[(ChunkId, ChunkLoc)],
+        mut batch: Batch,
+        f: impl FnOnce(&Meta, &mut StatsRecord, &mut Batch) -> Result<T>,
+    ) -> Result<(T, Option<u64>)> {
         c.check()?;
         self.group.check()?;
         let mut stats = c.stats;
@@ -121,14 +149,12 @@ impl Chunks {
             chunks::put(&mut batch, root, loc);
         }
         let out = f(&self.meta, &mut stats, &mut batch)?;
-        let ticket = self.write_locked(&mut c, batch, stats, pack_len)?;
+        let ticket = self.write_locked(c, batch, stats, pack_len)?;
         let mut pending = self.pending.lock();
         for id in mine {
             pending.locs.remove(&id);
         }
-        drop((pending, c));
-        self.durable(ticket)?;
-        Ok(out)
+        Ok((out, ticket))
     }
 
     /// The door for writers that rewrite or delete index entries

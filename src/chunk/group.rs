@@ -40,6 +40,10 @@ struct State {
     synced: u64,
     /// A leader is fsyncing the WAL.
     syncing: bool,
+    /// WAL fsyncs begun (the one in flight, if `syncing`).
+    round: u64,
+    /// The last ticket the fsync in flight covers.
+    covering: u64,
     /// Why an fsync failed (then nothing is durable any more).
     failed: Option<String>,
     /// WAL fsyncs completed (for tests).
@@ -54,7 +58,10 @@ pub(crate) type FsyncFault = Box<dyn Fn() -> Result<()> + Send + Sync>;
 #[derive(Default)]
 pub(super) struct GroupSync {
     state: Mutex<State>,
-    done: Condvar,
+    /// Waiters for fsync number `n` sleep on `done[n % 2]`: when an fsync
+    /// completes it wakes the commits it covered, and one waiter of the
+    /// next fsync to lead it; the others sleep on until theirs is done.
+    done: [Condvar; 2],
     /// Commits between their start and their return.
     active: AtomicUsize,
     /// Test seam: runs in place of each WAL fsync's start (a delay, or an
@@ -97,7 +104,13 @@ impl GroupSync {
         s.synced = s.written;
         s.fsyncs += 1;
         drop(s);
-        self.done.notify_all();
+        self.wake_all();
+    }
+
+    fn wake_all(&self) {
+        for cv in &self.done {
+            cv.notify_all();
+        }
     }
 
     /// Fails once an fsync has failed.
@@ -129,12 +142,16 @@ impl GroupSync {
                 return Err(Error::Poisoned(why.clone()));
             }
             if s.syncing {
-                self.done.wait(&mut s);
+                // Covered by the fsync in flight, or else by the next one.
+                let round = s.round + u64::from(ticket > s.covering);
+                self.done[(round % 2) as usize].wait(&mut s);
                 continue;
             }
             // The leader: this fsync covers every commit written so far.
             s.syncing = true;
-            let target = s.written;
+            s.round += 1;
+            s.covering = s.written;
+            let (round, target) = (s.round, s.written);
             let r = parking_lot::MutexGuard::unlocked(&mut s, || self.fsync(meta));
             s.syncing = false;
             match r {
@@ -144,11 +161,13 @@ impl GroupSync {
                 }
                 Err(e) => {
                     s.failed = Some(format!("a write-ahead log fsync failed: {e}"));
-                    self.done.notify_all();
+                    self.wake_all();
                     return Err(e);
                 }
             }
-            self.done.notify_all();
+            // The commits this fsync covered, and one waiter of the next.
+            self.done[(round % 2) as usize].notify_all();
+            self.done[((round + 1) % 2) as usize].notify_one();
         }
     }
 

@@ -13,6 +13,7 @@
 //!
 //! Its fields are private: layers above see methods only.
 
+mod combine;
 mod commit;
 mod group;
 mod manifest;
@@ -49,7 +50,8 @@ pub(crate) struct Chunks {
     /// Chunks appended to a pack but not yet in the committed index, and
     /// the holds uploads in flight keep on chunks (see [`Pending`]).
     pending: Mutex<Pending>,
-    commit: Mutex<CommitState>,
+    /// The commit lock, through which concurrent commits are combined.
+    commit: combine::CommitLock,
     /// Commits waiting for a WAL fsync, and the one in flight.
     group: group::GroupSync,
     next_manifest: AtomicU64,
@@ -82,7 +84,7 @@ impl Chunks {
             reader,
             sync_commits,
             pending: Mutex::new(Pending::default()),
-            commit: Mutex::new(CommitState::new(stats, pack_len)),
+            commit: combine::CommitLock::new(CommitState::new(stats, pack_len)),
             group: group::GroupSync::default(),
             next_manifest: AtomicU64::new(next_manifest),
             manifest_reserved: Mutex::new(next_manifest),
@@ -298,6 +300,19 @@ impl Chunks {
     #[cfg(test)]
     pub fn wal_fsyncs(&self) -> u64 {
         self.group.fsyncs()
+    }
+
+    /// Test-only: holds the commit lock until the guard is dropped (commits
+    /// queue behind it, then one of them combines them all).
+    #[cfg(test)]
+    pub fn hold_commit_lock(&self) -> impl Drop + '_ {
+        self.commit.lock()
+    }
+
+    /// Test-only: commits queued for the commit lock.
+    #[cfg(test)]
+    pub fn queued_commits(&self) -> usize {
+        self.commit.queued()
     }
 
     /// Test-only: whether the commit lock is free right now.

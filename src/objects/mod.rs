@@ -167,7 +167,7 @@ impl<'a> Objects<'a> {
     }
 
     /// Commits the namespace change `f` makes, with no new chunks.
-    fn change<T>(&self, f: impl FnOnce(&Meta, &mut Batch) -> Result<T>) -> Result<T> {
+    fn change<T: Send>(&self, f: impl FnOnce(&Meta, &mut Batch) -> Result<T> + Send) -> Result<T> {
         self.core
             .chunks()
             .commit(&[], Batch::default(), |meta, _, batch| f(meta, batch))

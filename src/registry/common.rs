@@ -110,11 +110,11 @@ pub(crate) trait Entity: Sized {
 /// The read-modify-write every registry change goes through, under the
 /// commit lock: load, refuse if frozen, apply `f`, and commit the record with
 /// its index difference (and the index entries of `chunks`) in one batch.
-pub(crate) fn update_entity<E: Entity, T>(
+pub(crate) fn update_entity<E: Entity, T: Send>(
     store: &Arc<Core>,
     id: &EntityId,
     chunks: &[(ChunkId, ChunkLoc)],
-    f: impl FnOnce(&Meta, &mut E, &mut Batch, &mut StatsRecord) -> Result<T>,
+    f: impl FnOnce(&Meta, &mut E, &mut Batch, &mut StatsRecord) -> Result<T> + Send,
 ) -> Result<T> {
     store
         .chunks()

@@ -223,7 +223,7 @@ fn versions_of(meta: &Meta, id: &EntityId) -> Result<Vec<(u32, VersionRecord)>> 
 fn run(
     store: &Arc<Core>,
     dry_run: bool,
-    plan: impl FnOnce(&Meta, &mut Plan) -> Result<()>,
+    plan: impl FnOnce(&Meta, &mut Plan) -> Result<()> + Send,
 ) -> Result<DeleteReport> {
     if dry_run {
         let meta = store.chunks().meta();

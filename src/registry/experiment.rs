@@ -258,9 +258,9 @@ impl Experiment {
     }
 
     /// Read-modify-write of the record, refused once the status is final.
-    fn update<T>(
+    fn update<T: Send>(
         &self,
-        f: impl FnOnce(&Meta, &mut ExperimentRecord, &mut Batch) -> Result<T>,
+        f: impl FnOnce(&Meta, &mut ExperimentRecord, &mut Batch) -> Result<T> + Send,
     ) -> Result<T> {
         update_entity(&self.store, &self.id, &[], |meta, rec, batch, _| {
             f(meta, rec, batch)

@@ -482,18 +482,18 @@ impl Model {
         }
     }
 
-    fn update<T>(
+    fn update<T: Send>(
         &self,
-        f: impl FnOnce(&Meta, &mut ModelRecord, &mut Batch, &mut StatsRecord) -> Result<T>,
+        f: impl FnOnce(&Meta, &mut ModelRecord, &mut Batch, &mut StatsRecord) -> Result<T> + Send,
     ) -> Result<T> {
         self.update_with(&[], f)
     }
 
     /// [`Model::update`] in a commit that also indexes `chunks`.
-    pub(super) fn update_with<T>(
+    pub(super) fn update_with<T: Send>(
         &self,
         chunks: &[(ChunkId, ChunkLoc)],
-        f: impl FnOnce(&Meta, &mut ModelRecord, &mut Batch, &mut StatsRecord) -> Result<T>,
+        f: impl FnOnce(&Meta, &mut ModelRecord, &mut Batch, &mut StatsRecord) -> Result<T> + Send,
     ) -> Result<T> {
         update_entity(&self.store, &self.id, chunks, f)
     }

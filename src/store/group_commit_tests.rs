@@ -110,3 +110,85 @@ fn a_failed_wal_fsync_fails_every_commit_waiting_for_it_and_poisons_the_store() 
     store.model_by_name("before").unwrap();
     store.create_model(NewModel::new("again")).unwrap();
 }
+
+/// Waits until `n` commits are queued behind the held commit lock.
+fn wait_queued(chunks: &crate::chunk::Chunks, n: usize) {
+    let start = std::time::Instant::now();
+    while chunks.queued_commits() < n {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{} commits queued, waiting for {n}",
+            chunks.queued_commits()
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn commits_queued_behind_the_lock_run_in_one_round_in_order_and_fail_alone() {
+    use crate::meta::Batch;
+    use std::sync::Mutex;
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::create(tmp.path().join("vault")).unwrap();
+    // Which commit closures ran, in what order, on which thread.
+    let ran = Arc::new(Mutex::new(Vec::new()));
+    let held = store.inner.chunks().hold_commit_lock();
+    let mut handles = Vec::new();
+    for i in 0..6usize {
+        let (s, ran) = (store.clone(), ran.clone());
+        handles.push(std::thread::spawn(move || -> crate::Result<()> {
+            let store = s;
+            let record = |i: usize| ran.lock().unwrap().push((i, std::thread::current().id()));
+            let chunks = store.inner.chunks();
+            match i {
+                // One bucket created twice in one round: the second commit
+                // must see the first one's write.
+                2 | 3 => store.objects().create_bucket("same").map(|_| ()),
+                4 => chunks.commit(&[], Batch::default(), |_, _, _| -> crate::Result<()> {
+                    record(i);
+                    panic!("commit closure {i} panics");
+                }),
+                5 => chunks.commit(&[], Batch::default(), |_, _, _| {
+                    record(i);
+                    Err(Error::invalid("commit", i, "refused"))
+                }),
+                _ => chunks.commit(&[], Batch::default(), |_, _, _| {
+                    record(i);
+                    Ok(())
+                }),
+            }
+        }));
+        wait_queued(store.inner.chunks(), i + 1);
+    }
+    drop(held);
+    let results: Vec<_> = handles.into_iter().map(|h| h.join()).collect();
+    assert!(results[0].as_ref().unwrap().is_ok());
+    assert!(results[1].as_ref().unwrap().is_ok());
+    assert!(results[2].as_ref().unwrap().is_ok());
+    assert!(
+        matches!(results[3].as_ref().unwrap(), Err(Error::Exists { .. })),
+        "the second create of one bucket in a round: {:?}",
+        results[3]
+    );
+    // The panic reached the thread that made the commit, with its message.
+    let payload = results[4].as_ref().expect_err("commit 4 panicked");
+    assert_eq!(
+        payload.downcast_ref::<String>().map(String::as_str),
+        Some("commit closure 4 panics")
+    );
+    assert!(
+        matches!(results[5].as_ref().unwrap(), Err(Error::InvalidInput { value, .. }) if value == "5"),
+        "{:?}",
+        results[5]
+    );
+    let ran = ran.lock().unwrap().clone();
+    let order: Vec<usize> = ran.iter().map(|(i, _)| *i).collect();
+    assert_eq!(order, [0, 1, 4, 5], "closures ran out of queue order");
+    assert!(
+        ran.iter().all(|(_, t)| *t == ran[0].1),
+        "the queued commits were not combined on one thread: {ran:?}"
+    );
+    // The store goes on: nothing was poisoned by the failures.
+    store.create_model(NewModel::new("after")).unwrap();
+    assert_eq!(store.objects().buckets().unwrap().len(), 1);
+}
