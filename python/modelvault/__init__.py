@@ -112,6 +112,11 @@ class Store:
     def __repr__(self) -> str:
         return f"modelvault.Store({str(self.path)!r})"
 
+    @staticmethod
+    def exists(path: PathLike) -> bool:
+        """True if ``path`` holds a store (whether or not it can be opened now)."""
+        return _native.NativeStore.exists(os.fspath(path))
+
     @property
     def path(self) -> str:
         """The store directory."""

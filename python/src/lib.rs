@@ -222,6 +222,12 @@ impl NativeStore {
         Ok(NativeStore { store: map(store)? })
     }
 
+    /// True if `path` holds a store (its marker file); takes no lock.
+    #[staticmethod]
+    fn exists(path: std::path::PathBuf) -> bool {
+        Store::exists(path)
+    }
+
     #[getter]
     fn path(&self) -> std::path::PathBuf {
         self.store.path().to_path_buf()
