@@ -151,7 +151,7 @@ class Store:
         Use it as a context manager to start it and mark it completed (or
         failed, on an exception) automatically.
         """
-        return Experiment(self, self._n.create_experiment(project, name, list(tags), type))
+        return Experiment(self, self._n.create_experiment(project, name, _strs(tags, "tags"), type))
 
     def init_experiment(
         self,
@@ -236,7 +236,7 @@ class Store:
                 name,
                 project,
                 framework,
-                list(tags),
+                _strs(tags, "tags"),
                 labels,
                 metadata,
                 comment,
@@ -275,7 +275,7 @@ class Store:
         return Model(
             self,
             self._n.register_external_model(
-                name, url, checksum, project, framework, list(tags), metadata, comment
+                name, url, checksum, project, framework, _strs(tags, "tags"), metadata, comment
             ),
         )
 
@@ -333,7 +333,12 @@ class Store:
             parts.append(f"tag = {_quote(t)}")
         if not parts:
             return [Model(self, self._n.model(m["id"])) for m in self._n.models()]
-        infos = self._n.find_models(" AND ".join(parts))
+        # The query alone is passed as written, so that the byte offsets in
+        # a parse error point into the caller's text.
+        text = query if query and len(parts) == 1 else " AND ".join(parts)
+        if not isinstance(text, str):
+            raise TypeError(f"query must be str, not {type(text).__name__}")
+        infos = self._n.find_models(text)
         return [Model(self, self._n.model(i["id"])) for i in infos]
 
     def models(self) -> List["Model"]:
@@ -494,6 +499,14 @@ def _prod(s: Sequence[int]) -> int:
     for x in s:
         n *= x
     return n
+
+
+def _strs(v: Any, what: str) -> List[str]:
+    """A list of str from a list or tuple (a lone str is refused: iterating
+    it would give its characters)."""
+    if isinstance(v, (str, bytes)) or not isinstance(v, (list, tuple, set, frozenset)):
+        raise TypeError(f"{what} must be a list of str, not {type(v).__name__}")
+    return list(v)
 
 
 def _quote(s: str) -> str:
@@ -928,11 +941,11 @@ class Experiment:
     def report_scalar(self, title: str, series: str, value: float, iteration: int) -> None:
         """One point of metric ``title``, variant ``series``. ClearML:
         ``Logger.report_scalar(title, series, value, iteration)``."""
-        self._n.report_scalars([(title, series, iteration, float(value))])
+        self._n.report_scalars([(title, series, iteration, value)])
 
     def report_scalars(self, points: Iterable[Tuple[str, str, float, int]]) -> None:
         """Many points ``(title, series, value, iteration)`` in one commit."""
-        self._n.report_scalars([(t, s, int(i), float(v)) for t, s, v, i in points])
+        self._n.report_scalars([(t, s, i, v) for t, s, v, i in points])
 
     def get_scalars(self, title: str) -> Dict[str, List[Tuple[int, float]]]:
         """``{series: [(iteration, value), ...]}`` of metric ``title``."""
@@ -1225,9 +1238,7 @@ class Model:
         self._n.remove_metadata(key)
 
     def add_tags(self, tags: Sequence[str]) -> None:
-        if isinstance(tags, str):
-            tags = [tags]
-        self._n.add_tags(list(tags))
+        self._n.add_tags(_strs(tags, "tags"))
 
     def remove_tag(self, tag: str) -> None:
         self._n.remove_tag(tag)

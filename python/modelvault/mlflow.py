@@ -10,16 +10,19 @@ deduplicated and compressed: a checkpoint that differs from the previous
 one in a few places costs only the chunks that changed.
 
 Layout: each artifact is an object of the store's S3-like namespace, bucket
-``mlflow``, key = the artifact's path under the store in the artifact URI
-(``<experiment id>/<run id>/artifacts/<artifact path>``), so the same files
-are visible through ``modelvault serve``'s S3 endpoint as
+``mlflow``, key = the rest of the artifact URI's path after the store
+directory: ``<run id>/artifacts/<artifact path>`` for a run of an experiment
+created with ``artifact_location="modelvault:///store"``, and
+``models/<model id>/artifacts/<path>`` for its logged models. The same files
+are thus visible through ``modelvault serve``'s S3 endpoint as
 ``s3://mlflow/<key>``.
 
 Which part of the URI's path is the store: the longest prefix holding a
-store; if none does, the first prefix that does not exist yet (or is an
-empty folder) becomes the store. ``modelvault:///data/vault`` thus creates
-the store ``/data/vault`` on first use, and the run paths MLflow appends
-stay keys inside it.
+store; if none does, the first prefix that does not exist yet becomes the
+store. ``modelvault:///data/vault`` thus creates the store ``/data/vault``
+on first use (if ``/data/vault`` does not exist), and the run paths MLflow
+appends stay keys inside it. An existing folder is used only once it is a
+store: create it first with ``modelvault.open(path)`` if it exists empty.
 
 One store handle per directory per process (a store is single-writer):
 handles are cached in a module-level dict and shared by every repository
@@ -71,10 +74,10 @@ def _split(uri: str) -> Tuple[str, str]:
         d = "/" + "/".join(parts[:i])
         if modelvault.Store.exists(d):
             return d, "/".join(parts[i:])
-    # None: the first prefix that does not exist (or is an empty folder).
+    # None: the first prefix that does not exist becomes the store.
     for i in range(1, len(parts) + 1):
         d = "/" + "/".join(parts[:i])
-        if not os.path.exists(d) or (os.path.isdir(d) and not os.listdir(d)):
+        if not os.path.exists(d):
             return d, "/".join(parts[i:])
     raise MlflowException(
         f"invalid modelvault URI {uri!r}: no store found along the path and every folder exists"
