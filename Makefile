@@ -105,3 +105,17 @@ bench-synth: synth
 FUZZ_SECONDS ?= 10
 fuzz: setup
 	bash fuzz/run.sh $(FUZZ_SECONDS)
+
+## The Python package (python/: PyO3 bindings built by maturin, the MLflow
+## artifact-repository plugin) and its pytest suite, in a venv under target/.
+## `pip install ./python` builds the extension in this workspace's target/
+## with the release profile, so it reuses the RocksDB `make test` compiled
+## (a few minutes: the crate and pyo3 only). pandas is there for the MLflow
+## pyfunc test (mlflow-skinny does not pull it in).
+PY_VENV ?= target/py-venv
+.PHONY: test-python
+test-python:
+	@test -x $(PY_VENV)/bin/python || python3 -m venv $(PY_VENV)
+	$(PY_VENV)/bin/pip install -q maturin pytest numpy safetensors mlflow-skinny pandas
+	$(PY_VENV)/bin/pip install -q ./python
+	MLFLOW_ALLOW_FILE_STORE=true $(PY_VENV)/bin/pytest -q python/tests

@@ -17,9 +17,9 @@ use std::time::Duration;
 use modelvault::detect::Framework;
 use modelvault::query::{parse as parse_query, Value};
 use modelvault::{
-    ArtifactBody, BlobId, BlobReader, BlobWriter, DeleteOptions, EntityId, Environment,
-    Experiment, GcOptions, ListQuery, Model, NewExperiment, NewModel, ObjectMeta, Retention,
-    RunInfo, Status, Store, Stream, VerifyOptions,
+    ArtifactBody, BlobId, BlobReader, BlobWriter, DeleteOptions, EntityId, Environment, Experiment,
+    GcOptions, ListQuery, Model, NewExperiment, NewModel, ObjectMeta, Retention, RunInfo, Status,
+    Store, Stream, VerifyOptions,
 };
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyTypeError, PyValueError};
@@ -99,12 +99,22 @@ fn to_py(e: modelvault::Error) -> PyErr {
 fn io_to_py(what: &str, e: io::Error) -> PyErr {
     if e.get_ref().is_some_and(|r| r.is::<modelvault::Error>()) {
         let inner = e.into_inner().expect("checked above");
-        return to_py(*inner.downcast::<modelvault::Error>().expect("checked above"));
+        return to_py(
+            *inner
+                .downcast::<modelvault::Error>()
+                .expect("checked above"),
+        );
     }
     to_py(modelvault::Error::io(what, e))
 }
 
 type R<T> = Result<T, PyErr>;
+
+/// A tensor as `Store.tensors` lists it: name, dtype, shape, start, end.
+type TensorRow = (String, String, Vec<u64>, u64, u64);
+
+/// An object listing: (key, size) of each object, and the common prefixes.
+type Listing = (Vec<(String, u64)>, Vec<String>);
 
 fn map<T>(r: modelvault::Result<T>) -> R<T> {
     r.map_err(to_py)
@@ -258,10 +268,8 @@ impl NativeStore {
 
     #[pyo3(signature = (read_data = true))]
     fn verify(&self, py: Python<'_>, read_data: bool) -> R<PyObject> {
-        let r = map(py.allow_threads(|| {
-            self.store
-                .verify(VerifyOptions::new().read_data(read_data))
-        }))?;
+        let r =
+            map(py.allow_threads(|| self.store.verify(VerifyOptions::new().read_data(read_data))))?;
         record(py, &r)
     }
 
@@ -525,20 +533,33 @@ impl NativeStore {
 
     /// The tensor names, dtypes, shapes and byte ranges of a stored
     /// safetensors or GGUF file; `None` for any other content.
-    fn tensors(&self, py: Python<'_>, blob: &str) -> R<Option<Vec<(String, String, Vec<u64>, u64, u64)>>> {
+    fn tensors(&self, py: Python<'_>, blob: &str) -> R<Option<Vec<TensorRow>>> {
         let id = blob_id(blob)?;
         let layout = map(py.allow_threads(|| self.store.tensor_layout(&id)))?;
         Ok(layout.map(|l| {
             l.tensors
                 .iter()
-                .map(|t| (t.name.clone(), dtype(t.dtype), t.shape.clone(), t.start, t.end))
+                .map(|t| {
+                    (
+                        t.name.clone(),
+                        dtype(t.dtype),
+                        t.shape.clone(),
+                        t.start,
+                        t.end,
+                    )
+                })
                 .collect()
         }))
     }
 
     /// One tensor's bytes, read and verified without reading the rest of
     /// the file: (dtype, shape, bytes).
-    fn read_tensor(&self, py: Python<'_>, blob: &str, name: &str) -> R<(String, Vec<u64>, Py<PyBytes>)> {
+    fn read_tensor(
+        &self,
+        py: Python<'_>,
+        blob: &str,
+        name: &str,
+    ) -> R<(String, Vec<u64>, Py<PyBytes>)> {
         let id = blob_id(blob)?;
         let (span, data) = py.allow_threads(|| -> R<_> {
             let (span, mut r) = map(self.store.tensor_reader(&id, name))?;
@@ -547,7 +568,11 @@ impl NativeStore {
                 .map_err(|e| io_to_py(&format!("tensor {name}"), e))?;
             Ok((span, buf))
         })?;
-        Ok((dtype(span.dtype), span.shape, PyBytes::new(py, &data).unbind()))
+        Ok((
+            dtype(span.dtype),
+            span.shape,
+            PyBytes::new(py, &data).unbind(),
+        ))
     }
 
     // ---- objects (the S3 namespace) ----
@@ -568,7 +593,13 @@ impl NativeStore {
 
     /// Stores a local file as object `key` of `bucket` (replacing any);
     /// returns its size.
-    fn put_object_file(&self, py: Python<'_>, bucket: &str, key: &str, path: std::path::PathBuf) -> R<u64> {
+    fn put_object_file(
+        &self,
+        py: Python<'_>,
+        bucket: &str,
+        key: &str,
+        path: std::path::PathBuf,
+    ) -> R<u64> {
         let info = map(py.allow_threads(|| {
             let f = File::open(&path).map_err(|e| modelvault::Error::io(&path, e))?;
             self.store.objects().put(
@@ -597,7 +628,13 @@ impl NativeStore {
 
     /// Copies object `key` of `bucket` into the local file `dest`
     /// (created or truncated); returns its size.
-    fn get_object_file(&self, py: Python<'_>, bucket: &str, key: &str, dest: std::path::PathBuf) -> R<u64> {
+    fn get_object_file(
+        &self,
+        py: Python<'_>,
+        bucket: &str,
+        key: &str,
+        dest: std::path::PathBuf,
+    ) -> R<u64> {
         py.allow_threads(|| {
             let (_, mut r) = map(self.store.objects().get(bucket, key))?;
             let mut f = File::create(&dest).map_err(|e| to_py(modelvault::Error::io(&dest, e)))?;
@@ -608,7 +645,12 @@ impl NativeStore {
         })
     }
 
-    fn head_object(&self, py: Python<'_>, bucket: &str, key: &str) -> R<Option<(u64, String, u64)>> {
+    fn head_object(
+        &self,
+        py: Python<'_>,
+        bucket: &str,
+        key: &str,
+    ) -> R<Option<(u64, String, u64)>> {
         let h = map(py.allow_threads(|| self.store.objects().head(bucket, key)))?;
         Ok(h.map(|i| (i.size, i.blob.to_string(), i.modified_ms)))
     }
@@ -626,7 +668,7 @@ impl NativeStore {
         bucket: &str,
         prefix: String,
         delimiter: String,
-    ) -> R<(Vec<(String, u64)>, Vec<String>)> {
+    ) -> R<Listing> {
         map(py.allow_threads(|| {
             let o = self.store.objects();
             let mut objects = Vec::new();
@@ -651,8 +693,11 @@ impl NativeStore {
 }
 
 fn seconds(what: &'static str, s: f64) -> R<Duration> {
-    Duration::try_from_secs_f64(s)
-        .map_err(|_| InvalidInput::new_err(format!("invalid {what} {s}: must be a non-negative number of seconds")))
+    Duration::try_from_secs_f64(s).map_err(|_| {
+        InvalidInput::new_err(format!(
+            "invalid {what} {s}: must be a non-negative number of seconds"
+        ))
+    })
 }
 
 fn dtype(d: modelvault::DType) -> String {
@@ -742,7 +787,9 @@ impl NativeExperiment {
         let p = u8::try_from(percent)
             .ok()
             .filter(|p| *p <= 100)
-            .ok_or_else(|| InvalidInput::new_err(format!("invalid progress {percent}: must be 0 to 100")))?;
+            .ok_or_else(|| {
+                InvalidInput::new_err(format!("invalid progress {percent}: must be 0 to 100"))
+            })?;
         map(py.allow_threads(|| self.exp.set_progress(p)))
     }
 
@@ -1024,7 +1071,13 @@ impl NativeModel {
     }
 
     #[pyo3(signature = (version, dry_run = false, force = false))]
-    fn delete_version(&self, py: Python<'_>, version: u32, dry_run: bool, force: bool) -> R<PyObject> {
+    fn delete_version(
+        &self,
+        py: Python<'_>,
+        version: u32,
+        dry_run: bool,
+        force: bool,
+    ) -> R<PyObject> {
         let opts = DeleteOptions::new().dry_run(dry_run).force(force);
         let r = map(py.allow_threads(|| self.model.delete_version(version, opts)))?;
         record(py, &r)
@@ -1141,7 +1194,10 @@ struct NativeWriter {
 impl NativeWriter {
     fn write(&self, py: Python<'_>, data: Vec<u8>) -> R<usize> {
         py.allow_threads(|| {
-            let mut g = self.w.lock().map_err(|_| Error::new_err("writer poisoned by a panic"))?;
+            let mut g = self
+                .w
+                .lock()
+                .map_err(|_| Error::new_err("writer poisoned by a panic"))?;
             let w = g
                 .as_mut()
                 .ok_or_else(|| PyValueError::new_err("write to a finished blob writer"))?;
@@ -1152,7 +1208,10 @@ impl NativeWriter {
 
     #[getter]
     fn size(&self) -> R<u64> {
-        let g = self.w.lock().map_err(|_| Error::new_err("writer poisoned by a panic"))?;
+        let g = self
+            .w
+            .lock()
+            .map_err(|_| Error::new_err("writer poisoned by a panic"))?;
         Ok(g.as_ref().map_or(0, |w| w.len()))
     }
 
