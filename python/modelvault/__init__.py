@@ -394,17 +394,25 @@ class Store:
         return d, list(s), b
 
     def tensor_array(self, blob: str, name: str) -> Any:
-        """:meth:`read_tensor` as a NumPy array (needs NumPy; GGUF shapes are
-        reversed to NumPy's outermost-first order only for safetensors, so
-        GGUF tensors come back flat)."""
+        """:meth:`read_tensor` as a NumPy array (needs NumPy), shaped
+        outermost dimension first (a GGUF tensor's shape, listed innermost
+        first, is reversed). Quantized and other types without a NumPy
+        equivalent raise :class:`InvalidInput`."""
         import numpy as np
 
         d, s, b = self._n.read_tensor(blob, name)
         dt = _NUMPY_DTYPES.get(d)
         if dt is None:
             raise InvalidInput(f"invalid dtype {d!r} of tensor {name!r}: no NumPy equivalent")
+        with self.open_blob(blob, buffering=0) as f:
+            if f.read(4) == b"GGUF":
+                s = list(reversed(s))
         a = np.frombuffer(b, dtype=dt)
-        return a.reshape(s) if _prod(s) == a.size else a
+        if _prod(s) != a.size:
+            raise IntegrityError(
+                f"tensor {name!r}: shape {s} holds {_prod(s)} elements, its bytes {a.size}"
+            )
+        return a.reshape(s)
 
     # ---- maintenance ----
 
@@ -1205,13 +1213,7 @@ class Model:
         pinned at it. ClearML: ``update_weights`` / ``update_weights_package``."""
         files = _walk(path)
         exp_id = experiment.id if experiment is not None else None
-        info = self.info()
-        native, v = self._store._n.put_version(info["name"], files, None, exp_id, self.id, False, False)
-        if native.id != self.id:
-            raise Error(
-                f"internal error: model name {info['name']!r} resolves to {native.id}, not {self.id}"
-            )
-        return Model(self._store, self._n, v)
+        return Model(self._store, self._n, self._n.add_version_files(files, exp_id))
 
     update_weights = add_version
     update_weights_package = add_version

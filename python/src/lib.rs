@@ -413,7 +413,10 @@ impl NativeStore {
             name, project, framework, tags, labels, metadata, comment, design, experiment, parent,
         )?;
         let m = map(py.allow_threads(|| self.store.create_model(spec)))?;
-        Ok(NativeModel { model: m })
+        Ok(NativeModel {
+            model: m,
+            store: self.store.clone(),
+        })
     }
 
     #[pyo3(signature = (name, url, checksum = None, project = None, framework = None,
@@ -435,20 +438,32 @@ impl NativeStore {
             name, project, framework, tags, None, metadata, comment, None, None, None,
         )?;
         let m = map(py.allow_threads(|| self.store.register_external_model(spec, url, checksum)))?;
-        Ok(NativeModel { model: m })
+        Ok(NativeModel {
+            model: m,
+            store: self.store.clone(),
+        })
     }
 
     fn model(&self, py: Python<'_>, id: &str) -> R<NativeModel> {
         let id = entity(id)?;
         let m = map(py.allow_threads(|| self.store.model(id)))?;
-        Ok(NativeModel { model: m })
+        Ok(NativeModel {
+            model: m,
+            store: self.store.clone(),
+        })
     }
 
     /// A model id, name, `NAME@VERSION`, `NAME@ALIAS` or model URL: the
     /// model and the version meant (`None`: the latest).
     fn resolve_model(&self, py: Python<'_>, spec: &str) -> R<(NativeModel, Option<u32>)> {
         let (m, v) = map(py.allow_threads(|| self.store.resolve_model(spec)))?;
-        Ok((NativeModel { model: m }, v))
+        Ok((
+            NativeModel {
+                model: m,
+                store: self.store.clone(),
+            },
+            v,
+        ))
     }
 
     fn find_models(&self, py: Python<'_>, query: &str) -> R<PyObject> {
@@ -509,7 +524,13 @@ impl NativeStore {
             Ok((self.store.model_by_name(name)?, report.version))
         });
         let (m, v) = map(r)?;
-        Ok((NativeModel { model: m }, v))
+        Ok((
+            NativeModel {
+                model: m,
+                store: self.store.clone(),
+            },
+            v,
+        ))
     }
 
     // ---- blobs ----
@@ -999,6 +1020,8 @@ fn artifact_to_py(py: Python<'_>, a: &modelvault::Artifact) -> R<PyObject> {
 #[pyclass(module = "modelvault._modelvault", frozen)]
 struct NativeModel {
     model: Model,
+    /// The store it is in (new versions are uploaded through it).
+    store: Store,
 }
 
 #[pymethods]
@@ -1053,6 +1076,46 @@ impl NativeModel {
 
     fn finalize(&self, py: Python<'_>) -> R<()> {
         map(py.allow_threads(|| self.model.finalize()))
+    }
+
+    /// Stores the local files `files` ((path in the version, local path)
+    /// pairs) as the next version of this model (by id, whatever other
+    /// models share its name). Each file is stored as a delta against the
+    /// latest version's file chosen as `modelvault put` chooses it (the
+    /// same path, else the only unclaimed file of the same size). Returns
+    /// the version number.
+    #[pyo3(signature = (files, experiment = None))]
+    fn add_version_files(
+        &self,
+        py: Python<'_>,
+        files: Vec<(String, std::path::PathBuf)>,
+        experiment: Option<&str>,
+    ) -> R<u32> {
+        let exp = experiment.map(entity).transpose()?;
+        map(py.allow_threads(|| {
+            let mut sizes = Vec::with_capacity(files.len());
+            for (rel, local) in &files {
+                let md = std::fs::metadata(local).map_err(|e| modelvault::Error::io(local, e))?;
+                sizes.push((rel.as_str(), md.len()));
+            }
+            let bases = match self.model.version(None) {
+                Ok(v) => v.delta_bases(&sizes),
+                Err(e) if e.is_not_found() => vec![None; files.len()],
+                Err(e) => return Err(e),
+            };
+            let mut upload = self.store.version_upload();
+            for ((rel, local), base) in files.iter().zip(bases) {
+                let mut w = self.store.blob_writer();
+                if let Some(b) = base {
+                    w = w.delta_base(&b)?;
+                }
+                let f = File::open(local).map_err(|e| modelvault::Error::io(local, e))?;
+                io::copy(&mut io::BufReader::with_capacity(1 << 20, f), &mut w)
+                    .map_err(|e| modelvault::Error::io(local, e))?;
+                upload.add(rel.clone(), w.stage()?)?;
+            }
+            self.model.add_version_upload(upload, exp)
+        }))
     }
 
     fn used_by(&self, py: Python<'_>) -> R<Vec<(String, u32)>> {

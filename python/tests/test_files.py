@@ -118,3 +118,39 @@ def test_blob_writer_file_object(store):
     with pytest.raises(ValueError):
         w2.write(b"x")
     store.release_blob(w.blob_id)
+
+
+def _gguf(tensors):
+    """A minimal GGUF v3 file: no metadata, F32 tensors (ggml type 0) given
+    as name -> array; dims are written innermost first, as ggml does."""
+    import struct
+
+    head = b"GGUF" + struct.pack("<IQQ", 3, len(tensors), 0)
+    infos, datas, off = b"", b"", 0
+    for name, a in tensors.items():
+        nb = name.encode()
+        dims = list(reversed(a.shape))
+        infos += struct.pack("<Q", len(nb)) + nb + struct.pack("<I", len(dims))
+        infos += b"".join(struct.pack("<Q", d) for d in dims) + struct.pack("<IQ", 0, off)
+        raw = a.astype("<f4").tobytes()
+        raw += bytes(-len(raw) % 32)
+        datas += raw
+        off += len(raw)
+    body = head + infos
+    return body + bytes(-len(body) % 32) + datas
+
+
+def test_read_one_gguf_tensor(store, tmp_path):
+    rng = np.random.default_rng(2)
+    t = {"tok_embd.weight": rng.standard_normal((6, 5), dtype=np.float32),
+         "norm.weight": rng.standard_normal(7, dtype=np.float32)}
+    (tmp_path / "m.gguf").write_bytes(_gguf(t))
+    m = store.record_model("gguf", tmp_path / "m.gguf")
+    assert m.files()[0]["format"] == "gguf"
+    listed = {x["name"]: x for x in m.tensors()}
+    assert listed["tok_embd.weight"]["shape"] == [5, 6]  # as GGUF lists it, innermost first
+    dt, shape, raw = m.read_tensor("tok_embd.weight")
+    assert (dt, shape, raw) == ("f32", [5, 6], t["tok_embd.weight"].tobytes())
+    a = m.tensor_array("tok_embd.weight")
+    assert a.shape == (6, 5) and np.array_equal(a, t["tok_embd.weight"])
+    assert np.array_equal(m.tensor_array("norm.weight"), t["norm.weight"])

@@ -225,3 +225,19 @@ def test_maintenance(store, checkpoint, tmp_path):
     store.delete_model("m", dry_run=False)
     with pytest.raises(modelvault.NotFound):
         store.get_model("m")
+
+
+def test_models_sharing_a_name(store, tmp_path):
+    (tmp_path / "a.bin").write_bytes(b"a" * 1000)
+    (tmp_path / "b.bin").write_bytes(b"b" * 1000)
+    first = store.record_model("dup", tmp_path / "a.bin")
+    # A second model of the same name (as the engine allows): the name now
+    # resolves to it, but the first keeps its own versions.
+    second = store._n.create_model("dup")
+    assert store.get_model("dup").id == second.id != first.id
+    v2 = first.add_version(tmp_path / "b.bin")
+    assert v2.id == first.id and v2.version == 2
+    assert first.versions() == [1, 2]
+    assert store.get_model(id=second.id).versions() == []
+    with v2.open("b.bin") as f:
+        assert f.read() == b"b" * 1000
