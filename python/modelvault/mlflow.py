@@ -32,7 +32,6 @@ object, and by :func:`modelvault.open`.
 from __future__ import annotations
 
 import os
-import posixpath
 import threading
 import urllib.parse
 from typing import Dict, List, Optional, Tuple
@@ -104,10 +103,15 @@ class ModelvaultArtifactRepository(ArtifactRepository):
         self._store = _store(self._dir)
 
     def _key(self, *paths: Optional[str]) -> str:
-        parts = [self._prefix] + [p for p in paths if p]
-        key = posixpath.normpath("/".join(p.strip("/") for p in parts if p.strip("/")))
-        if key in ("", ".") or key.startswith("../") or key == "..":
-            raise MlflowException(f"invalid artifact path {'/'.join(p for p in paths if p)!r}")
+        """The object key of an artifact path under this repository's root.
+        A '..' component is refused: it could name another run's artifacts."""
+        given = "/".join(p for p in paths if p)
+        parts = [x for x in given.replace("\\", "/").split("/") if x not in ("", ".")]
+        if ".." in parts:
+            raise MlflowException(f"invalid artifact path {given!r}: '..' is not allowed")
+        key = "/".join(([self._prefix] if self._prefix else []) + parts)
+        if not key:
+            raise MlflowException(f"invalid artifact path {given!r}: it names the store itself")
         return key
 
     def log_artifact(self, local_file: str, artifact_path: Optional[str] = None) -> None:

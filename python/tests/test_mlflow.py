@@ -117,6 +117,16 @@ def test_checkpoints_deduplicated_and_downloaded(tracking):
     repo.delete_artifacts("checkpoints/step1")
     assert [f.path for f in repo.list_artifacts("checkpoints")] == ["checkpoints/step2"]
 
+    # A path climbing out of the run is refused, and nothing is stored.
+    from mlflow.exceptions import MlflowException
+
+    before = store.list_objects("mlflow")[0]
+    with pytest.raises(MlflowException, match="'..' is not allowed"):
+        repo.log_artifact(str(tmp / "step2" / "config.json"), "a/../../../other-run")
+    with pytest.raises(MlflowException, match="'..' is not allowed"):
+        repo._download_file("../x", str(tmp / "x"))
+    assert store.list_objects("mlflow")[0] == before
+
 
 def test_pyfunc_log_model_round_trip(tracking):
     pytest.importorskip("pandas", reason="mlflow.pyfunc needs pandas (not in mlflow-skinny)")
