@@ -541,6 +541,21 @@ impl NativeStore {
         Ok(NativeReader::new(r))
     }
 
+    /// Writes a stored blob into the local file `dest` (created or
+    /// truncated) and fsyncs it; returns its size. All in Rust with the GIL
+    /// released: no Python copy of the bytes.
+    fn copy_blob_to_file(&self, py: Python<'_>, blob: &str, dest: std::path::PathBuf) -> R<u64> {
+        let id = blob_id(blob)?;
+        py.allow_threads(|| {
+            let mut r = map(self.store.blob_reader(&id))?;
+            let mut f = File::create(&dest).map_err(|e| to_py(modelvault::Error::io(&dest, e)))?;
+            let n = io::copy(&mut r, &mut f).map_err(|e| io_to_py(&dest.to_string_lossy(), e))?;
+            f.sync_all()
+                .map_err(|e| to_py(modelvault::Error::io(&dest, e)))?;
+            Ok(n)
+        })
+    }
+
     fn blob_writer(&self) -> NativeWriter {
         NativeWriter {
             w: Mutex::new(Some(self.store.blob_writer())),
