@@ -201,6 +201,14 @@ fn value_to_py(py: Python<'_>, v: &Value) -> R<PyObject> {
     })
 }
 
+fn values_to_py(py: Python<'_>, m: &BTreeMap<String, Value>) -> R<PyObject> {
+    let d = PyDict::new(py);
+    for (k, v) in m {
+        d.set_item(k, value_to_py(py, v)?)?;
+    }
+    Ok(d.into_any().unbind())
+}
+
 /// A serializable record as Python values, through its JSON form (the
 /// records' human-readable serde forms are the ones the HTTP API uses).
 fn record<T: serde::Serialize>(py: Python<'_>, v: &T) -> R<PyObject> {
@@ -807,7 +815,11 @@ impl NativeExperiment {
 
     fn info(&self, py: Python<'_>) -> R<PyObject> {
         let i = map(py.allow_threads(|| self.exp.info()))?;
-        record(py, &i)
+        let d = record(py, &i)?;
+        // Values as stored (JSON has no NaN or infinities).
+        d.bind(py)
+            .set_item("params", values_to_py(py, &i.params)?)?;
+        Ok(d)
     }
 
     fn start(&self, py: Python<'_>) -> R<()> {
@@ -840,11 +852,7 @@ impl NativeExperiment {
 
     fn params(&self, py: Python<'_>) -> R<PyObject> {
         let info = map(py.allow_threads(|| self.exp.info()))?;
-        let d = PyDict::new(py);
-        for (k, v) in &info.params {
-            d.set_item(k, value_to_py(py, v)?)?;
-        }
-        Ok(d.into_any().unbind())
+        values_to_py(py, &info.params)
     }
 
     /// Appends console lines ((stream, text) pairs) in one commit; returns
@@ -1048,7 +1056,11 @@ impl NativeModel {
 
     fn info(&self, py: Python<'_>) -> R<PyObject> {
         let i = map(py.allow_threads(|| self.model.info()))?;
-        record(py, &i)
+        let d = record(py, &i)?;
+        // Values as stored (JSON has no NaN or infinities).
+        d.bind(py)
+            .set_item("metadata", values_to_py(py, &i.metadata)?)?;
+        Ok(d)
     }
 
     #[pyo3(signature = (version = None))]

@@ -241,3 +241,17 @@ def test_models_sharing_a_name(store, tmp_path):
     assert store.get_model(id=second.id).versions() == []
     with v2.open("b.bin") as f:
         assert f.read() == b"b" * 1000
+
+
+def test_non_finite_values_round_trip(store, tmp_path):
+    import math
+
+    exp = store.create_experiment("p", "nan")
+    exp.connect({"inf": float("inf"), "nan": float("nan"), "neg": -0.0})
+    got = exp.get_parameters()["General"]
+    assert got["inf"] == float("inf") and math.isnan(got["nan"]) and got["neg"] == 0.0
+    assert exp.info()["params"]["General/inf"] == float("inf")
+    (tmp_path / "f.bin").write_bytes(b"x")
+    m = store.record_model("m", tmp_path / "f.bin", metadata={"loss": float("nan"), "big": 1e308})
+    md = m.metadata
+    assert math.isnan(md["loss"]) and md["big"] == 1e308
