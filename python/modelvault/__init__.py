@@ -222,12 +222,14 @@ class Store:
 
         ClearML: ``OutputModel(task, ...).update_weights(...)`` /
         ``update_weights_package(...)``. Returns the model pinned at the new
-        version.
+        version. ``project``, ``framework`` and ``comment`` apply when this
+        call creates the model; ``tags``, ``metadata`` and ``labels`` are
+        added to an existing one.
         """
         files = _walk(path)
         exp_id = experiment.id if experiment is not None else None
         try:
-            self._n.resolve_model(name)
+            self._n.model_by_name(name)
             exists = True
         except NotFound:
             exists = False

@@ -461,6 +461,15 @@ impl NativeStore {
         })
     }
 
+    /// The most recently created model called `name`.
+    fn model_by_name(&self, py: Python<'_>, name: &str) -> R<NativeModel> {
+        let m = map(py.allow_threads(|| self.store.model_by_name(name)))?;
+        Ok(NativeModel {
+            model: m,
+            store: self.store.clone(),
+        })
+    }
+
     /// A model id, name, `NAME@VERSION`, `NAME@ALIAS` or model URL: the
     /// model and the version meant (`None`: the latest).
     fn resolve_model(&self, py: Python<'_>, spec: &str) -> R<(NativeModel, Option<u32>)> {
