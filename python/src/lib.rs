@@ -165,6 +165,16 @@ fn to_value(key: &str, v: &Bound<'_, PyAny>) -> R<Value> {
         }
         return Ok(Value::List(out));
     }
+    // Other numbers (NumPy scalars, say) by the protocols int and float use.
+    if v.hasattr("__index__")? {
+        if let Ok(i) = v.extract::<i64>() {
+            return Ok(Value::Int(i));
+        }
+    } else if v.hasattr("__float__")? {
+        if let Ok(f) = v.extract::<f64>() {
+            return Ok(Value::Float(f));
+        }
+    }
     Err(PyTypeError::new_err(format!(
         "value of {key:?} must be int, float, bool, str or a list of them, not {}",
         v.get_type().name()?

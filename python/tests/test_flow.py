@@ -246,6 +246,11 @@ def test_models_sharing_a_name(store, tmp_path):
 def test_non_finite_values_round_trip(store, tmp_path):
     import math
 
+    exp0 = store.create_experiment("p", "numpy")
+    exp0.connect({"f32": np.float32(0.5), "i64": np.int64(7), "lst": [np.int32(1), 2.5]})
+    assert exp0.get_parameters()["General"] == {"f32": 0.5, "i64": 7, "lst": [1, 2.5]}
+    assert type(exp0.get_parameters()["General"]["i64"]) is int
+
     exp = store.create_experiment("p", "nan")
     exp.connect({"inf": float("inf"), "nan": float("nan"), "neg": -0.0})
     got = exp.get_parameters()["General"]
