@@ -1261,35 +1261,38 @@ impl NativeReader {
     /// returns the new position. Past the end is allowed (reads return
     /// nothing there); before the start is a ValueError.
     #[pyo3(signature = (offset, whence = 0))]
-    fn seek(&self, offset: i64, whence: i32) -> R<u64> {
-        let mut g = self.lock()?;
-        let (r, pos) = &mut *g;
-        let base: i128 = match whence {
-            0 => 0,
-            1 => *pos as i128,
-            2 => self.len as i128,
-            _ => {
+    fn seek(&self, py: Python<'_>, offset: i64, whence: i32) -> R<u64> {
+        // Without the GIL: another thread's read may hold the reader.
+        py.allow_threads(|| {
+            let mut g = self.lock()?;
+            let (r, pos) = &mut *g;
+            let base: i128 = match whence {
+                0 => 0,
+                1 => *pos as i128,
+                2 => self.len as i128,
+                _ => {
+                    return Err(PyValueError::new_err(format!(
+                        "invalid whence ({whence}, should be 0, 1 or 2)"
+                    )))
+                }
+            };
+            let target = base + offset as i128;
+            if target < 0 {
                 return Err(PyValueError::new_err(format!(
-                    "invalid whence ({whence}, should be 0, 1 or 2)"
-                )))
+                    "negative seek position {target}"
+                )));
             }
-        };
-        let target = base + offset as i128;
-        if target < 0 {
-            return Err(PyValueError::new_err(format!(
-                "negative seek position {target}"
-            )));
-        }
-        let target = u64::try_from(target)
-            .map_err(|_| PyValueError::new_err("seek position out of range"))?;
-        r.seek(SeekFrom::Start(target.min(self.len)))
-            .map_err(|e| io_to_py("blob", e))?;
-        *pos = target;
-        Ok(target)
+            let target = u64::try_from(target)
+                .map_err(|_| PyValueError::new_err("seek position out of range"))?;
+            r.seek(SeekFrom::Start(target.min(self.len)))
+                .map_err(|e| io_to_py("blob", e))?;
+            *pos = target;
+            Ok(target)
+        })
     }
 
-    fn tell(&self) -> R<u64> {
-        Ok(self.lock()?.1)
+    fn tell(&self, py: Python<'_>) -> R<u64> {
+        py.allow_threads(|| Ok(self.lock()?.1))
     }
 }
 
@@ -1303,10 +1306,7 @@ struct NativeWriter {
 impl NativeWriter {
     fn write(&self, py: Python<'_>, data: Vec<u8>) -> R<usize> {
         py.allow_threads(|| {
-            let mut g = self
-                .w
-                .lock()
-                .map_err(|_| Error::new_err("writer poisoned by a panic"))?;
+            let mut g = self.lock()?;
             let w = g
                 .as_mut()
                 .ok_or_else(|| PyValueError::new_err("write to a finished blob writer"))?;
@@ -1316,34 +1316,39 @@ impl NativeWriter {
     }
 
     #[getter]
-    fn size(&self) -> R<u64> {
-        let g = self
-            .w
-            .lock()
-            .map_err(|_| Error::new_err("writer poisoned by a panic"))?;
-        Ok(g.as_ref().map_or(0, |w| w.len()))
+    fn size(&self, py: Python<'_>) -> R<u64> {
+        py.allow_threads(|| Ok(self.lock()?.as_ref().map_or(0, |w| w.len())))
     }
 
     /// Stores what was written and returns the blob id (a hold is taken on
     /// the blob: `Store.release_blob` drops it).
     fn finish(&self, py: Python<'_>) -> R<String> {
-        let w = self
-            .w
-            .lock()
-            .map_err(|_| Error::new_err("writer poisoned by a panic"))?
-            .take()
-            .ok_or_else(|| PyValueError::new_err("blob writer already finished"))?;
-        let id = map(py.allow_threads(|| w.finish()))?;
+        let id = py.allow_threads(|| {
+            let w = self
+                .lock()?
+                .take()
+                .ok_or_else(|| PyValueError::new_err("blob writer already finished"))?;
+            map(w.finish())
+        })?;
         Ok(id.to_string())
     }
 
     /// Drops the upload: nothing of it becomes visible.
-    fn abort(&self) -> R<()> {
+    fn abort(&self, py: Python<'_>) -> R<()> {
+        py.allow_threads(|| {
+            self.lock()?.take();
+            Ok(())
+        })
+    }
+}
+
+impl NativeWriter {
+    /// The writer, locked; the GIL must not be held while waiting (another
+    /// thread's write may hold the lock without it).
+    fn lock(&self) -> R<std::sync::MutexGuard<'_, Option<BlobWriter>>> {
         self.w
             .lock()
-            .map_err(|_| Error::new_err("writer poisoned by a panic"))?
-            .take();
-        Ok(())
+            .map_err(|_| Error::new_err("internal error: blob writer poisoned by a panic"))
     }
 }
 

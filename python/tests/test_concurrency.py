@@ -109,3 +109,48 @@ def test_other_process_reads_read_only(store, tmp_path):
     assert r["params"] == {"General": {"lr": 0.5}}
     # The reader's refusal changed nothing.
     assert exp.get_progress() == 100
+
+
+def test_threads_read_and_write_at_once(store, tmp_path):
+    import random
+
+    data = os.urandom(2 << 20)
+    (tmp_path / "w.bin").write_bytes(data)
+    m = store.record_model("shared", tmp_path / "w.bin")
+    errors = []
+    written = {}
+
+    def reader(seed):
+        try:
+            rnd = random.Random(seed)
+            with m.open("w.bin", buffering=0) as f:
+                for _ in range(50):
+                    off = rnd.randrange(len(data))
+                    n = rnd.randrange(1, 100000)
+                    f.seek(off)
+                    assert f.read(n) == data[off:off + n]
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    def writer(seed):
+        try:
+            payload = random.Random(seed).randbytes(300000)
+            with store.blob_writer() as w:
+                for i in range(0, len(payload), 10000):
+                    w.write(payload[i:i + 10000])
+            written[w.blob_id] = payload
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=reader, args=(i,)) for i in range(4)]
+    threads += [threading.Thread(target=writer, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads)
+    assert errors == []
+    assert len(written) == 3
+    for blob, payload in written.items():
+        with store.open_blob(blob) as f:
+            assert f.read() == payload
