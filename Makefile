@@ -105,3 +105,20 @@ bench-synth: synth
 FUZZ_SECONDS ?= 10
 fuzz: setup
 	bash fuzz/run.sh $(FUZZ_SECONDS)
+
+## The Python package (python/: PyO3 bindings built by maturin, the MLflow
+## artifact-repository plugin) and its pytest suite, in a venv under target/.
+## `pip install ./python` builds the extension in this workspace's target/
+## with the release profile, so it reuses the RocksDB `make test` compiled
+## (a few minutes: the crate and pyo3 only). pandas is there for the MLflow
+## pyfunc test (mlflow-skinny does not pull it in).
+PY_VENV ?= target/py-venv
+PY_TEST_PKGS = maturin pytest numpy safetensors mlflow-skinny pandas
+PY_TEST_MODS = maturin pytest numpy safetensors mlflow pandas
+.PHONY: test-python
+test-python:
+	@test -x $(PY_VENV)/bin/python || python3 -m venv $(PY_VENV)
+	@$(PY_VENV)/bin/python -c "import importlib.util as u, sys; sys.exit(any(u.find_spec(m) is None for m in sys.argv[1:]))" $(PY_TEST_MODS) \
+		|| $(PY_VENV)/bin/pip install -q $(PY_TEST_PKGS)
+	$(PY_VENV)/bin/pip install -q ./python
+	MLFLOW_ALLOW_FILE_STORE=true $(PY_VENV)/bin/pytest -q python/tests
