@@ -177,8 +177,18 @@ pub struct UploadInfo {
 
 impl Core {
     /// See [`crate::Store::gc`].
-    #[tracing::instrument(name = "gc", level = "info", skip_all)]
     pub(crate) fn gc(self: &Arc<Self>, opts: &GcOptions) -> Result<GcReport> {
+        self.gc_reporting(opts, &|_, _| {})
+    }
+
+    /// [`Core::gc`], calling `progress(done, total)` as compaction works
+    /// through the packs it chose: bytes of those packs done, of all of them.
+    #[tracing::instrument(name = "gc", level = "info", skip_all)]
+    pub(crate) fn gc_reporting(
+        self: &Arc<Self>,
+        opts: &GcOptions,
+        progress: &(dyn Fn(u64, u64) + Sync),
+    ) -> Result<GcReport> {
         self.chunks().writable("gc")?;
         let inner = &**self;
         let _one = inner.exclusive();
@@ -193,7 +203,7 @@ impl Core {
         let mut held = HashSet::new();
         while sweep_chunks(inner, opts, &mut report, &mut held)? {}
         report.chunks_held = held.len() as u64;
-        compact(inner, opts, &mut report)?;
+        compact(inner, opts, &mut report, progress)?;
         if opts.compact_metadata || worth_compacting_metadata(inner, &report) {
             inner.chunks().meta().compact()?;
             report.metadata_compacted = true;
@@ -427,7 +437,12 @@ fn sweep_some(
 
 /// Rewrites or deletes packs whose live fraction is below the threshold.
 #[tracing::instrument(name = "compaction", level = "info", skip_all)]
-fn compact(inner: &Core, opts: &GcOptions, report: &mut GcReport) -> Result<()> {
+fn compact(
+    inner: &Core,
+    opts: &GcOptions,
+    report: &mut GcReport,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<()> {
     let (sizes, generation) = inner.chunks().pack_sizes();
     // Asked after the sizes were taken: a pack among them that is not open
     // now was sealed (a sealed pack is never appended to again), and an open
@@ -449,6 +464,9 @@ fn compact(inner: &Core, opts: &GcOptions, report: &mut GcReport) -> Result<()> 
         .map(|(p, _)| *p)
         .collect();
     chosen.sort_unstable();
+    let total: u64 = chosen.iter().map(|p| sizes[p]).sum();
+    let mut done = 0;
+    progress(done, total);
     tracing::info!(
         packs = chosen.len(),
         below = opts.compact_below,
@@ -474,6 +492,8 @@ fn compact(inner: &Core, opts: &GcOptions, report: &mut GcReport) -> Result<()> 
         for &pack in group {
             let e = entries.remove(&pack).unwrap_or_default();
             compact_pack(inner, opts, pack, e, &generation, report)?;
+            done += sizes[&pack];
+            progress(done, total);
         }
     }
     Ok(())
