@@ -404,3 +404,86 @@ fn progress_shows_on_a_terminal_and_not_in_a_pipe() {
     ok(&mv(&repo, &["model", "delete", "m2"]));
     hides(&["gc"]);
 }
+
+/// `completions SHELL` prints a script for that shell, with no store.
+#[test]
+fn completions_print_a_script_per_shell_without_a_store() {
+    for (shell, marker) in [
+        ("bash", "complete -F _modelvault"),
+        ("zsh", "#compdef modelvault"),
+        ("fish", "complete -c modelvault"),
+    ] {
+        let o = Command::new(env!("CARGO_BIN_EXE_modelvault"))
+            .args(["completions", shell])
+            .env_remove("MODELVAULT_REPO")
+            .output()
+            .unwrap();
+        let out = ok(&o);
+        assert!(out.contains(marker), "{shell}: no {marker:?}");
+        // Subcommands and their options are in it.
+        assert!(
+            out.contains("verify") && out.contains("read-data"),
+            "{shell}"
+        );
+    }
+    let o = Command::new(env!("CARGO_BIN_EXE_modelvault"))
+        .args(["completions", "tcsh"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 2);
+}
+
+/// An interrupted put's session says which file of which model it was
+/// storing, in `uploads` text and JSON.
+#[test]
+fn uploads_name_the_file_and_model_of_an_interrupted_put() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    let data = crate::common::noise(3 << 20, 31);
+    {
+        let store = modelvault::Store::create(&repo).unwrap();
+        // What `put` does, stopped half way.
+        let put = store
+            .put_version("resnet")
+            .begin([("weights/w.bin", data.len() as u64)])
+            .unwrap();
+        let mut w = put.writer("weights/w.bin").unwrap();
+        w.write_all(&data).unwrap();
+        w.suspend().unwrap();
+        // A plain writer has no label.
+        let mut other = store.blob_writer();
+        other.write_all(&crate::common::noise(2 << 20, 32)).unwrap();
+        other.suspend().unwrap();
+    }
+    let list = json(&mv(&repo, &["uploads", "--json"]));
+    let labels: Vec<&Value> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| &u["label"])
+        .collect();
+    assert_eq!(labels.len(), 2, "{list}");
+    assert!(
+        labels.contains(&&Value::from("put resnet: weights/w.bin")),
+        "{list}"
+    );
+    assert!(labels.contains(&&Value::Null), "{list}");
+    let text = ok(&mv(&repo, &["uploads"]));
+    assert!(text.contains("put resnet: weights/w.bin"), "{text}");
+    // A resumed upload keeps its label.
+    let store = modelvault::Store::open(&repo).unwrap();
+    let id = store
+        .uploads()
+        .unwrap()
+        .into_iter()
+        .find(|u| u.label.is_some())
+        .unwrap()
+        .id;
+    let w = store
+        .resume_upload(id.to_string().parse().unwrap())
+        .unwrap();
+    w.suspend().unwrap();
+    let again = store.uploads().unwrap();
+    let u = again.iter().find(|u| u.id == id).unwrap();
+    assert_eq!(u.label.as_deref(), Some("put resnet: weights/w.bin"));
+}

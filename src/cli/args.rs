@@ -173,6 +173,12 @@ pub enum Command {
     /// Models: ids, versions, metadata, aliases, URLs.
     #[command(subcommand)]
     Model(ModelCmd),
+    /// Print a completion script for SHELL on stdout (needs no store), e.g.
+    /// `modelvault completions bash > /etc/bash_completion.d/modelvault`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
     /// Serve the store over an S3-compatible endpoint (the store is created if missing).
     ///
     /// Clients sign with the access key and secret key in

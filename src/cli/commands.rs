@@ -20,6 +20,11 @@ use super::sizes::human;
 
 /// Runs one parsed command line.
 pub fn run(args: Args) -> Result<()> {
+    // Completion scripts come from the argument definitions alone.
+    if let Command::Completions { shell } = &args.command {
+        print_completions(*shell);
+        return Ok(());
+    }
     // A model on a server needs no local store.
     if let Command::Get {
         model,
@@ -250,10 +255,11 @@ pub fn run(args: Args) -> Result<()> {
             } else {
                 for u in list {
                     println!(
-                        "{}  {} durable{}",
+                        "{}  {} durable{}{}",
                         u.id,
                         human(u.durable_bytes),
-                        if u.open { "  (open)" } else { "" }
+                        if u.open { "  (open)" } else { "" },
+                        u.label.as_ref().map_or(String::new(), |l| format!("  {l}"))
                     );
                 }
             }
@@ -295,8 +301,16 @@ pub fn run(args: Args) -> Result<()> {
             model_cmd(&store, cmd)?
         }
         Command::Serve(a) => super::serve::serve(&repo, a)?,
+        // Answered above, before a store is needed.
+        Command::Completions { shell } => print_completions(shell),
     }
     Ok(())
+}
+
+/// Writes the completion script for `shell` on stdout.
+fn print_completions(shell: clap_complete::Shell) {
+    let mut cmd = <Args as clap::CommandFactory>::command();
+    clap_complete::generate(shell, &mut cmd, "modelvault", &mut io::stdout());
 }
 
 /// `30s`, `15m`, `24h`, `7d`, `2w` (a bare number is seconds).

@@ -173,6 +173,9 @@ pub struct UploadInfo {
     pub updated_ms: u64,
     /// Whether a writer in this process has it open.
     pub open: bool,
+    /// What the upload is for, if its writer was given a label
+    /// ([`crate::BlobWriter::label`]; `put` gives `put NAME: PATH`).
+    pub label: Option<String>,
 }
 
 impl Core {
@@ -245,10 +248,11 @@ impl Core {
     pub(crate) fn uploads(self: &Arc<Self>) -> Result<Vec<UploadInfo>> {
         let open = self.active_uploads().lock().clone();
         let mut out = Vec::new();
-        for kv in uploads::all(self.chunks().meta()) {
-            let (id, r) = kv?;
+        for kv in uploads::all_labelled(self.chunks().meta()) {
+            let (id, r, label) = kv?;
             out.push(UploadInfo {
                 id,
+                label,
                 durable_bytes: r.durable_bytes,
                 created_ms: r.created_ms,
                 updated_ms: r.updated_ms,
