@@ -636,7 +636,6 @@ impl BlobWriter {
     /// kept in its upload session record so that [`crate::Store::uploads`]
     /// can say what an interrupted upload was (cut to 1 KiB; an empty
     /// label is none). A resumed upload keeps its label.
-    #[must_use]
     pub fn label(mut self, label: impl Into<String>) -> Self {
         self.label = Some(label.into());
         self

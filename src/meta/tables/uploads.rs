@@ -98,6 +98,28 @@ pub(crate) fn all_labelled(
     })
 }
 
+/// The highest manifest id that has a session record.
+pub(crate) fn last_id(meta: &Meta) -> Result<Option<u64>> {
+    super::last_id(meta, Cf::Uploads, "uploads column family", keys::parse_u64)
+}
+
+/// The manifest ids of the session records in `[lo, hi]`, ascending; a
+/// malformed key in that range comes as its [`RawKey`].
+pub(crate) fn ids_in<'s>(
+    r: &'s (impl Scan + ?Sized),
+    lo: u64,
+    hi: u64,
+) -> impl Iterator<Item = Result<IdOrKey>> + 's {
+    super::ids_in(
+        r,
+        Cf::Uploads,
+        &[],
+        &keys::upload(lo),
+        keys::upload(hi).to_vec(),
+        keys::parse_u64,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,26 +166,4 @@ mod tests {
         v3[0] = 3;
         assert!(matches!(decode(&v3), Err(Error::UnsupportedVersion { .. })));
     }
-}
-
-/// The highest manifest id that has a session record.
-pub(crate) fn last_id(meta: &Meta) -> Result<Option<u64>> {
-    super::last_id(meta, Cf::Uploads, "uploads column family", keys::parse_u64)
-}
-
-/// The manifest ids of the session records in `[lo, hi]`, ascending; a
-/// malformed key in that range comes as its [`RawKey`].
-pub(crate) fn ids_in<'s>(
-    r: &'s (impl Scan + ?Sized),
-    lo: u64,
-    hi: u64,
-) -> impl Iterator<Item = Result<IdOrKey>> + 's {
-    super::ids_in(
-        r,
-        Cf::Uploads,
-        &[],
-        &keys::upload(lo),
-        keys::upload(hi).to_vec(),
-        keys::parse_u64,
-    )
 }
