@@ -112,6 +112,10 @@ pub use registry::model::{Model, ModelInfo, ModelSummary, NewModel};
 #[cfg(feature = "store")]
 pub use registry::put::{PutReport, PutVersion, VersionPut};
 #[cfg(feature = "store")]
+pub use registry::usage::{
+    ArtifactRef, BlobUsers, ChunkUsers, ObjectRef, SpaceReport, SpaceUse, VersionRef,
+};
+#[cfg(feature = "store")]
 pub use registry::version::ModelVersion;
 #[cfg(feature = "store")]
 pub use registry::version_upload::VersionUpload;

@@ -24,7 +24,8 @@ fn main() -> ExitCode {
                 .collect::<Vec<_>>()
                 .join(": ");
             eprintln!("modelvault: error: {msg}");
-            ExitCode::FAILURE
+            // The class of failure, from the error's type (README, "Exit codes").
+            ExitCode::from(cli::exit_code(&e))
         }
     }
 }

@@ -118,6 +118,16 @@ impl Core {
     /// See [`crate::Store::verify`].
     #[tracing::instrument(name = "verify", level = "info", skip_all)]
     pub(crate) fn verify(self: &Arc<Self>, opts: VerifyOptions) -> Result<VerifyReport> {
+        self.verify_reporting(opts, &|_| {})
+    }
+
+    /// [`Core::verify`], calling `progress` with the raw bytes re-read so
+    /// far after each chunk `read_data` reads.
+    pub(crate) fn verify_reporting(
+        self: &Arc<Self>,
+        opts: VerifyOptions,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<VerifyReport> {
         let inner = &self;
         let snap = inner.chunks().meta().snapshot();
         let mut r = VerifyReport::default();
@@ -220,6 +230,7 @@ impl Core {
             if opts.read_data && wanted {
                 r.chunks_read += 1;
                 r.bytes_read += loc.raw_len as u64;
+                progress(r.bytes_read);
                 let object = || format!("chunk {id}");
                 // Read through the live index (where compaction may have
                 // moved the record since the snapshot). A chunk a collection

@@ -555,3 +555,81 @@ fn init_refuses_an_existing_store_and_leaves_it_as_it_was() {
     let out = ok(&mv(&repo, &["cat", "m", "f"]));
     assert_eq!(out, "kept");
 }
+
+/// Each class of failure has its own exit code (README, "Exit codes").
+#[test]
+fn exit_codes_tell_the_classes_of_failure_apart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    let f = tmp.path().join("a.bin");
+    std::fs::write(&f, crate::common::weights(1 << 20, 7)).unwrap();
+    let code = |o: &Output| o.status.code().expect("exited, not killed");
+    assert_eq!(
+        code(&mv(&repo, &["put", "--name", "m", f.to_str().unwrap()])),
+        0
+    );
+
+    // Usage: clap's, and no store given.
+    assert_eq!(code(&mv(&repo, &["put", "--bogus"])), 2);
+    let o = Command::new(env!("CARGO_BIN_EXE_modelvault"))
+        .arg("stats")
+        .env_remove("MODELVAULT_REPO")
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 2, "{}", String::from_utf8_lossy(&o.stderr));
+
+    // Not a store: missing, and a folder holding something else.
+    assert_eq!(code(&mv(&tmp.path().join("missing"), &["stats"])), 10);
+    let other = tmp.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    std::fs::write(other.join("x"), b"x").unwrap();
+    assert_eq!(code(&mv(&other, &["list"])), 10);
+
+    // Not found: a model, a version, a file.
+    assert_eq!(code(&mv(&repo, &["show", "nope"])), 4);
+    assert_eq!(code(&mv(&repo, &["show", "m@9"])), 4);
+    assert_eq!(code(&mv(&repo, &["cat", "m", "nothere"])), 4);
+    assert_eq!(code(&mv(&repo, &["model", "delete", "nope"])), 4);
+
+    // Locked: this process holds the store; a writing command is refused.
+    {
+        let _held = modelvault::Store::open(&repo).unwrap();
+        let o = mv(&repo, &["model", "tag", "m", "t"]);
+        assert_eq!(code(&o), 11, "{}", String::from_utf8_lossy(&o.stderr));
+    }
+
+    // Other failure: an input that cannot be read.
+    assert_eq!(
+        code(&mv(&repo, &["put", "--name", "m", "/definitely/missing"])),
+        1
+    );
+
+    // Integrity: damaged packs, found by verify and by a read.
+    for e in std::fs::read_dir(repo.join("packs")).unwrap() {
+        let p = e.unwrap().path();
+        let mut b = std::fs::read(&p).unwrap();
+        for i in (100..b.len()).step_by(4096) {
+            b[i] ^= 0x5a;
+        }
+        std::fs::write(&p, b).unwrap();
+    }
+    assert_eq!(code(&mv(&repo, &["verify", "--read-data"])), 3);
+    let out = tmp.path().join("out");
+    assert_eq!(
+        code(&mv(&repo, &["get", "m", "--out", out.to_str().unwrap()])),
+        3
+    );
+
+    // The table is in --help.
+    let help = String::from_utf8(
+        Command::new(env!("CARGO_BIN_EXE_modelvault"))
+            .arg("--help")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    for line in ["3  integrity", "10  not a store", "11  locked"] {
+        assert!(help.contains(line), "--help lacks {line:?}: {help}");
+    }
+}

@@ -43,6 +43,7 @@ mod blob_roundtrip;
 mod blob_tensors;
 mod cli;
 mod cli_files;
+mod cli_output;
 mod cli_registry;
 mod crash_kill;
 mod format_v1;

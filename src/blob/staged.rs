@@ -38,6 +38,8 @@ pub struct StagedBlob {
     pub(super) session: u64,
     /// When the upload session was created, if it exists already.
     pub(super) session_ms: Option<u64>,
+    /// The writer's label, for the session record.
+    pub(super) label: Option<String>,
     /// Whether earlier segments of the manifest are committed (an upload
     /// session exists).
     pub(super) durable: bool,
@@ -218,7 +220,7 @@ impl StagedBlob {
                 durable_bytes: self.rec.size,
                 durable_chunks: self.rec.chunks,
             };
-            uploads::put(batch, self.session, &session);
+            uploads::put(batch, self.session, &session, self.label.as_deref());
         }
     }
 

@@ -91,6 +91,9 @@ pub struct BlobWriter {
     failed: Option<String>,
     /// When the upload session was first made durable, once it has been.
     session_ms: Option<u64>,
+    /// What the upload is for, kept in its session record (see
+    /// [`BlobWriter::label`]).
+    label: Option<String>,
     /// The previous version this upload is stored as a delta against.
     delta: Option<DeltaBase>,
     /// Whether chunks are encoded as deltas against `delta` (else it only
@@ -158,6 +161,7 @@ impl BlobWriter {
             head: Vec::new(),
             failed: None,
             session_ms: None,
+            label: None,
             delta: None,
             delta_forward: false,
         }
@@ -222,9 +226,10 @@ impl BlobWriter {
         let mut w = BlobWriter::new(store.clone());
         // From here on, dropping `w` deregisters (and, if it fails, abandons) it.
         w.manifest = m;
-        let rec: UploadRecord = uploads::get(store.chunks().meta(), m)?
+        let (rec, label): (UploadRecord, _) = uploads::get(store.chunks().meta(), m)?
             .ok_or_else(|| Error::not_found("upload session", m))?;
         w.session_ms = Some(rec.created_ms);
+        w.label = label;
         // Replay the durable prefix: its hash and first bytes, every chunk
         // verified, in bounded memory. The stream's first probe window is
         // kept for the cutter (see `show_start`).
@@ -355,6 +360,7 @@ impl BlobWriter {
             },
             session,
             session_ms: self.session_ms,
+            label: self.label.take(),
             // The staged blob takes over the holds on these entries. Its
             // vectors are cut to their length: a small file's last segment
             // would otherwise keep a whole segment's capacity (37 KiB).
@@ -621,8 +627,17 @@ impl BlobWriter {
             durable_bytes: self.emitted,
             durable_chunks: self.chunks,
         };
-        uploads::put(batch, self.manifest, &session);
+        uploads::put(batch, self.manifest, &session, self.label.as_deref());
         session.created_ms
+    }
+
+    /// Names what this upload is for (e.g. the file and model it stores),
+    /// kept in its upload session record so that [`crate::Store::uploads`]
+    /// can say what an interrupted upload was (cut to 1 KiB; an empty
+    /// label is none). A resumed upload keeps its label.
+    pub fn label(mut self, label: impl Into<String>) -> Self {
+        self.label = Some(label.into());
+        self
     }
 
     /// Makes what was written so far durable as far as the last complete

@@ -7,7 +7,7 @@ use clap::{Args as ClapArgs, Parser, Subcommand};
 /// Content-addressed, deduplicated storage for model weights and the
 /// experiments that made them.
 #[derive(Parser, Debug)]
-#[command(name = "modelvault", version, about)]
+#[command(name = "modelvault", version, about, after_help = super::exit::HELP)]
 pub struct Args {
     /// The store directory.
     #[arg(long, global = true, env = "MODELVAULT_REPO", value_name = "DIR")]
@@ -26,7 +26,7 @@ pub struct Args {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Create an empty store.
-    Init,
+    Init(Json),
     /// Store files and folders as the next version of a model; prints NAME@VERSION last.
     ///
     /// A path named on the command line is read whatever it is (a symlink to
@@ -72,6 +72,8 @@ pub enum Command {
         /// Files (stored under their file name) and folders (their files under paths relative to the folder).
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+        #[command(flatten)]
+        json: Json,
     },
     /// Write a version's files into a directory, byte-identical.
     ///
@@ -90,6 +92,8 @@ pub enum Command {
         /// on a case-sensitive filesystem).
         #[arg(long)]
         allow_case_collisions: bool,
+        #[command(flatten)]
+        json: Json,
     },
     /// Stream one file of a version to stdout.
     Cat {
@@ -144,12 +148,37 @@ pub enum Command {
     },
     /// List upload sessions that can be resumed (durable progress, no blob yet).
     Uploads(Json),
+    /// Space per model, version and experiment: logical bytes, stored
+    /// bytes, unique bytes (what deleting it would free) and shared bytes.
+    Du {
+        /// Order of each table: size (stored, largest first), unique
+        /// (largest first) or name.
+        #[arg(long, value_enum, default_value_t = DuSort::Size)]
+        sort: DuSort,
+        #[command(flatten)]
+        json: Json,
+    },
+    /// What references a blob (version files, artifacts, S3 objects), or
+    /// which blobs contain a chunk.
+    Who {
+        /// A blob or chunk id (64 hex digits); `blob:ID` or `chunk:ID` to
+        /// ask for one kind only.
+        id: String,
+        #[command(flatten)]
+        json: Json,
+    },
     /// Experiments: code execution sessions.
     #[command(subcommand)]
     Experiment(ExperimentCmd),
     /// Models: ids, versions, metadata, aliases, URLs.
     #[command(subcommand)]
     Model(ModelCmd),
+    /// Print a completion script for SHELL on stdout (needs no store), e.g.
+    /// `modelvault completions bash > /etc/bash_completion.d/modelvault`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
     /// Serve the store over an S3-compatible endpoint (the store is created if missing).
     ///
     /// Clients sign with the access key and secret key in
@@ -202,6 +231,17 @@ pub struct ServeArgs {
     /// Multipart uploads begun longer ago than this are aborted.
     #[arg(long, default_value = "7d", value_name = "DURATION")]
     pub multipart_expiry: String,
+}
+
+/// How `du` orders its tables.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DuSort {
+    /// Stored bytes, largest first.
+    Size,
+    /// Unique bytes (freed by deleting it), largest first.
+    Unique,
+    /// Name (then version).
+    Name,
 }
 
 #[derive(ClapArgs, Debug, Clone, Copy)]
@@ -264,6 +304,8 @@ pub enum ExperimentCmd {
     Start {
         /// Experiment id.
         id: String,
+        #[command(flatten)]
+        json: Json,
     },
     /// Append console lines (the arguments, or stdin line by line).
     Log {
@@ -274,6 +316,8 @@ pub enum ExperimentCmd {
         stderr: bool,
         /// Lines; read from stdin when none are given.
         text: Vec<String>,
+        #[command(flatten)]
+        json: Json,
     },
     /// Print console lines.
     Console {
@@ -294,6 +338,8 @@ pub enum ExperimentCmd {
         id: String,
         /// New value; shows the current one when absent.
         value: Option<u8>,
+        #[command(flatten)]
+        json: Json,
     },
     /// Set hyperparameters: Section/key=value (typed: 3, 0.5, true, text).
     Param {
@@ -302,6 +348,8 @@ pub enum ExperimentCmd {
         /// KEY=VALUE pairs.
         #[arg(required = true)]
         pairs: Vec<String>,
+        #[command(flatten)]
+        json: Json,
     },
     /// Record a model version the experiment used as input.
     Use {
@@ -309,6 +357,8 @@ pub enum ExperimentCmd {
         id: String,
         /// Model (latest version unless NAME@VERSION).
         model: String,
+        #[command(flatten)]
+        json: Json,
     },
     /// Finish the experiment; it is immutable afterwards.
     Finalize {
@@ -317,6 +367,8 @@ pub enum ExperimentCmd {
         /// Final status.
         #[arg(long, default_value = "completed")]
         status: String,
+        #[command(flatten)]
+        json: Json,
     },
     /// Delete an experiment with its console, scalars and artifacts.
     Delete {
@@ -371,6 +423,8 @@ pub enum ModelCmd {
     Url {
         /// Model.
         model: String,
+        #[command(flatten)]
+        json: Json,
     },
     /// Add tags, or remove them with --remove.
     Tag {
@@ -382,6 +436,8 @@ pub enum ModelCmd {
         /// Tags.
         #[arg(required = true)]
         tags: Vec<String>,
+        #[command(flatten)]
+        json: Json,
     },
     /// Set typed metadata KEY=VALUE (3, 0.5, true, [1,2], text), or remove keys with --remove.
     Meta {
@@ -393,6 +449,8 @@ pub enum ModelCmd {
         /// KEY=VALUE pairs (KEY with --remove).
         #[arg(required = true)]
         pairs: Vec<String>,
+        #[command(flatten)]
+        json: Json,
     },
     /// Point an alias at a version (--move to move an existing one, --remove to delete it).
     Alias {
@@ -408,11 +466,15 @@ pub enum ModelCmd {
         /// Remove the alias.
         #[arg(long)]
         remove: bool,
+        #[command(flatten)]
+        json: Json,
     },
     /// Finalize (publish) a model: every later change is an error.
     Finalize {
         /// Model.
         model: String,
+        #[command(flatten)]
+        json: Json,
     },
     /// Delete a model (NAME) or one version (NAME@VERSION).
     Delete {

@@ -10,35 +10,51 @@ use modelvault::query::Value;
 use modelvault::{DeleteOptions, DeleteReport, GcOptions, ModelVersion, Store, VersionFile};
 
 use super::args::{Args, Command, DeleteFlags, ExperimentCmd, ModelCmd};
+use super::exit::{ProblemsFound, Usage};
 use super::experiment::{self, experiment_cmd};
 use super::files;
 use super::model::model_cmd;
+use super::progress;
 use super::remote;
+use super::sizes::human;
 
 /// Runs one parsed command line.
 pub fn run(args: Args) -> Result<()> {
+    // Completion scripts come from the argument definitions alone.
+    if let Command::Completions { shell } = &args.command {
+        print_completions(*shell);
+        return Ok(());
+    }
     // A model on a server needs no local store.
     if let Command::Get {
         model,
         out,
         allow_case_collisions,
+        json,
     } = &args.command
     {
         if let Some(spec) = remote::parse(model)? {
-            return get_remote(&spec, out, *allow_case_collisions);
+            return get_remote(&spec, out, *allow_case_collisions, json.json);
         }
     }
     let repo = args
         .repo
         .clone()
-        .ok_or_else(|| anyhow!("no store given: pass --repo DIR or set MODELVAULT_REPO"))?;
+        .ok_or_else(|| Usage("no store given: pass --repo DIR or set MODELVAULT_REPO".into()))?;
     match args.command {
-        Command::Init => {
+        Command::Init(json) => {
             if Store::exists(&repo) {
                 bail!("{} is already a modelvault store", repo.display());
             }
             let store = Store::create(&repo)?;
-            println!("created store {} in {}", store.id(), repo.display());
+            if json.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"id": store.id().to_string(), "path": repo})
+                );
+            } else {
+                println!("created store {} in {}", store.id(), repo.display());
+            }
         }
         Command::Put {
             name,
@@ -50,6 +66,7 @@ pub fn run(args: Args) -> Result<()> {
             max_delta_depth,
             follow_symlinks,
             paths,
+            json,
         } => {
             // Everything is checked before anything (even the store) is created.
             modelvault::check_name(&name)?;
@@ -70,24 +87,27 @@ pub fn run(args: Args) -> Result<()> {
                 (false, Some(b)) => opts.base(b),
                 (false, None) => opts,
             };
-            put(opts, &name, &inputs)?
+            put(&store, opts, &name, &inputs, json.json)?
         }
         Command::Get {
             model,
             out,
             allow_case_collisions,
+            json,
         } => get(
             &open_for_reading(&repo)?,
             &model,
             &out,
             allow_case_collisions,
+            json.json,
         )?,
         Command::Cat { model, path } => {
             let store = open_for_reading(&repo)?;
             let v = resolve(&store, &model)?;
-            let f = v
-                .file(&path)
-                .ok_or_else(|| anyhow!("{}@{} has no file {path:?}", v.name, v.version))?;
+            let f = v.file(&path).ok_or_else(|| modelvault::Error::NotFound {
+                kind: "file",
+                name: format!("{path:?} in {}@{}", v.name, v.version),
+            })?;
             let mut r = store.blob_reader(&f.blob)?;
             let mut out = io::stdout().lock();
             io::copy(&mut r, &mut out)?;
@@ -114,9 +134,15 @@ pub fn run(args: Args) -> Result<()> {
             if json.json {
                 println!("{}", serde_json::to_string(&s)?);
             } else {
-                println!("logical bytes      {}", s.logical_bytes);
-                println!("unique chunk bytes {}", s.unique_bytes);
-                println!("stored bytes       {}", s.stored_bytes);
+                println!("logical bytes      {}", human(s.logical_bytes));
+                println!("unique chunk bytes {}", human(s.unique_bytes));
+                if s.upload_bytes > 0 {
+                    println!(
+                        "  of which uploads {}  (interrupted uploads; see `uploads`)",
+                        human(s.upload_bytes)
+                    );
+                }
+                println!("stored bytes       {}", human(s.stored_bytes));
                 println!("chunks             {}", s.chunks);
                 println!("blobs              {}", s.blobs);
                 println!("versions           {}", s.versions);
@@ -133,16 +159,27 @@ pub fn run(args: Args) -> Result<()> {
         } => {
             let store = open_for_reading(&repo)?;
             let mut opts = modelvault::VerifyOptions::new().read_data(read_data);
+            let mut parts = None;
             if let Some(s) = subset {
                 let (n, m) = s
                     .split_once('/')
-                    .ok_or_else(|| anyhow!("--subset takes N/M, got {s:?}"))?;
-                opts = opts.subset(
-                    n.parse().context("--subset N")?,
-                    m.parse().context("--subset M")?,
-                )?;
+                    .ok_or_else(|| Usage(format!("--subset takes N/M, got {s:?}")))?;
+                let n: u64 = n.parse().context("--subset N")?;
+                let m: u64 = m.parse().context("--subset M")?;
+                opts = opts.subset(n, m)?;
+                parts = Some((n, m));
             }
-            let r = store.verify(opts)?;
+            let bar = if read_data {
+                let mut total = store.stats().unique_bytes;
+                if let Some((_, m)) = parts {
+                    total /= m.max(1);
+                }
+                progress::bytes("verify", total)
+            } else {
+                indicatif::ProgressBar::hidden()
+            };
+            let r = store.verify_with_progress(opts, &|n| bar.set_position(n))?;
+            bar.finish();
             if json.json {
                 println!("{}", serde_json::to_string(&r)?);
             } else {
@@ -153,18 +190,18 @@ pub fn run(args: Args) -> Result<()> {
                     }
                 }
                 println!(
-                    "checked {} chunks ({} deltas, {} read, {} bytes), {} blobs, {} versions: {} problems",
+                    "checked {} chunks ({} deltas, {} read, {}), {} blobs, {} versions: {} problems",
                     r.chunks,
                     r.delta_chunks,
                     r.chunks_read,
-                    r.bytes_read,
+                    human(r.bytes_read),
                     r.blobs,
                     r.versions,
                     r.problems.len()
                 );
             }
             if !r.is_clean() {
-                bail!("verify found {} problems", r.problems.len());
+                return Err(ProblemsFound(r.problems.len()).into());
             }
         }
         Command::Gc {
@@ -177,21 +214,31 @@ pub fn run(args: Args) -> Result<()> {
                 .expire_uploads_after(parse_duration(&expire_uploads_after)?)
                 .compact_below(compact_below)
                 .compact_metadata(compact_metadata);
-            let r = open(&repo)?.gc(&opts)?;
+            let bar = progress::bytes("gc: compacting", 0);
+            let r = open(&repo)?.gc_with_progress(&opts, &|done, total| {
+                bar.set_length(total);
+                bar.set_position(done);
+            })?;
+            // Nothing to compact: nothing to show.
+            if bar.length().unwrap_or(0) > 0 {
+                bar.finish();
+            } else {
+                bar.finish_and_clear();
+            }
             if json.json {
                 println!("{}", serde_json::to_string(&r)?);
             } else {
                 println!(
-                    "expired {} uploads, released {} manifests, deleted {} chunks ({} bytes; {} held by uploads in flight), compacted {} packs and deleted {} ({} bytes copied, {} bytes reclaimed{}){}",
+                    "expired {} uploads, released {} manifests, deleted {} chunks ({}; {} held by uploads in flight), compacted {} packs and deleted {} ({} copied, {} reclaimed{}){}",
                     r.uploads_expired,
                     r.manifests_released,
                     r.chunks_deleted,
-                    r.chunk_bytes_deleted,
+                    human(r.chunk_bytes_deleted),
                     r.chunks_held,
                     r.packs_compacted,
                     r.packs_deleted,
-                    r.bytes_copied,
-                    r.bytes_reclaimed,
+                    human(r.bytes_copied),
+                    human(r.bytes_reclaimed),
                     if r.packs_busy > 0 { format!("; {} packs busy, next time", r.packs_busy) } else { String::new() },
                     if r.metadata_compacted { "; metadata compacted" } else { "" }
                 );
@@ -208,14 +255,17 @@ pub fn run(args: Args) -> Result<()> {
             } else {
                 for u in list {
                     println!(
-                        "{}  {} bytes durable{}",
+                        "{}  {} durable{}{}",
                         u.id,
-                        u.durable_bytes,
-                        if u.open { "  (open)" } else { "" }
+                        human(u.durable_bytes),
+                        if u.open { "  (open)" } else { "" },
+                        u.label.as_ref().map_or(String::new(), |l| format!("  {l}"))
                     );
                 }
             }
         }
+        Command::Du { sort, json } => super::usage::du(&open_for_reading(&repo)?, sort, json.json)?,
+        Command::Who { id, json } => super::usage::who(&open_for_reading(&repo)?, &id, json.json)?,
         Command::Experiment(cmd) => {
             let reads_only = matches!(
                 cmd,
@@ -226,6 +276,8 @@ pub fn run(args: Args) -> Result<()> {
             );
             let store = if reads_only {
                 open_for_reading(&repo)?
+            } else if matches!(cmd, ExperimentCmd::Create { .. }) {
+                open_creating(&repo)?
             } else {
                 open(&repo)?
             };
@@ -241,14 +293,24 @@ pub fn run(args: Args) -> Result<()> {
             );
             let store = if reads_only {
                 open_for_reading(&repo)?
+            } else if matches!(cmd, ModelCmd::Register { .. }) {
+                open_creating(&repo)?
             } else {
                 open(&repo)?
             };
             model_cmd(&store, cmd)?
         }
         Command::Serve(a) => super::serve::serve(&repo, a)?,
+        // Answered above, before a store is needed.
+        Command::Completions { shell } => print_completions(shell),
     }
     Ok(())
+}
+
+/// Writes the completion script for `shell` on stdout.
+fn print_completions(shell: clap_complete::Shell) {
+    let mut cmd = <Args as clap::CommandFactory>::command();
+    clap_complete::generate(shell, &mut cmd, "modelvault", &mut io::stdout());
 }
 
 /// `30s`, `15m`, `24h`, `7d`, `2w` (a bare number is seconds).
@@ -293,13 +355,13 @@ pub(super) fn print_delete(r: &DeleteReport, json: bool) -> Result<()> {
         println!("{verb} version {m}@{v}");
     }
     println!(
-        "{} {} experiments, {} models, {} versions; frees {} blobs and {} stored bytes{}",
+        "{} {} experiments, {} models, {} versions; frees {} blobs and {} stored{}",
         verb,
         r.experiments.len(),
         r.models.len(),
         r.versions.len(),
         r.blobs_freed,
-        r.bytes_freed,
+        human(r.bytes_freed),
         if r.dry_run { "" } else { " at the next gc" }
     );
     Ok(())
@@ -307,6 +369,14 @@ pub(super) fn print_delete(r: &DeleteReport, json: bool) -> Result<()> {
 
 fn open(repo: &Path) -> Result<Store> {
     Ok(Store::open(repo)?)
+}
+
+/// The store for a command that creates something new (`put`, `experiment
+/// create`, `model register`; `serve` too): created if `repo` is missing or
+/// an empty folder, as `init` would. Every other command needs an existing
+/// store and fails with "not a modelvault store" (exit code 10) without one.
+fn open_creating(repo: &Path) -> Result<Store> {
+    Ok(Store::create(repo)?)
 }
 
 /// The store for a command that only reads: opened normally, or, when
@@ -359,17 +429,17 @@ pub(super) fn pair(s: &str) -> Result<(String, Value)> {
 
 pub(super) fn print_version(v: &ModelVersion) {
     println!(
-        "{}@{}  model {}  {} files, {} bytes",
+        "{}@{}  model {}  {} files, {}",
         v.name,
         v.version,
         v.model,
         v.files.len(),
-        v.size()
+        human(v.size())
     );
     for f in &v.files {
         println!(
-            "{:>14}  {:<16} {}  {}",
-            f.size,
+            "{:>10}  {:<16} {}  {}",
+            human(f.size),
             f.format.name(),
             f.blob,
             f.path
@@ -378,11 +448,14 @@ pub(super) fn print_version(v: &ModelVersion) {
 }
 
 /// Stores `inputs` as the next version of `name` with the library's
-/// version policy ([`modelvault::PutVersion`]), printing `NAME@VERSION`.
+/// version policy ([`modelvault::PutVersion`]), printing `NAME@VERSION`
+/// (or, with `json`, one object: docs/CLI.md, "JSON output").
 fn put(
+    store: &Store,
     opts: modelvault::PutVersion,
     name: &str,
     inputs: &BTreeMap<String, files::Source>,
+    json: bool,
 ) -> Result<()> {
     // Each file's size, for choosing delta bases by size (a renamed file).
     let mut sized = Vec::with_capacity(inputs.len());
@@ -392,14 +465,18 @@ fn put(
             .len();
         sized.push((rel.as_str(), len));
     }
+    let total: u64 = sized.iter().map(|(_, n)| n).sum();
+    let files_count = sized.len();
     // Everything is checked before anything is written.
     let mut version = opts.begin(sized)?;
+    let bar = progress::bytes(&format!("put {name}"), total);
     // Each file is written and staged at once: memory does not grow with
     // the number of files; the commit makes them all visible.
     for (rel, src) in inputs {
-        let mut f = src.open()?;
+        let f = src.open()?;
         let mut w = version.writer(rel)?;
-        io::copy(&mut f, &mut w).with_context(|| format!("storing {}", src.path.display()))?;
+        io::copy(&mut bar.wrap_read(f), &mut w)
+            .with_context(|| format!("storing {}", src.path.display()))?;
         version
             .add_writer(rel, w)
             .with_context(|| format!("storing {}", src.path.display()))?;
@@ -408,19 +485,36 @@ fn put(
         .base_version()
         .map_or(String::new(), |b| format!("{}@{}", b.name, b.version));
     let r = version.commit()?;
+    bar.finish();
     let v = r.version;
     if r.rebased_files > 0 {
         let (n, before, after) = (
             r.reverse.rebased,
-            r.reverse.bytes_before,
-            r.reverse.bytes_after,
+            human(r.reverse.bytes_before),
+            human(r.reverse.bytes_after),
         );
         eprintln!(
             "reverse delta: {n} chunks of {base} re-encoded against {name}@{v} \
-             ({before} -> {after} bytes; `gc` reclaims the replaced records)"
+             ({before} -> {after}; `gc` reclaims the replaced records)"
         );
     }
-    println!("{name}@{v}");
+    if json {
+        let model = store.model_by_name(name)?.id();
+        println!(
+            "{}",
+            serde_json::json!({
+                "name": name,
+                "model": model,
+                "version": v,
+                "files": files_count,
+                "bytes": total,
+                "base": (!base.is_empty()).then_some(base),
+                "rebased_files": r.rebased_files,
+            })
+        );
+    } else {
+        println!("{name}@{v}");
+    }
     Ok(())
 }
 
@@ -431,20 +525,20 @@ static TMP_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new
 /// fsynced before it is renamed into place, then every folder whose entries
 /// changed (each file's folder up to `out`, and the parent of each folder
 /// created) is fsynced.
-fn get(store: &Store, spec: &str, out: &Path, allow_case: bool) -> Result<()> {
+fn get(store: &Store, spec: &str, out: &Path, allow_case: bool, json: bool) -> Result<()> {
     let v = resolve(store, spec)?;
-    restore(store, &v.name, v.version, &v.files, out, allow_case)
+    restore(store, &v.name, v.version, &v.files, out, allow_case, json)
 }
 
 /// [`get`] of a version on a server (`modelvault://HOST:PORT/models/…`).
-fn get_remote(spec: &remote::RemoteSpec, out: &Path, allow_case: bool) -> Result<()> {
+fn get_remote(spec: &remote::RemoteSpec, out: &Path, allow_case: bool, json: bool) -> Result<()> {
     let server = remote::Server::new(spec)?;
     let v = server.version(spec.version())?;
     let source = remote::Files {
         server: &server,
         version: v.version,
     };
-    restore(&source, &v.name, v.version, &v.files, out, allow_case)
+    restore(&source, &v.name, v.version, &v.files, out, allow_case, json)
 }
 
 /// Where `get` reads a version's files: this store, or a server.
@@ -469,6 +563,7 @@ fn restore(
     files: &[VersionFile],
     out: &Path,
     allow_case: bool,
+    json: bool,
 ) -> Result<()> {
     files::check_restorable(
         files.iter().map(|f| f.path.as_str()),
@@ -482,6 +577,8 @@ fn restore(
         .collect::<Result<Vec<_>>>()?;
     let destinations: std::collections::HashSet<&Path> =
         jobs.iter().map(|(_, dst)| dst.as_path()).collect();
+    let bytes: u64 = files.iter().map(|f| f.size).sum();
+    let bar = progress::bytes(&format!("get {name}@{version}"), bytes);
     // Files are restored two at a time (each reader decodes on its own
     // threads): one file's writes overlap another's decoding, which pays
     // for versions of many small files. The first error stops the rest.
@@ -493,7 +590,7 @@ fn restore(
             let Some((f, dst)) = jobs.get(next.fetch_add(1, Relaxed)) else {
                 break;
             };
-            restore_file(source, f, dst, &destinations)
+            restore_file(source, f, dst, &destinations, &bar)
                 .inspect_err(|_| failed.store(true, Relaxed))?;
         }
         Ok(())
@@ -521,12 +618,26 @@ fn restore(
     for d in dirs.iter().rev() {
         files::sync_dir(d)?;
     }
-    println!(
-        "{name}@{version}: {} files, {} bytes -> {}",
-        files.len(),
-        files.iter().map(|f| f.size).sum::<u64>(),
-        out.display()
-    );
+    bar.finish();
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "name": name,
+                "version": version,
+                "files": files.len(),
+                "bytes": bytes,
+                "out": out,
+            })
+        );
+    } else {
+        println!(
+            "{name}@{version}: {} files, {} -> {}",
+            files.len(),
+            human(bytes),
+            out.display()
+        );
+    }
     Ok(())
 }
 
@@ -538,6 +649,7 @@ fn restore_file(
     f: &VersionFile,
     dst: &Path,
     destinations: &std::collections::HashSet<&Path>,
+    bar: &indicatif::ProgressBar,
 ) -> Result<()> {
     // A short, fresh name created exclusively: never follows a planted
     // symlink, fits any name length, and is never another file's
@@ -551,7 +663,7 @@ fn restore_file(
             break tmp;
         }
     };
-    let mut r = source.open(f)?;
+    let mut r = bar.wrap_read(source.open(f)?);
     let mut w = BufWriter::with_capacity(
         1 << 20,
         fs::OpenOptions::new()
@@ -589,5 +701,5 @@ fn restore_file(
 /// `get` with the default options, for the unit tests.
 #[cfg(test)]
 pub(super) fn get_for_test(store: &Store, spec: &str, out: &Path) {
-    get(store, spec, out, false).unwrap()
+    get(store, spec, out, false, false).unwrap()
 }

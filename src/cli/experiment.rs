@@ -18,9 +18,18 @@ pub(super) fn find(store: &Store, spec: &str) -> Result<Experiment> {
     }
 }
 
-/// `3` → Int, `0.5` → Float, `true` → Bool, `[1, "a"]` → List, else a string.
+/// The `experiment show --json` object.
 fn experiment_json(e: &Experiment) -> Result<serde_json::Value> {
     Ok(serde_json::to_value(e.info()?)?)
+}
+
+/// After a change: with `--json`, the experiment as `experiment show
+/// --json` prints it.
+fn changed(e: &Experiment, json: bool) -> Result<()> {
+    if json {
+        println!("{}", experiment_json(e)?);
+    }
+    Ok(())
 }
 
 pub(super) fn experiment_cmd(store: &Store, cmd: ExperimentCmd) -> Result<()> {
@@ -113,8 +122,17 @@ pub(super) fn experiment_cmd(store: &Store, cmd: ExperimentCmd) -> Result<()> {
                 }
             }
         }
-        ExperimentCmd::Start { id } => find(store, &id)?.start()?,
-        ExperimentCmd::Log { id, stderr, text } => {
+        ExperimentCmd::Start { id, json } => {
+            let e = find(store, &id)?;
+            e.start()?;
+            changed(&e, json.json)?;
+        }
+        ExperimentCmd::Log {
+            id,
+            stderr,
+            text,
+            json,
+        } => {
             let e = find(store, &id)?;
             let stream = if stderr {
                 Stream::Stderr
@@ -137,6 +155,7 @@ pub(super) fn experiment_cmd(store: &Store, cmd: ExperimentCmd) -> Result<()> {
             } else {
                 e.log_lines(text.iter().map(|l| (stream, l.as_str())))?;
             }
+            changed(&e, json.json)?;
         }
         ExperimentCmd::Console {
             id,
@@ -158,21 +177,27 @@ pub(super) fn experiment_cmd(store: &Store, cmd: ExperimentCmd) -> Result<()> {
                 }
             }
         }
-        ExperimentCmd::Progress { id, value } => {
+        ExperimentCmd::Progress { id, value, json } => {
             let e = find(store, &id)?;
-            match value {
-                Some(v) => e.set_progress(v)?,
-                None => println!("{}", e.progress()?),
+            match (value, json.json) {
+                (Some(v), _) => {
+                    e.set_progress(v)?;
+                    changed(&e, json.json)?;
+                }
+                (None, true) => changed(&e, true)?,
+                (None, false) => println!("{}", e.progress()?),
             }
         }
-        ExperimentCmd::Param { id, pairs } => {
+        ExperimentCmd::Param { id, pairs, json } => {
             let e = find(store, &id)?;
             e.set_params(pairs.iter().map(|p| pair(p)).collect::<Result<Vec<_>>>()?)?;
+            changed(&e, json.json)?;
         }
-        ExperimentCmd::Use { id, model } => {
+        ExperimentCmd::Use { id, model, json } => {
             let e = find(store, &id)?;
             let v = resolve(store, &model)?;
             e.use_model(v.model, v.version)?;
+            changed(&e, json.json)?;
         }
         ExperimentCmd::Delete {
             id,
@@ -182,7 +207,11 @@ pub(super) fn experiment_cmd(store: &Store, cmd: ExperimentCmd) -> Result<()> {
             let r = find(store, &id)?.delete(delete_options(del).with_models(with_models))?;
             print_delete(&r, del.json)?;
         }
-        ExperimentCmd::Finalize { id, status } => find(store, &id)?.finish(status.parse()?)?,
+        ExperimentCmd::Finalize { id, status, json } => {
+            let e = find(store, &id)?;
+            e.finish(status.parse()?)?;
+            changed(&e, json.json)?;
+        }
     }
     Ok(())
 }

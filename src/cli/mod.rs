@@ -2,15 +2,20 @@
 
 mod args;
 mod commands;
+mod exit;
 mod experiment;
 mod files;
 mod log;
 mod model;
+mod progress;
 mod remote;
 mod serve;
+mod sizes;
+mod usage;
 
 pub use args::Args;
 pub use commands::run;
+pub use exit::code as exit_code;
 pub use log::init as init_logging;
 
 #[cfg(test)]

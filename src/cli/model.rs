@@ -1,8 +1,9 @@
 //! `modelvault model ...`: show, list, search, label, delete and retire models.
 
 use anyhow::{bail, Context, Result};
+use modelvault::detect::Framework;
 use modelvault::query;
-use modelvault::{Model, NewModel, Retention, Store};
+use modelvault::{EntityId, Model, NewModel, Retention, Store};
 use serde_json::json;
 
 use super::args::ModelCmd;
@@ -12,16 +13,30 @@ fn model(store: &Store, spec: &str) -> Result<Model> {
     Ok(store.resolve_model(spec)?.0)
 }
 
+/// The `model show --json` object: the model's info with its URL and
+/// version numbers. The commands that change a model print it too.
+fn model_json(m: &Model) -> Result<serde_json::Value> {
+    let mut v = serde_json::to_value(m.info()?)?;
+    v["url"] = json!(m.url(None));
+    v["versions"] = json!(m.versions()?);
+    Ok(v)
+}
+
+/// After a change: with `--json`, the model as `model show --json` prints it.
+fn changed(m: &Model, json: bool) -> Result<()> {
+    if json {
+        println!("{}", model_json(m)?);
+    }
+    Ok(())
+}
+
 pub(super) fn model_cmd(store: &Store, cmd: ModelCmd) -> Result<()> {
     match cmd {
         ModelCmd::Show { model: spec, json } => {
             let m = model(store, &spec)?;
             let info = m.info()?;
             if json.json {
-                let mut v = serde_json::to_value(&info)?;
-                v["url"] = json!(m.url(None));
-                v["versions"] = json!(m.versions()?);
-                println!("{v}");
+                println!("{}", model_json(&m)?);
             } else {
                 println!(
                     "model {}  {} ({})  framework {}",
@@ -58,16 +73,25 @@ pub(super) fn model_cmd(store: &Store, cmd: ModelCmd) -> Result<()> {
             }
         }
         ModelCmd::List { query: q, json } => {
+            // One shape with or without a query: id, name, latest, framework.
+            let entry = |id: EntityId, name: &str, latest: u32, framework: Framework| json!({"id": id, "name": name, "latest": latest, "framework": framework});
             let list: Vec<serde_json::Value> = match q {
                 Some(q) => {
                     let q = query::parse(&q)?;
-                    store.find_models(&q)?.into_iter().map(|m| json!({"id": m.id, "name": m.name, "latest": m.latest, "framework": m.framework})).collect()
+                    store
+                        .find_models(&q)?
+                        .into_iter()
+                        .map(|m| entry(m.id, &m.name, m.latest, m.framework))
+                        .collect()
                 }
                 None => store
                     .models()?
                     .into_iter()
-                    .map(|m| serde_json::to_value(m).unwrap_or_default())
-                    .collect(),
+                    .map(|m| {
+                        let info = store.model(m.id)?.info()?;
+                        Ok(entry(m.id, &m.name, m.latest, info.framework))
+                    })
+                    .collect::<Result<_>>()?,
             };
             if json.json {
                 println!("{}", serde_json::Value::Array(list));
@@ -97,18 +121,24 @@ pub(super) fn model_cmd(store: &Store, cmd: ModelCmd) -> Result<()> {
                 }
             }
         }
-        ModelCmd::Url { model: spec } => {
+        ModelCmd::Url { model: spec, json } => {
             let (m, v) = store.resolve_model(&spec)?;
             let v = match v {
                 Some(v) => v,
                 None => m.info()?.latest,
             };
-            println!("{}", m.url(Some(v).filter(|&v| v > 0)));
+            let url = m.url(Some(v).filter(|&v| v > 0));
+            if json.json {
+                println!("{}", json!({ "url": url }));
+            } else {
+                println!("{url}");
+            }
         }
         ModelCmd::Tag {
             model: spec,
             remove,
             tags,
+            json,
         } => {
             let m = model(store, &spec)?;
             if remove {
@@ -118,11 +148,13 @@ pub(super) fn model_cmd(store: &Store, cmd: ModelCmd) -> Result<()> {
             } else {
                 m.add_tags(tags)?;
             }
+            changed(&m, json.json)?;
         }
         ModelCmd::Meta {
             model: spec,
             remove,
             pairs,
+            json,
         } => {
             let m = model(store, &spec)?;
             for p in &pairs {
@@ -133,6 +165,7 @@ pub(super) fn model_cmd(store: &Store, cmd: ModelCmd) -> Result<()> {
                     m.set_metadata(&k, v)?;
                 }
             }
+            changed(&m, json.json)?;
         }
         ModelCmd::Alias {
             model: spec,
@@ -140,6 +173,7 @@ pub(super) fn model_cmd(store: &Store, cmd: ModelCmd) -> Result<()> {
             version,
             move_,
             remove,
+            json,
         } => {
             let m = model(store, &spec)?;
             match (remove, version) {
@@ -148,8 +182,13 @@ pub(super) fn model_cmd(store: &Store, cmd: ModelCmd) -> Result<()> {
                 (false, Some(v)) => m.set_alias(&alias, v)?,
                 (false, None) => bail!("give a VERSION for alias {alias:?}, or --remove"),
             }
+            changed(&m, json.json)?;
         }
-        ModelCmd::Finalize { model: spec } => model(store, &spec)?.finalize()?,
+        ModelCmd::Finalize { model: spec, json } => {
+            let m = model(store, &spec)?;
+            m.finalize()?;
+            changed(&m, json.json)?;
+        }
         ModelCmd::Delete { model: spec, del } => {
             let (m, version) = store.resolve_model(&spec)?;
             let r = match version {

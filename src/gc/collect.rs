@@ -173,12 +173,25 @@ pub struct UploadInfo {
     pub updated_ms: u64,
     /// Whether a writer in this process has it open.
     pub open: bool,
+    /// What the upload is for, if its writer was given a label
+    /// ([`crate::BlobWriter::label`]; `put` gives `put NAME: PATH`).
+    pub label: Option<String>,
 }
 
 impl Core {
     /// See [`crate::Store::gc`].
-    #[tracing::instrument(name = "gc", level = "info", skip_all)]
     pub(crate) fn gc(self: &Arc<Self>, opts: &GcOptions) -> Result<GcReport> {
+        self.gc_reporting(opts, &|_, _| {})
+    }
+
+    /// [`Core::gc`], calling `progress(done, total)` as compaction works
+    /// through the packs it chose: bytes of those packs done, of all of them.
+    #[tracing::instrument(name = "gc", level = "info", skip_all)]
+    pub(crate) fn gc_reporting(
+        self: &Arc<Self>,
+        opts: &GcOptions,
+        progress: &(dyn Fn(u64, u64) + Sync),
+    ) -> Result<GcReport> {
         self.chunks().writable("gc")?;
         let inner = &**self;
         let _one = inner.exclusive();
@@ -193,7 +206,7 @@ impl Core {
         let mut held = HashSet::new();
         while sweep_chunks(inner, opts, &mut report, &mut held)? {}
         report.chunks_held = held.len() as u64;
-        compact(inner, opts, &mut report)?;
+        compact(inner, opts, &mut report, progress)?;
         if opts.compact_metadata || worth_compacting_metadata(inner, &report) {
             inner.chunks().meta().compact()?;
             report.metadata_compacted = true;
@@ -235,10 +248,11 @@ impl Core {
     pub(crate) fn uploads(self: &Arc<Self>) -> Result<Vec<UploadInfo>> {
         let open = self.active_uploads().lock().clone();
         let mut out = Vec::new();
-        for kv in uploads::all(self.chunks().meta()) {
-            let (id, r) = kv?;
+        for kv in uploads::all_labelled(self.chunks().meta()) {
+            let (id, r, label) = kv?;
             out.push(UploadInfo {
                 id,
+                label,
                 durable_bytes: r.durable_bytes,
                 created_ms: r.created_ms,
                 updated_ms: r.updated_ms,
@@ -427,7 +441,12 @@ fn sweep_some(
 
 /// Rewrites or deletes packs whose live fraction is below the threshold.
 #[tracing::instrument(name = "compaction", level = "info", skip_all)]
-fn compact(inner: &Core, opts: &GcOptions, report: &mut GcReport) -> Result<()> {
+fn compact(
+    inner: &Core,
+    opts: &GcOptions,
+    report: &mut GcReport,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<()> {
     let (sizes, generation) = inner.chunks().pack_sizes();
     // Asked after the sizes were taken: a pack among them that is not open
     // now was sealed (a sealed pack is never appended to again), and an open
@@ -449,6 +468,9 @@ fn compact(inner: &Core, opts: &GcOptions, report: &mut GcReport) -> Result<()> 
         .map(|(p, _)| *p)
         .collect();
     chosen.sort_unstable();
+    let total: u64 = chosen.iter().map(|p| sizes[p]).sum();
+    let mut done = 0;
+    progress(done, total);
     tracing::info!(
         packs = chosen.len(),
         below = opts.compact_below,
@@ -474,6 +496,8 @@ fn compact(inner: &Core, opts: &GcOptions, report: &mut GcReport) -> Result<()> 
         for &pack in group {
             let e = entries.remove(&pack).unwrap_or_default();
             compact_pack(inner, opts, pack, e, &generation, report)?;
+            done += sizes[&pack];
+            progress(done, total);
         }
     }
     Ok(())

@@ -30,6 +30,10 @@ pub mod repair;
 #[cfg(feature = "store")]
 mod search;
 #[cfg(feature = "store")]
+pub mod usage;
+#[cfg(all(test, feature = "store"))]
+mod usage_tests;
+#[cfg(feature = "store")]
 pub mod version;
 #[cfg(feature = "store")]
 pub(crate) mod version_upload;

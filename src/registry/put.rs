@@ -249,7 +249,12 @@ impl VersionPut {
     /// As [`crate::BlobWriter::delta_base`] and
     /// [`crate::BlobWriter::cut_like`].
     pub fn writer(&self, path: &str) -> Result<BlobWriter> {
-        let w = self.upload.store().blob_writer();
+        // An interrupted put's session says which file of which version it was.
+        let w = self
+            .upload
+            .store()
+            .blob_writer()
+            .label(format!("put {}: {path}", self.opts.name));
         match self.base_of(path) {
             Some(b) if self.opts.reverse => w.cut_like(&b),
             Some(b) => w.delta_base(&b),

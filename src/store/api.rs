@@ -91,6 +91,17 @@ impl Store {
         self.inner.gc(opts)
     }
 
+    /// [`Store::gc`], calling `progress(done, total)` as compaction works
+    /// through the packs it chose (bytes of those packs done, of all of
+    /// them): for a progress bar.
+    pub fn gc_with_progress(
+        &self,
+        opts: &GcOptions,
+        progress: &(dyn Fn(u64, u64) + Sync),
+    ) -> Result<GcReport> {
+        self.inner.gc_reporting(opts, progress)
+    }
+
     /// Drops one hold on a blob (taken by [`crate::BlobWriter::finish`] or
     /// [`Store::put_blob`]). A blob with no hold left and no registry record
     /// referring to it is deleted; its chunks are freed by the next
@@ -136,6 +147,17 @@ impl Store {
     pub fn verify(&self, opts: VerifyOptions) -> Result<VerifyReport> {
         self.inner.verify(opts)
     }
+
+    /// [`Store::verify`], calling `progress` with the raw bytes re-read so
+    /// far as `read_data` reads chunks: for a progress bar (the total is
+    /// about [`crate::Stats::unique_bytes`], a part of it with a subset).
+    pub fn verify_with_progress(
+        &self,
+        opts: VerifyOptions,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<VerifyReport> {
+        self.inner.verify_reporting(opts, progress)
+    }
 }
 
 /// From `src/registry/delete.rs`.
@@ -148,6 +170,30 @@ impl Store {
     /// [`Error::InvalidInput`] if the rule keeps nothing explicitly (no rule set).
     pub fn prune_all(&self, rule: &Retention, dry_run: bool) -> Result<DeleteReport> {
         self.inner.prune_all(rule, dry_run)
+    }
+}
+
+/// From `src/registry/usage.rs`.
+impl Store {
+    /// How much each model, version and experiment takes: logical bytes,
+    /// stored bytes, the bytes only it keeps (what deleting it would free,
+    /// as a deletion's dry run reports) and the bytes it shares.
+    pub fn space_usage(&self) -> Result<crate::SpaceReport> {
+        self.inner.space_usage()
+    }
+
+    /// The version files, artifact revisions and S3 objects that reference
+    /// blob `id`, with its reference and hold counts (all empty for a blob
+    /// nothing references, or that is not stored: `size` tells).
+    pub fn blob_users(&self, id: &crate::BlobId) -> Result<crate::BlobUsers> {
+        self.inner.blob_users(id)
+    }
+
+    /// The blobs whose manifests list chunk `id`, the delta chunks stored
+    /// against it and the blobs that need it through them. Scans every
+    /// blob's manifest (there is no chunk → blob index).
+    pub fn chunk_users(&self, id: &crate::ChunkId) -> Result<crate::ChunkUsers> {
+        self.inner.chunk_users(id)
     }
 }
 

@@ -63,6 +63,11 @@ pub struct Stats {
     pub logical_bytes: u64,
     /// Raw bytes of the distinct chunks kept.
     pub unique_bytes: u64,
+    /// Of those, the bytes only interrupted upload sessions keep (see
+    /// [`Store::uploads`]): no version's `logical_bytes` includes them, so
+    /// `dedup_ratio` leaves them out. `gc` frees them once the sessions
+    /// expire.
+    pub upload_bytes: u64,
     /// Bytes of pack files (what the chunk data costs on disk).
     pub stored_bytes: u64,
     /// Distinct chunks.
@@ -73,7 +78,7 @@ pub struct Stats {
     pub versions: u64,
     /// Pack files.
     pub packs: u64,
-    /// logical / unique: what chunk dedup saves.
+    /// logical / (unique - upload): what chunk dedup saves.
     pub dedup_ratio: f64,
     /// unique / stored: what the codecs save.
     pub compression_ratio: f64,
@@ -208,15 +213,24 @@ impl Store {
     pub fn stats(&self) -> Stats {
         let (s, stored, packs) = self.inner.chunks().stats();
         let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+        // A figure, not a check: a session record that does not read is
+        // counted as nothing here (verify reports it).
+        let upload = crate::gc::estimate::upload_only_bytes(self.inner.chunks().meta())
+            .unwrap_or_else(|e| {
+                tracing::warn!("stats: upload session bytes not counted: {e}");
+                0
+            })
+            .min(s.unique_bytes);
         Stats {
             logical_bytes: s.logical_bytes,
             unique_bytes: s.unique_bytes,
+            upload_bytes: upload,
             stored_bytes: stored,
             chunks: s.chunks,
             blobs: s.blobs,
             versions: s.versions,
             packs,
-            dedup_ratio: ratio(s.logical_bytes, s.unique_bytes),
+            dedup_ratio: ratio(s.logical_bytes, s.unique_bytes - upload),
             compression_ratio: ratio(s.unique_bytes, stored),
             stored_fraction: ratio(stored, s.logical_bytes),
         }

@@ -421,7 +421,7 @@ fn broken_counts_and_ownership_are_found_whatever_the_budgets() {
     let mut bad = Batch::default();
     uploads::delete(&mut bad, session);
     let mut undo = Batch::default();
-    uploads::put(&mut undo, session, &rec);
+    uploads::put(&mut undo, session, &rec, None);
     cases.push((
         "orphan",
         bad,

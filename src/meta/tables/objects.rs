@@ -78,6 +78,19 @@ pub(crate) fn scan<'m>(
     })
 }
 
+/// The (bucket, key) of every object whose record names blob `blob`: a
+/// scan of every object (there is no index by blob), for `Store::blob_users`.
+pub(crate) fn naming_blob(meta: &Meta, blob: &BlobId) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for kv in meta.scan_prefix(Cf::Objects, &[], &[]) {
+        let (k, v) = kv?;
+        if rec::decode_object(&v)?.blob == *blob.as_bytes() {
+            out.push(rec::parse_object(&k)?);
+        }
+    }
+    Ok(out)
+}
+
 /// The blob references object records and multipart part records hold
 /// (one per record), for [`super::references::walk`]; a record that does
 /// not decode adds nothing and is passed on as undecodable.
