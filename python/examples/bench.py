@@ -6,7 +6,9 @@ command line, on the same data; prints the times.
 DIR defaults to $MODELVAULT_CORPUS or ~/.cache/modelvault-corpus. Each side
 gets a fresh store in a temporary folder: "put" stores DIR as one model
 version, "get" writes every file back (each fsynced, as `modelvault get`
-does) and the copies are checked byte for byte (outside the timings).
+does: `Model.get_local_copy` on the Python side) and the copies are checked
+byte for byte (outside the timings). The Python side also reads every file
+through its file object (`Model.open`), timed apart.
 """
 
 import argparse
@@ -42,6 +44,13 @@ def python_side(src, work):
     t_put = time.perf_counter() - t0
     out = os.path.join(work, "py-out")
     t0 = time.perf_counter()
+    model.get_local_copy(out)
+    t_get = time.perf_counter() - t0
+    same_tree(src, out)
+    # The same files read through Python file objects (what torch.load or
+    # numpy.load do), each written out and fsynced.
+    out = os.path.join(work, "py-out-files")
+    t0 = time.perf_counter()
     for f in model.files():
         target = os.path.join(out, *f["path"].split("/"))
         os.makedirs(os.path.dirname(target), exist_ok=True)
@@ -53,10 +62,10 @@ def python_side(src, work):
                 w.write(b)
             w.flush()
             os.fsync(w.fileno())
-    t_get = time.perf_counter() - t0
+    t_files = time.perf_counter() - t0
     stored = store.stats()["stored_bytes"]
     same_tree(src, out)
-    return t_put, t_get, stored
+    return t_put, t_get, t_files, stored
 
 
 def cli_side(src, work, cli):
@@ -86,7 +95,7 @@ def main():
     size = tree_bytes(a.dir)
     work = tempfile.mkdtemp(prefix="mv-bench-")
     try:
-        py_put, py_get, stored = python_side(a.dir, work)
+        py_put, py_get, py_files, stored = python_side(a.dir, work)
         cli_put, cli_get = cli_side(a.dir, work, a.cli)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -97,6 +106,7 @@ def main():
     print(f"{'':8}{'put s':>8}{'MB/s':>8}{'get s':>8}{'MB/s':>8}")
     for name, p, g in (("python", py_put, py_get), ("cli", cli_put, cli_get)):
         print(f"{name:8}{p:8.2f}{mb / p:8.0f}{g:8.2f}{mb / g:8.0f}")
+    print(f"python file objects: get {py_files:.2f} s, {mb / py_files:.0f} MB/s")
 
 
 if __name__ == "__main__":

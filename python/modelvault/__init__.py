@@ -1185,6 +1185,7 @@ class Model:
         fsynced; the bytes never pass through Python); returns it.
         ClearML: ``get_local_copy``."""
         d = os.fspath(dest)
+        jobs = []
         for f in self.files(version):
             parts = f["path"].split("/")
             # Stored paths are checked when committed; a record that names a
@@ -1193,7 +1194,26 @@ class Model:
                 raise IntegrityError(f"corrupt version record: file path {f['path']!r}")
             target = os.path.join(d, *parts)
             os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
-            self._store._n.copy_blob_to_file(f["blob"], target)
+            jobs.append((f["blob"], target))
+        # Two files at a time, as `modelvault get` restores them: the copy
+        # runs without the GIL, so one file's writes overlap the other's
+        # decoding. The first error stops the files not begun and is raised.
+        copy = self._store._n.copy_blob_to_file
+        if len(jobs) > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                futures = [pool.submit(copy, blob, target) for blob, target in jobs]
+                try:
+                    for done in futures:
+                        done.result()
+                except BaseException:
+                    for f in futures:
+                        f.cancel()  # the files not begun are not copied
+                    raise
+        else:
+            for blob, target in jobs:
+                copy(blob, target)
         return d
 
     def tensors(self, path: Optional[str] = None, *, version: Optional[int] = None) -> Optional[List[Dict[str, Any]]]:
