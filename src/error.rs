@@ -163,6 +163,16 @@ pub enum Error {
 }
 
 impl Error {
+    /// The inverse of the `io::Error`s blob readers and writers return from
+    /// their `Read`/`Write`/`Seek` methods: the crate error one carries, or
+    /// else an I/O error on `what`.
+    pub fn from_io(what: &str, e: io::Error) -> Error {
+        match e.downcast::<Error>() {
+            Ok(inner) => inner,
+            Err(e) => Error::io(what, e),
+        }
+    }
+
     /// Wraps an I/O error with the path it happened on.
     pub fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
         Error::Io {
@@ -212,20 +222,6 @@ impl Error {
 impl From<rocksdb::Error> for Error {
     fn from(e: rocksdb::Error) -> Self {
         Error::Db(e.into_string())
-    }
-}
-
-/// The inverse of [`to_io`]: the crate error an `io::Error` from a blob
-/// reader or writer carries, or an I/O error on `what`.
-pub(crate) fn from_io(what: &str, e: io::Error) -> Error {
-    if e.get_ref().is_none() {
-        return Error::io(what, e);
-    }
-    let kind = e.kind();
-    match e.into_inner().map(|b| b.downcast::<Error>()) {
-        Some(Ok(inner)) => *inner,
-        Some(Err(other)) => Error::io(what, io::Error::new(kind, other)),
-        None => Error::io(what, io::Error::from(kind)),
     }
 }
 

@@ -81,15 +81,7 @@ pub(crate) fn to_py(e: modelvault::Error) -> PyErr {
 /// when there is one (so a checksum mismatch stays an `IntegrityError`),
 /// else a plain I/O error naming `what`.
 pub(crate) fn io_to_py(what: &str, e: io::Error) -> PyErr {
-    if e.get_ref().is_some_and(|r| r.is::<modelvault::Error>()) {
-        let inner = e.into_inner().expect("checked above");
-        return to_py(
-            *inner
-                .downcast::<modelvault::Error>()
-                .expect("checked above"),
-        );
-    }
-    to_py(modelvault::Error::io(what, e))
+    to_py(modelvault::Error::from_io(what, e))
 }
 
 /// An engine result as a binding result.

@@ -26,7 +26,7 @@ use tokio::sync::mpsc::{self, error::SendError, OwnedPermit};
 use tokio::sync::oneshot;
 
 use super::{PIECE, WRITE_QUEUE};
-use crate::error::{from_io, to_io, Error, Result};
+use crate::error::{to_io, Error, Result};
 use crate::{BlobId, StagedBlob, Store};
 
 /// What the async side sends its worker.
@@ -127,7 +127,7 @@ impl AsyncBlobWriter {
     async fn end<T>(mut self, msg: impl FnOnce(oneshot::Sender<Result<T>>) -> Msg) -> Result<T> {
         futures::future::poll_fn(|cx| Pin::new(&mut self).poll_flush(cx))
             .await
-            .map_err(|e| from_io(WHAT, e))?;
+            .map_err(|e| Error::from_io(WHAT, e))?;
         let (reply, replied) = oneshot::channel();
         if self.tx.send(msg(reply)).await.is_err() {
             return Err(self.failure_err());
@@ -151,7 +151,7 @@ impl AsyncBlobWriter {
     /// The worker's error, or why there is none (it stopped without one).
     fn failure_err(&self) -> Error {
         match self.failure_io() {
-            Some(e) => from_io(WHAT, e),
+            Some(e) => Error::from_io(WHAT, e),
             None => Error::io(
                 WHAT,
                 io::Error::new(

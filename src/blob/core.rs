@@ -156,6 +156,6 @@ pub(crate) fn copy_into(w: &mut BlobWriter, mut src: impl Read) -> Result<()> {
         };
         // The writer's own error (a refused write, say) as it was.
         w.write_all(&buf[..n])
-            .map_err(|e| crate::error::from_io("<blob writer>", e))?;
+            .map_err(|e| Error::from_io("<blob writer>", e))?;
     }
 }

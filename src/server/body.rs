@@ -27,7 +27,6 @@ use tokio::sync::mpsc;
 
 use super::errors::{joined, s3};
 use crate::aio::AsyncBlobReader;
-use crate::error::from_io;
 use crate::{BlobReader, StagedBlob, Store};
 
 /// Request-body pieces in flight between the connection and the engine.
@@ -90,7 +89,8 @@ pub(crate) async fn receive(
         loop {
             match wrx.blocking_recv() {
                 Some(Piece::Data(b)) => {
-                    w.write_all(&b).map_err(|e| from_io("<blob writer>", e))?;
+                    w.write_all(&b)
+                        .map_err(|e| crate::Error::from_io("<blob writer>", e))?;
                 }
                 Some(Piece::End) => return w.stage().map(Some),
                 // The connection side gave up: drop the writer, keep nothing.

@@ -12,7 +12,7 @@ fn read_all(store: &Store, id: &crate::BlobId) -> crate::Result<Vec<u8>> {
     store
         .blob_reader(id)?
         .read_to_end(&mut out)
-        .map_err(|e| crate::error::from_io("<blob reader>", e))?;
+        .map_err(|e| crate::Error::from_io("<blob reader>", e))?;
     Ok(out)
 }
 

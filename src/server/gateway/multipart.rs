@@ -10,7 +10,6 @@ use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Response, S3Result};
 
 use super::{clamp, etag, standard_headers, timestamp, user_metadata, Gateway};
-use crate::error::from_io;
 use crate::objects::{CompletedPart as DonePart, ObjectMeta, PartMeta, MAX_PARTS};
 use crate::server::checksums::{checksum_map, checksum_of};
 
@@ -200,7 +199,7 @@ pub(super) async fn upload_part_copy(
         .run(move |s| {
             use std::io::{Read, Seek, SeekFrom};
             let mut r = s.blob_reader(&blob)?;
-            let io = |e| from_io("copy source", e);
+            let io = |e| crate::Error::from_io("copy source", e);
             r.seek(SeekFrom::Start(range.start)).map_err(io)?;
             let mut md5 = Md5::new();
             let mut w = s.blob_writer();
