@@ -58,6 +58,8 @@
 #[cfg(feature = "tokio")]
 pub mod aio;
 #[cfg(feature = "store")]
+mod archive;
+#[cfg(feature = "store")]
 mod blob;
 #[cfg(feature = "store")]
 mod chunk;
@@ -81,6 +83,8 @@ mod store;
 #[cfg(feature = "store")]
 mod verify;
 
+#[cfg(feature = "store")]
+pub use archive::{ExportReport, ExportSpec, ImportOptions, ImportReport};
 #[cfg(feature = "store")]
 pub use blob::{BlobReader, BlobWriter, ReverseDeltaReport, StagedBlob, UploadId};
 pub use chunking::CdcParams;

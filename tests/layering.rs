@@ -26,6 +26,7 @@ const LAYERS: &[&str] = &[
     "verify",   // integrity checks
     "registry", // experiments, models, indexes and queries over them
     "objects",  // buckets, objects and multipart uploads over blobs (the S3 namespace)
+    "archive",  // bundles: export and import of models with their blobs
     "store",    // the public handle: options, open, recovery
     "aio",      // async adapters over blob readers and writers (feature `tokio`)
     "server",   // the S3-compatible endpoint over objects and the registry (feature `server`)

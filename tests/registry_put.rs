@@ -12,7 +12,7 @@ use crate::blob_delta::{run, stored, verify_clean};
 use crate::common::{get, noise, temp_store};
 
 /// Stores `files` as the next version of `name` with default options.
-fn put_files(store: &Store, name: &str, files: &[(&str, &[u8])]) -> u32 {
+pub(crate) fn put_files(store: &Store, name: &str, files: &[(&str, &[u8])]) -> u32 {
     let sizes: Vec<(&str, u64)> = files.iter().map(|(p, d)| (*p, d.len() as u64)).collect();
     let mut put = store.put_version(name).begin(sizes).unwrap();
     for (p, d) in files {

@@ -27,6 +27,7 @@
 //! - `remote_get`: `modelvault get URL` of a version on a server, verified on arrival.
 //! - `aio`: the async reader, stream and writer (feature `tokio`) on current_thread runtimes; `examples/axum_blobs.rs` as a process.
 //! - `objects`: buckets, objects, listings and multipart uploads (`Store::objects`) and their blob references.
+//! - `archive`: bundles: export, import (all or nothing, idempotent, incremental), conflicts.
 //! - `api`: the registry's HTTP API (`/_api/v1/`) of `modelvault serve`, through a real HTTP client.
 
 mod common;
@@ -34,6 +35,7 @@ mod common;
 #[cfg(feature = "tokio")]
 mod aio;
 mod api;
+mod archive;
 mod blob_concurrency;
 mod blob_corruption;
 mod blob_dedup;

@@ -120,6 +120,46 @@ pub enum Command {
     },
     /// Space and dedup figures.
     Stats(Json),
+    /// Write models with their versions and blobs to one bundle file (stdout without -o),
+    /// for another store to import: WHAT is NAME, NAME@V, NAME@A..B, or nothing for every model
+    Export {
+        /// NAME, NAME@VERSION or NAME@FIRST..LAST; the whole store when absent
+        what: Option<String>,
+        /// The bundle file (written complete or not at all); stdout when absent
+        #[arg(short, long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Leave out the chunks listed in FILE (`modelvault have` run on the target)
+        #[arg(long, value_name = "FILE")]
+        exclude_have: Option<PathBuf>,
+        /// Leave out the chunks an earlier bundle carried (the target imported it)
+        #[arg(long, value_name = "BUNDLE")]
+        since: Vec<PathBuf>,
+        #[command(flatten)]
+        json: Json,
+    },
+    /// Add a bundle's models, versions and blobs to the store, keeping their ids: checked
+    /// whole before anything is committed, all or nothing, and idempotent
+    Import {
+        /// The bundle file, or - for stdin
+        bundle: PathBuf,
+        /// Import what does not conflict and list the conflicts (default: import nothing)
+        #[arg(long)]
+        skip_conflicts: bool,
+        #[command(flatten)]
+        json: Json,
+    },
+    /// Print the id of every chunk the store holds, one per line (for `export --exclude-have`)
+    Have,
+    /// Copy models from this store into the store DEST without a bundle file, sending only
+    /// the chunks DEST lacks (DEST is created if missing)
+    Sync {
+        /// The target store directory
+        dest: PathBuf,
+        /// NAME, NAME@VERSION or NAME@FIRST..LAST; every model when absent
+        what: Option<String>,
+        #[command(flatten)]
+        json: Json,
+    },
     /// Check the store: every record (fast), and with --read-data every chunk's bytes.
     Verify {
         /// Re-read, decode and re-hash every chunk.

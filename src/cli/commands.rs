@@ -9,6 +9,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use modelvault::query::Value;
 use modelvault::{DeleteOptions, DeleteReport, GcOptions, ModelVersion, Store, VersionFile};
 
+use super::archive;
 use super::args::{Args, Command, DeleteFlags, ExperimentCmd, ModelCmd};
 use super::exit::{ProblemsFound, Usage};
 use super::experiment::{self, experiment_cmd};
@@ -129,6 +130,37 @@ pub fn run(args: Args) -> Result<()> {
                 print_version(&v);
             }
         }
+        Command::Export {
+            what,
+            out,
+            exclude_have,
+            since,
+            json,
+        } => archive::export(
+            &open_for_reading(&repo)?,
+            what.as_deref(),
+            out.as_deref(),
+            exclude_have.as_deref(),
+            &since,
+            json.json,
+        )?,
+        Command::Import {
+            bundle,
+            skip_conflicts,
+            json,
+        } => archive::import(
+            &Store::options().create(true).open(&repo)?,
+            &bundle,
+            skip_conflicts,
+            json.json,
+        )?,
+        Command::Have => archive::have(&open_for_reading(&repo)?)?,
+        Command::Sync { dest, what, json } => archive::sync(
+            &open_for_reading(&repo)?,
+            &Store::options().create(true).open(&dest)?,
+            what.as_deref(),
+            json.json,
+        )?,
         Command::Stats(json) => {
             let s = open_for_reading(&repo)?.stats();
             if json.json {

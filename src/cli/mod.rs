@@ -1,5 +1,6 @@
 //! Command-line front end: argument definitions and one function per command.
 
+mod archive;
 mod args;
 mod commands;
 mod exit;

@@ -193,6 +193,40 @@ pub(crate) fn load_model(meta: &Meta, id: &EntityId) -> Result<ModelRecord> {
     models::get(meta, id)?.ok_or_else(|| Error::not_found("model", id))
 }
 
+/// Checks a model record from outside (a bundle) against the rules a
+/// record written through the API meets.
+pub(crate) fn check_model_record(r: &ModelRecord) -> Result<()> {
+    check_name(&r.name)?;
+    check_label("project", &r.project, 256)?;
+    let mut tags = r.tags.clone();
+    check_tags(&mut tags)?;
+    if tags != r.tags {
+        return Err(Error::invalid(
+            "tags",
+            r.tags.join(","),
+            "are not sorted and distinct",
+        ));
+    }
+    check_metadata(&r.metadata)?;
+    for k in r.labels.keys() {
+        check_label("label", k, 256)?;
+    }
+    if let Some(ext) = &r.external {
+        check_label("model URL", &ext.url, 4096)?;
+    }
+    for (alias, &v) in &r.aliases {
+        check_key("alias", alias)?;
+        if v == 0 || v > r.latest {
+            return Err(Error::invalid(
+                "alias",
+                alias,
+                format!("points at version {v}, past the latest ({})", r.latest),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn check_tags(tags: &mut Vec<String>) -> Result<()> {
     tags.sort();
     tags.dedup();

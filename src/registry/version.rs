@@ -89,7 +89,7 @@ pub(crate) fn load_version(meta: &Meta, id: &EntityId, v: u32) -> Result<Version
 /// Checks the paths of a version, sorted: no two alike, and no file also a
 /// folder of another (`a` and `a/b`): no directory could hold such a
 /// version.
-fn check_version_paths(paths: &[&str]) -> Result<()> {
+pub(crate) fn check_version_paths(paths: &[&str]) -> Result<()> {
     for w in paths.windows(2) {
         if w[0] == w[1] {
             return Err(Error::invalid("path", w[0], "two files claim this path"));

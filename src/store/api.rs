@@ -335,3 +335,57 @@ impl Store {
         self.inner.version_upload()
     }
 }
+
+/// From `src/archive/`.
+impl Store {
+    /// Writes a bundle of the models `spec` selects, with their versions
+    /// and the content of every blob those name, to `out` (streamed: memory
+    /// holds one chunk and the ids sent so far, whatever the size). Returns
+    /// `out` and what was written. `progress` is called with the raw bytes
+    /// read so far. The format is in docs/FORMAT.md, "Bundles".
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for a model or version range that does not
+    /// exist (before anything is written); an integrity error if a chunk
+    /// read fails its check; an I/O error of `out`.
+    pub fn export<W: std::io::Write>(
+        &self,
+        spec: &crate::ExportSpec,
+        out: W,
+        progress: &dyn Fn(u64),
+    ) -> Result<(W, crate::ExportReport)> {
+        self.inner.export(spec, out, progress)
+    }
+
+    /// Reads a bundle from `input` and adds its models, versions and blobs
+    /// to this store, keeping their ids and version numbers: every record
+    /// and byte is checked as it is read, and nothing becomes visible until
+    /// the bundle's trailer has been checked, when everything is committed
+    /// at once. Importing the same bundle twice changes nothing the second
+    /// time. `progress` is called with the bundle bytes read so far.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] naming the byte offset where a damaged, cut off
+    /// or inconsistent bundle broke; [`Error::InvalidInput`] listing the
+    /// conflicts (unless [`crate::ImportOptions::skip_conflicts`]). In every
+    /// error case the store is unchanged.
+    pub fn import(
+        &self,
+        input: impl std::io::Read,
+        opts: &crate::ImportOptions,
+        progress: &dyn Fn(u64),
+    ) -> Result<crate::ImportReport> {
+        self.inner.import(input, opts, progress)
+    }
+
+    /// Calls `f` with the id of every chunk this store holds, in id order:
+    /// the list an export to this store may leave out
+    /// ([`crate::ExportSpec::exclude_chunks`]).
+    pub fn chunk_ids(&self, mut f: impl FnMut(&crate::ChunkId) -> Result<()>) -> Result<()> {
+        self.inner.chunks().catch_up()?;
+        for kv in crate::meta::tables::chunks::all(self.inner.chunks().meta()) {
+            f(&kv?.0)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,599 @@
+//! Reading a bundle into a store, all or nothing.
+//!
+//! Every frame is checked as it is read: records decode and pass the rules
+//! a write through the API would meet, each chunk's bytes hash to its id,
+//! each blob's bytes to the blob's id and size. Blobs are written as staged
+//! blobs (durable, invisible: nothing references them), the records are
+//! kept aside, and only once the trailer has been read and its digest
+//! matches are the records and the staged blobs committed, in one commit.
+//! A bundle damaged or cut off anywhere therefore leaves the store as it
+//! was: the staged blobs are given up (and a crash meanwhile leaves only
+//! unreferenced data, which the next collection frees).
+//!
+//! Chunks a bundle carries are spooled, still compressed, to an unnamed
+//! temporary file in the store's directory, so that a later blob of the
+//! same bundle that only names one can read it back: memory holds the
+//! spool's index (about 50 bytes a chunk), never the bytes.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::sync::Arc;
+
+use super::bundle::{damaged, BundleReader, Frame, Kind};
+use super::{ImportOptions, ImportReport};
+use crate::blob::{BlobWriter, Core, StagedBlob};
+use crate::error::{Error, Result};
+use crate::id::{BlobId, ChunkId, Hash32};
+use crate::meta::names::check_path;
+use crate::meta::records::decode_postcard;
+use crate::meta::registry_index as index_keys;
+use crate::meta::registry_records::{EntityId, ModelRecord, VersionRecord};
+use crate::meta::tables::refs::{self, Count};
+use crate::meta::tables::{blobs, index, models, versions};
+use crate::meta::{Batch, Meta};
+use crate::pack::MAX_RAW_CHUNK;
+use crate::registry::model::check_model_record;
+use crate::registry::version::check_version_paths;
+
+/// What an import would refuse (conflicts), and the versions each model
+/// would gain.
+type Plan = (Vec<String>, BTreeMap<EntityId, Vec<u32>>);
+
+/// A blob being received.
+struct Incoming {
+    id: BlobId,
+    size: u64,
+    got: u64,
+    hasher: blake3::Hasher,
+    /// `None`: the store or this bundle has the blob already; its bytes
+    /// are checked, not stored again.
+    writer: Option<BlobWriter>,
+    offset: u64,
+}
+
+/// Where a carried chunk sits in the spool.
+struct Spooled {
+    at: u64,
+    zlen: u32,
+    raw: u32,
+}
+
+struct Importer<'a> {
+    core: &'a Arc<Core>,
+    spool: File,
+    spool_len: u64,
+    spooled: HashMap<ChunkId, Spooled>,
+    staged: HashMap<BlobId, StagedBlob>,
+    /// Blobs the bundle carries that the store has already.
+    present: HashSet<BlobId>,
+    models: BTreeMap<EntityId, (ModelRecord, u64)>,
+    versions: BTreeMap<(EntityId, u32), VersionRecord>,
+    current: Option<Incoming>,
+    report: ImportReport,
+    scratch: Vec<u8>,
+}
+
+impl Core {
+    /// See [`crate::Store::import`].
+    pub(crate) fn import(
+        self: &Arc<Self>,
+        input: impl Read,
+        opts: &ImportOptions,
+        progress: &dyn Fn(u64),
+    ) -> Result<ImportReport> {
+        self.chunks().writable("import")?;
+        let spool = tempfile::tempfile_in(self.path()).map_err(|e| Error::io(self.path(), e))?;
+        let mut im = Importer {
+            core: self,
+            spool,
+            spool_len: 0,
+            spooled: HashMap::new(),
+            staged: HashMap::new(),
+            present: HashSet::new(),
+            models: BTreeMap::new(),
+            versions: BTreeMap::new(),
+            current: None,
+            report: ImportReport::default(),
+            scratch: Vec::new(),
+        };
+        let mut reader = BundleReader::new(input)?;
+        while let Some(frame) = reader.next()? {
+            im.frame(frame)?;
+            progress(reader.offset());
+        }
+        im.report.bundle_bytes = reader.offset();
+        if let Some(b) = &im.current {
+            return Err(damaged(
+                reader.offset(),
+                format!("the bundle ends inside blob {}", b.id),
+            ));
+        }
+        im.commit(opts)
+    }
+}
+
+fn field<const N: usize>(f: &Frame, at: usize) -> Result<[u8; N]> {
+    f.payload
+        .get(at..at + N)
+        .map(|b| b.try_into().expect("N bytes"))
+        .ok_or_else(|| damaged(f.offset, format!("a {:?} frame too short", f.kind)))
+}
+
+impl Importer<'_> {
+    fn frame(&mut self, f: Frame) -> Result<()> {
+        let in_blob = matches!(f.kind, Kind::Chunk | Kind::ChunkRef | Kind::BlobEnd);
+        if in_blob != self.current.is_some() {
+            return Err(damaged(
+                f.offset,
+                format!(
+                    "a {:?} frame {} a blob",
+                    f.kind,
+                    if in_blob { "outside" } else { "inside" }
+                ),
+            ));
+        }
+        match f.kind {
+            Kind::Model => self.model(&f),
+            Kind::Version => self.version(&f),
+            Kind::BlobBegin => self.blob_begin(&f),
+            Kind::Chunk => self.chunk(&f),
+            Kind::ChunkRef => self.chunk_ref(&f),
+            Kind::BlobEnd => self.blob_end(&f),
+            Kind::End => unreachable!("the reader consumes the trailer"),
+        }
+    }
+
+    fn model(&mut self, f: &Frame) -> Result<()> {
+        let id = EntityId(field::<16>(f, 0)?);
+        let rec: ModelRecord = decode_postcard("bundled model record", &f.payload[16..])
+            .map_err(|e| damaged(f.offset, e))?;
+        check_model_record(&rec).map_err(|e| damaged(f.offset, e))?;
+        if self.models.insert(id, (rec, f.offset)).is_some() {
+            return Err(damaged(f.offset, format!("model {id} appears twice")));
+        }
+        Ok(())
+    }
+
+    fn version(&mut self, f: &Frame) -> Result<()> {
+        let id = EntityId(field::<16>(f, 0)?);
+        let v = u32::from_be_bytes(field::<4>(f, 16)?);
+        let rec: VersionRecord = decode_postcard("bundled version record", &f.payload[20..])
+            .map_err(|e| damaged(f.offset, e))?;
+        let Some((model, _)) = self.models.get(&id) else {
+            return Err(damaged(
+                f.offset,
+                format!("version {v} of model {id}, which the bundle does not describe first"),
+            ));
+        };
+        if v == 0 {
+            return Err(damaged(f.offset, "version 0 (versions count from 1)"));
+        }
+        let mut paths = Vec::with_capacity(rec.files.len());
+        for file in &rec.files {
+            check_path(&file.path).map_err(|e| damaged(f.offset, e))?;
+            paths.push(file.path.as_str());
+            let known = self.staged.get(&file.blob).map(|b| b.len());
+            let size = match known {
+                Some(len) => Some(len),
+                None => blobs::get(self.core.chunks().meta(), &file.blob)?.map(|b| b.size),
+            };
+            match size {
+                Some(s) if s == file.size => {}
+                Some(s) => {
+                    return Err(damaged(f.offset, format!(
+                        "{}@{v} file {} says {} bytes, its blob {} has {s}",
+                        model.name, file.path, file.size, file.blob
+                    )))
+                }
+                None => {
+                    return Err(damaged(f.offset, format!(
+                        "{}@{v} file {} names blob {}, which neither the bundle (before it) nor this store holds",
+                        model.name, file.path, file.blob
+                    )))
+                }
+            }
+        }
+        paths.sort_unstable();
+        check_version_paths(&paths).map_err(|e| damaged(f.offset, e))?;
+        if self.versions.insert((id, v), rec).is_some() {
+            return Err(damaged(
+                f.offset,
+                format!("version {v} of model {id} appears twice"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn blob_begin(&mut self, f: &Frame) -> Result<()> {
+        let id = BlobId(Hash32(field::<32>(f, 0)?));
+        let size = u64::from_le_bytes(field::<8>(f, 32)?);
+        let have = self.staged.contains_key(&id)
+            || self.present.contains(&id)
+            || self.core.contains_blob(&id)?;
+        self.current = Some(Incoming {
+            id,
+            size,
+            got: 0,
+            hasher: blake3::Hasher::new(),
+            writer: (!have).then(|| self.core.blob_writer().label(format!("import: blob {id}"))),
+            offset: f.offset,
+        });
+        Ok(())
+    }
+
+    fn chunk(&mut self, f: &Frame) -> Result<()> {
+        let id: ChunkId = Hash32(field::<32>(f, 0)?);
+        let raw = u32::from_le_bytes(field::<4>(f, 32)?);
+        if raw == 0 || raw > MAX_RAW_CHUNK {
+            return Err(damaged(
+                f.offset,
+                format!("chunk {id} of {raw} bytes (1 to {MAX_RAW_CHUNK})"),
+            ));
+        }
+        let z = &f.payload[36..];
+        let bytes = unpack(z, raw).map_err(|e| damaged(f.offset, format!("chunk {id}: {e}")))?;
+        if Hash32::of(&bytes) != id {
+            return Err(damaged(
+                f.offset,
+                format!("chunk {id}: its bytes do not hash to its id"),
+            ));
+        }
+        if !self.spooled.contains_key(&id) {
+            self.spool
+                .seek(SeekFrom::Start(self.spool_len))
+                .and_then(|_| self.spool.write_all(z))
+                .map_err(|e| Error::io(self.core.path(), e))?;
+            self.spooled.insert(
+                id,
+                Spooled {
+                    at: self.spool_len,
+                    zlen: z.len() as u32,
+                    raw,
+                },
+            );
+            self.spool_len += z.len() as u64;
+        }
+        self.report.chunks_received += 1;
+        self.feed(f, &bytes)
+    }
+
+    fn chunk_ref(&mut self, f: &Frame) -> Result<()> {
+        let id: ChunkId = Hash32(field::<32>(f, 0)?);
+        let raw = u32::from_le_bytes(field::<4>(f, 32)?);
+        let bytes = if let Some(s) = self.spooled.get(&id) {
+            let mut z = vec![0u8; s.zlen as usize];
+            self.spool
+                .seek(SeekFrom::Start(s.at))
+                .and_then(|_| self.spool.read_exact(&mut z))
+                .map_err(|e| Error::io(self.core.path(), e))?;
+            let b = unpack(&z, s.raw).map_err(|e| Error::corrupt("the import spool", e))?;
+            if Hash32::of(&b) != id {
+                return Err(Error::corrupt(
+                    "the import spool",
+                    format!("chunk {id} read back damaged"),
+                ));
+            }
+            b
+        } else {
+            let chunks = self.core.chunks();
+            if chunks.chunk_loc(&id)?.is_none() {
+                return Err(damaged(
+                    f.offset,
+                    format!(
+                        "names chunk {id} as held by this store, which does not hold it \
+                     (export again without an exclusion list, or with this store's `have` list)"
+                    ),
+                ));
+            }
+            let mut out = Vec::new();
+            let object = || format!("chunk {id} named by the bundle");
+            chunks.read_chunk(&id, &object, 0, &mut self.scratch, &mut out)?;
+            out
+        };
+        if bytes.len() != raw as usize {
+            return Err(damaged(
+                f.offset,
+                format!("chunk {id} is {} bytes, the bundle says {raw}", bytes.len()),
+            ));
+        }
+        self.feed(f, &bytes)
+    }
+
+    fn feed(&mut self, f: &Frame, bytes: &[u8]) -> Result<()> {
+        let b = self.current.as_mut().expect("checked: inside a blob");
+        b.got += bytes.len() as u64;
+        if b.got > b.size {
+            return Err(damaged(
+                f.offset,
+                format!("blob {} runs past its {} bytes", b.id, b.size),
+            ));
+        }
+        b.hasher.update(bytes);
+        if let Some(w) = &mut b.writer {
+            w.write_all(bytes)
+                .map_err(|e| Error::from_io("storing an imported blob", e))?;
+        }
+        Ok(())
+    }
+
+    fn blob_end(&mut self, f: &Frame) -> Result<()> {
+        let b = self.current.take().expect("checked: inside a blob");
+        if b.got != b.size {
+            return Err(damaged(
+                f.offset,
+                format!("blob {} has {} bytes of {}", b.id, b.got, b.size),
+            ));
+        }
+        if BlobId(Hash32(*b.hasher.finalize().as_bytes())) != b.id {
+            return Err(damaged(
+                b.offset,
+                format!("the bytes of blob {} do not hash to its id", b.id),
+            ));
+        }
+        match b.writer {
+            Some(w) => {
+                let staged = w.stage()?;
+                if staged.id() != b.id {
+                    return Err(Error::corrupt(
+                        format!("imported blob {}", b.id),
+                        format!("stored as {}", staged.id()),
+                    ));
+                }
+                self.report.blobs_added += 1;
+                self.staged.insert(b.id, staged);
+            }
+            None => {
+                self.present.insert(b.id);
+            }
+        }
+        Ok(())
+    }
+
+    /// What importing would conflict with in `meta` (see
+    /// [`ImportReport::conflicts`]), and the versions each model would gain.
+    fn plan(&self, meta: &Meta) -> Result<Plan> {
+        let mut conflicts = Vec::new();
+        let mut adds: BTreeMap<EntityId, Vec<u32>> = BTreeMap::new();
+        for (id, (rec, _)) in &self.models {
+            let bundled = self.versions.range((*id, 0)..=(*id, u32::MAX));
+            let existing = models::get(meta, id)?;
+            match &existing {
+                None => {
+                    let others = index::models_named(meta, &rec.name)?;
+                    if !others.is_empty() {
+                        conflicts.push(format!(
+                            "model {}: this store has another model of that name ({}), the bundle's is {id}",
+                            rec.name,
+                            others.iter().map(|o| o.to_string()).collect::<Vec<_>>().join(", ")
+                        ));
+                        continue;
+                    }
+                    if let Some(ext) = &rec.external {
+                        if let Some(other) = index::model_by_url(meta, &ext.url)? {
+                            conflicts.push(format!(
+                                "model {}: this store registered its URL {} as model {other}",
+                                rec.name, ext.url
+                            ));
+                            continue;
+                        }
+                    }
+                }
+                Some(have) if have.name != rec.name => {
+                    conflicts.push(format!(
+                        "model {id}: named {} here and {} in the bundle",
+                        have.name, rec.name
+                    ));
+                    continue;
+                }
+                Some(_) => {}
+            }
+            let mut new = Vec::new();
+            let before = conflicts.len();
+            for ((_, v), vrec) in bundled {
+                match versions::get(meta, id, *v)? {
+                    Some(here) if here.files != vrec.files => conflicts.push(format!(
+                        "{}@{v}: this store's version has other files than the bundle's",
+                        rec.name
+                    )),
+                    Some(_) => {}
+                    None => {
+                        if let Some(have) = &existing {
+                            if have.finalized_ms.is_some() {
+                                conflicts.push(format!(
+                                    "{}@{v}: the model is finalized here, without this version",
+                                    rec.name
+                                ));
+                                continue;
+                            }
+                        }
+                        new.push(*v);
+                    }
+                }
+            }
+            if conflicts.len() == before {
+                adds.insert(*id, new);
+            }
+        }
+        Ok((conflicts, adds))
+    }
+
+    fn commit(mut self, opts: &ImportOptions) -> Result<ImportReport> {
+        let meta = self.core.chunks().meta();
+        let (conflicts, adds) = self.plan(meta)?;
+        if !conflicts.is_empty() && !opts.skip_conflicts {
+            return Err(Error::invalid(
+                "bundle",
+                format!("{} conflict(s)", conflicts.len()),
+                format!("nothing was imported: {}", conflicts.join("; ")),
+            ));
+        }
+        // The staged blobs the imported versions use; the others are given
+        // up when dropped.
+        let mut used = BTreeSet::new();
+        for (id, vs) in &adds {
+            for v in vs {
+                used.extend(self.versions[&(*id, *v)].files.iter().map(|f| f.blob));
+            }
+        }
+        let staged: Vec<StagedBlob> = used.iter().filter_map(|b| self.staged.remove(b)).collect();
+        let chunks: Vec<_> = staged
+            .iter()
+            .flat_map(|b| b.chunks.iter().copied())
+            .collect();
+        let (models_ref, versions_ref) = (&self.models, &self.versions);
+        let this = &self;
+        let (added_models, added_versions) =
+            self.core.chunks().commit(&chunks, Batch::default(), |meta, stats, batch| {
+                // The store may have changed since the plan: plan again under
+                // the commit lock, and give up if the answer differs.
+                if this.plan(meta)? != (conflicts.clone(), adds.clone()) {
+                    return Err(Error::invalid(
+                        "bundle",
+                        "import",
+                        "the store changed while the bundle was read; nothing was imported (import again)",
+                    ));
+                }
+                let mut seen = HashSet::new();
+                for b in &staged {
+                    b.apply(meta, stats, batch, &mut seen, |_| false)?;
+                }
+                let (mut added_models, mut added_versions) = (0u64, 0u64);
+                for (id, vs) in &adds {
+                    let (rec, _) = &models_ref[id];
+                    let newest = vs.iter().copied().max().unwrap_or(0);
+                    match models::get(meta, id)? {
+                        None => {
+                            let mut rec = rec.clone();
+                            rec.latest = rec.latest.max(newest);
+                            rec.aliases.retain(|_, v| vs.contains(v));
+                            if let Some(ext) = &rec.external {
+                                index::put_url(batch, &ext.url, id);
+                            }
+                            index::apply(batch, &BTreeSet::new(), &index_keys::model_keys(id, &rec));
+                            models::put(batch, id, &rec);
+                            added_models += 1;
+                        }
+                        Some(have) if newest > have.latest => {
+                            let mut rec = have.clone();
+                            rec.latest = newest;
+                            index::apply(
+                                batch,
+                                &index_keys::model_keys(id, &have),
+                                &index_keys::model_keys(id, &rec),
+                            );
+                            models::put(batch, id, &rec);
+                        }
+                        Some(_) => {}
+                    }
+                    for v in vs {
+                        let vrec = &versions_ref[&(*id, *v)];
+                        for f in &vrec.files {
+                            if !seen.contains(&f.blob) && !blobs::exists(meta, &f.blob)? {
+                                return Err(Error::not_found("blob", f.blob));
+                            }
+                            refs::change(batch, Count::Blob(f.blob), 1);
+                            stats.logical_bytes += f.size;
+                        }
+                        index::insert(batch, index_keys::version_keys(id, *v, vrec));
+                        versions::put(batch, id, *v, vrec);
+                        stats.versions += 1;
+                        added_versions += 1;
+                    }
+                }
+                Ok((added_models, added_versions))
+            })?;
+        for b in &staged {
+            b.committed();
+        }
+        self.report.models_added = added_models;
+        self.report.versions_added = added_versions;
+        self.report.blobs_added = staged.len() as u64;
+        self.report.conflicts = conflicts;
+        Ok(self.report)
+    }
+}
+
+/// Decompresses one chunk's zstd frame into exactly `raw` bytes: never
+/// allocates more than `raw`, so a decompression bomb fails at that size.
+fn unpack(z: &[u8], raw: u32) -> std::result::Result<Vec<u8>, String> {
+    let out = zstd::bulk::decompress(z, raw as usize)
+        .map_err(|e| format!("does not decompress within its {raw} bytes: {e}"))?;
+    if out.len() != raw as usize {
+        return Err(format!("decompresses to {} bytes, not {raw}", out.len()));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::bundle::{BundleWriter, Kind};
+    use crate::meta::records::encode_postcard;
+    use crate::meta::registry_records::VersionFile;
+    use crate::{ImportOptions, Store};
+
+    fn import(store: &Store, frames: &[(Kind, Vec<u8>)]) -> crate::Error {
+        let mut w = BundleWriter::new(Vec::new()).unwrap();
+        for (k, p) in frames {
+            w.frame(*k, &[p]).unwrap();
+        }
+        let (b, _) = w.finish().unwrap();
+        store
+            .import(&b[..], &ImportOptions::default(), &|_| {})
+            .unwrap_err()
+    }
+
+    #[test]
+    fn a_decompression_bomb_and_a_path_with_dot_dot_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::create(dir.path().join("s")).unwrap();
+        // 64 MiB of zeros compress to a few KiB; the frame claims 4 KiB.
+        let bomb = zstd::bulk::compress(&vec![0u8; 64 << 20], 3).unwrap();
+        let mut chunk = [7u8; 32].to_vec();
+        chunk.extend_from_slice(&4096u32.to_le_bytes());
+        chunk.extend_from_slice(&bomb);
+        let mut begin = [1u8; 32].to_vec();
+        begin.extend_from_slice(&4096u64.to_le_bytes());
+        let err = import(&store, &[(Kind::BlobBegin, begin), (Kind::Chunk, chunk)]);
+        assert!(err.to_string().contains("within its 4096 bytes"), "{err}");
+
+        let model = crate::meta::registry_records::ModelRecord {
+            name: "m".into(),
+            project: "p".into(),
+            framework: crate::formats::detect::Framework::Unknown,
+            framework_set: false,
+            tags: vec![],
+            labels: Default::default(),
+            design: None,
+            metadata: Default::default(),
+            comment: None,
+            experiment: None,
+            parent: None,
+            created_ms: 1,
+            updated_ms: 1,
+            finalized_ms: None,
+            latest: 1,
+            aliases: Default::default(),
+            external: None,
+        };
+        let id = [3u8; 16];
+        let mut m = id.to_vec();
+        m.extend(encode_postcard(&model));
+        let version = crate::meta::registry_records::VersionRecord {
+            files: vec![VersionFile {
+                path: "../etc/passwd".into(),
+                blob: crate::BlobId(crate::Hash32([0; 32])),
+                size: 0,
+                format: crate::formats::detect::FileFormat::Unknown,
+            }],
+            created_ms: 1,
+            experiment: None,
+        };
+        let mut v = id.to_vec();
+        v.extend(1u32.to_be_bytes());
+        v.extend(encode_postcard(&version));
+        let err = import(&store, &[(Kind::Model, m), (Kind::Version, v)]);
+        assert!(err.to_string().contains(".."), "{err}");
+        assert!(store.models().unwrap().is_empty());
+    }
+}

@@ -1,0 +1,130 @@
+//! Offline archives: models with every blob their versions need, as one
+//! bundle file that streams in bounded memory, for moving a registry to a
+//! machine that cannot reach this one.
+//!
+//! - `bundle`: the file's framing, header, frames and trailer digest
+//!   (docs/FORMAT.md, "Bundles").
+//! - `export`: `Store::export`, the selected models and their blobs,
+//!   leaving out the chunks the target holds already.
+//! - `import`: `Store::import`, verified as it is read and committed at
+//!   once, after the trailer: all or nothing.
+
+mod bundle;
+mod export;
+mod import;
+
+use std::collections::HashSet;
+
+use crate::id::ChunkId;
+
+/// What [`crate::Store::export`] puts in a bundle.
+#[derive(Clone, Debug, Default)]
+pub struct ExportSpec {
+    all: bool,
+    models: Vec<(String, Option<(u32, u32)>)>,
+    have: HashSet<ChunkId>,
+}
+
+impl ExportSpec {
+    /// Every model of the store, with all its versions.
+    pub fn store() -> ExportSpec {
+        ExportSpec {
+            all: true,
+            ..ExportSpec::default()
+        }
+    }
+
+    /// Adds the model named `name` (the newest of that name), with all its
+    /// versions, or those from `first` to `last` (both included).
+    pub fn model(mut self, name: impl Into<String>, versions: Option<(u32, u32)>) -> ExportSpec {
+        self.models.push((name.into(), versions));
+        self
+    }
+
+    /// Leaves out the bytes of these chunks (the target holds them, e.g.
+    /// from `modelvault have` on the target): the bundle names them only,
+    /// and an import into a store without them fails.
+    pub fn exclude_chunks(mut self, ids: impl IntoIterator<Item = ChunkId>) -> ExportSpec {
+        self.have.extend(ids);
+        self
+    }
+
+    /// Leaves out the chunks an earlier bundle carried or named: for a
+    /// target that imported it. The earlier bundle is read whole and
+    /// checked (its trailer digest included).
+    ///
+    /// # Errors
+    /// As [`crate::Store::import`] for a damaged bundle.
+    pub fn exclude_bundle(mut self, input: impl std::io::Read) -> crate::Result<ExportSpec> {
+        let mut r = bundle::BundleReader::new(input)?;
+        while let Some(f) = r.next()? {
+            if matches!(f.kind, bundle::Kind::Chunk | bundle::Kind::ChunkRef) {
+                let id: [u8; 32] = f
+                    .payload
+                    .get(..32)
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or_else(|| bundle::damaged(f.offset, "a chunk frame too short"))?;
+                self.have.insert(crate::id::Hash32(id));
+            }
+        }
+        Ok(self)
+    }
+}
+
+/// What [`crate::Store::export`] wrote.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ExportReport {
+    /// Models described.
+    pub models: u64,
+    /// Versions described.
+    pub versions: u64,
+    /// Blobs whose content the bundle holds.
+    pub blobs: u64,
+    /// Chunks carried with their bytes.
+    pub chunks_carried: u64,
+    /// Chunks named only (the target holds them, or the bundle carried
+    /// them before).
+    pub chunks_named: u64,
+    /// Raw bytes of the chunks carried.
+    pub raw_bytes_carried: u64,
+    /// The bundle's length.
+    pub bundle_bytes: u64,
+}
+
+/// How [`crate::Store::import`] treats a bundle.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct ImportOptions {
+    /// Import what does not conflict and report the conflicts, instead of
+    /// importing nothing when there is one.
+    pub skip_conflicts: bool,
+}
+
+impl ImportOptions {
+    /// See [`ImportOptions::skip_conflicts`].
+    pub fn skip_conflicts(mut self, yes: bool) -> ImportOptions {
+        self.skip_conflicts = yes;
+        self
+    }
+}
+
+/// What [`crate::Store::import`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ImportReport {
+    /// Models new to this store.
+    pub models_added: u64,
+    /// Versions new to this store.
+    pub versions_added: u64,
+    /// Blobs new to this store.
+    pub blobs_added: u64,
+    /// Chunks the bundle carried.
+    pub chunks_received: u64,
+    /// The bundle's length.
+    pub bundle_bytes: u64,
+    /// What was not imported, and why: a model whose name this store gives
+    /// another id, a version both have with other files, a version a model
+    /// finalized here lacks. Nothing here was changed.
+    pub conflicts: Vec<String>,
+}

@@ -1,0 +1,237 @@
+//! `export`, `import`, `have` and `sync`: bundles between stores.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use modelvault::{ChunkId, ExportReport, ExportSpec, ImportOptions, ImportReport, Store};
+use serde_json::json;
+
+use super::exit::Usage;
+use super::progress;
+use super::sizes::human;
+
+/// `WHAT` of `export` and `sync`: nothing (the whole store), `NAME`,
+/// `NAME@V` or `NAME@A..B`.
+pub(super) fn spec(what: Option<&str>) -> Result<ExportSpec> {
+    let Some(what) = what else {
+        return Ok(ExportSpec::store());
+    };
+    let (name, range) = match what.split_once('@') {
+        None => (what, None),
+        Some((name, vs)) => {
+            let parse = |s: &str| -> Result<u32> {
+                s.parse()
+                    .map_err(|_| Usage(format!("{what:?}: {s:?} is not a version number")).into())
+            };
+            let (a, b) = match vs.split_once("..") {
+                Some((a, b)) => (parse(a)?, parse(b)?),
+                None => (parse(vs)?, parse(vs)?),
+            };
+            if a > b {
+                return Err(Usage(format!("{what:?}: an empty version range")).into());
+            }
+            (name, Some((a, b)))
+        }
+    };
+    Ok(ExportSpec::default().model(name, range))
+}
+
+/// Reads a `have` list: one chunk id (64 hex digits) per line.
+fn read_have(path: &Path, mut spec: ExportSpec) -> Result<ExportSpec> {
+    let f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut ids = Vec::new();
+    for (n, line) in BufReader::new(f).lines().enumerate() {
+        let line = line.with_context(|| format!("reading {}", path.display()))?;
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let id: ChunkId = line.parse().map_err(|e| {
+            Usage(format!(
+                "{} line {}: not a chunk id: {e}",
+                path.display(),
+                n + 1
+            ))
+        })?;
+        ids.push(id);
+    }
+    spec = spec.exclude_chunks(ids);
+    Ok(spec)
+}
+
+fn print_export(r: &ExportReport, json: bool) {
+    if json {
+        println!(
+            "{}",
+            json!({
+                "models": r.models, "versions": r.versions, "blobs": r.blobs,
+                "chunks_carried": r.chunks_carried, "chunks_named": r.chunks_named,
+                "raw_bytes_carried": r.raw_bytes_carried, "bundle_bytes": r.bundle_bytes,
+            })
+        );
+    } else {
+        eprintln!(
+            "exported {} models, {} versions, {} blobs: {} chunks carried ({} raw), {} named only; bundle {}",
+            r.models,
+            r.versions,
+            r.blobs,
+            r.chunks_carried,
+            human(r.raw_bytes_carried),
+            r.chunks_named,
+            human(r.bundle_bytes)
+        );
+    }
+}
+
+fn print_import(r: &ImportReport, json: bool) {
+    if json {
+        println!(
+            "{}",
+            json!({
+                "models_added": r.models_added, "versions_added": r.versions_added,
+                "blobs_added": r.blobs_added, "chunks_received": r.chunks_received,
+                "bundle_bytes": r.bundle_bytes, "conflicts": r.conflicts,
+            })
+        );
+    } else {
+        for c in &r.conflicts {
+            println!("conflict, skipped: {c}");
+        }
+        println!(
+            "imported {} new models, {} new versions, {} new blobs ({} chunks received, bundle {})",
+            r.models_added,
+            r.versions_added,
+            r.blobs_added,
+            r.chunks_received,
+            human(r.bundle_bytes)
+        );
+    }
+}
+
+/// `export`: to `out` (written beside it and renamed when complete, so a
+/// failed export leaves no partial bundle) or to stdout.
+pub(super) fn export(
+    store: &Store,
+    what: Option<&str>,
+    out: Option<&Path>,
+    exclude_have: Option<&Path>,
+    since: &[PathBuf],
+    json: bool,
+) -> Result<()> {
+    let mut spec = spec(what)?;
+    if let Some(p) = exclude_have {
+        spec = read_have(p, spec)?;
+    }
+    for b in since {
+        let f = File::open(b).with_context(|| format!("opening {}", b.display()))?;
+        spec = spec
+            .exclude_bundle(BufReader::new(f))
+            .with_context(|| format!("reading the earlier bundle {}", b.display()))?;
+    }
+    let bar = progress::bytes("export", store.stats().logical_bytes);
+    let report = match out {
+        Some(path) => {
+            let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+            let tmp = tempfile::NamedTempFile::new_in(dir.unwrap_or(Path::new(".")))
+                .with_context(|| format!("creating a file beside {}", path.display()))?;
+            let (w, report) = store.export(&spec, BufWriter::new(tmp), &|n| bar.set_position(n))?;
+            let tmp = w.into_inner().map_err(|e| e.into_error())?;
+            tmp.as_file().sync_all()?;
+            tmp.persist(path)
+                .with_context(|| format!("writing {}", path.display()))?;
+            report
+        }
+        None => {
+            let out = BufWriter::new(io::stdout().lock());
+            let (mut w, report) = store.export(&spec, out, &|n| bar.set_position(n))?;
+            w.flush()?;
+            report
+        }
+    };
+    bar.finish_and_clear();
+    // With the bundle on stdout, the report goes to stderr only.
+    print_export(&report, json && out.is_some());
+    Ok(())
+}
+
+/// `import FILE` (`-`: stdin).
+pub(super) fn import(store: &Store, input: &Path, skip_conflicts: bool, json: bool) -> Result<()> {
+    let opts = ImportOptions::default().skip_conflicts(skip_conflicts);
+    let report = if input == Path::new("-") {
+        store.import(io::stdin().lock(), &opts, &|_| {})?
+    } else {
+        let f = File::open(input).with_context(|| format!("opening {}", input.display()))?;
+        let bar = progress::bytes("import", f.metadata()?.len());
+        let r = store.import(BufReader::new(f), &opts, &|n| bar.set_position(n))?;
+        bar.finish_and_clear();
+        r
+    };
+    print_import(&report, json);
+    Ok(())
+}
+
+/// `have`: every chunk id of the store, one per line.
+pub(super) fn have(store: &Store) -> Result<()> {
+    let mut out = BufWriter::new(io::stdout().lock());
+    store.chunk_ids(|id| {
+        writeln!(out, "{id}").map_err(|e| modelvault::Error::from_io("writing the list", e))
+    })?;
+    out.flush()?;
+    Ok(())
+}
+
+/// `sync`: an export of `what` from `src` into `dst` through a pipe,
+/// leaving out the chunks `dst` holds; no bundle file is written.
+pub(super) fn sync(src: &Store, dst: &Store, what: Option<&str>, json: bool) -> Result<()> {
+    let mut held = Vec::new();
+    dst.chunk_ids(|id| {
+        held.push(*id);
+        Ok(())
+    })?;
+    let spec = spec(what)?.exclude_chunks(held);
+    let (reader, writer) = io::pipe()?;
+    let bar = progress::bytes("sync", src.stats().logical_bytes);
+    let imported = std::thread::scope(|s| {
+        let importer =
+            s.spawn(move || dst.import(BufReader::new(reader), &ImportOptions::default(), &|_| {}));
+        let exported = src.export(&spec, BufWriter::new(writer), &|n| bar.set_position(n));
+        // The writer is dropped with the export's result: the importer sees
+        // the end of the pipe either way.
+        let exported = exported.map(|(w, r)| (drop(w), r).1);
+        let imported = importer.join().expect("the import thread panicked");
+        (exported, imported)
+    });
+    bar.finish_and_clear();
+    let (exported, imported) = match imported {
+        (Ok(e), Ok(i)) => (e, i),
+        // The importer stopped reading (it found a problem): its error is
+        // the one that says what.
+        (Err(modelvault::Error::Io { source, .. }), Err(i))
+            if source.kind() == io::ErrorKind::BrokenPipe =>
+        {
+            return Err(i.into())
+        }
+        (Err(e), _) | (_, Err(e)) => return Err(e.into()),
+    };
+    if json {
+        println!(
+            "{}",
+            json!({
+                "bundle_bytes": exported.bundle_bytes, "chunks_carried": exported.chunks_carried,
+                "chunks_named": exported.chunks_named, "models_added": imported.models_added,
+                "versions_added": imported.versions_added, "blobs_added": imported.blobs_added,
+            })
+        );
+    } else {
+        print_import(&imported, false);
+        println!(
+            "sent {} through the pipe: {} chunks carried, {} the target held",
+            human(exported.bundle_bytes),
+            exported.chunks_carried,
+            exported.chunks_named
+        );
+    }
+    Ok(())
+}
