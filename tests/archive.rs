@@ -271,3 +271,70 @@ fn unknown_selections_fail_before_writing() {
         .unwrap_err();
     assert!(err.to_string().contains("a@5..9"), "{err}");
 }
+
+#[test]
+fn an_experiment_travels_with_its_captures_artifacts_and_the_models_it_made() {
+    use modelvault::query::Value;
+    use modelvault::{NewExperiment, Stream};
+    let (_d, src) = temp_store();
+    put_files(&src, "base", &[("b.bin", &noise(30_000, 4))]);
+    let exp = src
+        .create_experiment(NewExperiment::new("proj", "run-1").tags(["t"]))
+        .unwrap();
+    exp.start().unwrap();
+    exp.set_param("General/lr", Value::Float(0.01)).unwrap();
+    exp.log_lines([(Stream::Stdout, "epoch 1"), (Stream::Stderr, "warn")])
+        .unwrap();
+    exp.report_scalars([("loss", "train", 1, 0.5), ("loss", "train", 2, 0.25)])
+        .unwrap();
+    let base_v = *src.versions("base").unwrap().last().unwrap();
+    exp.use_model(src.model_by_name("base").unwrap().id(), base_v)
+        .unwrap();
+    let art = noise(70_000, 5);
+    let art_blob = crate::common::put(&src, &art);
+    exp.add_artifact(
+        "weights.npy",
+        modelvault::ArtifactBody::Blob {
+            blob: art_blob,
+            size: art.len() as u64,
+        },
+        Default::default(),
+    )
+    .unwrap();
+    src.create_model(NewModel::new("made").experiment(exp.id()))
+        .unwrap();
+    put_files(&src, "made", &[("m.bin", &noise(40_000, 6))]);
+
+    let spec = ExportSpec::default().experiment(exp.id(), true);
+    let (bundle, rep) = export(&src, &spec);
+    assert_eq!((rep.experiments, rep.models), (1, 2), "{rep:?}");
+    let (_d2, dst) = temp_store();
+    let r = dst
+        .import(&bundle[..], &ImportOptions::default(), &|_| {})
+        .unwrap();
+    assert_eq!(r.experiments_added, 1);
+    let e2 = dst.experiment(exp.id()).unwrap();
+    let (a, b) = (exp.info().unwrap(), e2.info().unwrap());
+    assert_eq!(a, b);
+    assert_eq!(e2.console(0, 10).unwrap(), exp.console(0, 10).unwrap());
+    assert_eq!(e2.scalars("loss").unwrap(), exp.scalars("loss").unwrap());
+    assert_eq!(e2.artifacts().unwrap(), exp.artifacts().unwrap());
+    let a = e2.artifact("weights.npy", None).unwrap();
+    let modelvault::ArtifactBody::Blob { blob, .. } = a.body else {
+        panic!("a blob artifact")
+    };
+    assert_eq!(get(&dst, &blob), art);
+    assert_eq!(registry(&dst), registry(&src));
+    verify_clean(&dst);
+    assert!(dst.verify_index().unwrap().is_clean());
+    // Again: nothing new. A changed experiment on one side is a conflict.
+    let r = dst
+        .import(&bundle[..], &ImportOptions::default(), &|_| {})
+        .unwrap();
+    assert_eq!((r.experiments_added, r.versions_added), (0, 0));
+    e2.log(Stream::Stdout, "only here").unwrap();
+    let err = dst
+        .import(&bundle[..], &ImportOptions::default(), &|_| {})
+        .unwrap_err();
+    assert!(err.to_string().contains("another state"), "{err}");
+}

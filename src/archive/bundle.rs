@@ -44,6 +44,17 @@ pub enum Kind {
     ChunkRef = 5,
     /// The blob's content is complete (empty payload).
     BlobEnd = 6,
+    /// An experiment: id (16) ‖ its stored `experiments` record.
+    Experiment = 7,
+    /// A console line: experiment id (16) ‖ version byte 1 + postcard
+    /// (sequence number, `ConsoleRecord`).
+    Console = 8,
+    /// A scalar: experiment id (16) ‖ version byte 1 + postcard (metric,
+    /// variant, iteration, value).
+    Scalar = 9,
+    /// An artifact revision: experiment id (16) ‖ version byte 1 + postcard
+    /// (name, revision, `ArtifactRecord`).
+    Artifact = 10,
     /// The trailer.
     End = 255,
 }
@@ -57,6 +68,10 @@ impl Kind {
             4 => Kind::Chunk,
             5 => Kind::ChunkRef,
             6 => Kind::BlobEnd,
+            7 => Kind::Experiment,
+            8 => Kind::Console,
+            9 => Kind::Scalar,
+            10 => Kind::Artifact,
             255 => Kind::End,
             _ => return None,
         })

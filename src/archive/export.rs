@@ -1,4 +1,6 @@
-//! Writing a bundle: the selected models, each followed by its versions,
+//! Writing a bundle: the selected experiments, each followed by its console
+//! lines, scalars and artifacts, then the selected models (those the
+//! experiments created and, on request, used), each followed by its versions,
 //! each version preceded by the blobs it names that the bundle has not
 //! carried yet. A blob's content is its chunks in order: the chunks the
 //! target holds already (the `have` list) and those this bundle carried
@@ -7,7 +9,8 @@
 //! must be readable without the store's delta bases, and the target
 //! stores each blob with its own chunking and codecs).
 
-use std::collections::HashSet;
+use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io::Write;
 
 use super::bundle::{BundleWriter, Kind};
@@ -16,8 +19,11 @@ use crate::blob::Core;
 use crate::error::{Error, Result};
 use crate::id::{BlobId, ChunkId};
 use crate::meta::records::encode_postcard;
-use crate::meta::registry_records::{EntityId, ModelRecord};
-use crate::meta::tables::{blobs, index, manifests, models, versions};
+use crate::meta::registry_records::{ArtifactBody, EntityId, ModelRecord};
+use crate::meta::tables::{
+    artifacts, blobs, console, experiments, index, manifests, models, scalars, versions,
+};
+use crate::registry::experiment::load_experiment;
 
 /// zstd level for chunk bytes in a bundle: fast, and most of what level
 /// 19 would save on float weights.
@@ -46,15 +52,16 @@ impl Core {
         progress: &dyn Fn(u64),
     ) -> Result<(W, ExportReport)> {
         let meta = self.chunks().meta();
-        // Resolve the selection first: an unknown name fails before a byte
-        // is written.
-        let mut selected: Vec<(EntityId, ModelRecord, Vec<u32>)> = Vec::new();
+        // Resolve the selection first: an unknown name or id fails before a
+        // byte is written. Per model: all versions (`None`) or some.
+        let mut models: BTreeMap<EntityId, Option<BTreeSet<u32>>> = BTreeMap::new();
+        let mut exps: BTreeSet<EntityId> = BTreeSet::new();
         if spec.all {
             for id in models::ids(meta) {
-                let id = id?;
-                let rec = models::get(meta, &id)?.ok_or_else(|| Error::not_found("model", id))?;
-                let vs = versions::numbers(meta, &id).collect::<Result<Vec<_>>>()?;
-                selected.push((id, rec, vs));
+                models.insert(id?, None);
+            }
+            for id in experiments::ids_from(meta, &EntityId([0; 16])) {
+                exps.insert(id?);
             }
         }
         for (name, range) in &spec.models {
@@ -63,25 +70,34 @@ impl Core {
                 .into_iter()
                 .max()
                 .ok_or_else(|| Error::not_found("model", name))?;
-            if selected.iter().any(|(s, _, _)| *s == id) {
+            let Some((lo, hi)) = range else {
+                models.insert(id, None);
                 continue;
+            };
+            let vs: BTreeSet<u32> = versions::numbers(meta, &id)
+                .filter(|v| v.as_ref().map_or(true, |v| v >= lo && v <= hi))
+                .collect::<Result<_>>()?;
+            if vs.is_empty() {
+                let which = if lo == hi {
+                    format!("{name}@{lo}")
+                } else {
+                    format!("{name}@{lo}..{hi}")
+                };
+                return Err(Error::not_found("version", which));
             }
-            let rec = models::get(meta, &id)?.ok_or_else(|| Error::not_found("model", name))?;
-            let mut vs = versions::numbers(meta, &id).collect::<Result<Vec<_>>>()?;
-            if let Some((lo, hi)) = range {
-                vs.retain(|v| v >= lo && v <= hi);
-                if vs.is_empty() {
-                    return Err(Error::not_found(
-                        "version",
-                        if lo == hi {
-                            format!("{name}@{lo}")
-                        } else {
-                            format!("{name}@{lo}..{hi}")
-                        },
-                    ));
+            add_versions(&mut models, id, vs);
+        }
+        for (id, with_used) in &spec.experiments {
+            let rec = load_experiment(meta, id)?;
+            exps.insert(*id);
+            for m in index::models_created_by(meta, id)? {
+                models.insert(m, None);
+            }
+            if *with_used {
+                for (m, v) in &rec.inputs {
+                    add_versions(&mut models, *m, BTreeSet::from([*v]));
                 }
             }
-            selected.push((id, rec, vs));
         }
         let mut ex = Exporter {
             core: self,
@@ -95,8 +111,16 @@ impl Core {
             scratch: Vec::new(),
             done: 0,
         };
-        for (id, rec, vs) in &selected {
-            ex.model(id, rec, vs)?;
+        for id in &exps {
+            ex.experiment(id)?;
+        }
+        for (id, vs) in &models {
+            let rec = models::get(meta, id)?.ok_or_else(|| Error::not_found("model", id))?;
+            let vs: Vec<u32> = match vs {
+                Some(vs) => vs.iter().copied().collect(),
+                None => versions::numbers(meta, id).collect::<Result<_>>()?,
+            };
+            ex.model(id, &rec, &vs)?;
         }
         let (out, len) = ex.out.finish()?;
         ex.report.bundle_bytes = len;
@@ -104,7 +128,54 @@ impl Core {
     }
 }
 
+/// Adds versions `vs` of model `id` to the selection (all of them stay all).
+fn add_versions(
+    models: &mut BTreeMap<EntityId, Option<BTreeSet<u32>>>,
+    id: EntityId,
+    vs: BTreeSet<u32>,
+) {
+    match models.entry(id) {
+        Entry::Vacant(e) => {
+            e.insert(Some(vs));
+        }
+        Entry::Occupied(mut e) => {
+            if let Some(have) = e.get_mut() {
+                have.extend(vs);
+            }
+        }
+    }
+}
+
 impl<W: Write> Exporter<'_, W> {
+    /// An experiment, then its console lines, scalars and artifacts (each
+    /// blob artifact after its blob).
+    fn experiment(&mut self, id: &EntityId) -> Result<()> {
+        let meta = self.core.chunks().meta();
+        let rec = load_experiment(meta, id)?;
+        self.out
+            .frame(Kind::Experiment, &[&id.0, &encode_postcard(&rec)])?;
+        for line in console::from(meta, id, 0) {
+            self.out
+                .frame(Kind::Console, &[&id.0, &encode_postcard(&line?)])?;
+        }
+        for s in scalars::of(meta, id) {
+            self.out
+                .frame(Kind::Scalar, &[&id.0, &encode_postcard(&s?)])?;
+        }
+        let arts = artifacts::of(meta, id).collect::<Result<Vec<_>>>()?;
+        for (name, revision, art) in arts {
+            if let ArtifactBody::Blob { blob, .. } = &art.body {
+                self.blob(blob)?;
+            }
+            self.out.frame(
+                Kind::Artifact,
+                &[&id.0, &encode_postcard(&(name, revision, art))],
+            )?;
+        }
+        self.report.experiments += 1;
+        Ok(())
+    }
+
     fn model(&mut self, id: &EntityId, rec: &ModelRecord, vs: &[u32]) -> Result<()> {
         self.out
             .frame(Kind::Model, &[&id.0, &encode_postcard(rec)])?;

@@ -28,17 +28,28 @@ use crate::id::{BlobId, ChunkId, Hash32};
 use crate::meta::names::check_path;
 use crate::meta::records::decode_postcard;
 use crate::meta::registry_index as index_keys;
-use crate::meta::registry_records::{EntityId, ModelRecord, VersionRecord};
+use crate::meta::registry_records::{
+    ArtifactBody, ArtifactRecord, ConsoleRecord, EntityId, ExperimentRecord, ModelRecord,
+    VersionRecord,
+};
 use crate::meta::tables::refs::{self, Count};
-use crate::meta::tables::{blobs, index, models, versions};
+use crate::meta::tables::{
+    artifacts, blobs, console, experiments, index, models, scalars, versions,
+};
 use crate::meta::{Batch, Meta};
 use crate::pack::MAX_RAW_CHUNK;
+use crate::registry::experiment::{check_artifact_record, check_experiment_record, check_scalar};
 use crate::registry::model::check_model_record;
 use crate::registry::version::check_version_paths;
 
-/// What an import would refuse (conflicts), and the versions each model
-/// would gain.
-type Plan = (Vec<String>, BTreeMap<EntityId, Vec<u32>>);
+/// What an import would refuse (conflicts), the versions each model would
+/// gain, and the experiments new to the store.
+#[derive(Clone, PartialEq)]
+struct Plan {
+    conflicts: Vec<String>,
+    versions: BTreeMap<EntityId, Vec<u32>>,
+    experiments: BTreeSet<EntityId>,
+}
 
 /// A blob being received.
 struct Incoming {
@@ -69,6 +80,10 @@ struct Importer<'a> {
     present: HashSet<BlobId>,
     models: BTreeMap<EntityId, (ModelRecord, u64)>,
     versions: BTreeMap<(EntityId, u32), VersionRecord>,
+    experiments: BTreeMap<EntityId, ExperimentRecord>,
+    console: BTreeMap<(EntityId, u64), ConsoleRecord>,
+    scalars: BTreeMap<(EntityId, String, String, u64), f64>,
+    artifacts: BTreeMap<(EntityId, String, u32), ArtifactRecord>,
     current: Option<Incoming>,
     report: ImportReport,
     scratch: Vec<u8>,
@@ -93,6 +108,10 @@ impl Core {
             present: HashSet::new(),
             models: BTreeMap::new(),
             versions: BTreeMap::new(),
+            experiments: BTreeMap::new(),
+            console: BTreeMap::new(),
+            scalars: BTreeMap::new(),
+            artifacts: BTreeMap::new(),
             current: None,
             report: ImportReport::default(),
             scratch: Vec::new(),
@@ -140,6 +159,40 @@ impl Importer<'_> {
             Kind::Chunk => self.chunk(&f),
             Kind::ChunkRef => self.chunk_ref(&f),
             Kind::BlobEnd => self.blob_end(&f),
+            Kind::Experiment => self.experiment(&f),
+            Kind::Console => {
+                let (id, (seq, rec)) = self.of_experiment::<(u64, ConsoleRecord)>(&f)?;
+                if seq >= self.experiments[&id].console_lines {
+                    return Err(damaged(
+                        f.offset,
+                        format!("console line {seq} of experiment {id}, past its count"),
+                    ));
+                }
+                if self.console.insert((id, seq), rec).is_some() {
+                    return Err(damaged(
+                        f.offset,
+                        format!("console line {seq} of experiment {id} appears twice"),
+                    ));
+                }
+                Ok(())
+            }
+            Kind::Scalar => {
+                let (id, (metric, variant, it, value)) =
+                    self.of_experiment::<(String, String, u64, f64)>(&f)?;
+                check_scalar(&metric, &variant).map_err(|e| damaged(f.offset, e))?;
+                if self
+                    .scalars
+                    .insert((id, metric, variant, it), value)
+                    .is_some()
+                {
+                    return Err(damaged(
+                        f.offset,
+                        format!("a scalar of experiment {id} appears twice"),
+                    ));
+                }
+                Ok(())
+            }
+            Kind::Artifact => self.artifact(&f),
             Kind::End => unreachable!("the reader consumes the trailer"),
         }
     }
@@ -153,6 +206,91 @@ impl Importer<'_> {
             return Err(damaged(f.offset, format!("model {id} appears twice")));
         }
         Ok(())
+    }
+
+    fn experiment(&mut self, f: &Frame) -> Result<()> {
+        let id = EntityId(field::<16>(f, 0)?);
+        let rec: ExperimentRecord = decode_postcard("bundled experiment record", &f.payload[16..])
+            .map_err(|e| damaged(f.offset, e))?;
+        check_experiment_record(&rec).map_err(|e| damaged(f.offset, e))?;
+        if self.experiments.insert(id, rec).is_some() {
+            return Err(damaged(f.offset, format!("experiment {id} appears twice")));
+        }
+        Ok(())
+    }
+
+    /// The experiment id a console, scalar or artifact frame begins with
+    /// (described earlier in the bundle), and the value after it.
+    fn of_experiment<T: serde::de::DeserializeOwned>(&self, f: &Frame) -> Result<(EntityId, T)> {
+        let id = EntityId(field::<16>(f, 0)?);
+        if !self.experiments.contains_key(&id) {
+            return Err(damaged(
+                f.offset,
+                format!(
+                    "a {:?} frame of experiment {id}, which the bundle does not describe first",
+                    f.kind
+                ),
+            ));
+        }
+        let v = decode_postcard("bundled experiment record", &f.payload[16..])
+            .map_err(|e| damaged(f.offset, e))?;
+        Ok((id, v))
+    }
+
+    fn artifact(&mut self, f: &Frame) -> Result<()> {
+        let (id, (name, revision, rec)) = self.of_experiment::<(String, u32, ArtifactRecord)>(f)?;
+        check_artifact_record(&name, &rec).map_err(|e| damaged(f.offset, e))?;
+        if revision == 0 {
+            return Err(damaged(
+                f.offset,
+                format!("artifact {name} revision 0 (revisions count from 1)"),
+            ));
+        }
+        if let ArtifactBody::Blob { blob, size } = &rec.body {
+            self.check_blob(f, blob, *size, &|| {
+                format!("artifact {name} of experiment {id}")
+            })?;
+        }
+        if self
+            .artifacts
+            .insert((id, name.clone(), revision), rec)
+            .is_some()
+        {
+            return Err(damaged(
+                f.offset,
+                format!("artifact {name} revision {revision} appears twice"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks that `blob` of `size` bytes came earlier in the bundle or is
+    /// in the store.
+    fn check_blob(
+        &self,
+        f: &Frame,
+        blob: &BlobId,
+        size: u64,
+        what: &dyn Fn() -> String,
+    ) -> Result<()> {
+        let known = match self.staged.get(blob) {
+            Some(b) => Some(b.len()),
+            None => blobs::get(self.core.chunks().meta(), blob)?.map(|b| b.size),
+        };
+        match known {
+            Some(s) if s == size => Ok(()),
+            Some(s) => Err(damaged(
+                f.offset,
+                format!("{} says {size} bytes, its blob {blob} has {s}", what()),
+            )),
+            None => Err(damaged(
+                f.offset,
+                format!(
+                "{} names blob {blob}, which neither the bundle (before it) nor this store holds",
+                what()
+            ),
+            )),
+        }
     }
 
     fn version(&mut self, f: &Frame) -> Result<()> {
@@ -173,26 +311,10 @@ impl Importer<'_> {
         for file in &rec.files {
             check_path(&file.path).map_err(|e| damaged(f.offset, e))?;
             paths.push(file.path.as_str());
-            let known = self.staged.get(&file.blob).map(|b| b.len());
-            let size = match known {
-                Some(len) => Some(len),
-                None => blobs::get(self.core.chunks().meta(), &file.blob)?.map(|b| b.size),
-            };
-            match size {
-                Some(s) if s == file.size => {}
-                Some(s) => {
-                    return Err(damaged(f.offset, format!(
-                        "{}@{v} file {} says {} bytes, its blob {} has {s}",
-                        model.name, file.path, file.size, file.blob
-                    )))
-                }
-                None => {
-                    return Err(damaged(f.offset, format!(
-                        "{}@{v} file {} names blob {}, which neither the bundle (before it) nor this store holds",
-                        model.name, file.path, file.blob
-                    )))
-                }
-            }
+            let name = &model.name;
+            self.check_blob(f, &file.blob, file.size, &|| {
+                format!("{name}@{v} file {}", file.path)
+            })?;
         }
         paths.sort_unstable();
         check_version_paths(&paths).map_err(|e| damaged(f.offset, e))?;
@@ -415,12 +537,30 @@ impl Importer<'_> {
                 adds.insert(*id, new);
             }
         }
-        Ok((conflicts, adds))
+        let mut exps = BTreeSet::new();
+        for (id, rec) in &self.experiments {
+            match experiments::get(meta, id)? {
+                None => {
+                    exps.insert(*id);
+                }
+                Some(here) if here == *rec => {}
+                Some(_) => conflicts.push(format!(
+                    "experiment {id} ({}/{}): this store has it in another state",
+                    rec.project, rec.name
+                )),
+            }
+        }
+        Ok(Plan {
+            conflicts,
+            versions: adds,
+            experiments: exps,
+        })
     }
 
     fn commit(mut self, opts: &ImportOptions) -> Result<ImportReport> {
         let meta = self.core.chunks().meta();
-        let (conflicts, adds) = self.plan(meta)?;
+        let plan = self.plan(meta)?;
+        let (conflicts, adds) = (&plan.conflicts, &plan.versions);
         if !conflicts.is_empty() && !opts.skip_conflicts {
             return Err(Error::invalid(
                 "bundle",
@@ -431,9 +571,16 @@ impl Importer<'_> {
         // The staged blobs the imported versions use; the others are given
         // up when dropped.
         let mut used = BTreeSet::new();
-        for (id, vs) in &adds {
+        for (id, vs) in adds {
             for v in vs {
                 used.extend(self.versions[&(*id, *v)].files.iter().map(|f| f.blob));
+            }
+        }
+        for ((id, _, _), art) in &self.artifacts {
+            if let (true, ArtifactBody::Blob { blob, .. }) =
+                (plan.experiments.contains(id), &art.body)
+            {
+                used.insert(*blob);
             }
         }
         let staged: Vec<StagedBlob> = used.iter().filter_map(|b| self.staged.remove(b)).collect();
@@ -443,11 +590,12 @@ impl Importer<'_> {
             .collect();
         let (models_ref, versions_ref) = (&self.models, &self.versions);
         let this = &self;
-        let (added_models, added_versions) =
+        let plan_ref = &plan;
+        let (added_exps, added_models, added_versions) =
             self.core.chunks().commit(&chunks, Batch::default(), |meta, stats, batch| {
                 // The store may have changed since the plan: plan again under
                 // the commit lock, and give up if the answer differs.
-                if this.plan(meta)? != (conflicts.clone(), adds.clone()) {
+                if this.plan(meta)? != *plan_ref {
                     return Err(Error::invalid(
                         "bundle",
                         "import",
@@ -458,8 +606,36 @@ impl Importer<'_> {
                 for b in &staged {
                     b.apply(meta, stats, batch, &mut seen, |_| false)?;
                 }
+                let blob_ref = |batch: &mut Batch, blob: &BlobId| -> Result<()> {
+                    if !seen.contains(blob) && !blobs::exists(meta, blob)? {
+                        return Err(Error::not_found("blob", blob));
+                    }
+                    refs::change(batch, Count::Blob(*blob), 1);
+                    Ok(())
+                };
+                for id in &plan_ref.experiments {
+                    let rec = &this.experiments[id];
+                    index::apply(batch, &BTreeSet::new(), &index_keys::experiment_keys(id, rec));
+                    experiments::put(batch, id, rec);
+                    for ((_, seq), line) in this.console.range((*id, 0)..=(*id, u64::MAX)) {
+                        console::put(batch, id, *seq, line);
+                    }
+                    for ((e, metric, variant, it), value) in &this.scalars {
+                        if e == id {
+                            scalars::put(batch, id, metric, variant, *it, *value);
+                        }
+                    }
+                    for ((e, name, revision), art) in &this.artifacts {
+                        if e == id {
+                            if let ArtifactBody::Blob { blob, .. } = &art.body {
+                                blob_ref(batch, blob)?;
+                            }
+                            artifacts::put(batch, id, name, *revision, art);
+                        }
+                    }
+                }
                 let (mut added_models, mut added_versions) = (0u64, 0u64);
-                for (id, vs) in &adds {
+                for (id, vs) in adds {
                     let (rec, _) = &models_ref[id];
                     let newest = vs.iter().copied().max().unwrap_or(0);
                     match models::get(meta, id)? {
@@ -489,10 +665,7 @@ impl Importer<'_> {
                     for v in vs {
                         let vrec = &versions_ref[&(*id, *v)];
                         for f in &vrec.files {
-                            if !seen.contains(&f.blob) && !blobs::exists(meta, &f.blob)? {
-                                return Err(Error::not_found("blob", f.blob));
-                            }
-                            refs::change(batch, Count::Blob(f.blob), 1);
+                            blob_ref(batch, &f.blob)?;
                             stats.logical_bytes += f.size;
                         }
                         index::insert(batch, index_keys::version_keys(id, *v, vrec));
@@ -501,15 +674,16 @@ impl Importer<'_> {
                         added_versions += 1;
                     }
                 }
-                Ok((added_models, added_versions))
+                Ok((plan_ref.experiments.len() as u64, added_models, added_versions))
             })?;
         for b in &staged {
             b.committed();
         }
+        self.report.experiments_added = added_exps;
         self.report.models_added = added_models;
         self.report.versions_added = added_versions;
         self.report.blobs_added = staged.len() as u64;
-        self.report.conflicts = conflicts;
+        self.report.conflicts = plan.conflicts;
         Ok(self.report)
     }
 }

@@ -1,5 +1,5 @@
-//! Offline archives: models with every blob their versions need, as one
-//! bundle file that streams in bounded memory, for moving a registry to a
+//! Offline archives: experiments and models with every blob they need, as
+//! one bundle file that streams in bounded memory, for moving a registry to a
 //! machine that cannot reach this one.
 //!
 //! - `bundle`: the file's framing, header, frames and trailer digest
@@ -16,17 +16,19 @@ mod import;
 use std::collections::HashSet;
 
 use crate::id::ChunkId;
+use crate::meta::registry_records::EntityId;
 
 /// What [`crate::Store::export`] puts in a bundle.
 #[derive(Clone, Debug, Default)]
 pub struct ExportSpec {
     all: bool,
     models: Vec<(String, Option<(u32, u32)>)>,
+    experiments: Vec<(EntityId, bool)>,
     have: HashSet<ChunkId>,
 }
 
 impl ExportSpec {
-    /// Every model of the store, with all its versions.
+    /// Every experiment and every model of the store, with all versions.
     pub fn store() -> ExportSpec {
         ExportSpec {
             all: true,
@@ -38,6 +40,14 @@ impl ExportSpec {
     /// versions, or those from `first` to `last` (both included).
     pub fn model(mut self, name: impl Into<String>, versions: Option<(u32, u32)>) -> ExportSpec {
         self.models.push((name.into(), versions));
+        self
+    }
+
+    /// Adds experiment `id` with its console, scalars and artifacts, the
+    /// models it created (all their versions) and, if `with_used`, the
+    /// model versions it used.
+    pub fn experiment(mut self, id: EntityId, with_used: bool) -> ExportSpec {
+        self.experiments.push((id, with_used));
         self
     }
 
@@ -75,6 +85,8 @@ impl ExportSpec {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ExportReport {
+    /// Experiments described.
+    pub experiments: u64,
     /// Models described.
     pub models: u64,
     /// Versions described.
@@ -113,6 +125,8 @@ impl ImportOptions {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ImportReport {
+    /// Experiments new to this store.
+    pub experiments_added: u64,
     /// Models new to this store.
     pub models_added: u64,
     /// Versions new to this store.
@@ -125,6 +139,7 @@ pub struct ImportReport {
     pub bundle_bytes: u64,
     /// What was not imported, and why: a model whose name this store gives
     /// another id, a version both have with other files, a version a model
-    /// finalized here lacks. Nothing here was changed.
+    /// finalized here lacks, an experiment this store has in another state.
+    /// Nothing here was changed.
     pub conflicts: Vec<String>,
 }

@@ -18,6 +18,11 @@ pub(super) fn spec(what: Option<&str>) -> Result<ExportSpec> {
     let Some(what) = what else {
         return Ok(ExportSpec::store());
     };
+    model_spec(ExportSpec::default(), what)
+}
+
+/// Adds `NAME`, `NAME@V` or `NAME@A..B` to `spec`.
+fn model_spec(spec: ExportSpec, what: &str) -> Result<ExportSpec> {
     let (name, range) = match what.split_once('@') {
         None => (what, None),
         Some((name, vs)) => {
@@ -35,7 +40,7 @@ pub(super) fn spec(what: Option<&str>) -> Result<ExportSpec> {
             (name, Some((a, b)))
         }
     };
-    Ok(ExportSpec::default().model(name, range))
+    Ok(spec.model(name, range))
 }
 
 /// Reads a `have` list: one chunk id (64 hex digits) per line.
@@ -66,14 +71,15 @@ fn print_export(r: &ExportReport, json: bool) {
         println!(
             "{}",
             json!({
-                "models": r.models, "versions": r.versions, "blobs": r.blobs,
+                "experiments": r.experiments, "models": r.models, "versions": r.versions, "blobs": r.blobs,
                 "chunks_carried": r.chunks_carried, "chunks_named": r.chunks_named,
                 "raw_bytes_carried": r.raw_bytes_carried, "bundle_bytes": r.bundle_bytes,
             })
         );
     } else {
         eprintln!(
-            "exported {} models, {} versions, {} blobs: {} chunks carried ({} raw), {} named only; bundle {}",
+            "exported {} experiments, {} models, {} versions, {} blobs: {} chunks carried ({} raw), {} named only; bundle {}",
+            r.experiments,
             r.models,
             r.versions,
             r.blobs,
@@ -90,6 +96,7 @@ fn print_import(r: &ImportReport, json: bool) {
         println!(
             "{}",
             json!({
+                "experiments_added": r.experiments_added,
                 "models_added": r.models_added, "versions_added": r.versions_added,
                 "blobs_added": r.blobs_added, "chunks_received": r.chunks_received,
                 "bundle_bytes": r.bundle_bytes, "conflicts": r.conflicts,
@@ -100,7 +107,8 @@ fn print_import(r: &ImportReport, json: bool) {
             println!("conflict, skipped: {c}");
         }
         println!(
-            "imported {} new models, {} new versions, {} new blobs ({} chunks received, bundle {})",
+            "imported {} new experiments, {} new models, {} new versions, {} new blobs ({} chunks received, bundle {})",
+            r.experiments_added,
             r.models_added,
             r.versions_added,
             r.blobs_added,
@@ -115,12 +123,24 @@ fn print_import(r: &ImportReport, json: bool) {
 pub(super) fn export(
     store: &Store,
     what: Option<&str>,
+    (experiments, with_used): (&[String], bool),
     out: Option<&Path>,
     exclude_have: Option<&Path>,
     since: &[PathBuf],
     json: bool,
 ) -> Result<()> {
-    let mut spec = spec(what)?;
+    let mut spec = if experiments.is_empty() {
+        spec(what)?
+    } else {
+        let mut spec = ExportSpec::default();
+        for e in experiments {
+            spec = spec.experiment(super::experiment::find(store, e)?.id(), with_used);
+        }
+        match what {
+            Some(w) => model_spec(spec, w)?,
+            None => spec,
+        }
+    };
     if let Some(p) = exclude_have {
         spec = read_have(p, spec)?;
     }

@@ -123,8 +123,14 @@ pub enum Command {
     /// Write models with their versions and blobs to one bundle file (stdout without -o),
     /// for another store to import: WHAT is NAME, NAME@V, NAME@A..B, or nothing for every model
     Export {
-        /// NAME, NAME@VERSION or NAME@FIRST..LAST; the whole store when absent
+        /// NAME, NAME@VERSION or NAME@FIRST..LAST; the whole store when absent (and no --experiment)
         what: Option<String>,
+        /// An experiment (id or PROJECT/NAME) with its console, scalars, artifacts and the models it created
+        #[arg(long = "experiment", value_name = "ID")]
+        experiments: Vec<String>,
+        /// With --experiment: also the model versions the experiments used
+        #[arg(long, requires = "experiments")]
+        with_used: bool,
         /// The bundle file (written complete or not at all); stdout when absent
         #[arg(short, long, value_name = "FILE")]
         out: Option<PathBuf>,

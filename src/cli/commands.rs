@@ -132,6 +132,8 @@ pub fn run(args: Args) -> Result<()> {
         }
         Command::Export {
             what,
+            experiments,
+            with_used,
             out,
             exclude_have,
             since,
@@ -139,6 +141,7 @@ pub fn run(args: Args) -> Result<()> {
         } => archive::export(
             &open_for_reading(&repo)?,
             what.as_deref(),
+            (&experiments, with_used),
             out.as_deref(),
             exclude_have.as_deref(),
             &since,

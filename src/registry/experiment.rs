@@ -126,6 +126,57 @@ impl Entity for ExperimentRecord {
     }
 }
 
+/// Checks an experiment record from outside (a bundle) against the rules
+/// a record written through the API meets.
+pub(crate) fn check_experiment_record(r: &ExperimentRecord) -> Result<()> {
+    check_label("project", &r.project, 256)?;
+    check_label("experiment name", &r.name, 256)?;
+    let mut tags = r.tags.clone();
+    tags.sort();
+    tags.dedup();
+    if tags != r.tags {
+        return Err(Error::invalid(
+            "tags",
+            r.tags.join(","),
+            "are not sorted and distinct",
+        ));
+    }
+    for t in &r.tags {
+        check_label("tag", t, 128)?;
+    }
+    if let Some(k) = &r.kind {
+        check_label("experiment type", k, 64)?;
+    }
+    if r.progress > 100 {
+        return Err(Error::invalid("progress", r.progress, "must be 0 to 100"));
+    }
+    for (k, v) in &r.params {
+        check_key("hyperparameter", k)?;
+        check_value("hyperparameter", k, v)?;
+    }
+    Ok(())
+}
+
+/// Checks an artifact record from outside (a bundle), as
+/// [`Experiment::add_artifact`] would.
+pub(crate) fn check_artifact_record(name: &str, r: &ArtifactRecord) -> Result<()> {
+    check_label("artifact name", name, 256)?;
+    for (k, v) in &r.metadata {
+        check_key("artifact metadata key", k)?;
+        check_value("artifact metadata key", k, v)?;
+    }
+    if let ArtifactBody::Inline(v) = &r.body {
+        check_value("inline artifact", name, v)?;
+    }
+    Ok(())
+}
+
+/// Checks a scalar from outside (a bundle), as [`Experiment::report_scalar`] would.
+pub(crate) fn check_scalar(metric: &str, variant: &str) -> Result<()> {
+    check_label("metric", metric, 128)?;
+    check_label("variant", variant, 128)
+}
+
 fn what(id: &EntityId) -> String {
     format!("experiment {id}")
 }
@@ -557,8 +608,7 @@ impl Experiment {
     ) -> Result<()> {
         let points: Vec<_> = points.into_iter().collect();
         for (metric, variant, _, _) in &points {
-            check_label("metric", metric, 128)?;
-            check_label("variant", variant, 128)?;
+            check_scalar(metric, variant)?;
         }
         let id = self.id;
         self.update(|_, _, batch| {

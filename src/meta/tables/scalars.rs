@@ -51,6 +51,35 @@ pub(crate) fn series(meta: &Meta, id: &EntityId, metric: &str) -> Result<Vec<(St
     Ok(out)
 }
 
+/// Every scalar of experiment `id`: (metric, variant, iteration, value), by
+/// metric, variant, then iteration.
+pub(crate) fn of<'m>(
+    meta: &'m Meta,
+    id: &EntityId,
+) -> impl Iterator<Item = Result<(String, String, u64, f64)>> + 'm {
+    meta.scan_prefix(Cf::Scalars, &id.0, &id.0).map(|kv| {
+        let (k, v) = kv?;
+        let bad = || Error::corrupt("scalar record", "malformed");
+        let rest = k.get(16..).ok_or_else(bad)?;
+        let m = rest.iter().position(|&b| b == 0).ok_or_else(bad)?;
+        let rest2 = &rest[m + 1..];
+        let n = rest2.iter().position(|&b| b == 0).ok_or_else(bad)?;
+        let text = |b: &[u8]| {
+            std::str::from_utf8(b)
+                .map(str::to_string)
+                .map_err(|_| bad())
+        };
+        let it = <[u8; 8]>::try_from(&rest2[n + 1..]).map_err(|_| bad())?;
+        let val = <[u8; 8]>::try_from(&v[..]).map_err(|_| bad())?;
+        Ok((
+            text(&rest[..m])?,
+            text(&rest2[..n])?,
+            u64::from_be_bytes(it),
+            f64::from_le_bytes(val),
+        ))
+    })
+}
+
 /// Deletes every scalar of experiment `id`.
 pub(crate) fn delete_all(batch: &mut Batch, id: &EntityId) {
     delete_rows_of(batch, Cf::Scalars, id);
