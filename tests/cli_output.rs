@@ -13,7 +13,7 @@ use serde_json::Value;
 use crate::cli::{json, mv, ok};
 
 /// The exit code of a run that exited.
-fn code(o: &Output) -> i32 {
+pub(crate) fn code(o: &Output) -> i32 {
     o.status.code().expect("exited, not killed")
 }
 
@@ -335,7 +335,7 @@ fn du_sorts_and_who_answers_both_ways() {
 
 /// Runs `args` with stderr on a pseudo-terminal (through util-linux
 /// `script`), returning what the terminal showed.
-fn on_a_terminal(repo: &Path, args: &[&str]) -> String {
+pub(crate) fn on_a_terminal(repo: &Path, args: &[&str]) -> String {
     let mut cmd = format!(
         "{} --repo {}",
         env!("CARGO_BIN_EXE_modelvault"),

@@ -9,6 +9,7 @@
 //! - `store_disk_full`: a store on a small tmpfs running out of space (needs root to mount).
 //! - `crash_kill`: a child process (`examples/crash_child.rs`) SIGKILLed mid-workload and mid-upload.
 //! - `cli`: the `modelvault` binary's contract.
+//! - `cli_archive`: `export`, `import`, `have` and `sync` through the binary.
 //! - `cli_files`: which files `put` reads (symlinks) and what `get` refuses to write.
 //! - `cli_registry`: register, delete, prune, experiment delete, uploads, and every dry run.
 //! - `hostile_input`: traversal and look-alike names and paths, through the API and the CLI.
@@ -44,6 +45,7 @@ mod blob_reverse;
 mod blob_roundtrip;
 mod blob_tensors;
 mod cli;
+mod cli_archive;
 mod cli_files;
 mod cli_output;
 mod cli_registry;

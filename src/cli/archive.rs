@@ -170,7 +170,7 @@ pub(super) fn export(
             report
         }
     };
-    bar.finish_and_clear();
+    bar.finish();
     // With the bundle on stdout, the report goes to stderr only.
     print_export(&report, json && out.is_some());
     Ok(())
@@ -185,7 +185,7 @@ pub(super) fn import(store: &Store, input: &Path, skip_conflicts: bool, json: bo
         let f = File::open(input).with_context(|| format!("opening {}", input.display()))?;
         let bar = progress::bytes("import", f.metadata()?.len());
         let r = store.import(BufReader::new(f), &opts, &|n| bar.set_position(n))?;
-        bar.finish_and_clear();
+        bar.finish();
         r
     };
     print_import(&report, json);
@@ -223,7 +223,7 @@ pub(super) fn sync(src: &Store, dst: &Store, what: Option<&str>, json: bool) -> 
         let imported = importer.join().expect("the import thread panicked");
         (exported, imported)
     });
-    bar.finish_and_clear();
+    bar.finish();
     let (exported, imported) = match imported {
         (Ok(e), Ok(i)) => (e, i),
         // The importer stopped reading (it found a problem): its error is
