@@ -136,6 +136,13 @@ fn artifacts_are_added_from_files_and_stdin_listed_and_read_back() {
         ],
     ));
     assert!(std::fs::read(&out).unwrap() == data);
+    // Created as a shell redirection would create it (0666 less the
+    // umask, like `f`), not with a temporary file's owner-only mode.
+    let mode = |p: &Path| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    };
+    assert_eq!(mode(&out), mode(&f), "mode of {}", out.display());
 
     // Unknown name or revision: not found, and no file written.
     let missing = tmp.path().join("missing.bin");
@@ -444,6 +451,11 @@ fn tensor_lists_a_files_tensors_and_streams_one() {
     ));
     assert_eq!(span["name"], "layer.b");
     assert_eq!(std::fs::read(&out).unwrap(), b);
+    let mode = |p: &Path| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    };
+    assert_eq!(mode(&out), mode(&f), "mode of {}", out.display());
 
     // Not found (4): an unknown tensor, a file with no tensor layout, an
     // unknown file; nothing written.

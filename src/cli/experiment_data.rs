@@ -120,7 +120,11 @@ pub(super) fn write_file(src: &mut dyn Read, path: &Path) -> Result<()> {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+    // Mode 0666 less the umask, as a file `get` or a shell redirection
+    // creates (a temporary file's default is 0600).
+    let mut tmp = tempfile::Builder::new()
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
+        .tempfile_in(dir)
         .with_context(|| format!("cannot create a file in {}", dir.display()))?;
     {
         let mut w = io::BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
