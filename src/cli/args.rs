@@ -51,7 +51,7 @@ pub enum Command {
         /// Continue the interrupted upload session UPLOAD_ID (as `uploads`
         /// lists it) of a put of one file, from the same source file.
         #[arg(long, value_name = "UPLOAD_ID",
-              conflicts_with_all = ["base", "no_delta", "reverse_delta", "follow_symlinks"])]
+              conflicts_with_all = ["base", "no_delta", "reverse_delta", "max_delta_depth", "follow_symlinks"])]
         resume: Option<String>,
         /// The experiment that created this model version.
         #[arg(long, value_name = "ID")]
