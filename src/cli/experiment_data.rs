@@ -219,7 +219,10 @@ fn scalars_from(e: &Experiment, input: impl BufRead) -> Result<u64> {
         };
     for (i, line) in input.lines().enumerate() {
         let n = i + 1;
-        let line = line.with_context(|| format!("reading stdin line {n}"))?;
+        let line = line.with_context(|| {
+            let first = lines.first().map_or(n, |(f, _)| *f);
+            format!("reading stdin line {n} ({})", written_so_far(done, first))
+        })?;
         if line.trim().is_empty() {
             continue;
         }
