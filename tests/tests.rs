@@ -11,6 +11,7 @@
 //! - `cli`: the `modelvault` binary's contract.
 //! - `cli_archive`: `export`, `import`, `have` and `sync` through the binary.
 //! - `cli_files`: which files `put` reads (symlinks) and what `get` refuses to write.
+//! - `cli_commands`: `experiment artifact|artifacts|scalar|scalars|env`, `tensor`, `index verify|rebuild`, `put --resume` of a killed put.
 //! - `cli_registry`: register, delete, prune, experiment delete, uploads, and every dry run.
 //! - `hostile_input`: traversal and look-alike names and paths, through the API and the CLI.
 //! - `meta_corruption`: damaged RocksDB files (SST, MANIFEST, CURRENT, WAL) fail loudly, never return wrong bytes.
@@ -46,6 +47,7 @@ mod blob_roundtrip;
 mod blob_tensors;
 mod cli;
 mod cli_archive;
+mod cli_commands;
 mod cli_files;
 mod cli_output;
 mod cli_registry;

@@ -226,19 +226,12 @@ impl BlobWriter {
         let mut w = BlobWriter::new(store.clone());
         // From here on, dropping `w` deregisters (and, if it fails, abandons) it.
         w.manifest = m;
-        let (rec, label): (UploadRecord, _) = uploads::get(store.chunks().meta(), m)?
-            .ok_or_else(|| Error::not_found("upload session", m))?;
+        let (rec, label, mut r) = session_prefix(&store, m)?;
         w.session_ms = Some(rec.created_ms);
         w.label = label;
         // Replay the durable prefix: its hash and first bytes, every chunk
         // verified, in bounded memory. The stream's first probe window is
         // kept for the cutter (see `show_start`).
-        let prefix = BlobRecord {
-            size: rec.durable_bytes,
-            chunks: rec.durable_chunks,
-            manifest: m,
-        };
-        let mut r = super::BlobReader::new(store.clone(), BlobId(Hash32([0; 32])), prefix);
         let mut buf = vec![0u8; 1 << 20];
         loop {
             let n = match io::Read::read(&mut r, &mut buf) {
@@ -286,6 +279,13 @@ impl BlobWriter {
         // otherwise at the first cut, once the window is complete.
         w.show_start(false);
         Ok(w)
+    }
+
+    /// A reader over the durable prefix of upload session `id` (see
+    /// [`crate::Store::upload_prefix`]). Reads only: the session is left
+    /// as it is.
+    pub(crate) fn upload_prefix(store: &Arc<Core>, id: UploadId) -> Result<super::BlobReader> {
+        Ok(session_prefix(store, id.0)?.2)
     }
 
     /// The id of this upload's session, once some of it is durable (about
@@ -700,6 +700,24 @@ impl BlobWriter {
         }
         Ok(())
     }
+}
+
+/// The record of upload session `m`, its label, and a reader over its
+/// durable prefix (every chunk verified as it is read; there is no blob id
+/// to check the whole against yet).
+fn session_prefix(
+    store: &Arc<Core>,
+    m: u64,
+) -> Result<(UploadRecord, Option<String>, super::BlobReader)> {
+    let (rec, label): (UploadRecord, _) = uploads::get(store.chunks().meta(), m)?
+        .ok_or_else(|| Error::not_found("upload session", m))?;
+    let prefix = BlobRecord {
+        size: rec.durable_bytes,
+        chunks: rec.durable_chunks,
+        manifest: m,
+    };
+    let r = super::BlobReader::new(store.clone(), BlobId(Hash32([0; 32])), prefix);
+    Ok((rec, label, r))
 }
 
 impl Drop for BlobWriter {

@@ -148,3 +148,38 @@ fn a_resumed_upload_keeps_the_cuts_of_an_uninterrupted_one() {
         check_chunks(&store, &want);
     }
 }
+
+/// `Store::upload_prefix` reads back exactly the bytes a resume would
+/// continue after, and leaves the session as it was.
+#[test]
+fn upload_prefix_reads_the_durable_bytes_and_changes_nothing() {
+    use std::io::Read;
+    let f = st_file();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::create(dir.path()).unwrap();
+    let mut w = store.blob_writer().label("put m: w.safetensors");
+    w.write_all(&f[..(5 << 20) + 123]).unwrap();
+    let id = w.suspend().unwrap();
+    let before = store.uploads().unwrap();
+    assert_eq!(before.len(), 1);
+    let durable = before[0].durable_bytes;
+    assert!(durable > 0);
+
+    let mut r = store.upload_prefix(id).unwrap();
+    assert_eq!(r.len(), durable);
+    let mut got = Vec::new();
+    r.read_to_end(&mut got).unwrap();
+    assert_eq!(got, &f[..durable as usize]);
+    drop(r);
+    // Twice, and the session is still there, unchanged and resumable.
+    assert_eq!(store.upload_prefix(id).unwrap().len(), durable);
+    assert_eq!(store.uploads().unwrap(), before);
+    let mut w = store.resume_upload(id).unwrap();
+    assert_eq!(w.len(), durable);
+    w.write_all(&f[durable as usize..]).unwrap();
+    assert_eq!(w.finish().unwrap(), BlobId(Hash32::of(&f)));
+
+    // The session is gone once its blob exists.
+    let e = store.upload_prefix(id).err().expect("no session any more");
+    assert!(e.is_not_found(), "{e}");
+}

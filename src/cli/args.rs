@@ -32,10 +32,27 @@ pub enum Command {
     /// A path named on the command line is read whatever it is (a symlink to
     /// a file or folder is followed). A symlink found inside a folder is
     /// refused, naming it, with nothing stored, unless --follow-symlinks.
+    ///
+    /// With --resume UPLOAD_ID, continues a `put` of ONE file that was
+    /// interrupted (see `uploads`) from its durable prefix instead: give the
+    /// same source file. Its first bytes are compared with what the session
+    /// stored, and a source that changed since is refused with the session
+    /// left as it was. The model and the file's path in the version come
+    /// from the session (`put NAME: PATH`). The rest of the file is stored
+    /// without a delta base (a resumed upload has none): the chunks after the
+    /// durable prefix are stored whole, compressed and deduplicated but not
+    /// as deltas against the previous version, so it can take more space
+    /// than the uninterrupted put would have.
     Put {
-        /// Model name (a new model is created if none has this name).
-        #[arg(long)]
-        name: String,
+        /// Model name (a new model is created if none has this name). With
+        /// --resume, optional: it must be the session's if given.
+        #[arg(long, required_unless_present = "resume")]
+        name: Option<String>,
+        /// Continue the interrupted upload session UPLOAD_ID (as `uploads`
+        /// lists it) of a put of one file, from the same source file.
+        #[arg(long, value_name = "UPLOAD_ID",
+              conflicts_with_all = ["base", "no_delta", "reverse_delta", "max_delta_depth", "follow_symlinks"])]
+        resume: Option<String>,
         /// The experiment that created this model version.
         #[arg(long, value_name = "ID")]
         experiment: Option<String>,
@@ -213,6 +230,26 @@ pub enum Command {
         #[command(flatten)]
         json: Json,
     },
+    /// The tensors of a stored safetensors or GGUF file (name, dtype,
+    /// shape, bytes), or, given TENSOR, that tensor's bytes (to stdout, or
+    /// to a file with -o), read without the rest of the file.
+    Tensor {
+        /// Model: id, name, NAME@VERSION, NAME@ALIAS or model URL (latest version when none is given).
+        model: String,
+        /// Path of the file within the version.
+        file: String,
+        /// A tensor's name: write its bytes instead of listing the tensors.
+        tensor: Option<String>,
+        /// Write the tensor's bytes to FILE (replaced once complete) instead of stdout.
+        #[arg(short, long, value_name = "FILE", requires = "tensor")]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        json: Json,
+    },
+    /// The registry's secondary indexes (by name, tag, metadata, ...):
+    /// compare them with the records, or rebuild them from the records.
+    #[command(subcommand)]
+    Index(IndexCmd),
     /// Experiments: code execution sessions.
     #[command(subcommand)]
     Experiment(ExperimentCmd),
@@ -406,6 +443,78 @@ pub enum ExperimentCmd {
         #[command(flatten)]
         json: Json,
     },
+    /// Artifacts: store a file as an experiment's artifact, or read one back.
+    #[command(subcommand)]
+    Artifact(ArtifactCmd),
+    /// List an experiment's artifacts: name, revision, size, blob id.
+    Artifacts {
+        /// Experiment id, or PROJECT/NAME.
+        id: String,
+        #[command(flatten)]
+        json: Json,
+    },
+    /// Report scalars: one point `METRIC SERIES ITERATION VALUE`, or with
+    /// --stdin one point per line of stdin (those four, separated by
+    /// whitespace; blank lines are skipped).
+    ///
+    /// Lines from stdin are committed 1000 at a time. A malformed line is
+    /// an error naming its number and what is wrong: the batches before
+    /// the one holding it are written (the error says up to which line),
+    /// nothing from that batch on.
+    Scalar {
+        /// Experiment id, or PROJECT/NAME.
+        id: String,
+        /// Metric name, e.g. loss.
+        #[arg(required_unless_present = "stdin")]
+        metric: Option<String>,
+        /// Series (variant) of the metric, e.g. train.
+        #[arg(required_unless_present = "stdin")]
+        series: Option<String>,
+        /// Iteration: a non-negative integer.
+        #[arg(required_unless_present = "stdin", allow_hyphen_values = true)]
+        iteration: Option<String>,
+        /// Value: a finite number.
+        #[arg(required_unless_present = "stdin", allow_hyphen_values = true)]
+        value: Option<String>,
+        /// Read the points from stdin instead.
+        #[arg(long, conflicts_with_all = ["metric", "series", "iteration", "value"])]
+        stdin: bool,
+        #[command(flatten)]
+        json: Json,
+    },
+    /// Print the series of one metric: series, iteration, value.
+    Scalars {
+        /// Experiment id, or PROJECT/NAME.
+        id: String,
+        /// Metric name.
+        metric: String,
+        #[command(flatten)]
+        json: Json,
+    },
+    /// Show the environment and run information recorded for an
+    /// experiment; with --capture or --set, record them first.
+    ///
+    /// --capture records what this process can tell honestly about where
+    /// it runs: host name, user, working directory, and the git repository
+    /// and commit of the working directory when it is in one (the command
+    /// line, the uncommitted diff, the interpreter and packages are left as
+    /// they were). --set KEY=VALUE sets one field, after --capture: the
+    /// environment's `interpreter`, `requirements`, `package.NAME` (its
+    /// version; empty removes it), and the run's `host`, `user`,
+    /// `working_dir`, `command` (split at whitespace), `git_repo`,
+    /// `git_commit`, `git_diff` (empty clears these three).
+    Env {
+        /// Experiment id, or PROJECT/NAME.
+        id: String,
+        /// Record host, user, working directory and git repository and commit.
+        #[arg(long)]
+        capture: bool,
+        /// Set one field (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        #[command(flatten)]
+        json: Json,
+    },
     /// Finish the experiment; it is immutable afterwards.
     Finalize {
         /// Experiment id.
@@ -425,6 +534,44 @@ pub enum ExperimentCmd {
         with_models: bool,
         #[command(flatten)]
         del: DeleteFlags,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum IndexCmd {
+    /// Compare the indexes with what the records imply; print what is
+    /// missing or extra (exit code 3 if anything is).
+    Verify(Json),
+    /// Rebuild the indexes from the records; print what was wrong.
+    Rebuild(Json),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ArtifactCmd {
+    /// Store FILE (stdin with `-`, streamed) as the next revision of artifact NAME.
+    Add {
+        /// Experiment id, or PROJECT/NAME.
+        id: String,
+        /// Artifact name.
+        name: String,
+        /// The file, or `-` for stdin.
+        file: PathBuf,
+        #[command(flatten)]
+        json: Json,
+    },
+    /// Write an artifact's bytes to stdout (or to a file with -o); an
+    /// inline artifact is written as its JSON value.
+    Get {
+        /// Experiment id, or PROJECT/NAME.
+        id: String,
+        /// Artifact name.
+        name: String,
+        /// This revision (default: the latest).
+        #[arg(long, value_name = "N")]
+        revision: Option<u32>,
+        /// Write to FILE (replaced once complete) instead of stdout.
+        #[arg(short, long, value_name = "FILE")]
+        out: Option<PathBuf>,
     },
 }
 

@@ -10,7 +10,7 @@ use modelvault::query::Value;
 use modelvault::{DeleteOptions, DeleteReport, GcOptions, ModelVersion, Store, VersionFile};
 
 use super::archive;
-use super::args::{Args, Command, DeleteFlags, ExperimentCmd, ModelCmd};
+use super::args::{Args, ArtifactCmd, Command, DeleteFlags, ExperimentCmd, IndexCmd, ModelCmd};
 use super::exit::{ProblemsFound, Usage};
 use super::experiment::{self, experiment_cmd};
 use super::files;
@@ -59,6 +59,33 @@ pub fn run(args: Args) -> Result<()> {
         }
         Command::Put {
             name,
+            resume: Some(id),
+            experiment,
+            project,
+            paths,
+            json,
+            ..
+        } => {
+            let [file] = &paths[..] else {
+                return Err(
+                    Usage("put --resume takes the one file the put was storing".into()).into(),
+                );
+            };
+            let store = open(&repo)?;
+            let experiment = match experiment {
+                Some(e) => Some(experiment::find(&store, &e)?.id()),
+                None => None,
+            };
+            let to = super::resume::Target {
+                name: name.as_deref(),
+                project,
+                experiment,
+            };
+            super::resume::put_resume(&store, &id, to, file, json.json)?
+        }
+        Command::Put {
+            name,
+            resume: None,
             experiment,
             project,
             base,
@@ -69,6 +96,8 @@ pub fn run(args: Args) -> Result<()> {
             paths,
             json,
         } => {
+            // Clap requires --name without --resume.
+            let name = name.ok_or_else(|| Usage("put needs --name".into()))?;
             // Everything is checked before anything (even the store) is created.
             modelvault::check_name(&name)?;
             let inputs = files::collect(&paths, follow_symlinks)?;
@@ -299,6 +328,27 @@ pub fn run(args: Args) -> Result<()> {
                 }
             }
         }
+        Command::Tensor {
+            model,
+            file,
+            tensor,
+            out,
+            json,
+        } => super::tensor::tensor(
+            &open_for_reading(&repo)?,
+            &model,
+            &file,
+            tensor.as_deref(),
+            out,
+            json.json,
+        )?,
+        Command::Index(cmd) => {
+            let store = match cmd {
+                IndexCmd::Verify(_) => open_for_reading(&repo)?,
+                IndexCmd::Rebuild(_) => open(&repo)?,
+            };
+            super::tensor::index(&store, cmd)?
+        }
         Command::Du { sort, json } => super::usage::du(&open_for_reading(&repo)?, sort, json.json)?,
         Command::Who { id, json } => super::usage::who(&open_for_reading(&repo)?, &id, json.json)?,
         Command::Experiment(cmd) => {
@@ -308,7 +358,10 @@ pub fn run(args: Args) -> Result<()> {
                     | ExperimentCmd::List { .. }
                     | ExperimentCmd::Console { .. }
                     | ExperimentCmd::Progress { value: None, .. }
-            );
+                    | ExperimentCmd::Artifacts { .. }
+                    | ExperimentCmd::Artifact(ArtifactCmd::Get { .. })
+                    | ExperimentCmd::Scalars { .. }
+            ) || matches!(&cmd, ExperimentCmd::Env { capture: false, set, .. } if set.is_empty());
             let store = if reads_only {
                 open_for_reading(&repo)?
             } else if matches!(cmd, ExperimentCmd::Create { .. }) {

@@ -12,8 +12,8 @@ pub const USAGE: u8 = 2;
 /// Stored data is damaged: `verify` found problems, or a read met a
 /// checksum mismatch or a corrupt record.
 pub const INTEGRITY: u8 = 3;
-/// The store exists but the model, version, alias, file, experiment or
-/// blob named does not.
+/// The store exists but the model, version, alias, file, experiment,
+/// artifact, tensor, upload session or blob named does not.
 pub const NOT_FOUND: u8 = 4;
 /// The directory is missing or is not a modelvault store.
 pub const NO_STORE: u8 = 10;
@@ -26,8 +26,8 @@ Exit codes:
    0  success
    1  failure (any other error)
    2  usage error (bad arguments, no --repo)
-   3  integrity problem (verify found problems, or data read back is damaged)
-   4  not found (model, version, alias, file, experiment, blob, chunk)
+   3  integrity problem (verify or index verify found problems, or data read back is damaged)
+   4  not found (model, version, alias, file, experiment, artifact, tensor, upload, blob, chunk)
   10  not a store (the directory is missing or holds something else)
   11  locked (another process holds the store)";
 

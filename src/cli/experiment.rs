@@ -5,8 +5,9 @@ use std::io::{self, BufRead, Write};
 use anyhow::{bail, Context, Result};
 use modelvault::{EntityId, Experiment, NewExperiment, Status, Store, Stream};
 
-use super::args::ExperimentCmd;
+use super::args::{ArtifactCmd, ExperimentCmd};
 use super::commands::{delete_options, pair, print_delete, resolve};
+use super::experiment_data;
 
 pub(super) fn find(store: &Store, spec: &str) -> Result<Experiment> {
     if let Ok(id) = spec.parse::<EntityId>() {
@@ -207,6 +208,39 @@ pub(super) fn experiment_cmd(store: &Store, cmd: ExperimentCmd) -> Result<()> {
             let r = find(store, &id)?.delete(delete_options(del).with_models(with_models))?;
             print_delete(&r, del.json)?;
         }
+        ExperimentCmd::Artifact(cmd) => {
+            let id = match &cmd {
+                ArtifactCmd::Add { id, .. } | ArtifactCmd::Get { id, .. } => id,
+            };
+            let e = find(store, id)?;
+            experiment_data::artifact_cmd(store, &e, cmd)?;
+        }
+        ExperimentCmd::Artifacts { id, json } => {
+            experiment_data::artifacts(&find(store, &id)?, json.json)?
+        }
+        ExperimentCmd::Scalar {
+            id,
+            metric,
+            series,
+            iteration,
+            value,
+            stdin,
+            json,
+        } => experiment_data::scalar(
+            &find(store, &id)?,
+            [metric, series, iteration, value],
+            stdin,
+            json.json,
+        )?,
+        ExperimentCmd::Scalars { id, metric, json } => {
+            experiment_data::scalars(&find(store, &id)?, &metric, json.json)?
+        }
+        ExperimentCmd::Env {
+            id,
+            capture,
+            set,
+            json,
+        } => experiment_data::env(&find(store, &id)?, capture, &set, json.json)?,
         ExperimentCmd::Finalize { id, status, json } => {
             let e = find(store, &id)?;
             e.finish(status.parse()?)?;

@@ -5,13 +5,16 @@ mod args;
 mod commands;
 mod exit;
 mod experiment;
+mod experiment_data;
 mod files;
 mod log;
 mod model;
 mod progress;
 mod remote;
+mod resume;
 mod serve;
 mod sizes;
+mod tensor;
 mod usage;
 
 pub use args::Args;

@@ -127,6 +127,21 @@ impl Store {
         self.inner.resume_upload(id)
     }
 
+    /// A reader over the durable prefix of upload session `id`: the bytes
+    /// [`Store::resume_upload`] would continue after, each chunk verified as
+    /// it is read. Reads only; the session is left as it is. A caller about
+    /// to resume from a source it reads again (a file) compares that
+    /// source's first [`BlobReader::len`] bytes with these first, so that a
+    /// source changed since the interruption is refused, not stored spliced.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown or expired session; reads fail
+    /// with [`Error::Corrupt`] (inside the `io::Error`) if a chunk of the
+    /// prefix is damaged.
+    pub fn upload_prefix(&self, id: crate::UploadId) -> Result<BlobReader> {
+        crate::BlobWriter::upload_prefix(&self.inner, id)
+    }
+
     /// The upload sessions with durable progress and no blob yet.
     pub fn uploads(&self) -> Result<Vec<UploadInfo>> {
         self.inner.uploads()
