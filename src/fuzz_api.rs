@@ -9,6 +9,30 @@ use crate::meta::{keys, records};
 use crate::pack::{PackHeader, RecordHeader};
 use crate::query::{Value, MAX_VALUE_DEPTH};
 
+/// A bundle's framing: whatever the reader accepts whole (the trailer
+/// checked) writes back, frame by frame, to the same bytes.
+pub fn bundle(data: &[u8]) {
+    use crate::archive::bundle::{BundleReader, BundleWriter};
+    let Ok(mut r) = BundleReader::new(data) else {
+        return;
+    };
+    let mut frames = Vec::new();
+    loop {
+        match r.next() {
+            Ok(Some(f)) => frames.push(f),
+            Ok(None) => break,
+            Err(_) => return,
+        }
+    }
+    let mut w = BundleWriter::new(Vec::new()).unwrap();
+    for f in &frames {
+        w.frame(f.kind, &[&f.payload]).unwrap();
+    }
+    let (out, len) = w.finish().unwrap();
+    assert_eq!(out, data);
+    assert_eq!(len, data.len() as u64);
+}
+
 /// Pack file header.
 pub fn pack_header(data: &[u8]) {
     if let Ok(h) = PackHeader::decode(data, "fuzz") {

@@ -57,7 +57,6 @@
 
 #[cfg(feature = "tokio")]
 pub mod aio;
-#[cfg(feature = "store")]
 mod archive;
 #[cfg(feature = "store")]
 mod blob;

@@ -9,8 +9,11 @@
 //! - `import`: `Store::import`, verified as it is read and committed at
 //!   once, after the trailer: all or nothing.
 
-mod bundle;
+// The framing is pure (no store): the fuzz targets build it without RocksDB.
+pub(crate) mod bundle;
+#[cfg(feature = "store")]
 mod export;
+#[cfg(feature = "store")]
 mod import;
 
 use std::collections::HashSet;
