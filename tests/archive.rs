@@ -62,6 +62,10 @@ fn source() -> (tempfile::TempDir, Store) {
     store
         .register_external_model(NewModel::new("ext"), "https://example.com/m.bin", None)
         .unwrap();
+    let e = store
+        .create_experiment(modelvault::NewExperiment::new("p", "e"))
+        .unwrap();
+    e.log(modelvault::Stream::Stdout, "line").unwrap();
     (dir, store)
 }
 
@@ -69,7 +73,10 @@ fn source() -> (tempfile::TempDir, Store) {
 fn a_whole_store_round_trips_with_ids_versions_and_bytes_and_imports_once() {
     let (_d, src) = source();
     let (bundle, report) = export(&src, &ExportSpec::store());
-    assert_eq!((report.models, report.versions), (3, 3));
+    assert_eq!(
+        (report.experiments, report.models, report.versions),
+        (1, 3, 3)
+    );
     assert_eq!(report.bundle_bytes, bundle.len() as u64);
     let (_d2, dst) = temp_store();
     let r = dst

@@ -353,9 +353,10 @@ impl Store {
 
 /// From `src/archive/`.
 impl Store {
-    /// Writes a bundle of the models `spec` selects, with their versions
-    /// and the content of every blob those name, to `out` (streamed: memory
-    /// holds one chunk and the ids sent so far, whatever the size). Returns
+    /// Writes a bundle of the experiments and models `spec` selects, with
+    /// their console lines, scalars, artifacts and versions and the content
+    /// of every blob those name, to `out` (streamed: memory holds one chunk
+    /// and the ids sent so far, whatever the size). Returns
     /// `out` and what was written. `progress` is called with the raw bytes
     /// read so far. The format is in docs/FORMAT.md, "Bundles".
     ///
@@ -372,8 +373,9 @@ impl Store {
         self.inner.export(spec, out, progress)
     }
 
-    /// Reads a bundle from `input` and adds its models, versions and blobs
-    /// to this store, keeping their ids and version numbers: every record
+    /// Reads a bundle from `input` and adds its experiments, models,
+    /// versions and blobs to this store, keeping their ids and version
+    /// numbers: every record
     /// and byte is checked as it is read, and nothing becomes visible until
     /// the bundle's trailer has been checked, when everything is committed
     /// at once. Importing the same bundle twice changes nothing the second
