@@ -2,7 +2,7 @@
 # Bundles against tar + zstd on the corpus (docs/BENCHMARKS.md, "Bundles"): puts every
 # corpus set into a store, then 3 rounds of `export -o` and `import` into an empty store,
 # beside `tar | zstd -3` of the same files and back. Prints /usr/bin/time lines and sizes.
-#   scripts/bench_bundle.sh [WORK_DIR]     (corpus: $MODELVAULT_CORPUS or ~/.cache/modelvault-corpus)
+#   scripts/bench-bundle.sh [WORK_DIR]     (corpus: $MODELVAULT_CORPUS or ~/.cache/modelvault-corpus)
 set -eu
 MV="$(cd "$(dirname "$0")/.." && pwd)/target/release/modelvault"
 C="${MODELVAULT_CORPUS:-$HOME/.cache/modelvault-corpus}"
