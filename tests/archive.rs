@@ -160,10 +160,20 @@ fn an_incremental_export_carries_only_the_chunks_the_target_lacks() {
         inc.len(),
         full.len()
     );
+    let stored_before = dst.stats().stored_bytes;
     let r = dst
         .import(&inc[..], &ImportOptions::default(), &|_| {})
         .unwrap();
     assert_eq!(r.versions_added, 1);
+    // The new chunks are stored as deltas against version 2's file of the
+    // same path (committed here before): the 5,000 changed bytes, not the
+    // whole chunks around them.
+    let grown = dst.stats().stored_bytes - stored_before;
+    eprintln!(
+        "stored grew by {grown} bytes; carried {} raw",
+        rep.raw_bytes_carried
+    );
+    assert!(grown < rep.raw_bytes_carried / 2, "{grown} of {rep:?}");
     let b = src
         .version("a", Some(3))
         .unwrap()

@@ -165,7 +165,7 @@ impl<W: Write> Exporter<'_, W> {
         let arts = artifacts::of(meta, id).collect::<Result<Vec<_>>>()?;
         for (name, revision, art) in arts {
             if let ArtifactBody::Blob { blob, .. } = &art.body {
-                self.blob(blob)?;
+                self.blob(blob, None)?;
             }
             self.out.frame(
                 Kind::Artifact,
@@ -185,7 +185,7 @@ impl<W: Write> Exporter<'_, W> {
             let vrec = versions::get(meta, id, v)?
                 .ok_or_else(|| Error::not_found("version", format!("{}@{v}", rec.name)))?;
             for f in &vrec.files {
-                self.blob(&f.blob)?;
+                self.blob(&f.blob, Some((id, &f.path)))?;
             }
             self.out.frame(
                 Kind::Version,
@@ -196,15 +196,23 @@ impl<W: Write> Exporter<'_, W> {
         Ok(())
     }
 
-    fn blob(&mut self, id: &BlobId) -> Result<()> {
+    /// A blob's content, once per bundle. `file`: the model and path of a
+    /// version file it is, a hint for the importer's choice of delta base.
+    fn blob(&mut self, id: &BlobId, file: Option<(&EntityId, &str)>) -> Result<()> {
         if !self.sent_blobs.insert(*id) {
             return Ok(());
         }
         let chunks = self.core.chunks();
         let meta = chunks.meta();
         let rec = blobs::get(meta, id)?.ok_or_else(|| Error::not_found("blob", id))?;
-        self.out
-            .frame(Kind::BlobBegin, &[&id.0 .0, &rec.size.to_le_bytes()])?;
+        let (model, path): (&[u8], &[u8]) = match file {
+            Some((m, p)) => (&m.0, p.as_bytes()),
+            None => (&[], &[]),
+        };
+        self.out.frame(
+            Kind::BlobBegin,
+            &[&id.0 .0, &rec.size.to_le_bytes(), model, path],
+        )?;
         let mut offset = 0u64;
         for seg in manifests::segments(meta, rec.manifest, None) {
             for e in seg?.entries? {

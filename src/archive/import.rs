@@ -330,18 +330,60 @@ impl Importer<'_> {
     fn blob_begin(&mut self, f: &Frame) -> Result<()> {
         let id = BlobId(Hash32(field::<32>(f, 0)?));
         let size = u64::from_le_bytes(field::<8>(f, 32)?);
+        // The optional hint: the model and path of a version file it is.
+        let hint = match f.payload.len() {
+            40 => None,
+            n if n > 56 => {
+                let model = EntityId(field::<16>(f, 40)?);
+                let path = std::str::from_utf8(&f.payload[56..])
+                    .map_err(|_| damaged(f.offset, "a blob's path hint is not UTF-8"))?;
+                check_path(path).map_err(|e| damaged(f.offset, e))?;
+                Some((model, path.to_string()))
+            }
+            n => return Err(damaged(f.offset, format!("a BlobBegin frame of {n} bytes"))),
+        };
         let have = self.staged.contains_key(&id)
             || self.present.contains(&id)
             || self.core.contains_blob(&id)?;
+        let writer = if have {
+            None
+        } else {
+            let w = self.core.blob_writer().label(format!("import: blob {id}"));
+            Some(match self.delta_base(hint.as_ref())? {
+                // A base that cannot serve (not a tensor container, gone
+                // meanwhile) only costs the delta.
+                Some(base) => w.delta_base(&base).unwrap_or_else(|_| {
+                    self.core.blob_writer().label(format!("import: blob {id}"))
+                }),
+                None => w,
+            })
+        };
         self.current = Some(Incoming {
             id,
             size,
             got: 0,
             hasher: blake3::Hasher::new(),
-            writer: (!have).then(|| self.core.blob_writer().label(format!("import: blob {id}"))),
+            writer,
             offset: f.offset,
         });
         Ok(())
+    }
+
+    /// The delta base for a file of model `hint.0` at path `hint.1`, as
+    /// `put` would choose it: that path in the newest version of the model
+    /// this store has committed (versions of the same bundle are not
+    /// committed yet, so they cannot serve).
+    fn delta_base(&self, hint: Option<&(EntityId, String)>) -> Result<Option<BlobId>> {
+        let Some((model, path)) = hint else {
+            return Ok(None);
+        };
+        let meta = self.core.chunks().meta();
+        let Some(v) = versions::newest(meta, model)? else {
+            return Ok(None);
+        };
+        Ok(versions::get(meta, model, v)?
+            .and_then(|r| r.files.into_iter().find(|f| f.path == *path))
+            .map(|f| f.blob))
     }
 
     fn chunk(&mut self, f: &Frame) -> Result<()> {
