@@ -6,6 +6,13 @@
 //! each file from `.../versions/N/files/PATH`. Every file is checked on
 //! arrival against its blob id (the blake3 of its content) and its size, so
 //! a download is verified end to end, whatever the network or proxy did.
+//!
+//! `sync --from URL` talks to the same API ([`Api::export`]): it posts the
+//! chunk ids its store holds and reads a bundle back, which the import
+//! checks whole (every chunk's and blob's hash, the trailer digest).
+//!
+//! An error answer is a [`ServerError`] with the status (404: exit code 4)
+//! and the server's message.
 
 use std::io::{self, Read};
 
@@ -399,6 +406,34 @@ mod tests {
             s.url("4", &["files", "dir", "w 1.bin"]).unwrap().as_str(),
             "http://localhost:1/_api/v1/models/m/versions/4/files/dir/w%201.bin"
         );
+    }
+
+    #[test]
+    fn sync_urls_name_a_servers_api_root() {
+        for (url, want) in [
+            (
+                "modelvault://10.0.0.5:9000",
+                "http://10.0.0.5:9000/_api/v1/",
+            ),
+            ("modelvault://host:1/", "http://host:1/_api/v1/"),
+            ("http://host:8080", "http://host:8080/_api/v1/"),
+            ("http://host:8080/_api/v1/", "http://host:8080/_api/v1/"),
+        ] {
+            assert_eq!(server_api(url).unwrap().as_str(), want, "{url}");
+        }
+        for (url, why) in [
+            ("modelvault://host:1/models/m", "expected a server"),
+            (
+                "modelvault://0190f3c2-6a2b-7cc0-8f5e-1b9d2f3a4b5c",
+                "names a store",
+            ),
+            ("http://host:1/other", "expected a server"),
+            ("https://host:1", "plain HTTP only"),
+            ("/some/dir", "expected a server"),
+        ] {
+            let e = format!("{:#}", server_api(url).unwrap_err());
+            assert!(e.contains(why), "{url}: {e}");
+        }
     }
 
     #[test]
