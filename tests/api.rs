@@ -842,6 +842,7 @@ fn api_openapi_document_lists_the_routes() {
         ),
         ("/_api/v1/blobs", &["post"]),
         ("/_api/v1/blobs/{id}", &["get", "delete"]),
+        ("/_api/v1/export", &["post"]),
     ];
     for (path, methods) in want {
         let p = paths

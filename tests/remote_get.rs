@@ -120,7 +120,7 @@ fn a_server_that_is_not_there_is_named() {
 
 /// Publishes `files` as the next version of model `name` through the
 /// registry API of `server`, with `auth` when the server wants keys.
-fn publish(
+pub(crate) fn publish(
     server: &crate::api::Server,
     auth: Option<(&str, &str)>,
     name: &str,

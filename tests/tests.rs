@@ -27,6 +27,7 @@
 //! - `upload_staging`: staged blobs bound to their store; versions of many files committed in groups.
 //! - `readonly`: `Store::open_read_only` beside a writer (in this process, and `examples/readonly_writer.rs` in another): catching up, refused writes, compaction, the CLI.
 //! - `remote_get`: `modelvault get URL` of a version on a server, verified on arrival.
+//! - `sync_remote`: `sync --from URL` through a server's `POST /_api/v1/export`.
 //! - `aio`: the async reader, stream and writer (feature `tokio`) on current_thread runtimes; `examples/axum_blobs.rs` as a process.
 //! - `objects`: buckets, objects, listings and multipart uploads (`Store::objects`) and their blob references.
 //! - `archive`: bundles: export, import (all or nothing, idempotent, incremental), conflicts.
@@ -68,4 +69,5 @@ mod registry_put;
 mod remote_get;
 mod store_disk_full;
 mod store_lifecycle;
+mod sync_remote;
 mod upload_staging;

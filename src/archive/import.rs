@@ -425,6 +425,7 @@ impl Importer<'_> {
     fn chunk_ref(&mut self, f: &Frame) -> Result<()> {
         let id: ChunkId = Hash32(field::<32>(f, 0)?);
         let raw = u32::from_le_bytes(field::<4>(f, 32)?);
+        self.report.chunks_named += 1;
         let bytes = if let Some(s) = self.spooled.get(&id) {
             let mut z = vec![0u8; s.zlen as usize];
             self.spool

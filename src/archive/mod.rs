@@ -46,6 +46,40 @@ impl ExportSpec {
         self
     }
 
+    /// Adds the model `what` names: `NAME` (all its versions), `NAME@V`
+    /// (that version) or `NAME@A..B` (versions A to B, both included), as
+    /// `modelvault export` and the registry API's `POST /export` take it.
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidInput`] for a version that is not a number or
+    /// an empty range. The name itself is checked by the export.
+    pub fn model_spec(self, what: &str) -> crate::Result<ExportSpec> {
+        let Some((name, vs)) = what.split_once('@') else {
+            return Ok(self.model(what, None));
+        };
+        let parse = |s: &str| {
+            s.parse::<u32>().map_err(|_| {
+                crate::Error::invalid(
+                    "model selection",
+                    what,
+                    format!("{s:?} is not a version number"),
+                )
+            })
+        };
+        let (a, b) = match vs.split_once("..") {
+            Some((a, b)) => (parse(a)?, parse(b)?),
+            None => (parse(vs)?, parse(vs)?),
+        };
+        if a > b {
+            return Err(crate::Error::invalid(
+                "model selection",
+                what,
+                "an empty version range",
+            ));
+        }
+        Ok(self.model(name, Some((a, b))))
+    }
+
     /// Adds experiment `id` with its console, scalars and artifacts, the
     /// models it created (all their versions) and, if `with_used`, the
     /// model versions it used.
@@ -138,6 +172,9 @@ pub struct ImportReport {
     pub blobs_added: u64,
     /// Chunks the bundle carried.
     pub chunks_received: u64,
+    /// Chunks the bundle named only (this store held them, or the bundle
+    /// carried them before).
+    pub chunks_named: u64,
     /// The bundle's length.
     pub bundle_bytes: u64,
     /// What was not imported, and why: a model whose name this store gives

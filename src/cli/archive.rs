@@ -5,11 +5,12 @@ use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use modelvault::{ChunkId, ExportReport, ExportSpec, ImportOptions, ImportReport, Store};
+use modelvault::{ChunkId, EntityId, ExportReport, ExportSpec, ImportOptions, ImportReport, Store};
 use serde_json::json;
 
 use super::exit::Usage;
 use super::progress;
+use super::remote;
 use super::sizes::human;
 
 /// `WHAT` of `export` and `sync`: nothing (the whole store), `NAME`,
@@ -21,26 +22,31 @@ pub(super) fn spec(what: Option<&str>) -> Result<ExportSpec> {
     model_spec(ExportSpec::default(), what)
 }
 
-/// Adds `NAME`, `NAME@V` or `NAME@A..B` to `spec`.
+/// Adds `NAME`, `NAME@V` or `NAME@A..B` to `spec`: a malformed one is a
+/// usage error.
 fn model_spec(spec: ExportSpec, what: &str) -> Result<ExportSpec> {
-    let (name, range) = match what.split_once('@') {
-        None => (what, None),
-        Some((name, vs)) => {
-            let parse = |s: &str| -> Result<u32> {
-                s.parse()
-                    .map_err(|_| Usage(format!("{what:?}: {s:?} is not a version number")).into())
-            };
-            let (a, b) = match vs.split_once("..") {
-                Some((a, b)) => (parse(a)?, parse(b)?),
-                None => (parse(vs)?, parse(vs)?),
-            };
-            if a > b {
-                return Err(Usage(format!("{what:?}: an empty version range")).into());
-            }
-            (name, Some((a, b)))
-        }
-    };
-    Ok(spec.model(name, range))
+    spec.model_spec(what)
+        .map_err(|e| Usage(e.to_string()).into())
+}
+
+/// What `export` and `sync` copy: `what` and the experiments (id or
+/// PROJECT/NAME, found in `store`); the whole store when neither is given.
+fn selection(
+    store: &Store,
+    what: Option<&str>,
+    (experiments, with_used): (&[String], bool),
+) -> Result<ExportSpec> {
+    if experiments.is_empty() {
+        return spec(what);
+    }
+    let mut spec = ExportSpec::default();
+    for e in experiments {
+        spec = spec.experiment(super::experiment::find(store, e)?.id(), with_used);
+    }
+    match what {
+        Some(w) => model_spec(spec, w),
+        None => Ok(spec),
+    }
 }
 
 /// Reads a `have` list: one chunk id (64 hex digits) per line.
@@ -129,18 +135,7 @@ pub(super) fn export(
     since: &[PathBuf],
     json: bool,
 ) -> Result<()> {
-    let mut spec = if experiments.is_empty() {
-        spec(what)?
-    } else {
-        let mut spec = ExportSpec::default();
-        for e in experiments {
-            spec = spec.experiment(super::experiment::find(store, e)?.id(), with_used);
-        }
-        match what {
-            Some(w) => model_spec(spec, w)?,
-            None => spec,
-        }
-    };
+    let mut spec = selection(store, what, (experiments, with_used))?;
     if let Some(p) = exclude_have {
         spec = read_have(p, spec)?;
     }
@@ -204,13 +199,19 @@ pub(super) fn have(store: &Store) -> Result<()> {
 
 /// `sync`: an export of `what` from `src` into `dst` through a pipe,
 /// leaving out the chunks `dst` holds; no bundle file is written.
-pub(super) fn sync(src: &Store, dst: &Store, what: Option<&str>, json: bool) -> Result<()> {
+pub(super) fn sync(
+    src: &Store,
+    dst: &Store,
+    what: Option<&str>,
+    experiments: (&[String], bool),
+    json: bool,
+) -> Result<()> {
     let mut held = Vec::new();
     dst.chunk_ids(|id| {
         held.push(*id);
         Ok(())
     })?;
-    let spec = spec(what)?.exclude_chunks(held);
+    let spec = selection(src, what, experiments)?.exclude_chunks(held);
     let (reader, writer) = io::pipe()?;
     let bar = progress::bytes("sync", src.stats().logical_bytes);
     let imported = std::thread::scope(|s| {
@@ -235,23 +236,82 @@ pub(super) fn sync(src: &Store, dst: &Store, what: Option<&str>, json: bool) -> 
         }
         (Err(e), _) | (_, Err(e)) => return Err(e.into()),
     };
+    let way = "through the pipe";
+    print_sync(
+        &imported,
+        exported.chunks_carried,
+        exported.chunks_named,
+        way,
+        json,
+    );
+    Ok(())
+}
+
+/// `sync --from URL`: posts the chunk ids `dst` holds to the server's
+/// `POST /_api/v1/export` and imports the bundle it answers as it arrives
+/// (no bundle file; all or nothing, as `import`).
+pub(super) fn sync_from(
+    url: &str,
+    dst: &Store,
+    what: Option<&str>,
+    (experiments, with_used): (&[String], bool),
+    json: bool,
+) -> Result<()> {
+    let api = remote::Api::new(remote::server_api(url)?)?;
+    // The selection is checked here too: a malformed one is the command
+    // line's mistake, found before any request.
+    let mut query = Vec::new();
+    if let Some(w) = what {
+        model_spec(ExportSpec::default(), w)?;
+        query.push(("model", w.to_owned()));
+    }
+    for e in experiments {
+        e.parse::<EntityId>().map_err(|_| {
+            Usage(format!(
+                "--experiment {e:?}: with --from, an experiment is given by its id"
+            ))
+        })?;
+        query.push(("experiment", e.clone()));
+    }
+    if with_used {
+        query.push(("with_used", "true".to_owned()));
+    }
+    let mut have = Vec::new();
+    dst.chunk_ids(|id| {
+        have.extend_from_slice(id.as_bytes());
+        Ok(())
+    })?;
+    let resp = api.export(&query, have)?;
+    let imported = dst
+        .import(BufReader::new(resp), &ImportOptions::default(), &|_| {})
+        .with_context(|| format!("importing the bundle from {url}"))?;
+    let way = format!("from {url}");
+    print_sync(
+        &imported,
+        imported.chunks_received,
+        imported.chunks_named,
+        &way,
+        json,
+    );
+    Ok(())
+}
+
+/// The report of `sync`: what was imported, and how much crossed `way`.
+fn print_sync(imported: &ImportReport, carried: u64, named: u64, way: &str, json: bool) {
     if json {
         println!(
             "{}",
             json!({
-                "bundle_bytes": exported.bundle_bytes, "chunks_carried": exported.chunks_carried,
-                "chunks_named": exported.chunks_named, "models_added": imported.models_added,
+                "bundle_bytes": imported.bundle_bytes, "chunks_carried": carried,
+                "chunks_named": named, "models_added": imported.models_added,
                 "versions_added": imported.versions_added, "blobs_added": imported.blobs_added,
             })
         );
     } else {
-        print_import(&imported, false);
+        print_import(imported, false);
         println!(
-            "sent {} through the pipe: {} chunks carried, {} the target held",
-            human(exported.bundle_bytes),
-            exported.chunks_carried,
-            exported.chunks_named
+            "sent {} {way}: {carried} chunks carried, {named} the target held",
+            human(imported.bundle_bytes),
         );
     }
-    Ok(())
 }

@@ -174,12 +174,24 @@ pub enum Command {
     /// Print the id of every chunk the store holds, one per line (for `export --exclude-have`)
     Have,
     /// Copy models from this store into the store DEST without a bundle file, sending only
-    /// the chunks DEST lacks (DEST is created if missing)
+    /// the chunks DEST lacks (DEST is created if missing); with --from URL, from a
+    /// `modelvault serve` into this store instead: `sync --from URL [WHAT]`
     Sync {
-        /// The target store directory
-        dest: PathBuf,
-        /// NAME, NAME@VERSION or NAME@FIRST..LAST; every model when absent
+        /// The target store directory; with --from, WHAT instead (this store is the target)
+        #[arg(value_name = "DEST")]
+        dest: Option<String>,
+        /// NAME, NAME@VERSION or NAME@FIRST..LAST; every model when absent (and no --experiment)
         what: Option<String>,
+        /// Copy from the server at URL (modelvault://HOST:PORT or http://HOST:PORT) into --repo
+        #[arg(long, value_name = "URL")]
+        from: Option<String>,
+        /// An experiment (id; PROJECT/NAME too without --from) with its console, scalars,
+        /// artifacts and the models it created
+        #[arg(long = "experiment", value_name = "ID")]
+        experiments: Vec<String>,
+        /// With --experiment: also the model versions the experiments used
+        #[arg(long, requires = "experiments")]
+        with_used: bool,
         #[command(flatten)]
         json: Json,
     },

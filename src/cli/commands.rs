@@ -187,12 +187,43 @@ pub fn run(args: Args) -> Result<()> {
             json.json,
         )?,
         Command::Have => archive::have(&open_for_reading(&repo)?)?,
-        Command::Sync { dest, what, json } => archive::sync(
-            &open_for_reading(&repo)?,
-            &Store::options().create(true).open(&dest)?,
-            what.as_deref(),
-            json.json,
-        )?,
+        Command::Sync {
+            dest,
+            what,
+            from,
+            experiments,
+            with_used,
+            json,
+        } => match from {
+            // With --from the one positional is WHAT: this store is the target.
+            Some(url) => {
+                if what.is_some() {
+                    return Err(Usage(
+                        "with --from, sync takes one WHAT: the target is --repo".into(),
+                    )
+                    .into());
+                }
+                archive::sync_from(
+                    &url,
+                    &Store::options().create(true).open(&repo)?,
+                    dest.as_deref(),
+                    (&experiments, with_used),
+                    json.json,
+                )?
+            }
+            None => {
+                let dest = dest.ok_or_else(|| {
+                    Usage("sync needs DEST (a store directory) or --from URL".into())
+                })?;
+                archive::sync(
+                    &open_for_reading(&repo)?,
+                    &Store::options().create(true).open(&dest)?,
+                    what.as_deref(),
+                    (&experiments, with_used),
+                    json.json,
+                )?
+            }
+        },
         Command::Stats(json) => {
             let s = open_for_reading(&repo)?.stats();
             if json.json {

@@ -55,6 +55,23 @@ impl fmt::Display for ProblemsFound {
 
 impl std::error::Error for ProblemsFound {}
 
+/// An error answer of a server's registry API (`get URL`, `sync --from`):
+/// its status, and a message naming the URL, the status and what the
+/// server said. 404 is exit code 4, as a missing name in a local store.
+#[derive(Debug)]
+pub struct ServerError {
+    pub status: u16,
+    pub message: String,
+}
+
+impl fmt::Display for ServerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ServerError {}
+
 /// The exit code of a library error.
 fn of_store_error(e: &modelvault::Error) -> Option<u8> {
     use modelvault::Error as E;
@@ -77,6 +94,9 @@ pub fn code(e: &anyhow::Error) -> u8 {
         }
         if c.is::<ProblemsFound>() {
             return INTEGRITY;
+        }
+        if let Some(e) = c.downcast_ref::<ServerError>() {
+            return if e.status == 404 { NOT_FOUND } else { FAILURE };
         }
         let inner = c.downcast_ref::<modelvault::Error>().or_else(|| {
             c.downcast_ref::<std::io::Error>()
@@ -114,5 +134,14 @@ mod tests {
         assert_eq!(code(&anyhow::anyhow!("not found")), FAILURE);
         assert_eq!(code(&anyhow::Error::new(Usage("x".into()))), USAGE);
         assert_eq!(code(&anyhow::Error::new(ProblemsFound(2))), INTEGRITY);
+        let server = |status| {
+            anyhow::Error::new(ServerError {
+                status,
+                message: "x".into(),
+            })
+            .context("syncing")
+        };
+        assert_eq!(code(&server(404)), NOT_FOUND);
+        assert_eq!(code(&server(500)), FAILURE);
     }
 }

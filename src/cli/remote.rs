@@ -6,16 +6,24 @@
 //! each file from `.../versions/N/files/PATH`. Every file is checked on
 //! arrival against its blob id (the blake3 of its content) and its size, so
 //! a download is verified end to end, whatever the network or proxy did.
+//!
+//! `sync --from URL` talks to the same API ([`Api::export`]): it posts the
+//! chunk ids its store holds and reads a bundle back, which the import
+//! checks whole (every chunk's and blob's hash, the trailer digest).
+//!
+//! An error answer is a [`ServerError`] with the status (404: exit code 4)
+//! and the server's message.
 
 use std::io::{self, Read};
 
 use anyhow::{anyhow, bail, Context, Result};
 use modelvault::{BlobId, VersionFile};
-use reqwest::blocking::{Client, Response};
+use reqwest::blocking::{Client, RequestBuilder, Response};
 use reqwest::{StatusCode, Url};
 use serde::Deserialize;
 
 use super::commands::FileSource;
+use super::exit::{ServerError, Usage};
 
 /// The API's path prefix on a server.
 const API: &str = "/_api/v1/";
@@ -116,19 +124,101 @@ pub(super) struct RemoteVersion {
     pub files: Vec<VersionFile>,
 }
 
+/// The registry API root of the server `url` names, for `sync --from`:
+/// `modelvault://HOST:PORT` or `http://HOST:PORT` (a path of `/` or of the
+/// API root itself is allowed).
+pub(super) fn server_api(url: &str) -> Result<Url> {
+    let usage = || {
+        Usage(format!(
+            "{url:?}: expected a server, modelvault://HOST:PORT or http://HOST:PORT"
+        ))
+    };
+    let http = if let Some(rest) = url.strip_prefix("modelvault://") {
+        let host = rest.strip_suffix('/').unwrap_or(rest);
+        if host.is_empty() || host.contains('/') {
+            return Err(usage().into());
+        }
+        if host.parse::<uuid::Uuid>().is_ok() {
+            return Err(Usage(format!(
+                "{url:?} names a store by its id, not a server (HOST:PORT)"
+            ))
+            .into());
+        }
+        format!("http://{host}/")
+    } else if url.starts_with("https://") {
+        bail!(
+            "{url:?}: this build fetches over plain HTTP only; \
+             use http:// (or modelvault://HOST:PORT) behind a trusted network"
+        );
+    } else if url.starts_with("http://") {
+        url.to_owned()
+    } else {
+        return Err(usage().into());
+    };
+    let parsed = Url::parse(&http).map_err(|e| Usage(format!("{url:?}: {e}")))?;
+    if !matches!(parsed.path(), "/" | "/_api/v1" | "/_api/v1/")
+        || parsed.query().is_some()
+        || parsed.host().is_none()
+    {
+        return Err(usage().into());
+    }
+    parsed
+        .join(API)
+        .map_err(|e| Usage(format!("{url:?}: {e}")).into())
+}
+
 /// A server's registry API, with the credentials to send.
-pub(super) struct Server {
+pub(super) struct Api {
     client: Client,
     api: Url,
-    model: String,
     credentials: Option<(String, String)>,
 }
 
+/// A model on a server's registry API.
+pub(super) struct Server {
+    http: Api,
+    model: String,
+}
+
 impl Server {
-    /// A client for `spec`'s server. Credentials, when the server wants
+    /// A client for `spec`'s server.
+    pub(super) fn new(spec: &RemoteSpec) -> Result<Server> {
+        Ok(Server {
+            http: Api::new(spec.api.clone())?,
+            model: spec.model.clone(),
+        })
+    }
+
+    /// `models/MODEL/versions/VERSION/…rest` under the API root, each
+    /// segment percent-encoded.
+    fn url(&self, version: &str, rest: &[&str]) -> Result<Url> {
+        let mut url = self.http.api.clone();
+        url.path_segments_mut()
+            .map_err(|()| anyhow!("{} cannot take a path", self.http.api))?
+            .pop_if_empty()
+            .extend(["models", &self.model, "versions", version])
+            .extend(rest);
+        Ok(url)
+    }
+
+    fn get(&self, url: Url) -> Result<Response> {
+        self.http.send(self.http.client.get(url.clone()), &url)
+    }
+
+    /// The version `version` names (`None`: the latest).
+    pub(super) fn version(&self, version: Option<&str>) -> Result<RemoteVersion> {
+        let url = self.url(version.unwrap_or("latest"), &[])?;
+        let resp = self.get(url.clone())?;
+        resp.json::<RemoteVersion>()
+            .with_context(|| format!("{url}: not a model version"))
+    }
+}
+
+impl Api {
+    /// A client for the API at `api`. Credentials, when the server wants
     /// them, are the S3 key pair: `MODELVAULT_S3_ACCESS_KEY` and
     /// `MODELVAULT_S3_SECRET_KEY`.
-    pub(super) fn new(spec: &RemoteSpec) -> Result<Server> {
+    pub(super) fn new(api: Url) -> Result<Api> {
         let credentials = match (
             std::env::var("MODELVAULT_S3_ACCESS_KEY"),
             std::env::var("MODELVAULT_S3_SECRET_KEY"),
@@ -143,28 +233,34 @@ impl Server {
             .timeout(None)
             .build()
             .context("cannot set up the HTTP client")?;
-        Ok(Server {
+        Ok(Api {
             client,
-            api: spec.api.clone(),
-            model: spec.model.clone(),
+            api,
             credentials,
         })
     }
 
-    /// `models/MODEL/versions/VERSION/…rest` under the API root, each
-    /// segment percent-encoded.
-    fn url(&self, version: &str, rest: &[&str]) -> Result<Url> {
-        let mut url = self.api.clone();
-        url.path_segments_mut()
-            .map_err(|()| anyhow!("{} cannot take a path", self.api))?
-            .pop_if_empty()
-            .extend(["models", &self.model, "versions", version])
-            .extend(rest);
-        Ok(url)
+    /// `POST export?QUERY` with the have list `have` (chunk ids, 32 raw
+    /// bytes each): the bundle, as it arrives.
+    pub(super) fn export(&self, query: &[(&str, String)], have: Vec<u8>) -> Result<Response> {
+        let mut url = self
+            .api
+            .join("export")
+            .with_context(|| format!("{}: bad server address", self.api))?;
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
+        let req = self
+            .client
+            .post(url.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(have);
+        self.send(req, &url)
     }
 
-    fn get(&self, url: Url) -> Result<Response> {
-        let mut req = self.client.get(url.clone());
+    /// Sends `req` (to `url`) with the credentials; an error answer is a
+    /// [`ServerError`] naming the status and the server's message.
+    fn send(&self, mut req: RequestBuilder, url: &Url) -> Result<Response> {
         if let Some((a, s)) = &self.credentials {
             req = req.basic_auth(a, Some(s));
         }
@@ -179,21 +275,18 @@ impl Server {
             .ok()
             .and_then(|v| v.get("message")?.as_str().map(str::to_owned))
             .unwrap_or(body);
-        match status {
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => bail!(
+        let message = match status {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => format!(
                 "{url}: {status}: {message} (set MODELVAULT_S3_ACCESS_KEY and \
                  MODELVAULT_S3_SECRET_KEY to the server's keys)"
             ),
-            _ => bail!("{url}: {status}: {message}"),
+            _ => format!("{url}: {status}: {message}"),
+        };
+        Err(ServerError {
+            status: status.as_u16(),
+            message,
         }
-    }
-
-    /// The version `version` names (`None`: the latest).
-    pub(super) fn version(&self, version: Option<&str>) -> Result<RemoteVersion> {
-        let url = self.url(version.unwrap_or("latest"), &[])?;
-        let resp = self.get(url.clone())?;
-        resp.json::<RemoteVersion>()
-            .with_context(|| format!("{url}: not a model version"))
+        .into())
     }
 }
 
@@ -313,6 +406,34 @@ mod tests {
             s.url("4", &["files", "dir", "w 1.bin"]).unwrap().as_str(),
             "http://localhost:1/_api/v1/models/m/versions/4/files/dir/w%201.bin"
         );
+    }
+
+    #[test]
+    fn sync_urls_name_a_servers_api_root() {
+        for (url, want) in [
+            (
+                "modelvault://10.0.0.5:9000",
+                "http://10.0.0.5:9000/_api/v1/",
+            ),
+            ("modelvault://host:1/", "http://host:1/_api/v1/"),
+            ("http://host:8080", "http://host:8080/_api/v1/"),
+            ("http://host:8080/_api/v1/", "http://host:8080/_api/v1/"),
+        ] {
+            assert_eq!(server_api(url).unwrap().as_str(), want, "{url}");
+        }
+        for (url, why) in [
+            ("modelvault://host:1/models/m", "expected a server"),
+            (
+                "modelvault://0190f3c2-6a2b-7cc0-8f5e-1b9d2f3a4b5c",
+                "names a store",
+            ),
+            ("http://host:1/other", "expected a server"),
+            ("https://host:1", "plain HTTP only"),
+            ("/some/dir", "expected a server"),
+        ] {
+            let e = format!("{:#}", server_api(url).unwrap_err());
+            assert!(e.contains(why), "{url}: {e}");
+        }
     }
 
     #[test]

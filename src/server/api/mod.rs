@@ -8,10 +8,12 @@
 //! query extractors whose errors are the API's JSON errors. One file per
 //! concern: `experiments.rs`, `models.rs`, `files.rs` (bytes in and out,
 //! with ranges and entity tags), `follow.rs` (the console as server-sent
-//! events), `errors.rs`, `openapi.rs`.
+//! events), `export.rs` (bundles for `sync --from`), `errors.rs`,
+//! `openapi.rs`.
 
 mod errors;
 mod experiments;
+mod export;
 mod files;
 mod follow;
 mod models;
@@ -160,6 +162,7 @@ fn routes() -> Router<State> {
             "/models/{model}/versions/{version}/files/{*path}",
             get(f::version_file),
         )
+        .route("/export", post(export::export))
         .route("/blobs", post(f::post_blob))
         .route("/blobs/{id}", get(f::get_blob).delete(f::delete_blob));
     Router::new()

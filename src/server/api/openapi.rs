@@ -17,7 +17,7 @@ use utoipa::openapi::schema::{
 use utoipa::openapi::RefOr;
 use utoipa::{OpenApi, PartialSchema, ToSchema};
 
-use super::{experiments, files, follow, models};
+use super::{experiments, export, files, follow, models};
 use crate::id::BlobId;
 use crate::meta::registry_records::EntityId;
 use crate::query::Value;
@@ -64,7 +64,7 @@ impl ToSchema for Value {}
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "modelvault registry API", description = "Experiments, models, versions, blobs and artifacts of a modelvault store, beside its S3 endpoint. With credentials configured, every route but this document needs HTTP Basic auth: user = access key, password = secret key."),
+    info(title = "modelvault registry API", description = "Experiments, models, versions, blobs and artifacts of a modelvault store, and bundles of them, beside its S3 endpoint. With credentials configured, every route but this document needs HTTP Basic auth: user = access key, password = secret key."),
     paths(
         experiments::create, experiments::list, experiments::by_name, experiments::show,
         experiments::start, experiments::finish, experiments::progress, experiments::set_progress,
@@ -75,9 +75,9 @@ impl ToSchema for Value {}
         models::set_metadata, models::remove_metadata, models::add_tags, models::remove_tag,
         models::set_labels, models::set_alias, models::remove_alias, models::finalize,
         models::versions, models::add_version, models::version, files::version_file,
-        files::post_blob, files::get_blob, files::delete_blob,
+        files::post_blob, files::get_blob, files::delete_blob, export::export,
     ),
-    tags((name = "experiments"), (name = "models"), (name = "blobs")),
+    tags((name = "experiments"), (name = "models"), (name = "blobs"), (name = "bundles")),
 )]
 struct Doc;
 
@@ -115,6 +115,7 @@ mod tests {
             "/_api/v1/experiments/{id}/console/follow",
             "/_api/v1/models/{model}/versions/{version}/files/{path}",
             "/_api/v1/blobs/{id}",
+            "/_api/v1/export",
         ] {
             assert!(paths.contains_key(p), "{p} missing from {:?}", paths.keys());
         }
