@@ -66,6 +66,15 @@ fn source() -> (tempfile::TempDir, Store) {
         .create_experiment(modelvault::NewExperiment::new("p", "e"))
         .unwrap();
     e.log(modelvault::Stream::Stdout, "line").unwrap();
+    let objs = store.objects();
+    objs.create_bucket("mlflow").unwrap();
+    objs.put(
+        "mlflow",
+        "runs/1/model.pkl",
+        &noise(90_000, 8)[..],
+        Default::default(),
+    )
+    .unwrap();
     (dir, store)
 }
 
@@ -229,13 +238,27 @@ fn conflicts_import_nothing_unless_skipped_and_never_overwrite() {
     let (_d, src) = source();
     let (bundle, _) = export(&src, &ExportSpec::store());
     let (_d2, dst) = temp_store();
-    // Another model named "b", with other content.
+    // Another model named "b", with other content, and another object of
+    // the same key.
     put_files(&dst, "b", &[("x.bin", b"mine")]);
+    dst.objects().create_bucket("mlflow").unwrap();
+    dst.objects()
+        .put(
+            "mlflow",
+            "runs/1/model.pkl",
+            &b"other"[..],
+            Default::default(),
+        )
+        .unwrap();
     let before = (registry(&dst), counts(&dst));
     let err = dst
         .import(&bundle[..], &ImportOptions::default(), &|_| {})
         .unwrap_err();
     assert!(err.to_string().contains("model b"), "{err}");
+    assert!(
+        err.to_string().contains("object mlflow/runs/1/model.pkl"),
+        "{err}"
+    );
     assert_eq!((registry(&dst), counts(&dst)), before);
     let r = dst
         .import(
@@ -244,7 +267,7 @@ fn conflicts_import_nothing_unless_skipped_and_never_overwrite() {
             &|_| {},
         )
         .unwrap();
-    assert_eq!(r.conflicts.len(), 1, "{:?}", r.conflicts);
+    assert_eq!(r.conflicts.len(), 2, "{:?}", r.conflicts);
     assert_eq!((r.models_added, r.versions_added), (2, 2));
     let b = dst.version("b", None).unwrap();
     assert_eq!(get(&dst, &b.file("x.bin").unwrap().blob), b"mine");

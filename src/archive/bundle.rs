@@ -55,6 +55,11 @@ pub enum Kind {
     /// An artifact revision: experiment id (16) ‖ version byte 1 + postcard
     /// (name, revision, `ArtifactRecord`).
     Artifact = 10,
+    /// An S3 bucket: version byte 1 + postcard (name, `BucketRecord`).
+    Bucket = 11,
+    /// An S3 object: version byte 1 + postcard (bucket, key), then its
+    /// `objects` value as stored.
+    Object = 12,
     /// The trailer.
     End = 255,
 }
@@ -72,6 +77,8 @@ impl Kind {
             8 => Kind::Console,
             9 => Kind::Scalar,
             10 => Kind::Artifact,
+            11 => Kind::Bucket,
+            12 => Kind::Object,
             255 => Kind::End,
             _ => return None,
         })

@@ -17,11 +17,13 @@ use super::bundle::{BundleWriter, Kind};
 use super::{ExportReport, ExportSpec};
 use crate::blob::Core;
 use crate::error::{Error, Result};
-use crate::id::{BlobId, ChunkId};
+use crate::id::{BlobId, ChunkId, Hash32};
+use crate::meta::object_records::encode_object;
 use crate::meta::records::encode_postcard;
 use crate::meta::registry_records::{ArtifactBody, EntityId, ModelRecord};
 use crate::meta::tables::{
-    artifacts, blobs, console, experiments, index, manifests, models, scalars, versions,
+    artifacts, blobs, buckets, console, experiments, index, manifests, models, objects, scalars,
+    versions,
 };
 use crate::registry::experiment::load_experiment;
 
@@ -114,6 +116,9 @@ impl Core {
         for id in &exps {
             ex.experiment(id)?;
         }
+        if spec.all {
+            ex.objects()?;
+        }
         for (id, vs) in &models {
             let rec = models::get(meta, id)?.ok_or_else(|| Error::not_found("model", id))?;
             let vs: Vec<u32> = match vs {
@@ -192,6 +197,26 @@ impl<W: Write> Exporter<'_, W> {
                 &[&id.0, &v.to_be_bytes(), &encode_postcard(&vrec)],
             )?;
             self.report.versions += 1;
+        }
+        Ok(())
+    }
+
+    /// Every bucket, each followed by its objects (each after its blob).
+    fn objects(&mut self) -> Result<()> {
+        let meta = self.core.chunks().meta();
+        let buckets = buckets::all(meta).collect::<Result<Vec<_>>>()?;
+        for (name, rec) in buckets {
+            self.out
+                .frame(Kind::Bucket, &[&encode_postcard(&(&name, &rec))])?;
+            for kv in objects::scan(meta, &name, b"") {
+                let (key, obj) = kv?;
+                self.blob(&BlobId(Hash32(obj.blob)), None)?;
+                self.out.frame(
+                    Kind::Object,
+                    &[&encode_postcard(&(&name, &key)), &encode_object(&obj)],
+                )?;
+                self.report.objects += 1;
+            }
         }
         Ok(())
     }

@@ -26,7 +26,8 @@ use crate::blob::{BlobWriter, Core, StagedBlob};
 use crate::error::{Error, Result};
 use crate::id::{BlobId, ChunkId, Hash32};
 use crate::meta::names::check_path;
-use crate::meta::records::decode_postcard;
+use crate::meta::object_records::{decode_object, BucketRecord, ObjectRecord};
+use crate::meta::records::{decode_postcard, decode_postcard_prefix};
 use crate::meta::registry_index as index_keys;
 use crate::meta::registry_records::{
     ArtifactBody, ArtifactRecord, ConsoleRecord, EntityId, ExperimentRecord, ModelRecord,
@@ -34,9 +35,13 @@ use crate::meta::registry_records::{
 };
 use crate::meta::tables::refs::{self, Count};
 use crate::meta::tables::{
-    artifacts, blobs, console, experiments, index, models, scalars, versions,
+    artifacts, blobs, buckets, console, experiments, index, models, objects, scalars, versions,
 };
 use crate::meta::{Batch, Meta};
+use crate::objects::names::{
+    check_bucket, check_checksums, check_field, check_key as check_object_key,
+    check_metadata as check_object_metadata,
+};
 use crate::pack::MAX_RAW_CHUNK;
 use crate::registry::experiment::{check_artifact_record, check_experiment_record, check_scalar};
 use crate::registry::model::check_model_record;
@@ -49,6 +54,8 @@ struct Plan {
     conflicts: Vec<String>,
     versions: BTreeMap<EntityId, Vec<u32>>,
     experiments: BTreeSet<EntityId>,
+    buckets: BTreeSet<String>,
+    objects: BTreeSet<(String, String)>,
 }
 
 /// A blob being received.
@@ -84,6 +91,8 @@ struct Importer<'a> {
     console: BTreeMap<(EntityId, u64), ConsoleRecord>,
     scalars: BTreeMap<(EntityId, String, String, u64), f64>,
     artifacts: BTreeMap<(EntityId, String, u32), ArtifactRecord>,
+    buckets: BTreeMap<String, BucketRecord>,
+    objects: BTreeMap<(String, String), ObjectRecord>,
     current: Option<Incoming>,
     report: ImportReport,
     scratch: Vec<u8>,
@@ -112,6 +121,8 @@ impl Core {
             console: BTreeMap::new(),
             scalars: BTreeMap::new(),
             artifacts: BTreeMap::new(),
+            buckets: BTreeMap::new(),
+            objects: BTreeMap::new(),
             current: None,
             report: ImportReport::default(),
             scratch: Vec::new(),
@@ -193,6 +204,17 @@ impl Importer<'_> {
                 Ok(())
             }
             Kind::Artifact => self.artifact(&f),
+            Kind::Bucket => {
+                let (name, rec): (String, BucketRecord) =
+                    decode_postcard("bundled bucket", &f.payload)
+                        .map_err(|e| damaged(f.offset, e))?;
+                check_bucket(&name).map_err(|e| damaged(f.offset, e))?;
+                if self.buckets.insert(name.clone(), rec).is_some() {
+                    return Err(damaged(f.offset, format!("bucket {name} appears twice")));
+                }
+                Ok(())
+            }
+            Kind::Object => self.object(&f),
             Kind::End => unreachable!("the reader consumes the trailer"),
         }
     }
@@ -235,6 +257,44 @@ impl Importer<'_> {
         let v = decode_postcard("bundled experiment record", &f.payload[16..])
             .map_err(|e| damaged(f.offset, e))?;
         Ok((id, v))
+    }
+
+    fn object(&mut self, f: &Frame) -> Result<()> {
+        let ((bucket, key), rest): ((String, String), _) =
+            decode_postcard_prefix("bundled object", &f.payload)
+                .map_err(|e| damaged(f.offset, e))?;
+        let rec = decode_object(rest).map_err(|e| damaged(f.offset, e))?;
+        if !self.buckets.contains_key(&bucket) {
+            return Err(damaged(
+                f.offset,
+                format!(
+                    "object {key:?} of bucket {bucket}, which the bundle does not describe first"
+                ),
+            ));
+        }
+        check_object_key(&key)
+            .and_then(|()| check_field("entity tag", &rec.etag))
+            .and_then(|()| {
+                rec.content_type
+                    .as_deref()
+                    .map_or(Ok(()), |t| check_field("content type", t))
+            })
+            .and_then(|()| check_object_metadata(&rec.metadata, &rec.headers))
+            .and_then(|()| check_checksums(&rec.checksums))
+            .map_err(|e| damaged(f.offset, e))?;
+        let blob = BlobId(Hash32(rec.blob));
+        self.check_blob(f, &blob, rec.size, &|| format!("object {bucket}/{key}"))?;
+        if self
+            .objects
+            .insert((bucket.clone(), key.clone()), rec)
+            .is_some()
+        {
+            return Err(damaged(
+                f.offset,
+                format!("object {bucket}/{key} appears twice"),
+            ));
+        }
+        Ok(())
     }
 
     fn artifact(&mut self, f: &Frame) -> Result<()> {
@@ -593,10 +653,30 @@ impl Importer<'_> {
                 )),
             }
         }
+        let mut new_buckets = BTreeSet::new();
+        for name in self.buckets.keys() {
+            if buckets::get(meta, name)?.is_none() {
+                new_buckets.insert(name.clone());
+            }
+        }
+        let mut new_objects = BTreeSet::new();
+        for ((bucket, key), rec) in &self.objects {
+            match objects::get(meta, bucket, key)? {
+                None => {
+                    new_objects.insert((bucket.clone(), key.clone()));
+                }
+                Some(here) if here == *rec => {}
+                Some(_) => conflicts.push(format!(
+                    "object {bucket}/{key}: this store holds it with other content or metadata"
+                )),
+            }
+        }
         Ok(Plan {
             conflicts,
             versions: adds,
             experiments: exps,
+            buckets: new_buckets,
+            objects: new_objects,
         })
     }
 
@@ -625,6 +705,11 @@ impl Importer<'_> {
             {
                 used.insert(*blob);
             }
+        }
+        for (bucket, key) in &plan.objects {
+            used.insert(BlobId(Hash32(
+                self.objects[&(bucket.clone(), key.clone())].blob,
+            )));
         }
         let staged: Vec<StagedBlob> = used.iter().filter_map(|b| self.staged.remove(b)).collect();
         let chunks: Vec<_> = staged
@@ -677,6 +762,18 @@ impl Importer<'_> {
                         }
                     }
                 }
+                for name in &plan_ref.buckets {
+                    buckets::put(batch, name, &this.buckets[name]);
+                }
+                for (bucket, key) in &plan_ref.objects {
+                    let rec = &this.objects[&(bucket.clone(), key.clone())];
+                    let blob = BlobId(Hash32(rec.blob));
+                    if !seen.contains(&blob) && !blobs::exists(meta, &blob)? {
+                        return Err(Error::not_found("blob", blob));
+                    }
+                    // Counts the reference on the blob itself.
+                    objects::put(batch, bucket, key, rec, None);
+                }
                 let (mut added_models, mut added_versions) = (0u64, 0u64);
                 for (id, vs) in adds {
                     let (rec, _) = &models_ref[id];
@@ -723,6 +820,7 @@ impl Importer<'_> {
             b.committed();
         }
         self.report.experiments_added = added_exps;
+        self.report.objects_added = plan.objects.len() as u64;
         self.report.models_added = added_models;
         self.report.versions_added = added_versions;
         self.report.blobs_added = staged.len() as u64;

@@ -31,7 +31,9 @@ pub struct ExportSpec {
 }
 
 impl ExportSpec {
-    /// Every experiment and every model of the store, with all versions.
+    /// Everything the store holds: every experiment, every model with all
+    /// its versions, every S3 bucket and object (multipart uploads in
+    /// progress are not carried).
     pub fn store() -> ExportSpec {
         ExportSpec {
             all: true,
@@ -124,6 +126,8 @@ impl ExportSpec {
 pub struct ExportReport {
     /// Experiments described.
     pub experiments: u64,
+    /// S3 objects described (whole-store exports).
+    pub objects: u64,
     /// Models described.
     pub models: u64,
     /// Versions described.
@@ -164,6 +168,8 @@ impl ImportOptions {
 pub struct ImportReport {
     /// Experiments new to this store.
     pub experiments_added: u64,
+    /// S3 objects new to this store.
+    pub objects_added: u64,
     /// Models new to this store.
     pub models_added: u64,
     /// Versions new to this store.
@@ -179,7 +185,8 @@ pub struct ImportReport {
     pub bundle_bytes: u64,
     /// What was not imported, and why: a model whose name this store gives
     /// another id, a version both have with other files, a version a model
-    /// finalized here lacks, an experiment this store has in another state.
+    /// finalized here lacks, an experiment this store has in another state,
+    /// an S3 object this store holds with other content.
     /// Nothing here was changed.
     pub conflicts: Vec<String>,
 }

@@ -77,7 +77,7 @@ fn print_export(r: &ExportReport, json: bool) {
         println!(
             "{}",
             json!({
-                "experiments": r.experiments, "models": r.models, "versions": r.versions, "blobs": r.blobs,
+                "experiments": r.experiments, "objects": r.objects, "models": r.models, "versions": r.versions, "blobs": r.blobs,
                 "chunks_carried": r.chunks_carried, "chunks_named": r.chunks_named,
                 "raw_bytes_carried": r.raw_bytes_carried, "bundle_bytes": r.bundle_bytes,
             })
@@ -102,7 +102,7 @@ fn print_import(r: &ImportReport, json: bool) {
         println!(
             "{}",
             json!({
-                "experiments_added": r.experiments_added,
+                "experiments_added": r.experiments_added, "objects_added": r.objects_added,
                 "models_added": r.models_added, "versions_added": r.versions_added,
                 "blobs_added": r.blobs_added, "chunks_received": r.chunks_received,
                 "bundle_bytes": r.bundle_bytes, "conflicts": r.conflicts,

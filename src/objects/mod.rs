@@ -22,7 +22,7 @@
 
 mod list;
 mod multipart;
-mod names;
+pub(crate) mod names;
 #[cfg(test)]
 mod tests;
 
