@@ -10,11 +10,13 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 
 have_libclang() {
-    [ -n "${LIBCLANG_PATH:-}" ] && ls "$LIBCLANG_PATH"/libclang*.so* >/dev/null 2>&1 && return 0
-    # One match anywhere is enough (`ls` of all the patterns at once fails
-    # when any one of them matches nothing).
-    for f in /usr/lib/llvm-*/lib/libclang*.so* /usr/lib/*/libclang*.so* /usr/lib64/libclang*.so*; do
-        [ -e "$f" ] && return 0
+    # The names bindgen loads: libclang.so, libclang.so.N, libclang-N.so.
+    # Not libclang-cpp.so, which LLVM packages install without libclang
+    # itself and which bindgen cannot use.
+    for d in ${LIBCLANG_PATH:-} /usr/lib/llvm-*/lib /usr/lib/* /usr/lib64; do
+        for f in "$d"/libclang.so* "$d"/libclang-[0-9]*.so*; do
+            [ -e "$f" ] && return 0
+        done
     done
     return 1
 }
