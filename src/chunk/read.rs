@@ -9,6 +9,11 @@ use crate::pack::ChunkLoc;
 
 use super::Chunks;
 
+/// The pauses before each catch-up of a read-only store whose view lacks a
+/// chunk or names a record it cannot read (see
+/// [`Chunks::read_beside_writer`]): 0.85 s in all before the error stands.
+const CATCH_UP_PAUSES_MS: [u64; 5] = [0, 10, 40, 160, 640];
+
 impl Chunks {
     /// Where a committed chunk lives, if it is in the index.
     pub fn chunk_loc(&self, id: &ChunkId) -> Result<Option<ChunkLoc>> {
@@ -58,13 +63,11 @@ impl Chunks {
         out: &mut Vec<u8>,
         max_depth: u8,
     ) -> Result<()> {
-        let lookup = || {
-            self.chunk_loc(id)?.ok_or_else(|| Error::Corrupt {
-                what: format!("{} at byte offset {offset}", object()),
-                detail: format!("references chunk {id} which is not in the chunk index"),
-            })
+        let missing = || Error::Corrupt {
+            what: format!("{} at byte offset {offset}", object()),
+            detail: format!("references chunk {id} which is not in the chunk index"),
         };
-        let mut loc = lookup()?;
+        let lookup = || self.chunk_loc(id)?.ok_or_else(missing);
         // Name the object and offset on every integrity error, not just the pack.
         let ctx = |e: Error| match e {
             Error::Corrupt { what, detail } => Error::Corrupt {
@@ -73,31 +76,24 @@ impl Chunks {
             },
             e => e,
         };
-        let read_only = self.meta().is_read_only();
-        let payload = match self.read_record(id, &loc, scratch) {
-            // Compaction moved the chunk and deleted its old pack between our
-            // lookup and the read: the index has its new place.
-            Err(Error::Io { source, .. })
-                if source.kind() == std::io::ErrorKind::NotFound && !read_only =>
-            {
-                loc = lookup()?;
-                self.reader.read(id, &loc, scratch)
+        let loc = if self.meta().is_read_only() {
+            self.read_beside_writer(id, &missing, &ctx, scratch)?
+        } else {
+            let mut loc = lookup()?;
+            match self.read_record(id, &loc, scratch) {
+                // Compaction moved the chunk and deleted its old pack between
+                // our lookup and the read: the index has its new place.
+                Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                    loc = lookup()?;
+                    self.reader.read(id, &loc, scratch).map_err(ctx)?;
+                }
+                r => {
+                    r.map_err(ctx)?;
+                }
             }
-            // A read-only store beside a writer: the writer's compaction may
-            // have moved the record and deleted its pack since this view was
-            // taken (the pack gone, or a pack of that id shorter than the
-            // record). Catch up with the writer and look once more; an error
-            // then is the real one.
-            Err(_) if read_only => {
-                self.reader.close(loc.pack);
-                self.meta().try_catch_up()?;
-                self.reload()?;
-                loc = lookup()?;
-                self.reader.read(id, &loc, scratch)
-            }
-            r => r,
-        }
-        .map_err(ctx)?;
+            loc
+        };
+        let payload = &scratch[..];
         let base_object = || format!("{} (a base of chunk {id})", object());
         self.decode_record(id, &loc, payload, out, &base_object, offset, max_depth)
             .map_err(ctx)?;
@@ -113,6 +109,54 @@ impl Chunks {
             });
         }
         Ok(())
+    }
+
+    /// Looks `id` up and reads its record into `scratch` on a read-only
+    /// store beside a writer, returning where it was read from.
+    ///
+    /// The view may be older than the writer's compaction: the pack it
+    /// names gone, or a pack of that id shorter than the record. And a
+    /// catch-up may install a view that briefly lacks the entry (the
+    /// writer's flushes and compactions of the metadata in progress, its
+    /// files not all in place yet). So a miss or a failed read catches up
+    /// and looks again, a few times with growing pauses (under a second in
+    /// all); the error left after that is the real one. Nothing is retried
+    /// while a snapshot holds this view: it cannot move.
+    fn read_beside_writer(
+        &self,
+        id: &ChunkId,
+        missing: &dyn Fn() -> Error,
+        ctx: &dyn Fn(Error) -> Error,
+        scratch: &mut Vec<u8>,
+    ) -> Result<ChunkLoc> {
+        let attempt = |scratch: &mut Vec<u8>| -> Result<std::result::Result<ChunkLoc, Error>> {
+            let Some(loc) = self.chunk_loc(id)? else {
+                return Ok(Err(missing()));
+            };
+            Ok(match self.read_record(id, &loc, scratch) {
+                Ok(_) => Ok(loc),
+                Err(e) => {
+                    self.reader.close(loc.pack);
+                    Err(ctx(e))
+                }
+            })
+        };
+        let mut last = match attempt(scratch)? {
+            Ok(loc) => return Ok(loc),
+            Err(e) => e,
+        };
+        for pause_ms in CATCH_UP_PAUSES_MS {
+            std::thread::sleep(std::time::Duration::from_millis(pause_ms));
+            if !self.meta().try_catch_up()? {
+                break;
+            }
+            self.reload()?;
+            last = match attempt(scratch)? {
+                Ok(loc) => return Ok(loc),
+                Err(e) => e,
+            };
+        }
+        Err(last)
     }
 
     /// Decodes the stored record `payload` of chunk `id` at `loc` into `out`

@@ -376,13 +376,21 @@ impl Meta {
         Ok(())
     }
 
-    /// [`Meta::catch_up`], unless a snapshot is held on this handle (its
-    /// view must not move): then nothing, and false.
+    /// [`Meta::catch_up`] for a read that found its view stale, unless a
+    /// snapshot pins the view: one this thread holds (then at once), or one
+    /// another thread holds for longer than [`CATCH_UP_WAIT`] (a `verify`).
+    /// Then nothing, and false. A catch-up another thread is making (the
+    /// blob reader's prefetch meeting the same gone pack) is waited for,
+    /// then this one follows, so the view is at least as new as the writer
+    /// was when this call began.
     pub fn try_catch_up(&self) -> Result<bool> {
         let Some(s) = &self.secondary else {
             return Ok(false);
         };
-        let Some(_view) = s.view.try_write() else {
+        if PinnedView::held_here(&s.view) {
+            return Ok(false);
+        }
+        let Some(_view) = s.view.try_write_for(CATCH_UP_WAIT) else {
             return Ok(false);
         };
         self.catch_up_locked(s)?;
@@ -424,7 +432,12 @@ impl Meta {
         {
             return;
         }
-        if let Err(e) = self.try_catch_up() {
+        // Never waits: a catch-up in progress or a snapshot in the way
+        // leaves the view as it is for this read.
+        let Some(_view) = s.view.try_write() else {
+            return;
+        };
+        if let Err(e) = self.catch_up_locked(s) {
             tracing::warn!(error = %e, "read-only store: catching up with the writer failed");
         }
     }
@@ -453,6 +466,49 @@ impl Meta {
 /// long (plus the catch-up itself) after it was made, or at once after
 /// `Store::catch_up`.
 pub(crate) const CATCH_UP_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// How long [`Meta::try_catch_up`] waits for snapshots of other threads
+/// (and catch-ups in progress) to let the view move.
+const CATCH_UP_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+thread_local! {
+    /// The views (by the address of their lock) this thread's live
+    /// snapshots pin: a catch-up on this thread would wait for itself.
+    static PINNED: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A snapshot's hold on a read-only view (shared, against catch-ups),
+/// known to its thread (see [`Meta::try_catch_up`]). Not `Send`: the
+/// guard inside is not either.
+struct PinnedView<'a> {
+    _guard: parking_lot::RwLockReadGuard<'a, ()>,
+    at: usize,
+}
+
+impl<'a> PinnedView<'a> {
+    fn new(view: &'a RwLock<()>) -> Self {
+        let at = view as *const RwLock<()> as usize;
+        let guard = view.read();
+        PINNED.with(|p| p.borrow_mut().push(at));
+        PinnedView { _guard: guard, at }
+    }
+
+    fn held_here(view: &RwLock<()>) -> bool {
+        let at = view as *const RwLock<()> as usize;
+        PINNED.with(|p| p.borrow().contains(&at))
+    }
+}
+
+impl Drop for PinnedView<'_> {
+    fn drop(&mut self) {
+        PINNED.with(|p| {
+            let mut p = p.borrow_mut();
+            if let Some(i) = p.iter().rposition(|&a| a == self.at) {
+                p.swap_remove(i);
+            }
+        });
+    }
+}
 
 /// What a read-only (secondary) [`Meta`] keeps.
 struct Secondary {
@@ -855,7 +911,7 @@ pub(crate) mod power_cut {
 pub(crate) struct Snapshot<'a> {
     meta: &'a Meta,
     snap: Option<rocksdb::Snapshot<'a>>,
-    _view: Option<parking_lot::RwLockReadGuard<'a, ()>>,
+    _view: Option<PinnedView<'a>>,
 }
 
 impl Meta {
@@ -866,7 +922,7 @@ impl Meta {
             Some(s) => Snapshot {
                 meta: self,
                 snap: None,
-                _view: Some(s.view.read()),
+                _view: Some(PinnedView::new(&s.view)),
             },
             None => Snapshot {
                 meta: self,
