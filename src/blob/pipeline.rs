@@ -92,6 +92,10 @@ impl Drop for Reply {
     }
 }
 
+/// Jobs the pool's queue holds before `submit` waits: a job is small (the
+/// chunk's bytes stay in the writer's input block).
+const QUEUE_JOBS: usize = 1024;
+
 /// A fixed set of worker threads fed through a bounded queue. Threads exit
 /// when the pool (the queue's sender) is dropped; they are not joined, so a
 /// store dropped from a worker thread cannot deadlock.
@@ -112,7 +116,10 @@ impl Drop for Alive {
 
 impl Pool {
     pub fn new(threads: usize) -> Result<Self> {
-        let (tx, rx) = bounded::<Job>(threads * 4);
+        // Each writer bounds its own jobs in flight (`MAX_IN_FLIGHT`, by
+        // bytes too); the queue only has to hold what a few writers at a
+        // time run ahead, so that submitting seldom waits.
+        let (tx, rx) = bounded::<Job>(QUEUE_JOBS.max(threads * 4));
         let live = Arc::new(AtomicUsize::new(0));
         for i in 0..threads {
             let rx: Receiver<Job> = rx.clone();

@@ -18,11 +18,17 @@
 //! first bytes again before cutting, so it continues with the cuts (and
 //! hints) of an uninterrupted upload.
 //!
-//! Memory bound per writer: the input block being filled (4 MiB), at most
-//! [`MAX_IN_FLIGHT`] chunks in the pool (each pinning at most one 4 MiB
-//! block: ≤ 8 blocks in practice), one segment (≤ 40 KiB) and the reorder
-//! buffer (≤ `MAX_IN_FLIGHT` entries). About 40 MiB worst case, 12 MiB
-//! typical, whatever the file size. (Blocks are larger only for a store
+//! The caller's thread runs up to [`MAX_IN_FLIGHT_BYTES`] of input (and at
+//! most [`MAX_IN_FLIGHT`] chunks) ahead of the oldest chunk not yet back, so
+//! the workers always have queued work while it reads, hashes and cuts the
+//! next block: with less than a block of run-ahead they went idle at every
+//! block and ingest used little more than one core of two.
+//!
+//! Memory bound per writer: the input block being filled (4 MiB), the chunks
+//! in the pool (a contiguous span of at most [`MAX_IN_FLIGHT_BYTES`] plus a
+//! chunk, so they pin at most 6 blocks: 24 MiB), one segment (≤ 40 KiB) and
+//! the reorder buffer (≤ `MAX_IN_FLIGHT` entries). About 30 MiB worst case,
+//! whatever the file size. (Blocks are larger only for a store
 //! whose chunk maximum exceeds 4 MiB: a block always holds
 //! [`Cutter::lookahead`] bytes, so a full block always yields a cut. A
 //! resumed upload also keeps up to 4 MiB of the stream's start until the
@@ -53,7 +59,10 @@ use crate::pack::ChunkLoc;
 /// [`BlobWriter::block_cap`]).
 const BLOCK: usize = 4 << 20;
 /// Chunks submitted to the pool and not yet returned, per writer.
-pub const MAX_IN_FLIGHT: usize = 32;
+pub const MAX_IN_FLIGHT: usize = 256;
+/// Input bytes of the chunks submitted to the pool and not yet returned,
+/// per writer (see the module docs).
+pub const MAX_IN_FLIGHT_BYTES: u64 = 16 << 20;
 
 /// A streaming blob upload. Write the content with [`std::io::Write`], then
 /// call [`BlobWriter::finish`]. Dropping it without `finish` leaves no blob
@@ -494,7 +503,11 @@ impl BlobWriter {
                     range.len(),
                 )
             });
-            while self.next_seq - self.next_emit >= MAX_IN_FLIGHT as u64 {
+            let end = block_at + range.end as u64;
+            while self.next_seq > self.next_emit
+                && (self.next_seq - self.next_emit >= MAX_IN_FLIGHT as u64
+                    || end - self.emitted > MAX_IN_FLIGHT_BYTES)
+            {
                 self.drain(true)?;
             }
             if self.manifest == 0 {

@@ -5,8 +5,13 @@
 //! second time (reverse deltas, compaction's copies) to the other, so that
 //! data of different lifetimes does not share packs and a pack tends to die
 //! whole (see [`Lane`]). Records are staged in a 1 MiB buffer per open pack
-//! and written with positional writes; `sync` makes everything appended so
-//! far durable (buffers flushed, `fdatasync`). When a pack reaches its target
+//! and written with positional writes. The append that fills a buffer
+//! takes it, reserves its place in the file and writes it *after* letting
+//! the lock go, so uploads on other threads go on appending while the
+//! kernel copies the megabyte (the copy into the page cache was most of the
+//! time the lock was held). `sync` makes everything appended so far durable:
+//! the buffers flushed, the writes in flight below that point waited for,
+//! then `fdatasync`. When a pack reaches its target
 //! size it is flushed, fsynced and closed, and the next record of its lane
 //! opens a new pack (file and directory fsynced before first use, so a pack
 //! that an index entry names always exists after a crash).
@@ -18,7 +23,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 
 use super::format::{
     pack_file_name, ChunkLoc, PackHeader, RecordHeader, PACK_HEADER_LEN, RECORD_HEADER_LEN,
@@ -51,6 +56,8 @@ pub(crate) struct PackWriter {
     store_id: [u8; 16],
     target_size: u64,
     state: Mutex<State>,
+    /// Notified whenever a write made outside the lock ends.
+    written: Condvar,
 }
 
 struct State {
@@ -58,7 +65,13 @@ struct State {
     cur: [Option<Current>; 2],
     next_id: u32,
     poisoned: Option<String>,
+    /// Emptied stage buffers, kept for reuse (at most [`SPARE_STAGES`]).
+    spare: Vec<Vec<u8>>,
 }
+
+/// Stage buffers kept for reuse: one per write in flight, which is at most
+/// one per upload thread in practice.
+const SPARE_STAGES: usize = 4;
 
 struct Current {
     id: u32,
@@ -71,6 +84,17 @@ struct Current {
     /// were written. `sync` skips a pack with nothing beyond this.
     durable: u64,
     stage: Vec<u8>,
+    /// File offsets of the full stage buffers being written outside the
+    /// lock: bytes below `stage_at` are on their way to the file, not in
+    /// it, until their write leaves this set.
+    in_flight: Vec<u64>,
+}
+
+impl Current {
+    /// Whether every byte below `upto` has been written to the file.
+    fn written_below(&self, upto: u64) -> bool {
+        self.in_flight.iter().all(|&at| at >= upto)
+    }
 }
 
 impl PackWriter {
@@ -96,6 +120,7 @@ impl PackWriter {
                 // Recovery truncated and synced it to this length.
                 durable: len,
                 stage: Vec::with_capacity(STAGE_BYTES),
+                in_flight: Vec::new(),
             });
         }
         Ok(PackWriter {
@@ -107,7 +132,9 @@ impl PackWriter {
                 cur,
                 next_id,
                 poisoned: None,
+                spare: Vec::new(),
             }),
+            written: Condvar::new(),
         })
     }
 
@@ -131,17 +158,27 @@ impl PackWriter {
     ) -> Result<T> {
         debug_assert_eq!(header.stored_len as usize, payload.len());
         let mut st = self.state.lock();
-        check_poison(&st)?;
         let rec_len = (RECORD_HEADER_LEN + payload.len()) as u64;
         let l = lane as usize;
-        let full = st.cur[l]
-            .as_ref()
-            .is_some_and(|c| c.len > PACK_HEADER_LEN as u64 && c.len + rec_len > self.target_size);
-        if st.cur[l].is_none() || full {
+        loop {
+            check_poison(&st)?;
+            let full = st.cur[l].as_ref().is_some_and(|c| {
+                c.len > PACK_HEADER_LEN as u64 && c.len + rec_len > self.target_size
+            });
+            if !(st.cur[l].is_none() || full) {
+                break;
+            }
+            // A pack is sealed only once every write into it has ended.
+            if st.cur[l].as_ref().is_some_and(|c| !c.in_flight.is_empty()) {
+                self.written.wait(&mut st);
+                continue;
+            }
             let r = self.roll(&mut st, lane);
             poison_on_err(&mut st, r)?;
+            break;
         }
-        let cur = st.cur[l].as_mut().expect("roll opened a pack");
+        let state = &mut *st;
+        let cur = state.cur[l].as_mut().expect("roll opened a pack");
         let offset = cur.len;
         cur.stage.extend_from_slice(&header.encode());
         cur.stage.extend_from_slice(payload);
@@ -156,11 +193,52 @@ impl PackWriter {
             base: None,
             height: 0,
         };
-        if cur.stage.len() >= STAGE_BYTES {
-            let r = self.flush_stage(cur);
-            poison_on_err(&mut st, r)?;
+        let published = publish(loc);
+        if cur.stage.len() < STAGE_BYTES {
+            return Ok(published);
         }
-        Ok(publish(loc))
+        // A full stage: reserve its place, write it without the lock.
+        let fresh = state
+            .spare
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(STAGE_BYTES));
+        let full = std::mem::replace(&mut cur.stage, fresh);
+        let at = cur.stage_at;
+        cur.stage_at += full.len() as u64;
+        cur.in_flight.push(at);
+        let (file, id) = (Arc::clone(&cur.file), cur.id);
+        drop(st);
+        self.write_outside(file, id, at, full)?;
+        Ok(published)
+    }
+
+    /// Writes the stage buffer `buf` reserved at offset `at` of pack `id`
+    /// (listed in its `in_flight`), with the lock let go; then takes it off
+    /// the list and wakes whoever waits for writes to end. A failed write
+    /// poisons the writer.
+    fn write_outside(
+        &self,
+        file: Arc<dyn PackFile>,
+        id: u32,
+        at: u64,
+        mut buf: Vec<u8>,
+    ) -> Result<()> {
+        let r = file
+            .write_all_at(&buf, at)
+            .map_err(|e| Error::io(self.dir.join(pack_file_name(id)), e));
+        let mut st = self.state.lock();
+        // The pack cannot have been sealed meanwhile: `roll` waits for this.
+        if let Some(cur) = st.cur.iter_mut().flatten().find(|c| c.id == id) {
+            cur.in_flight.retain(|&a| a != at);
+        }
+        if st.spare.len() < SPARE_STAGES {
+            buf.clear();
+            st.spare.push(buf);
+        }
+        let r = poison_on_err(&mut st, r);
+        drop(st);
+        self.written.notify_all();
+        r
     }
 
     /// The packs appends go to now (one per lane at most). Every other pack
@@ -181,18 +259,35 @@ impl PackWriter {
     pub fn sync(&self) -> Result<()> {
         let mut st = self.state.lock();
         check_poison(&st)?;
-        let mut files = Vec::with_capacity(2);
+        let mut upto = Vec::with_capacity(2);
         let mut flushed = Ok(());
         for cur in st.cur.iter_mut().flatten() {
             flushed = self.flush_stage(cur);
             if flushed.is_err() {
                 break;
             }
-            if cur.durable < cur.stage_at {
-                files.push((Arc::clone(&cur.file), cur.id, cur.stage_at));
-            }
+            upto.push((cur.id, cur.stage_at));
         }
         poison_on_err(&mut st, flushed)?;
+        // Everything below those points must be in the file before the
+        // fdatasync: wait for the writes in flight there (a pack sealed
+        // meanwhile was synced whole by `roll`).
+        let mut files = Vec::with_capacity(2);
+        for (id, target) in upto {
+            loop {
+                check_poison(&st)?;
+                match st.cur.iter().flatten().find(|c| c.id == id) {
+                    Some(cur) if !cur.written_below(target) => self.written.wait(&mut st),
+                    Some(cur) => {
+                        if cur.durable < target {
+                            files.push((Arc::clone(&cur.file), id, target));
+                        }
+                        break;
+                    }
+                    None => break,
+                }
+            }
+        }
         // fdatasync outside the lock so other uploads keep appending.
         drop(st);
         for (file, id, upto) in files {
@@ -224,6 +319,7 @@ impl PackWriter {
     }
 
     /// Seals `lane`'s open pack (flush + fsync) and creates the next one.
+    /// The caller has seen no write in flight into the pack.
     fn roll(&self, st: &mut State, lane: Lane) -> Result<()> {
         if let Some(mut cur) = st.cur[lane as usize].take() {
             self.flush_stage(&mut cur)?;
@@ -254,6 +350,7 @@ impl PackWriter {
             stage_at: PACK_HEADER_LEN as u64,
             durable: PACK_HEADER_LEN as u64,
             stage: Vec::with_capacity(STAGE_BYTES),
+            in_flight: Vec::new(),
         });
         Ok(())
     }
@@ -286,26 +383,36 @@ mod tests {
     use crate::codec::Codec;
     use crate::id::ChunkId;
 
-    /// The OS file system, counting `fdatasync`s.
-    struct Counting(Arc<AtomicUsize>);
-    struct CountingFile(std::fs::File, Arc<AtomicUsize>);
+    /// The OS file system, each file it creates or opens wrapped by `.0`.
+    struct Wrapping<F>(F);
 
-    impl PackIo for Counting {
+    impl<F: Fn(std::fs::File) -> Arc<dyn PackFile> + Send + Sync> PackIo for Wrapping<F> {
         fn create(&self, path: &Path) -> std::io::Result<Arc<dyn PackFile>> {
             let f = std::fs::OpenOptions::new()
                 .read(true)
                 .write(true)
                 .create_new(true)
                 .open(path)?;
-            Ok(Arc::new(CountingFile(f, Arc::clone(&self.0))))
+            Ok((self.0)(f))
         }
         fn open(&self, path: &Path) -> std::io::Result<Arc<dyn PackFile>> {
-            let f = std::fs::OpenOptions::new().write(true).open(path)?;
-            Ok(Arc::new(CountingFile(f, Arc::clone(&self.0))))
+            Ok((self.0)(
+                std::fs::OpenOptions::new().write(true).open(path)?,
+            ))
         }
         fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
             OsIo.sync_dir(dir)
         }
+    }
+
+    /// Files counting their `fdatasync`s in `.1`.
+    struct CountingFile(std::fs::File, Arc<AtomicUsize>);
+
+    fn counting(syncs: &Arc<AtomicUsize>) -> Arc<dyn PackIo> {
+        let syncs = Arc::clone(syncs);
+        Arc::new(Wrapping(move |f| -> Arc<dyn PackFile> {
+            Arc::new(CountingFile(f, Arc::clone(&syncs)))
+        }))
     }
 
     impl PackFile for CountingFile {
@@ -336,7 +443,7 @@ mod tests {
     fn sync_skips_a_lane_with_nothing_new() {
         let dir = tempfile::tempdir().unwrap();
         let syncs = Arc::new(AtomicUsize::new(0));
-        let io = Arc::new(Counting(Arc::clone(&syncs)));
+        let io = counting(&syncs);
         let w = PackWriter::open(io, dir.path(), [7; 16], 1 << 20, 0, None).unwrap();
         append(&w, Lane::New, 1);
         append(&w, Lane::Old, 2);
@@ -354,5 +461,153 @@ mod tests {
         append(&w, Lane::Old, 4);
         w.sync().unwrap();
         assert_eq!(syncs.load(Ordering::SeqCst), 4);
+    }
+
+    /// A pack file whose writes of whole stage buffers wait at a gate, and
+    /// whose `fdatasync` notes whether one ran while the gate was closed.
+    #[derive(Default)]
+    struct Gate {
+        open: parking_lot::Mutex<bool>,
+        opened: parking_lot::Condvar,
+        big_writes_entered: AtomicUsize,
+        early_syncs: AtomicUsize,
+    }
+    struct GatedFile(std::fs::File, Arc<Gate>);
+
+    impl PackFile for GatedFile {
+        fn write_all_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()> {
+            if buf.len() >= STAGE_BYTES {
+                self.1.big_writes_entered.fetch_add(1, Ordering::SeqCst);
+                let mut open = self.1.open.lock();
+                while !*open {
+                    self.1.opened.wait(&mut open);
+                }
+            }
+            std::os::unix::fs::FileExt::write_all_at(&self.0, buf, offset)
+        }
+        fn sync_data(&self) -> std::io::Result<()> {
+            if !*self.1.open.lock() {
+                self.1.early_syncs.fetch_add(1, Ordering::SeqCst);
+            }
+            self.0.sync_data()
+        }
+        fn sync_all(&self) -> std::io::Result<()> {
+            self.0.sync_all()
+        }
+    }
+
+    fn record(n: u32, len: usize) -> (RecordHeader, Vec<u8>) {
+        let payload: Vec<u8> = (0..len)
+            .map(|i| (i as u32 ^ n.wrapping_mul(2654435761)) as u8)
+            .collect();
+        let header = RecordHeader {
+            codec: Codec::Raw,
+            raw_len: len as u32,
+            stored_len: len as u32,
+            id: ChunkId::of(&payload),
+        };
+        (header, payload)
+    }
+
+    /// Reads the record at `loc` back from the pack file.
+    fn read_back(dir: &Path, loc: &ChunkLoc) -> (RecordHeader, Vec<u8>) {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::File::open(dir.join(pack_file_name(loc.pack))).unwrap();
+        let mut hb = [0u8; RECORD_HEADER_LEN];
+        f.read_exact_at(&mut hb, loc.offset).unwrap();
+        let h = RecordHeader::decode(&hb, &"test record").unwrap();
+        let mut payload = vec![0; h.stored_len as usize];
+        f.read_exact_at(&mut payload, loc.offset + RECORD_HEADER_LEN as u64)
+            .unwrap();
+        (h, payload)
+    }
+
+    #[test]
+    fn sync_waits_for_a_stage_written_outside_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let gate = Arc::new(Gate::default());
+        let io = {
+            let gate = Arc::clone(&gate);
+            Arc::new(Wrapping(move |f| -> Arc<dyn PackFile> {
+                Arc::new(GatedFile(f, Arc::clone(&gate)))
+            }))
+        };
+        let w = Arc::new(PackWriter::open(io, dir.path(), [7; 16], 64 << 20, 0, None).unwrap());
+        // Two records of 600 KB fill the 1 MiB stage: the second append
+        // writes it, held at the gate.
+        let (h1, p1) = record(1, 600_000);
+        let (h2, p2) = record(2, 600_000);
+        let l1 = w.append(Lane::New, &h1, &p1).unwrap();
+        let appender = {
+            let w = Arc::clone(&w);
+            std::thread::spawn(move || w.append(Lane::New, &h2, &p2).unwrap())
+        };
+        while gate.big_writes_entered.load(Ordering::SeqCst) == 0 {
+            std::thread::yield_now();
+        }
+        // Another upload appends meanwhile: the lock is free.
+        let (h3, p3) = record(3, 1000);
+        let l3 = w.append(Lane::New, &h3, &p3).unwrap();
+        let syncer = {
+            let w = Arc::clone(&w);
+            std::thread::spawn(move || w.sync().unwrap())
+        };
+        // Give the sync time to reach its fdatasync if it did not wait.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        *gate.open.lock() = true;
+        gate.opened.notify_all();
+        let l2 = appender.join().unwrap();
+        syncer.join().unwrap();
+        assert_eq!(
+            gate.early_syncs.load(Ordering::SeqCst),
+            0,
+            "an fdatasync ran before the stage in flight reached the file"
+        );
+        for (loc, p) in [
+            (l1, record(1, 600_000).1),
+            (l2, record(2, 600_000).1),
+            (l3, record(3, 1000).1),
+        ] {
+            let (h, got) = read_back(dir.path(), &loc);
+            assert_eq!(h.id, ChunkId::of(&p));
+            assert!(got == p, "record at {} holds other bytes", loc.offset);
+        }
+    }
+
+    #[test]
+    fn appends_from_many_threads_land_whole_across_stages_and_packs() {
+        let dir = tempfile::tempdir().unwrap();
+        let syncs = Arc::new(AtomicUsize::new(0));
+        let io = counting(&syncs);
+        // 3 MiB packs: the 4 threads' 8 MiB roll several while stages are
+        // written outside the lock.
+        let w = Arc::new(PackWriter::open(io, dir.path(), [7; 16], 3 << 20, 0, None).unwrap());
+        let threads: Vec<_> = (0..4u32)
+            .map(|t| {
+                let w = Arc::clone(&w);
+                std::thread::spawn(move || {
+                    (0..64u32)
+                        .map(|i| {
+                            let n = t * 1000 + i;
+                            let (h, p) = record(n, 20_000 + (n as usize * 7919) % 40_000);
+                            (n, p.len(), w.append(Lane::New, &h, &p).unwrap())
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let locs: Vec<_> = threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
+        w.sync().unwrap();
+        let packs: std::collections::BTreeSet<u32> = locs.iter().map(|(_, _, l)| l.pack).collect();
+        assert!(packs.len() >= 3, "expected several packs, got {packs:?}");
+        for (n, len, loc) in &locs {
+            let (_, want) = record(*n, *len);
+            let (h, got) = read_back(dir.path(), loc);
+            assert_eq!(h.id, ChunkId::of(&want), "record {n}");
+            assert!(got == want, "record {n} holds other bytes");
+        }
     }
 }
