@@ -595,19 +595,48 @@ fn put(
     let mut version = opts.begin(sized)?;
     let bar = progress::bytes(&format!("put {name}"), total);
     // Each file is written and staged at once: memory does not grow with
-    // the number of files; the commit makes them all visible.
-    for (rel, src) in inputs {
-        let f = src.open()?;
-        let mut w = version.writer(rel)?;
-        io::copy(
-            &mut BufReader::with_capacity(COPY_BUF, bar.wrap_read(f)),
-            &mut w,
-        )
-        .with_context(|| format!("storing {}", src.path.display()))?;
-        version
-            .add_writer(rel, w)
+    // the number of files; the commit makes them all visible. A file's
+    // staging (waiting for its last chunks) runs on a thread of its own
+    // while the next file is read, so the workers are not left idle at
+    // every file boundary.
+    std::thread::scope(|s| -> Result<()> {
+        let (to_stage, staging) =
+            std::sync::mpsc::sync_channel::<(&str, &Path, modelvault::BlobWriter)>(0);
+        let (staged_tx, staged) = std::sync::mpsc::channel();
+        s.spawn(move || {
+            for (rel, path, w) in staging {
+                if staged_tx.send((rel, path, w.stage())).is_err() {
+                    return;
+                }
+            }
+        });
+        type Staged<'a> = (
+            &'a str,
+            &'a Path,
+            modelvault::Result<modelvault::StagedBlob>,
+        );
+        let add = |version: &mut modelvault::VersionPut, (rel, path, r): Staged| {
+            r.and_then(|b| version.add_staged(rel, b))
+                .with_context(|| format!("storing {}", path.display()))
+        };
+        for (rel, src) in inputs {
+            let f = src.open()?;
+            let mut w = version.writer(rel)?;
+            io::copy(
+                &mut BufReader::with_capacity(COPY_BUF, bar.wrap_read(f)),
+                &mut w,
+            )
             .with_context(|| format!("storing {}", src.path.display()))?;
-    }
+            to_stage
+                .send((rel, &src.path, w))
+                .map_err(|_| anyhow!("the staging thread stopped"))?;
+            while let Ok(done) = staged.try_recv() {
+                add(&mut version, done)?;
+            }
+        }
+        drop(to_stage);
+        staged.iter().try_for_each(|done| add(&mut version, done))
+    })?;
     let base = version
         .base_version()
         .map_or(String::new(), |b| format!("{}@{}", b.name, b.version));

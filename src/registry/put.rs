@@ -269,7 +269,18 @@ impl VersionPut {
     /// As [`crate::BlobWriter::stage`] and [`VersionUpload::add`]: a bad
     /// or repeated path is refused and the version may go on.
     pub fn add_writer(&mut self, path: &str, w: BlobWriter) -> Result<()> {
-        let blob = w.stage()?;
+        self.add_staged(path, w.stage()?)
+    }
+
+    /// Adds `blob`, staged from a writer this put gave for `path` (see
+    /// [`VersionPut::writer`]), as the file at `path`. Lets a caller stage
+    /// one file on another thread (`stage` waits for its last chunks)
+    /// while it writes the next.
+    ///
+    /// # Errors
+    /// As [`VersionUpload::add`]: a bad or repeated path is refused and
+    /// the version may go on.
+    pub fn add_staged(&mut self, path: &str, blob: crate::StagedBlob) -> Result<()> {
         let id = blob.id();
         self.upload.add(path, blob)?;
         if self.opts.reverse {
