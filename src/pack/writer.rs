@@ -11,10 +11,11 @@
 //! kernel copies the megabyte (the copy into the page cache was most of the
 //! time the lock was held). `sync` makes everything appended so far durable:
 //! the buffers flushed, the writes in flight below that point waited for,
-//! then `fdatasync`. When a pack reaches its target
-//! size it is flushed, fsynced and closed, and the next record of its lane
-//! opens a new pack (file and directory fsynced before first use, so a pack
-//! that an index entry names always exists after a crash).
+//! then `fdatasync`, one at a time per pack (see [`Durable`]). When a pack
+//! reaches its target size it is flushed and closed, and fsynced by the
+//! append that rolled it over once the lock is let go; the next record of
+//! its lane opens a new pack (file and directory fsynced before first use,
+//! so a pack that an index entry names always exists after a crash).
 //!
 //! Any I/O failure poisons the writer: the file position of a failed write is
 //! unknown, so every later append and sync fails until the store is reopened
@@ -67,6 +68,23 @@ struct State {
     poisoned: Option<String>,
     /// Emptied stage buffers, kept for reuse (at most [`SPARE_STAGES`]).
     spare: Vec<Vec<u8>>,
+    /// Packs rolled over whose sealing `fdatasync` (made by the append that
+    /// rolled them, with the lock let go) may not have completed, with
+    /// their final length: a `sync` covers them too.
+    sealing: Vec<(Arc<Durable>, u64)>,
+}
+
+/// What is known durable of one pack, and the lock every `fdatasync` of it
+/// runs under. One at a time matters: the kernel reports a failed
+/// write-back to one `fdatasync` of a file description only, so of two at
+/// once one could return success for bytes that never reached the disk.
+/// Under this lock the failure poisons the writer before the next
+/// `fdatasync` of the pack can start, and that one then fails too.
+struct Durable {
+    id: u32,
+    file: Arc<dyn PackFile>,
+    /// Bytes covered by an `fdatasync` that began after they were written.
+    upto: Mutex<u64>,
 }
 
 /// Stage buffers kept for reuse: one per write in flight, which is at most
@@ -80,9 +98,8 @@ struct Current {
     len: u64,
     /// File offset of `stage[0]`.
     stage_at: u64,
-    /// Bytes known durable: covered by an `fdatasync` that began after they
-    /// were written. `sync` skips a pack with nothing beyond this.
-    durable: u64,
+    /// What is durable of it (`sync` skips a pack with nothing beyond).
+    durable: Arc<Durable>,
     stage: Vec<u8>,
     /// File offsets of the full stage buffers being written outside the
     /// lock: bytes below `stage_at` are on their way to the file, not in
@@ -114,11 +131,15 @@ impl PackWriter {
             let file = io.open(&path).map_err(|e| Error::io(&path, e))?;
             cur[lane as usize] = Some(Current {
                 id,
+                durable: Arc::new(Durable {
+                    id,
+                    file: Arc::clone(&file),
+                    // Recovery truncated and synced it to this length.
+                    upto: Mutex::new(len),
+                }),
                 file,
                 len,
                 stage_at: len,
-                // Recovery truncated and synced it to this length.
-                durable: len,
                 stage: Vec::with_capacity(STAGE_BYTES),
                 in_flight: Vec::new(),
             });
@@ -133,6 +154,7 @@ impl PackWriter {
                 next_id,
                 poisoned: None,
                 spare: Vec::new(),
+                sealing: Vec::new(),
             }),
             written: Condvar::new(),
         })
@@ -160,6 +182,7 @@ impl PackWriter {
         let mut st = self.state.lock();
         let rec_len = (RECORD_HEADER_LEN + payload.len()) as u64;
         let l = lane as usize;
+        let mut sealed = None;
         loop {
             check_poison(&st)?;
             let full = st.cur[l].as_ref().is_some_and(|c| {
@@ -173,8 +196,10 @@ impl PackWriter {
                 self.written.wait(&mut st);
                 continue;
             }
-            let r = self.roll(&mut st, lane);
-            poison_on_err(&mut st, r)?;
+            match self.roll(&mut st, lane) {
+                Ok(s) => sealed = s,
+                Err(e) => return Err(poison(&mut st, e)),
+            }
             break;
         }
         let state = &mut *st;
@@ -195,6 +220,8 @@ impl PackWriter {
         };
         let published = publish(loc);
         if cur.stage.len() < STAGE_BYTES {
+            drop(st);
+            self.seal(sealed)?;
             return Ok(published);
         }
         // A full stage: reserve its place, write it without the lock.
@@ -208,8 +235,37 @@ impl PackWriter {
         cur.in_flight.push(at);
         let (file, id) = (Arc::clone(&cur.file), cur.id);
         drop(st);
-        self.write_outside(file, id, at, full)?;
+        let written = self.write_outside(file, id, at, full);
+        self.seal(sealed)?;
+        written?;
         Ok(published)
+    }
+
+    /// Completes the roll-over of a pack `roll` sealed: its `fdatasync`,
+    /// made with the lock let go, then its removal from `sealing`.
+    fn seal(&self, sealed: Option<(Arc<Durable>, u64)>) -> Result<()> {
+        let Some((d, len)) = sealed else {
+            return Ok(());
+        };
+        let r = self.sync_to(&d, len);
+        self.state.lock().sealing.retain(|(s, _)| s.id != d.id);
+        r
+    }
+
+    /// Makes pack `d` durable up to byte `upto` (nothing if it is already),
+    /// under its lock (see [`Durable`]).
+    fn sync_to(&self, d: &Durable, upto: u64) -> Result<()> {
+        let mut done = d.upto.lock();
+        check_poison(&self.state.lock())?;
+        if *done >= upto {
+            return Ok(());
+        }
+        if let Err(e) = d.file.sync_data() {
+            let err = Error::io(self.dir.join(pack_file_name(d.id)), e);
+            return Err(poison(&mut self.state.lock(), err));
+        }
+        *done = upto;
+        Ok(())
     }
 
     /// Writes the stage buffer `buf` reserved at offset `at` of pack `id`
@@ -270,38 +326,27 @@ impl PackWriter {
         }
         poison_on_err(&mut st, flushed)?;
         // Everything below those points must be in the file before the
-        // fdatasync: wait for the writes in flight there (a pack sealed
-        // meanwhile was synced whole by `roll`).
-        let mut files = Vec::with_capacity(2);
+        // fdatasync: wait for the writes in flight there (a pack rolled over
+        // meanwhile is in `sealing`, written whole).
+        let mut packs = Vec::with_capacity(2);
         for (id, target) in upto {
             loop {
                 check_poison(&st)?;
                 match st.cur.iter().flatten().find(|c| c.id == id) {
                     Some(cur) if !cur.written_below(target) => self.written.wait(&mut st),
                     Some(cur) => {
-                        if cur.durable < target {
-                            files.push((Arc::clone(&cur.file), id, target));
-                        }
+                        packs.push((Arc::clone(&cur.durable), target));
                         break;
                     }
                     None => break,
                 }
             }
         }
+        packs.extend(st.sealing.iter().map(|(d, len)| (Arc::clone(d), *len)));
         // fdatasync outside the lock so other uploads keep appending.
         drop(st);
-        for (file, id, upto) in files {
-            if let Err(e) = file.sync_data() {
-                let err = Error::io(self.dir.join(pack_file_name(id)), e);
-                self.state.lock().poisoned = Some(err.to_string());
-                return Err(err);
-            }
-            // Only now: a concurrent `sync` that saw these bytes not yet
-            // durable has synced them itself rather than skip.
-            let mut st = self.state.lock();
-            if let Some(cur) = st.cur.iter_mut().flatten().find(|c| c.id == id) {
-                cur.durable = cur.durable.max(upto);
-            }
+        for (d, target) in packs {
+            self.sync_to(&d, target)?;
         }
         Ok(())
     }
@@ -318,14 +363,16 @@ impl PackWriter {
         Ok(())
     }
 
-    /// Seals `lane`'s open pack (flush + fsync) and creates the next one.
-    /// The caller has seen no write in flight into the pack.
-    fn roll(&self, st: &mut State, lane: Lane) -> Result<()> {
+    /// Seals `lane`'s open pack and creates the next one. The sealed pack
+    /// is flushed here and listed in `sealing`; the caller makes it durable
+    /// with the lock let go ([`PackWriter::seal`]). The caller has seen no
+    /// write in flight into the pack.
+    fn roll(&self, st: &mut State, lane: Lane) -> Result<Option<(Arc<Durable>, u64)>> {
+        let mut sealed = None;
         if let Some(mut cur) = st.cur[lane as usize].take() {
             self.flush_stage(&mut cur)?;
-            cur.file
-                .sync_data()
-                .map_err(|e| Error::io(self.dir.join(pack_file_name(cur.id)), e))?;
+            st.sealing.push((Arc::clone(&cur.durable), cur.stage_at));
+            sealed = Some((cur.durable, cur.stage_at));
         }
         let id = st.next_id;
         let path = self.dir.join(pack_file_name(id));
@@ -345,14 +392,18 @@ impl PackWriter {
             .ok_or_else(|| Error::corrupt("pack ids", "exhausted the 32-bit pack id space"))?;
         st.cur[lane as usize] = Some(Current {
             id,
+            durable: Arc::new(Durable {
+                id,
+                file: Arc::clone(&file),
+                upto: Mutex::new(PACK_HEADER_LEN as u64),
+            }),
             file,
             len: PACK_HEADER_LEN as u64,
             stage_at: PACK_HEADER_LEN as u64,
-            durable: PACK_HEADER_LEN as u64,
             stage: Vec::with_capacity(STAGE_BYTES),
             in_flight: Vec::new(),
         });
-        Ok(())
+        Ok(sealed)
     }
 }
 
@@ -361,6 +412,12 @@ fn check_poison(st: &State) -> Result<()> {
         Some(why) => Err(Error::Poisoned(why.clone())),
         None => Ok(()),
     }
+}
+
+/// Poisons the writer with `e` (the first reason is kept) and returns it.
+fn poison(st: &mut State, e: Error) -> Error {
+    st.poisoned.get_or_insert_with(|| e.to_string());
+    e
 }
 
 fn poison_on_err(st: &mut State, r: Result<()>) -> Result<()> {
@@ -609,5 +666,60 @@ mod tests {
             assert_eq!(h.id, ChunkId::of(&want), "record {n}");
             assert!(got == want, "record {n} holds other bytes");
         }
+    }
+
+    /// Files whose first `fdatasync` fails after a pause, as a failed
+    /// write-back does; later ones succeed, as the kernel reports the
+    /// failure once.
+    struct FailOnceFile(std::fs::File, Arc<AtomicUsize>);
+
+    impl PackFile for FailOnceFile {
+        fn write_all_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()> {
+            std::os::unix::fs::FileExt::write_all_at(&self.0, buf, offset)
+        }
+        fn sync_data(&self) -> std::io::Result<()> {
+            if self.1.fetch_add(1, Ordering::SeqCst) == 0 {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                return Err(std::io::Error::other("write-back failed"));
+            }
+            self.0.sync_data()
+        }
+        fn sync_all(&self) -> std::io::Result<()> {
+            self.0.sync_all()
+        }
+    }
+
+    #[test]
+    fn of_two_syncs_at_once_neither_succeeds_when_the_write_back_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let io = {
+            let calls = Arc::clone(&calls);
+            Arc::new(Wrapping(move |f| -> Arc<dyn PackFile> {
+                Arc::new(FailOnceFile(f, Arc::clone(&calls)))
+            }))
+        };
+        let w = Arc::new(PackWriter::open(io, dir.path(), [7; 16], 64 << 20, 0, None).unwrap());
+        append(&w, Lane::New, 1);
+        let first = {
+            let w = Arc::clone(&w);
+            std::thread::spawn(move || w.sync())
+        };
+        while calls.load(Ordering::SeqCst) == 0 {
+            std::thread::yield_now();
+        }
+        // The first fdatasync is under way and will fail; this one must not
+        // report the same bytes durable.
+        let second = w.sync();
+        let first = first.join().unwrap();
+        assert!(first.is_err(), "the failed fdatasync reported success");
+        assert!(
+            second.is_err(),
+            "a sync beside a failed one reported success: {second:?}"
+        );
+        assert!(
+            w.sync().is_err(),
+            "the writer went on after a failed fdatasync"
+        );
     }
 }
