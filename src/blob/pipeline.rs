@@ -119,7 +119,7 @@ impl Pool {
         // Each writer bounds its own jobs in flight (`MAX_IN_FLIGHT`, by
         // bytes too); the queue only has to hold what a few writers at a
         // time run ahead, so that submitting seldom waits.
-        let (tx, rx) = bounded::<Job>(QUEUE_JOBS.max(threads * 4));
+        let (tx, rx) = bounded::<Job>(QUEUE_JOBS);
         let live = Arc::new(AtomicUsize::new(0));
         for i in 0..threads {
             let rx: Receiver<Job> = rx.clone();

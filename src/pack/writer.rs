@@ -421,10 +421,7 @@ fn poison(st: &mut State, e: Error) -> Error {
 }
 
 fn poison_on_err(st: &mut State, r: Result<()>) -> Result<()> {
-    if let Err(e) = &r {
-        st.poisoned = Some(e.to_string());
-    }
-    r
+    r.map_err(|e| poison(st, e))
 }
 
 /// fsyncs a directory so that a file created or removed in it survives a crash.
