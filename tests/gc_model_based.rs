@@ -29,9 +29,10 @@
 //! versions have their first version's content-defined cuts (checked with
 //! the blob's chunk count), and the model names all their chunks the same
 //! way. Stored with a base, a chunk not stored yet becomes a delta against
-//! the base's chunk at the same place when that one is fewer than 3 deltas
-//! deep (the default `max_delta_depth`; a nudged fp32 chunk always saves
-//! what `delta_min_saving` asks), else whole; a chunk already stored keeps
+//! the base's chunk at the same place when that one is fewer than
+//! `MAX_DEPTH` (3) deltas deep (the store's `max_delta_depth`, short so that
+//! chains reach it often; a nudged fp32 chunk always saves what
+//! `delta_min_saving` asks), else whole; a chunk already stored keeps
 //! its form; a chunk stored without a base is whole. (A raw next version
 //! stored without a base, or after its base's manifest is gone, is cut by
 //! content instead: the ops avoid those.) A gc keeps exactly the chunks
@@ -187,7 +188,8 @@ impl Spec {
 const CKPT_TENSORS: [usize; 2] = [300 << 10, 150 << 10];
 /// The grid (the default chunk maximum).
 const GRID: usize = 128 << 10;
-/// Delta chains at most this deep (the default `max_delta_depth`).
+/// Delta chains at most this deep (the `max_delta_depth` the test's stores
+/// are opened with: short, so chains reach it).
 const MAX_DEPTH: u8 = 3;
 /// Checkpoint families: 0 and 1 are safetensors files, 2 and 3 raw fp32
 /// (no container: a next version is cut where its base was cut).
@@ -651,6 +653,7 @@ fn open(path: &Path) -> Store {
     Store::options()
         .pack_size(1 << 20)
         .durability(Durability::Eventual)
+        .max_delta_depth(MAX_DEPTH)
         .open(path)
         .unwrap()
 }

@@ -50,10 +50,12 @@ fn the_latest_version_is_the_default_base_and_deltas_store_less() {
     put_files(&store, "m", &[("w.safetensors", &v[1])]);
     let v2 = blob_of(&store, "m", 2, "w.safetensors");
 
-    // Version 3 is stored against version 2 (the latest), not version 1.
+    // Version 3 is stored against version 2 (the latest), not version 1
+    // (as forward deltas, so that its cost is the delta's).
     let before = stored(&store);
     let mut put = store
         .put_version("m")
+        .reverse_delta(false)
         .begin([("w.safetensors", v[2].len() as u64)])
         .unwrap();
     assert_eq!(put.base_version().map(|b| b.version), Some(2));
@@ -159,9 +161,9 @@ fn reverse_delta_re_encodes_the_base_files_against_the_new_ones() {
     put_files(&store, "m", &[("w.safetensors", &v[0])]);
     let old = blob_of(&store, "m", 1, "w.safetensors");
 
+    // Reverse delta is the default.
     let mut put = store
         .put_version("m")
-        .reverse_delta(true)
         .begin([("w.safetensors", v[1].len() as u64)])
         .unwrap();
     put.add("w.safetensors", &v[1][..]).unwrap();
@@ -175,9 +177,10 @@ fn reverse_delta_re_encodes_the_base_files_against_the_new_ones() {
     assert_eq!(get(&store, &blob_of(&store, "m", 2, "w.safetensors")), v[1]);
     verify_clean(&store);
 
-    // Without reverse delta nothing of the base is re-encoded.
+    // With forward deltas nothing of the base is re-encoded.
     let mut put = store
         .put_version("m")
+        .reverse_delta(false)
         .begin([("w.safetensors", v[0].len() as u64)])
         .unwrap();
     put.add("w.safetensors", &v[0][..]).unwrap();

@@ -97,10 +97,12 @@ impl NativeStore {
 
     /// Stores the local files `files` ((path in the version, local path)
     /// pairs) as the next version of the model called `name`, with the same
-    /// policy as `modelvault put` (delta against the latest version's file
-    /// of the same path). Returns the model and the version number.
+    /// policy as `modelvault put` (the latest version's file of the same
+    /// path re-encoded as a delta against the new one, or, with
+    /// `reverse_delta = False`, the new one stored as a delta against it).
+    /// Returns the model and the version number.
     #[pyo3(signature = (name, files, project = None, experiment = None, base = None,
-        create = true, reverse_delta = false))]
+        create = true, reverse_delta = true))]
     #[allow(clippy::too_many_arguments)]
     fn put_version(
         &self,

@@ -16,8 +16,9 @@
 //! longest chain ending at X (its `height`) stays within `max_delta_depth`
 //! once it runs on to Y. X gets a new record (a delta against Y, appended
 //! and fsynced), and one commit moves X's index entry to it, counts one
-//! reference on Y, and raises Y's height. X's old record is dead: the next
-//! compaction reclaims it.
+//! reference on Y, and raises Y's height. X's old record is dead: the
+//! packs that held such records are reclaimed at the end of the pass
+//! (`gc::reclaim`, above this layer), and a collection reclaims any left.
 //!
 //! Concurrency: each batch holds the collection mutex, so no sweep or
 //! compaction runs between reading X and Y and the commit (X and Y stay
@@ -26,7 +27,7 @@
 //! and gives the batch up if a forward delta is being encoded or awaits its
 //! commit: its chain was measured before ours would lengthen it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -60,6 +61,28 @@ pub struct ReverseDeltaReport {
     /// Pairs left as they were because a forward delta was in flight when
     /// their batch committed (their new records are dead bytes).
     pub busy: u64,
+    /// Packs the replaced records emptied, compacted or deleted at the end
+    /// of the pass (those left under half live).
+    pub packs_reclaimed: u64,
+    /// Live bytes those packs held, copied before they were deleted.
+    pub bytes_copied: u64,
+    /// Pack bytes given back to the file system (net of what was copied).
+    pub bytes_reclaimed: u64,
+}
+
+impl ReverseDeltaReport {
+    /// Adds `o`'s counts to these (the passes of several files).
+    pub(crate) fn add(&mut self, o: &ReverseDeltaReport) {
+        self.chunks += o.chunks;
+        self.paired += o.paired;
+        self.rebased += o.rebased;
+        self.bytes_before += o.bytes_before;
+        self.bytes_after += o.bytes_after;
+        self.busy += o.busy;
+        self.packs_reclaimed += o.packs_reclaimed;
+        self.bytes_copied += o.bytes_copied;
+        self.bytes_reclaimed += o.bytes_reclaimed;
+    }
 }
 
 /// One pair ready to commit: X's entry as read, X's new delta record.
@@ -71,11 +94,14 @@ struct Rebased {
 }
 
 impl Core {
-    /// See [`crate::Store::reverse_delta`].
-    pub(crate) fn reverse_delta(
+    /// One reverse pass ([`crate::Store::reverse_delta`] without the
+    /// reclaim at its end): adds to `emptied` the packs that held records
+    /// it replaced.
+    pub(crate) fn reverse_delta_pass(
         self: &Arc<Self>,
         older: &BlobId,
         newer: &BlobId,
+        emptied: &mut BTreeSet<u32>,
     ) -> Result<ReverseDeltaReport> {
         self.chunks().writable("reverse delta")?;
         let mut report = ReverseDeltaReport::default();
@@ -103,11 +129,11 @@ impl Core {
             }
             pos += len as u64;
             if pairs.len() == BATCH {
-                rebase_batch(self, &pairs, &mut report)?;
+                rebase_batch(self, &pairs, &mut report, emptied)?;
                 pairs.clear();
             }
         }
-        rebase_batch(self, &pairs, &mut report)?;
+        rebase_batch(self, &pairs, &mut report, emptied)?;
         Ok(report)
     }
 }
@@ -182,6 +208,7 @@ fn rebase_batch(
     inner: &Core,
     pairs: &[(ChunkId, ChunkId, PlaneHint)],
     report: &mut ReverseDeltaReport,
+    emptied: &mut BTreeSet<u32>,
 ) -> Result<()> {
     if pairs.is_empty() {
         return Ok(());
@@ -267,6 +294,7 @@ fn rebase_batch(
             refs::change(tx.batch(), Count::Chunk(r.y), 1);
             tx.note_appended(&r.new);
             report.rebased += 1;
+            emptied.insert(r.old.pack);
             report.bytes_before += u64::from(r.old.stored_len);
             report.bytes_after += u64::from(r.new.stored_len);
         }

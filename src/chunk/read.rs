@@ -20,6 +20,25 @@ impl Chunks {
         crate::meta::tables::chunks::get(&self.meta, id)
     }
 
+    /// The index entries that name a record of `pack`, found from the pack
+    /// side: each record's header is read and its chunk looked up, so the
+    /// cost is one small read and one lookup per record of that pack, not a
+    /// scan of the index. Also returns the pack's committed record bytes.
+    /// A record whose chunk is indexed elsewhere (rewritten since) is dead.
+    pub fn live_records(&self, pack: u32) -> Result<(Vec<(ChunkId, ChunkLoc)>, u64)> {
+        let mut live = Vec::new();
+        let mut total = 0u64;
+        for (offset, h) in self.reader.headers(pack)? {
+            total += crate::pack::RECORD_HEADER_LEN as u64 + u64::from(h.stored_len);
+            if let Some(loc) = self.chunk_loc(&h.id)? {
+                if (loc.pack, loc.offset) == (pack, offset) {
+                    live.push((h.id, loc));
+                }
+            }
+        }
+        Ok((live, total))
+    }
+
     /// Follows `id`'s delta bases through the index to the chunk stored
     /// whole at the end of its chain: `None` if `id` is not indexed, else
     /// that root, its entry, and the number of bases followed (0 when `id`

@@ -51,7 +51,7 @@ pub enum Command {
         /// Continue the interrupted upload session UPLOAD_ID (as `uploads`
         /// lists it) of a put of one file, from the same source file.
         #[arg(long, value_name = "UPLOAD_ID",
-              conflicts_with_all = ["base", "no_delta", "reverse_delta", "max_delta_depth", "follow_symlinks"])]
+              conflicts_with_all = ["base", "no_delta", "reverse_delta", "forward_delta", "max_delta_depth", "follow_symlinks"])]
         resume: Option<String>,
         /// The experiment that created this model version.
         #[arg(long, value_name = "ID")]
@@ -67,20 +67,28 @@ pub enum Command {
         /// Store every file whole, without a delta base.
         #[arg(long)]
         no_delta: bool,
-        /// Reverse delta: store the new files whole (cut like the base's),
-        /// then re-encode the base's files as deltas against them, so the
-        /// newest version restores fastest and older ones pay for the
-        /// chain. The replaced records stay in the packs until `gc`.
-        #[arg(long, conflicts_with = "no_delta")]
+        /// Reverse delta, the default: store the new files whole (cut like
+        /// the base's), then re-encode the base's files as deltas against
+        /// them, so the newest version restores fastest and older ones pay
+        /// for the chain. Packs the replaced records left under half live
+        /// are compacted at the end of the put.
+        #[arg(long, conflicts_with_all = ["no_delta", "forward_delta"])]
         reverse_delta: bool,
+        /// Forward delta: store the new files as deltas against the base's,
+        /// leaving the base as it is: a faster put, and the newest version
+        /// pays for the chain on every read.
+        #[arg(long, conflicts_with = "no_delta")]
+        forward_delta: bool,
         /// The longest delta chain this put may create or extend (1 to 16):
         /// a chunk is stored whole once its base is this many deltas deep.
         /// Longer chains store less and make the versions at their far end
-        /// slower to read (with --reverse-delta, the oldest).
-        #[arg(long, value_name = "N", default_value_t = 3,
+        /// slower to read (with reverse deltas, the oldest). Default: 9
+        /// with reverse deltas (ten versions to a chain), 3 with
+        /// --forward-delta.
+        #[arg(long, value_name = "N",
               value_parser = clap::value_parser!(u8).range(1..=16),
               conflicts_with = "no_delta")]
-        max_delta_depth: u8,
+        max_delta_depth: Option<u8>,
         /// Follow symlinks inside folders, to files and folders alike: what
         /// they point to is stored under the link's path (a link back to a
         /// folder it is in is refused as a loop).

@@ -24,6 +24,10 @@ use super::sizes::human;
 /// not `io::copy`'s 8 KiB, which cost a system call and a writer call each.
 const COPY_BUF: usize = 4 << 20;
 
+/// `put --forward-delta`'s chain bound: the newest version is at the far
+/// end of a forward chain, so it is kept short.
+const FORWARD_DELTA_DEPTH: u8 = 3;
+
 /// Runs one parsed command line.
 pub fn run(args: Args) -> Result<()> {
     // Completion scripts come from the argument definitions alone.
@@ -95,7 +99,8 @@ pub fn run(args: Args) -> Result<()> {
             project,
             base,
             no_delta,
-            reverse_delta,
+            reverse_delta: _,
+            forward_delta,
             max_delta_depth,
             follow_symlinks,
             paths,
@@ -106,14 +111,16 @@ pub fn run(args: Args) -> Result<()> {
             // Everything is checked before anything (even the store) is created.
             modelvault::check_name(&name)?;
             let inputs = files::collect(&paths, follow_symlinks)?;
-            let store = Store::options()
-                .create(true)
-                .max_delta_depth(max_delta_depth)
-                .open(&repo)?;
+            // Reverse deltas use the store's default bound.
+            let mut store = Store::options().create(true);
+            if let Some(d) = max_delta_depth.or(forward_delta.then_some(FORWARD_DELTA_DEPTH)) {
+                store = store.max_delta_depth(d);
+            }
+            let store = store.open(&repo)?;
             let mut opts = store
                 .put_version(&name)
                 .project(project)
-                .reverse_delta(reverse_delta);
+                .reverse_delta(!forward_delta);
             if let Some(e) = experiment {
                 opts = opts.experiment(experiment::find(&store, &e)?.id());
             }
@@ -643,15 +650,16 @@ fn put(
     let r = version.commit()?;
     bar.finish();
     let v = r.version;
-    if r.rebased_files > 0 {
-        let (n, before, after) = (
+    if r.reverse.rebased > 0 {
+        let (n, before, after, freed) = (
             r.reverse.rebased,
             human(r.reverse.bytes_before),
             human(r.reverse.bytes_after),
+            human(r.reverse.bytes_reclaimed),
         );
         eprintln!(
             "reverse delta: {n} chunks of {base} re-encoded against {name}@{v} \
-             ({before} -> {after}; `gc` reclaims the replaced records)"
+             ({before} -> {after}; {freed} of packs reclaimed)"
         );
     }
     if json {
@@ -666,6 +674,8 @@ fn put(
                 "bytes": total,
                 "base": (!base.is_empty()).then_some(base),
                 "rebased_files": r.rebased_files,
+                "rebased_chunks": r.reverse.rebased,
+                "bytes_reclaimed": r.reverse.bytes_reclaimed,
             })
         );
     } else {

@@ -178,6 +178,8 @@ pub(super) fn put_resume(
                 "bytes": total,
                 "base": null,
                 "rebased_files": r.rebased_files,
+                "rebased_chunks": r.reverse.rebased,
+                "bytes_reclaimed": r.reverse.bytes_reclaimed,
                 "resumed": {"upload": s.id.get(), "durable_bytes": from, "path": s.path},
             })
         );

@@ -507,7 +507,7 @@ fn compact(
 const COMPACT_GROUP: usize = 64;
 
 #[cfg_attr(not(test), allow(unused_variables))]
-fn compact_pack(
+pub(super) fn compact_pack(
     inner: &Core,
     opts: &GcOptions,
     pack: u32,
@@ -636,7 +636,7 @@ fn verify_records(inner: &Core, pack: u32, entries: &[(ChunkId, ChunkLoc)]) -> R
 /// verified (the pack is skipped), rather than a failure of the store
 /// itself (the metadata database, a poisoned writer), which ends the
 /// collection.
-fn unreadable(e: &Error) -> bool {
+pub(super) fn unreadable(e: &Error) -> bool {
     e.is_integrity() || matches!(e, Error::Io { .. })
 }
 

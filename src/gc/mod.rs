@@ -7,10 +7,11 @@
 //! segment references them. Counts change only inside commits
 //! (`chunk::refs::resolve`); collection ([`collect`]) turns what fell to zero into
 //! deleted index entries, and compaction rewrites packs that became mostly
-//! dead.
+//! dead; [`reclaim`] compacts the packs a reverse delta just emptied.
 
 mod collect;
 pub(crate) mod estimate;
+mod reclaim;
 pub(crate) mod recount;
 
 #[cfg(test)]

@@ -247,6 +247,56 @@ impl PackReader {
             .map_err(|e| short(e, RECORD_HEADER_LEN + n))?;
         Ok(&buf[..])
     }
+
+    /// Every record of `pack` within its committed length, in order: its
+    /// offset and header (one small read per record; payloads are skipped,
+    /// not read). A header that does not parse, a stored length beyond this
+    /// store's maximum, or a record running past the committed length is a
+    /// corruption error naming the record: the walk cannot go on past it.
+    pub fn headers(&self, pack: u32) -> Result<Vec<(u64, RecordHeader)>> {
+        let (file, committed) = self.file(pack)?;
+        let max_stored = self.max_raw + MAX_CODEC_OVERHEAD;
+        let mut out = Vec::new();
+        let mut offset = PACK_HEADER_LEN as u64;
+        let mut hb = [0u8; RECORD_HEADER_LEN];
+        while offset < committed {
+            let what = format!("pack {pack:08x} record at {offset}");
+            let end = offset + RECORD_HEADER_LEN as u64;
+            if end > committed {
+                return Err(Error::corrupt(
+                    what,
+                    format!("a record header does not fit in the committed {committed} bytes"),
+                ));
+            }
+            file.read_exact_at(&mut hb, offset).map_err(|e| {
+                if e.kind() == io::ErrorKind::UnexpectedEof {
+                    Error::corrupt(&what, "pack ends before the record header")
+                } else {
+                    Error::io(self.path(pack), e)
+                }
+            })?;
+            let h = RecordHeader::decode(&hb, &what)?;
+            if h.raw_len > self.max_raw || h.stored_len > max_stored {
+                return Err(Error::corrupt(
+                    what,
+                    format!(
+                        "raw {} / stored {} bytes exceed this store's chunk maximum",
+                        h.raw_len, h.stored_len
+                    ),
+                ));
+            }
+            let next = end + u64::from(h.stored_len);
+            if next > committed {
+                return Err(Error::corrupt(
+                    what,
+                    format!("the record runs past the committed {committed} bytes"),
+                ));
+            }
+            out.push((offset, h));
+            offset = next;
+        }
+        Ok(out)
+    }
 }
 
 /// Displays as `pack 0000002a record at 4096`.
@@ -358,6 +408,72 @@ mod tests {
         // Other packs are cached as usual.
         r.read(&recs[1].0, &recs[1].1, &mut buf).unwrap();
         assert_eq!(r.cached(), vec![1]);
+    }
+
+    #[test]
+    fn headers_walk_every_record_and_name_the_first_that_is_damaged() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(pack_file_name(3));
+        // Pack 3: three raw records of 10, 20 and 30 bytes.
+        let mut b = PackHeader {
+            id: 3,
+            store_id: [7; 16],
+        }
+        .encode()
+        .to_vec();
+        let mut want = Vec::new();
+        for n in [10u8, 20, 30] {
+            let data = vec![n; n as usize];
+            let h = RecordHeader {
+                codec: Codec::Raw,
+                raw_len: n.into(),
+                stored_len: n.into(),
+                id: ChunkId::of(&data),
+            };
+            want.push((b.len() as u64, h.id));
+            b.extend_from_slice(&h.encode());
+            b.extend_from_slice(&data);
+        }
+        std::fs::write(&path, &b).unwrap();
+        let reader = |committed: u64| {
+            PackReader::new(dir.path(), 1 << 17, &HashMap::from([(3, committed)]), 8)
+        };
+        let got: Vec<_> = reader(b.len() as u64)
+            .headers(3)
+            .unwrap()
+            .into_iter()
+            .map(|(o, h)| (o, h.id))
+            .collect();
+        assert_eq!(got, want);
+        // Only what is committed is walked: the first record alone.
+        let first = want[1].0;
+        assert_eq!(reader(first).headers(3).unwrap().len(), 1);
+        // A committed length that cuts the second record short.
+        let e = reader(first + 40).headers(3).unwrap_err();
+        assert!(e.is_integrity(), "{e}");
+        assert!(e.to_string().contains(&format!("record at {first}")), "{e}");
+        // A damaged second header: named, and the walk stops there.
+        let mut bad = b.clone();
+        bad[first as usize + 20] ^= 1;
+        std::fs::write(&path, &bad).unwrap();
+        let e = reader(b.len() as u64).headers(3).unwrap_err();
+        assert!(e.is_integrity(), "{e}");
+        assert!(e.to_string().contains(&format!("record at {first}")), "{e}");
+        // A stored length beyond this store's chunk maximum, with a valid
+        // checksum: refused before the walk jumps by it.
+        let huge = RecordHeader {
+            codec: Codec::Raw,
+            raw_len: 1 << 20,
+            stored_len: 1 << 20,
+            id: want[1].1,
+        };
+        bad[first as usize..first as usize + RECORD_HEADER_LEN].copy_from_slice(&huge.encode());
+        std::fs::write(&path, &bad).unwrap();
+        let e = reader(b.len() as u64).headers(3).unwrap_err();
+        assert!(
+            e.to_string().contains("exceed this store's chunk maximum"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -50,7 +50,6 @@ enum BaseChoice {
 /// let mut put = store
 ///     .put_version("resnet")
 ///     .base("resnet@3")
-///     .reverse_delta(true)
 ///     .begin([("model.safetensors", 1 << 30)])?;
 /// put.add("model.safetensors", std::fs::File::open("model.safetensors")?)?;
 /// let report = put.commit()?;
@@ -75,7 +74,7 @@ impl Core {
             store: self.clone(),
             name: name.to_string(),
             base: BaseChoice::Latest,
-            reverse: false,
+            reverse: true,
             project: "default".to_string(),
             experiment: None,
             create: true,
@@ -102,9 +101,11 @@ impl PutVersion {
 
     /// Reverse delta: store the new files whole (cut like their bases), then,
     /// once the version is committed, re-encode the base's files as deltas
-    /// against them ([`crate::Store::reverse_delta`]), so the newest version
-    /// reads fastest. The replaced records stay in the packs until `gc`.
-    /// Default: off (the new files are stored as deltas against the base).
+    /// against them ([`crate::Store::reverse_delta`], which also reclaims
+    /// the packs that emptied), so the newest version reads fastest and
+    /// older ones pay for the chain. Default: on. Off, the new files are
+    /// stored as deltas against the base (forward deltas): a faster put,
+    /// and the newest version is the one at the far end of the chain.
     pub fn reverse_delta(mut self, on: bool) -> Self {
         self.reverse = on;
         self
@@ -348,17 +349,8 @@ impl VersionPut {
             version,
             ..PutReport::default()
         };
-        for (older, newer) in &rebase {
-            let r = opts.store.reverse_delta(older, newer)?;
-            let sum = &mut report.reverse;
-            report.rebased_files += 1;
-            sum.chunks += r.chunks;
-            sum.paired += r.paired;
-            sum.rebased += r.rebased;
-            sum.bytes_before += r.bytes_before;
-            sum.bytes_after += r.bytes_after;
-            sum.busy += r.busy;
-        }
+        report.reverse = opts.store.reverse_deltas(&rebase)?;
+        report.rebased_files = rebase.len() as u64;
         Ok(report)
     }
 }

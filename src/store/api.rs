@@ -27,9 +27,14 @@ impl Store {
     /// chunks of `newer` (see the module documentation), so that `newer`,
     /// typically the latest checkpoint, reads without following any base.
     /// What either blob reads back is unchanged. Call it once `newer` is
-    /// stored (best cut with [`crate::BlobWriter::cut_like`]`(older)`); the
-    /// replaced records are reclaimed by the next [`Store::gc`] with
-    /// compaction.
+    /// stored (best cut with [`crate::BlobWriter::cut_like`]`(older)`).
+    ///
+    /// The replaced records are dead. At the end, each sealed pack that
+    /// held some of them and is now under half live (what [`Store::gc`]
+    /// compacts by default) is compacted: its live records copied, its file
+    /// deleted; a pack of `older`'s own upload usually has nothing left to
+    /// copy. The report says what this reclaimed; a collection reclaims
+    /// the rest.
     ///
     /// A chunk that cannot be rebased (already a delta, too long a chain,
     /// unreadable, or no smaller as a delta) is left as it is: this is an
@@ -39,7 +44,7 @@ impl Store {
     /// [`crate::Error::NotFound`] if either blob is not stored; I/O and
     /// metadata errors.
     pub fn reverse_delta(&self, older: &BlobId, newer: &BlobId) -> Result<ReverseDeltaReport> {
-        self.inner.reverse_delta(older, newer)
+        self.inner.reverse_deltas(&[(*older, *newer)])
     }
 }
 

@@ -58,7 +58,7 @@ impl Default for Options {
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             create: true,
             durability: Durability::Immediate,
-            max_delta_depth: 3,
+            max_delta_depth: 9,
             delta_min_saving: 0.03,
             pack_io: Arc::new(crate::pack::io::OsIo),
             max_open_packs: crate::pack::MAX_OPEN_PACKS,
@@ -105,12 +105,16 @@ impl Options {
         self
     }
 
-    /// The longest delta chain an upload with a base
-    /// ([`BlobWriter::delta_base`]) may create: a chunk is stored as a delta
-    /// against its base chunk only while the base is fewer than `depth`
-    /// deltas deep, else whole, so a read decodes at most `depth + 1`
-    /// records. Default 3 (a whole chunk at least every 4 versions of a
-    /// tensor); 0 turns deltas off; at most
+    /// The longest delta chain a write may create or extend: an upload
+    /// with a base ([`BlobWriter::delta_base`]) stores a chunk as a delta
+    /// only while its base is fewer than `depth` deltas deep, and a reverse
+    /// delta ([`Store::reverse_delta`]) rebases a chunk only while the
+    /// chain through it stays within `depth`; a read decodes at most
+    /// `depth + 1` records. Default 9: with reverse deltas (what
+    /// [`Store::put_version`] does by default) a chain holds ten versions,
+    /// the newest whole and the oldest nine records away. A writer of
+    /// forward deltas, whose newest version is at the far end, may want 3
+    /// or less. 0 turns deltas off; at most
     /// [`crate::codec::delta::MAX_DELTA_DEPTH`].
     pub fn max_delta_depth(mut self, depth: u8) -> Self {
         self.max_delta_depth = depth.min(MAX_DELTA_DEPTH);
