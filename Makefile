@@ -44,7 +44,8 @@ test-clients:
 ## demo (16 MiB) as they are, registry_bench on 2,000 models, commit_bench for
 ## 0.2 s a case, synth writing a small synthetic corpus that corpus, cutter_eval
 ## and delta_eval then run on (never the real corpus: an empty --corpus, and a
-## corpus path that does not exist). crash_child runs only under
+## corpus path that does not exist), and range_read on a synthetic checkpoint
+## put with the CLI (built by `cargo test`). crash_child runs only under
 ## tests/crash_kill.rs.
 .PHONY: examples-smoke
 examples-smoke:
@@ -57,7 +58,9 @@ examples-smoke:
 	$(CARGO) run --release --example synth -- "$$d/synth" --steps 3 --mb 4 --ft-mb 4 --corpus "$$d/empty"; \
 	$(CARGO) run --release --example corpus -- "$$d/synth" "$$d/corpus-store"; \
 	$(CARGO) run --release --example cutter_eval -- "$$d/no-corpus" "$$d/synth"; \
-	$(CARGO) run --release --example delta_eval -- "$$d/no-corpus" "$$d/synth"
+	$(CARGO) run --release --example delta_eval -- "$$d/no-corpus" "$$d/synth"; \
+	target/release/modelvault --repo "$$d/rr" put --name m "$$d/synth/train-run/step-00"; \
+	$(CARGO) run --release --example range_read -- "$$d/rr" m model.safetensors 65536 5
 
 ## Criterion micro-benchmarks, built in the release profile like everything
 ## else (so RocksDB is not compiled again for a bench profile).
