@@ -2,11 +2,12 @@
 # Restore time of the first and of the last version of a model: stores every
 # version of one set (<dir>/<version>/ subfolders, in name order) with
 # modelvault, then times `get NAME@1` and `get NAME@N` alternately, RUNS times
-# each, and prints the medians. With --reverse-delta the newest version is
-# stored whole and the older ones as deltas against it; without, the opposite.
+# each, and prints the medians. By default (reverse deltas) the newest version is
+# stored whole and the older ones as deltas against it; with --forward-delta,
+# the opposite.
 #
 # Usage: scripts/bench-first-last.sh SET_DIR [PUT_FLAGS...]
-#        e.g. scripts/bench-first-last.sh /tmp/modelvault-synth/train-run --reverse-delta
+#        e.g. scripts/bench-first-last.sh /tmp/modelvault-synth/train-run --forward-delta
 # Env:   MV=path/to/modelvault (default target/release/modelvault), RUNS (default 5)
 set -eu
 set -o pipefail

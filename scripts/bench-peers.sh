@@ -7,7 +7,7 @@
 #        (default: $MODELVAULT_CORPUS or ~/.cache/modelvault-corpus)
 # Env:   MV=path/to/modelvault  (default: target/release/modelvault, built if missing)
 #        MV_PUT_FLAGS="..."     extra flags for every `modelvault put`, e.g.
-#                               --reverse-delta (default: none, forward deltas)
+#                               --forward-delta (default: none)
 #        MV_GC_FLAGS="..."      when set, `modelvault gc $MV_GC_FLAGS` ends the timed
 #                               ingest (e.g. "--compact-below 0.9" after reverse deltas)
 #

@@ -188,6 +188,55 @@ fn reverse_delta_re_encodes_the_base_files_against_the_new_ones() {
     assert_eq!((r.version, r.rebased_files, r.reverse.rebased), (3, 0, 0));
 }
 
+/// A reverse-delta put seals the pack uploads were appending to before it
+/// writes, so the base version's records have a pack of their own, which
+/// the put's pass deletes once it has replaced them: the space comes back
+/// without a collection, and almost nothing is copied.
+#[test]
+fn a_reverse_put_starts_a_pack_and_its_pass_deletes_the_bases() {
+    let v = run(3);
+    let (d, store) = temp_store();
+    let packs = || {
+        let mut p: Vec<String> = std::fs::read_dir(d.path().join("vault/packs"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        p.sort();
+        p
+    };
+    put_files(&store, "m", &[("w.safetensors", &v[0])]);
+    // The pack holding the latest version's whole records.
+    let mut base = "00000000.pack".to_string();
+    assert_eq!(packs(), [base.clone()]);
+    for (i, data) in v.iter().enumerate().skip(1) {
+        let before = packs();
+        let mut put = store
+            .put_version("m")
+            .begin([("w.safetensors", data.len() as u64)])
+            .unwrap();
+        put.add("w.safetensors", &data[..]).unwrap();
+        let r = put.commit().unwrap().reverse;
+        assert!(r.rebased >= 10, "{r:?}");
+        assert_eq!(r.packs_reclaimed, 1, "version {}: {r:?}", i + 1);
+        assert!(
+            r.bytes_copied * 10 < r.bytes_reclaimed,
+            "version {}: {r:?}",
+            i + 1
+        );
+        // The base's pack is gone: what is left is this version's pack
+        // (the first one the put created) and the pack of the deltas.
+        let after = packs();
+        assert!(!after.contains(&base), "version {}: {after:?}", i + 1);
+        assert_eq!(after.len(), 2, "version {}: {after:?}", i + 1);
+        base = after.into_iter().find(|p| !before.contains(p)).unwrap();
+    }
+    for (i, data) in v.iter().enumerate() {
+        let b = blob_of(&store, "m", i as u32 + 1, "w.safetensors");
+        assert_eq!(&get(&store, &b), data);
+    }
+    verify_clean(&store);
+}
+
 #[test]
 fn a_missing_model_is_created_with_its_project_and_experiment() {
     let (_d, store) = temp_store();

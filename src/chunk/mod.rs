@@ -204,6 +204,15 @@ impl Chunks {
         self.writer.append(Lane::Old, header, payload)
     }
 
+    /// Seals the open pack uploads append to (if it holds a record), so the
+    /// next upload's records start a pack of their own. A reverse-delta put
+    /// does this first: the records the next version's pass replaces then
+    /// share no pack with the records that stay, and their packs die whole.
+    pub fn roll_upload_pack(&self) -> Result<()> {
+        self.writable("pack roll")?;
+        self.writer.roll_lane(Lane::New)
+    }
+
     /// Makes the pack data appended so far durable (before a commit that
     /// indexes it).
     pub fn sync_packs(&self) -> Result<()> {

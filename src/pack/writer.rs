@@ -241,6 +241,27 @@ impl PackWriter {
         Ok(published)
     }
 
+    /// Seals `lane`'s open pack if it holds a record, so that what is
+    /// appended next starts a new pack (once every write into the old one
+    /// has ended; its `fdatasync` is made here, with the lock let go).
+    pub fn roll_lane(&self, lane: Lane) -> Result<()> {
+        let mut st = self.state.lock();
+        let sealed = loop {
+            check_poison(&st)?;
+            match st.cur[lane as usize].as_ref() {
+                None => return Ok(()),
+                Some(c) if c.len <= PACK_HEADER_LEN as u64 => return Ok(()),
+                Some(c) if !c.in_flight.is_empty() => self.written.wait(&mut st),
+                Some(_) => match self.roll(&mut st, lane) {
+                    Ok(s) => break s,
+                    Err(e) => return Err(poison(&mut st, e)),
+                },
+            }
+        };
+        drop(st);
+        self.seal(sealed)
+    }
+
     /// Completes the roll-over of a pack `roll` sealed: its `fdatasync`,
     /// made with the lock let go, then its removal from `sealing`.
     fn seal(&self, sealed: Option<(Arc<Durable>, u64)>) -> Result<()> {

@@ -131,8 +131,9 @@ impl PutVersion {
         self
     }
 
-    /// Checks every option and chooses each file's delta base; nothing is
-    /// written. `files` lists the paths and sizes of the files to come, as
+    /// Checks every option and chooses each file's delta base; nothing of
+    /// the version is written (with reverse delta and a base, the pack new
+    /// uploads append to is sealed, so this version's records start one). `files` lists the paths and sizes of the files to come, as
     /// far as known: a file whose path the base version lacks gets the
     /// base version's only unlisted file of its size (a renamed file). A
     /// file added under a path not listed finds its base by path only.
@@ -182,6 +183,12 @@ impl PutVersion {
                     .collect()
             }
         };
+        if self.reverse && !bases.is_empty() {
+            // This version's whole records start a pack: the next version's
+            // reverse pass replaces them, and their packs then die whole
+            // instead of sharing one with the base's records.
+            self.store.chunks().roll_upload_pack()?;
+        }
         Ok(VersionPut {
             upload: self.store.version_upload(),
             opts: self,
