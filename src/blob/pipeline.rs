@@ -96,13 +96,54 @@ impl Drop for Reply {
 /// chunk's bytes stay in the writer's input block).
 const QUEUE_JOBS: usize = 1024;
 
+/// Input bytes of the jobs submitted and not yet run, across every writer
+/// of the store. Each writer bounds its own run-ahead
+/// (`MAX_IN_FLIGHT_BYTES`, 16 MiB: a 4 MiB block filling and up to 6 more
+/// pinned), so one upload is never held back; ten at once (an S3 client's
+/// multipart parts) would pin ten times that without this bound.
+pub(super) const POOL_IN_FLIGHT_BYTES: u64 = 64 << 20;
+
 /// A fixed set of worker threads fed through a bounded queue. Threads exit
 /// when the pool (the queue's sender) is dropped; they are not joined, so a
 /// store dropped from a worker thread cannot deadlock.
 pub(crate) struct Pool {
-    tx: Sender<Job>,
+    tx: Sender<(Job, Credit)>,
     /// Worker threads running (counted down when one exits).
     live: Arc<AtomicUsize>,
+    budget: Arc<Budget>,
+}
+
+/// The bytes of the jobs in flight, against [`POOL_IN_FLIGHT_BYTES`].
+#[derive(Default)]
+struct Budget {
+    used: parking_lot::Mutex<u64>,
+    freed: parking_lot::Condvar,
+}
+
+impl Budget {
+    /// Takes `n` bytes, waiting while that would pass the bound (unless
+    /// nothing is in flight: a job larger than the bound still runs).
+    /// Waiting cannot deadlock: credits come back as workers finish jobs,
+    /// and workers never wait for a writer.
+    fn take(self: &Arc<Self>, n: u64) -> Credit {
+        let mut used = self.used.lock();
+        while *used > 0 && *used + n > POOL_IN_FLIGHT_BYTES {
+            self.freed.wait(&mut used);
+        }
+        *used += n;
+        Credit(Arc::clone(self), n)
+    }
+}
+
+/// Bytes of one job in flight, given back when it is dropped (the job run,
+/// or dropped unrun).
+struct Credit(Arc<Budget>, u64);
+
+impl Drop for Credit {
+    fn drop(&mut self) {
+        *self.0.used.lock() -= self.1;
+        self.0.freed.notify_all();
+    }
 }
 
 /// Counts a worker thread as live until it exits, by whatever path.
@@ -119,10 +160,10 @@ impl Pool {
         // Each writer bounds its own jobs in flight (`MAX_IN_FLIGHT`, by
         // bytes too); the queue only has to hold what a few writers at a
         // time run ahead, so that submitting seldom waits.
-        let (tx, rx) = bounded::<Job>(QUEUE_JOBS);
+        let (tx, rx) = bounded::<(Job, Credit)>(QUEUE_JOBS);
         let live = Arc::new(AtomicUsize::new(0));
         for i in 0..threads {
-            let rx: Receiver<Job> = rx.clone();
+            let rx: Receiver<(Job, Credit)> = rx.clone();
             live.fetch_add(1, Ordering::SeqCst);
             let alive = Alive(Arc::clone(&live));
             thread::Builder::new()
@@ -133,12 +174,25 @@ impl Pool {
                 })
                 .map_err(|e| Error::io("<ingest thread>", e))?;
         }
-        Ok(Pool { tx, live })
+        Ok(Pool {
+            tx,
+            live,
+            budget: Arc::default(),
+        })
     }
 
+    /// Queues `job`, first waiting while the jobs in flight hold
+    /// [`POOL_IN_FLIGHT_BYTES`] of input.
     pub fn submit(&self, job: Job) {
+        let credit = self.budget.take(job.range.len() as u64);
         // The receivers live as long as the pool, so this cannot fail.
-        let _ = self.tx.send(job);
+        let _ = self.tx.send((job, credit));
+    }
+
+    /// Input bytes of the jobs in flight now.
+    #[cfg(test)]
+    pub fn bytes_in_flight(&self) -> u64 {
+        *self.budget.used.lock()
     }
 
     /// Worker threads running now.
@@ -168,10 +222,11 @@ struct Progress {
     appending: bool,
 }
 
-fn worker(rx: Receiver<Job>) {
+fn worker(rx: Receiver<(Job, Credit)>) {
     let mut bufs = Buffers::default();
-    while let Ok(job) = rx.recv() {
+    while let Ok((job, credit)) = rx.recv() {
         run(job, &mut bufs);
+        drop(credit);
     }
 }
 

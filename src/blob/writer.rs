@@ -98,6 +98,8 @@ pub struct BlobWriter {
     /// The first [`HEAD_LEN`] bytes, for format detection without a re-read.
     head: Vec<u8>,
     failed: Option<String>,
+    /// Set by [`BlobWriter::finish_input`]: the last chunks are cut.
+    input_ended: bool,
     /// When the upload session was first made durable, once it has been.
     session_ms: Option<u64>,
     /// What the upload is for, kept in its session record (see
@@ -169,6 +171,7 @@ impl BlobWriter {
             chunks: 0,
             head: Vec::new(),
             failed: None,
+            input_ended: false,
             session_ms: None,
             label: None,
             delta: None,
@@ -333,6 +336,25 @@ impl BlobWriter {
         span.record("blob", tracing::field::display(id));
         tracing::info!(size, chunks, "stored");
         Ok(id)
+    }
+
+    /// Ends the input: cuts what was written into its last chunks and hands
+    /// them to the workers, without waiting for them; a later write fails.
+    /// [`BlobWriter::stage`] or [`BlobWriter::finish`] then only wait. A
+    /// caller that stages a file on another thread while it writes the next
+    /// calls this first, so that the files' last chunks (a small file's
+    /// only ones) are compressed side by side instead of one file at a time.
+    ///
+    /// # Errors
+    /// As [`BlobWriter::stage`]; the upload has failed then.
+    pub fn finish_input(&mut self) -> Result<()> {
+        self.check()?;
+        let r = self.cut(true);
+        match &r {
+            Err(e) => self.failed = Some(e.to_string()),
+            Ok(()) => self.input_ended = true,
+        }
+        r
     }
 
     /// Writes the rest of the content like [`BlobWriter::finish`] but commits
@@ -695,6 +717,13 @@ impl BlobWriter {
     }
 
     fn write_inner(&mut self, mut data: &[u8]) -> Result<()> {
+        if self.input_ended && !data.is_empty() {
+            return Err(Error::invalid(
+                "write",
+                format_args!("{} bytes", data.len()),
+                "BlobWriter::finish_input ended this upload's input",
+            ));
+        }
         if self.head.len() < HEAD_LEN {
             let take = (HEAD_LEN - self.head.len()).min(data.len());
             self.head.extend_from_slice(&data[..take]);

@@ -183,3 +183,69 @@ fn upload_prefix_reads_the_durable_bytes_and_changes_nothing() {
     let e = store.upload_prefix(id).err().expect("no session any more");
     assert!(e.is_not_found(), "{e}");
 }
+
+/// Many uploads at once share one bound on the input the workers hold:
+/// sampled all along, the bytes in flight never pass it by more than one
+/// block's worth, while every upload still completes and reads back.
+#[test]
+fn uploads_at_once_share_one_bound_on_the_bytes_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::create(dir.path().join("vault")).unwrap();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let most = std::thread::scope(|s| {
+        let sampler = s.spawn(|| {
+            let mut most = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                most = most.max(store.inner.pool().bytes_in_flight());
+                std::thread::yield_now();
+            }
+            most
+        });
+        let uploads: Vec<_> = (0..12u32)
+            .map(|i| {
+                let store = &store;
+                s.spawn(move || {
+                    let data = floats(6 << 20, 100 + i);
+                    let mut w = store.blob_writer();
+                    w.write_all(&data).unwrap();
+                    (w.finish().unwrap(), data)
+                })
+            })
+            .collect();
+        for u in uploads {
+            let (id, data) = u.join().unwrap();
+            let mut back = Vec::new();
+            std::io::Read::read_to_end(&mut store.blob_reader(&id).unwrap(), &mut back).unwrap();
+            assert!(back == data, "upload {id} reads back wrong");
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        sampler.join().unwrap()
+    });
+    let bound = super::pipeline::POOL_IN_FLIGHT_BYTES + (1 << 20);
+    assert!(most > 0, "no bytes were ever seen in flight");
+    assert!(most <= bound, "{most} bytes in flight, over {bound}");
+}
+
+/// After `finish_input` the last chunks are on their way: `stage` only
+/// waits for them, the blob is the one a plain `finish` stores, and a
+/// write after it fails, naming why.
+#[test]
+fn finish_input_ends_the_input_and_stage_completes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::create(dir.path().join("vault")).unwrap();
+    let data = floats(300_000, 9);
+    let mut w = store.blob_writer();
+    w.write_all(&data).unwrap();
+    w.finish_input().unwrap();
+    let e = w.write_all(b"more").unwrap_err();
+    assert!(e.to_string().contains("finish_input"), "{e}");
+    // The failed write poisoned that upload; a fresh one shows what the
+    // blob would have been.
+    let mut w2 = store.blob_writer();
+    w2.write_all(&data).unwrap();
+    w2.finish_input().unwrap();
+    let staged = w2.stage().unwrap();
+    let want = BlobId(Hash32::of(&data));
+    assert_eq!(staged.id(), want);
+    assert_eq!(staged.commit().unwrap(), want);
+}

@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 use modelvault::query::Value;
-use modelvault::{DeleteOptions, DeleteReport, GcOptions, ModelVersion, Store, VersionFile};
+use modelvault::{
+    BlobWriter, DeleteOptions, DeleteReport, GcOptions, ModelVersion, StagedBlob, Store,
+    VersionFile,
+};
 
 use super::archive;
 use super::args::{Args, ArtifactCmd, Command, DeleteFlags, ExperimentCmd, IndexCmd, ModelCmd};
@@ -47,6 +50,12 @@ fn copy_through(
         n += k as u64;
     }
 }
+
+/// Most files a `put` has read and not yet staged (each has a blob
+/// writer's buffers).
+const STAGE_AHEAD_FILES: usize = 8;
+/// Most bytes of such files (each holds at most its writer's run-ahead).
+const STAGE_AHEAD_BYTES: u64 = 32 << 20;
 
 /// Files a `get` restores at once. Small files wait on the file system
 /// (create, write, fsync, rename: about 0.8 ms each here), so more of them
@@ -633,40 +642,54 @@ fn put(
     // Everything is checked before anything is written.
     let mut version = opts.begin(sized)?;
     let bar = progress::bytes(&format!("put {name}"), total);
-    // Each file is written and staged at once: memory does not grow with
-    // the number of files; the commit makes them all visible. A file's
-    // staging (waiting for its last chunks) runs on a thread of its own
-    // while the next file is read, so the workers are not left idle at
-    // every file boundary.
+    // Each file is written, its input ended (its last chunks handed to the
+    // workers), and staged (its chunks waited for) on a thread of its own
+    // while the next files are read, so the workers are not left idle at
+    // every file boundary, and a folder of small files keeps several in
+    // compression at once. Up to STAGE_AHEAD_FILES files and
+    // STAGE_AHEAD_BYTES of them wait for their staging (at least one file),
+    // so memory stays bounded whatever the number of files; the commit
+    // makes them all visible.
     std::thread::scope(|s| -> Result<()> {
-        let (to_stage, staging) =
-            std::sync::mpsc::sync_channel::<(&str, &Path, modelvault::BlobWriter)>(0);
+        let (to_stage, staging) = std::sync::mpsc::channel::<(&str, &Path, u64, BlobWriter)>();
         let (staged_tx, staged) = std::sync::mpsc::channel();
         s.spawn(move || {
-            for (rel, path, w) in staging {
-                if staged_tx.send((rel, path, w.stage())).is_err() {
+            for (rel, path, n, w) in staging {
+                if staged_tx.send((rel, path, n, w.stage())).is_err() {
                     return;
                 }
             }
         });
-        type Staged<'a> = (
-            &'a str,
-            &'a Path,
-            modelvault::Result<modelvault::StagedBlob>,
-        );
-        let add = |version: &mut modelvault::VersionPut, (rel, path, r): Staged| {
+        type Staged<'a> = (&'a str, &'a Path, u64, modelvault::Result<StagedBlob>);
+        // Files handed to the staging thread and not back yet, and their bytes.
+        let ahead = std::cell::Cell::new((0usize, 0u64));
+        let add = |version: &mut modelvault::VersionPut, (rel, path, n, r): Staged| {
+            let (files, bytes) = ahead.get();
+            ahead.set((files - 1, bytes - n));
             r.and_then(|b| version.add_staged(rel, b))
                 .with_context(|| format!("storing {}", path.display()))
         };
         let mut buf = vec![0u8; COPY_BUF];
         for (rel, src) in inputs {
+            // Within the budget before reading another file.
+            while ahead.get().0 > 0
+                && (ahead.get().0 >= STAGE_AHEAD_FILES || ahead.get().1 >= STAGE_AHEAD_BYTES)
+            {
+                let done = staged
+                    .recv()
+                    .map_err(|_| anyhow!("the staging thread stopped"))?;
+                add(&mut version, done)?;
+            }
             let mut f = src.open()?;
             let mut w = version.writer(rel)?;
-            copy_through(&mut f, &mut w, &mut buf, &bar)
+            let n = copy_through(&mut f, &mut w, &mut buf, &bar)
+                .and_then(|n| w.finish_input().map(|()| n).map_err(io::Error::other))
                 .with_context(|| format!("storing {}", src.path.display()))?;
             to_stage
-                .send((rel, &src.path, w))
+                .send((rel, &src.path, n, w))
                 .map_err(|_| anyhow!("the staging thread stopped"))?;
+            let (files, bytes) = ahead.get();
+            ahead.set((files + 1, bytes + n));
             while let Ok(done) = staged.try_recv() {
                 add(&mut version, done)?;
             }
