@@ -237,6 +237,51 @@ fn a_reverse_put_starts_a_pack_and_its_pass_deletes_the_bases() {
     verify_clean(&store);
 }
 
+/// Chunks two versions share stay live in the base's pack beside the
+/// records the put's pass replaced: a put compacts that pack below 90%
+/// live (copying the shared chunks once), where a collection's default
+/// would leave the replaced records as dead bytes.
+#[test]
+fn a_put_reclaims_the_bases_pack_kept_mostly_live_by_shared_files() {
+    let v = run(2);
+    let shared = noise(2_500_000, 77);
+    let (d, store) = temp_store();
+    let base_pack = d.path().join("vault/packs/00000000.pack");
+    put_files(
+        &store,
+        "m",
+        &[("shared.bin", &shared), ("w.safetensors", &v[0])],
+    );
+    let stored_before = std::fs::metadata(&base_pack).unwrap().len();
+    let files = [
+        ("shared.bin", shared.len() as u64),
+        ("w.safetensors", v[1].len() as u64),
+    ];
+    let mut put = store.put_version("m").begin(files).unwrap();
+    put.add("shared.bin", &shared[..]).unwrap();
+    put.add("w.safetensors", &v[1][..]).unwrap();
+    let r = put.commit().unwrap().reverse;
+    assert!(r.rebased >= 10, "{r:?}");
+    // The shared file kept the base's pack well over half live.
+    assert!(
+        r.bytes_copied * 2 > stored_before && r.bytes_copied * 10 < stored_before * 9,
+        "{r:?} of a {stored_before}-byte pack"
+    );
+    assert_eq!(r.packs_reclaimed, 1, "{r:?}");
+    assert!(!base_pack.exists());
+    for (ver, data) in [(1, &v[0]), (2, &v[1])] {
+        assert_eq!(
+            &get(&store, &blob_of(&store, "m", ver, "w.safetensors")),
+            data
+        );
+        assert_eq!(
+            get(&store, &blob_of(&store, "m", ver, "shared.bin")),
+            shared
+        );
+    }
+    verify_clean(&store);
+}
+
 #[test]
 fn a_missing_model_is_created_with_its_project_and_experiment() {
     let (_d, store) = temp_store();

@@ -62,7 +62,8 @@ pub struct ReverseDeltaReport {
     /// their batch committed (their new records are dead bytes).
     pub busy: u64,
     /// Packs the replaced records emptied, compacted or deleted at the end
-    /// of the pass (those left under half live).
+    /// of the pass (those left under half live; 90% in a model version's
+    /// put).
     pub packs_reclaimed: u64,
     /// Live bytes those packs held, copied before they were deleted.
     pub bytes_copied: u64,

@@ -70,7 +70,7 @@ pub enum Command {
         /// Reverse delta, the default: store the new files whole (cut like
         /// the base's), then re-encode the base's files as deltas against
         /// them, so the newest version restores fastest and older ones pay
-        /// for the chain. Packs the replaced records left under half live
+        /// for the chain. Packs the replaced records left under 90% live
         /// are compacted at the end of the put.
         #[arg(long, conflicts_with_all = ["no_delta", "forward_delta"])]
         reverse_delta: bool,

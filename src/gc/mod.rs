@@ -17,6 +17,7 @@ pub(crate) mod recount;
 #[cfg(test)]
 pub(crate) use collect::CrashAt;
 pub use collect::{GcOptions, GcReport, SkippedPack, UploadInfo};
+pub(crate) use reclaim::PUT_RECLAIM_BELOW;
 
 #[cfg(test)]
 mod tests;

@@ -356,7 +356,11 @@ impl VersionPut {
             version,
             ..PutReport::default()
         };
-        report.reverse = opts.store.reverse_deltas(&rebase)?;
+        // `begin` sealed the upload pack: the base's packs hold no record
+        // of this version (see `gc::reclaim`).
+        report.reverse = opts
+            .store
+            .reverse_deltas(&rebase, crate::gc::PUT_RECLAIM_BELOW)?;
         report.rebased_files = rebase.len() as u64;
         Ok(report)
     }

@@ -33,7 +33,9 @@ impl Store {
     /// held some of them and is now under half live (what [`Store::gc`]
     /// compacts by default) is compacted: its live records copied, its file
     /// deleted; a pack of `older`'s own upload usually has nothing left to
-    /// copy. The report says what this reclaimed; a collection reclaims
+    /// copy. (A model version's put, [`Store::put_version`], compacts under
+    /// 90% live: it starts a pack of its own, so what is left live beside
+    /// the replaced records is chunks the versions share.) The report says what this reclaimed; a collection reclaims
     /// the rest.
     ///
     /// A chunk that cannot be rebased (already a delta, too long a chain,
@@ -44,7 +46,8 @@ impl Store {
     /// [`crate::Error::NotFound`] if either blob is not stored; I/O and
     /// metadata errors.
     pub fn reverse_delta(&self, older: &BlobId, newer: &BlobId) -> Result<ReverseDeltaReport> {
-        self.inner.reverse_deltas(&[(*older, *newer)])
+        let below = crate::GcOptions::default().compact_below;
+        self.inner.reverse_deltas(&[(*older, *newer)], below)
     }
 }
 
