@@ -448,10 +448,13 @@ mod tests {
         // Only what is committed is walked: the first record alone.
         let first = want[1].0;
         assert_eq!(reader(first).headers(3).unwrap().len(), 1);
-        // A committed length that cuts the second record short.
-        let e = reader(first + 40).headers(3).unwrap_err();
-        assert!(e.is_integrity(), "{e}");
-        assert!(e.to_string().contains(&format!("record at {first}")), "{e}");
+        // A committed length that cuts the second record's header, then one
+        // that cuts its payload.
+        for cut in [40, RECORD_HEADER_LEN as u64 + 5] {
+            let e = reader(first + cut).headers(3).unwrap_err();
+            assert!(e.is_integrity(), "{e}");
+            assert!(e.to_string().contains(&format!("record at {first}")), "{e}");
+        }
         // A damaged second header: named, and the walk stops there.
         let mut bad = b.clone();
         bad[first as usize + 20] ^= 1;
