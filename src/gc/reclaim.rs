@@ -67,10 +67,10 @@ impl Core {
     }
 
     /// Compacts each pack of `packs` that is sealed and under `below` live
-    /// (deletes it if nothing in it is live). Open
-    /// packs, packs already gone and packs with an unreadable record are
-    /// left as they are (the last listed in the report's `packs_skipped`);
-    /// a collection meets them later.
+    /// (deletes it if nothing in it is live). Open packs, packs already
+    /// gone and packs with an unreadable record are left as they are (the
+    /// last listed in the report's `packs_skipped`); a collection meets
+    /// them later.
     ///
     /// # Errors
     /// A read-only store; an I/O error writing, syncing or committing.
@@ -105,10 +105,7 @@ impl Core {
                 }
                 Err(e) => return Err(e),
             };
-            let live: u64 = entries
-                .iter()
-                .map(|(_, l)| crate::pack::RECORD_HEADER_LEN as u64 + u64::from(l.stored_len))
-                .sum();
+            let live: u64 = entries.iter().map(|(_, l)| l.end() - l.offset).sum();
             if entries.is_empty() || (live as f64) < below * total as f64 {
                 compact_pack(inner, &opts, pack, entries, &generation, &mut report)?;
             }

@@ -191,7 +191,7 @@ impl PackReader {
     /// against it. Only then is the payload read, so a hostile entry never
     /// makes the reader allocate more than the largest chunk the store holds.
     pub fn read<'b>(&self, id: &ChunkId, loc: &ChunkLoc, buf: &'b mut Vec<u8>) -> Result<&'b [u8]> {
-        let what = RecordName(loc);
+        let what = RecordName::of(loc);
         let max_stored = self.max_raw + MAX_CODEC_OVERHEAD;
         if loc.raw_len > self.max_raw || loc.stored_len > max_stored {
             return Err(Error::corrupt(
@@ -260,7 +260,7 @@ impl PackReader {
         let mut offset = PACK_HEADER_LEN as u64;
         let mut hb = [0u8; RECORD_HEADER_LEN];
         while offset < committed {
-            let what = format!("pack {pack:08x} record at {offset}");
+            let what = RecordName { pack, offset };
             let end = offset + RECORD_HEADER_LEN as u64;
             if end > committed {
                 return Err(Error::corrupt(
@@ -270,7 +270,7 @@ impl PackReader {
             }
             file.read_exact_at(&mut hb, offset).map_err(|e| {
                 if e.kind() == io::ErrorKind::UnexpectedEof {
-                    Error::corrupt(&what, "pack ends before the record header")
+                    Error::corrupt(what, "pack ends before the record header")
                 } else {
                     Error::io(self.path(pack), e)
                 }
@@ -299,13 +299,26 @@ impl PackReader {
     }
 }
 
-/// Displays as `pack 0000002a record at 4096`.
+/// Displays as `pack 0000002a record at 4096`; formatted only when an
+/// error names it.
 #[derive(Clone, Copy)]
-struct RecordName<'a>(&'a ChunkLoc);
+struct RecordName {
+    pack: u32,
+    offset: u64,
+}
 
-impl std::fmt::Display for RecordName<'_> {
+impl RecordName {
+    fn of(loc: &ChunkLoc) -> Self {
+        RecordName {
+            pack: loc.pack,
+            offset: loc.offset,
+        }
+    }
+}
+
+impl std::fmt::Display for RecordName {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "pack {:08x} record at {}", self.0.pack, self.0.offset)
+        write!(f, "pack {:08x} record at {}", self.pack, self.offset)
     }
 }
 

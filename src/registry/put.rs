@@ -133,10 +133,11 @@ impl PutVersion {
 
     /// Checks every option and chooses each file's delta base; nothing of
     /// the version is written (with reverse delta and a base, the pack new
-    /// uploads append to is sealed, so this version's records start one). `files` lists the paths and sizes of the files to come, as
-    /// far as known: a file whose path the base version lacks gets the
-    /// base version's only unlisted file of its size (a renamed file). A
-    /// file added under a path not listed finds its base by path only.
+    /// uploads append to is sealed, so this version's records start one).
+    /// `files` lists the paths and sizes of the files to come, as far as
+    /// known: a file whose path the base version lacks gets the base
+    /// version's only unlisted file of its size (a renamed file). A file
+    /// added under a path not listed finds its base by path only.
     ///
     /// # Errors
     /// [`Error::InvalidInput`] for a bad model name or project;

@@ -35,8 +35,8 @@ impl Store {
     /// deleted; a pack of `older`'s own upload usually has nothing left to
     /// copy. (A model version's put, [`Store::put_version`], compacts under
     /// 90% live: it starts a pack of its own, so what is left live beside
-    /// the replaced records is chunks the versions share.) The report says what this reclaimed; a collection reclaims
-    /// the rest.
+    /// the replaced records is chunks the versions share.) The report says
+    /// what this reclaimed; a collection reclaims the rest.
     ///
     /// A chunk that cannot be rebased (already a delta, too long a chain,
     /// unreadable, or no smaller as a delta) is left as it is: this is an
